@@ -1,0 +1,932 @@
+//! The incremental framer: finds one JSON object per message in a byte stream.
+//!
+//! The framer owns its receive buffer. [`Framer::push`] appends bytes, then
+//! [`Framer::next`] hands out one [`Frame`] at a time until it returns `None`.
+//! The scan position is kept between calls, so every byte is looked at once
+//! however the input is split (O(n) overall, also when fed one byte at a time).
+//!
+//! While scanning, the framer records where the values of the protocol's
+//! top-level keys (`QMP`, `return`, `error`, `event`, `data`, `timestamp`, `id`,
+//! `execute`, `exec-oob`, `arguments`) start and end, so a message can be
+//! classified without a JSON parser. Messages are checked for the JSON structure
+//! the protocol relies on: balanced and matching brackets, well-formed strings
+//! (escapes, UTF-8, no raw control bytes), `key: value` pairs at the top level.
+//! Scalars nested deeper are left to the serde decoder the caller picks.
+//!
+//! Limits: a message longer than [`Limits::max_message_size`] (or the buffer,
+//! whichever is smaller) is skipped to its end without being stored, but its
+//! kind and numeric `id` are still reported ([`Frame::Oversized`]). Nesting deeper
+//! than [`Limits::max_depth`] is an error.
+
+use crate::buffer::Buffer;
+use crate::json::{RawJson, parse_u64};
+
+/// The deepest nesting a framer can be configured for (QEMU's own input limit).
+pub const MAX_DEPTH: u32 = 1024;
+
+/// Default message size cap: QEMU's own 64 MiB input limit with `alloc`; without
+/// `alloc` the buffer's size is the cap.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// Size and nesting limits for one direction of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message kept, in bytes. Larger ones are skipped and reported.
+    pub max_message_size: usize,
+    /// Deepest nesting accepted, counting the message object itself as 1.
+    /// Values above [`MAX_DEPTH`] are treated as [`MAX_DEPTH`].
+    pub max_depth: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_depth: MAX_DEPTH,
+        }
+    }
+}
+
+/// The top-level keys whose value spans the framer records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Key {
+    /// `QMP`: the greeting.
+    Qmp,
+    /// `return`: a successful reply.
+    Return,
+    /// `error`: an error reply.
+    Error,
+    /// `event`: an asynchronous event's name.
+    Event,
+    /// `data`: an event's payload.
+    Data,
+    /// `timestamp`: when an event happened.
+    Timestamp,
+    /// `id`: the command id echoed in a reply.
+    Id,
+    /// `execute`: an in-band command (server side).
+    Execute,
+    /// `exec-oob`: an out-of-band command (server side).
+    ExecOob,
+    /// `arguments`: a command's arguments (server side).
+    Arguments,
+}
+
+const KEY_COUNT: usize = 10;
+
+impl Key {
+    fn from_name(name: &[u8]) -> Option<Key> {
+        Some(match name {
+            b"QMP" => Key::Qmp,
+            b"return" => Key::Return,
+            b"error" => Key::Error,
+            b"event" => Key::Event,
+            b"data" => Key::Data,
+            b"timestamp" => Key::Timestamp,
+            b"id" => Key::Id,
+            b"execute" => Key::Execute,
+            b"exec-oob" => Key::ExecOob,
+            b"arguments" => Key::Arguments,
+            _ => return None,
+        })
+    }
+
+    /// The key as it appears on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Qmp => "QMP",
+            Key::Return => "return",
+            Key::Error => "error",
+            Key::Event => "event",
+            Key::Data => "data",
+            Key::Timestamp => "timestamp",
+            Key::Id => "id",
+            Key::Execute => "execute",
+            Key::ExecOob => "exec-oob",
+            Key::Arguments => "arguments",
+        }
+    }
+}
+
+/// What a message is, from its top-level keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Has `QMP`: the server greeting.
+    Greeting,
+    /// Has `return`.
+    Return,
+    /// Has `error`.
+    Error,
+    /// Has `event`.
+    Event,
+    /// Has `execute` (sent by a client).
+    Execute,
+    /// Has `exec-oob` (sent by a client).
+    ExecOob,
+    /// None of the above keys.
+    Unknown,
+    /// More than one of the above keys: not a valid message.
+    Ambiguous,
+}
+
+/// The `id` member of a message, as far as the framer can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdValue {
+    /// No `id` member.
+    Absent,
+    /// An unsigned integer that fits in `u64` (the form this crate sends).
+    Number(u64),
+    /// Some other JSON value (string, negative, fraction, object, ...).
+    Other,
+}
+
+/// Why the framer rejected input. The framer recovers by itself: it skips to the
+/// next control byte (such as LF) or 0xFF and starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A byte that cannot start or continue JSON at this point.
+    UnexpectedByte {
+        /// The offending byte.
+        byte: u8,
+    },
+    /// Something other than a JSON object at the top level.
+    NotAnObject,
+    /// A raw control byte inside a string.
+    ControlInString,
+    /// An invalid escape sequence inside a string.
+    BadEscape,
+    /// Bytes inside a string that are not UTF-8.
+    InvalidUtf8,
+    /// A closing bracket that does not match the opening one.
+    MismatchedBracket,
+    /// Nesting deeper than the configured limit.
+    TooDeep {
+        /// The limit that was exceeded.
+        limit: u32,
+    },
+    /// A top-level key the protocol gives meaning to appeared twice.
+    DuplicateKey {
+        /// The repeated key.
+        key: Key,
+    },
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrameError::UnexpectedByte { byte } => {
+                write!(f, "unexpected byte 0x{byte:02x} in JSON")
+            }
+            FrameError::NotAnObject => f.write_str("message is not a JSON object"),
+            FrameError::ControlInString => f.write_str("raw control byte inside a JSON string"),
+            FrameError::BadEscape => f.write_str("invalid escape sequence in a JSON string"),
+            FrameError::InvalidUtf8 => f.write_str("invalid UTF-8 inside a JSON string"),
+            FrameError::MismatchedBracket => f.write_str("mismatched closing bracket"),
+            FrameError::TooDeep { limit } => write!(f, "JSON nested deeper than {limit} levels"),
+            FrameError::DuplicateKey { key } => {
+                write!(f, "top-level key \"{}\" appears twice", key.name())
+            }
+        }
+    }
+}
+
+impl core::error::Error for FrameError {}
+
+/// Byte range of a value inside its message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// One complete message: its bytes, kind, and the spans of its top-level values.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage<'a> {
+    bytes: &'a [u8],
+    kind: Kind,
+    id: IdValue,
+    spans: [Span; KEY_COUNT],
+}
+
+impl<'a> RawMessage<'a> {
+    /// The whole message, from `{` to `}`.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The whole message as text. The framer has checked it is UTF-8.
+    pub fn as_str(&self) -> &'a str {
+        core::str::from_utf8(self.bytes).unwrap_or("")
+    }
+
+    /// What kind of message this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The `id` member.
+    pub fn id(&self) -> IdValue {
+        self.id
+    }
+
+    /// The raw JSON value of a top-level key, if present.
+    pub fn get(&self, key: Key) -> Option<RawJson<'a>> {
+        let span = self.spans[key as usize];
+        if span.end == 0 {
+            return None;
+        }
+        self.bytes
+            .get(span.start as usize..span.end as usize)
+            .map(RawJson::new_unchecked)
+    }
+}
+
+/// What [`Framer::next`] hands out.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    /// A complete message.
+    Message(RawMessage<'a>),
+    /// A 0xFF byte between messages: the guest agent's synchronisation sentinel.
+    Sentinel,
+    /// A message over the size limit, skipped without being stored.
+    Oversized {
+        /// Its kind, from the keys seen while skipping.
+        kind: Kind,
+        /// Its `id`, captured while skipping.
+        id: IdValue,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// Input that is not a valid message; the framer has started skipping it.
+    Error(FrameError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// Between messages.
+    Between,
+    /// Inside a message, outside strings.
+    Struct,
+    /// Inside a string.
+    Str,
+    /// After a backslash in a string.
+    Esc,
+    /// Inside `\uXXXX`: this many hex digits still to come.
+    Hex(u8),
+    /// Inside a multi-byte UTF-8 sequence: `need` continuation bytes to come,
+    /// the next one in `lo..=hi`.
+    Utf8 { need: u8, lo: u8, hi: u8 },
+    /// After an error: skipping to the next control byte or 0xFF.
+    Recover,
+}
+
+/// Where the top-level object's grammar is (only used at depth 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    KeyOrEnd,
+    Key,
+    InKey,
+    Colon,
+    Value,
+    InStr,
+    InNested,
+    InScalar,
+    After,
+}
+
+/// Tokens at depth 1 longer than this are never a known key or a `u64` id, so
+/// skipping an oversized message need not keep their bytes.
+const SHORT_TOKEN: usize = 32;
+
+/// The incremental JSON message framer. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Framer<B: Buffer> {
+    buf: B,
+    sc: Scanner,
+}
+
+impl<B: Buffer> Framer<B> {
+    /// A framer with an empty buffer. The buffer's capacity (fixed, or the
+    /// message size limit plus room for one read) bounds memory.
+    pub fn new(limits: Limits) -> Self {
+        let buf = B::with_limit(limits.max_message_size.saturating_add(64 << 10));
+        let max_size = limits.max_message_size.min(buf.capacity()).max(2);
+        Self {
+            buf,
+            sc: Scanner::new(max_size, limits.max_depth),
+        }
+    }
+
+    /// Appends bytes to the buffer; returns how many were taken. Fewer than
+    /// `data.len()` means the buffer is full: drain [`Framer::next`] first.
+    #[must_use = "bytes not taken must be pushed again"]
+    pub fn push(&mut self, data: &[u8]) -> usize {
+        // Move the unread tail to the front once at least half the buffer is
+        // dead, or when room is needed: each byte moves O(1) times amortised.
+        let start = self.sc.start;
+        if start > 0 && (self.buf.room() < data.len() || start * 2 >= self.buf.len()) {
+            self.compact(start);
+        }
+        let n = data.len().min(self.buf.room());
+        self.buf.append(&data[..n]);
+        n
+    }
+
+    /// True when a message has started but not ended, or bytes other than
+    /// whitespace wait to be scanned: end-of-file now would cut a message short.
+    pub fn is_mid_message(&self) -> bool {
+        self.sc.is_mid_message(self.buf.bytes())
+    }
+
+    /// Bytes buffered but not yet handed out.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.sc.start
+    }
+
+    /// Forgets everything buffered and any partial message.
+    pub fn reset(&mut self) {
+        self.buf.truncate(0);
+        self.sc = Scanner::new(self.sc.max_size, self.sc.max_depth);
+    }
+
+    /// Starts skipping input up to the next control byte or 0xFF, dropping any
+    /// partial message (what QEMU does after a syntax error).
+    pub fn recover(&mut self) {
+        self.sc.recover();
+    }
+
+    /// Drops the first `n` bytes of the buffer and shifts every position.
+    fn compact(&mut self, n: usize) {
+        self.buf.discard_front(n);
+        self.sc.shift(n);
+    }
+
+    /// The next frame, or `None` when more bytes are needed.
+    #[must_use]
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Frame<'_>> {
+        let full = self.buf.room() == 0;
+        match self.sc.scan(self.buf.bytes(), full) {
+            Step::More => {
+                if self.sc.skipping {
+                    let cut = self.sc.drop_skipped();
+                    self.compact(cut);
+                }
+                None
+            }
+            Step::Sentinel => Some(Frame::Sentinel),
+            Step::Error(e) => Some(Frame::Error(e)),
+            Step::Oversized(kind, size) => Some(Frame::Oversized {
+                kind,
+                id: self.sc.id,
+                size,
+            }),
+            Step::Message(kind, begin, end) => Some(Frame::Message(
+                self.sc.message(&self.buf.bytes()[begin..end], kind),
+            )),
+        }
+    }
+}
+
+/// The scanner state: everything but the bytes. It works on any slice that only
+/// grows between calls (or is shifted with [`Scanner::shift`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Scanner {
+    /// First byte not yet handed out or skipped.
+    start: usize,
+    /// Scan position.
+    pos: usize,
+    max_size: usize,
+    max_depth: u32,
+    lex: Lex,
+    top: Top,
+    depth: u32,
+    /// Bit `d` set: the bracket opened at depth `d + 1` is `[`.
+    stack: [u64; (MAX_DEPTH as usize).div_ceil(64)],
+    /// Start of the current top-level token (key or value), absolute.
+    token: usize,
+    key: Option<Key>,
+    key_escaped: bool,
+    /// Part of the current top-level token was dropped while skipping.
+    token_cut: bool,
+    seen: u16,
+    spans: [Span; KEY_COUNT],
+    id: IdValue,
+    /// Skipping an oversized message; `skipped` bytes of it are already dropped.
+    skipping: bool,
+    skipped: usize,
+}
+
+impl Scanner {
+    pub(crate) fn new(max_size: usize, max_depth: u32) -> Self {
+        Self {
+            start: 0,
+            pos: 0,
+            max_size,
+            max_depth: max_depth.clamp(1, MAX_DEPTH),
+            lex: Lex::Between,
+            top: Top::KeyOrEnd,
+            depth: 0,
+            stack: [0; (MAX_DEPTH as usize).div_ceil(64)],
+            token: 0,
+            key: None,
+            key_escaped: false,
+            token_cut: false,
+            seen: 0,
+            spans: [Span::default(); KEY_COUNT],
+            id: IdValue::Absent,
+            skipping: false,
+            skipped: 0,
+        }
+    }
+
+    fn message<'a>(&self, bytes: &'a [u8], kind: Kind) -> RawMessage<'a> {
+        RawMessage {
+            bytes,
+            kind,
+            id: self.id,
+            spans: self.spans,
+        }
+    }
+
+    pub(crate) fn is_mid_message(&self, bytes: &[u8]) -> bool {
+        self.lex != Lex::Between && self.lex != Lex::Recover
+            || bytes[self.pos..].iter().any(|&b| !is_ws(b))
+    }
+
+    fn recover(&mut self) {
+        self.lex = Lex::Recover;
+        self.depth = 0;
+        self.skipping = false;
+        self.skipped = 0;
+        self.start = self.pos;
+    }
+
+    fn shift(&mut self, n: usize) {
+        self.start -= n.min(self.start);
+        self.pos -= n;
+        self.token = self.token.saturating_sub(n);
+    }
+
+    /// While skipping an oversized message: how many leading bytes can go.
+    /// Keeps a short top-level token in progress (it may be the `id` key or
+    /// its value).
+    fn drop_skipped(&mut self) -> usize {
+        let in_token = self.depth == 1
+            && matches!(
+                self.top,
+                Top::InKey | Top::InScalar | Top::InStr | Top::InNested
+            );
+        let keep_token = in_token
+            && matches!(self.top, Top::InKey | Top::InScalar)
+            && self.pos - self.token <= SHORT_TOKEN;
+        let cut = if keep_token { self.token } else { self.pos };
+        if in_token && !keep_token {
+            self.token_cut = true;
+        }
+        self.skipped += cut - self.start;
+        self.start = cut;
+        cut
+    }
+
+    fn begin_message(&mut self, at: usize) {
+        self.start = at;
+        self.depth = 1;
+        self.stack[0] = 0;
+        self.top = Top::KeyOrEnd;
+        self.seen = 0;
+        self.spans = [Span::default(); KEY_COUNT];
+        self.id = IdValue::Absent;
+        self.skipping = false;
+        self.skipped = 0;
+        self.key = None;
+    }
+
+    fn fail(&mut self, at: usize, e: FrameError) -> Step {
+        self.pos = at;
+        self.recover();
+        Step::Error(e)
+    }
+
+    fn end_message(&mut self, end: usize) -> Step {
+        self.lex = Lex::Between;
+        self.depth = 0;
+        self.pos = end;
+        let kind = kind_of(self.seen);
+        let begin = self.start;
+        self.start = end;
+        if self.skipping {
+            self.skipping = false;
+            Step::Oversized(kind, self.skipped + (end - begin))
+        } else {
+            Step::Message(kind, begin, end)
+        }
+    }
+
+    /// Records the end of a top-level value that started at `self.token`.
+    /// Returns an error for a duplicated known key.
+    fn end_value(&mut self, bytes: &[u8], end: usize) -> Option<FrameError> {
+        let key = self.key?;
+        let bit = 1u16 << key as u16;
+        if self.seen & bit != 0 {
+            return Some(FrameError::DuplicateKey { key });
+        }
+        self.seen |= bit;
+        if key == Key::Id {
+            let number = if self.token_cut {
+                None
+            } else {
+                parse_u64(&bytes[self.token..end])
+            };
+            self.id = match number {
+                Some(n) => IdValue::Number(n),
+                None => IdValue::Other,
+            };
+        }
+        if !self.skipping {
+            self.spans[key as usize] = Span {
+                start: (self.token - self.start) as u32,
+                end: (end - self.start) as u32,
+            };
+        }
+        None
+    }
+
+    fn end_key(&mut self, bytes: &[u8], end: usize) {
+        self.key = if self.key_escaped || self.token_cut || end - self.token > SHORT_TOKEN + 1 {
+            None
+        } else {
+            Key::from_name(&bytes[self.token + 1..end])
+        };
+    }
+
+    #[inline]
+    fn is_array(&self, depth: u32) -> bool {
+        let d = (depth - 1) as usize;
+        self.stack[d / 64] >> (d % 64) & 1 == 1
+    }
+
+    #[inline]
+    fn open(&mut self, array: bool) -> bool {
+        if self.depth >= self.max_depth {
+            return false;
+        }
+        let d = self.depth as usize;
+        let (word, bit) = (d / 64, 1u64 << (d % 64));
+        if array {
+            self.stack[word] |= bit;
+        } else {
+            self.stack[word] &= !bit;
+        }
+        self.depth += 1;
+        true
+    }
+
+    /// The scanner proper. Resumes at `self.pos` in state `self.lex`. `full`
+    /// says the bytes cannot grow until some are dropped.
+    pub(crate) fn scan(&mut self, bytes: &[u8], full: bool) -> Step {
+        let mut i = self.pos;
+        loop {
+            let bounded = !matches!(self.lex, Lex::Between | Lex::Recover) && !self.skipping;
+            // Bytes past `limit` would make the current message oversized.
+            let limit = if bounded {
+                bytes.len().min(self.start.saturating_add(self.max_size))
+            } else {
+                bytes.len()
+            };
+            if i >= limit {
+                if bounded && (limit < bytes.len() || full && self.start == 0) {
+                    // The message in progress is longer than the limit.
+                    self.skipping = true;
+                    self.pos = i;
+                    continue;
+                }
+                self.pos = i;
+                return Step::More;
+            }
+            match self.lex {
+                Lex::Between => {
+                    let b = bytes[i];
+                    i += 1;
+                    match b {
+                        b'{' => {
+                            self.begin_message(i - 1);
+                            self.lex = Lex::Struct;
+                        }
+                        b' ' | b'\t' | b'\r' | b'\n' => self.start = i,
+                        0xFF => {
+                            self.start = i;
+                            self.pos = i;
+                            return Step::Sentinel;
+                        }
+                        _ => {
+                            self.start = i;
+                            return self.fail(i, FrameError::NotAnObject);
+                        }
+                    }
+                }
+                Lex::Recover => {
+                    // QEMU's lexer restarts at a control byte or 0xFF.
+                    match bytes[i..limit].iter().position(|&b| b < 0x20 || b == 0xFF) {
+                        Some(k) => {
+                            i += k;
+                            self.lex = Lex::Between;
+                        }
+                        None => i = limit,
+                    }
+                    self.start = i;
+                }
+                Lex::Str => {
+                    let j = string_stop(bytes, i, limit);
+                    if j == limit {
+                        i = j;
+                        continue;
+                    }
+                    let b = bytes[j];
+                    i = j + 1;
+                    match b {
+                        b'"' => {
+                            self.lex = Lex::Struct;
+                            if self.depth == 1 {
+                                match self.top {
+                                    Top::InKey => {
+                                        self.end_key(bytes, j);
+                                        self.top = Top::Colon;
+                                    }
+                                    Top::InStr => {
+                                        if let Some(e) = self.end_value(bytes, i) {
+                                            return self.fail(i, e);
+                                        }
+                                        self.top = Top::After;
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        b'\\' => {
+                            self.lex = Lex::Esc;
+                            if self.top == Top::InKey && self.depth == 1 {
+                                self.key_escaped = true;
+                            }
+                        }
+                        0x80..=0xFF => match utf8_lead(b) {
+                            Some((need, lo, hi)) => self.lex = Lex::Utf8 { need, lo, hi },
+                            None => return self.fail(i, FrameError::InvalidUtf8),
+                        },
+                        _ => return self.fail(i, FrameError::ControlInString),
+                    }
+                }
+                Lex::Esc => {
+                    let b = bytes[i];
+                    i += 1;
+                    self.lex = match b {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Lex::Str,
+                        b'u' => Lex::Hex(4),
+                        _ => return self.fail(i, FrameError::BadEscape),
+                    };
+                }
+                Lex::Hex(n) => {
+                    let b = bytes[i];
+                    i += 1;
+                    if !b.is_ascii_hexdigit() {
+                        return self.fail(i, FrameError::BadEscape);
+                    }
+                    self.lex = if n == 1 { Lex::Str } else { Lex::Hex(n - 1) };
+                }
+                Lex::Utf8 { need, lo, hi } => {
+                    let b = bytes[i];
+                    i += 1;
+                    if b < lo || b > hi {
+                        return self.fail(i, FrameError::InvalidUtf8);
+                    }
+                    self.lex = if need == 1 {
+                        Lex::Str
+                    } else {
+                        Lex::Utf8 {
+                            need: need - 1,
+                            lo: 0x80,
+                            hi: 0xBF,
+                        }
+                    };
+                }
+                Lex::Struct if self.depth > 1 => {
+                    // Nested values: brackets and strings matter, the rest is
+                    // left to the decoder.
+                    let b = bytes[i];
+                    i += 1;
+                    match CLASS[b as usize] {
+                        C_QUOTE => self.lex = Lex::Str,
+                        C_OPEN_OBJ | C_OPEN_ARR => {
+                            if !self.open(b == b'[') {
+                                return self.fail(
+                                    i,
+                                    FrameError::TooDeep {
+                                        limit: self.max_depth,
+                                    },
+                                );
+                            }
+                        }
+                        C_CLOSE_OBJ | C_CLOSE_ARR => {
+                            if self.is_array(self.depth) != (b == b']') {
+                                return self.fail(i, FrameError::MismatchedBracket);
+                            }
+                            self.depth -= 1;
+                            if self.depth == 1 {
+                                if let Some(e) = self.end_value(bytes, i) {
+                                    return self.fail(i, e);
+                                }
+                                self.top = Top::After;
+                            }
+                        }
+                        C_WS | C_PUNCT | C_SCALAR => {
+                            // Skip a run of plain bytes in one go.
+                            while i < limit && CLASS[bytes[i] as usize] >= C_WS {
+                                i += 1;
+                            }
+                        }
+                        _ => return self.fail(i, FrameError::UnexpectedByte { byte: b }),
+                    }
+                }
+                Lex::Struct => {
+                    let b = bytes[i];
+                    i += 1;
+                    let class = CLASS[b as usize];
+                    if class == C_WS && self.top != Top::InScalar {
+                        continue;
+                    }
+                    match (self.top, class) {
+                        (Top::KeyOrEnd | Top::Key, C_QUOTE) => {
+                            self.token = i - 1;
+                            self.token_cut = false;
+                            self.key_escaped = false;
+                            self.top = Top::InKey;
+                            self.lex = Lex::Str;
+                        }
+                        (Top::KeyOrEnd | Top::After, C_CLOSE_OBJ) => return self.end_message(i),
+                        (Top::Colon, C_PUNCT) if b == b':' => self.top = Top::Value,
+                        (Top::After, C_PUNCT) if b == b',' => self.top = Top::Key,
+                        (Top::Value, C_QUOTE) => {
+                            self.token = i - 1;
+                            self.token_cut = false;
+                            self.top = Top::InStr;
+                            self.lex = Lex::Str;
+                        }
+                        (Top::Value, C_OPEN_OBJ | C_OPEN_ARR) => {
+                            self.token = i - 1;
+                            self.token_cut = false;
+                            self.top = Top::InNested;
+                            if !self.open(b == b'[') {
+                                return self.fail(
+                                    i,
+                                    FrameError::TooDeep {
+                                        limit: self.max_depth,
+                                    },
+                                );
+                            }
+                        }
+                        (Top::Value, C_SCALAR) => {
+                            self.token = i - 1;
+                            self.token_cut = false;
+                            self.top = Top::InScalar;
+                        }
+                        (Top::InScalar, C_SCALAR) => {}
+                        (Top::InScalar, _) => {
+                            if let Some(e) = self.end_value(bytes, i - 1) {
+                                return self.fail(i, e);
+                            }
+                            self.top = Top::After;
+                            // Look at this byte again as what follows the value.
+                            i -= 1;
+                        }
+                        _ => return self.fail(i, FrameError::UnexpectedByte { byte: b }),
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) enum Step {
+    More,
+    Sentinel,
+    Error(FrameError),
+    Oversized(Kind, usize),
+    Message(Kind, usize, usize),
+}
+
+fn kind_of(seen: u16) -> Kind {
+    const PRIMARY: [(Key, Kind); 6] = [
+        (Key::Qmp, Kind::Greeting),
+        (Key::Return, Kind::Return),
+        (Key::Error, Kind::Error),
+        (Key::Event, Kind::Event),
+        (Key::Execute, Kind::Execute),
+        (Key::ExecOob, Kind::ExecOob),
+    ];
+    let mut found = Kind::Unknown;
+    for (key, kind) in PRIMARY {
+        if seen & (1 << key as u16) != 0 {
+            if found != Kind::Unknown {
+                return Kind::Ambiguous;
+            }
+            found = kind;
+        }
+    }
+    found
+}
+
+#[inline]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// For a UTF-8 lead byte: continuation bytes needed and the range of the first.
+fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
+    Some(match b {
+        0xC2..=0xDF => (1, 0x80, 0xBF),
+        0xE0 => (2, 0xA0, 0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
+        0xED => (2, 0x80, 0x9F),
+        0xF0 => (3, 0x90, 0xBF),
+        0xF1..=0xF3 => (3, 0x80, 0xBF),
+        0xF4 => (3, 0x80, 0x8F),
+        _ => return None,
+    })
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Index of the first byte in `bytes[i..end]` that ends a plain run inside a
+/// string (`"`, `\`, a control byte or a non-ASCII byte), or `end`.
+#[inline(always)]
+fn string_stop(bytes: &[u8], mut i: usize, end: usize) -> usize {
+    let window = &bytes[..end];
+    while let Some(chunk) = window.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+        let v = u64::from_le_bytes(*chunk);
+        let quote = v ^ (LO * b'"' as u64);
+        let backslash = v ^ (LO * b'\\' as u64);
+        // The classic "has zero byte" trick; the lowest flagged byte is exact.
+        let hits = (quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (v.wrapping_sub(LO * 0x20) & !v)
+            | v;
+        let hits = hits & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end {
+        let b = bytes[i];
+        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
+            return i;
+        }
+        i += 1;
+    }
+    end
+}
+
+const C_INVALID: u8 = 0;
+const C_QUOTE: u8 = 1;
+const C_OPEN_OBJ: u8 = 2;
+const C_OPEN_ARR: u8 = 3;
+const C_CLOSE_OBJ: u8 = 4;
+const C_CLOSE_ARR: u8 = 5;
+// Classes from here on are "plain" inside nested values.
+const C_WS: u8 = 6;
+const C_PUNCT: u8 = 7;
+const C_SCALAR: u8 = 8;
+
+static CLASS: [u8; 256] = {
+    let mut t = [C_INVALID; 256];
+    t[b'"' as usize] = C_QUOTE;
+    t[b'{' as usize] = C_OPEN_OBJ;
+    t[b'[' as usize] = C_OPEN_ARR;
+    t[b'}' as usize] = C_CLOSE_OBJ;
+    t[b']' as usize] = C_CLOSE_ARR;
+    t[b' ' as usize] = C_WS;
+    t[b'\t' as usize] = C_WS;
+    t[b'\r' as usize] = C_WS;
+    t[b'\n' as usize] = C_WS;
+    t[b':' as usize] = C_PUNCT;
+    t[b',' as usize] = C_PUNCT;
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = C_SCALAR;
+        c += 1;
+    }
+    let mut c = b'a';
+    while c <= b'z' {
+        t[c as usize] = C_SCALAR;
+        c += 1;
+    }
+    t[b'E' as usize] = C_SCALAR;
+    t[b'-' as usize] = C_SCALAR;
+    t[b'+' as usize] = C_SCALAR;
+    t[b'.' as usize] = C_SCALAR;
+    t
+};
