@@ -74,6 +74,8 @@ pub enum Key {
 }
 
 const KEY_COUNT: usize = 10;
+/// Bit in `Scanner::seen` for "some other top-level key".
+const OTHER_KEY: u16 = 1 << 15;
 
 impl Key {
     fn from_name(name: &[u8]) -> Option<Key> {
@@ -209,9 +211,16 @@ pub struct RawMessage<'a> {
     kind: Kind,
     id: IdValue,
     spans: [Span; KEY_COUNT],
+    other_keys: bool,
 }
 
 impl<'a> RawMessage<'a> {
+    /// True when the message has top-level keys other than the ones in [`Key`]
+    /// (or keys written with escapes). Clients ignore them; a server rejects them.
+    pub fn has_other_keys(&self) -> bool {
+        self.other_keys
+    }
+
     /// The whole message, from `{` to `}`.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
@@ -306,6 +315,8 @@ const SHORT_TOKEN: usize = 32;
 pub struct Framer<B: Buffer> {
     buf: B,
     sc: Scanner,
+    /// The last message handed out: begin, end, kind.
+    last: (usize, usize, Kind),
 }
 
 impl<B: Buffer> Framer<B> {
@@ -317,6 +328,7 @@ impl<B: Buffer> Framer<B> {
         Self {
             buf,
             sc: Scanner::new(max_size, limits.max_depth),
+            last: (0, 0, Kind::Unknown),
         }
     }
 
@@ -350,6 +362,7 @@ impl<B: Buffer> Framer<B> {
     pub fn reset(&mut self) {
         self.buf.truncate(0);
         self.sc = Scanner::new(self.sc.max_size, self.sc.max_depth);
+        self.last = (0, 0, Kind::Unknown);
     }
 
     /// Starts skipping input up to the next control byte or 0xFF, dropping any
@@ -362,12 +375,25 @@ impl<B: Buffer> Framer<B> {
     fn compact(&mut self, n: usize) {
         self.buf.discard_front(n);
         self.sc.shift(n);
+        self.last = (0, 0, Kind::Unknown);
     }
 
     /// The next frame, or `None` when more bytes are needed.
     #[must_use]
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Frame<'_>> {
+        Some(match self.advance()? {
+            Info::Message(..) => Frame::Message(self.last_message()?),
+            Info::Sentinel => Frame::Sentinel,
+            Info::Error(e) => Frame::Error(e),
+            Info::Oversized { kind, id, size } => Frame::Oversized { kind, id, size },
+        })
+    }
+
+    /// Like [`Framer::next`] but borrows nothing: a message is then read with
+    /// [`Framer::last_message`]. State machines use this to decide what to do
+    /// with a message before they borrow it.
+    pub(crate) fn advance(&mut self) -> Option<Info> {
         let full = self.buf.room() == 0;
         match self.sc.scan(self.buf.bytes(), full) {
             Step::More => {
@@ -377,18 +403,40 @@ impl<B: Buffer> Framer<B> {
                 }
                 None
             }
-            Step::Sentinel => Some(Frame::Sentinel),
-            Step::Error(e) => Some(Frame::Error(e)),
-            Step::Oversized(kind, size) => Some(Frame::Oversized {
+            Step::Sentinel => Some(Info::Sentinel),
+            Step::Error(e) => Some(Info::Error(e)),
+            Step::Oversized(kind, size) => Some(Info::Oversized {
                 kind,
                 id: self.sc.id,
                 size,
             }),
-            Step::Message(kind, begin, end) => Some(Frame::Message(
-                self.sc.message(&self.buf.bytes()[begin..end], kind),
-            )),
+            Step::Message(kind, begin, end) => {
+                self.last = (begin, end, kind);
+                Some(Info::Message(kind, self.sc.id))
+            }
         }
     }
+
+    /// The message [`Framer::advance`] last reported, until the next call to
+    /// `advance` or `push`.
+    pub(crate) fn last_message(&self) -> Option<RawMessage<'_>> {
+        let (begin, end, kind) = self.last;
+        let bytes = self.buf.bytes().get(begin..end).filter(|b| !b.is_empty())?;
+        Some(self.sc.message(bytes, kind))
+    }
+}
+
+/// What [`Framer::advance`] found, without borrowing the buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Info {
+    Message(Kind, IdValue),
+    Sentinel,
+    Oversized {
+        kind: Kind,
+        id: IdValue,
+        size: usize,
+    },
+    Error(FrameError),
 }
 
 /// The scanner state: everything but the bytes. It works on any slice that only
@@ -449,6 +497,7 @@ impl Scanner {
             kind,
             id: self.id,
             spans: self.spans,
+            other_keys: self.seen & OTHER_KEY != 0,
         }
     }
 
@@ -505,8 +554,14 @@ impl Scanner {
         self.key = None;
     }
 
-    fn fail(&mut self, at: usize, e: FrameError) -> Step {
-        self.pos = at;
+    /// Reports `e` for the byte before `at` and starts recovery after it, or at
+    /// it when it is 0xFF: the guest agent's sentinel must not be skipped.
+    fn fail(&mut self, bytes: &[u8], at: usize, e: FrameError) -> Step {
+        self.pos = if at > 0 && bytes.get(at - 1) == Some(&0xFF) {
+            at - 1
+        } else {
+            at
+        };
         self.recover();
         Step::Error(e)
     }
@@ -529,7 +584,10 @@ impl Scanner {
     /// Records the end of a top-level value that started at `self.token`.
     /// Returns an error for a duplicated known key.
     fn end_value(&mut self, bytes: &[u8], end: usize) -> Option<FrameError> {
-        let key = self.key?;
+        let Some(key) = self.key else {
+            self.seen |= OTHER_KEY;
+            return None;
+        };
         let bit = 1u16 << key as u16;
         if self.seen & bit != 0 {
             return Some(FrameError::DuplicateKey { key });
@@ -624,15 +682,16 @@ impl Scanner {
                         }
                         _ => {
                             self.start = i;
-                            return self.fail(i, FrameError::NotAnObject);
+                            return self.fail(bytes, i, FrameError::NotAnObject);
                         }
                     }
                 }
                 Lex::Recover => {
-                    // QEMU's lexer restarts at a control byte or 0xFF.
+                    // QEMU's lexer restarts at a control byte or 0xFF. The
+                    // control byte is consumed; 0xFF is then read as a sentinel.
                     match bytes[i..limit].iter().position(|&b| b < 0x20 || b == 0xFF) {
                         Some(k) => {
-                            i += k;
+                            i += k + usize::from(bytes[i + k] != 0xFF);
                             self.lex = Lex::Between;
                         }
                         None => i = limit,
@@ -658,7 +717,7 @@ impl Scanner {
                                     }
                                     Top::InStr => {
                                         if let Some(e) = self.end_value(bytes, i) {
-                                            return self.fail(i, e);
+                                            return self.fail(bytes, i, e);
                                         }
                                         self.top = Top::After;
                                     }
@@ -674,9 +733,9 @@ impl Scanner {
                         }
                         0x80..=0xFF => match utf8_lead(b) {
                             Some((need, lo, hi)) => self.lex = Lex::Utf8 { need, lo, hi },
-                            None => return self.fail(i, FrameError::InvalidUtf8),
+                            None => return self.fail(bytes, i, FrameError::InvalidUtf8),
                         },
-                        _ => return self.fail(i, FrameError::ControlInString),
+                        _ => return self.fail(bytes, i, FrameError::ControlInString),
                     }
                 }
                 Lex::Esc => {
@@ -685,14 +744,14 @@ impl Scanner {
                     self.lex = match b {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Lex::Str,
                         b'u' => Lex::Hex(4),
-                        _ => return self.fail(i, FrameError::BadEscape),
+                        _ => return self.fail(bytes, i, FrameError::BadEscape),
                     };
                 }
                 Lex::Hex(n) => {
                     let b = bytes[i];
                     i += 1;
                     if !b.is_ascii_hexdigit() {
-                        return self.fail(i, FrameError::BadEscape);
+                        return self.fail(bytes, i, FrameError::BadEscape);
                     }
                     self.lex = if n == 1 { Lex::Str } else { Lex::Hex(n - 1) };
                 }
@@ -700,7 +759,7 @@ impl Scanner {
                     let b = bytes[i];
                     i += 1;
                     if b < lo || b > hi {
-                        return self.fail(i, FrameError::InvalidUtf8);
+                        return self.fail(bytes, i, FrameError::InvalidUtf8);
                     }
                     self.lex = if need == 1 {
                         Lex::Str
@@ -722,6 +781,7 @@ impl Scanner {
                         C_OPEN_OBJ | C_OPEN_ARR => {
                             if !self.open(b == b'[') {
                                 return self.fail(
+                                    bytes,
                                     i,
                                     FrameError::TooDeep {
                                         limit: self.max_depth,
@@ -731,12 +791,12 @@ impl Scanner {
                         }
                         C_CLOSE_OBJ | C_CLOSE_ARR => {
                             if self.is_array(self.depth) != (b == b']') {
-                                return self.fail(i, FrameError::MismatchedBracket);
+                                return self.fail(bytes, i, FrameError::MismatchedBracket);
                             }
                             self.depth -= 1;
                             if self.depth == 1 {
                                 if let Some(e) = self.end_value(bytes, i) {
-                                    return self.fail(i, e);
+                                    return self.fail(bytes, i, e);
                                 }
                                 self.top = Top::After;
                             }
@@ -747,7 +807,7 @@ impl Scanner {
                                 i += 1;
                             }
                         }
-                        _ => return self.fail(i, FrameError::UnexpectedByte { byte: b }),
+                        _ => return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b }),
                     }
                 }
                 Lex::Struct => {
@@ -780,6 +840,7 @@ impl Scanner {
                             self.top = Top::InNested;
                             if !self.open(b == b'[') {
                                 return self.fail(
+                                    bytes,
                                     i,
                                     FrameError::TooDeep {
                                         limit: self.max_depth,
@@ -795,13 +856,13 @@ impl Scanner {
                         (Top::InScalar, C_SCALAR) => {}
                         (Top::InScalar, _) => {
                             if let Some(e) = self.end_value(bytes, i - 1) {
-                                return self.fail(i, e);
+                                return self.fail(bytes, i, e);
                             }
                             self.top = Top::After;
                             // Look at this byte again as what follows the value.
                             i -= 1;
                         }
-                        _ => return self.fail(i, FrameError::UnexpectedByte { byte: b }),
+                        _ => return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b }),
                     }
                 }
             }

@@ -136,7 +136,7 @@ impl core::error::Error for DecodeError {}
 
 /// A JSON string as it arrived, escapes intact. Compare and print it without
 /// allocating; the framer has checked its escapes and UTF-8.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct JsonStr<'a> {
     raw: &'a [u8],
 }

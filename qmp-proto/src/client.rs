@@ -1,0 +1,574 @@
+//! The QMP client state machine.
+
+use crate::buffer::Storage;
+use crate::command::{Args, Command, Id, Verb};
+use crate::error::{Error, ProtocolError, QmpError, UsageError};
+use crate::framer::{IdValue, Info, Key, Kind, RawMessage};
+use crate::json::{JsonStr, RawJson};
+use crate::link::{ConnectionLimits, Link, Match};
+
+/// How a [`Client`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Enable out-of-band execution when the server offers it (default: yes).
+    pub oob: bool,
+    /// Buffer and table limits.
+    pub limits: ConnectionLimits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            oob: true,
+            limits: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// QEMU's version, from the greeting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    /// Major version.
+    pub major: u64,
+    /// Minor version.
+    pub minor: u64,
+    /// Micro version.
+    pub micro: u64,
+}
+
+impl core::fmt::Display for Version {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.micro)
+    }
+}
+
+/// The server greeting: `{"QMP": {"version": ..., "capabilities": [...]}}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Greeting<'a> {
+    /// QEMU's version numbers.
+    pub version: Version,
+    /// The package string (distribution build), often empty.
+    pub package: JsonStr<'a>,
+    capabilities: RawJson<'a>,
+    message: RawMessage<'a>,
+}
+
+impl<'a> Greeting<'a> {
+    pub(crate) fn parse(message: RawMessage<'a>) -> Option<Self> {
+        let qmp = message.get(Key::Qmp)?;
+        let version = qmp.get("version")?;
+        let qemu = version.get("qemu")?;
+        let number = |k: &str| qemu.get(k).and_then(|v| v.as_u64());
+        let capabilities = qmp.get("capabilities")?;
+        capabilities.elements()?;
+        Some(Greeting {
+            version: Version {
+                major: number("major")?,
+                minor: number("minor")?,
+                micro: number("micro")?,
+            },
+            package: version
+                .get("package")
+                .and_then(|p| p.as_json_str())
+                .unwrap_or_default(),
+            capabilities,
+            message,
+        })
+    }
+
+    /// The capabilities the server offers (`oob` is the only one QEMU has).
+    pub fn capabilities(&self) -> impl Iterator<Item = JsonStr<'a>> + 'a {
+        self.capabilities
+            .elements()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_json_str())
+    }
+
+    /// True when the server offers `name`.
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities().any(|c| c.eq_str(name))
+    }
+
+    /// The whole greeting message.
+    pub fn message(&self) -> RawMessage<'a> {
+        self.message
+    }
+}
+
+/// When an event happened (`seconds`/`microseconds`; both -1 when the host had
+/// no clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    /// Seconds since the epoch.
+    pub seconds: i64,
+    /// Microseconds within the second.
+    pub microseconds: i64,
+}
+
+/// An asynchronous event.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// The event name, such as `STOP`.
+    pub name: JsonStr<'a>,
+    /// Its `data` member, if any.
+    pub data: Option<RawJson<'a>>,
+    /// Its `timestamp`, if well-formed.
+    pub timestamp: Option<Timestamp>,
+    message: RawMessage<'a>,
+}
+
+impl<'a> Event<'a> {
+    pub(crate) fn parse(message: RawMessage<'a>) -> Option<Self> {
+        let name = message.get(Key::Event)?.as_json_str()?;
+        let timestamp = message.get(Key::Timestamp).and_then(|t| {
+            Some(Timestamp {
+                seconds: t.get("seconds")?.as_i64()?,
+                microseconds: t.get("microseconds")?.as_i64()?,
+            })
+        });
+        Some(Event {
+            name,
+            data: message.get(Key::Data),
+            timestamp,
+            message,
+        })
+    }
+
+    /// The whole event message.
+    pub fn message(&self) -> RawMessage<'a> {
+        self.message
+    }
+}
+
+/// The answer to one command.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Reply<'a> {
+    /// `{"return": VALUE}`: decode VALUE with [`RawJson::decode`].
+    Return(RawJson<'a>),
+    /// `{"error": {...}}`: the command failed; this is data, not a crash.
+    Error(QmpError<'a>),
+    /// The reply was larger than the size limit and was skipped.
+    Oversized {
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The connection closed (or failed) before the reply came.
+    Closed,
+}
+
+/// What [`Client::poll_output`] hands out.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Output<'a> {
+    /// The server greeting arrived; `qmp_capabilities` is now queued for
+    /// transmission, and commands may be sent.
+    Greeting(Greeting<'a>),
+    /// Capabilities negotiation finished.
+    Ready {
+        /// Out-of-band execution is enabled.
+        oob: bool,
+    },
+    /// The reply to a command sent with this client.
+    Reply {
+        /// The command's id.
+        id: Id,
+        /// Its outcome.
+        reply: Reply<'a>,
+    },
+    /// An asynchronous event.
+    Event(Event<'a>),
+    /// A reply whose id is not one this client is waiting for. Never given to
+    /// any command.
+    Unmatched(RawMessage<'a>),
+    /// An error reply without an id: QEMU could not parse some input. It
+    /// belongs to no command.
+    IdlessError(QmpError<'a>),
+    /// A message over the size limit that belongs to no waiting command.
+    Dropped {
+        /// What it was.
+        kind: Kind,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The connection is over: after end of stream (`None`) or a protocol
+    /// error. Every command still waiting got [`Reply::Closed`] before this.
+    /// It is the last output.
+    Closed(Option<ProtocolError>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitGreeting,
+    Negotiating {
+        caps: u64,
+        oob: bool,
+    },
+    Ready {
+        oob: bool,
+    },
+    /// Failing the commands still in flight, then reporting `Closed`.
+    Draining(Option<ProtocolError>),
+    Closed(Option<ProtocolError>),
+}
+
+/// What to hand out for a frame, decided before borrowing it.
+enum Emit {
+    Nothing,
+    Greeting,
+    Ready(bool),
+    Reply(u64),
+    Oversized(u64, usize),
+    Event,
+    Unmatched,
+    IdlessError,
+    Dropped(Kind, usize),
+}
+
+/// A QMP client: the protocol, without any I/O.
+///
+/// # Driving it
+///
+/// The client never blocks and never reads a clock. Its owner moves bytes and
+/// time:
+///
+/// 1. Feed every byte read from the socket to [`receive`](Self::receive). It
+///    returns how many bytes it took; fewer than given means its buffer is full.
+/// 2. After every `receive` (and after every `send_*`), call
+///    [`poll_output`](Self::poll_output) until it returns `None`, and handle
+///    each output. Then feed the bytes `receive` did not take, if any.
+/// 3. Write [`pending_transmit`](Self::pending_transmit) to the socket and
+///    report what was written with [`advance_transmit`](Self::advance_transmit).
+/// 4. On end of stream call [`receive_eof`](Self::receive_eof), then drain
+///    `poll_output`: every command in flight gets [`Reply::Closed`], then
+///    [`Output::Closed`].
+///
+/// Timeouts are the owner's: when a command has waited too long, call
+/// [`abandon`](Self::abandon) so its late reply is dropped instead of reported.
+///
+/// Misuse returns [`UsageError`] and changes nothing. A [`ProtocolError`] from
+/// the peer is sticky: the client reports it once as `Output::Closed(Some(..))`
+/// and returns it from every later call.
+///
+/// # Methods by role
+///
+/// - input: [`receive`](Self::receive), [`receive_eof`](Self::receive_eof)
+/// - output: [`poll_output`](Self::poll_output),
+///   [`pending_transmit`](Self::pending_transmit),
+///   [`advance_transmit`](Self::advance_transmit)
+/// - commands: [`send_command`](Self::send_command),
+///   [`send_command_raw`](Self::send_command_raw),
+///   [`send_command_oob`](Self::send_command_oob),
+///   [`send_command_raw_oob`](Self::send_command_raw_oob),
+///   [`abandon`](Self::abandon)
+/// - state: [`is_ready`](Self::is_ready), [`oob_enabled`](Self::oob_enabled),
+///   [`in_flight`](Self::in_flight), [`error`](Self::error)
+pub struct Client<S: Storage> {
+    link: Link<S>,
+    state: State,
+    want_oob: bool,
+    eof: bool,
+}
+
+impl<S: Storage> core::fmt::Debug for Client<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.state)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl<S: Storage> Client<S> {
+    /// A client waiting for the server greeting.
+    pub fn new(config: ClientConfig) -> Self {
+        Self {
+            link: Link::new(&config.limits),
+            state: State::AwaitGreeting,
+            want_oob: config.oob,
+            eof: false,
+        }
+    }
+
+    /// Feeds bytes read from the server; returns how many were taken. Drain
+    /// [`poll_output`](Self::poll_output) after every call.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<usize, Error> {
+        self.check_open()?;
+        if self.eof {
+            return Err(Error::Closed);
+        }
+        Ok(self.link.framer.push(bytes))
+    }
+
+    /// Tells the client the server closed the connection.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// The next thing that happened, or `None` when more input is needed.
+    pub fn poll_output(&mut self) -> Option<Output<'_>> {
+        loop {
+            match self.state {
+                State::Draining(reason) => {
+                    return Some(match self.link.pop_wanted() {
+                        Some(id) => Output::Reply {
+                            id: Id(id),
+                            reply: Reply::Closed,
+                        },
+                        None => {
+                            self.state = State::Closed(reason);
+                            self.link.clear_transmit();
+                            Output::Closed(reason)
+                        }
+                    });
+                }
+                State::Closed(_) => return None,
+                _ => {}
+            }
+            let Some(info) = self.link.framer.advance() else {
+                if self.eof {
+                    let truncated = self.link.framer.is_mid_message();
+                    self.state =
+                        State::Draining(truncated.then_some(ProtocolError::TruncatedMessage));
+                    continue;
+                }
+                return None;
+            };
+            let emit = match self.decide(info) {
+                Ok(emit) => emit,
+                Err(e) => {
+                    self.state = State::Draining(Some(e));
+                    continue;
+                }
+            };
+            if let Emit::Nothing = emit {
+                continue;
+            }
+            let message = self.link.framer.last_message();
+            return Some(match (emit, message) {
+                (Emit::Nothing, _) => return None,
+                (Emit::Ready(oob), _) => Output::Ready { oob },
+                (Emit::Oversized(id, size), _) => Output::Reply {
+                    id: Id(id),
+                    reply: Reply::Oversized { size },
+                },
+                (Emit::Dropped(kind, size), _) => Output::Dropped { kind, size },
+                (Emit::Greeting, Some(m)) => Output::Greeting(Greeting::parse(m)?),
+                (Emit::Event, Some(m)) => Output::Event(Event::parse(m)?),
+                (Emit::Unmatched, Some(m)) => Output::Unmatched(m),
+                (Emit::IdlessError, Some(m)) => {
+                    Output::IdlessError(QmpError::parse(m.get(Key::Error)?)?)
+                }
+                (Emit::Reply(id), Some(m)) => Output::Reply {
+                    id: Id(id),
+                    reply: reply_of(m)?,
+                },
+                (_, None) => return None,
+            });
+        }
+    }
+
+    /// Validates a frame and updates the state; says what to hand out.
+    fn decide(&mut self, info: Info) -> Result<Emit, ProtocolError> {
+        let (kind, id) = match info {
+            Info::Error(e) => return Err(ProtocolError::Frame(e)),
+            Info::Sentinel => return Err(ProtocolError::UnexpectedSentinel),
+            Info::Oversized { kind, id, size } => return self.decide_oversized(kind, id, size),
+            Info::Message(kind, id) => (kind, id),
+        };
+        let message = self.link.framer.last_message();
+        let message = message.as_ref();
+        match kind {
+            Kind::Greeting => {
+                if self.state != State::AwaitGreeting {
+                    return Err(ProtocolError::UnexpectedGreeting);
+                }
+                let greeting = message
+                    .and_then(|m| Greeting::parse(*m))
+                    .ok_or(ProtocolError::MalformedGreeting)?;
+                let oob = self.want_oob && greeting.has_capability("oob");
+                let args = if oob {
+                    Args::Raw("{\"enable\":[\"oob\"]}")
+                } else {
+                    Args::None
+                };
+                let caps = self
+                    .link
+                    .send::<()>(false, Verb::Execute, "qmp_capabilities", args, false)
+                    .map_err(|_| ProtocolError::NegotiationFailed)?;
+                self.state = State::Negotiating { caps, oob };
+                Ok(Emit::Greeting)
+            }
+            Kind::Event => {
+                message
+                    .and_then(|m| Event::parse(*m))
+                    .ok_or(ProtocolError::MalformedEvent)?;
+                Ok(Emit::Event)
+            }
+            Kind::Return | Kind::Error => {
+                if kind == Kind::Error {
+                    message
+                        .and_then(|m| m.get(Key::Error))
+                        .and_then(QmpError::parse)
+                        .ok_or(ProtocolError::MalformedError)?;
+                }
+                if let State::Negotiating { caps, oob } = self.state {
+                    if id == IdValue::Number(caps) {
+                        if kind == Kind::Error {
+                            return Err(ProtocolError::NegotiationFailed);
+                        }
+                        self.state = State::Ready { oob };
+                        return Ok(Emit::Ready(oob));
+                    }
+                }
+                Ok(match (self.link.take(id), kind, id) {
+                    (Match::Pending(n), _, _) => Emit::Reply(n),
+                    (Match::Abandoned, _, _) => Emit::Nothing,
+                    (Match::Unknown, Kind::Error, IdValue::Absent) => Emit::IdlessError,
+                    (Match::Unknown, _, _) => Emit::Unmatched,
+                })
+            }
+            _ => Err(ProtocolError::UnknownMessage),
+        }
+    }
+
+    fn decide_oversized(
+        &mut self,
+        kind: Kind,
+        id: IdValue,
+        size: usize,
+    ) -> Result<Emit, ProtocolError> {
+        match kind {
+            Kind::Greeting => Err(ProtocolError::MalformedGreeting),
+            Kind::Return | Kind::Error => {
+                if let State::Negotiating { caps, .. } = self.state {
+                    if id == IdValue::Number(caps) {
+                        return Err(ProtocolError::NegotiationFailed);
+                    }
+                }
+                Ok(match self.link.take(id) {
+                    Match::Pending(n) => Emit::Oversized(n, size),
+                    Match::Abandoned => Emit::Nothing,
+                    Match::Unknown => Emit::Dropped(kind, size),
+                })
+            }
+            Kind::Event => Ok(Emit::Dropped(kind, size)),
+            _ => Err(ProtocolError::UnknownMessage),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        match self.state {
+            State::Draining(Some(e)) | State::Closed(Some(e)) => Err(Error::Protocol(e)),
+            State::Draining(None) | State::Closed(None) => Err(Error::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    fn send<T: serde::Serialize + ?Sized>(
+        &mut self,
+        verb: Verb,
+        name: &str,
+        args: Args<'_, T>,
+    ) -> Result<Id, Error> {
+        self.check_open()?;
+        if self.eof {
+            return Err(Error::Closed);
+        }
+        match (self.state, verb) {
+            (State::AwaitGreeting, _) => return Err(UsageError::GreetingPending.into()),
+            (
+                State::Negotiating { oob: false, .. } | State::Ready { oob: false },
+                Verb::ExecOob,
+            ) => {
+                return Err(UsageError::OobNotNegotiated.into());
+            }
+            _ => {}
+        }
+        Ok(Id(self.link.send(false, verb, name, args, true)?))
+    }
+
+    /// Queues a typed command; returns its id. Its reply comes as
+    /// [`Output::Reply`] with this id.
+    pub fn send_command<C: Command>(&mut self, command: &C) -> Result<Id, Error> {
+        self.send(Verb::Execute, C::NAME, Args::Typed(command))
+    }
+
+    /// Queues a command by name with optional raw JSON arguments (one object,
+    /// checked before it is queued).
+    pub fn send_command_raw(&mut self, name: &str, arguments: Option<&str>) -> Result<Id, Error> {
+        self.send::<()>(Verb::Execute, name, arguments.map_or(Args::None, Args::Raw))
+    }
+
+    /// Queues a typed command for out-of-band execution (`exec-oob`). Needs
+    /// `oob` negotiated; its reply may overtake earlier in-band replies.
+    pub fn send_command_oob<C: Command>(&mut self, command: &C) -> Result<Id, Error> {
+        self.send(Verb::ExecOob, C::NAME, Args::Typed(command))
+    }
+
+    /// Queues a raw command for out-of-band execution (`exec-oob`).
+    pub fn send_command_raw_oob(
+        &mut self,
+        name: &str,
+        arguments: Option<&str>,
+    ) -> Result<Id, Error> {
+        self.send::<()>(Verb::ExecOob, name, arguments.map_or(Args::None, Args::Raw))
+    }
+
+    /// Gives up on a command (say, it timed out): its reply will be dropped
+    /// when it comes, and is never reported for another command.
+    pub fn abandon(&mut self, id: Id) -> Result<(), UsageError> {
+        self.link.abandon(id.0)
+    }
+
+    /// Bytes to write to the server.
+    pub fn pending_transmit(&self) -> &[u8] {
+        self.link.pending_transmit()
+    }
+
+    /// Reports that `n` bytes of [`pending_transmit`](Self::pending_transmit)
+    /// were written.
+    pub fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
+        self.link.advance_transmit(n)
+    }
+
+    /// True once capabilities negotiation succeeded (and not closed).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready { .. })
+    }
+
+    /// True when out-of-band execution was requested and offered.
+    pub fn oob_enabled(&self) -> bool {
+        matches!(
+            self.state,
+            State::Ready { oob: true } | State::Negotiating { oob: true, .. }
+        )
+    }
+
+    /// Number of commands waiting for a reply (abandoned ones included).
+    pub fn in_flight(&self) -> usize {
+        self.link.in_flight().count()
+    }
+
+    /// The sticky protocol error, if the peer broke the protocol.
+    pub fn error(&self) -> Option<ProtocolError> {
+        match self.state {
+            State::Draining(e) | State::Closed(e) => e,
+            _ => None,
+        }
+    }
+
+    /// True once [`Output::Closed`] was handed out.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+}
+
+pub(crate) fn reply_of(message: RawMessage<'_>) -> Option<Reply<'_>> {
+    match message.kind() {
+        Kind::Return => Some(Reply::Return(message.get(Key::Return)?)),
+        Kind::Error => Some(Reply::Error(QmpError::parse(message.get(Key::Error)?)?)),
+        _ => None,
+    }
+}

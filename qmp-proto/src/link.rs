@@ -1,0 +1,151 @@
+//! What the client and the guest agent share: the framer on the receive side,
+//! the transmit buffer, command ids and the table of commands in flight.
+
+use crate::buffer::{Buffer, PendingEntry, PendingTable, Storage};
+use crate::command::{Args, Verb, encode};
+use crate::error::UsageError;
+use crate::framer::{Framer, IdValue, Limits};
+
+/// Limits for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Receive-side size and depth limits.
+    pub receive: Limits,
+    /// Most bytes waiting in the transmit buffer (growable storage only).
+    pub max_transmit: usize,
+    /// Most commands in flight, abandoned ones included (growable storage only).
+    pub max_pending: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            receive: Limits::default(),
+            max_transmit: 64 << 20,
+            max_pending: 1 << 16,
+        }
+    }
+}
+
+/// How a reply's id relates to the commands in flight.
+pub(crate) enum Match {
+    /// A command waiting for this reply (now removed from the table).
+    Pending(u64),
+    /// A command the caller abandoned: drop the reply.
+    Abandoned,
+    /// Nothing sent by us is waiting for it.
+    Unknown,
+}
+
+pub(crate) struct Link<S: Storage> {
+    pub(crate) framer: Framer<S::Rx>,
+    tx: S::Tx,
+    /// Bytes of `tx` already handed to the transport.
+    tx_sent: usize,
+    pending: S::Pending,
+    next_id: u64,
+}
+
+impl<S: Storage> Link<S> {
+    pub(crate) fn new(limits: &ConnectionLimits) -> Self {
+        Self {
+            framer: Framer::new(limits.receive),
+            tx: S::Tx::with_limit(limits.max_transmit),
+            tx_sent: 0,
+            pending: S::Pending::with_limit(limits.max_pending),
+            next_id: 0,
+        }
+    }
+
+    pub(crate) fn pending_transmit(&self) -> &[u8] {
+        &self.tx.bytes()[self.tx_sent..]
+    }
+
+    pub(crate) fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
+        if n > self.tx.len() - self.tx_sent {
+            return Err(UsageError::AdvancePastEnd);
+        }
+        self.tx_sent += n;
+        if self.tx_sent == self.tx.len() {
+            self.tx.truncate(0);
+            self.tx_sent = 0;
+        }
+        Ok(())
+    }
+
+    /// Encodes a command and, when `reply` is set, records it as in flight.
+    /// All or nothing: on error neither the buffer nor the table changed.
+    pub(crate) fn send<T: serde::Serialize + ?Sized>(
+        &mut self,
+        sentinel: bool,
+        verb: Verb,
+        name: &str,
+        args: Args<'_, T>,
+        reply: bool,
+    ) -> Result<u64, UsageError> {
+        let id = self.next_id;
+        if self.tx_sent > 0 {
+            // Drop what was already sent so the whole room is usable.
+            self.tx.discard_front(self.tx_sent);
+            self.tx_sent = 0;
+        }
+        let mark = self.tx.len();
+        encode(&mut self.tx, sentinel, verb, name, args, Some(id))?;
+        if reply
+            && !self.pending.push(PendingEntry {
+                id,
+                oob: verb == Verb::ExecOob,
+                abandoned: false,
+            })
+        {
+            self.tx.truncate(mark);
+            return Err(UsageError::TooManyPending);
+        }
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    /// Looks up and removes the command a reply belongs to.
+    pub(crate) fn take(&mut self, id: IdValue) -> Match {
+        let IdValue::Number(n) = id else {
+            return Match::Unknown;
+        };
+        match self.pending.find(n) {
+            Some(index) => {
+                let entry = self.pending.remove(index);
+                if entry.abandoned {
+                    Match::Abandoned
+                } else {
+                    Match::Pending(n)
+                }
+            }
+            None => Match::Unknown,
+        }
+    }
+
+    pub(crate) fn abandon(&mut self, id: u64) -> Result<(), UsageError> {
+        let index = self.pending.find(id).ok_or(UsageError::UnknownId)?;
+        self.pending.entries_mut()[index].abandoned = true;
+        Ok(())
+    }
+
+    /// Removes and returns the oldest command still wanted, for failing it.
+    pub(crate) fn pop_wanted(&mut self) -> Option<u64> {
+        while !self.pending.entries().is_empty() {
+            let entry = self.pending.remove(0);
+            if !entry.abandoned {
+                return Some(entry.id);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn in_flight(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.pending.entries().iter()
+    }
+
+    pub(crate) fn clear_transmit(&mut self) {
+        self.tx.truncate(0);
+        self.tx_sent = 0;
+    }
+}
