@@ -216,6 +216,8 @@ pub trait PendingTable: sealed::Sealed {
     fn remove(&mut self, index: usize) -> PendingEntry;
     /// Removes every entry.
     fn clear(&mut self);
+    /// True when no entry can be added.
+    fn is_full(&self) -> bool;
     /// Index of the entry with this id.
     fn find(&self, id: u64) -> Option<usize> {
         self.entries().binary_search_by_key(&id, |e| e.id).ok()
@@ -247,6 +249,9 @@ impl<const N: usize> PendingTable for FixedTable<N> {
     }
     fn entries_mut(&mut self) -> &mut [PendingEntry] {
         &mut self.entries[..self.len]
+    }
+    fn is_full(&self) -> bool {
+        self.len == N
     }
     fn push(&mut self, entry: PendingEntry) -> bool {
         if self.len == N {
@@ -288,6 +293,9 @@ impl PendingTable for VecTable {
     }
     fn entries_mut(&mut self) -> &mut [PendingEntry] {
         &mut self.entries
+    }
+    fn is_full(&self) -> bool {
+        self.entries.len() >= self.limit
     }
     fn push(&mut self, entry: PendingEntry) -> bool {
         if self.entries.len() >= self.limit {

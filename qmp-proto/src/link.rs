@@ -84,6 +84,9 @@ impl<S: Storage> Link<S> {
         reply: bool,
     ) -> Result<u64, UsageError> {
         let id = self.next_id;
+        if reply && self.pending.is_full() {
+            return Err(UsageError::TooManyPending);
+        }
         if self.tx_sent > 0 {
             // Drop what was already sent so the whole room is usable.
             self.tx.discard_front(self.tx_sent);
