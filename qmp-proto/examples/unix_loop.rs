@@ -4,10 +4,11 @@
 //!
 //! Without SOCKET it starts `qemu-system-x86_64 -machine none` itself.
 
+use core::time::Duration;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command as Process};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qmp_proto::{Client, ClientConfig, Command, Heap, Output, Reply};
 
@@ -27,7 +28,7 @@ impl Command for QueryStatus {
     type Returns = StatusInfo;
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn core::error::Error>> {
     let (mut stream, mut qemu) = match std::env::args().nth(1) {
         Some(path) => (UnixStream::connect(path)?, None),
         None => {
@@ -90,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Starts QEMU with a QMP socket in a fresh directory and connects to it.
-fn launch_qemu() -> Result<(UnixStream, Child), Box<dyn std::error::Error>> {
+fn launch_qemu() -> Result<(UnixStream, Child), Box<dyn core::error::Error>> {
     let dir = std::env::temp_dir().join(format!("qmp-proto-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let socket = dir.join("qmp.sock");

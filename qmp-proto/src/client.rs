@@ -413,14 +413,14 @@ impl<S: Storage> Client<S> {
                         .and_then(QmpError::parse)
                         .ok_or(ProtocolError::MalformedError)?;
                 }
-                if let State::Negotiating { caps, oob } = self.state {
-                    if id == IdValue::Number(caps) {
-                        if kind == Kind::Error {
-                            return Err(ProtocolError::NegotiationFailed);
-                        }
-                        self.state = State::Ready { oob };
-                        return Ok(Emit::Ready(oob));
+                if let State::Negotiating { caps, oob } = self.state
+                    && id == IdValue::Number(caps)
+                {
+                    if kind == Kind::Error {
+                        return Err(ProtocolError::NegotiationFailed);
                     }
+                    self.state = State::Ready { oob };
+                    return Ok(Emit::Ready(oob));
                 }
                 Ok(match (self.link.take(id), kind, id) {
                     (Match::Pending(n), _, _) => Emit::Reply(n),
@@ -442,10 +442,10 @@ impl<S: Storage> Client<S> {
         match kind {
             Kind::Greeting => Err(ProtocolError::MalformedGreeting),
             Kind::Return | Kind::Error => {
-                if let State::Negotiating { caps, .. } = self.state {
-                    if id == IdValue::Number(caps) {
-                        return Err(ProtocolError::NegotiationFailed);
-                    }
+                if let State::Negotiating { caps, .. } = self.state
+                    && id == IdValue::Number(caps)
+                {
+                    return Err(ProtocolError::NegotiationFailed);
                 }
                 Ok(match self.link.take(id) {
                     Match::Pending(n) => Emit::Oversized(n, size),

@@ -104,6 +104,9 @@ pub struct Request<'a> {
 /// What [`Server::poll_output`] hands out.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
+// Outputs are short-lived values handed out one at a time; boxing the large
+// variant would need `alloc`.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerOutput<'a> {
     /// The client negotiated capabilities (already answered).
     Negotiated {
@@ -519,11 +522,11 @@ impl<'b, B: Buffer> Writer<'b, B> {
     /// exactly one JSON object (caller-supplied JSON went into it).
     fn finish_checked(self) -> Result<(), UsageError> {
         let written = &self.buf.bytes()[self.mark.min(self.buf.len())..];
-        if !self.full {
-            if let Err(e) = crate::json::check_object(written, crate::framer::MAX_DEPTH) {
-                self.buf.truncate(self.mark);
-                return Err(UsageError::InvalidArguments(e));
-            }
+        if !self.full
+            && let Err(e) = crate::json::check_object(written, crate::framer::MAX_DEPTH)
+        {
+            self.buf.truncate(self.mark);
+            return Err(UsageError::InvalidArguments(e));
         }
         self.finish()
     }

@@ -79,3 +79,87 @@ fn queries_transcript_is_classified() {
         .collect();
     assert_eq!(ids, (0..=15).collect::<Vec<_>>());
 }
+
+#[test]
+fn fixed_buffer_skips_the_schema_reply_but_keeps_its_id() {
+    let rx = transcript("qmp-queries", "rx");
+    let whole = heap(&rx, usize::MAX);
+    for chunk in [1, 100, 4096] {
+        let fixed = run::<FixedBuf<4096>>(Limits::default(), &rx, chunk);
+        assert_eq!(fixed.len(), whole.len());
+        for (f, h) in fixed.iter().zip(&whole) {
+            match (f, h) {
+                (Seen::Oversized(kind, id, size), Seen::Message(k, i, bytes)) => {
+                    assert_eq!((kind, id, *size), (k, i, bytes.len()));
+                    assert!(*size > 4096);
+                }
+                _ => assert_eq!(f, h),
+            }
+        }
+        // query-machines (id 9), query-cpu-definitions (10) and
+        // query-qmp-schema (12) exceed 4 KiB.
+        let skipped: Vec<_> = fixed
+            .iter()
+            .filter_map(|f| match f {
+                Seen::Oversized(_, IdValue::Number(n), _) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert!(skipped.contains(&12), "{skipped:?}");
+    }
+}
+
+#[test]
+fn spans_point_at_top_level_values() {
+    let input = br#"{"event": "STOP", "data": {"id": [1, {"return": 2}]}, "timestamp": {"seconds": 1, "microseconds": 2}, "x\"": 3, "id": 7}"#;
+    let out = heap(input, usize::MAX);
+    let Seen::Message(Kind::Event, IdValue::Number(7), bytes) = &out[0] else {
+        panic!("{out:?}")
+    };
+    let mut framer: Framer<VecBuf> = Framer::new(Limits::default());
+    let _ = framer.push(bytes);
+    let Some(Frame::Message(m)) = framer.next() else {
+        panic!()
+    };
+    assert_eq!(m.get(Key::Event).unwrap().as_str(), "\"STOP\"");
+    assert_eq!(
+        m.get(Key::Data).unwrap().as_str(),
+        r#"{"id": [1, {"return": 2}]}"#
+    );
+    assert_eq!(
+        m.get(Key::Timestamp)
+            .unwrap()
+            .get("microseconds")
+            .unwrap()
+            .as_u64(),
+        Some(2)
+    );
+    assert!(
+        m.get(Key::Return).is_none(),
+        "nested keys are not top-level"
+    );
+    assert!(m.has_other_keys());
+}
+
+#[test]
+fn syntax_errors_recover_at_the_next_line_or_sentinel() {
+    let out = heap(
+        b"{\"a\": tru e}\n{\"b\": 1}\xff{\"c\": \"\xff{\"d\": 2}",
+        usize::MAX,
+    );
+    assert!(
+        matches!(
+            out[0],
+            Seen::Error(FrameError::UnexpectedByte { byte: b'e' })
+        ),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[1], Seen::Message(Kind::Unknown, IdValue::Absent, b) if b == b"{\"b\": 1}")
+    );
+    assert_eq!(out[2], Seen::Sentinel);
+    // A 0xFF inside a string is invalid, and the framer restarts at it.
+    assert_eq!(out[3], Seen::Error(FrameError::InvalidUtf8));
+    assert_eq!(out[4], Seen::Sentinel);
+    assert!(matches!(&out[5], Seen::Message(_, _, b) if b == b"{\"d\": 2}"));
+}

@@ -10,7 +10,7 @@ fn agent(nonce: u64) -> GuestAgent<Heap> {
 }
 
 fn sync_reply(nonce: u64) -> Vec<u8> {
-    format!("\u{0}\u{0}{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray\"}}}}\n")
+    "\u{0}\u{0}{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray\"}}\n"
         .bytes()
         .chain(*b"\xff")
         .chain(format!("{{\"return\": {nonce}}}\n").bytes())
@@ -174,7 +174,7 @@ fn eof_fails_waiting_commands() {
     let ping = agent.send_command_raw("guest-ping", None).unwrap().unwrap();
     agent.receive_eof();
     let out: Vec<Seen> =
-        std::iter::from_fn(|| agent.poll_output().map(common::seen_agent)).collect();
+        core::iter::from_fn(|| agent.poll_output().map(common::seen_agent)).collect();
     assert_eq!(out, [Seen::Lost { id: ping.0 }, Seen::Closed(None)]);
     assert_eq!(agent.resync(4), Err(Error::Closed));
 }

@@ -27,7 +27,7 @@ fn ready<S: Storage>(config: ClientConfig, commands: usize) -> Client<S> {
     let mut client = Client::new(config);
     let out = feed_client(&mut client, GREETING, usize::MAX, |c| {
         for _ in 0..commands {
-            c.send_command_raw("query-status", None).unwrap();
+            let _id = c.send_command_raw("query-status", None).unwrap();
         }
     });
     assert_eq!(out[1], Seen::Ready { oob: false });
@@ -41,8 +41,8 @@ fn heap(commands: usize) -> Client<Heap> {
 fn nested(depth: usize) -> Vec<u8> {
     // {"return": [[...]], "id": 1}: the message object is level 1.
     let mut v = b"{\"return\": ".to_vec();
-    v.extend(std::iter::repeat_n(b'[', depth - 1));
-    v.extend(std::iter::repeat_n(b']', depth - 1));
+    v.extend(core::iter::repeat_n(b'[', depth - 1));
+    v.extend(core::iter::repeat_n(b']', depth - 1));
     v.extend_from_slice(b", \"id\": 1}\r\n");
     v
 }
@@ -99,7 +99,7 @@ fn configured_depth_limit_is_enforced() {
 fn reply_of_size(size: usize) -> Vec<u8> {
     let frame = "{\"return\": \"\", \"id\": 1}".len();
     let mut v = b"{\"return\": \"".to_vec();
-    v.extend(std::iter::repeat_n(b'x', size - frame));
+    v.extend(core::iter::repeat_n(b'x', size - frame));
     v.extend_from_slice(b"\", \"id\": 1}\r\n");
     assert_eq!(v.len() - 2, size);
     v
@@ -142,7 +142,7 @@ fn oversized_reply_reports_its_id_with_fixed_buffers_too() {
     // The id may also come first, as in QEMU's error replies.
     let mut client: Client<Fixed<512, 256, 4>> = ready(ClientConfig::default(), 1);
     let mut input = b"{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"".to_vec();
-    input.extend(std::iter::repeat_n(b'y', 1000));
+    input.extend(core::iter::repeat_n(b'y', 1000));
     input.extend(b"\"}}\r\n");
     let out = feed_client(&mut client, &input, 100, |_| {});
     assert!(
@@ -157,9 +157,9 @@ fn an_id_too_long_to_keep_while_skipping_is_never_guessed() {
     // shorter number that happens to be in flight.
     let mut client: Client<Fixed<256, 256, 4>> = ready(ClientConfig::default(), 1);
     let mut input = b"{\"return\": \"".to_vec();
-    input.extend(std::iter::repeat_n(b'z', 400));
+    input.extend(core::iter::repeat_n(b'z', 400));
     input.extend(b"\", \"id\": 1");
-    input.extend(std::iter::repeat_n(b'0', 60));
+    input.extend(core::iter::repeat_n(b'0', 60));
     input.extend(b"1}\r\n");
     let out = feed_client(&mut client, &input, 16, |_| {});
     assert!(matches!(out[..], [Seen::Dropped { .. }]), "{out:?}");
@@ -176,7 +176,7 @@ fn oversized_event_is_dropped_and_reported() {
         0,
     );
     let mut input = b"{\"event\": \"BIG\", \"data\": {\"x\": \"".to_vec();
-    input.extend(std::iter::repeat_n(b'e', 300));
+    input.extend(core::iter::repeat_n(b'e', 300));
     input.extend(b"\"}}\r\n{\"event\": \"SMALL\"}\r\n");
     let out = feed_client(&mut client, &input, 10, |_| {});
     let first = input.windows(2).position(|w| w == b"\r\n").unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use qmp_proto::{AgentOutput, Client, GuestAgent, Output, Reply, Storage};
 
 /// Bytes of a captured transcript (`tests/data/NAME.EXT` at the repository root).
-pub fn transcript(name: &str, ext: &str) -> Vec<u8> {
+pub(crate) fn transcript(name: &str, ext: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/data")
         .join(format!("{name}.{ext}"));
@@ -14,7 +14,7 @@ pub fn transcript(name: &str, ext: &str) -> Vec<u8> {
 }
 
 /// The commands of a transcript's `.tx` file: (verb, name, arguments, id).
-pub fn commands(tx: &[u8]) -> Vec<(String, String, Option<String>, serde_json::Value)> {
+pub(crate) fn commands(tx: &[u8]) -> Vec<(String, String, Option<String>, serde_json::Value)> {
     tx.split(|&b| b == b'\n')
         .map(|line| line.strip_prefix(b"\xff").unwrap_or(line))
         .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
@@ -36,7 +36,7 @@ pub fn commands(tx: &[u8]) -> Vec<(String, String, Option<String>, serde_json::V
 
 /// An owned copy of what a state machine reported, so runs compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     Greeting {
         version: String,
         oob: bool,
@@ -94,7 +94,7 @@ fn reply(id: u64, reply: Reply<'_>) -> Seen {
 }
 
 /// Copies one client output.
-pub fn seen(output: Output<'_>) -> Seen {
+pub(crate) fn seen(output: Output<'_>) -> Seen {
     match output {
         Output::Greeting(g) => Seen::Greeting {
             version: g.version.to_string(),
@@ -118,7 +118,7 @@ pub fn seen(output: Output<'_>) -> Seen {
 }
 
 /// Copies one guest-agent output.
-pub fn seen_agent(output: AgentOutput<'_>) -> Seen {
+pub(crate) fn seen_agent(output: AgentOutput<'_>) -> Seen {
     match output {
         AgentOutput::Synced => Seen::Synced,
         AgentOutput::Reply { id, reply: r } => reply(id.0, r),
@@ -135,7 +135,7 @@ pub fn seen_agent(output: AgentOutput<'_>) -> Seen {
 /// Feeds `input` to a client in chunks of `chunk` bytes, draining outputs
 /// after every call as the drive contract says; `on_greeting` runs once the
 /// greeting was reported (to send commands).
-pub fn feed_client<S: Storage>(
+pub(crate) fn feed_client<S: Storage>(
     client: &mut Client<S>,
     input: &[u8],
     chunk: usize,
@@ -144,11 +144,7 @@ pub fn feed_client<S: Storage>(
     let mut out = Vec::new();
     for piece in input.chunks(chunk.max(1)) {
         let mut rest = piece;
-        loop {
-            let n = match client.receive(rest) {
-                Ok(n) => n,
-                Err(_) => break,
-            };
+        while let Ok(n) = client.receive(rest) {
             rest = &rest[n..];
             while let Some(o) = client.poll_output() {
                 let greeted = matches!(o, Output::Greeting(_));
@@ -166,13 +162,17 @@ pub fn feed_client<S: Storage>(
 }
 
 /// Sends end of stream and collects what follows.
-pub fn finish_client<S: Storage>(client: &mut Client<S>) -> Vec<Seen> {
+pub(crate) fn finish_client<S: Storage>(client: &mut Client<S>) -> Vec<Seen> {
     client.receive_eof();
-    std::iter::from_fn(|| client.poll_output().map(seen)).collect()
+    core::iter::from_fn(|| client.poll_output().map(seen)).collect()
 }
 
 /// Feeds `input` to a guest agent in chunks.
-pub fn feed_agent<S: Storage>(agent: &mut GuestAgent<S>, input: &[u8], chunk: usize) -> Vec<Seen> {
+pub(crate) fn feed_agent<S: Storage>(
+    agent: &mut GuestAgent<S>,
+    input: &[u8],
+    chunk: usize,
+) -> Vec<Seen> {
     let mut out = Vec::new();
     for piece in input.chunks(chunk.max(1)) {
         let mut rest = piece;
