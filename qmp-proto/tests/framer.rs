@@ -163,3 +163,43 @@ fn syntax_errors_recover_at_the_next_line_or_sentinel() {
     assert_eq!(out[4], Seen::Sentinel);
     assert!(matches!(&out[5], Seen::Message(_, _, b) if b == b"{\"d\": 2}"));
 }
+
+#[test]
+fn pretty_printed_lf_only_and_unseparated_messages() {
+    // As QEMU writes with `-mon ...,pretty=on`: one message over many lines.
+    let pretty = b"{\n    \"return\": {\n        \"status\": \"running\",\n        \"running\": true\n    },\n    \"id\": 1\n}\n";
+    let unseparated =
+        b"{\"return\": {}, \"id\": 2}{\"event\": \"STOP\"}\t{\"return\": [], \"id\": 3}";
+    let mut input = pretty.to_vec();
+    input.extend_from_slice(unseparated);
+    input.extend_from_slice(b"\n\n\r\n{\"return\": 4, \"id\": 4}\n");
+    let whole = heap(&input, usize::MAX);
+    let summary: Vec<(Kind, IdValue)> = whole
+        .iter()
+        .map(|s| match s {
+            Seen::Message(kind, id, _) => (*kind, *id),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Kind::Return, IdValue::Number(1)),
+            (Kind::Return, IdValue::Number(2)),
+            (Kind::Event, IdValue::Absent),
+            (Kind::Return, IdValue::Number(3)),
+            (Kind::Return, IdValue::Number(4)),
+        ]
+    );
+    assert_eq!(
+        whole[0],
+        Seen::Message(
+            Kind::Return,
+            IdValue::Number(1),
+            pretty[..pretty.len() - 1].to_vec()
+        )
+    );
+    for chunk in [1, 2, 3, 5, 8, 13] {
+        assert_eq!(heap(&input, chunk), whole);
+    }
+}
