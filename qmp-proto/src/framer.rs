@@ -380,6 +380,7 @@ impl<B: Buffer> Framer<B> {
 
     /// The next frame, or `None` when more bytes are needed.
     #[must_use]
+    #[inline]
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Frame<'_>> {
         Some(match self.advance()? {
@@ -393,7 +394,17 @@ impl<B: Buffer> Framer<B> {
     /// Like [`Framer::next`] but borrows nothing: a message is then read with
     /// [`Framer::last_message`]. State machines use this to decide what to do
     /// with a message before they borrow it.
+    #[inline]
     pub(crate) fn advance(&mut self) -> Option<Info> {
+        // New bytes that only continue a plain run need no state change: the
+        // common case when input trickles in, kept out of the big `scan`.
+        if self.buf.room() != 0 && self.sc.resume_plain(self.buf.bytes()) {
+            return None;
+        }
+        self.advance_scan()
+    }
+
+    fn advance_scan(&mut self) -> Option<Info> {
         let full = self.buf.room() == 0;
         match self.sc.scan(self.buf.bytes(), full) {
             Step::More => {
@@ -643,6 +654,45 @@ impl Scanner {
         true
     }
 
+    /// Cheap resume for new bytes that only continue plain runs: string
+    /// bytes, and inside nested values plain bytes and quotes. Moves `pos`
+    /// over them; true when that used up all the bytes, so `scan` has nothing
+    /// to do.
+    #[inline]
+    fn resume_plain(&mut self, bytes: &[u8]) -> bool {
+        if self.skipping {
+            return false;
+        }
+        let limit = bytes.len().min(self.start.saturating_add(self.max_size));
+        let mut i = self.pos;
+        loop {
+            match self.lex {
+                Lex::Str => {
+                    i = string_stop(bytes, i, limit);
+                    if self.depth > 1 && i < limit && bytes[i] == b'"' {
+                        i += 1;
+                        self.lex = Lex::Struct;
+                        continue;
+                    }
+                }
+                Lex::Struct if self.depth > 1 => {
+                    while i < limit && CLASS[bytes[i] as usize] >= C_WS {
+                        i += 1;
+                    }
+                    if i < limit && bytes[i] == b'"' {
+                        i += 1;
+                        self.lex = Lex::Str;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            break;
+        }
+        self.pos = i;
+        i == bytes.len()
+    }
+
     /// The scanner proper. Resumes at `self.pos` in state `self.lex`. `full`
     /// says the bytes cannot grow until some are dropped.
     pub(crate) fn scan(&mut self, bytes: &[u8], full: bool) -> Step {
@@ -773,96 +823,143 @@ impl Scanner {
                 }
                 Lex::Struct if self.depth > 1 => {
                     // Nested values: brackets and strings matter, the rest is
-                    // left to the decoder.
-                    let b = bytes[i];
-                    i += 1;
-                    match CLASS[b as usize] {
-                        C_QUOTE => self.lex = Lex::Str,
-                        C_OPEN_OBJ | C_OPEN_ARR => {
-                            if !self.open(b == b'[') {
-                                return self.fail(
-                                    bytes,
-                                    i,
-                                    FrameError::TooDeep {
-                                        limit: self.max_depth,
-                                    },
-                                );
-                            }
-                        }
-                        C_CLOSE_OBJ | C_CLOSE_ARR => {
-                            if self.is_array(self.depth) != (b == b']') {
-                                return self.fail(bytes, i, FrameError::MismatchedBracket);
-                            }
-                            self.depth -= 1;
-                            if self.depth == 1 {
-                                if let Some(e) = self.end_value(bytes, i) {
-                                    return self.fail(bytes, i, e);
+                    // left to the decoder. Stays in this loop over plain
+                    // strings and brackets; leaves it for an escape, a
+                    // non-ASCII or control byte in a string, the end of the
+                    // value, or the end of the input.
+                    while i < limit {
+                        let b = bytes[i];
+                        i += 1;
+                        match CLASS[b as usize] {
+                            C_QUOTE => {
+                                let j = string_stop(bytes, i, limit);
+                                if j < limit && bytes[j] == b'"' {
+                                    i = j + 1;
+                                    continue;
                                 }
-                                self.top = Top::After;
+                                self.lex = Lex::Str;
+                                i = j;
+                                break;
+                            }
+                            C_OPEN_OBJ | C_OPEN_ARR => {
+                                if !self.open(b == b'[') {
+                                    return self.fail(
+                                        bytes,
+                                        i,
+                                        FrameError::TooDeep {
+                                            limit: self.max_depth,
+                                        },
+                                    );
+                                }
+                            }
+                            C_CLOSE_OBJ | C_CLOSE_ARR => {
+                                if self.is_array(self.depth) != (b == b']') {
+                                    return self.fail(bytes, i, FrameError::MismatchedBracket);
+                                }
+                                self.depth -= 1;
+                                if self.depth == 1 {
+                                    if let Some(e) = self.end_value(bytes, i) {
+                                        return self.fail(bytes, i, e);
+                                    }
+                                    self.top = Top::After;
+                                    break;
+                                }
+                            }
+                            C_WS | C_PUNCT | C_SCALAR => {
+                                // Skip a run of plain bytes in one go.
+                                while i < limit && CLASS[bytes[i] as usize] >= C_WS {
+                                    i += 1;
+                                }
+                            }
+                            _ => {
+                                return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b });
                             }
                         }
-                        C_WS | C_PUNCT | C_SCALAR => {
-                            // Skip a run of plain bytes in one go.
-                            while i < limit && CLASS[bytes[i] as usize] >= C_WS {
-                                i += 1;
-                            }
-                        }
-                        _ => return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b }),
                     }
                 }
                 Lex::Struct => {
-                    let b = bytes[i];
-                    i += 1;
-                    let class = CLASS[b as usize];
-                    if class == C_WS && self.top != Top::InScalar {
-                        continue;
-                    }
-                    match (self.top, class) {
-                        (Top::KeyOrEnd | Top::Key, C_QUOTE) => {
-                            self.token = i - 1;
-                            self.token_cut = false;
-                            self.key_escaped = false;
-                            self.top = Top::InKey;
-                            self.lex = Lex::Str;
-                        }
-                        (Top::KeyOrEnd | Top::After, C_CLOSE_OBJ) => return self.end_message(i),
-                        (Top::Colon, C_PUNCT) if b == b':' => self.top = Top::Value,
-                        (Top::After, C_PUNCT) if b == b',' => self.top = Top::Key,
-                        (Top::Value, C_QUOTE) => {
-                            self.token = i - 1;
-                            self.token_cut = false;
-                            self.top = Top::InStr;
-                            self.lex = Lex::Str;
-                        }
-                        (Top::Value, C_OPEN_OBJ | C_OPEN_ARR) => {
-                            self.token = i - 1;
-                            self.token_cut = false;
-                            self.top = Top::InNested;
-                            if !self.open(b == b'[') {
-                                return self.fail(
-                                    bytes,
-                                    i,
-                                    FrameError::TooDeep {
-                                        limit: self.max_depth,
-                                    },
-                                );
+                    // The message object itself. Stays in this loop over
+                    // whitespace, plain keys and string values, scalars and
+                    // punctuation; leaves it to enter a nested value, for an
+                    // escape or a non-ASCII or control byte in a string, at
+                    // the end of the message, or at the end of the input.
+                    while i < limit {
+                        let b = bytes[i];
+                        i += 1;
+                        let class = CLASS[b as usize];
+                        if self.top == Top::InScalar {
+                            if class == C_SCALAR {
+                                continue;
                             }
-                        }
-                        (Top::Value, C_SCALAR) => {
-                            self.token = i - 1;
-                            self.token_cut = false;
-                            self.top = Top::InScalar;
-                        }
-                        (Top::InScalar, C_SCALAR) => {}
-                        (Top::InScalar, _) => {
                             if let Some(e) = self.end_value(bytes, i - 1) {
                                 return self.fail(bytes, i, e);
                             }
                             self.top = Top::After;
-                            // Look at this byte again as what follows the value.
-                            i -= 1;
                         }
-                        _ => return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b }),
+                        match (self.top, class) {
+                            (_, C_WS) => {}
+                            (Top::KeyOrEnd | Top::Key, C_QUOTE) => {
+                                self.token = i - 1;
+                                self.token_cut = false;
+                                self.key_escaped = false;
+                                let j = string_stop(bytes, i, limit);
+                                if j < limit && bytes[j] == b'"' {
+                                    self.end_key(bytes, j);
+                                    self.top = Top::Colon;
+                                    i = j + 1;
+                                    continue;
+                                }
+                                self.top = Top::InKey;
+                                self.lex = Lex::Str;
+                                i = j;
+                                break;
+                            }
+                            (Top::KeyOrEnd | Top::After, C_CLOSE_OBJ) => {
+                                return self.end_message(i);
+                            }
+                            (Top::Colon, C_PUNCT) if b == b':' => self.top = Top::Value,
+                            (Top::After, C_PUNCT) if b == b',' => self.top = Top::Key,
+                            (Top::Value, C_QUOTE) => {
+                                self.token = i - 1;
+                                self.token_cut = false;
+                                let j = string_stop(bytes, i, limit);
+                                if j < limit && bytes[j] == b'"' {
+                                    i = j + 1;
+                                    if let Some(e) = self.end_value(bytes, i) {
+                                        return self.fail(bytes, i, e);
+                                    }
+                                    self.top = Top::After;
+                                    continue;
+                                }
+                                self.top = Top::InStr;
+                                self.lex = Lex::Str;
+                                i = j;
+                                break;
+                            }
+                            (Top::Value, C_OPEN_OBJ | C_OPEN_ARR) => {
+                                self.token = i - 1;
+                                self.token_cut = false;
+                                self.top = Top::InNested;
+                                if !self.open(b == b'[') {
+                                    return self.fail(
+                                        bytes,
+                                        i,
+                                        FrameError::TooDeep {
+                                            limit: self.max_depth,
+                                        },
+                                    );
+                                }
+                                break;
+                            }
+                            (Top::Value, C_SCALAR) => {
+                                self.token = i - 1;
+                                self.token_cut = false;
+                                self.top = Top::InScalar;
+                            }
+                            _ => {
+                                return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b });
+                            }
+                        }
                     }
                 }
             }
