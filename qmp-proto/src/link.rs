@@ -37,11 +37,53 @@ pub(crate) enum Match {
     Unknown,
 }
 
+/// A transmit buffer and how much of it the transport already took.
+pub(crate) struct Tx<B: Buffer> {
+    pub(crate) buf: B,
+    /// Bytes of `buf` already handed to the transport.
+    sent: usize,
+}
+
+impl<B: Buffer> Tx<B> {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            buf: B::with_limit(limit),
+            sent: 0,
+        }
+    }
+
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf.bytes()[self.sent..]
+    }
+
+    pub(crate) fn advance(&mut self, n: usize) -> Result<(), UsageError> {
+        if n > self.buf.len() - self.sent {
+            return Err(UsageError::AdvancePastEnd);
+        }
+        self.sent += n;
+        if self.sent == self.buf.len() {
+            self.clear();
+        }
+        Ok(())
+    }
+
+    /// Drops what was already sent, so the whole room is usable.
+    pub(crate) fn compact(&mut self) {
+        if self.sent > 0 {
+            self.buf.discard_front(self.sent);
+            self.sent = 0;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.buf.truncate(0);
+        self.sent = 0;
+    }
+}
+
 pub(crate) struct Link<S: Storage> {
     pub(crate) framer: Framer<S::Rx>,
-    tx: S::Tx,
-    /// Bytes of `tx` already handed to the transport.
-    tx_sent: usize,
+    tx: Tx<S::Tx>,
     pending: S::Pending,
     next_id: u64,
 }
@@ -50,27 +92,18 @@ impl<S: Storage> Link<S> {
     pub(crate) fn new(limits: &ConnectionLimits) -> Self {
         Self {
             framer: Framer::new(limits.receive),
-            tx: S::Tx::with_limit(limits.max_transmit),
-            tx_sent: 0,
+            tx: Tx::new(limits.max_transmit),
             pending: S::Pending::with_limit(limits.max_pending),
             next_id: 0,
         }
     }
 
     pub(crate) fn pending_transmit(&self) -> &[u8] {
-        &self.tx.bytes()[self.tx_sent..]
+        self.tx.pending()
     }
 
     pub(crate) fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
-        if n > self.tx.len() - self.tx_sent {
-            return Err(UsageError::AdvancePastEnd);
-        }
-        self.tx_sent += n;
-        if self.tx_sent == self.tx.len() {
-            self.tx.truncate(0);
-            self.tx_sent = 0;
-        }
-        Ok(())
+        self.tx.advance(n)
     }
 
     /// Encodes a command and, when `reply` is set, records it as in flight.
@@ -87,13 +120,9 @@ impl<S: Storage> Link<S> {
         if reply && self.pending.is_full() {
             return Err(UsageError::TooManyPending);
         }
-        if self.tx_sent > 0 {
-            // Drop what was already sent so the whole room is usable.
-            self.tx.discard_front(self.tx_sent);
-            self.tx_sent = 0;
-        }
-        let mark = self.tx.len();
-        encode(&mut self.tx, sentinel, verb, name, args, Some(id))?;
+        self.tx.compact();
+        let mark = self.tx.buf.len();
+        encode(&mut self.tx.buf, sentinel, verb, name, args, Some(id))?;
         if reply
             && !self.pending.push(PendingEntry {
                 id,
@@ -101,7 +130,7 @@ impl<S: Storage> Link<S> {
                 abandoned: false,
             })
         {
-            self.tx.truncate(mark);
+            self.tx.buf.truncate(mark);
             return Err(UsageError::TooManyPending);
         }
         self.next_id += 1;
@@ -148,7 +177,6 @@ impl<S: Storage> Link<S> {
     }
 
     pub(crate) fn clear_transmit(&mut self) {
-        self.tx.truncate(0);
-        self.tx_sent = 0;
+        self.tx.clear();
     }
 }

@@ -6,7 +6,7 @@ use crate::command::format_u64;
 use crate::error::{Error, UsageError};
 use crate::framer::{Framer, Info, Key, Kind, RawMessage};
 use crate::json::{JsonStr, RawJson};
-use crate::link::ConnectionLimits;
+use crate::link::{ConnectionLimits, Tx};
 
 /// How a [`Server`] presents itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +133,7 @@ enum State {
 /// servers against hostile clients.
 pub struct Server<S: Storage> {
     framer: Framer<S::Rx>,
-    tx: S::Tx,
-    tx_sent: usize,
+    tx: Tx<S::Tx>,
     state: State,
     offer_oob: bool,
     eof: bool,
@@ -160,15 +159,14 @@ impl<S: Storage> Server<S> {
     pub fn new(config: ServerConfig<'_>) -> Self {
         let mut server = Self {
             framer: Framer::new(config.limits.receive),
-            tx: S::Tx::with_limit(config.limits.max_transmit),
-            tx_sent: 0,
+            tx: Tx::new(config.limits.max_transmit),
             state: State::Greeted,
             offer_oob: config.oob,
             eof: false,
         };
         let v = config.version;
         let mut n = [0u8; 20];
-        let mut w = Writer::new(&mut server.tx);
+        let mut w = Writer::new(&mut server.tx.buf);
         w.put(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": ");
         w.put(format_u64(v.micro, &mut n));
         w.put(b", \"minor\": ");
@@ -337,7 +335,7 @@ impl<S: Storage> Server<S> {
     }
 
     fn idless_error(&mut self, desc: core::fmt::Arguments<'_>) {
-        let mut w = Writer::new(&mut self.tx);
+        let mut w = Writer::new(&mut self.tx.buf);
         w.put(b"{\"error\": {\"class\": \"GenericError\", \"desc\": ");
         w.string_fmt(desc);
         w.put(b"}}\r\n");
@@ -350,7 +348,7 @@ impl<S: Storage> Server<S> {
     }
 
     fn return_reply(&mut self, to: &ReplyTo, value: &[u8]) {
-        let mut w = Writer::new(&mut self.tx);
+        let mut w = Writer::new(&mut self.tx.buf);
         w.put(b"{\"return\": ");
         w.put(value);
         w.id(to);
@@ -360,7 +358,7 @@ impl<S: Storage> Server<S> {
     /// Answers a command with `{"return": VALUE}`; `value` is raw JSON,
     /// checked before it is queued.
     pub fn reply_return(&mut self, to: &ReplyTo, value: &str) -> Result<(), UsageError> {
-        let mut w = Writer::new(&mut self.tx);
+        let mut w = Writer::new(&mut self.tx.buf);
         w.put(b"{\"return\": ");
         w.put(value.trim().as_bytes());
         w.id(to);
@@ -369,7 +367,7 @@ impl<S: Storage> Server<S> {
 
     /// Answers a command with `{"error": {"class": CLASS, "desc": DESC}}`.
     pub fn reply_error(&mut self, to: &ReplyTo, class: &str, desc: &str) -> Result<(), UsageError> {
-        let mut w = Writer::new(&mut self.tx);
+        let mut w = Writer::new(&mut self.tx.buf);
         w.put(b"{\"error\": {\"class\": ");
         w.string(class);
         w.put(b", \"desc\": ");
@@ -389,7 +387,7 @@ impl<S: Storage> Server<S> {
         if data.is_some_and(|d| !d.trim_start().starts_with('{')) {
             return Err(UsageError::ArgumentsNotAnObject);
         }
-        let mut w = Writer::new(&mut self.tx);
+        let mut w = Writer::new(&mut self.tx.buf);
         w.put(b"{\"timestamp\": {\"seconds\": ");
         w.number(timestamp.seconds);
         w.put(b", \"microseconds\": ");
@@ -406,21 +404,15 @@ impl<S: Storage> Server<S> {
 
     /// Bytes to write to the client.
     pub fn pending_transmit(&self) -> &[u8] {
-        &self.tx.bytes()[self.tx_sent..]
+        self.tx.pending()
     }
 
     /// Reports that `n` bytes of `pending_transmit` were written.
     pub fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
-        if n > self.tx.len() - self.tx_sent {
-            return Err(UsageError::AdvancePastEnd);
-        }
-        self.tx_sent += n;
-        if self.tx_sent == self.tx.len() {
-            self.tx.truncate(0);
-            self.tx_sent = 0;
-        } else if self.tx_sent > self.tx.len() / 2 {
-            self.tx.discard_front(self.tx_sent);
-            self.tx_sent = 0;
+        self.tx.advance(n)?;
+        // Keep the room usable while a slow client reads a long backlog.
+        if self.tx.pending().len() < self.tx.buf.len() / 2 {
+            self.tx.compact();
         }
         Ok(())
     }
