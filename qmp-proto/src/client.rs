@@ -183,7 +183,10 @@ pub enum Output<'a> {
     /// any command.
     Unmatched(RawMessage<'a>),
     /// An error reply without an id: QEMU could not parse some input. It
-    /// belongs to no command.
+    /// belongs to no command, so none is failed: commands in flight stay in
+    /// flight (raw arguments are checked before sending, so this should not be
+    /// one of ours; a driver's per-call timeouts cover the case that it is).
+    /// QEMU's Python library disconnects instead; here the choice is yours.
     IdlessError(QmpError<'a>),
     /// A message over the size limit that belongs to no waiting command.
     Dropped {
