@@ -329,14 +329,13 @@ impl<S: Storage> Client<S> {
                 State::Closed(_) => return None,
                 _ => {}
             }
-            let Some(info) = self.link.framer.advance() else {
-                if self.eof {
-                    let truncated = self.link.framer.is_mid_message();
-                    self.state =
-                        State::Draining(truncated.then_some(ProtocolError::TruncatedMessage));
+            let info = match self.link.next_frame(self.eof) {
+                Ok(Some(info)) => info,
+                Ok(None) => return None,
+                Err(reason) => {
+                    self.state = State::Draining(reason);
                     continue;
                 }
-                return None;
             };
             let emit = match self.decide(info) {
                 Ok(emit) => emit,

@@ -3,8 +3,8 @@
 
 use crate::buffer::{Buffer, PendingEntry, PendingTable, Storage};
 use crate::command::{Args, Verb, encode};
-use crate::error::UsageError;
-use crate::framer::{Framer, IdValue, Limits};
+use crate::error::{ProtocolError, UsageError};
+use crate::framer::{Framer, IdValue, Info, Limits};
 
 /// Limits for a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +135,20 @@ impl<S: Storage> Link<S> {
         }
         self.next_id += 1;
         Ok(id)
+    }
+
+    /// The next frame, `Ok(None)` when more input is needed, or, at end of
+    /// stream with nothing left to read, why the session ends (a message cut
+    /// short is a protocol error; a clean end is `None`).
+    pub(crate) fn next_frame(&mut self, eof: bool) -> Result<Option<Info>, Option<ProtocolError>> {
+        match self.framer.advance() {
+            Some(info) => Ok(Some(info)),
+            None if eof => Err(self
+                .framer
+                .is_mid_message()
+                .then_some(ProtocolError::TruncatedMessage)),
+            None => Ok(None),
+        }
     }
 
     /// Looks up and removes the command a reply belongs to.
