@@ -1,0 +1,171 @@
+//! What can go wrong with a call, and why a connection ended.
+
+use core::fmt;
+use core::time::Duration;
+use std::io;
+use std::sync::Arc;
+
+use qmp_proto::{ProtocolError, QmpError, UsageError};
+
+/// A QMP error reply, owned: the command ran (or was refused) and failed.
+///
+/// This is an answer from QEMU, not a transport failure: match on
+/// [`class`](Self::class) (`CommandNotFound`, `GenericError`, ...) and show
+/// [`desc`](Self::desc) to people; never parse the description.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommandError {
+    /// The machine-readable class, as QEMU spells it.
+    pub class: String,
+    /// The human-readable description.
+    pub desc: String,
+}
+
+impl CommandError {
+    pub(crate) fn from_reply(e: &QmpError<'_>) -> Self {
+        Self {
+            class: e.class.as_str().to_owned(),
+            desc: e.desc.to_string_lossless(),
+        }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+impl core::error::Error for CommandError {}
+
+/// Why a connection is over.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Disconnect {
+    /// The peer closed the connection (QEMU exited or was killed).
+    Eof {
+        /// The stream ended in the middle of a message.
+        mid_message: bool,
+    },
+    /// Reading or writing the socket failed.
+    Io(Arc<io::Error>),
+    /// The peer broke the protocol (the core's sticky error).
+    Protocol(ProtocolError),
+    /// No greeting (QMP) or sync reply (guest agent) within the connect
+    /// timeout: another client may hold the socket.
+    HandshakeTimeout(Duration),
+    /// This side closed it: [`close`](crate::blocking::Client::close) was called
+    /// or every handle was dropped.
+    Local,
+}
+
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disconnect::Eof { mid_message: false } => f.write_str("the peer closed the connection"),
+            Disconnect::Eof { mid_message: true } => {
+                f.write_str("the peer closed the connection in the middle of a message")
+            }
+            Disconnect::Io(e) => write!(f, "socket error: {e}"),
+            Disconnect::Protocol(e) => write!(f, "protocol error: {e}"),
+            Disconnect::HandshakeTimeout(d) => write!(
+                f,
+                "no greeting within {d:?} (is another client connected to this socket?)"
+            ),
+            Disconnect::Local => f.write_str("the connection was closed by this client"),
+        }
+    }
+}
+
+/// The error of a call or a connect.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// QEMU answered with an error reply: see [`CommandError`].
+    Command(CommandError),
+    /// No reply within the call's timeout. The command was abandoned: its late
+    /// reply is dropped and the connection stays usable. (It may still run.)
+    Timeout(Duration),
+    /// The connection is over, before or while this call waited.
+    Disconnected(Disconnect),
+    /// A guest-agent resynchronisation (after another call's timeout)
+    /// discarded this call; it may or may not have run.
+    Discarded,
+    /// The reply was larger than the connection's size limit and was skipped.
+    ReplyTooLarge {
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The reply did not decode into the expected type.
+    Decode(Arc<serde_json::Error>),
+    /// Local misuse: a bad command name or arguments, `exec-oob` without oob,
+    /// too many commands in flight, fds on a transport that cannot pass them.
+    Usage(UsageError),
+    /// Connecting failed.
+    Connect(Arc<io::Error>),
+    /// File descriptors can only be passed on a unix socket.
+    FdPassingUnsupported,
+}
+
+impl Error {
+    /// The QMP error reply, when this is one.
+    pub fn command_error(&self) -> Option<&CommandError> {
+        match self {
+            Error::Command(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True when the connection is over (every later call fails too).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Command(e) => write!(f, "command failed: {e}"),
+            Error::Timeout(d) => write!(f, "no reply within {d:?}"),
+            Error::Disconnected(d) => write!(f, "disconnected: {d}"),
+            Error::Discarded => f.write_str(
+                "the guest agent was resynchronised while this command waited; it may or may not have run",
+            ),
+            Error::ReplyTooLarge { size } => {
+                write!(f, "the reply ({size} bytes) is larger than the size limit")
+            }
+            Error::Decode(e) => write!(f, "cannot decode the reply: {e}"),
+            Error::Usage(e) => write!(f, "{e}"),
+            Error::Connect(e) => write!(f, "cannot connect: {e}"),
+            Error::FdPassingUnsupported => {
+                f.write_str("file descriptors can only be passed on a unix socket")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Command(e) => Some(e),
+            Error::Decode(e) => Some(&**e),
+            Error::Connect(e) => Some(&**e),
+            Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Error::Usage(e)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Connect(Arc::new(e))
+    }
+}
+
+/// The result of a call.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,362 @@
+//! Event fan-out: any number of subscribers, each with a filter and a bounded
+//! queue. The reader never waits for a subscriber: a full queue drops its
+//! oldest event and counts it, and the subscriber is told how many it lost.
+
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use qmp_proto::Timestamp;
+
+use crate::json::Json;
+
+/// An event, owned: `{"event": NAME, "data": {...}, "timestamp": {...}}`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    name: Box<str>,
+    data: Option<Json>,
+    timestamp: Option<Timestamp>,
+}
+
+impl Event {
+    pub(crate) fn from_proto(event: &qmp_proto::Event<'_>) -> Self {
+        let name = match event.name.as_plain() {
+            Some(s) => s.into(),
+            None => event.name.to_string_lossless().into_boxed_str(),
+        };
+        Self {
+            name,
+            data: event.data.map(Json::copy),
+            timestamp: event.timestamp,
+        }
+    }
+
+    /// The event name, such as `STOP` or `DEVICE_DELETED`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `data` member as raw JSON, if the event has one.
+    pub fn data(&self) -> Option<&Json> {
+        self.data.as_ref()
+    }
+
+    /// Decodes `data` into `T` (`T` = `serde_json::Value` works too). An event
+    /// without data decodes from `null`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.as_ref().map_or("null", Json::as_str))
+    }
+
+    /// When QEMU says the event happened.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.timestamp
+    }
+}
+
+/// Which events a subscriber wants.
+///
+/// ```
+/// use qmp_io::EventFilter;
+/// // Only DEVICE_DELETED for device "disk1" (the way Incus watches a device).
+/// let filter = EventFilter::name("DEVICE_DELETED").data_eq("device", "disk1");
+/// # let _ = filter;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    names: Vec<String>,
+    data: Vec<(String, String)>,
+}
+
+impl EventFilter {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Events called `name` (add more with [`or_name`](Self::or_name)).
+    pub fn name(name: impl Into<String>) -> Self {
+        Self::all().or_name(name)
+    }
+
+    /// Also accept events called `name`.
+    pub fn or_name(mut self, name: impl Into<String>) -> Self {
+        self.names.push(name.into());
+        self
+    }
+
+    /// Events whose `data` has member `key` equal to `value` (a JSON string
+    /// compared after unescaping, or any other JSON value compared as text,
+    /// such as `true` or `3`). Several conditions must all hold.
+    pub fn data_eq(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.data.push((key.into(), value.into()));
+        self
+    }
+
+    pub(crate) fn matches(&self, event: &qmp_proto::Event<'_>) -> bool {
+        if !self.names.is_empty() && !self.names.iter().any(|n| event.name.eq_str(n)) {
+            return false;
+        }
+        self.data.iter().all(|(key, want)| {
+            let Some(v) = event.data.and_then(|d| d.get(key)) else {
+                return false;
+            };
+            match v.as_json_str() {
+                Some(s) => s.eq_str(want),
+                None => v.as_str() == want,
+            }
+        })
+    }
+}
+
+/// A subscriber fell behind and `0` events were dropped from its queue (the
+/// oldest ones). Delivered before the events that followed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lagged(pub u64);
+
+impl core::fmt::Display for Lagged {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} events were lost because the subscriber fell behind",
+            self.0
+        )
+    }
+}
+
+impl core::error::Error for Lagged {}
+
+/// What [`Subscription::recv_timeout`] reports when no event came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecvTimeoutError {
+    /// Nothing arrived in time.
+    Timeout,
+    /// The connection is over and every queued event was delivered.
+    Closed,
+}
+
+struct QueueState {
+    items: VecDeque<Arc<Event>>,
+    lost: u64,
+    closed: bool,
+    waker: Option<Waker>,
+    sleeping: bool,
+}
+
+/// One subscriber's queue, shared by the reader (pushing) and the subscriber.
+pub(crate) struct Queue {
+    filter: EventFilter,
+    capacity: usize,
+    state: Mutex<QueueState>,
+    cv: Condvar,
+    /// The subscriber dropped its end: the reader forgets the queue.
+    gone: AtomicBool,
+}
+
+/// What the reader must do after pushing.
+pub(crate) enum Wake {
+    None,
+    Thread,
+    Task(Waker),
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wants(&self, event: &qmp_proto::Event<'_>) -> bool {
+        self.filter.matches(event)
+    }
+
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Queues `event`, dropping the oldest when full. Returns who to wake; the
+    /// caller wakes after it has pushed the whole batch.
+    pub(crate) fn push(&self, event: Arc<Event>) -> Wake {
+        let mut s = self.lock();
+        if s.items.len() >= self.capacity {
+            s.items.pop_front();
+            s.lost += 1;
+        }
+        s.items.push_back(event);
+        Self::take_wake(&mut s)
+    }
+
+    fn take_wake(s: &mut QueueState) -> Wake {
+        if let Some(w) = s.waker.take() {
+            Wake::Task(w)
+        } else if s.sleeping {
+            s.sleeping = false;
+            Wake::Thread
+        } else {
+            Wake::None
+        }
+    }
+
+    pub(crate) fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::None => {}
+            Wake::Thread => self.cv.notify_all(),
+            Wake::Task(w) => w.wake(),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let wake = {
+            let mut s = self.lock();
+            s.closed = true;
+            Self::take_wake(&mut s)
+        };
+        self.wake(wake);
+    }
+
+    fn pop(s: &mut QueueState) -> Option<Result<Arc<Event>, Lagged>> {
+        if s.lost > 0 {
+            let lost = core::mem::take(&mut s.lost);
+            return Some(Err(Lagged(lost)));
+        }
+        s.items.pop_front().map(Ok)
+    }
+}
+
+/// A stream of events for one subscriber.
+///
+/// Blocking code calls [`recv`](Self::recv) / [`recv_timeout`](Self::recv_timeout)
+/// or iterates; async code uses it as a `futures_core::Stream`. Both yield
+/// `Err(Lagged(n))` when `n` events were dropped because this subscriber fell
+/// behind, and end when the connection is over (after the queued events).
+/// Dropping it unsubscribes.
+pub struct Subscription {
+    queue: Arc<Queue>,
+}
+
+impl core::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("filter", &self.queue.filter)
+            .field("capacity", &self.queue.capacity)
+            .finish()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(filter: EventFilter, capacity: usize, closed: bool) -> (Self, Arc<Queue>) {
+        let queue = Arc::new(Queue {
+            filter,
+            capacity: capacity.max(1),
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                lost: 0,
+                closed,
+                waker: None,
+                sleeping: false,
+            }),
+            cv: Condvar::new(),
+            gone: AtomicBool::new(false),
+        });
+        (
+            Self {
+                queue: queue.clone(),
+            },
+            queue,
+        )
+    }
+
+    /// The next event without waiting: `None` when nothing is queued.
+    pub fn try_recv(&self) -> Option<Result<Arc<Event>, Lagged>> {
+        Queue::pop(&mut self.queue.lock())
+    }
+
+    /// Blocks for the next event; `None` once the connection is over and the
+    /// queue is empty.
+    pub fn recv(&self) -> Option<Result<Arc<Event>, Lagged>> {
+        self.recv_until(None).ok()
+    }
+
+    /// Blocks for the next event, at most `timeout`.
+    pub fn recv_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Result<Arc<Event>, Lagged>, RecvTimeoutError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    fn recv_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<Arc<Event>, Lagged>, RecvTimeoutError> {
+        let q = &self.queue;
+        let mut s = q.lock();
+        loop {
+            if let Some(item) = Queue::pop(&mut s) {
+                return Ok(item);
+            }
+            if s.closed {
+                return Err(RecvTimeoutError::Closed);
+            }
+            s.sleeping = true;
+            s = match deadline {
+                None => q.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        s.sleeping = false;
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    q.cv.wait_timeout(s, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Events queued and not yet received.
+    pub fn len(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
+    /// True when no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.queue.gone.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Arc<Event>, Lagged>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.recv()
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Result<Arc<Event>, Lagged>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut s = self.queue.lock();
+        if let Some(item) = Queue::pop(&mut s) {
+            return Poll::Ready(Some(item));
+        }
+        if s.closed {
+            return Poll::Ready(None);
+        }
+        match &mut s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}

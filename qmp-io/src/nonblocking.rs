@@ -1,0 +1,488 @@
+//! The async driver: one task per connection owns the socket, reading and
+//! writing; callers queue commands and await their answers. Runtime-agnostic:
+//! the adapter supplies the transport (futures-io), the timer and `spawn`.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::future::{Either, select};
+use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, Heap};
+
+use crate::call::{
+    AddFdInfo, Call, Waiting, decode, fd_args, no_reply, submit_agent, submit_agent_typed,
+    submit_qmp, submit_qmp_typed,
+};
+use crate::config::Config;
+use crate::error::{Disconnect, Error, Result};
+use crate::events::{EventFilter, Subscription};
+use crate::json::Json;
+use crate::session::{Greeting, OutBuf, Protocol, Session, Submitted, nonce};
+use crate::slot::SlotFuture;
+
+/// What an async runtime lends the driver: a timer and a way to spawn.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// The future [`sleep`](Self::sleep) returns.
+    type Sleep: Future<Output = ()> + Send + 'static;
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> Self::Sleep;
+    /// Runs `task` in the background until it completes.
+    fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
+}
+
+/// A byte stream the async driver can run on. Streams that can pass file
+/// descriptors (unix sockets) implement [`poll_send_fds`](Self::poll_send_fds).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// True when [`poll_send_fds`](Self::poll_send_fds) works.
+    fn can_pass_fds(&self) -> bool {
+        false
+    }
+
+    /// Writes `bytes` with `fds` attached to the first byte (SCM_RIGHTS).
+    fn poll_send_fds(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let _ = (cx, bytes, fds);
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+}
+
+/// Wraps any futures-io stream as a [`Transport`] that cannot pass fds.
+#[derive(Debug)]
+pub struct Plain<T>(pub T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for Plain<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Plain<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Plain<T> {}
+
+/// Reads before yielding to other tasks, so a busy connection stays fair.
+const READ_BUDGET: usize = 32;
+
+/// The connection task.
+struct Driver<P: Protocol, T> {
+    session: Arc<Session<P>>,
+    io: T,
+    out: OutBuf,
+    buf: Box<[u8]>,
+}
+
+impl<P: Protocol, T: Transport> Driver<P, T> {
+    /// Writes what it can; `Err` ends the connection.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let mut progress = false;
+        if self.out.is_empty() {
+            self.session.take_output(&mut self.out, Some(cx.waker()));
+        }
+        while !self.out.is_empty() {
+            let (bytes, fds) = self.out.chunk();
+            let io = Pin::new(&mut self.io);
+            let polled = match fds {
+                None => io.poll_write(cx, bytes),
+                Some(fds) => {
+                    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+                    io.poll_send_fds(cx, bytes, &fds)
+                }
+            };
+            match polled {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.out.consume(n);
+                    progress = true;
+                    if self.out.is_empty() {
+                        self.session.take_output(&mut self.out, Some(cx.waker()));
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if progress {
+            // Sockets do not buffer; a transport that does may flush later.
+            let _ = Pin::new(&mut self.io).poll_flush(cx);
+        }
+        Ok(progress)
+    }
+}
+
+impl<P: Protocol, T: Transport> Future for Driver<P, T> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        for _ in 0..READ_BUDGET {
+            if this.session.is_closed() {
+                return Poll::Ready(());
+            }
+            let wrote = match this.poll_write_out(cx) {
+                Ok(p) => p,
+                Err(e) => {
+                    this.session.on_close(Disconnect::Io(Arc::new(e)));
+                    return Poll::Ready(());
+                }
+            };
+            match Pin::new(&mut this.io).poll_read(cx, &mut this.buf) {
+                Poll::Ready(Ok(0)) => {
+                    this.session
+                        .on_close(Disconnect::Eof { mid_message: false });
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(n)) => this.session.on_input(&this.buf[..n]),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    this.session.on_close(Disconnect::Io(Arc::new(e)));
+                    return Poll::Ready(());
+                }
+                Poll::Pending if !wrote => return Poll::Pending,
+                Poll::Pending => {}
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// What the handles of one connection share.
+struct Conn<P: Protocol, R: Runtime> {
+    session: Arc<Session<P>>,
+    runtime: R,
+    fds: bool,
+    /// fd-carrying commands go one at a time (see the blocking driver).
+    fd_lane: futures_util::lock::Mutex<()>,
+}
+
+impl<P: Protocol, R: Runtime> Conn<P, R> {
+    async fn start<T: Transport>(session: Arc<Session<P>>, runtime: R, io: T) -> Result<Arc<Self>> {
+        let fds = io.can_pass_fds();
+        runtime.spawn(Box::pin(Driver {
+            session: session.clone(),
+            io,
+            out: OutBuf::default(),
+            buf: vec![0u8; 64 << 10].into_boxed_slice(),
+        }));
+        let conn = Arc::new(Conn {
+            session,
+            runtime,
+            fds,
+            fd_lane: futures_util::lock::Mutex::new(()),
+        });
+        let timeout = conn.session.config.connect_timeout;
+        let settled = core::future::poll_fn(|cx| conn.session.settled.poll_wait(cx));
+        let sleep = conn.runtime.sleep(timeout);
+        if let Either::Right(_) = select(Box::pin(settled), Box::pin(sleep)).await {
+            conn.session.on_close(Disconnect::HandshakeTimeout(timeout));
+        }
+        match conn.session.closed_reason() {
+            Some(reason) => Err(Error::Disconnected(reason)),
+            None => Ok(conn),
+        }
+    }
+
+    async fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
+        let waiting = Waiting::new(&self.session, submitted);
+        let Some(slot) = waiting.slot.clone() else {
+            return Ok(no_reply());
+        };
+        let answer = match timeout {
+            None => SlotFuture(&slot).await,
+            Some(t) => match select(SlotFuture(&slot), Box::pin(self.runtime.sleep(t))).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => None,
+            },
+        };
+        waiting.finish(answer, timeout)
+    }
+
+    async fn call(
+        &self,
+        call: Call,
+        submit: impl FnOnce(Call) -> Result<Submitted>,
+    ) -> Result<Json> {
+        let timeout = call.timeout.unwrap_or(self.session.config.timeout);
+        if call.fds.is_empty() {
+            return self.wait(submit(call)?, timeout).await;
+        }
+        if !self.fds {
+            return Err(Error::FdPassingUnsupported);
+        }
+        let _lane = self.fd_lane.lock().await;
+        self.wait(submit(call)?, timeout).await
+    }
+
+    async fn closed(&self) -> Disconnect {
+        core::future::poll_fn(|cx| self.session.closed.poll_wait(cx)).await;
+        self.session.closed_reason().unwrap_or(Disconnect::Local)
+    }
+}
+
+impl<P: Protocol, R: Runtime> Drop for Conn<P, R> {
+    fn drop(&mut self) {
+        // Every handle is gone: the driver task sees this and drops the socket.
+        self.session.on_close(Disconnect::Local);
+    }
+}
+
+fn with_args(call: Call, arguments: Option<&str>) -> Call {
+    match arguments {
+        Some(a) => call.arguments(a),
+        None => call,
+    }
+}
+
+/// An async QMP client, for any runtime. Cheap to clone, `Send + Sync`; every
+/// clone drives the same connection. Dropping the last clone closes it.
+/// Dropping a call's future abandons the command: its late reply is dropped.
+pub struct Client<R: Runtime> {
+    conn: Arc<Conn<Core<Heap>, R>>,
+    greeting: Arc<Greeting>,
+}
+
+impl<R: Runtime> Clone for Client<R> {
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn.clone(),
+            greeting: self.greeting.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> core::fmt::Debug for Client<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("greeting", &self.greeting)
+            .field("closed", &self.conn.session.is_closed())
+            .finish()
+    }
+}
+
+impl<R: Runtime> Client<R> {
+    /// Spawns the driver on `runtime` over `transport` and runs the QMP
+    /// handshake; the connect timeout covers the greeting.
+    pub async fn connect<T: Transport>(runtime: R, transport: T, config: Config) -> Result<Self> {
+        let core = Core::new(ClientConfig {
+            oob: config.oob,
+            limits: config.limits,
+        });
+        let session = Arc::new(Session::new(core, config));
+        let conn = Conn::start(session, runtime, transport).await?;
+        let greeting = conn
+            .session
+            .greeting()
+            .ok_or(Error::Disconnected(Disconnect::Local))?;
+        Ok(Self {
+            conn,
+            greeting: Arc::new(greeting),
+        })
+    }
+
+    /// The server's greeting: QEMU's version and capabilities.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// True when out-of-band execution was negotiated.
+    pub fn oob_enabled(&self) -> bool {
+        self.greeting.oob
+    }
+
+    /// Runs a typed command and decodes its return value.
+    pub async fn execute<C: Command>(&self, command: &C) -> Result<C::Returns>
+    where
+        C::Returns: serde::de::DeserializeOwned,
+    {
+        let s = &self.conn.session;
+        let submitted = submit_qmp_typed(s, command, false)?;
+        decode(&self.conn.wait(submitted, s.config.timeout).await?)
+    }
+
+    /// Runs a typed command with `exec-oob`.
+    pub async fn execute_oob<C: Command>(&self, command: &C) -> Result<C::Returns>
+    where
+        C::Returns: serde::de::DeserializeOwned,
+    {
+        let s = &self.conn.session;
+        let submitted = submit_qmp_typed(s, command, true)?;
+        decode(&self.conn.wait(submitted, s.config.timeout).await?)
+    }
+
+    /// Runs command `name` with optional raw JSON arguments (one object).
+    pub async fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
+        self.call(with_args(Call::new(name), arguments)).await
+    }
+
+    /// Runs command `name` with `exec-oob`.
+    pub async fn execute_raw_oob(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
+        self.call(with_args(Call::new(name), arguments).oob()).await
+    }
+
+    /// Runs a [`Call`]: per-call timeout, oob, fds.
+    pub async fn call(&self, call: Call) -> Result<Json> {
+        self.conn
+            .call(call, |c| submit_qmp(&self.conn.session, c))
+            .await
+    }
+
+    /// Passes `fd` to QEMU under `name` (`getfd`). Unix sockets only.
+    pub async fn send_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<()> {
+        self.call(fd_args::getfd(name).fd(fd)?).await.map(drop)
+    }
+
+    /// Closes an fd passed with [`send_fd`](Self::send_fd) (`closefd`).
+    pub async fn close_fd(&self, name: &str) -> Result<()> {
+        self.call(fd_args::closefd(name)).await.map(drop)
+    }
+
+    /// Adds `fd` to an fd set (`add-fd`; a new set when `fdset_id` is `None`).
+    pub async fn add_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        fdset_id: Option<u64>,
+        opaque: Option<&str>,
+    ) -> Result<AddFdInfo> {
+        let call = fd_args::add_fd(fdset_id, opaque).fd(fd)?;
+        decode(&self.call(call).await?)
+    }
+
+    /// Removes an fd (or a whole set when `fd` is `None`) (`remove-fd`).
+    pub async fn remove_fd(&self, fdset_id: u64, fd: Option<i64>) -> Result<()> {
+        self.call(fd_args::remove_fd(fdset_id, fd)).await.map(drop)
+    }
+
+    /// A new subscriber for the events `filter` accepts (a `Stream`).
+    pub fn subscribe(&self, filter: EventFilter) -> Subscription {
+        let s = &self.conn.session;
+        s.subscribe(filter, s.config.event_capacity)
+    }
+
+    /// A new subscriber for every event.
+    pub fn events(&self) -> Subscription {
+        self.subscribe(EventFilter::all())
+    }
+
+    /// True once the connection is over.
+    pub fn is_closed(&self) -> bool {
+        self.conn.session.is_closed()
+    }
+
+    /// Completes when the connection is over, with the reason.
+    pub async fn closed(&self) -> Disconnect {
+        self.conn.closed().await
+    }
+
+    /// Closes the connection: waiting calls fail, subscribers end.
+    pub fn close(&self) {
+        self.conn.session.on_close(Disconnect::Local);
+    }
+}
+
+/// An async guest-agent client. Synchronises on connect and after every
+/// timeout; cheap to clone.
+pub struct GuestAgent<R: Runtime> {
+    conn: Arc<Conn<AgentCore<Heap>, R>>,
+}
+
+impl<R: Runtime> Clone for GuestAgent<R> {
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> core::fmt::Debug for GuestAgent<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GuestAgent")
+            .field("closed", &self.conn.session.is_closed())
+            .finish()
+    }
+}
+
+impl<R: Runtime> GuestAgent<R> {
+    /// Spawns the driver and synchronises with the agent (0xFF +
+    /// `guest-sync-delimited`); the connect timeout covers the sync.
+    pub async fn connect<T: Transport>(runtime: R, transport: T, config: Config) -> Result<Self> {
+        let core = AgentCore::new(config.limits, nonce());
+        let session = Arc::new(Session::new(core, config));
+        let conn = Conn::start(session, runtime, transport).await?;
+        Ok(Self { conn })
+    }
+
+    /// Runs a typed command and decodes its return value. Commands the agent
+    /// never answers (`guest-shutdown`, `guest-suspend-*`) return once
+    /// queued, decoding `{}`.
+    pub async fn execute<C: Command>(&self, command: &C) -> Result<C::Returns>
+    where
+        C::Returns: serde::de::DeserializeOwned,
+    {
+        let s = &self.conn.session;
+        let submitted = submit_agent_typed(s, command)?;
+        decode(&self.conn.wait(submitted, s.config.timeout).await?)
+    }
+
+    /// Runs command `name` with optional raw JSON arguments.
+    pub async fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
+        self.call(with_args(Call::new(name), arguments)).await
+    }
+
+    /// Runs a [`Call`] (per-call timeout).
+    pub async fn call(&self, call: Call) -> Result<Json> {
+        self.conn
+            .call(call, |c| submit_agent(&self.conn.session, c))
+            .await
+    }
+
+    /// Starts a new synchronisation now (commands waiting fail with
+    /// [`Error::Discarded`]).
+    pub fn resync(&self) -> Result<()> {
+        self.conn.session.resync_agent()
+    }
+
+    /// True once the connection is over.
+    pub fn is_closed(&self) -> bool {
+        self.conn.session.is_closed()
+    }
+
+    /// Completes when the connection is over, with the reason.
+    pub async fn closed(&self) -> Disconnect {
+        self.conn.closed().await
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        self.conn.session.on_close(Disconnect::Local);
+    }
+}

@@ -1,0 +1,527 @@
+//! The state both drivers share: the core state machine, the table of callers
+//! waiting for replies, the event subscribers, and outgoing bytes with the
+//! file descriptors that travel with them. Drivers only move bytes.
+
+use core::task::Waker;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use qmp_proto::{AgentOutput, Client, GuestAgent, Heap, Id, Output, ProtocolError, Reply, Version};
+
+use crate::config::Config;
+use crate::error::{CommandError, Disconnect, Error};
+use crate::events::{Event, EventFilter, Queue, Subscription, Wake};
+use crate::json::Json;
+use crate::slot::{Latch, Slot};
+
+/// What a caller gets: the `return` value, or why there is none.
+pub(crate) type Answer = Result<Json, Error>;
+
+/// The server greeting, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Greeting {
+    /// QEMU's version.
+    pub version: Version,
+    /// The package string (a distribution's build), often empty.
+    pub package: String,
+    /// The capabilities QEMU offered (`oob`).
+    pub capabilities: Vec<String>,
+    /// Whether out-of-band execution was negotiated.
+    pub oob: bool,
+}
+
+struct Waiter {
+    slot: Arc<Slot<Answer>>,
+    quiet: bool,
+}
+
+/// Where the core's outputs go.
+pub(crate) struct Dispatch {
+    waiters: HashMap<u64, Waiter>,
+    subscribers: Vec<Arc<Queue>>,
+    wakes: Vec<(Arc<Queue>, Wake)>,
+    greeting: Option<Greeting>,
+    /// Set once the handshake (greeting and negotiation, or the agent's sync)
+    /// completed.
+    handshake: bool,
+    /// Why the connection ended, once it has.
+    closed: Option<Disconnect>,
+    /// What the driver saw before telling the core (end of stream, socket error).
+    cause: Option<Disconnect>,
+}
+
+impl Dispatch {
+    fn new() -> Self {
+        Self {
+            waiters: HashMap::new(),
+            subscribers: Vec::new(),
+            wakes: Vec::new(),
+            greeting: None,
+            handshake: false,
+            closed: None,
+            cause: None,
+        }
+    }
+
+    fn reply(&mut self, id: Id, reply: Reply<'_>) {
+        let Some(waiter) = self.waiters.remove(&id.0) else {
+            return;
+        };
+        let answer = match reply {
+            Reply::Return(value) => {
+                if !waiter.quiet {
+                    tracing::debug!(id = id.0, reply = value.as_str(), "qmp return");
+                }
+                Ok(Json::copy(value))
+            }
+            Reply::Error(e) => {
+                let e = CommandError::from_reply(&e);
+                if !waiter.quiet {
+                    tracing::debug!(id = id.0, class = %e.class, desc = %e.desc, "qmp error");
+                }
+                Err(Error::Command(e))
+            }
+            Reply::Oversized { size } => {
+                tracing::warn!(id = id.0, size, "reply over the size limit skipped");
+                Err(Error::ReplyTooLarge { size })
+            }
+            _ => Err(match &self.closed.as_ref().or(self.cause.as_ref()) {
+                Some(d) => Error::Disconnected((*d).clone()),
+                None => Error::Discarded,
+            }),
+        };
+        waiter.slot.fill(answer);
+    }
+
+    fn event(&mut self, event: &qmp_proto::Event<'_>) {
+        tracing::debug!(event = %event.name.raw(), "qmp event");
+        let mut owned: Option<Arc<Event>> = None;
+        for q in &self.subscribers {
+            if q.wants(event) {
+                let e = owned.get_or_insert_with(|| Arc::new(Event::from_proto(event)));
+                match q.push(e.clone()) {
+                    Wake::None => {}
+                    w => self.wakes.push((q.clone(), w)),
+                }
+            }
+        }
+    }
+
+    fn closed(&mut self, error: Option<ProtocolError>) {
+        let reason = match (self.cause.take(), error) {
+            (Some(Disconnect::Eof { .. }), Some(ProtocolError::TruncatedMessage)) => {
+                Disconnect::Eof { mid_message: true }
+            }
+            (_, Some(e)) => Disconnect::Protocol(e),
+            (Some(cause), None) => cause,
+            (None, None) => Disconnect::Eof { mid_message: false },
+        };
+        tracing::debug!(reason = %reason, "connection closed");
+        self.fail_all(&reason);
+        self.closed = Some(reason);
+    }
+
+    fn fail_all(&mut self, reason: &Disconnect) {
+        for (_, w) in self.waiters.drain() {
+            w.slot.fill(Err(Error::Disconnected(reason.clone())));
+        }
+        for q in self.subscribers.drain(..) {
+            q.close();
+        }
+    }
+}
+
+/// A core state machine as the drivers see it.
+pub(crate) trait Protocol: Send + 'static {
+    fn receive(&mut self, bytes: &[u8]) -> Result<usize, qmp_proto::Error>;
+    fn receive_eof(&mut self);
+    /// Hands every pending output to `d`.
+    fn drain(&mut self, d: &mut Dispatch);
+    /// Gives up on `id` (its late reply is dropped).
+    fn abandon(&mut self, id: Id);
+    fn pending_transmit(&self) -> &[u8];
+    fn advance_transmit(&mut self, n: usize);
+}
+
+impl Protocol for Client<Heap> {
+    fn receive(&mut self, bytes: &[u8]) -> Result<usize, qmp_proto::Error> {
+        Client::receive(self, bytes)
+    }
+
+    fn receive_eof(&mut self) {
+        Client::receive_eof(self)
+    }
+
+    fn drain(&mut self, d: &mut Dispatch) {
+        while let Some(output) = self.poll_output() {
+            match output {
+                Output::Reply { id, reply } => d.reply(id, reply),
+                Output::Event(e) => d.event(&e),
+                Output::Greeting(g) => {
+                    d.greeting = Some(Greeting {
+                        version: g.version,
+                        package: g.package.to_string_lossless(),
+                        capabilities: g.capabilities().map(|c| c.to_string_lossless()).collect(),
+                        oob: false,
+                    });
+                }
+                Output::Ready { oob } => {
+                    if let Some(g) = &mut d.greeting {
+                        g.oob = oob;
+                    }
+                    d.handshake = true;
+                }
+                Output::Unmatched(m) => {
+                    tracing::debug!(message = m.as_str(), "reply for no waiting command dropped");
+                }
+                Output::IdlessError(e) => {
+                    tracing::warn!(class = %e.class, desc = %e.desc, "error reply without an id");
+                }
+                Output::Dropped { kind, size } => {
+                    tracing::warn!(?kind, size, "message over the size limit dropped");
+                }
+                Output::Closed(e) => d.closed(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn abandon(&mut self, id: Id) {
+        // Unknown ids were already answered: nothing to abandon.
+        let _ = Client::abandon(self, id);
+    }
+
+    fn pending_transmit(&self) -> &[u8] {
+        Client::pending_transmit(self)
+    }
+
+    fn advance_transmit(&mut self, n: usize) {
+        // `n` never exceeds what pending_transmit returned.
+        let _ = Client::advance_transmit(self, n);
+    }
+}
+
+/// A fresh value for `guest-sync-delimited`: random enough that an earlier
+/// session's sync reply is never taken for this one's. Kept below 2^53 so any
+/// JSON reader holds it exactly.
+pub(crate) fn nonce() -> u64 {
+    use core::hash::BuildHasher;
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use std::hash::RandomState;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    RandomState::new().hash_one((n, std::time::SystemTime::now())) & ((1 << 53) - 1)
+}
+
+impl Protocol for GuestAgent<Heap> {
+    fn receive(&mut self, bytes: &[u8]) -> Result<usize, qmp_proto::Error> {
+        GuestAgent::receive(self, bytes)
+    }
+
+    fn receive_eof(&mut self) {
+        GuestAgent::receive_eof(self)
+    }
+
+    fn drain(&mut self, d: &mut Dispatch) {
+        while let Some(output) = self.poll_output() {
+            match output {
+                AgentOutput::Reply { id, reply } => d.reply(id, reply),
+                AgentOutput::Synced => {
+                    tracing::debug!("guest agent synchronised");
+                    d.handshake = true;
+                }
+                AgentOutput::Unmatched(m) => {
+                    tracing::debug!(
+                        message = m.as_str(),
+                        "guest agent message for no command dropped"
+                    );
+                }
+                AgentOutput::IdlessError(e) => {
+                    tracing::warn!(class = %e.class, desc = %e.desc, "guest agent error without an id");
+                }
+                AgentOutput::Closed(e) => d.closed(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn abandon(&mut self, id: Id) {
+        // On a guest-agent channel a late reply cannot be told from a new one:
+        // resynchronise (the core fails the other waiting commands).
+        let _ = GuestAgent::abandon(self, id, nonce());
+    }
+
+    fn pending_transmit(&self) -> &[u8] {
+        GuestAgent::pending_transmit(self)
+    }
+
+    fn advance_transmit(&mut self, n: usize) {
+        let _ = GuestAgent::advance_transmit(self, n);
+    }
+}
+
+/// Outgoing bytes taken from the core, with the fds to attach at given offsets.
+#[derive(Default)]
+pub(crate) struct OutBuf {
+    bytes: Vec<u8>,
+    pos: usize,
+    marks: VecDeque<(usize, Vec<OwnedFd>)>,
+}
+
+impl OutBuf {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    /// The next bytes to write, and the fds that must go with their first byte.
+    pub(crate) fn chunk(&self) -> (&[u8], Option<&[OwnedFd]>) {
+        match self.marks.front() {
+            Some((at, fds)) if *at == self.pos => (&self.bytes[self.pos..], Some(fds)),
+            Some((at, _)) => (&self.bytes[self.pos..*at], None),
+            None => (&self.bytes[self.pos..], None),
+        }
+    }
+
+    /// `n` bytes of the last chunk were written (with its fds, if any).
+    pub(crate) fn consume(&mut self, n: usize) {
+        if n > 0 && self.marks.front().is_some_and(|(at, _)| *at == self.pos) {
+            // The kernel took the fds with the first byte; our copies close.
+            self.marks.pop_front();
+        }
+        self.pos += n;
+        if self.pos == self.bytes.len() {
+            self.bytes.clear();
+            self.pos = 0;
+        }
+    }
+}
+
+pub(crate) struct Inner<P> {
+    pub(crate) proto: P,
+    d: Dispatch,
+    /// fds to attach at offsets of `proto.pending_transmit()`.
+    marks: VecDeque<(usize, Vec<OwnedFd>)>,
+    /// The async driver, to wake when there is something to write.
+    driver: Option<Waker>,
+}
+
+/// One connection's shared state.
+pub(crate) struct Session<P> {
+    inner: Mutex<Inner<P>>,
+    pub(crate) config: Config,
+    /// The handshake finished, or the connection ended.
+    pub(crate) settled: Latch,
+    pub(crate) closed: Latch,
+}
+
+/// A command queued by a caller.
+pub(crate) struct Submitted {
+    pub(crate) id: Option<Id>,
+    pub(crate) slot: Option<Arc<Slot<Answer>>>,
+}
+
+impl<P: Protocol> Session<P> {
+    pub(crate) fn new(proto: P, config: Config) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                proto,
+                d: Dispatch::new(),
+                marks: VecDeque::new(),
+                driver: None,
+            }),
+            config,
+            settled: Latch::new(),
+            closed: Latch::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<P>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drains the core after a change, then wakes who must know, outside the lock.
+    fn settle(&self, mut inner: MutexGuard<'_, Inner<P>>) {
+        let Inner { proto, d, .. } = &mut *inner;
+        proto.drain(d);
+        let handshake = d.handshake;
+        let closed = d.closed.is_some();
+        let wakes = core::mem::take(&mut d.wakes);
+        let driver = if proto.pending_transmit().is_empty() && !closed {
+            None
+        } else {
+            inner.driver.take()
+        };
+        drop(inner);
+        for (q, w) in wakes {
+            q.wake(w);
+        }
+        if let Some(w) = driver {
+            w.wake();
+        }
+        if handshake || closed {
+            self.settled.set();
+        }
+        if closed {
+            self.closed.set();
+        }
+    }
+
+    /// Queues a command encoded by `send`; `fds` go with its first byte.
+    pub(crate) fn submit(
+        &self,
+        name: &str,
+        fds: Vec<OwnedFd>,
+        send: impl FnOnce(&mut P) -> Result<Option<Id>, qmp_proto::Error>,
+    ) -> Result<Submitted, Error> {
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.d.closed {
+            return Err(Error::Disconnected(reason.clone()));
+        }
+        let before = inner.proto.pending_transmit().len();
+        let id = send(&mut inner.proto).map_err(|e| match e {
+            qmp_proto::Error::Usage(u) => Error::Usage(u),
+            qmp_proto::Error::Protocol(p) => Error::Disconnected(Disconnect::Protocol(p)),
+            _ => Error::Disconnected(Disconnect::Local),
+        })?;
+        let quiet = self.config.is_quiet(name);
+        if !quiet && tracing::enabled!(tracing::Level::DEBUG) {
+            let bytes = &inner.proto.pending_transmit()[before..];
+            let text = String::from_utf8_lossy(bytes);
+            tracing::debug!(
+                command = name,
+                id = id.map(|i| i.0),
+                bytes = text.trim_end(),
+                "qmp send"
+            );
+        }
+        if !fds.is_empty() {
+            inner.marks.push_back((before, fds));
+        }
+        let slot = id.map(|id| {
+            let slot = Arc::new(Slot::new());
+            inner.d.waiters.insert(
+                id.0,
+                Waiter {
+                    slot: slot.clone(),
+                    quiet,
+                },
+            );
+            slot
+        });
+        self.settle(inner);
+        Ok(Submitted { id, slot })
+    }
+
+    /// A caller stopped waiting for `id` (timeout or dropped future).
+    pub(crate) fn abandon(&self, id: Id) {
+        let mut inner = self.lock();
+        if inner.d.waiters.remove(&id.0).is_some() && inner.d.closed.is_none() {
+            tracing::debug!(id = id.0, "command abandoned");
+            inner.proto.abandon(id);
+        }
+        self.settle(inner);
+    }
+
+    /// Feeds bytes read from the socket. Returns an error when the core
+    /// cannot take them (the connection is then over).
+    pub(crate) fn on_input(&self, mut bytes: &[u8]) {
+        let mut inner = self.lock();
+        if inner.d.closed.is_some() {
+            return;
+        }
+        loop {
+            // The core's own error is sticky and reported through drain.
+            let taken = inner.proto.receive(bytes).unwrap_or_default();
+            bytes = &bytes[taken..];
+            let Inner { proto, d, .. } = &mut *inner;
+            proto.drain(d);
+            if bytes.is_empty() || taken == 0 || d.closed.is_some() {
+                break;
+            }
+        }
+        self.settle(inner);
+    }
+
+    /// The connection ended for `reason` (end of stream, socket error, or local).
+    pub(crate) fn on_close(&self, reason: Disconnect) {
+        let mut inner = self.lock();
+        if inner.d.closed.is_some() {
+            return;
+        }
+        inner.d.cause = Some(reason);
+        inner.proto.receive_eof();
+        let Inner { proto, d, .. } = &mut *inner;
+        proto.drain(d);
+        if d.closed.is_none() {
+            let reason = d.cause.take().unwrap_or(Disconnect::Local);
+            d.fail_all(&reason);
+            d.closed = Some(reason);
+        }
+        inner.marks.clear();
+        self.settle(inner);
+    }
+
+    /// Moves the bytes to write (and their fds) into `out`. When there is
+    /// nothing, remembers `driver` to wake once there is.
+    pub(crate) fn take_output(&self, out: &mut OutBuf, driver: Option<&Waker>) {
+        let mut inner = self.lock();
+        let pending = inner.proto.pending_transmit();
+        if pending.is_empty() {
+            if let Some(w) = driver {
+                match &mut inner.driver {
+                    Some(old) if old.will_wake(w) => {}
+                    slot => *slot = Some(w.clone()),
+                }
+            }
+            return;
+        }
+        let base = out.bytes.len();
+        let len = pending.len();
+        out.bytes.extend_from_slice(pending);
+        inner.proto.advance_transmit(len);
+        let marks = core::mem::take(&mut inner.marks);
+        out.marks
+            .extend(marks.into_iter().map(|(at, fds)| (base + at, fds)));
+    }
+
+    pub(crate) fn closed_error(&self) -> Error {
+        Error::Disconnected(self.closed_reason().unwrap_or(Disconnect::Local))
+    }
+
+    pub(crate) fn subscribe(&self, filter: EventFilter, capacity: usize) -> Subscription {
+        let mut inner = self.lock();
+        let closed = inner.d.closed.is_some();
+        let (sub, queue) = Subscription::new(filter, capacity, closed);
+        if !closed {
+            inner.d.subscribers.retain(|q| !q.is_gone());
+            inner.d.subscribers.push(queue);
+        }
+        sub
+    }
+
+    pub(crate) fn greeting(&self) -> Option<Greeting> {
+        self.lock().d.greeting.clone()
+    }
+
+    pub(crate) fn closed_reason(&self) -> Option<Disconnect> {
+        self.lock().d.closed.clone()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_set()
+    }
+}
+
+impl Session<GuestAgent<Heap>> {
+    /// Starts a new synchronisation with a fresh nonce.
+    pub(crate) fn resync_agent(&self) -> Result<(), Error> {
+        let mut inner = self.lock();
+        if inner.proto.resync(nonce()).is_err() {
+            drop(inner);
+            return Err(self.closed_error());
+        }
+        self.settle(inner);
+        Ok(())
+    }
+}

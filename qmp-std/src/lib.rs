@@ -1,0 +1,66 @@
+//! Blocking QMP and QEMU guest agent clients over std sockets.
+//!
+//! A thin adapter over [`qmp_io`]'s blocking driver: it connects (unix path,
+//! tcp address, an open stream, or a QEMU it launches) and re-exports the
+//! client API. The handles are cheap to clone and usable from many threads.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), qmp_std::Error> {
+//! let (_qemu, qmp) = qmp_std::launch(qmp_std::Qemu::builder(), qmp_std::Config::default())?;
+//! println!("QEMU {}", qmp.greeting().version);
+//! let events = qmp.subscribe(qmp_std::EventFilter::name("STOP"));
+//! qmp.execute_raw("stop", None)?;
+//! println!("{:?}", events.recv());
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub use qmp_io::blocking::{Client, GuestAgent, Stream};
+pub use qmp_io::mock::{MockQemu, MockReply, MockRequest};
+pub use qmp_io::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
+pub use qmp_io::{
+    AddFdInfo, Call, Command, CommandError, Config, Disconnect, Empty, Error, Event, EventFilter,
+    Greeting, Json, Lagged, RecvTimeoutError, Result, Subscription, Timestamp, Version,
+};
+
+/// Connects to a QMP unix socket and runs the handshake.
+pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
+    Client::connect(UnixStream::connect(path)?, config)
+}
+
+/// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`) and runs the
+/// handshake. The connect timeout covers the tcp connect and the greeting.
+pub fn connect_tcp(addr: impl ToSocketAddrs, config: Config) -> Result<Client> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, config.connect_timeout) {
+            Ok(stream) => return Client::connect(stream, config),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))
+        .into())
+}
+
+/// Runs the QMP handshake on a stream that is already open.
+pub fn connect(stream: impl Stream, config: Config) -> Result<Client> {
+    Client::connect(stream, config)
+}
+
+/// Launches a private QEMU and connects to its QMP socket. The process is
+/// killed and reaped when the returned [`Qemu`] is dropped.
+pub fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)> {
+    let qemu = qemu.spawn()?;
+    let client = connect_unix(qemu.qmp_path(), config)?;
+    Ok((qemu, client))
+}
+
+/// Connects to a guest agent's unix socket and synchronises.
+pub fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
+    GuestAgent::connect(UnixStream::connect(path)?, config)
+}
