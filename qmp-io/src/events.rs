@@ -228,7 +228,7 @@ impl Queue {
 /// A stream of events for one subscriber.
 ///
 /// Blocking code calls [`recv`](Self::recv) / [`recv_timeout`](Self::recv_timeout)
-/// or iterates; async code uses it as a `futures_core::Stream`. Both yield
+/// or [`iter`](Self::iter); async code uses it as a `futures_core::Stream`. Both yield
 /// `Err(Lagged(n))` when `n` events were dropped because this subscriber fell
 /// behind, and end when the connection is over (after the queued events).
 /// Dropping it unsubscribes.
@@ -317,6 +317,12 @@ impl Subscription {
         }
     }
 
+    /// A blocking iterator over the events (ends with the connection). Async
+    /// code uses the `Stream` implementation instead.
+    pub fn iter(&self) -> impl Iterator<Item = Result<Arc<Event>, Lagged>> + '_ {
+        core::iter::from_fn(|| self.recv())
+    }
+
     /// Events queued and not yet received.
     pub fn len(&self) -> usize {
         self.queue.lock().items.len()
@@ -331,14 +337,6 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.queue.gone.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Iterator for Subscription {
-    type Item = Result<Arc<Event>, Lagged>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.recv()
     }
 }
 

@@ -176,6 +176,13 @@ impl<P: Protocol, T: Transport> Future for Driver<P, T> {
     }
 }
 
+impl<P: Protocol, T> Drop for Driver<P, T> {
+    fn drop(&mut self) {
+        // The runtime may drop the task (shutdown): nobody may wait for ever.
+        self.session.on_close(Disconnect::Local);
+    }
+}
+
 /// What the handles of one connection share.
 struct Conn<P: Protocol, R: Runtime> {
     session: Arc<Session<P>>,

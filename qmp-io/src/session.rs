@@ -39,6 +39,9 @@ struct Waiter {
 /// Where the core's outputs go.
 pub(crate) struct Dispatch {
     waiters: HashMap<u64, Waiter>,
+    /// Commands the core failed with `Reply::Closed`: the connection is
+    /// closing (the reason follows), or a guest-agent resync discarded them.
+    orphans: Vec<Waiter>,
     subscribers: Vec<Arc<Queue>>,
     wakes: Vec<(Arc<Queue>, Wake)>,
     greeting: Option<Greeting>,
@@ -55,6 +58,7 @@ impl Dispatch {
     fn new() -> Self {
         Self {
             waiters: HashMap::new(),
+            orphans: Vec::new(),
             subscribers: Vec::new(),
             wakes: Vec::new(),
             greeting: None,
@@ -86,10 +90,10 @@ impl Dispatch {
                 tracing::warn!(id = id.0, size, "reply over the size limit skipped");
                 Err(Error::ReplyTooLarge { size })
             }
-            _ => Err(match &self.closed.as_ref().or(self.cause.as_ref()) {
-                Some(d) => Error::Disconnected((*d).clone()),
-                None => Error::Discarded,
-            }),
+            _ => {
+                self.orphans.push(waiter);
+                return;
+            }
         };
         waiter.slot.fill(answer);
     }
@@ -122,8 +126,16 @@ impl Dispatch {
         self.closed = Some(reason);
     }
 
+    /// After a drain: orphans not explained by a close were discarded.
+    fn end_drain(&mut self) {
+        for w in self.orphans.drain(..) {
+            w.slot.fill(Err(Error::Discarded));
+        }
+    }
+
     fn fail_all(&mut self, reason: &Disconnect) {
-        for (_, w) in self.waiters.drain() {
+        let orphans = self.orphans.drain(..);
+        for w in self.waiters.drain().map(|(_, w)| w).chain(orphans) {
             w.slot.fill(Err(Error::Disconnected(reason.clone())));
         }
         for q in self.subscribers.drain(..) {
@@ -306,6 +318,13 @@ pub(crate) struct Inner<P> {
     driver: Option<Waker>,
 }
 
+impl<P: Protocol> Inner<P> {
+    fn drain(&mut self) {
+        self.proto.drain(&mut self.d);
+        self.d.end_drain();
+    }
+}
+
 /// One connection's shared state.
 pub(crate) struct Session<P> {
     inner: Mutex<Inner<P>>,
@@ -342,8 +361,8 @@ impl<P: Protocol> Session<P> {
 
     /// Drains the core after a change, then wakes who must know, outside the lock.
     fn settle(&self, mut inner: MutexGuard<'_, Inner<P>>) {
+        inner.drain();
         let Inner { proto, d, .. } = &mut *inner;
-        proto.drain(d);
         let handshake = d.handshake;
         let closed = d.closed.is_some();
         let wakes = core::mem::take(&mut d.wakes);
@@ -434,9 +453,8 @@ impl<P: Protocol> Session<P> {
             // The core's own error is sticky and reported through drain.
             let taken = inner.proto.receive(bytes).unwrap_or_default();
             bytes = &bytes[taken..];
-            let Inner { proto, d, .. } = &mut *inner;
-            proto.drain(d);
-            if bytes.is_empty() || taken == 0 || d.closed.is_some() {
+            inner.drain();
+            if bytes.is_empty() || taken == 0 || inner.d.closed.is_some() {
                 break;
             }
         }
@@ -451,8 +469,8 @@ impl<P: Protocol> Session<P> {
         }
         inner.d.cause = Some(reason);
         inner.proto.receive_eof();
-        let Inner { proto, d, .. } = &mut *inner;
-        proto.drain(d);
+        inner.drain();
+        let d = &mut inner.d;
         if d.closed.is_none() {
             let reason = d.cause.take().unwrap_or(Disconnect::Local);
             d.fail_all(&reason);
@@ -466,14 +484,14 @@ impl<P: Protocol> Session<P> {
     /// nothing, remembers `driver` to wake once there is.
     pub(crate) fn take_output(&self, out: &mut OutBuf, driver: Option<&Waker>) {
         let mut inner = self.lock();
+        if let Some(w) = driver {
+            match &mut inner.driver {
+                Some(old) if old.will_wake(w) => {}
+                slot => *slot = Some(w.clone()),
+            }
+        }
         let pending = inner.proto.pending_transmit();
         if pending.is_empty() {
-            if let Some(w) = driver {
-                match &mut inner.driver {
-                    Some(old) if old.will_wake(w) => {}
-                    slot => *slot = Some(w.clone()),
-                }
-            }
             return;
         }
         let base = out.bytes.len();

@@ -1,0 +1,238 @@
+//! The drivers against a mock QEMU and against hostile servers: handshake
+//! timeouts, disconnects, broken peers. (The adapters' suites cover the real
+//! QEMU.)
+
+use core::time::Duration;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
+
+use qmp_io::blocking::{Client, GuestAgent};
+use qmp_io::mock::MockQemu;
+use qmp_io::{Call, Config, Disconnect, Error};
+
+fn connect(mock: &MockQemu, config: Config) -> Result<Client, Error> {
+    Client::connect(UnixStream::connect(mock.path()).unwrap(), config)
+}
+
+/// A listener on a private path, and the path.
+fn listener(name: &str) -> (UnixListener, std::path::PathBuf, TempDir) {
+    let dir = TempDir::new(name);
+    let path = dir.0.join("s.sock");
+    (UnixListener::bind(&path).unwrap(), path, dir)
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("qmp-io-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn connect_times_out_without_a_greeting() {
+    let mock = MockQemu::builder().greeting(false).start().unwrap();
+    let start = Instant::now();
+    let err = connect(
+        &mock,
+        Config::default().connect_timeout(Duration::from_millis(200)),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Disconnected(Disconnect::HandshakeTimeout(_))),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_client_on_a_busy_socket_times_out() {
+    let mock = MockQemu::start().unwrap();
+    let first = connect(&mock, Config::default()).unwrap();
+    let err = connect(
+        &mock,
+        Config::default().connect_timeout(Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Disconnected(Disconnect::HandshakeTimeout(_))),
+        "{err:?}"
+    );
+    // The first connection is unaffected.
+    assert!(first.execute_raw("query-status", None).is_ok());
+}
+
+#[test]
+fn timed_out_call_leaves_the_connection_usable_and_drops_the_late_reply() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default()).unwrap();
+    mock.on_return("query-name", r#"{"name": "late"}"#);
+    mock.hold_replies(true);
+    let err = qmp
+        .call(Call::new("query-name").timeout(Some(Duration::from_millis(100))))
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    mock.on_return("query-uuid", r#"{"UUID": "on-time"}"#);
+    // Released now: the late query-name reply arrives before query-uuid's.
+    mock.hold_replies(false);
+    let uuid = qmp.execute_raw("query-uuid", None).unwrap();
+    assert_eq!(uuid.as_str(), r#"{"UUID": "on-time"}"#);
+}
+
+#[test]
+fn disconnect_fails_pending_calls_and_later_calls_at_once() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default().timeout(None)).unwrap();
+    let events = qmp.events();
+    mock.hold_replies(true);
+    let pending: Vec<_> = (0..5)
+        .map(|_| {
+            let qmp = qmp.clone();
+            std::thread::spawn(move || qmp.execute_raw("query-status", None))
+        })
+        .collect();
+    while mock.received().len() < 5 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    mock.disconnect();
+    for p in pending {
+        let err = p.join().unwrap().unwrap_err();
+        assert!(err.is_disconnected(), "{err:?}");
+    }
+    assert!(matches!(
+        qmp.wait_closed(Some(Duration::from_secs(5))),
+        Some(Disconnect::Eof { .. })
+    ));
+    assert!(
+        qmp.execute_raw("query-status", None)
+            .unwrap_err()
+            .is_disconnected()
+    );
+    assert!(events.recv().is_none(), "subscribers see the end");
+}
+
+#[test]
+fn dropping_every_handle_closes_the_connection() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default()).unwrap();
+    assert!(mock.wait_negotiated(Duration::from_secs(5)));
+    let clone = qmp.clone();
+    drop(qmp);
+    assert!(clone.execute_raw("query-status", None).is_ok());
+    drop(clone);
+    // The mock takes the next client only once the first one is gone.
+    let again = connect(
+        &mock,
+        Config::default().connect_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    assert!(again.execute_raw("query-status", None).is_ok());
+}
+
+/// A server that greets, then sends garbage: every call fails with a
+/// protocol error, nothing hangs.
+#[test]
+fn a_broken_server_fails_calls_with_a_protocol_error() {
+    let (listener, path, _dir) = listener("broken");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(
+            b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("qmp_capabilities"));
+        s.write_all(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
+        let _ = s.read(&mut buf).unwrap();
+        // A reply that is not JSON at all, then silence.
+        s.write_all(b"{\"return\": \x01}\r\n").unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
+    let err = qmp.execute_raw("query-status", None).unwrap_err();
+    assert!(
+        matches!(err, Error::Disconnected(Disconnect::Protocol(_))),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
+
+/// A server whose reply never ends: the size cap turns it into an error for
+/// that call, with bounded memory, and the connection goes on.
+#[test]
+fn an_oversized_reply_fails_only_its_call() {
+    let mock = MockQemu::start().unwrap();
+    let big = format!("\"{}\"", "x".repeat(2 << 20));
+    mock.on_return("query-big", &big);
+    let mut config = Config::default();
+    config.limits.receive.max_message_size = 1 << 20;
+    let qmp = connect(&mock, config).unwrap();
+    let err = qmp.execute_raw("query-big", None).unwrap_err();
+    assert!(
+        matches!(err, Error::ReplyTooLarge { size } if size > 2 << 20),
+        "{err:?}"
+    );
+    assert!(qmp.execute_raw("query-status", None).is_ok());
+}
+
+#[test]
+fn fds_on_a_tcp_stream_are_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mock = MockQemu::start().unwrap();
+    let mock_path = mock.path().to_owned();
+    // Relay tcp <-> the mock's unix socket, so the client runs over tcp.
+    std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let unix = UnixStream::connect(mock_path).unwrap();
+        let (mut t2, mut u2) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut t2, &mut u2));
+        let (mut t, mut u) = (tcp, unix);
+        let _ = std::io::copy(&mut u, &mut t);
+    });
+    let qmp = Client::connect(
+        std::net::TcpStream::connect(addr).unwrap(),
+        Config::default(),
+    )
+    .unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsFd;
+    let err = qmp.send_fd("x", file.as_fd()).unwrap_err();
+    assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
+    assert!(qmp.execute_raw("query-status", None).is_ok());
+}
+
+/// A hostile guest agent that never syncs: connect times out.
+#[test]
+fn a_guest_agent_that_never_syncs_times_out() {
+    let (listener, path, _dir) = listener("qga-silent");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Stale garbage and a wrong sync reply, never the right one.
+        s.write_all(b"\xff{\"return\": 1}\n{\"return\": {}}\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    let err = GuestAgent::connect(
+        UnixStream::connect(&path).unwrap(),
+        Config::default().connect_timeout(Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Disconnected(Disconnect::HandshakeTimeout(_))),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
