@@ -78,6 +78,7 @@ const KEY_COUNT: usize = 10;
 const OTHER_KEY: u16 = 1 << 15;
 
 impl Key {
+    #[inline]
     fn from_name(name: &[u8]) -> Option<Key> {
         Some(match name {
             b"QMP" => Key::Qmp,
@@ -205,20 +206,41 @@ struct Span {
 }
 
 /// One complete message: its bytes, kind, and the spans of its top-level values.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RawMessage<'a> {
     bytes: &'a [u8],
     kind: Kind,
     id: IdValue,
-    spans: [Span; KEY_COUNT],
-    other_keys: bool,
+    /// Borrowed from the scanner rather than copied: handing out a message is
+    /// per-message work, and small messages are a few dozen bytes. Only the
+    /// spans of keys in `seen` belong to this message.
+    spans: &'a [Span; KEY_COUNT],
+    seen: u16,
+}
+
+impl core::fmt::Debug for RawMessage<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut spans = [Span::default(); KEY_COUNT];
+        for (k, span) in spans.iter_mut().enumerate() {
+            if self.seen & (1 << k) != 0 {
+                *span = self.spans[k];
+            }
+        }
+        f.debug_struct("RawMessage")
+            .field("bytes", &self.bytes)
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("spans", &spans)
+            .field("other_keys", &self.has_other_keys())
+            .finish()
+    }
 }
 
 impl<'a> RawMessage<'a> {
     /// True when the message has top-level keys other than the ones in [`Key`]
     /// (or keys written with escapes). Clients ignore them; a server rejects them.
     pub fn has_other_keys(&self) -> bool {
-        self.other_keys
+        self.seen & OTHER_KEY != 0
     }
 
     /// The whole message, from `{` to `}`.
@@ -243,10 +265,10 @@ impl<'a> RawMessage<'a> {
 
     /// The raw JSON value of a top-level key, if present.
     pub fn get(&self, key: Key) -> Option<RawJson<'a>> {
-        let span = self.spans[key as usize];
-        if span.end == 0 {
+        if self.seen & (1 << key as u16) == 0 {
             return None;
         }
+        let span = self.spans[key as usize];
         self.bytes
             .get(span.start as usize..span.end as usize)
             .map(RawJson::new_unchecked)
@@ -472,6 +494,8 @@ pub(crate) struct Scanner {
     /// Part of the current top-level token was dropped while skipping.
     token_cut: bool,
     seen: u16,
+    /// Only the entries of keys in `seen` are current: not clearing the rest
+    /// saves work per message.
     spans: [Span; KEY_COUNT],
     id: IdValue,
     /// Skipping an oversized message; `skipped` bytes of it are already dropped.
@@ -502,13 +526,13 @@ impl Scanner {
         }
     }
 
-    fn message<'a>(&self, bytes: &'a [u8], kind: Kind) -> RawMessage<'a> {
+    fn message<'a>(&'a self, bytes: &'a [u8], kind: Kind) -> RawMessage<'a> {
         RawMessage {
             bytes,
             kind,
             id: self.id,
-            spans: self.spans,
-            other_keys: self.seen & OTHER_KEY != 0,
+            spans: &self.spans,
+            seen: self.seen,
         }
     }
 
@@ -558,7 +582,6 @@ impl Scanner {
         self.stack[0] = 0;
         self.top = Top::KeyOrEnd;
         self.seen = 0;
-        self.spans = [Span::default(); KEY_COUNT];
         self.id = IdValue::Absent;
         self.skipping = false;
         self.skipped = 0;
@@ -594,6 +617,7 @@ impl Scanner {
 
     /// Records the end of a top-level value that started at `self.token`.
     /// Returns an error for a duplicated known key.
+    #[inline]
     fn end_value(&mut self, bytes: &[u8], end: usize) -> Option<FrameError> {
         let Some(key) = self.key else {
             self.seen |= OTHER_KEY;
@@ -624,6 +648,7 @@ impl Scanner {
         None
     }
 
+    #[inline]
     fn end_key(&mut self, bytes: &[u8], end: usize) {
         self.key = if self.key_escaped || self.token_cut || end - self.token > SHORT_TOKEN + 1 {
             None
@@ -662,6 +687,9 @@ impl Scanner {
     fn resume_plain(&mut self, bytes: &[u8]) -> bool {
         if self.skipping {
             return false;
+        }
+        if !matches!(self.lex, Lex::Str | Lex::Struct) {
+            return self.pos == bytes.len();
         }
         let limit = bytes.len().min(self.start.saturating_add(self.max_size));
         let mut i = self.pos;
@@ -717,6 +745,16 @@ impl Scanner {
             }
             match self.lex {
                 Lex::Between => {
+                    // Line ends between messages are the common case: skip
+                    // them here rather than with a trip round the outer loop
+                    // per byte.
+                    while i < limit && is_ws(bytes[i]) {
+                        i += 1;
+                    }
+                    self.start = i;
+                    if i == limit {
+                        continue;
+                    }
                     let b = bytes[i];
                     i += 1;
                     match b {
@@ -724,7 +762,6 @@ impl Scanner {
                             self.begin_message(i - 1);
                             self.lex = Lex::Struct;
                         }
-                        b' ' | b'\t' | b'\r' | b'\n' => self.start = i,
                         0xFF => {
                             self.start = i;
                             self.pos = i;
@@ -883,84 +920,141 @@ impl Scanner {
                     // punctuation; leaves it to enter a nested value, for an
                     // escape or a non-ASCII or control byte in a string, at
                     // the end of the message, or at the end of the input.
+                    // `top` lives in a local so the per-byte dispatch needs
+                    // no loads or stores.
+                    let mut top = self.top;
+                    if top == Top::InScalar {
+                        i = scalar_end(bytes, i, limit);
+                        if i == limit {
+                            continue;
+                        }
+                        if let Some(e) = self.end_value(bytes, i) {
+                            return self.fail(bytes, i + 1, e);
+                        }
+                        top = Top::After;
+                    }
                     while i < limit {
                         let b = bytes[i];
                         i += 1;
-                        let class = CLASS[b as usize];
-                        if self.top == Top::InScalar {
-                            if class == C_SCALAR {
-                                continue;
-                            }
-                            if let Some(e) = self.end_value(bytes, i - 1) {
-                                return self.fail(bytes, i, e);
-                            }
-                            self.top = Top::After;
-                        }
-                        match (self.top, class) {
-                            (_, C_WS) => {}
-                            (Top::KeyOrEnd | Top::Key, C_QUOTE) => {
-                                self.token = i - 1;
-                                self.token_cut = false;
-                                self.key_escaped = false;
-                                let j = string_stop(bytes, i, limit);
-                                if j < limit && bytes[j] == b'"' {
-                                    self.end_key(bytes, j);
-                                    self.top = Top::Colon;
-                                    i = j + 1;
-                                    continue;
-                                }
-                                self.top = Top::InKey;
-                                self.lex = Lex::Str;
-                                i = j;
-                                break;
-                            }
-                            (Top::KeyOrEnd | Top::After, C_CLOSE_OBJ) => {
-                                return self.end_message(i);
-                            }
-                            (Top::Colon, C_PUNCT) if b == b':' => self.top = Top::Value,
-                            (Top::After, C_PUNCT) if b == b',' => self.top = Top::Key,
-                            (Top::Value, C_QUOTE) => {
-                                self.token = i - 1;
-                                self.token_cut = false;
-                                let j = string_stop(bytes, i, limit);
-                                if j < limit && bytes[j] == b'"' {
-                                    i = j + 1;
-                                    if let Some(e) = self.end_value(bytes, i) {
-                                        return self.fail(bytes, i, e);
+                        match top {
+                            Top::KeyOrEnd | Top::Key => match b {
+                                b'"' => {
+                                    self.token = i - 1;
+                                    self.token_cut = false;
+                                    self.key_escaped = false;
+                                    let j = string_stop(bytes, i, limit);
+                                    if j < limit && bytes[j] == b'"' {
+                                        self.end_key(bytes, j);
+                                        top = Top::Colon;
+                                        i = j + 1;
+                                        continue;
                                     }
-                                    self.top = Top::After;
-                                    continue;
+                                    top = Top::InKey;
+                                    self.lex = Lex::Str;
+                                    i = j;
+                                    break;
                                 }
-                                self.top = Top::InStr;
-                                self.lex = Lex::Str;
-                                i = j;
-                                break;
-                            }
-                            (Top::Value, C_OPEN_OBJ | C_OPEN_ARR) => {
-                                self.token = i - 1;
-                                self.token_cut = false;
-                                self.top = Top::InNested;
-                                if !self.open(b == b'[') {
+                                b'}' if top == Top::KeyOrEnd => return self.end_message(i),
+                                b' ' | b'\t' | b'\r' | b'\n' => {}
+                                _ => {
                                     return self.fail(
                                         bytes,
                                         i,
-                                        FrameError::TooDeep {
-                                            limit: self.max_depth,
-                                        },
+                                        FrameError::UnexpectedByte { byte: b },
                                     );
                                 }
-                                break;
-                            }
-                            (Top::Value, C_SCALAR) => {
-                                self.token = i - 1;
-                                self.token_cut = false;
-                                self.top = Top::InScalar;
-                            }
-                            _ => {
-                                return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b });
+                            },
+                            Top::Colon => match b {
+                                b':' => top = Top::Value,
+                                b' ' | b'\t' | b'\r' | b'\n' => {}
+                                _ => {
+                                    return self.fail(
+                                        bytes,
+                                        i,
+                                        FrameError::UnexpectedByte { byte: b },
+                                    );
+                                }
+                            },
+                            Top::Value => match CLASS[b as usize] {
+                                C_QUOTE => {
+                                    self.token = i - 1;
+                                    self.token_cut = false;
+                                    let j = string_stop(bytes, i, limit);
+                                    if j < limit && bytes[j] == b'"' {
+                                        i = j + 1;
+                                        if let Some(e) = self.end_value(bytes, i) {
+                                            return self.fail(bytes, i, e);
+                                        }
+                                        top = Top::After;
+                                        continue;
+                                    }
+                                    top = Top::InStr;
+                                    self.lex = Lex::Str;
+                                    i = j;
+                                    break;
+                                }
+                                C_OPEN_OBJ | C_OPEN_ARR => {
+                                    self.token = i - 1;
+                                    self.token_cut = false;
+                                    top = Top::InNested;
+                                    if !self.open(b == b'[') {
+                                        return self.fail(
+                                            bytes,
+                                            i,
+                                            FrameError::TooDeep {
+                                                limit: self.max_depth,
+                                            },
+                                        );
+                                    }
+                                    break;
+                                }
+                                C_SCALAR => {
+                                    self.token = i - 1;
+                                    self.token_cut = false;
+                                    i = scalar_end(bytes, i, limit);
+                                    if i == limit {
+                                        top = Top::InScalar;
+                                        break;
+                                    }
+                                    if let Some(e) = self.end_value(bytes, i) {
+                                        return self.fail(bytes, i + 1, e);
+                                    }
+                                    top = Top::After;
+                                }
+                                C_WS => {}
+                                _ => {
+                                    return self.fail(
+                                        bytes,
+                                        i,
+                                        FrameError::UnexpectedByte { byte: b },
+                                    );
+                                }
+                            },
+                            Top::After => match b {
+                                b',' => top = Top::Key,
+                                b'}' => return self.end_message(i),
+                                b' ' | b'\t' | b'\r' | b'\n' => {}
+                                _ => {
+                                    return self.fail(
+                                        bytes,
+                                        i,
+                                        FrameError::UnexpectedByte { byte: b },
+                                    );
+                                }
+                            },
+                            // Not reached: these states leave this loop.
+                            Top::InKey | Top::InStr | Top::InNested | Top::InScalar => {
+                                if !is_ws(b) {
+                                    return self.fail(
+                                        bytes,
+                                        i,
+                                        FrameError::UnexpectedByte { byte: b },
+                                    );
+                                }
                             }
                         }
                     }
+                    self.top = top;
                 }
             }
         }
@@ -1046,6 +1140,16 @@ fn string_stop(bytes: &[u8], mut i: usize, end: usize) -> usize {
         i += 1;
     }
     end
+}
+
+/// Index of the first byte in `bytes[i..end]` that cannot continue a scalar
+/// (number or literal), or `end`.
+#[inline(always)]
+fn scalar_end(bytes: &[u8], mut i: usize, end: usize) -> usize {
+    while i < end && CLASS[bytes[i] as usize] == C_SCALAR {
+        i += 1;
+    }
+    i
 }
 
 const C_INVALID: u8 = 0;
