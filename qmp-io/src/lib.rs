@@ -23,3 +23,14 @@ pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use json::Json;
 pub use qmp_proto::{Command, Empty, Timestamp, Version};
 pub use session::Greeting;
+
+/// What every adapter re-exports, so their APIs stay the same.
+pub mod prelude {
+    pub use crate::mock::{MockQemu, MockReply, MockRequest};
+    pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
+    pub use crate::{
+        AddFdInfo, Call, Command, CommandError, Config, Disconnect, Empty, Error, Event,
+        EventFilter, Greeting, Json, Lagged, RecvTimeoutError, Result, Subscription, Timestamp,
+        Version,
+    };
+}

@@ -3,6 +3,7 @@
 //! the adapter supplies the transport (futures-io), the timer and `spawn`.
 
 use core::future::Future;
+use core::marker::PhantomData;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
@@ -35,59 +36,140 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
 }
 
-/// A byte stream the async driver can run on. Streams that can pass file
-/// descriptors (unix sockets) implement [`poll_send_fds`](Self::poll_send_fds).
+/// A byte stream the async driver can run on. [`Io`] makes one of any
+/// futures-io stream; implement this directly only for something unusual.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// True when [`poll_send_fds`](Self::poll_send_fds) works.
-    fn can_pass_fds(&self) -> bool {
-        false
+    fn can_pass_fds(&self) -> bool;
+
+    /// Writes `bytes` with `fds` attached to the first byte (SCM_RIGHTS);
+    /// `ErrorKind::Unsupported` where fds cannot pass.
+    fn poll_send_fds(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Poll<io::Result<usize>>;
+}
+
+/// How a stream of type `T` passes file descriptors; each runtime adapter
+/// implements it for its unix socket.
+pub trait PassFds<T>: 'static {
+    /// False for streams that cannot pass fds ([`NoFds`]).
+    const ENABLED: bool = true;
+
+    /// Writes `bytes` with `fds` attached to the first byte (SCM_RIGHTS),
+    /// waiting for the socket to be writable like `poll_write` does.
+    fn poll_send_fds(
+        io: &T,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Poll<io::Result<usize>>;
+}
+
+/// For streams that cannot pass file descriptors (tcp, pipes, in-memory).
+#[derive(Debug)]
+pub enum NoFds {}
+
+impl<T> PassFds<T> for NoFds {
+    const ENABLED: bool = false;
+
+    fn poll_send_fds(
+        _: &T,
+        _: &mut Context<'_>,
+        _: &[u8],
+        _: &[BorrowedFd<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+}
+
+/// A futures-io stream as a [`Transport`]; `F` says how it passes fds.
+pub struct Io<T, F = NoFds> {
+    inner: T,
+    fds: PhantomData<fn() -> F>,
+}
+
+impl<T: core::fmt::Debug, F> core::fmt::Debug for Io<T, F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("Io").field(&self.inner).finish()
+    }
+}
+
+impl<T> Io<T> {
+    /// A transport that does not pass fds.
+    pub fn new(inner: T) -> Self {
+        Self::with_fds(inner)
+    }
+}
+
+impl<T, F> Io<T, F> {
+    /// A transport that passes fds the way `F` says.
+    pub fn with_fds(inner: T) -> Self {
+        Self {
+            inner,
+            fds: PhantomData,
+        }
     }
 
-    /// Writes `bytes` with `fds` attached to the first byte (SCM_RIGHTS).
+    /// The stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Unwraps the stream.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin, F> AsyncRead for Io<T, F> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin, F> AsyncWrite for Io<T, F> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+impl<T, F> Transport for Io<T, F>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: PassFds<T>,
+{
+    fn can_pass_fds(&self) -> bool {
+        F::ENABLED
+    }
+
     fn poll_send_fds(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Poll<io::Result<usize>> {
-        let _ = (cx, bytes, fds);
-        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+        F::poll_send_fds(&self.inner, cx, bytes, fds)
     }
 }
-
-/// Wraps any futures-io stream as a [`Transport`] that cannot pass fds.
-#[derive(Debug)]
-pub struct Plain<T>(pub T);
-
-impl<T: AsyncRead + Unpin> AsyncRead for Plain<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Plain<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Plain<T> {}
 
 /// Reads before yielding to other tasks, so a busy connection stays fair.
 const READ_BUDGET: usize = 32;

@@ -219,6 +219,26 @@ struct Supervised {
     dir: TempDir,
 }
 
+/// True once a unix socket at `path` accepts connections. The file appears at
+/// `bind()`, a moment before `listen()`: a connect in between is refused, so
+/// the file alone is not enough. Linux lists listening sockets in
+/// /proc/net/unix (flag __SO_ACCEPTCON); elsewhere the file has to do.
+fn is_listening(path: &Path) -> bool {
+    const ACCEPTING: u32 = 1 << 16;
+    let exists = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    let Ok(table) = fs::read_to_string("/proc/net/unix") else {
+        return exists;
+    };
+    let path = path.to_string_lossy();
+    exists
+        && table.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() == 8
+                && fields[7] == path
+                && u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & ACCEPTING != 0)
+        })
+}
+
 impl Supervised {
     /// Spawns `cmd` and waits until it has created `socket`.
     fn start(
@@ -249,7 +269,7 @@ impl Supervised {
     fn wait_for_socket(&mut self, timeout: Duration) -> io::Result<()> {
         let started = Instant::now();
         loop {
-            if fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket()) {
+            if is_listening(&self.socket) {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {

@@ -17,25 +17,19 @@
 #![deny(missing_docs)]
 
 use core::future::Future;
+use core::net::SocketAddr;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 use core::time::Duration;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 
 use smol::Async;
-use smol::io::{AsyncRead, AsyncWrite};
 
-pub use qmp_io::mock::{MockQemu, MockReply, MockRequest};
-pub use qmp_io::nonblocking::{Plain, Transport};
-pub use qmp_io::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
-pub use qmp_io::{
-    AddFdInfo, Call, Command, CommandError, Config, Disconnect, Empty, Error, Event, EventFilter,
-    Greeting, Json, Lagged, Result, Subscription, Timestamp, Version,
-};
+pub use qmp_io::nonblocking::{Io, NoFds, PassFds, Transport};
+pub use qmp_io::prelude::*;
 
 /// The async QMP client on smol.
 pub type Client = qmp_io::nonblocking::Client<Smol>;
@@ -70,58 +64,33 @@ impl qmp_io::nonblocking::Runtime for Smol {
     }
 }
 
-/// A unix socket as a [`Transport`] that passes fds.
+/// How smol's unix sockets pass fds.
 #[derive(Debug)]
-pub struct UnixTransport(pub Async<StdUnixStream>);
+pub enum SmolFds {}
 
-impl AsyncRead for UnixTransport {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for UnixTransport {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
-
-impl Transport for UnixTransport {
-    fn can_pass_fds(&self) -> bool {
-        true
-    }
-
+impl PassFds<Async<StdUnixStream>> for SmolFds {
     fn poll_send_fds(
-        self: Pin<&mut Self>,
+        io: &Async<StdUnixStream>,
         cx: &mut Context<'_>,
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Poll<io::Result<usize>> {
+        // Try first, then wait: async-io reports each readiness once.
         loop {
-            match qmp_io::fd::send_with_fds(self.0.as_fd(), bytes, fds) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.0.poll_writable(cx))?;
-                }
+            match qmp_io::fd::send_with_fds(io.as_fd(), bytes, fds) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(io.poll_writable(cx))?,
                 sent => return Poll::Ready(sent),
             }
         }
     }
+}
+
+/// A smol unix socket as a transport that passes fds.
+pub type UnixTransport = Io<Async<StdUnixStream>, SmolFds>;
+
+/// Wraps a std unix socket for smol (fds pass); sets it nonblocking.
+pub fn unix_transport(stream: StdUnixStream) -> io::Result<UnixTransport> {
+    Ok(Io::with_fds(Async::new(stream)?))
 }
 
 async fn within<T>(timeout: Duration, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
@@ -138,7 +107,7 @@ async fn unix(path: &Path, config: &Config) -> Result<UnixTransport> {
         Async::<StdUnixStream>::connect(path),
     )
     .await?;
-    Ok(UnixTransport(stream))
+    Ok(Io::with_fds(stream))
 }
 
 /// Connects to a QMP unix socket and runs the handshake.
@@ -150,11 +119,11 @@ pub async fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Clie
 /// Connects to a QMP tcp socket and runs the handshake.
 pub async fn connect_tcp(addr: SocketAddr, config: Config) -> Result<Client> {
     let stream = within(config.connect_timeout, smol::net::TcpStream::connect(addr)).await?;
-    connect(Plain(stream), config).await
+    connect(Io::new(stream), config).await
 }
 
-/// Runs the QMP handshake on a stream that is already open (wrap plain
-/// futures-io streams in [`Plain`]).
+/// Runs the QMP handshake on a stream that is already open (wrap a
+/// futures-io stream in [`Io`], a std unix socket with [`unix_transport`]).
 pub async fn connect(transport: impl Transport, config: Config) -> Result<Client> {
     Client::connect(Smol, transport, config).await
 }

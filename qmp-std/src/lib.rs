@@ -20,12 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 pub use qmp_io::blocking::{Client, GuestAgent, Stream};
-pub use qmp_io::mock::{MockQemu, MockReply, MockRequest};
-pub use qmp_io::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
-pub use qmp_io::{
-    AddFdInfo, Call, Command, CommandError, Config, Disconnect, Empty, Error, Event, EventFilter,
-    Greeting, Json, Lagged, RecvTimeoutError, Result, Subscription, Timestamp, Version,
-};
+pub use qmp_io::prelude::*;
 
 /// Connects to a QMP unix socket and runs the handshake.
 pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {

@@ -24,16 +24,12 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::Interest;
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
-pub use qmp_io::mock::{MockQemu, MockReply, MockRequest};
-pub use qmp_io::nonblocking::Transport;
-pub use qmp_io::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
-pub use qmp_io::{
-    AddFdInfo, Call, Command, CommandError, Config, Disconnect, Empty, Error, Event, EventFilter,
-    Greeting, Json, Lagged, Result, Subscription, Timestamp, Version,
-};
+pub use qmp_io::nonblocking::{Io, NoFds, PassFds, Transport};
+pub use qmp_io::prelude::*;
 
 /// The async QMP client on tokio.
 pub type Client = qmp_io::nonblocking::Client<Tokio>;
@@ -63,56 +59,23 @@ impl qmp_io::nonblocking::Runtime for Tokio {
     }
 }
 
-/// A tokio stream as a [`Transport`]; unix sockets can pass fds.
+/// How tokio's unix sockets pass fds.
 #[derive(Debug)]
-pub struct TokioStream<T>(pub T);
+pub enum TokioFds {}
 
-impl<T: AsyncRead + Unpin> futures_io::AsyncRead for TokioStream<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> futures_io::AsyncWrite for TokioStream<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl Transport for TokioStream<UnixStream> {
-    fn can_pass_fds(&self) -> bool {
-        true
-    }
-
+impl PassFds<Compat<UnixStream>> for TokioFds {
     fn poll_send_fds(
-        self: Pin<&mut Self>,
+        io: &Compat<UnixStream>,
         cx: &mut Context<'_>,
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Poll<io::Result<usize>> {
-        let s = &self.0;
+        let socket = io.get_ref();
         loop {
-            ready!(s.poll_write_ready(cx))?;
-            let sent = s.try_io(Interest::WRITABLE, || {
-                qmp_io::fd::send_with_fds(s.as_fd(), bytes, fds)
+            ready!(socket.poll_write_ready(cx))?;
+            // try_io clears tokio's readiness when the socket is full.
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                qmp_io::fd::send_with_fds(socket.as_fd(), bytes, fds)
             });
             if !matches!(&sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
                 return Poll::Ready(sent);
@@ -121,7 +84,21 @@ impl Transport for TokioStream<UnixStream> {
     }
 }
 
-impl Transport for TokioStream<TcpStream> {}
+/// A tokio unix socket as a transport that passes fds.
+pub type UnixTransport = Io<Compat<UnixStream>, TokioFds>;
+
+/// Wraps a tokio unix socket (fds pass).
+pub fn unix_transport(stream: UnixStream) -> UnixTransport {
+    Io::with_fds(stream.compat())
+}
+
+/// Wraps any other tokio stream (no fd passing).
+pub fn plain_transport<T>(stream: T) -> Io<Compat<T>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Io::new(stream.compat())
+}
 
 async fn within<T>(timeout: Duration, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
     match tokio::time::timeout(timeout, connect).await {
@@ -133,13 +110,13 @@ async fn within<T>(timeout: Duration, connect: impl Future<Output = io::Result<T
 /// Connects to a QMP unix socket and runs the handshake.
 pub async fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
     let stream = within(config.connect_timeout, UnixStream::connect(path)).await?;
-    connect(TokioStream(stream), config).await
+    connect(unix_transport(stream), config).await
 }
 
 /// Connects to a QMP tcp socket and runs the handshake.
 pub async fn connect_tcp(addr: impl ToSocketAddrs, config: Config) -> Result<Client> {
     let stream = within(config.connect_timeout, TcpStream::connect(addr)).await?;
-    connect(TokioStream(stream), config).await
+    connect(plain_transport(stream), config).await
 }
 
 /// Runs the QMP handshake on a stream that is already open.
@@ -160,5 +137,5 @@ pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)>
 /// Connects to a guest agent's unix socket and synchronises.
 pub async fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
     let stream = within(config.connect_timeout, UnixStream::connect(path)).await?;
-    GuestAgent::connect(Tokio::current(), TokioStream(stream), config).await
+    GuestAgent::connect(Tokio::current(), unix_transport(stream), config).await
 }

@@ -1,0 +1,25 @@
+//! The README's qmp-smol program: the same API on smol.
+use futures_util::StreamExt;
+use qmp_smol::{Config, EventFilter, Qemu};
+
+fn main() -> qmp_smol::Result<()> {
+    smol::block_on(async {
+        // A private QEMU (-machine none); or qmp_smol::connect_unix("/path/qmp.sock", config).
+        let (_qemu, qmp) = qmp_smol::launch(Qemu::builder(), Config::default()).await?;
+        println!("QEMU {}", qmp.greeting().version);
+
+        let mut events = qmp.subscribe(EventFilter::name("STOP"));
+        let (a, b) = smol::future::zip(
+            qmp.execute_raw("query-status", None),
+            qmp.execute_raw("query-name", None),
+        )
+        .await;
+        println!("status: {}, name: {}", a?, b?);
+
+        qmp.execute_raw("stop", None).await?;
+        if let Some(Ok(event)) = events.next().await {
+            println!("event: {} at {:?}", event.name(), event.timestamp());
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,24 @@
+//! The shared integration cases (`qmp-testsuite`) on the blocking client.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use qmp_std::{Client, Config, GuestAgent, Result};
+
+struct Std;
+
+impl qmp_testsuite::BlockingHarness for Std {
+    fn connect(path: &Path, config: Config) -> Result<Client> {
+        qmp_std::connect_unix(path, config)
+    }
+
+    fn connect_guest_agent(path: &Path, config: Config) -> Result<GuestAgent> {
+        qmp_std::connect_guest_agent(path, config)
+    }
+
+    fn guest_agent_on(stream: UnixStream, config: Config) -> Result<GuestAgent> {
+        GuestAgent::connect(stream, config)
+    }
+}
+
+qmp_testsuite::blocking_suite!(Std);

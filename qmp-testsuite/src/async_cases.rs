@@ -1,0 +1,246 @@
+//! The cases for the async clients, generic over the adapter's [`Harness`].
+//! Each takes the test's name, for its QEMU and its `SKIPPED` line.
+
+use core::future::Future;
+use core::pin::pin;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::future::{Either, join_all, select};
+use qmp_io::nonblocking::Client;
+use qmp_io::qemu::Qemu;
+use qmp_io::{Config, Subscription};
+
+use crate::Harness;
+use crate::checks::{self, Item, ok};
+use crate::fixtures::{self, FD_NAME, OPAQUE, PATIENCE, config};
+
+/// `future`'s output, or a panic naming `what` after [`PATIENCE`]: a hang
+/// fails the test instead of stalling the run.
+async fn within<H: Harness, F: Future>(what: &str, future: F) -> F::Output {
+    match select(pin!(future), pin!(H::sleep(PATIENCE))).await {
+        Either::Left((output, _)) => output,
+        Either::Right(_) => panic!("{what}: nothing within {PATIENCE:?}"),
+    }
+}
+
+async fn next<H: Harness>(events: &mut Subscription) -> Option<Item> {
+    within::<H, _>("waiting for an event", events.next()).await
+}
+
+async fn take<H: Harness>(events: &mut Subscription, n: usize) -> Vec<Item> {
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        items.extend(next::<H>(events).await);
+    }
+    items
+}
+
+async fn connect<H: Harness>(path: &std::path::Path, config: Config) -> Client<H::Runtime> {
+    let qmp = H::connect(path, config);
+    ok("connect", within::<H, _>("connect", qmp).await)
+}
+
+/// A private QEMU and a client connected to it; `None` when QEMU is missing.
+async fn qemu<H: Harness>(test: &str) -> Option<(Qemu, Client<H::Runtime>)> {
+    let qemu = fixtures::qemu(test)?;
+    let qmp = connect::<H>(qemu.qmp_path(), config()).await;
+    Some((qemu, qmp))
+}
+
+/// Case 1: the greeting agrees with `query-version`; oob is negotiated.
+pub async fn greeting_and_version<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let version = qmp.execute_raw("query-version", None).await;
+    checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
+}
+
+/// Case 2: `query-status`, typed and raw.
+pub async fn query_status_typed_and_raw<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let typed = qmp.execute(&fixtures::QueryStatus).await;
+    checks::status(typed, qmp.execute_raw("query-status", None).await);
+}
+
+/// Case 3: `stop` and `cont` reach a filtered and an unfiltered subscriber,
+/// and not one whose filter does not match.
+pub async fn stop_cont_events<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let mut by_name = qmp.subscribe(fixtures::stop_resume_filter());
+    let mut all = qmp.events();
+    let unmatched = qmp.subscribe(fixtures::unmatched_filter());
+    ok("stop", qmp.execute_raw("stop", None).await);
+    ok("cont", qmp.execute_raw("cont", None).await);
+    checks::stop_then_resume("by name", &take::<H>(&mut by_name, 2).await);
+    checks::stop_then_resume("all", &take::<H>(&mut all, 2).await);
+    checks::nothing_received(unmatched.try_recv());
+}
+
+/// Case 4: many concurrent tasks each get their own answer.
+pub async fn concurrent_commands<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let tasks = (0..fixtures::CONCURRENT_CALLS).map(|n| {
+        let qmp = qmp.clone();
+        H::spawn(async move {
+            let (name, arguments) = fixtures::concurrent_call(n);
+            qmp.execute_raw(name, arguments.as_deref()).await
+        })
+    });
+    let results = within::<H, _>("concurrent calls", join_all(tasks)).await;
+    for (n, result) in results.into_iter().enumerate() {
+        checks::concurrent_answer(n, result);
+    }
+}
+
+/// Case 5: an unknown command is refused and the connection goes on.
+pub async fn unknown_command<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let refused = qmp.execute_raw(fixtures::UNKNOWN_COMMAND, None).await;
+    checks::unknown_command(refused, qmp.execute_raw("query-status", None).await);
+}
+
+/// Case 6: `exec-oob` commands are answered.
+pub async fn oob_commands<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let pause = qmp.execute_raw_oob("migrate-pause", None).await;
+    let status = qmp.execute_raw_oob("query-status", None).await;
+    checks::oob_answers(qmp.oob_enabled(), pause, status);
+}
+
+/// Case 7: a call to a frozen QEMU times out, and its late reply goes to no
+/// later call.
+pub async fn timeout_on_stopped_qemu<H: Harness>(test: &'static str) {
+    let Some((qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    fixtures::freeze(qemu.pid());
+    let result = qmp.call(fixtures::short_status_call()).await;
+    fixtures::thaw(qemu.pid());
+    checks::timed_out(result);
+    let name = qmp.execute_raw("query-name", None).await;
+    checks::answers_after_timeout(test, name, qmp.execute_raw("query-status", None).await);
+}
+
+/// Case 8: killing QEMU fails every pending call promptly, and ends the
+/// connection and its subscribers.
+pub async fn killed_qemu_fails_pending_calls<H: Harness>(test: &'static str) {
+    let Some((mut qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let mut events = qmp.events();
+    fixtures::freeze(qemu.pid());
+    let pending: Vec<_> = (0..fixtures::PENDING_AT_KILL)
+        .map(|_| {
+            let qmp = qmp.clone();
+            H::spawn(async move {
+                let result = qmp.call(fixtures::unbounded_status_call()).await;
+                (result, Instant::now())
+            })
+        })
+        .collect();
+    H::sleep(fixtures::SETTLE).await;
+    let killed = Instant::now();
+    qemu.kill().expect("cannot kill QEMU");
+    let results = within::<H, _>("pending calls", join_all(pending)).await;
+    checks::failed_at_kill(killed, results);
+    let start = Instant::now();
+    let later = qmp.execute_raw("query-status", None).await;
+    checks::fails_at_once(later, start.elapsed());
+    checks::closed_by_peer(Some(within::<H, _>("closed", qmp.closed()).await));
+    checks::stream_ended(next::<H>(&mut events).await);
+}
+
+/// Case 9: fds passed with `add-fd` and `getfd`.
+pub async fn fd_passing<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let (read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    let added = qmp.add_fd(read.as_fd(), None, Some(OPAQUE)).await;
+    let info = checks::fd_listed(added, qmp.execute_raw("query-fdsets", None).await);
+    let removed = qmp.remove_fd(info.fdset_id, Some(info.fd)).await;
+    checks::fd_removed(info, removed, qmp.execute_raw("query-fdsets", None).await);
+    let sent = qmp.send_fd(FD_NAME, write.as_fd()).await;
+    let closed = qmp.close_fd(FD_NAME).await;
+    checks::named_fd(sent, closed, qmp.close_fd(FD_NAME).await);
+}
+
+/// Case 10: a reply of about 200 KiB.
+pub async fn big_reply<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    checks::schema(qmp.execute_raw("query-qmp-schema", None).await);
+}
+
+/// Case 11: a real qemu-ga runs a process and reports its output.
+pub async fn guest_agent_exec<H: Harness>(test: &'static str) {
+    let Some(agent) = fixtures::guest_agent(test) else {
+        return;
+    };
+    let connected = H::connect_guest_agent(agent.socket_path(), config());
+    let ga = ok(
+        "guest agent connect",
+        within::<H, _>("sync", connected).await,
+    );
+    checks::guest_info(ga.execute_raw("guest-info", None).await);
+    let pid = checks::exec_pid(
+        ga.execute_raw("guest-exec", Some(fixtures::ECHO_ARGS))
+            .await,
+    );
+    let args = fixtures::exec_status_args(pid);
+    let deadline = Instant::now() + PATIENCE;
+    while !checks::exec_done(ga.execute_raw("guest-exec-status", Some(&args)).await) {
+        assert!(Instant::now() < deadline, "echo never exited");
+        H::sleep(fixtures::EXEC_POLL).await;
+    }
+}
+
+/// Case 12: the guest agent client resynchronises over stale bytes on
+/// connect, and after a timeout.
+pub async fn guest_agent_resync<H: Harness>(test: &'static str) {
+    let Some(agent) = fixtures::guest_agent(test) else {
+        return;
+    };
+    let connected = H::guest_agent_on(fixtures::stale_agent_stream(&agent), config());
+    let ga = ok(
+        "guest agent connect",
+        within::<H, _>("sync", connected).await,
+    );
+    let ping = ga.execute_raw("guest-ping", None).await;
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None).await);
+    fixtures::freeze(agent.pid());
+    let result = ga.call(fixtures::short_guest_info_call()).await;
+    fixtures::thaw(agent.pid());
+    checks::timed_out(result);
+    let ping = ga.execute_raw("guest-ping", None).await;
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None).await);
+}
+
+/// The mock case: a subscriber that does not read holds back neither the
+/// reader, nor commands, nor the other subscribers, and learns what it lost.
+pub async fn mock_slow_subscriber_lags<H: Harness>(_test: &'static str) {
+    let mock = fixtures::mock();
+    let qmp = connect::<H>(mock.path(), fixtures::lagging_config()).await;
+    let slow = qmp.events();
+    let mut fast = qmp.events();
+    for n in 0..fixtures::MOCK_EVENTS {
+        fixtures::emit_numbered(&mock, n);
+        checks::numbered(n, next::<H>(&mut fast).await);
+    }
+    checks::answered_while_lagging(qmp.execute_raw("query-status", None).await);
+    checks::lagged_tail(&slow);
+}

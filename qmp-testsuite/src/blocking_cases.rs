@@ -1,0 +1,234 @@
+//! The cases for the blocking client ([`qmp_io::blocking`]), generic over
+//! the adapter's [`BlockingHarness`]; concurrency with threads. Each takes the test's name, for its QEMU and its `SKIPPED`
+//! line.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::thread;
+use std::time::Instant;
+
+use qmp_io::blocking::Client;
+use qmp_io::qemu::Qemu;
+use qmp_io::{Config, RecvTimeoutError, Subscription};
+
+use crate::BlockingHarness;
+use crate::checks::{self, Item, ok};
+use crate::fixtures::{self, FD_NAME, OPAQUE, PATIENCE, config};
+
+/// Threads of the concurrency case; each makes its share of the calls.
+const THREADS: usize = 10;
+
+/// The next event, `None` once the stream ended; a panic after [`PATIENCE`].
+fn next(events: &Subscription) -> Option<Item> {
+    match events.recv_timeout(PATIENCE) {
+        Ok(item) => Some(item),
+        Err(RecvTimeoutError::Closed) => None,
+        Err(RecvTimeoutError::Timeout) => panic!("no event within {PATIENCE:?}"),
+    }
+}
+
+fn take(events: &Subscription, n: usize) -> Vec<Item> {
+    (0..n).filter_map(|_| next(events)).collect()
+}
+
+fn connect<H: BlockingHarness>(path: &Path, config: Config) -> Client {
+    ok("connect", H::connect(path, config))
+}
+
+/// A private QEMU and a client connected to it; `None` when QEMU is missing.
+fn qemu<H: BlockingHarness>(test: &str) -> Option<(Qemu, Client)> {
+    let qemu = fixtures::qemu(test)?;
+    let qmp = connect::<H>(qemu.qmp_path(), config());
+    Some((qemu, qmp))
+}
+
+/// Case 1: the greeting agrees with `query-version`; oob is negotiated.
+pub fn greeting_and_version<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let version = qmp.execute_raw("query-version", None);
+    checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
+}
+
+/// Case 2: `query-status`, typed and raw.
+pub fn query_status_typed_and_raw<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let typed = qmp.execute(&fixtures::QueryStatus);
+    checks::status(typed, qmp.execute_raw("query-status", None));
+}
+
+/// Case 3: `stop` and `cont` reach a filtered and an unfiltered subscriber,
+/// and not one whose filter does not match.
+pub fn stop_cont_events<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let by_name = qmp.subscribe(fixtures::stop_resume_filter());
+    let all = qmp.events();
+    let unmatched = qmp.subscribe(fixtures::unmatched_filter());
+    ok("stop", qmp.execute_raw("stop", None));
+    ok("cont", qmp.execute_raw("cont", None));
+    checks::stop_then_resume("by name", &take(&by_name, 2));
+    checks::stop_then_resume("all", &take(&all, 2));
+    checks::nothing_received(unmatched.try_recv());
+}
+
+/// Case 4: many threads making calls at once each get their own answers.
+pub fn concurrent_commands<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let per_thread = fixtures::CONCURRENT_CALLS / THREADS;
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let qmp = &qmp;
+            s.spawn(move || {
+                for n in t * per_thread..(t + 1) * per_thread {
+                    let (name, arguments) = fixtures::concurrent_call(n);
+                    checks::concurrent_answer(n, qmp.execute_raw(name, arguments.as_deref()));
+                }
+            });
+        }
+    });
+}
+
+/// Case 5: an unknown command is refused and the connection goes on.
+pub fn unknown_command<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let refused = qmp.execute_raw(fixtures::UNKNOWN_COMMAND, None);
+    checks::unknown_command(refused, qmp.execute_raw("query-status", None));
+}
+
+/// Case 6: `exec-oob` commands are answered.
+pub fn oob_commands<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let pause = qmp.execute_raw_oob("migrate-pause", None);
+    let status = qmp.execute_raw_oob("query-status", None);
+    checks::oob_answers(qmp.oob_enabled(), pause, status);
+}
+
+/// Case 7: a call to a frozen QEMU times out, and its late reply goes to no
+/// later call.
+pub fn timeout_on_stopped_qemu<H: BlockingHarness>(test: &'static str) {
+    let Some((qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    fixtures::freeze(qemu.pid());
+    let result = qmp.call(fixtures::short_status_call());
+    fixtures::thaw(qemu.pid());
+    checks::timed_out(result);
+    let name = qmp.execute_raw("query-name", None);
+    checks::answers_after_timeout(test, name, qmp.execute_raw("query-status", None));
+}
+
+/// Case 8: killing QEMU fails every pending call promptly, and ends the
+/// connection and its subscribers.
+pub fn killed_qemu_fails_pending_calls<H: BlockingHarness>(test: &'static str) {
+    let Some((mut qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let events = qmp.events();
+    fixtures::freeze(qemu.pid());
+    let pending: Vec<_> = (0..fixtures::PENDING_AT_KILL)
+        .map(|_| {
+            let qmp = qmp.clone();
+            thread::spawn(move || {
+                let result = qmp.call(fixtures::unbounded_status_call());
+                (result, Instant::now())
+            })
+        })
+        .collect();
+    thread::sleep(fixtures::SETTLE);
+    let killed = Instant::now();
+    qemu.kill().expect("cannot kill QEMU");
+    let results = pending
+        .into_iter()
+        .map(|t| t.join().expect("a caller thread panicked"))
+        .collect();
+    checks::failed_at_kill(killed, results);
+    let start = Instant::now();
+    let later = qmp.execute_raw("query-status", None);
+    checks::fails_at_once(later, start.elapsed());
+    checks::closed_by_peer(qmp.wait_closed(Some(PATIENCE)));
+    checks::stream_ended(next(&events));
+}
+
+/// Case 9: fds passed with `add-fd` and `getfd`.
+pub fn fd_passing<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let (read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    let added = qmp.add_fd(read.as_fd(), None, Some(OPAQUE));
+    let info = checks::fd_listed(added, qmp.execute_raw("query-fdsets", None));
+    let removed = qmp.remove_fd(info.fdset_id, Some(info.fd));
+    checks::fd_removed(info, removed, qmp.execute_raw("query-fdsets", None));
+    let sent = qmp.send_fd(FD_NAME, write.as_fd());
+    let closed = qmp.close_fd(FD_NAME);
+    checks::named_fd(sent, closed, qmp.close_fd(FD_NAME));
+}
+
+/// Case 10: a reply of about 200 KiB.
+pub fn big_reply<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    checks::schema(qmp.execute_raw("query-qmp-schema", None));
+}
+
+/// Case 11: a real qemu-ga runs a process and reports its output.
+pub fn guest_agent_exec<H: BlockingHarness>(test: &'static str) {
+    let Some(agent) = fixtures::guest_agent(test) else {
+        return;
+    };
+    let connected = H::connect_guest_agent(agent.socket_path(), config());
+    let ga = ok("guest agent connect", connected);
+    checks::guest_info(ga.execute_raw("guest-info", None));
+    let pid = checks::exec_pid(ga.execute_raw("guest-exec", Some(fixtures::ECHO_ARGS)));
+    let args = fixtures::exec_status_args(pid);
+    let deadline = Instant::now() + PATIENCE;
+    while !checks::exec_done(ga.execute_raw("guest-exec-status", Some(&args))) {
+        assert!(Instant::now() < deadline, "echo never exited");
+        thread::sleep(fixtures::EXEC_POLL);
+    }
+}
+
+/// Case 12: the guest agent client resynchronises over stale bytes on
+/// connect, and after a timeout.
+pub fn guest_agent_resync<H: BlockingHarness>(test: &'static str) {
+    let Some(agent) = fixtures::guest_agent(test) else {
+        return;
+    };
+    let stream = fixtures::stale_agent_stream(&agent);
+    let ga = ok("guest agent connect", H::guest_agent_on(stream, config()));
+    let ping = ga.execute_raw("guest-ping", None);
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None));
+    fixtures::freeze(agent.pid());
+    let result = ga.call(fixtures::short_guest_info_call());
+    fixtures::thaw(agent.pid());
+    checks::timed_out(result);
+    let ping = ga.execute_raw("guest-ping", None);
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None));
+}
+
+/// The mock case: a subscriber that does not read holds back neither the
+/// reader, nor commands, nor the other subscribers, and learns what it lost.
+pub fn mock_slow_subscriber_lags<H: BlockingHarness>(_test: &'static str) {
+    let mock = fixtures::mock();
+    let qmp = connect::<H>(mock.path(), fixtures::lagging_config());
+    let slow = qmp.events();
+    let fast = qmp.events();
+    for n in 0..fixtures::MOCK_EVENTS {
+        fixtures::emit_numbered(&mock, n);
+        checks::numbered(n, next(&fast));
+    }
+    checks::answered_while_lagging(qmp.execute_raw("query-status", None));
+    checks::lagged_tail(&slow);
+}

@@ -1,0 +1,217 @@
+//! What the cases start and send: processes, settings, typed commands and the
+//! arguments of the commands each case issues.
+
+use core::time::Duration;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+
+use qmp_io::mock::MockQemu;
+use qmp_io::qemu::{GuestAgentProcess, Qemu};
+use qmp_io::{Call, Command, Config, EventFilter};
+use rustix::process::{Pid, Signal, kill_process};
+
+/// Generous bound for anything that should happen "soon": the machine running
+/// the tests may have two cores and a dozen QEMUs starting at once.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The per-call timeout of the cases that are about timeouts.
+pub const SHORT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long the calls of the kill case are given to reach the socket before
+/// QEMU is killed.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// The bound on how long pending calls may take to fail once QEMU is killed.
+pub const DISCONNECT_BOUND: Duration = Duration::from_secs(1);
+
+/// Calls of the concurrency case.
+pub const CONCURRENT_CALLS: usize = 100;
+
+/// Calls pending when QEMU is killed.
+pub const PENDING_AT_KILL: usize = 10;
+
+/// Events the mock emits in the lagging-subscriber case.
+pub const MOCK_EVENTS: usize = 100;
+
+/// The queue length of each subscriber in the lagging-subscriber case.
+pub const MOCK_CAPACITY: usize = 8;
+
+/// The event name the mock emits.
+pub const MOCK_EVENT: &str = "TESTSUITE_EVENT";
+
+/// The connection settings of every case: a default timeout long enough for a
+/// loaded machine, so only the cases about timeouts see one.
+pub fn config() -> Config {
+    Config::default()
+        .timeout(Some(PATIENCE))
+        .connect_timeout(PATIENCE)
+}
+
+/// Starts a private QEMU named after `test` (so `query-name` tells tests
+/// apart), or `None` after a `SKIPPED` line when QEMU is missing.
+///
+/// # Panics
+///
+/// If QEMU is there but does not start.
+pub fn qemu(test: &str) -> Option<Qemu> {
+    let builder = qmp_io::testing::require_qemu(test)?;
+    let qemu = builder.arg("-name").arg(test).spawn();
+    let qemu = qemu.unwrap_or_else(|e| panic!("{test}: cannot start QEMU: {e}"));
+    Some(qemu)
+}
+
+/// Starts a private qemu-ga, or `None` after a `SKIPPED` line when it is
+/// missing.
+///
+/// # Panics
+///
+/// If qemu-ga is there but does not start.
+pub fn guest_agent(test: &str) -> Option<GuestAgentProcess> {
+    let builder = qmp_io::testing::require_guest_agent(test)?;
+    let agent = builder.spawn();
+    let agent = agent.unwrap_or_else(|e| panic!("{test}: cannot start qemu-ga: {e}"));
+    Some(agent)
+}
+
+/// Starts a mock QEMU.
+///
+/// # Panics
+///
+/// If its socket cannot be bound.
+pub fn mock() -> MockQemu {
+    MockQemu::start().expect("cannot start the mock QEMU")
+}
+
+/// The settings of the lagging-subscriber case: short subscriber queues.
+pub fn lagging_config() -> Config {
+    config().event_capacity(MOCK_CAPACITY)
+}
+
+/// Emits the mock event numbered `n`.
+///
+/// # Panics
+///
+/// If the mock cannot write it.
+pub fn emit_numbered(mock: &MockQemu, n: usize) {
+    let data = format!("{{\"n\":{n}}}");
+    mock.emit_event(MOCK_EVENT, Some(&data))
+        .unwrap_or_else(|e| panic!("the mock cannot emit event {n}: {e}"));
+}
+
+/// Freezes process `pid` (`SIGSTOP`): it stops reading its socket.
+///
+/// # Panics
+///
+/// If the signal cannot be sent.
+pub fn freeze(pid: u32) {
+    signal(pid, Signal::STOP);
+}
+
+/// Resumes a process frozen with [`freeze`] (`SIGCONT`).
+///
+/// # Panics
+///
+/// If the signal cannot be sent.
+pub fn thaw(pid: u32) {
+    signal(pid, Signal::CONT);
+}
+
+fn signal(pid: u32, signal: Signal) {
+    let raw = i32::try_from(pid).expect("pid out of range");
+    let pid = Pid::from_raw(raw).expect("pid 0");
+    kill_process(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal:?} to {pid:?}: {e}"));
+}
+
+/// `STOP` and `RESUME`, by name.
+pub fn stop_resume_filter() -> EventFilter {
+    EventFilter::name("STOP").or_name("RESUME")
+}
+
+/// A filter on a data member no event of the stop/cont case has.
+pub fn unmatched_filter() -> EventFilter {
+    EventFilter::all().data_eq("device", "qmp-testsuite-no-such-device")
+}
+
+/// A `query-status` call that times out after [`SHORT_TIMEOUT`].
+pub fn short_status_call() -> Call {
+    Call::new("query-status").timeout(Some(SHORT_TIMEOUT))
+}
+
+/// A `guest-info` call that times out after [`SHORT_TIMEOUT`].
+pub fn short_guest_info_call() -> Call {
+    Call::new("guest-info").timeout(Some(SHORT_TIMEOUT))
+}
+
+/// A `query-status` call that waits for ever (the kill case).
+pub fn unbounded_status_call() -> Call {
+    Call::new("query-status").timeout(None)
+}
+
+/// The command and arguments of call `n` in the concurrency case: even calls
+/// ask for the status, odd ones delete a device that does not exist, so the
+/// error names the call it belongs to.
+pub fn concurrent_call(n: usize) -> (&'static str, Option<String>) {
+    if asks_status(n) {
+        ("query-status", None)
+    } else {
+        ("device_del", Some(format!("{{\"id\":\"dev-{n}\"}}")))
+    }
+}
+
+/// Whether call `n` of the concurrency case is a `query-status`.
+pub fn asks_status(n: usize) -> bool {
+    n.is_multiple_of(2)
+}
+
+/// A command QEMU does not have.
+pub const UNKNOWN_COMMAND: &str = "qmp-testsuite-no-such-command";
+
+/// The `opaque` string of the fd-set case.
+pub const OPAQUE: &str = "opaque-x";
+
+/// The fd name of the `getfd` case.
+pub const FD_NAME: &str = "myfd";
+
+/// `query-status` as a typed command.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct QueryStatus;
+
+impl Command for QueryStatus {
+    const NAME: &'static str = "query-status";
+    type Returns = StatusInfo;
+}
+
+/// What `query-status` returns (the members the cases look at).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct StatusInfo {
+    /// The run state, such as `running` or `paused`.
+    pub status: String,
+    /// True when the guest's CPUs run.
+    pub running: bool,
+}
+
+/// The arguments of `guest-exec` running `/bin/echo hello`, output captured.
+pub const ECHO_ARGS: &str = r#"{"path":"/bin/echo","arg":["hello"],"capture-output":true}"#;
+
+/// How often `guest-exec-status` is polled.
+pub const EXEC_POLL: Duration = Duration::from_millis(20);
+
+/// The arguments of `guest-exec-status` for process `pid`.
+pub fn exec_status_args(pid: i64) -> String {
+    format!("{{\"pid\":{pid}}}")
+}
+
+/// Opens a connection to qemu-ga and leaves stale bytes in it: a `guest-info`
+/// command whose reply is never read.
+///
+/// # Panics
+///
+/// If the socket cannot be connected or written.
+pub fn stale_agent_stream(agent: &GuestAgentProcess) -> UnixStream {
+    let mut stream =
+        UnixStream::connect(agent.socket_path()).expect("cannot connect to qemu-ga's socket");
+    stream
+        .write_all(b"{\"execute\":\"guest-info\"}\n")
+        .expect("cannot write to qemu-ga's socket");
+    stream
+}

@@ -1,0 +1,54 @@
+//! The shared integration cases (`qmp-testsuite`) on tokio.
+
+use core::future::Future;
+use core::time::Duration;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use qmp_testsuite::Task;
+use qmp_tokio::{Client, Config, GuestAgent, Result, Tokio};
+
+struct TokioHarness;
+
+impl qmp_testsuite::Harness for TokioHarness {
+    type Runtime = Tokio;
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        // Multi-threaded, so spawned tasks really run in parallel with the
+        // driver; two workers match the smallest machine the suite runs on.
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("cannot build a tokio runtime")
+            .block_on(future)
+    }
+
+    fn spawn<T: Send + 'static>(task: impl Future<Output = T> + Send + 'static) -> Task<T> {
+        let handle = tokio::spawn(task);
+        Box::pin(async move { handle.await.expect("a spawned task failed") })
+    }
+
+    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(duration)
+    }
+
+    fn connect(path: &Path, config: Config) -> impl Future<Output = Result<Client>> {
+        qmp_tokio::connect_unix(path, config)
+    }
+
+    fn connect_guest_agent(
+        path: &Path,
+        config: Config,
+    ) -> impl Future<Output = Result<GuestAgent>> {
+        qmp_tokio::connect_guest_agent(path, config)
+    }
+
+    async fn guest_agent_on(stream: UnixStream, config: Config) -> Result<GuestAgent> {
+        stream.set_nonblocking(true)?;
+        let stream = tokio::net::UnixStream::from_std(stream)?;
+        GuestAgent::connect(Tokio::current(), qmp_tokio::unix_transport(stream), config).await
+    }
+}
+
+qmp_testsuite::async_suite!(TokioHarness);
