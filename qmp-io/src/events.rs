@@ -14,19 +14,32 @@ use qmp_proto::Timestamp;
 
 use crate::json::Json;
 
+/// Distinct event names remembered for sharing.
+const MAX_INTERNED_NAMES: usize = 64;
+
 /// An event, owned: `{"event": NAME, "data": {...}, "timestamp": {...}}`.
 #[derive(Debug, Clone)]
 pub struct Event {
-    name: Box<str>,
+    name: Arc<str>,
     data: Option<Json>,
     timestamp: Option<Timestamp>,
 }
 
 impl Event {
-    pub(crate) fn from_proto(event: &qmp_proto::Event<'_>) -> Self {
-        let name = match event.name.as_plain() {
-            Some(s) => s.into(),
-            None => event.name.to_string_lossless().into_boxed_str(),
+    /// Copies `event`; `names` interns the names, so a stream of events costs
+    /// no allocation per name.
+    pub(crate) fn from_proto(event: &qmp_proto::Event<'_>, names: &mut Vec<Arc<str>>) -> Self {
+        let name = match names.iter().find(|n| event.name.eq_str(n)) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = event.name.to_string_lossless().into();
+                // QEMU has a few dozen event names; a hostile peer may invent
+                // more, so the table stays bounded.
+                if names.len() < MAX_INTERNED_NAMES {
+                    names.push(n.clone());
+                }
+                n
+            }
         };
         Self {
             name,

@@ -44,6 +44,8 @@ pub(crate) struct Dispatch {
     orphans: Vec<Waiter>,
     subscribers: Vec<Arc<Queue>>,
     wakes: Vec<(Arc<Queue>, Wake)>,
+    /// Event names seen, shared by every event of that name (few distinct).
+    names: Vec<Arc<str>>,
     greeting: Option<Greeting>,
     /// Set once the handshake (greeting and negotiation, or the agent's sync)
     /// completed.
@@ -61,6 +63,7 @@ impl Dispatch {
             orphans: Vec::new(),
             subscribers: Vec::new(),
             wakes: Vec::new(),
+            names: Vec::new(),
             greeting: None,
             handshake: false,
             closed: None,
@@ -101,9 +104,10 @@ impl Dispatch {
     fn event(&mut self, event: &qmp_proto::Event<'_>) {
         tracing::debug!(event = %event.name.raw(), "qmp event");
         let mut owned: Option<Arc<Event>> = None;
+        let names = &mut self.names;
         for q in &self.subscribers {
             if q.wants(event) {
-                let e = owned.get_or_insert_with(|| Arc::new(Event::from_proto(event)));
+                let e = owned.get_or_insert_with(|| Arc::new(Event::from_proto(event, names)));
                 match q.push(e.clone()) {
                     Wake::None => {}
                     w => self.wakes.push((q.clone(), w)),
@@ -372,17 +376,19 @@ impl<P: Protocol> Session<P> {
             inner.driver.take()
         };
         drop(inner);
-        for (q, w) in wakes {
-            q.wake(w);
-        }
-        if let Some(w) = driver {
-            w.wake();
-        }
+        // Flags first: whoever is woken must see them (a driver that missed
+        // `closed` would wait for ever with the socket open).
         if handshake || closed {
             self.settled.set();
         }
         if closed {
             self.closed.set();
+        }
+        for (q, w) in wakes {
+            q.wake(w);
+        }
+        if let Some(w) = driver {
+            w.wake();
         }
     }
 

@@ -53,10 +53,13 @@ impl<'a> RawJson<'a> {
     /// The member `key` of this value, if it is an object that has it.
     pub fn get(&self, key: &str) -> Option<RawJson<'a>> {
         let mut found = None;
+        // The first match wins and ends the walk: no need to skip the rest.
         for_each_member(self.bytes, |k, v| {
-            if found.is_none() && k.eq_str(key) {
+            if k.eq_str(key) {
                 found = Some(v);
+                return true;
             }
+            false
         });
         found
     }
@@ -266,8 +269,11 @@ impl<'a> Iterator for Elements<'a> {
     }
 }
 
-/// Calls `f(key, value)` for each member of a JSON object.
-pub(crate) fn for_each_member<'a>(bytes: &'a [u8], mut f: impl FnMut(JsonStr<'a>, RawJson<'a>)) {
+/// Calls `f(key, value)` on each member of the object in `bytes` until it returns true.
+pub(crate) fn for_each_member<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(JsonStr<'a>, RawJson<'a>) -> bool,
+) {
     if bytes.first() != Some(&b'{') {
         return;
     }
@@ -291,7 +297,9 @@ pub(crate) fn for_each_member<'a>(bytes: &'a [u8], mut f: impl FnMut(JsonStr<'a>
         let Some(end) = value_end(bytes, start) else {
             return;
         };
-        f(key, RawJson::new_unchecked(&bytes[start..end]));
+        if f(key, RawJson::new_unchecked(&bytes[start..end])) {
+            return;
+        }
         i = skip_ws(bytes, end);
         if bytes.get(i) != Some(&b',') {
             return;

@@ -1,0 +1,635 @@
+//! `query-status` round trips against a real QEMU: our clients against the
+//! bare-socket floor and against qapi-rs, in the same criterion groups.
+//!
+//! One fresh QEMU per peer and group (`-machine none`, the same binary, started
+//! with `qmp_io::qemu::Qemu`, killed after the peer's measurement), so no peer
+//! inherits another's QEMU state, and a connection a client fails to close
+//! cannot block the next peer (a QMP socket serves one client at a time; see
+//! the report on the async driver's close race). Every peer negotiates `oob`
+//! (our clients' default; the floor and qapi-rs ask for it), so QEMU runs the
+//! same monitor mode for all.
+//!
+//! Scenarios (one group each, `Throughput::Elements` = commands):
+//! - `sequential`: one `query-status` round trip per iteration.
+//! - `in_flight_64`: 64 `query-status` commands in flight at once per
+//!   iteration.
+//!
+//! Each scenario runs twice: `SCENARIO/wall` measures wall time per iteration;
+//! `SCENARIO/cpu` measures this process's CPU time per iteration
+//! (`CLOCK_PROCESS_CPUTIME_ID`): every thread of the client counts (reader
+//! threads, tokio and smol workers), QEMU's does not (another process). Its
+//! throughput line reads "CPU/elem": CPU time per command.
+//!
+//! Peers:
+//! - `floor`: a std `UnixStream` after the handshake. Writes the command bytes
+//!   our clients write (`{"execute":"query-status","id":N}` CR LF; the 64
+//!   commands in one write), reads until it has counted as many LFs. It parses
+//!   nothing: no client can do less.
+//! - `qmp-std`: `Client::execute` with a typed `QueryStatus` decoding into a
+//!   `StatusInfo`; in flight: 64 threads, one call each, started together.
+//! - `qmp-tokio/current_thread`, `qmp-tokio/multi_thread`: the same call on
+//!   each tokio runtime flavour (`multi_thread` is what `#[tokio::main]`
+//!   gives); in flight: `join_all` of 64 calls.
+//! - `qmp-smol`: the same on smol (driver on smol's global executor).
+//! - `qapi-rs/current_thread`, `qapi-rs/multi_thread`: qapi-rs 0.15's tokio
+//!   client (`QmpStreamTokio`, its events task spawned with `spawn_tokio`),
+//!   running its own `qapi::qmp::query_status` into its own `StatusInfo`. It
+//!   writes `{"execute":"query-status","arguments":{},"id":N}` LF. It
+//!   pipelines when QEMU offers `oob` (numeric ids, the write lock released
+//!   after each send): in flight it is `join_all` of 64 `execute`s, one write
+//!   (and flush) per command.
+//!
+//! Before timing, each peer's answers are checked against the floor's decoded
+//! replies (same count, same `running`), so all do the same work.
+
+use core::hint::black_box;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::time::Duration;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+
+use criterion::async_executor::SmolExecutor;
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use futures_util::future::join_all;
+use qmp_io::qemu::{Qemu, QemuBuilder};
+
+/// Commands in flight at once in the `in_flight_64` scenario.
+const IN_FLIGHT: usize = 64;
+
+// ---------------------------------------------------------------- the command
+
+/// `query-status` for our clients: a unit struct sends no `arguments`.
+#[derive(serde::Serialize)]
+struct QueryStatus;
+
+impl qmp_io::Command for QueryStatus {
+    const NAME: &'static str = "query-status";
+    type Returns = StatusInfo;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+struct StatusInfo {
+    running: bool,
+    status: String,
+}
+
+/// What a batch of round trips produced, compared across peers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Outcome {
+    replies: usize,
+    /// Replies saying `"running": true`.
+    running: usize,
+}
+
+impl Outcome {
+    fn of<'a>(statuses: impl IntoIterator<Item = &'a StatusInfo>) -> Self {
+        statuses
+            .into_iter()
+            .fold(Outcome::default(), |o, s| o.add(s.running))
+    }
+
+    fn add(self, running: bool) -> Self {
+        Outcome {
+            replies: self.replies + 1,
+            running: self.running + usize::from(running),
+        }
+    }
+}
+
+fn config() -> qmp_io::Config {
+    // The default (oob negotiated), spelled out because the floor and qapi-rs
+    // are set up to match it.
+    qmp_io::Config::default().oob(true)
+}
+
+// ---------------------------------------------------------------- the floor
+
+/// A bare unix socket after the handshake.
+struct Floor {
+    stream: UnixStream,
+    buf: Box<[u8]>,
+    out: Vec<u8>,
+    next_id: u64,
+}
+
+impl Floor {
+    fn connect(path: &Path) -> Self {
+        let stream = UnixStream::connect(path).expect("floor: connect");
+        let mut floor = Floor {
+            stream,
+            buf: vec![0; 64 << 10].into_boxed_slice(),
+            out: Vec::new(),
+            next_id: 1,
+        };
+        let greeting = floor.read_lines(1, true);
+        assert!(
+            greeting.starts_with(br#"{"QMP""#),
+            "floor: no greeting: {:?}",
+            String::from_utf8_lossy(&greeting)
+        );
+        floor
+            .stream
+            .write_all(
+                b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\r\n",
+            )
+            .expect("floor: write");
+        let reply = floor.read_lines(1, true);
+        assert!(reply.starts_with(br#"{"return": {}"#), "floor: negotiation");
+        floor
+    }
+
+    /// Reads until `lines` LFs came; returns the bytes if `keep`. QEMU sends
+    /// nothing unasked here (no events on an idle `-machine none`), so the
+    /// reads end exactly at the last reply.
+    fn read_lines(&mut self, lines: usize, keep: bool) -> Vec<u8> {
+        let mut kept = Vec::new();
+        let mut seen = 0;
+        while seen < lines {
+            let n = match self.stream.read(&mut self.buf) {
+                Ok(0) => panic!("floor: end of stream"),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("floor: read: {e}"),
+            };
+            let got = &self.buf[..n];
+            seen += memchr::memchr_iter(b'\n', got).count();
+            if keep {
+                kept.extend_from_slice(got);
+            }
+        }
+        assert_eq!(seen, lines, "floor: more lines than replies");
+        kept
+    }
+
+    /// `n` commands in one write, then their `n` replies. Parses them only
+    /// when `decode` (the equal-work check).
+    fn round_trips(&mut self, n: usize, decode: bool) -> Outcome {
+        self.out.clear();
+        for _ in 0..n {
+            write!(
+                self.out,
+                "{{\"execute\":\"query-status\",\"id\":{}}}\r\n",
+                self.next_id
+            )
+            .expect("formatting into a Vec");
+            self.next_id += 1;
+        }
+        self.stream.write_all(&self.out).expect("floor: write");
+        let bytes = self.read_lines(n, decode);
+        if !decode {
+            return Outcome {
+                replies: n,
+                running: n,
+            };
+        }
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            #[serde(rename = "return")]
+            ret: StatusInfo,
+        }
+        let replies: Vec<StatusInfo> = bytes
+            .split_inclusive(|&b| b == b'\n')
+            .map(|line| {
+                serde_json::from_slice::<Reply>(line)
+                    .expect("floor: a query-status reply")
+                    .ret
+            })
+            .collect();
+        eprintln!(
+            "floor: {n} replies, the last: {}",
+            String::from_utf8_lossy(bytes.rsplit(|&b| b == b'\n').nth(1).unwrap_or(&[])).trim_end()
+        );
+        Outcome::of(&replies)
+    }
+}
+
+// ---------------------------------------------------------------- our clients
+
+/// 64 threads sharing one blocking client, each making one call per round.
+struct Pool {
+    start: Arc<Barrier>,
+    done: Arc<Barrier>,
+    stop: Arc<AtomicBool>,
+    replies: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(client: &qmp_std::Client, n: usize) -> Self {
+        let start = Arc::new(Barrier::new(n + 1));
+        let done = Arc::new(Barrier::new(n + 1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let replies = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let threads = (0..n)
+            .map(|_| {
+                let (client, start, done, stop, replies, running) = (
+                    client.clone(),
+                    start.clone(),
+                    done.clone(),
+                    stop.clone(),
+                    replies.clone(),
+                    running.clone(),
+                );
+                std::thread::spawn(move || {
+                    loop {
+                        start.wait();
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        // An error shows as a missing reply in the count
+                        // (panicking here would leave the barrier waiting).
+                        match client.execute(&QueryStatus) {
+                            Ok(s) => {
+                                replies.fetch_add(1, Ordering::Relaxed);
+                                running.fetch_add(usize::from(s.running), Ordering::Relaxed);
+                            }
+                            Err(e) => eprintln!("qmp-std: {e}"),
+                        }
+                        done.wait();
+                    }
+                })
+            })
+            .collect();
+        Pool {
+            start,
+            done,
+            stop,
+            replies,
+            running,
+            threads,
+        }
+    }
+
+    fn round(&self) -> Outcome {
+        self.start.wait();
+        self.done.wait();
+        Outcome {
+            replies: self.replies.swap(0, Ordering::Relaxed),
+            running: self.running.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.start.wait();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn qmp_std_sequential(client: &qmp_std::Client) -> Outcome {
+    let s = client.execute(&QueryStatus).expect("qmp-std: query-status");
+    Outcome::default().add(s.running)
+}
+
+async fn qmp_async<R: qmp_io::nonblocking::Runtime>(
+    client: &qmp_io::nonblocking::Client<R>,
+    n: usize,
+) -> Outcome {
+    if n == 1 {
+        let s = client.execute(&QueryStatus).await.expect("query-status");
+        return Outcome::default().add(s.running);
+    }
+    let all = join_all((0..n).map(|_| client.execute(&QueryStatus))).await;
+    all.into_iter().fold(Outcome::default(), |o, r| {
+        o.add(r.expect("query-status").running)
+    })
+}
+
+// ---------------------------------------------------------------- qapi-rs
+
+type QapiService = qapi::futures::QapiService<
+    qapi::futures::QmpStreamTokio<tokio::io::WriteHalf<tokio::net::UnixStream>>,
+>;
+
+async fn qapi_connect(path: &Path) -> std::io::Result<QapiService> {
+    let negotiation = qapi::futures::QmpStreamTokio::open_uds(path).await?;
+    let stream = negotiation
+        .negotiate_caps([qapi::qmp::QMPCapability::oob])
+        .await?;
+    let (service, _events) = stream.spawn_tokio();
+    Ok(service)
+}
+
+async fn qapi_calls(service: &QapiService, n: usize) -> Outcome {
+    if n == 1 {
+        let s = service
+            .execute(qapi::qmp::query_status {})
+            .await
+            .expect("qapi-rs: query-status");
+        return Outcome::default().add(s.running);
+    }
+    let all = join_all((0..n).map(|_| service.execute(qapi::qmp::query_status {}))).await;
+    all.into_iter().fold(Outcome::default(), |o, r| {
+        o.add(r.expect("qapi-rs: query-status").running)
+    })
+}
+
+// ---------------------------------------------------------------- runtimes
+
+#[derive(Debug, Clone, Copy)]
+enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+impl Flavor {
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::CurrentThread => "current_thread",
+            Flavor::MultiThread => "multi_thread",
+        }
+    }
+
+    fn runtime(self) -> tokio::runtime::Runtime {
+        match self {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            // Workers = cores (2 here), as `#[tokio::main]` does.
+            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        }
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+    }
+}
+
+// ---------------------------------------------------------------- CPU time
+
+/// This process's CPU time (every thread, user and system), as criterion
+/// measures wall time.
+struct CpuTime;
+
+fn process_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        process_cpu_time()
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        process_cpu_time().saturating_sub(start)
+    }
+
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Formats CPU nanoseconds; the throughput line shows CPU time per element.
+struct CpuFormatter;
+
+/// The factor and unit for showing `ns` nanoseconds.
+fn cpu_unit(ns: f64, per_elem: bool) -> (f64, &'static str) {
+    let (factor, unit, unit_per_elem) = if ns < 1e3 {
+        (1.0, "ns CPU", "ns CPU/elem")
+    } else if ns < 1e6 {
+        (1e-3, "µs CPU", "µs CPU/elem")
+    } else if ns < 1e9 {
+        (1e-6, "ms CPU", "ms CPU/elem")
+    } else {
+        (1e-9, "s CPU", "s CPU/elem")
+    };
+    (factor, if per_elem { unit_per_elem } else { unit })
+}
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = cpu_unit(typical, false);
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+
+    fn scale_throughputs(
+        &self,
+        typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let per = match *throughput {
+            Throughput::Elements(n) | Throughput::ElementsAndBytes { elements: n, .. } => n,
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => n,
+            Throughput::Bits(n) => n,
+        }
+        .max(1) as f64;
+        let (factor, unit) = cpu_unit(typical / per, true);
+        for v in values {
+            *v = *v / per * factor;
+        }
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+// ---------------------------------------------------------------- criterion
+
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    Sequential,
+    InFlight,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Sequential => "sequential",
+            Scenario::InFlight => "in_flight_64",
+        }
+    }
+
+    fn commands(self) -> usize {
+        match self {
+            Scenario::Sequential => 1,
+            Scenario::InFlight => IN_FLIGHT,
+        }
+    }
+}
+
+/// A fresh QEMU for one peer, listening on its QMP socket.
+fn qemu(builder: &QemuBuilder) -> Qemu {
+    let qemu = builder.clone().spawn().expect("spawning QEMU");
+    wait_listening(qemu.qmp_path());
+    qemu
+}
+
+/// `Qemu::spawn` returns once the socket file exists; QEMU binds before it
+/// listens, so a connect in between is refused. Waits for the listening state
+/// in `/proc/net/unix` (flag `__SO_ACCEPTCON`, 0x10000) rather than probing
+/// with a connection, which would take QEMU's one client slot.
+fn wait_listening(path: &Path) {
+    let path = path.to_string_lossy();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        let listening = table.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() >= 8 && fields[7] == path && fields[3] == "00010000"
+        });
+        if listening {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            // No /proc (not Linux) or a slow start: let the connect decide.
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs `scenario`'s group on clock `clock`: each peer gets a fresh QEMU,
+/// connects, is checked against `expected`, measured, and disconnected.
+fn run_group<M: Measurement>(
+    c: &mut Criterion<M>,
+    clock: &str,
+    scenario: Scenario,
+    builder: &QemuBuilder,
+    expected: Outcome,
+) {
+    let n = scenario.commands();
+    let mut group: BenchmarkGroup<'_, M> =
+        c.benchmark_group(format!("{}/{clock}", scenario.name()));
+    group.throughput(Throughput::Elements(n as u64));
+
+    {
+        let qemu = qemu(builder);
+        let mut floor = Floor::connect(qemu.qmp_path());
+        assert_eq!(floor.round_trips(n, true), expected, "floor");
+        group.bench_function("floor", |b| {
+            b.iter(|| assert_eq!(floor.round_trips(n, false).replies, n));
+        });
+    }
+
+    {
+        let qemu = qemu(builder);
+        let client = qmp_std::connect_unix(qemu.qmp_path(), config()).expect("qmp-std: connect");
+        match scenario {
+            Scenario::Sequential => {
+                assert_eq!(qmp_std_sequential(&client), expected, "qmp-std");
+                group.bench_function("qmp-std", |b| {
+                    b.iter(|| black_box(qmp_std_sequential(&client)));
+                });
+            }
+            Scenario::InFlight => {
+                let pool = Pool::new(&client, n);
+                assert_eq!(pool.round(), expected, "qmp-std");
+                group.bench_function("qmp-std", |b| {
+                    b.iter(|| assert_eq!(pool.round().replies, n));
+                });
+            }
+        }
+    }
+
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+        let qemu = qemu(builder);
+        let rt = flavor.runtime();
+        let client = rt
+            .block_on(qmp_tokio::connect_unix(qemu.qmp_path(), config()))
+            .expect("qmp-tokio: connect");
+        assert_eq!(
+            rt.block_on(qmp_async(&client, n)),
+            expected,
+            "qmp-tokio {flavor:?}"
+        );
+        group.bench_function(BenchmarkId::new("qmp-tokio", flavor.name()), |b| {
+            let client = &client;
+            b.to_async(&rt)
+                .iter(|| async move { black_box(qmp_async(client, n).await) });
+        });
+        drop(client);
+    }
+
+    {
+        let qemu = qemu(builder);
+        let client = smol::block_on(qmp_smol::connect_unix(qemu.qmp_path(), config()))
+            .expect("qmp-smol: connect");
+        assert_eq!(smol::block_on(qmp_async(&client, n)), expected, "qmp-smol");
+        group.bench_function("qmp-smol", |b| {
+            let client = &client;
+            b.to_async(SmolExecutor)
+                .iter(|| async move { black_box(qmp_async(client, n).await) });
+        });
+    }
+
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+        let qemu = qemu(builder);
+        let rt = flavor.runtime();
+        let service = rt
+            .block_on(qapi_connect(qemu.qmp_path()))
+            .expect("qapi-rs: connect");
+        assert_eq!(
+            rt.block_on(qapi_calls(&service, n)),
+            expected,
+            "qapi-rs {flavor:?}"
+        );
+        group.bench_function(BenchmarkId::new("qapi-rs", flavor.name()), |b| {
+            let service = &service;
+            b.to_async(&rt)
+                .iter(|| async move { black_box(qapi_calls(service, n).await) });
+        });
+        drop(service);
+    }
+
+    group.finish();
+}
+
+fn configure<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
+    c.sample_size(10)
+        .nresamples(10_000)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .configure_from_args()
+}
+
+fn main() {
+    let Some(builder) = qmp_io::testing::require_qemu("roundtrip bench") else {
+        eprintln!("SKIPPED: roundtrip bench: no QEMU to measure against");
+        return;
+    };
+
+    let mut wall = configure(Criterion::default());
+    let mut cpu = configure(Criterion::default().with_measurement(CpuTime));
+    for scenario in [Scenario::Sequential, Scenario::InFlight] {
+        // The floor's decoded replies: what every peer must get too.
+        let reference = qemu(&builder);
+        let expected = Floor::connect(reference.qmp_path()).round_trips(scenario.commands(), true);
+        drop(reference);
+        assert_eq!(expected.replies, scenario.commands());
+        run_group(&mut wall, "wall", scenario, &builder, expected);
+        run_group(&mut cpu, "cpu", scenario, &builder, expected);
+    }
+    wall.final_summary();
+}
