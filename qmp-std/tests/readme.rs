@@ -6,7 +6,8 @@ fn readme_shows_the_compiled_examples() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
     for adapter in ["qmp-std", "qmp-tokio", "qmp-smol"] {
-        let path = format!("{root}/{adapter}/examples/hello.rs");
+        let name = adapter.trim_start_matches("qmp-");
+        let path = format!("{root}/{adapter}/examples/{name}_hello.rs");
         let example = std::fs::read_to_string(&path).expect("example");
         assert!(
             readme.contains(&format!("```rust\n{example}```")),
