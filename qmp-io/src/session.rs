@@ -106,7 +106,7 @@ impl Dispatch {
         let mut owned: Option<Arc<Event>> = None;
         let names = &mut self.names;
         for q in &self.subscribers {
-            if q.wants(event) {
+            if !q.is_gone() && q.wants(event) {
                 let e = owned.get_or_insert_with(|| Arc::new(Event::from_proto(event, names)));
                 match q.push(e.clone()) {
                     Wake::None => {}
