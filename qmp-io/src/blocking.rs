@@ -308,12 +308,12 @@ impl Client {
 
     /// Runs command `name` with optional raw JSON arguments (one object).
     pub fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(with_args(Call::new(name), arguments))
+        self.call(Call::raw(name, arguments))
     }
 
     /// Runs command `name` with `exec-oob`.
     pub fn execute_raw_oob(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(with_args(Call::new(name), arguments).oob())
+        self.call(Call::raw(name, arguments).oob())
     }
 
     /// Runs a [`Call`]: per-call timeout, oob, fds.
@@ -375,13 +375,6 @@ impl Client {
     }
 }
 
-fn with_args(call: Call, arguments: Option<&str>) -> Call {
-    match arguments {
-        Some(a) => call.arguments(a),
-        None => call,
-    }
-}
-
 /// A blocking guest-agent client. Synchronises on connect and after every
 /// timeout; cheap to clone and usable from many threads.
 #[derive(Clone)]
@@ -424,7 +417,7 @@ impl GuestAgent {
 
     /// Runs command `name` with optional raw JSON arguments.
     pub fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(with_args(Call::new(name), arguments))
+        self.call(Call::raw(name, arguments))
     }
 
     /// Runs a [`Call`] (per-call timeout).

@@ -46,15 +46,22 @@ impl Call {
         }
     }
 
+    /// A call of command `name` with optional raw JSON arguments.
+    pub(crate) fn raw(name: &str, arguments: Option<&str>) -> Self {
+        let call = Self::new(name);
+        match arguments {
+            Some(a) => call.arguments(a),
+            None => call,
+        }
+    }
+
     /// A call of a typed command (its arguments serialized now).
     pub fn command<C: Command>(command: &C) -> Result<Self> {
         let args = serde_json::to_string(command).map_err(|e| Error::Decode(Arc::new(e)))?;
-        let call = Self::new(C::NAME);
-        Ok(if args == "null" {
-            call
-        } else {
-            call.arguments(args)
-        })
+        Ok(Self::raw(
+            C::NAME,
+            (args != "null").then_some(args.as_str()),
+        ))
     }
 
     /// Sets the arguments: one JSON object, as text (checked before sending).

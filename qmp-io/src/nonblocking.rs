@@ -345,13 +345,6 @@ impl<P: Protocol, R: Runtime> Drop for Conn<P, R> {
     }
 }
 
-fn with_args(call: Call, arguments: Option<&str>) -> Call {
-    match arguments {
-        Some(a) => call.arguments(a),
-        None => call,
-    }
-}
-
 /// An async QMP client, for any runtime. Cheap to clone, `Send + Sync`; every
 /// clone drives the same connection. Dropping the last clone closes it.
 /// Dropping a call's future abandons the command: its late reply is dropped.
@@ -430,12 +423,12 @@ impl<R: Runtime> Client<R> {
 
     /// Runs command `name` with optional raw JSON arguments (one object).
     pub async fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(with_args(Call::new(name), arguments)).await
+        self.call(Call::raw(name, arguments)).await
     }
 
     /// Runs command `name` with `exec-oob`.
     pub async fn execute_raw_oob(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(with_args(Call::new(name), arguments).oob()).await
+        self.call(Call::raw(name, arguments).oob()).await
     }
 
     /// Runs a [`Call`]: per-call timeout, oob, fds.
@@ -544,7 +537,7 @@ impl<R: Runtime> GuestAgent<R> {
 
     /// Runs command `name` with optional raw JSON arguments.
     pub async fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(with_args(Call::new(name), arguments)).await
+        self.call(Call::raw(name, arguments)).await
     }
 
     /// Runs a [`Call`] (per-call timeout).
