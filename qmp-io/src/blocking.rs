@@ -1,12 +1,17 @@
-//! The blocking driver: a reader thread per connection; callers write their
-//! own commands (no thread hop on the way out) and sleep until their answer.
+//! The blocking driver. Callers write their own commands and, while nobody
+//! else is, read the socket themselves until their answer is there: a
+//! sequential caller costs what a hand-written blocking loop costs, with no
+//! thread hop. Callers that find another one reading sleep until it hands
+//! their answer over, or hands them the reading. A background thread reads
+//! when no caller has for a while, so events and the end of the connection
+//! are seen without calls.
 
 use core::time::Duration;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, Heap};
@@ -19,11 +24,12 @@ use crate::config::Config;
 use crate::error::{Disconnect, Error, Result};
 use crate::events::{EventFilter, Subscription};
 use crate::json::Json;
-use crate::session::{Greeting, OutBuf, Protocol, Session, Submitted, nonce};
+use crate::session::{Answer, Greeting, OutBuf, Protocol, Session, Submitted, nonce};
+use crate::slot::{Slot, Turn};
 
 /// A byte stream the blocking driver can run on.
-pub trait Stream: Read + Write + Send + Sized + 'static {
-    /// A second handle to the same stream, for the reader thread.
+pub trait Stream: Read + Write + AsFd + Send + Sized + 'static {
+    /// A second handle to the same stream, for reading.
     fn try_clone(&self) -> io::Result<Self>;
     /// Shuts both directions down, so a thread blocked reading returns.
     fn shutdown(&self) -> io::Result<()>;
@@ -73,16 +79,45 @@ impl<S: Stream> WriteHalf for S {
     }
 }
 
-/// The write side, shared by the callers and the reader thread.
+/// The read half, type-erased like the write half.
+trait ReadStream: Read + AsFd + Send {}
+
+impl<S: Read + AsFd + Send> ReadStream for S {}
+
+/// The write side, shared by every caller.
 struct Writer {
     stream: Box<dyn WriteHalf>,
     out: OutBuf,
 }
 
+/// The right to read: the stream and the buffer, held by one thread at a time.
+struct ReadHalf {
+    stream: Box<dyn ReadStream>,
+    buf: Vec<u8>,
+}
+
+/// Who reads the socket.
+struct Reading {
+    /// The read half; `None` while a thread holds it.
+    half: Option<ReadHalf>,
+    /// Callers waiting for an answer while another thread reads, oldest
+    /// first: one of them takes over when the reader gives the half back.
+    followers: Vec<Arc<Slot<Answer>>>,
+    /// When a caller last gave the half back.
+    released: Instant,
+}
+
+/// How long the background thread leaves the socket to the callers after the
+/// last one read. Events arriving between calls wait at most this long.
+const QUIET: Duration = Duration::from_millis(10);
+
 /// What the handles of one connection share.
 struct Conn<P: Protocol> {
     session: Arc<Session<P>>,
     writer: Mutex<Writer>,
+    reading: Mutex<Reading>,
+    /// The background thread sleeps here while callers read.
+    quiet: Condvar,
     fds: bool,
     /// fd-carrying commands go one at a time: QEMU keeps only the fds of its
     /// latest read, so a second command's fds could replace the first's.
@@ -92,6 +127,10 @@ struct Conn<P: Protocol> {
 impl<P: Protocol> Conn<P> {
     fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reading(&self) -> MutexGuard<'_, Reading> {
+        self.reading.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes whatever the core has queued; a failure ends the connection.
@@ -107,55 +146,158 @@ impl<P: Protocol> Conn<P> {
     fn fail(&self, reason: Disconnect) {
         self.session.on_close(reason);
         let _ = self.writer().stream.shutdown_both();
+        self.quiet.notify_all();
     }
 
     fn start<S: Stream>(session: Arc<Session<P>>, stream: S, name: &str) -> Result<Arc<Self>> {
-        let mut reader = stream.try_clone()?;
+        let reader = stream.try_clone()?;
+        let watch = reader.as_fd().try_clone_to_owned()?;
         let fds = stream.fd_socket().is_some();
+        let mut half = ReadHalf {
+            stream: Box::new(reader),
+            buf: vec![0u8; 64 << 10],
+        };
         let conn = Arc::new(Conn {
             session,
             writer: Mutex::new(Writer {
                 stream: Box::new(stream),
                 out: OutBuf::default(),
             }),
+            reading: Mutex::new(Reading {
+                half: None,
+                followers: Vec::new(),
+                released: Instant::now(),
+            }),
+            quiet: Condvar::new(),
             fds,
             fd_lane: Mutex::new(()),
         });
-        // The reader holds the connection weakly: dropping every handle ends it.
-        let weak = Arc::downgrade(&conn);
-        let session = conn.session.clone();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                let mut buf = vec![0u8; 64 << 10];
-                let reason = loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) => break Disconnect::Eof { mid_message: false },
-                        Ok(n) => {
-                            session.on_input(&buf[..n]);
-                            if session.is_closed() {
-                                break Disconnect::Local;
-                            }
-                            match weak.upgrade() {
-                                Some(conn) => conn.flush(),
-                                None => break Disconnect::Local,
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => break Disconnect::Io(Arc::new(e)),
-                    }
-                };
-                session.on_close(reason);
-            })?;
+        // The handshake: this thread reads until it is done.
         let timeout = conn.session.config.connect_timeout;
         conn.flush();
-        if !conn.session.settled.wait(Some(Instant::now() + timeout)) {
+        let settled = &conn.session.settled;
+        conn.read_until(
+            &mut half,
+            || settled.is_set(),
+            Some(Instant::now() + timeout),
+        );
+        if !settled.is_set() {
             conn.fail(Disconnect::HandshakeTimeout(timeout));
         }
-        match conn.session.closed_reason() {
-            Some(reason) => Err(Error::Disconnected(reason)),
-            None => Ok(conn),
+        if let Some(reason) = conn.session.closed_reason() {
+            return Err(Error::Disconnected(reason));
         }
+        conn.reading().half = Some(half);
+        // The background reader holds the connection weakly: dropping every
+        // handle ends it.
+        let weak = Arc::downgrade(&conn);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || background(&weak, &watch))?;
+        Ok(conn)
+    }
+
+    /// Reads and feeds the session until `done()`, the deadline, or the end
+    /// of the connection.
+    fn read_until(&self, half: &mut ReadHalf, done: impl Fn() -> bool, deadline: Option<Instant>) {
+        while !done() && !self.session.is_closed() {
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return,
+                },
+            };
+            match wait_readable(half.stream.as_fd(), timeout) {
+                Ok(true) => self.read_once(half),
+                Ok(false) => return,
+                Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+            }
+        }
+    }
+
+    /// One read (the socket is readable), fed to the session.
+    fn read_once(&self, half: &mut ReadHalf) {
+        match half.stream.read(&mut half.buf) {
+            Ok(0) => self
+                .session
+                .on_close(Disconnect::Eof { mid_message: false }),
+            Ok(n) => {
+                self.session.on_input(&half.buf[..n]);
+                if !self.session.is_closed() {
+                    // What the core answers by itself (a guest-agent resync).
+                    self.flush();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+        }
+    }
+
+    /// Takes the read half if it is free; otherwise queues `slot` to be
+    /// promoted when the reader leaves.
+    fn lead_or_follow(&self, slot: &Arc<Slot<Answer>>) -> Option<ReadHalf> {
+        let mut r = self.reading();
+        let queued = r.followers.iter().position(|f| Arc::ptr_eq(f, slot));
+        match r.half.take() {
+            Some(half) => {
+                if let Some(i) = queued {
+                    r.followers.remove(i);
+                }
+                Some(half)
+            }
+            None => {
+                if queued.is_none() {
+                    r.followers.push(slot.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// Gives the read half back and hands the reading to a waiting caller.
+    fn release(&self, half: ReadHalf, caller: bool) {
+        let mut r = self.reading();
+        r.half = Some(half);
+        if caller {
+            r.released = Instant::now();
+        }
+        promote_next(&mut r);
+    }
+
+    /// A follower stops waiting; a promotion it got passes to the next one.
+    fn leave(&self, slot: &Arc<Slot<Answer>>) {
+        let mut r = self.reading();
+        r.followers.retain(|f| !Arc::ptr_eq(f, slot));
+        if slot.take_promoted() {
+            promote_next(&mut r);
+        }
+    }
+
+    /// Waits for `slot`'s answer, reading the socket while nobody else does.
+    fn answer(&self, slot: &Arc<Slot<Answer>>, deadline: Option<Instant>) -> Option<Answer> {
+        let mut followed = false;
+        let answer = loop {
+            if let Some(answer) = slot.try_take() {
+                break Some(answer);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break None;
+            }
+            if let Some(mut half) = self.lead_or_follow(slot) {
+                self.read_until(&mut half, || slot.is_filled(), deadline);
+                self.release(half, true);
+                continue;
+            }
+            followed = true;
+            if slot.wait_turn(deadline) == Turn::TimedOut {
+                break slot.try_take();
+            }
+        };
+        if followed {
+            self.leave(slot);
+        }
+        answer
     }
 
     /// Writes a queued command and waits for its answer.
@@ -165,7 +307,7 @@ impl<P: Protocol> Conn<P> {
         let Some(slot) = waiting.slot.clone() else {
             return Ok(no_reply());
         };
-        let answer = slot.wait(timeout.map(|t| Instant::now() + t));
+        let answer = self.answer(&slot, timeout.map(|t| Instant::now() + t));
         let result = waiting.finish(answer, timeout);
         if matches!(result, Err(Error::Timeout(_))) {
             // A guest agent resynchronises after a timeout: send that now.
@@ -192,11 +334,81 @@ impl<P: Protocol> Conn<P> {
             .wait(timeout.map(|t| Instant::now() + t));
         self.session.closed_reason()
     }
+
+    /// For the background thread: reads once if nobody else is reading and
+    /// the callers have left the socket alone for a while; otherwise waits
+    /// (at most [`QUIET`]) for that.
+    fn read_in_background(&self) {
+        let mut r = self.reading();
+        if r.half.is_none() || r.released.elapsed() < QUIET {
+            let _ = self.quiet.wait_timeout(r, QUIET);
+            return;
+        }
+        let Some(mut half) = r.half.take() else {
+            return;
+        };
+        drop(r);
+        // A caller may have read what woke us: only read what is there.
+        if wait_readable(half.stream.as_fd(), Some(Duration::ZERO)).unwrap_or(true) {
+            self.read_once(&mut half);
+        }
+        self.release(half, false);
+    }
+}
+
+/// Hands the reading to the oldest follower still waiting.
+fn promote_next(r: &mut Reading) {
+    while !r.followers.is_empty() {
+        if r.followers.remove(0).promote() {
+            return;
+        }
+    }
+}
+
+/// The background thread: sleeps until the socket is readable, then reads
+/// unless callers are reading.
+fn background<P: Protocol>(conn: &Weak<Conn<P>>, watch: &OwnedFd) {
+    loop {
+        let ready = wait_readable(watch.as_fd(), None);
+        let Some(conn) = conn.upgrade() else {
+            return;
+        };
+        if conn.session.is_closed() {
+            return;
+        }
+        match ready {
+            Ok(_) => conn.read_in_background(),
+            Err(e) => {
+                conn.session.on_close(Disconnect::Io(Arc::new(e)));
+                return;
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is readable (or hung up); false on timeout.
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = timeout.map(|t| {
+        Timespec::try_from(t).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
+    });
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 impl<P: Protocol> Drop for Conn<P> {
     fn drop(&mut self) {
-        // Every handle is gone: end the connection so the reader thread exits.
+        // Every handle is gone: end the connection so the background thread
+        // exits.
         self.fail(Disconnect::Local);
     }
 }

@@ -13,6 +13,19 @@ struct State<T> {
     waker: Option<Waker>,
     /// A thread sleeps on the condvar (only then is `notify` worth a syscall).
     sleeping: bool,
+    /// The blocking driver asked the waiting thread to take over reading.
+    promoted: bool,
+}
+
+/// Why [`Slot::wait_turn`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// The slot is filled: take the value.
+    Ready,
+    /// The waiter was asked to read the socket itself.
+    Promoted,
+    /// The deadline passed.
+    TimedOut,
 }
 
 /// Filled once by the driver, taken once by the caller.
@@ -29,6 +42,7 @@ impl<T> Slot<T> {
                 filled: false,
                 waker: None,
                 sleeping: false,
+                promoted: false,
             }),
             cv: Condvar::new(),
         }
@@ -63,13 +77,43 @@ impl<T> Slot<T> {
         self.lock().filled
     }
 
-    /// Blocks until filled or `deadline`; `None` on timeout.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<T> {
+    /// The value, if the slot was filled (once).
+    pub(crate) fn try_take(&self) -> Option<T> {
         let mut s = self.lock();
-        loop {
+        if s.filled { s.value.take() } else { None }
+    }
+
+    /// Asks the thread waiting on this slot to take over reading. False when
+    /// the slot is already filled: its waiter is about to leave.
+    pub(crate) fn promote(&self) -> bool {
+        let mut s = self.lock();
+        if s.filled {
+            return false;
+        }
+        s.promoted = true;
+        let sleeping = s.sleeping;
+        drop(s);
+        if sleeping {
+            self.cv.notify_all();
+        }
+        true
+    }
+
+    /// Clears and returns the promotion flag.
+    pub(crate) fn take_promoted(&self) -> bool {
+        core::mem::take(&mut self.lock().promoted)
+    }
+
+    /// Blocks until filled, promoted (the flag is cleared) or `deadline`.
+    pub(crate) fn wait_turn(&self, deadline: Option<Instant>) -> Turn {
+        let mut s = self.lock();
+        let turn = loop {
             if s.filled {
-                s.sleeping = false;
-                return s.value.take();
+                break Turn::Ready;
+            }
+            if s.promoted {
+                s.promoted = false;
+                break Turn::Promoted;
             }
             s.sleeping = true;
             match deadline {
@@ -77,8 +121,7 @@ impl<T> Slot<T> {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        s.sleeping = false;
-                        return None;
+                        break Turn::TimedOut;
                     }
                     s = self
                         .cv
@@ -87,7 +130,9 @@ impl<T> Slot<T> {
                         .0;
                 }
             }
-        }
+        };
+        s.sleeping = false;
+        turn
     }
 
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
@@ -131,6 +176,11 @@ impl Latch {
     pub(crate) fn set(&self) {
         let wakers = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.0 {
+                // Set before: nobody can be waiting, and `notify_all` costs a
+                // syscall even then.
+                return;
+            }
             s.0 = true;
             core::mem::take(&mut s.1)
         };

@@ -236,3 +236,74 @@ fn a_guest_agent_that_never_syncs_times_out() {
     );
     server.join().unwrap();
 }
+
+/// The blocking client reads in the calling thread while a call waits; with
+/// no call waiting, its background thread still delivers events and notices
+/// the end of the connection.
+#[test]
+fn events_and_the_end_arrive_with_no_call_waiting() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default()).unwrap();
+    let events = qmp.events();
+    mock.emit_event("BEFORE", None).unwrap();
+    let e = events
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.name(), "BEFORE");
+    // A call reads in this thread, then gives the socket back.
+    assert!(qmp.execute_raw("query-status", None).is_ok());
+    mock.emit_event("AFTER", Some(r#"{"n": 1}"#)).unwrap();
+    let e = events
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.name(), "AFTER");
+    mock.disconnect();
+    assert!(matches!(
+        qmp.wait_closed(Some(Duration::from_secs(5))),
+        Some(Disconnect::Eof { .. })
+    ));
+    assert!(events.recv().is_none());
+}
+
+/// The thread reading for everyone times out: another waiting caller takes
+/// over the reading and still gets its own reply, as do all the others.
+#[test]
+fn a_reading_caller_that_times_out_hands_over_to_the_others() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default().timeout(None)).unwrap();
+    for i in 0..8 {
+        mock.on_return(&format!("cmd-{i}"), &format!("{i}"));
+    }
+    mock.hold_replies(true);
+    let short = {
+        let qmp = qmp.clone();
+        std::thread::spawn(move || {
+            qmp.call(Call::new("query-status").timeout(Some(Duration::from_millis(300))))
+        })
+    };
+    assert!(
+        mock.wait_for_command("query-status", Duration::from_secs(5))
+            .is_some()
+    );
+    let waiting: Vec<_> = (0..8)
+        .map(|i| {
+            let qmp = qmp.clone();
+            std::thread::spawn(move || qmp.execute_raw(&format!("cmd-{i}"), None))
+        })
+        .collect();
+    for i in 0..8 {
+        assert!(
+            mock.wait_for_command(&format!("cmd-{i}"), Duration::from_secs(5))
+                .is_some()
+        );
+    }
+    let err = short.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    mock.hold_replies(false);
+    for (i, w) in waiting.into_iter().enumerate() {
+        assert_eq!(w.join().unwrap().unwrap().as_str(), i.to_string());
+    }
+    assert!(qmp.execute_raw("query-status", None).is_ok());
+}
