@@ -17,8 +17,8 @@ use std::time::Instant;
 use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, Heap};
 
 use crate::call::{
-    AddFdInfo, Call, Waiting, decode, fd_args, no_reply, submit_agent, submit_agent_typed,
-    submit_qmp, submit_qmp_typed,
+    AddFdInfo, Call, Waiting, decode, fd_args, submit_agent, submit_agent_typed, submit_qmp,
+    submit_qmp_typed,
 };
 use crate::config::Config;
 use crate::error::{Disconnect, Error, Result};
@@ -137,9 +137,12 @@ impl<P: Protocol> Conn<P> {
     fn flush(&self) {
         let mut w = self.writer();
         self.session.take_output(&mut w.out, None);
-        if let Err(e) = write_out(&mut w) {
-            drop(w);
-            self.fail(Disconnect::Io(Arc::new(e)));
+        match write_out(&mut w) {
+            Ok(()) => self.session.wrote(&w.out),
+            Err(e) => {
+                drop(w);
+                self.fail(Disconnect::Io(Arc::new(e)));
+            }
         }
     }
 
@@ -304,9 +307,7 @@ impl<P: Protocol> Conn<P> {
     fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
         self.flush();
-        let Some(slot) = waiting.slot.clone() else {
-            return Ok(no_reply());
-        };
+        let slot = waiting.slot.clone();
         let answer = self.answer(&slot, timeout.map(|t| Instant::now() + t));
         let result = waiting.finish(answer, timeout);
         if matches!(result, Err(Error::Timeout(_))) {

@@ -208,7 +208,7 @@ pub(crate) fn submit_agent_typed<C: Command>(
 pub(crate) struct Waiting<'a, P: Protocol> {
     session: &'a Session<P>,
     id: Option<Id>,
-    pub(crate) slot: Option<Arc<Slot<Answer>>>,
+    pub(crate) slot: Arc<Slot<Answer>>,
 }
 
 impl<'a, P: Protocol> Waiting<'a, P> {
@@ -245,7 +245,7 @@ impl<'a, P: Protocol> Waiting<'a, P> {
 impl<P: Protocol> Drop for Waiting<'_, P> {
     fn drop(&mut self) {
         if let Some(id) = self.id
-            && !self.slot.as_ref().is_some_and(|s| s.is_filled())
+            && !self.slot.is_filled()
         {
             self.session.abandon(id);
         }

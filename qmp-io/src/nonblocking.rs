@@ -16,8 +16,8 @@ use futures_util::future::{Either, select};
 use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, Heap};
 
 use crate::call::{
-    AddFdInfo, Call, Waiting, decode, fd_args, no_reply, submit_agent, submit_agent_typed,
-    submit_qmp, submit_qmp_typed,
+    AddFdInfo, Call, Waiting, decode, fd_args, submit_agent, submit_agent_typed, submit_qmp,
+    submit_qmp_typed,
 };
 use crate::config::Config;
 use crate::error::{Disconnect, Error, Result};
@@ -216,6 +216,7 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
         if progress {
             // Sockets do not buffer; a transport that does may flush later.
             let _ = Pin::new(&mut self.io).poll_flush(cx);
+            self.session.wrote(&self.out);
         }
         Ok(progress)
     }
@@ -303,9 +304,7 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
 
     async fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
-        let Some(slot) = waiting.slot.clone() else {
-            return Ok(no_reply());
-        };
+        let slot = waiting.slot.clone();
         let answer = match timeout {
             None => SlotFuture(&slot).await,
             Some(t) => match select(SlotFuture(&slot), Box::pin(self.runtime.sleep(t))).await {
@@ -525,7 +524,7 @@ impl<R: Runtime> GuestAgent<R> {
 
     /// Runs a typed command and decodes its return value. Commands the agent
     /// never answers (`guest-shutdown`, `guest-suspend-*`) return once
-    /// queued, decoding `{}`.
+    /// written (or fail if the connection ends first), decoding `{}`.
     pub async fn execute<C: Command>(&self, command: &C) -> Result<C::Returns>
     where
         C::Returns: serde::de::DeserializeOwned,

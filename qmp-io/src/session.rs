@@ -2,6 +2,7 @@
 //! waiting for replies, the event subscribers, and outgoing bytes with the
 //! file descriptors that travel with them. Drivers only move bytes.
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::Waker;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -42,6 +43,9 @@ pub(crate) struct Dispatch {
     /// Commands the core failed with `Reply::Closed`: the connection is
     /// closing (the reason follows), or a guest-agent resync discarded them.
     orphans: Vec<Waiter>,
+    /// Commands that get no reply, by the stream offset just past their last
+    /// byte: answered once the driver wrote that far.
+    unsent: VecDeque<(u64, Arc<Slot<Answer>>)>,
     subscribers: Vec<Arc<Queue>>,
     wakes: Vec<(Arc<Queue>, Wake)>,
     /// Event names seen, shared by every event of that name (few distinct).
@@ -61,6 +65,7 @@ impl Dispatch {
         Self {
             waiters: HashMap::new(),
             orphans: Vec::new(),
+            unsent: VecDeque::new(),
             subscribers: Vec::new(),
             wakes: Vec::new(),
             names: Vec::new(),
@@ -138,9 +143,16 @@ impl Dispatch {
     }
 
     fn fail_all(&mut self, reason: &Disconnect) {
-        let orphans = self.orphans.drain(..);
-        for w in self.waiters.drain().map(|(_, w)| w).chain(orphans) {
-            w.slot.fill(Err(Error::Disconnected(reason.clone())));
+        let orphans = self.orphans.drain(..).map(|w| w.slot);
+        let unsent = self.unsent.drain(..).map(|(_, slot)| slot);
+        for slot in self
+            .waiters
+            .drain()
+            .map(|(_, w)| w.slot)
+            .chain(orphans)
+            .chain(unsent)
+        {
+            slot.fill(Err(Error::Disconnected(reason.clone())));
         }
         for q in self.subscribers.drain(..) {
             q.close();
@@ -283,6 +295,8 @@ pub(crate) struct OutBuf {
     bytes: Vec<u8>,
     pos: usize,
     marks: VecDeque<(usize, Vec<OwnedFd>)>,
+    /// Bytes written since the connection started.
+    written: u64,
 }
 
 impl OutBuf {
@@ -299,6 +313,11 @@ impl OutBuf {
         }
     }
 
+    /// Bytes written since the connection started.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     /// `n` bytes of the last chunk were written (with its fds, if any).
     pub(crate) fn consume(&mut self, n: usize) {
         if n > 0 && self.marks.front().is_some_and(|(at, _)| *at == self.pos) {
@@ -306,6 +325,7 @@ impl OutBuf {
             self.marks.pop_front();
         }
         self.pos += n;
+        self.written += n as u64;
         if self.pos == self.bytes.len() {
             self.bytes.clear();
             self.pos = 0;
@@ -318,6 +338,8 @@ pub(crate) struct Inner<P> {
     d: Dispatch,
     /// fds to attach at offsets of `proto.pending_transmit()`.
     marks: VecDeque<(usize, Vec<OwnedFd>)>,
+    /// Bytes moved to a driver since the connection started.
+    taken: u64,
     /// The async driver, to wake when there is something to write.
     driver: Option<Waker>,
 }
@@ -336,12 +358,16 @@ pub(crate) struct Session<P> {
     /// The handshake finished, or the connection ended.
     pub(crate) settled: Latch,
     pub(crate) closed: Latch,
+    /// Some command waits for its bytes to be written (saves drivers a lock
+    /// per write otherwise).
+    unsent: AtomicBool,
 }
 
 /// A command queued by a caller.
 pub(crate) struct Submitted {
     pub(crate) id: Option<Id>,
-    pub(crate) slot: Option<Arc<Slot<Answer>>>,
+    /// Filled with the reply, or for a command that gets none, once written.
+    pub(crate) slot: Arc<Slot<Answer>>,
 }
 
 impl<P: Protocol> Session<P> {
@@ -351,11 +377,13 @@ impl<P: Protocol> Session<P> {
                 proto,
                 d: Dispatch::new(),
                 marks: VecDeque::new(),
+                taken: 0,
                 driver: None,
             }),
             config,
             settled: Latch::new(),
             closed: Latch::new(),
+            unsent: AtomicBool::new(false),
         }
     }
 
@@ -423,17 +451,22 @@ impl<P: Protocol> Session<P> {
         if !fds.is_empty() {
             inner.marks.push_back((before, fds));
         }
-        let slot = id.map(|id| {
-            let slot = Arc::new(Slot::new());
-            inner.d.waiters.insert(
-                id.0,
-                Waiter {
+        let slot = Arc::new(Slot::new());
+        match id {
+            Some(id) => {
+                let waiter = Waiter {
                     slot: slot.clone(),
                     quiet,
-                },
-            );
-            slot
-        });
+                };
+                inner.d.waiters.insert(id.0, waiter);
+            }
+            None => {
+                // No reply will come: the answer is that it was written.
+                let end = inner.taken + inner.proto.pending_transmit().len() as u64;
+                inner.d.unsent.push_back((end, slot.clone()));
+                self.unsent.store(true, Ordering::Relaxed);
+            }
+        }
         self.settle(inner);
         Ok(Submitted { id, slot })
     }
@@ -504,9 +537,28 @@ impl<P: Protocol> Session<P> {
         let len = pending.len();
         out.bytes.extend_from_slice(pending);
         inner.proto.advance_transmit(len);
+        inner.taken += len as u64;
         let marks = core::mem::take(&mut inner.marks);
         out.marks
             .extend(marks.into_iter().map(|(at, fds)| (base + at, fds)));
+    }
+
+    /// A driver wrote `out`'s bytes up to `out.written()`: commands that get
+    /// no reply and were wholly written are done.
+    pub(crate) fn wrote(&self, out: &OutBuf) {
+        if !self.unsent.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut inner = self.lock();
+        let unsent = &mut inner.d.unsent;
+        while let Some((end, _)) = unsent.front()
+            && *end <= out.written()
+        {
+            if let Some((_, slot)) = unsent.pop_front() {
+                slot.fill(Ok(crate::call::no_reply()));
+            }
+        }
+        self.unsent.store(!unsent.is_empty(), Ordering::Relaxed);
     }
 
     pub(crate) fn closed_error(&self) -> Error {

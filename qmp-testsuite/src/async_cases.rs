@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use futures_util::future::{Either, join_all, select};
 use qmp_io::nonblocking::Client;
 use qmp_io::qemu::Qemu;
-use qmp_io::{Config, Subscription};
+use qmp_io::{Call, Config, Subscription};
 
 use crate::Harness;
 use crate::checks::{self, Item, ok};
@@ -228,6 +228,27 @@ pub async fn guest_agent_resync<H: Harness>(test: &'static str) {
     checks::timed_out(result);
     let ping = ga.execute_raw("guest-ping", None).await;
     checks::agent_answers(ping, ga.execute_raw("guest-get-time", None).await);
+}
+
+/// A command the agent never answers returns once written, not once
+/// queued: while the agent does not read, a huge one times out; once it
+/// reads, the next returns, and dropping the client right after loses
+/// neither.
+pub async fn guest_agent_no_reply<H: Harness>(_test: &'static str) {
+    let (stream, open, agent) = fixtures::silent_agent();
+    let ga = ok(
+        "guest agent connect",
+        within::<H, _>("sync", H::guest_agent_on(stream, config())).await,
+    );
+    let huge = Call::new(fixtures::NO_REPLY_COMMAND)
+        .arguments(fixtures::huge_arguments())
+        .timeout(Some(fixtures::SHORT_TIMEOUT));
+    checks::timed_out(ga.call(huge).await);
+    drop(open);
+    let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, None).await;
+    drop(ga);
+    let received = agent.join().expect("the fake agent");
+    checks::written_before_return(vec![result], received, 2);
 }
 
 /// The mock case: a subscriber that does not read holds back neither the

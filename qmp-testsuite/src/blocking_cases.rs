@@ -218,6 +218,18 @@ pub fn guest_agent_resync<H: BlockingHarness>(test: &'static str) {
     checks::agent_answers(ping, ga.execute_raw("guest-get-time", None));
 }
 
+/// A command the agent never answers returns once written: dropping the
+/// client right after it still delivers it. (The blocking client writes in
+/// the calling thread, so the async case's huge write would block here.)
+pub fn guest_agent_no_reply<H: BlockingHarness>(_test: &'static str) {
+    let (stream, open, agent) = fixtures::silent_agent();
+    drop(open);
+    let ga = ok("guest agent connect", H::guest_agent_on(stream, config()));
+    let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, None);
+    drop(ga);
+    checks::written_before_return(vec![result], agent.join().expect("the fake agent"), 1);
+}
+
 /// The mock case: a subscriber that does not read holds back neither the
 /// reader, nor commands, nor the other subscribers, and learns what it lost.
 pub fn mock_slow_subscriber_lags<H: BlockingHarness>(_test: &'static str) {

@@ -335,3 +335,18 @@ pub fn lagged_tail(slow: &Subscription) {
     let rest: Vec<Item> = items.collect();
     assert!(rest.is_empty(), "more than the queue held: {rest:?}");
 }
+
+/// Commands the agent never answers completed as `{}`, and `count` of them
+/// had reached the agent before the client was dropped.
+pub fn written_before_return(results: Vec<Result<Json>>, received: Vec<u8>, count: usize) {
+    for result in results {
+        assert_eq!(ok("a command with no reply", result).as_str(), "{}");
+    }
+    let received = String::from_utf8_lossy(&received);
+    assert_eq!(
+        received.matches(crate::fixtures::NO_REPLY_COMMAND).count(),
+        count,
+        "the agent got {} bytes",
+        received.len()
+    );
+}

@@ -215,3 +215,59 @@ pub fn stale_agent_stream(agent: &GuestAgentProcess) -> UnixStream {
         .expect("cannot write to qemu-ga's socket");
     stream
 }
+
+/// A fake guest agent on one end of a socket pair: it answers the client's
+/// `guest-sync-delimited` like qemu-ga (`0xFF`, then the id) and nothing
+/// else. After the sync it stops reading until the returned sender sends (or
+/// is dropped), then returns every byte it received after the sync once the
+/// client hangs up. The stream is the client's end.
+pub fn silent_agent() -> (
+    UnixStream,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<Vec<u8>>,
+) {
+    let (client, mut agent) = UnixStream::pair().expect("a socket pair");
+    let (open, gate) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut synced = false;
+        loop {
+            let n = match agent.read(&mut buf) {
+                Ok(0) | Err(_) => return received,
+                Ok(n) => n,
+            };
+            received.extend_from_slice(&buf[..n]);
+            if synced {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&received).into_owned();
+            let Some(line) = text.lines().find(|l| l.contains("guest-sync-delimited")) else {
+                continue;
+            };
+            let json = line.trim_start_matches('\u{FFFD}');
+            let request: serde_json::Value =
+                serde_json::from_str(json).expect("a guest-sync-delimited command");
+            let id = request["arguments"]["id"].clone();
+            let mut reply = vec![0xFF];
+            reply.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
+            agent.write_all(&reply).expect("writing the sync reply");
+            synced = true;
+            received.clear();
+            let _ = gate.recv();
+        }
+    });
+    (client, open, server)
+}
+
+/// Arguments that fill a socket buffer many times over.
+pub fn huge_arguments() -> String {
+    format!(
+        "{{\"mode\": \"powerdown\", \"pad\": \"{}\"}}",
+        "x".repeat(4 << 20)
+    )
+}
+
+/// The command the agent never answers.
+pub const NO_REPLY_COMMAND: &str = "guest-shutdown";

@@ -117,6 +117,7 @@ macro_rules! __suite {
             big_reply,
             guest_agent_exec,
             guest_agent_resync,
+            guest_agent_no_reply,
             mock_slow_subscriber_lags
         );
     };
