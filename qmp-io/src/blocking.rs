@@ -9,7 +9,7 @@
 use core::time::Duration;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
@@ -103,8 +103,8 @@ struct Reading {
     /// Callers waiting for an answer while another thread reads, oldest
     /// first: one of them takes over when the reader gives the half back.
     followers: Vec<Arc<Slot<Answer>>>,
-    /// When a caller last gave the half back.
-    released: Instant,
+    /// When a caller last wanted to read.
+    active: Instant,
 }
 
 /// How long the background thread leaves the socket to the callers after the
@@ -154,7 +154,6 @@ impl<P: Protocol> Conn<P> {
 
     fn start<S: Stream>(session: Arc<Session<P>>, stream: S, name: &str) -> Result<Arc<Self>> {
         let reader = stream.try_clone()?;
-        let watch = reader.as_fd().try_clone_to_owned()?;
         let fds = stream.fd_socket().is_some();
         let mut half = ReadHalf {
             stream: Box::new(reader),
@@ -169,7 +168,7 @@ impl<P: Protocol> Conn<P> {
             reading: Mutex::new(Reading {
                 half: None,
                 followers: Vec::new(),
-                released: Instant::now(),
+                active: Instant::now(),
             }),
             quiet: Condvar::new(),
             fds,
@@ -196,7 +195,7 @@ impl<P: Protocol> Conn<P> {
         let weak = Arc::downgrade(&conn);
         std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || background(&weak, &watch))?;
+            .spawn(move || background(&weak))?;
         Ok(conn)
     }
 
@@ -221,19 +220,28 @@ impl<P: Protocol> Conn<P> {
 
     /// One read (the socket is readable), fed to the session.
     fn read_once(&self, half: &mut ReadHalf) {
-        match half.stream.read(&mut half.buf) {
+        let read = half.stream.read(&mut half.buf);
+        self.absorb(read, &half.buf);
+    }
+
+    /// Takes in the result of a read into `buf`.
+    fn absorb(&self, read: io::Result<usize>, buf: &[u8]) {
+        match read {
             Ok(0) => self
                 .session
                 .on_close(Disconnect::Eof { mid_message: false }),
-            Ok(n) => {
-                self.session.on_input(&half.buf[..n]);
-                if !self.session.is_closed() {
-                    // What the core answers by itself (a guest-agent resync).
-                    self.flush();
-                }
-            }
+            Ok(n) => self.feed(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+        }
+    }
+
+    /// Feeds bytes read to the session, then writes what the core answers
+    /// by itself (a guest-agent resync).
+    fn feed(&self, bytes: &[u8]) {
+        self.session.on_input(bytes);
+        if !self.session.is_closed() {
+            self.flush();
         }
     }
 
@@ -241,6 +249,7 @@ impl<P: Protocol> Conn<P> {
     /// promoted when the reader leaves.
     fn lead_or_follow(&self, slot: &Arc<Slot<Answer>>) -> Option<ReadHalf> {
         let mut r = self.reading();
+        r.active = Instant::now();
         let queued = r.followers.iter().position(|f| Arc::ptr_eq(f, slot));
         match r.half.take() {
             Some(half) => {
@@ -259,12 +268,9 @@ impl<P: Protocol> Conn<P> {
     }
 
     /// Gives the read half back and hands the reading to a waiting caller.
-    fn release(&self, half: ReadHalf, caller: bool) {
+    fn release(&self, half: ReadHalf) {
         let mut r = self.reading();
         r.half = Some(half);
-        if caller {
-            r.released = Instant::now();
-        }
         promote_next(&mut r);
     }
 
@@ -289,7 +295,7 @@ impl<P: Protocol> Conn<P> {
             }
             if let Some(mut half) = self.lead_or_follow(slot) {
                 self.read_until(&mut half, || slot.is_filled(), deadline);
-                self.release(half, true);
+                self.release(half);
                 continue;
             }
             followed = true;
@@ -336,24 +342,20 @@ impl<P: Protocol> Conn<P> {
         self.session.closed_reason()
     }
 
-    /// For the background thread: reads once if nobody else is reading and
-    /// the callers have left the socket alone for a while; otherwise waits
-    /// (at most [`QUIET`]) for that.
-    fn read_in_background(&self) {
-        let mut r = self.reading();
-        if r.half.is_none() || r.released.elapsed() < QUIET {
-            let _ = self.quiet.wait_timeout(r, QUIET);
-            return;
+    /// For the background thread: the read half, once no caller has wanted
+    /// it for [`QUIET`]; `None` after waiting (at most that long) for it.
+    fn quiet_half(&self) -> Option<ReadHalf> {
+        let r = self.reading();
+        let quiet_since = r.active.elapsed();
+        if r.half.is_some() && quiet_since >= QUIET {
+            let mut r = r;
+            return r.half.take();
         }
-        let Some(mut half) = r.half.take() else {
-            return;
-        };
-        drop(r);
-        // A caller may have read what woke us: only read what is there.
-        if wait_readable(half.stream.as_fd(), Some(Duration::ZERO)).unwrap_or(true) {
-            self.read_once(&mut half);
-        }
-        self.release(half, false);
+        let wait = QUIET
+            .saturating_sub(quiet_since)
+            .max(Duration::from_millis(1));
+        let _ = self.quiet.wait_timeout(r, wait);
+        None
     }
 }
 
@@ -366,22 +368,35 @@ fn promote_next(r: &mut Reading) {
     }
 }
 
-/// The background thread: sleeps until the socket is readable, then reads
-/// unless callers are reading.
-fn background<P: Protocol>(conn: &Weak<Conn<P>>, watch: &OwnedFd) {
+/// The background thread: once the callers have left the socket alone for a
+/// while, takes the read half and blocks reading, so events and the end of
+/// the connection are seen with no call waiting. Gives the half back as soon
+/// as a caller waits, handing that caller the reading.
+fn background<P: Protocol>(conn: &Weak<Conn<P>>) {
     loop {
-        let ready = wait_readable(watch.as_fd(), None);
-        let Some(conn) = conn.upgrade() else {
-            return;
-        };
-        if conn.session.is_closed() {
-            return;
-        }
-        match ready {
-            Ok(_) => conn.read_in_background(),
-            Err(e) => {
-                conn.session.on_close(Disconnect::Io(Arc::new(e)));
+        let mut half = {
+            let Some(conn) = conn.upgrade() else {
                 return;
+            };
+            if conn.session.is_closed() {
+                return;
+            }
+            match conn.quiet_half() {
+                Some(half) => half,
+                None => continue,
+            }
+        };
+        loop {
+            // No strong reference while blocked: dropping every handle shuts
+            // the socket down, which ends this read.
+            let read = half.stream.read(&mut half.buf);
+            let Some(conn) = conn.upgrade() else {
+                return;
+            };
+            conn.absorb(read, &half.buf);
+            if conn.session.is_closed() || !conn.reading().followers.is_empty() {
+                conn.release(half);
+                break;
             }
         }
     }
