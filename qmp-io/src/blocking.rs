@@ -100,8 +100,9 @@ struct ReadHalf {
 struct Reading {
     /// The read half; `None` while a thread holds it.
     half: Option<ReadHalf>,
-    /// Callers waiting for an answer while another thread reads, oldest
-    /// first: one of them takes over when the reader gives the half back.
+    /// Callers waiting for an answer while another thread reads, in the
+    /// order they came: the newest takes over when the reader gives the half
+    /// back.
     followers: Vec<Arc<Slot<Answer>>>,
     /// When a caller last wanted to read.
     active: Instant,
@@ -359,10 +360,12 @@ impl<P: Protocol> Conn<P> {
     }
 }
 
-/// Hands the reading to the oldest follower still waiting.
+/// Hands the reading to the newest follower still waiting: QEMU answers in
+/// order, so its reply comes last, and it reads everyone else's on the way.
+/// (Promoting the oldest would make a new reader after nearly every reply.)
 fn promote_next(r: &mut Reading) {
-    while !r.followers.is_empty() {
-        if r.followers.remove(0).promote() {
+    while let Some(follower) = r.followers.pop() {
+        if follower.promote() {
             return;
         }
     }
