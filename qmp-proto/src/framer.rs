@@ -78,19 +78,21 @@ const KEY_COUNT: usize = 10;
 const OTHER_KEY: u16 = 1 << 15;
 
 impl Key {
+    /// Dispatches on the length first, so that each comparison is with a
+    /// constant of known size: this runs for every top-level key.
     #[inline]
     fn from_name(name: &[u8]) -> Option<Key> {
-        Some(match name {
-            b"QMP" => Key::Qmp,
-            b"return" => Key::Return,
-            b"error" => Key::Error,
-            b"event" => Key::Event,
-            b"data" => Key::Data,
-            b"timestamp" => Key::Timestamp,
-            b"id" => Key::Id,
-            b"execute" => Key::Execute,
-            b"exec-oob" => Key::ExecOob,
-            b"arguments" => Key::Arguments,
+        Some(match name.len() {
+            2 if name == b"id" => Key::Id,
+            3 if name == b"QMP" => Key::Qmp,
+            4 if name == b"data" => Key::Data,
+            5 if name == b"error" => Key::Error,
+            5 if name == b"event" => Key::Event,
+            6 if name == b"return" => Key::Return,
+            7 if name == b"execute" => Key::Execute,
+            8 if name == b"exec-oob" => Key::ExecOob,
+            9 if name == b"timestamp" => Key::Timestamp,
+            9 if name == b"arguments" => Key::Arguments,
             _ => return None,
         })
     }
@@ -423,12 +425,26 @@ impl<B: Buffer> Framer<B> {
         if self.buf.room() != 0 && self.sc.resume_plain(self.buf.bytes()) {
             return None;
         }
+        // Between messages, a message that is already whole in the buffer is
+        // scanned in one go: the common case when input comes in large reads.
+        if self.sc.lex == Lex::Between
+            && let Some(step) = self.sc.scan_whole(self.buf.bytes())
+        {
+            return self.report(step);
+        }
         self.advance_scan()
     }
 
     fn advance_scan(&mut self) -> Option<Info> {
         let full = self.buf.room() == 0;
-        match self.sc.scan(self.buf.bytes(), full) {
+        let step = self.sc.scan(self.buf.bytes(), full);
+        self.report(step)
+    }
+
+    /// Turns what the scanner found into what `advance` reports.
+    #[inline]
+    fn report(&mut self, step: Step) -> Option<Info> {
+        match step {
             Step::More => {
                 if self.sc.skipping {
                     let cut = self.sc.drop_skipped();
@@ -619,7 +635,22 @@ impl Scanner {
     /// Returns an error for a duplicated known key.
     #[inline]
     fn end_value(&mut self, bytes: &[u8], end: usize) -> Option<FrameError> {
-        let Some(key) = self.key else {
+        self.record(self.key, bytes, self.token, end, self.token_cut)
+    }
+
+    /// Records the top-level value `bytes[token..end]` of `key` (`None`: some
+    /// other key); `cut` says part of it was dropped while skipping. Returns an
+    /// error for a duplicated known key.
+    #[inline(always)]
+    fn record(
+        &mut self,
+        key: Option<Key>,
+        bytes: &[u8],
+        token: usize,
+        end: usize,
+        cut: bool,
+    ) -> Option<FrameError> {
+        let Some(key) = key else {
             self.seen |= OTHER_KEY;
             return None;
         };
@@ -629,10 +660,10 @@ impl Scanner {
         }
         self.seen |= bit;
         if key == Key::Id {
-            let number = if self.token_cut {
+            let number = if cut {
                 None
             } else {
-                parse_u64(&bytes[self.token..end])
+                parse_u64(&bytes[token..end])
             };
             self.id = match number {
                 Some(n) => IdValue::Number(n),
@@ -641,7 +672,7 @@ impl Scanner {
         }
         if !self.skipping {
             self.spans[key as usize] = Span {
-                start: (self.token - self.start) as u32,
+                start: (token - self.start) as u32,
                 end: (end - self.start) as u32,
             };
         }
@@ -657,26 +688,100 @@ impl Scanner {
         };
     }
 
+    /// The whole-message fast path, tried between messages. When the buffer
+    /// holds a complete message within the size limit, with plain keys (no
+    /// escapes or non-ASCII bytes) and nested at most 64 deep (counting the
+    /// message object, as `max_depth` does), it is checked and recorded
+    /// exactly as [`Scanner::scan`] would, but in one pass, with the top-level
+    /// grammar in the control flow and the brackets in a register rather than
+    /// in a state per byte.
+    ///
+    /// Anything else returns `None`. With no `{` next, nothing has changed.
+    /// Otherwise (an incomplete or oversized message, an error, an escaped
+    /// key, ...) the scanner is left as `scan` would be at the last member
+    /// boundary it passed (just after the `{`, or just after a value: `pos`
+    /// and `top` say which), and `scan` goes on from there: the frames are
+    /// those of the byte-wise scan, and at most one member is scanned twice.
     #[inline]
-    fn is_array(&self, depth: u32) -> bool {
-        let d = (depth - 1) as usize;
-        self.stack[d / 64] >> (d % 64) & 1 == 1
+    fn scan_whole(&mut self, bytes: &[u8]) -> Option<Step> {
+        let begin = skip_ws(bytes, self.pos);
+        if bytes.get(begin) != Some(&b'{') {
+            return None;
+        }
+        // Bytes past the window would make the message oversized.
+        let window = &bytes[..bytes.len().min(begin.saturating_add(self.max_size))];
+        self.begin_message(begin);
+        self.lex = Lex::Struct;
+        self.pos = begin + 1;
+        // After `{`: the first key or, for an empty object, the end.
+        let (mut i, b) = next_token(window, begin + 1)?;
+        if b == b'}' {
+            return Some(self.end_message(i + 1));
+        }
+        loop {
+            // `window[i]` opens a key.
+            if window[i] != b'"' {
+                return None;
+            }
+            let close = string_stop(window, i + 1, window.len());
+            if window.get(close) != Some(&b'"') {
+                return None;
+            }
+            let key = Key::from_name(&window[i + 1..close]);
+            let (colon, b) = next_token(window, close + 1)?;
+            if b != b':' {
+                return None;
+            }
+            let (token, _) = next_token(window, colon + 1)?;
+            let end = self.value_end(window, token)?;
+            // A duplicate is left to `scan` (nothing is recorded then).
+            if self.record(key, window, token, end, false).is_some() {
+                return None;
+            }
+            self.pos = end;
+            self.top = Top::After;
+            let (after, b) = next_token(window, end)?;
+            match b {
+                b',' => i = next_token(window, after + 1)?.0,
+                b'}' => return Some(self.end_message(after + 1)),
+                _ => return None,
+            }
+        }
     }
 
-    #[inline]
-    fn open(&mut self, array: bool) -> bool {
-        if self.depth >= self.max_depth {
-            return false;
+    /// For [`Scanner::scan_whole`]: the end of the complete, valid top-level
+    /// value starting at `window[i]`, if there is one.
+    #[inline(always)]
+    fn value_end(&self, window: &[u8], i: usize) -> Option<usize> {
+        let b = *window.get(i)?;
+        match CLASS[b as usize] {
+            C_QUOTE => string_end(window, i + 1),
+            C_OPEN_OBJ | C_OPEN_ARR => {
+                let mut brackets = Shallow {
+                    bits: 0,
+                    depth: 1,
+                    max_depth: self.max_depth.min(64),
+                };
+                if !brackets.open(b == b'[') {
+                    return None;
+                }
+                let mut i = i + 1;
+                loop {
+                    match nested(&mut brackets, window, i) {
+                        Nested::Closed(end) => return Some(end),
+                        Nested::Str(at) => i = string_end(window, at)?,
+                        Nested::More | Nested::Fail(..) => return None,
+                    }
+                }
+            }
+            C_SCALAR => {
+                // A scalar ends at the first byte that cannot continue it, so
+                // one that reaches the end of the window may go on.
+                let end = scalar_end(window, i + 1, window.len());
+                (end < window.len()).then_some(end)
+            }
+            _ => None,
         }
-        let d = self.depth as usize;
-        let (word, bit) = (d / 64, 1u64 << (d % 64));
-        if array {
-            self.stack[word] |= bit;
-        } else {
-            self.stack[word] &= !bit;
-        }
-        self.depth += 1;
-        true
     }
 
     /// Cheap resume for new bytes that only continue plain runs: string
@@ -812,106 +917,43 @@ impl Scanner {
                                 }
                             }
                         }
-                        b'\\' => {
-                            self.lex = Lex::Esc;
-                            if self.top == Top::InKey && self.depth == 1 {
-                                self.key_escaped = true;
+                        _ => match string_special(b) {
+                            Ok(lex) => {
+                                if lex == Lex::Esc && self.top == Top::InKey && self.depth == 1 {
+                                    self.key_escaped = true;
+                                }
+                                self.lex = lex;
                             }
-                        }
-                        0x80..=0xFF => match utf8_lead(b) {
-                            Some((need, lo, hi)) => self.lex = Lex::Utf8 { need, lo, hi },
-                            None => return self.fail(bytes, i, FrameError::InvalidUtf8),
+                            Err(e) => return self.fail(bytes, i, e),
                         },
-                        _ => return self.fail(bytes, i, FrameError::ControlInString),
                     }
                 }
-                Lex::Esc => {
+                Lex::Esc | Lex::Hex(_) | Lex::Utf8 { .. } => {
                     let b = bytes[i];
                     i += 1;
-                    self.lex = match b {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Lex::Str,
-                        b'u' => Lex::Hex(4),
-                        _ => return self.fail(bytes, i, FrameError::BadEscape),
-                    };
-                }
-                Lex::Hex(n) => {
-                    let b = bytes[i];
-                    i += 1;
-                    if !b.is_ascii_hexdigit() {
-                        return self.fail(bytes, i, FrameError::BadEscape);
+                    match string_step(self.lex, b) {
+                        Ok(lex) => self.lex = lex,
+                        Err(e) => return self.fail(bytes, i, e),
                     }
-                    self.lex = if n == 1 { Lex::Str } else { Lex::Hex(n - 1) };
-                }
-                Lex::Utf8 { need, lo, hi } => {
-                    let b = bytes[i];
-                    i += 1;
-                    if b < lo || b > hi {
-                        return self.fail(bytes, i, FrameError::InvalidUtf8);
-                    }
-                    self.lex = if need == 1 {
-                        Lex::Str
-                    } else {
-                        Lex::Utf8 {
-                            need: need - 1,
-                            lo: 0x80,
-                            hi: 0xBF,
-                        }
-                    };
                 }
                 Lex::Struct if self.depth > 1 => {
-                    // Nested values: brackets and strings matter, the rest is
-                    // left to the decoder. Stays in this loop over plain
-                    // strings and brackets; leaves it for an escape, a
-                    // non-ASCII or control byte in a string, the end of the
-                    // value, or the end of the input.
-                    while i < limit {
-                        let b = bytes[i];
-                        i += 1;
-                        match CLASS[b as usize] {
-                            C_QUOTE => {
-                                let j = string_stop(bytes, i, limit);
-                                if j < limit && bytes[j] == b'"' {
-                                    i = j + 1;
-                                    continue;
-                                }
-                                self.lex = Lex::Str;
-                                i = j;
-                                break;
+                    // Nested values: the run stops for an escape, a non-ASCII
+                    // or control byte in a string, the end of the value, or the
+                    // end of the input.
+                    match nested(self, &bytes[..limit], i) {
+                        Nested::Closed(end) => {
+                            i = end;
+                            if let Some(e) = self.end_value(bytes, i) {
+                                return self.fail(bytes, i, e);
                             }
-                            C_OPEN_OBJ | C_OPEN_ARR => {
-                                if !self.open(b == b'[') {
-                                    return self.fail(
-                                        bytes,
-                                        i,
-                                        FrameError::TooDeep {
-                                            limit: self.max_depth,
-                                        },
-                                    );
-                                }
-                            }
-                            C_CLOSE_OBJ | C_CLOSE_ARR => {
-                                if self.is_array(self.depth) != (b == b']') {
-                                    return self.fail(bytes, i, FrameError::MismatchedBracket);
-                                }
-                                self.depth -= 1;
-                                if self.depth == 1 {
-                                    if let Some(e) = self.end_value(bytes, i) {
-                                        return self.fail(bytes, i, e);
-                                    }
-                                    self.top = Top::After;
-                                    break;
-                                }
-                            }
-                            C_WS | C_PUNCT | C_SCALAR => {
-                                // Skip a run of plain bytes in one go.
-                                while i < limit && CLASS[bytes[i] as usize] >= C_WS {
-                                    i += 1;
-                                }
-                            }
-                            _ => {
-                                return self.fail(bytes, i, FrameError::UnexpectedByte { byte: b });
-                            }
+                            self.top = Top::After;
                         }
+                        Nested::Str(at) => {
+                            self.lex = Lex::Str;
+                            i = at;
+                        }
+                        Nested::More => i = limit,
+                        Nested::Fail(at, e) => return self.fail(bytes, at, e),
                     }
                 }
                 Lex::Struct => {
@@ -1061,6 +1103,144 @@ impl Scanner {
     }
 }
 
+/// The brackets open inside the message object, for [`nested`]: the scanner
+/// keeps any depth up to [`MAX_DEPTH`] across calls, the fast path
+/// ([`Shallow`]) up to 64 in a register.
+trait Brackets {
+    /// Opens a bracket; false when that would nest deeper than allowed.
+    fn open(&mut self, array: bool) -> bool;
+    /// Closes a bracket: `None` when it does not match the open one, else
+    /// whether the message object is the innermost again.
+    fn close(&mut self, array: bool) -> Option<bool>;
+    /// The configured depth limit, for the error.
+    fn max_depth(&self) -> u32;
+}
+
+impl Brackets for Scanner {
+    #[inline]
+    fn open(&mut self, array: bool) -> bool {
+        if self.depth >= self.max_depth {
+            return false;
+        }
+        let d = self.depth as usize;
+        let (word, bit) = (d / 64, 1u64 << (d % 64));
+        if array {
+            self.stack[word] |= bit;
+        } else {
+            self.stack[word] &= !bit;
+        }
+        self.depth += 1;
+        true
+    }
+
+    #[inline]
+    fn close(&mut self, array: bool) -> Option<bool> {
+        let d = (self.depth - 1) as usize;
+        if (self.stack[d / 64] >> (d % 64) & 1 == 1) != array {
+            return None;
+        }
+        self.depth -= 1;
+        Some(self.depth == 1)
+    }
+
+    fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+}
+
+/// The brackets of a message nested at most 64 deep, one bit each (set: `[`),
+/// innermost in bit 0.
+struct Shallow {
+    bits: u64,
+    /// Counting the message object as 1, as `Scanner::depth` does.
+    depth: u32,
+    /// At most 64.
+    max_depth: u32,
+}
+
+impl Brackets for Shallow {
+    #[inline(always)]
+    fn open(&mut self, array: bool) -> bool {
+        if self.depth >= self.max_depth {
+            return false;
+        }
+        self.bits = self.bits << 1 | u64::from(array);
+        self.depth += 1;
+        true
+    }
+
+    #[inline(always)]
+    fn close(&mut self, array: bool) -> Option<bool> {
+        if (self.bits & 1 == 1) != array {
+            return None;
+        }
+        self.bits >>= 1;
+        self.depth -= 1;
+        Some(self.depth == 1)
+    }
+
+    fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+}
+
+/// Where [`nested`] stopped.
+enum Nested {
+    /// Back at the message object, just past the closing bracket.
+    Closed(usize),
+    /// Inside a string, at a byte that needs the byte-wise lexer (escape,
+    /// non-ASCII or control byte) or at the end of the input.
+    Str(usize),
+    /// At the end of the input, outside strings.
+    More,
+    /// An error for the byte before the position.
+    Fail(usize, FrameError),
+}
+
+/// Scans nested values from `i` (outside strings) up to the end of `window`:
+/// brackets and strings matter, the rest is left to the decoder. Stays in
+/// this loop over plain strings, plain bytes and brackets.
+#[inline(always)]
+fn nested<B: Brackets>(brackets: &mut B, window: &[u8], mut i: usize) -> Nested {
+    while let Some(&b) = window.get(i) {
+        i += 1;
+        let class = CLASS[b as usize];
+        if class == C_QUOTE {
+            let j = string_stop(window, i, window.len());
+            if window.get(j) != Some(&b'"') {
+                return Nested::Str(j);
+            }
+            i = j + 1;
+            // A string is mostly followed by `: ` or `, `: plain bytes, so
+            // skip the pair in one go.
+            if let Some([b':' | b',', b' ']) = window.get(i..i + 2) {
+                i += 2;
+            }
+            continue;
+        }
+        if class >= C_WS {
+            // Plain: whitespace, punctuation or part of a scalar. Mostly
+            // short runs between strings, so one test per byte beats an inner loop.
+            continue;
+        }
+        match class {
+            C_OPEN_OBJ | C_OPEN_ARR => {
+                if !brackets.open(b == b'[') {
+                    let limit = brackets.max_depth();
+                    return Nested::Fail(i, FrameError::TooDeep { limit });
+                }
+            }
+            C_CLOSE_OBJ | C_CLOSE_ARR => match brackets.close(b == b']') {
+                Some(false) => {}
+                Some(true) => return Nested::Closed(i),
+                None => return Nested::Fail(i, FrameError::MismatchedBracket),
+            },
+            _ => return Nested::Fail(i, FrameError::UnexpectedByte { byte: b }),
+        }
+    }
+    Nested::More
+}
+
 pub(crate) enum Step {
     More,
     Sentinel,
@@ -1069,25 +1249,46 @@ pub(crate) enum Step {
     Message(Kind, usize, usize),
 }
 
-fn kind_of(seen: u16) -> Kind {
-    const PRIMARY: [(Key, Kind); 6] = [
-        (Key::Qmp, Kind::Greeting),
-        (Key::Return, Kind::Return),
-        (Key::Error, Kind::Error),
-        (Key::Event, Kind::Event),
-        (Key::Execute, Kind::Execute),
-        (Key::ExecOob, Kind::ExecOob),
-    ];
-    let mut found = Kind::Unknown;
-    for (key, kind) in PRIMARY {
-        if seen & (1 << key as u16) != 0 {
-            if found != Kind::Unknown {
-                return Kind::Ambiguous;
-            }
-            found = kind;
-        }
+/// The keys that say what a message is, and the kind each one gives.
+const PRIMARY: [(Key, Kind); 6] = [
+    (Key::Qmp, Kind::Greeting),
+    (Key::Return, Kind::Return),
+    (Key::Error, Kind::Error),
+    (Key::Event, Kind::Event),
+    (Key::Execute, Kind::Execute),
+    (Key::ExecOob, Kind::ExecOob),
+];
+
+/// The bits of the keys in [`PRIMARY`].
+const PRIMARY_KEYS: u16 = {
+    let mut mask = 0;
+    let mut k = 0;
+    while k < PRIMARY.len() {
+        mask |= 1 << PRIMARY[k].0 as u16;
+        k += 1;
     }
-    found
+    mask
+};
+
+/// The kind for the lowest bit set in a `seen` mask (index 16: none).
+static KIND_OF_BIT: [Kind; 17] = {
+    let mut table = [Kind::Unknown; 17];
+    let mut k = 0;
+    while k < PRIMARY.len() {
+        table[PRIMARY[k].0 as usize] = PRIMARY[k].1;
+        k += 1;
+    }
+    table
+};
+
+/// A table lookup rather than a loop over [`PRIMARY`]: this is per-message work.
+#[inline]
+fn kind_of(seen: u16) -> Kind {
+    let primary = seen & PRIMARY_KEYS;
+    if primary & primary.wrapping_sub(1) != 0 {
+        return Kind::Ambiguous;
+    }
+    KIND_OF_BIT[primary.trailing_zeros() as usize]
 }
 
 #[inline]
@@ -1107,6 +1308,91 @@ fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
         0xF4 => (3, 0x80, 0x8F),
         _ => return None,
     })
+}
+
+/// The lexer state after a byte that [`string_stop`] stopped at, other than
+/// the closing quote: an escape or a UTF-8 sequence starts, or the byte is
+/// wrong.
+#[inline]
+fn string_special(b: u8) -> Result<Lex, FrameError> {
+    match b {
+        b'\\' => Ok(Lex::Esc),
+        0x80..=0xFF => match utf8_lead(b) {
+            Some((need, lo, hi)) => Ok(Lex::Utf8 { need, lo, hi }),
+            None => Err(FrameError::InvalidUtf8),
+        },
+        _ => Err(FrameError::ControlInString),
+    }
+}
+
+/// The next byte `b` of an escape or UTF-8 sequence in state `lex`: the next
+/// state, `Lex::Str` once the sequence is complete.
+#[inline]
+fn string_step(lex: Lex, b: u8) -> Result<Lex, FrameError> {
+    match lex {
+        Lex::Esc => match b {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(Lex::Str),
+            b'u' => Ok(Lex::Hex(4)),
+            _ => Err(FrameError::BadEscape),
+        },
+        Lex::Hex(n) if b.is_ascii_hexdigit() => Ok(if n == 1 { Lex::Str } else { Lex::Hex(n - 1) }),
+        Lex::Hex(_) => Err(FrameError::BadEscape),
+        Lex::Utf8 { need, lo, hi } if (lo..=hi).contains(&b) => Ok(if need == 1 {
+            Lex::Str
+        } else {
+            Lex::Utf8 {
+                need: need - 1,
+                lo: 0x80,
+                hi: 0xBF,
+            }
+        }),
+        Lex::Utf8 { .. } => Err(FrameError::InvalidUtf8),
+        // Not reached: only the states above are inside a sequence.
+        other => Ok(other),
+    }
+}
+
+/// For the fast path: the index just past the closing quote of the string
+/// whose body continues at `i`, when the string is complete and valid in
+/// `window`. Escapes and UTF-8 are checked as the byte-wise lexer does.
+#[inline]
+fn string_end(window: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = string_stop(window, i, window.len());
+        let b = *window.get(i)?;
+        i += 1;
+        if b == b'"' {
+            return Some(i);
+        }
+        let mut lex = string_special(b).ok()?;
+        while lex != Lex::Str {
+            lex = string_step(lex, *window.get(i)?).ok()?;
+            i += 1;
+        }
+    }
+}
+
+/// Index of the first byte in `bytes[i..]` that is not whitespace, or the end.
+#[inline(always)]
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(&b) = bytes.get(i)
+        && is_ws(b)
+    {
+        i += 1;
+    }
+    i
+}
+
+/// For the fast path: the first byte in `window[i..]` that is not whitespace,
+/// and its index. Tests for the common no-space case first.
+#[inline(always)]
+fn next_token(window: &[u8], i: usize) -> Option<(usize, u8)> {
+    let b = *window.get(i)?;
+    if !is_ws(b) {
+        return Some((i, b));
+    }
+    let i = skip_ws(window, i + 1);
+    Some((i, *window.get(i)?))
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
