@@ -120,7 +120,10 @@ impl<const N: usize> Buffer for FixedBuf<N> {
     }
     #[inline]
     fn append(&mut self, data: &[u8]) {
-        self.data[self.len..self.len + data.len()].copy_from_slice(data);
+        match data {
+            [b] => self.data[self.len] = *b,
+            _ => self.data[self.len..self.len + data.len()].copy_from_slice(data),
+        }
         self.len += data.len();
     }
     #[inline]
@@ -166,7 +169,12 @@ impl Buffer for VecBuf {
     }
     #[inline]
     fn append(&mut self, data: &[u8]) {
-        self.data.extend_from_slice(data);
+        // Input that trickles in byte by byte would otherwise pay a `memcpy`
+        // call per byte.
+        match data {
+            [b] => self.data.push(*b),
+            _ => self.data.extend_from_slice(data),
+        }
     }
     #[inline]
     fn truncate(&mut self, len: usize) {

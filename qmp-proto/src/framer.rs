@@ -784,20 +784,31 @@ impl Scanner {
         }
     }
 
-    /// Cheap resume for new bytes that only continue plain runs: string
-    /// bytes, and inside nested values plain bytes and quotes. Moves `pos`
-    /// over them; true when that used up all the bytes, so `scan` has nothing
-    /// to do.
+    /// Cheap resume for new bytes that only continue plain runs: whitespace
+    /// between messages, string bytes, inside nested values plain bytes and
+    /// quotes, and in the message object whitespace between tokens and the
+    /// rest of a number or literal. Moves `pos` over them; true when that
+    /// used up all the bytes, so `scan` has nothing to do. (Input that
+    /// trickles in takes this path for most bytes.)
     #[inline]
     fn resume_plain(&mut self, bytes: &[u8]) -> bool {
         if self.skipping {
             return false;
         }
+        let mut i = self.pos;
+        if self.lex == Lex::Between {
+            // Line ends between messages.
+            while i < bytes.len() && is_ws(bytes[i]) {
+                i += 1;
+            }
+            self.start = i;
+            self.pos = i;
+            return i == bytes.len();
+        }
         if !matches!(self.lex, Lex::Str | Lex::Struct) {
             return self.pos == bytes.len();
         }
         let limit = bytes.len().min(self.start.saturating_add(self.max_size));
-        let mut i = self.pos;
         loop {
             match self.lex {
                 Lex::Str => {
@@ -818,6 +829,17 @@ impl Scanner {
                         continue;
                     }
                 }
+                // The message object: a number or literal going on, or
+                // whitespace between tokens.
+                Lex::Struct => match self.top {
+                    Top::InScalar => i = scalar_end(bytes, i, limit),
+                    Top::KeyOrEnd | Top::Key | Top::Colon | Top::Value | Top::After => {
+                        while i < limit && is_ws(bytes[i]) {
+                            i += 1;
+                        }
+                    }
+                    _ => {}
+                },
                 _ => {}
             }
             break;
