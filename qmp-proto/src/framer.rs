@@ -432,6 +432,11 @@ impl<B: Buffer> Framer<B> {
         {
             return self.report(step);
         }
+        // Punctuation and the starts of keys and values of the message object:
+        // the other bytes that trickling input brings one at a time.
+        if self.buf.room() != 0 && self.sc.resume_top(self.buf.bytes()) {
+            return None;
+        }
         self.advance_scan()
     }
 
@@ -843,6 +848,70 @@ impl Scanner {
                 _ => {}
             }
             break;
+        }
+        self.pos = i;
+        i == bytes.len()
+    }
+
+    /// Cheap resume for new bytes in the message object that need no more
+    /// than a change of state: whitespace, `:` and `,`, the start of a key,
+    /// a string or a number, the rest of a number, the end of a key (the end
+    /// of a value, errors and the end of the message are `scan`'s). Moves
+    /// `pos` over them; true when that used up all the bytes. Kept out of
+    /// line: only input that trickles in gets here often.
+    #[inline(never)]
+    fn resume_top(&mut self, bytes: &[u8]) -> bool {
+        if self.skipping || self.depth != 1 || !matches!(self.lex, Lex::Struct | Lex::Str) {
+            return false;
+        }
+        let limit = bytes.len().min(self.start.saturating_add(self.max_size));
+        let mut i = self.pos;
+        loop {
+            if self.lex == Lex::Str {
+                i = string_stop(bytes, i, limit);
+                if self.top != Top::InKey || i == limit || bytes[i] != b'"' {
+                    break;
+                }
+                self.end_key(bytes, i);
+                self.top = Top::Colon;
+                self.lex = Lex::Struct;
+                i += 1;
+                continue;
+            }
+            if self.top == Top::InScalar {
+                i = scalar_end(bytes, i, limit);
+                break;
+            }
+            while i < limit && is_ws(bytes[i]) {
+                i += 1;
+            }
+            let Some(&b) = bytes[..limit].get(i) else {
+                break;
+            };
+            match (self.top, b) {
+                (Top::Colon, b':') => self.top = Top::Value,
+                (Top::After, b',') => self.top = Top::Key,
+                (Top::KeyOrEnd | Top::Key, b'"') => {
+                    self.token = i;
+                    self.token_cut = false;
+                    self.key_escaped = false;
+                    self.top = Top::InKey;
+                    self.lex = Lex::Str;
+                }
+                (Top::Value, b'"') => {
+                    self.token = i;
+                    self.token_cut = false;
+                    self.top = Top::InStr;
+                    self.lex = Lex::Str;
+                }
+                (Top::Value, _) if CLASS[b as usize] == C_SCALAR => {
+                    self.token = i;
+                    self.token_cut = false;
+                    self.top = Top::InScalar;
+                }
+                _ => break,
+            }
+            i += 1;
         }
         self.pos = i;
         i == bytes.len()
