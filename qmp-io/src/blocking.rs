@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, Heap};
+use rustix::event::PollFlags;
 
 use crate::call::{
     AddFdInfo, Call, Waiting, decode, fd_args, submit_agent, submit_agent_typed, submit_qmp,
@@ -67,11 +68,16 @@ impl Stream for TcpStream {
 trait WriteHalf: Write + Send {
     fn shutdown_both(&self) -> io::Result<()>;
     fn socket(&self) -> Option<BorrowedFd<'_>>;
+    fn fd(&self) -> BorrowedFd<'_>;
 }
 
 impl<S: Stream> WriteHalf for S {
     fn shutdown_both(&self) -> io::Result<()> {
         Stream::shutdown(self)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
     }
 
     fn socket(&self) -> Option<BorrowedFd<'_>> {
@@ -134,11 +140,12 @@ impl<P: Protocol> Conn<P> {
         self.reading.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes whatever the core has queued; a failure ends the connection.
-    fn flush(&self) {
+    /// Writes whatever the core has queued, giving up at `deadline` (what is
+    /// left goes out with the next flush); a failure ends the connection.
+    fn flush(&self, deadline: Option<Instant>) {
         let mut w = self.writer();
         self.session.take_output(&mut w.out, None);
-        match write_out(&mut w) {
+        match write_out(&mut w, deadline) {
             Ok(()) => self.session.wrote(&w.out),
             Err(e) => {
                 drop(w);
@@ -177,13 +184,10 @@ impl<P: Protocol> Conn<P> {
         });
         // The handshake: this thread reads until it is done.
         let timeout = conn.session.config.connect_timeout;
-        conn.flush();
+        let deadline = Some(Instant::now() + timeout);
+        conn.flush(deadline);
         let settled = &conn.session.settled;
-        conn.read_until(
-            &mut half,
-            || settled.is_set(),
-            Some(Instant::now() + timeout),
-        );
+        conn.read_until(&mut half, || settled.is_set(), deadline);
         if !settled.is_set() {
             conn.fail(Disconnect::HandshakeTimeout(timeout));
         }
@@ -211,38 +215,36 @@ impl<P: Protocol> Conn<P> {
                     _ => return,
                 },
             };
-            match wait_readable(half.stream.as_fd(), timeout) {
-                Ok(true) => self.read_once(half),
+            match wait_ready(half.stream.as_fd(), PollFlags::IN, timeout) {
+                Ok(true) => self.read_once(half, deadline),
                 Ok(false) => return,
                 Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
             }
         }
     }
 
-    /// One read (the socket is readable), fed to the session.
-    fn read_once(&self, half: &mut ReadHalf) {
+    /// One read (the socket is readable), fed to the session; writing what
+    /// the core answers gives up at `deadline`.
+    fn read_once(&self, half: &mut ReadHalf, deadline: Option<Instant>) {
         let read = half.stream.read(&mut half.buf);
-        self.absorb(read, &half.buf);
+        self.absorb(read, &half.buf, deadline);
     }
 
     /// Takes in the result of a read into `buf`.
-    fn absorb(&self, read: io::Result<usize>, buf: &[u8]) {
+    fn absorb(&self, read: io::Result<usize>, buf: &[u8], deadline: Option<Instant>) {
         match read {
             Ok(0) => self
                 .session
                 .on_close(Disconnect::Eof { mid_message: false }),
-            Ok(n) => self.feed(&buf[..n]),
+            Ok(n) => {
+                self.session.on_input(&buf[..n]);
+                if !self.session.is_closed() {
+                    // What the core answers by itself (a guest-agent resync).
+                    self.flush(deadline);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
-        }
-    }
-
-    /// Feeds bytes read to the session, then writes what the core answers
-    /// by itself (a guest-agent resync).
-    fn feed(&self, bytes: &[u8]) {
-        self.session.on_input(bytes);
-        if !self.session.is_closed() {
-            self.flush();
         }
     }
 
@@ -313,13 +315,15 @@ impl<P: Protocol> Conn<P> {
     /// Writes a queued command and waits for its answer.
     fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
-        self.flush();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.flush(deadline);
         let slot = waiting.slot.clone();
-        let answer = self.answer(&slot, timeout.map(|t| Instant::now() + t));
+        let answer = self.answer(&slot, deadline);
         let result = waiting.finish(answer, timeout);
         if matches!(result, Err(Error::Timeout(_))) {
-            // A guest agent resynchronises after a timeout: send that now.
-            self.flush();
+            // A guest agent resynchronises after a timeout: send what the
+            // socket takes now, the rest with the next write.
+            self.flush(Some(Instant::now()));
         }
         result
     }
@@ -396,7 +400,7 @@ fn background<P: Protocol>(conn: &Weak<Conn<P>>) {
             let Some(conn) = conn.upgrade() else {
                 return;
             };
-            conn.absorb(read, &half.buf);
+            conn.absorb(read, &half.buf, None);
             if conn.session.is_closed() || !conn.reading().followers.is_empty() {
                 conn.release(half);
                 break;
@@ -405,16 +409,20 @@ fn background<P: Protocol>(conn: &Weak<Conn<P>>) {
     }
 }
 
-/// Waits until `fd` is readable (or hung up); false on timeout.
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+/// Waits until `fd` is ready for `events` (or hung up); false on timeout.
+fn wait_ready(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    use rustix::event::{PollFd, Timespec, poll};
     let timeout = timeout.map(|t| {
         Timespec::try_from(t).unwrap_or(Timespec {
             tv_sec: i64::MAX,
             tv_nsec: 0,
         })
     });
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let mut fds = [PollFd::new(&fd, events)];
     loop {
         match poll(&mut fds, timeout.as_ref()) {
             Ok(n) => return Ok(n > 0),
@@ -432,12 +440,16 @@ impl<P: Protocol> Drop for Conn<P> {
     }
 }
 
-fn write_out(w: &mut Writer) -> io::Result<()> {
+fn write_out(w: &mut Writer, deadline: Option<Instant>) -> io::Result<()> {
     let Writer { stream, out } = w;
     while !out.is_empty() {
         let (bytes, fds) = out.chunk();
         let n = match (fds, stream.socket()) {
-            (None, _) => stream.write(bytes),
+            (None, _) => match send_within(&mut **stream, bytes, deadline) {
+                Ok(None) => break,
+                Ok(Some(n)) => Ok(n),
+                Err(e) => Err(e),
+            },
             (Some(fds), Some(socket)) => {
                 let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
                 crate::fd::send_with_fds(socket, bytes, &fds)
@@ -452,6 +464,43 @@ fn write_out(w: &mut Writer) -> io::Result<()> {
         }
     }
     stream.flush()
+}
+
+/// Writes some of `bytes`, waiting for room in the socket at most until
+/// `deadline`: `None` when it passed first. A peer that stops reading then
+/// costs a caller its own timeout, not a hang.
+fn send_within(
+    stream: &mut dyn WriteHalf,
+    bytes: &[u8],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
+    use rustix::io::Errno;
+    use rustix::net::{SendFlags, send};
+    let Some(deadline) = deadline else {
+        return stream.write(bytes).map(Some);
+    };
+    loop {
+        match send(
+            stream.fd(),
+            bytes,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::AGAIN) => {
+                let Some(left) = deadline
+                    .checked_duration_since(Instant::now())
+                    .filter(|left| !left.is_zero())
+                else {
+                    return Ok(None);
+                };
+                wait_ready(stream.fd(), PollFlags::OUT, Some(left))?;
+            }
+            Err(Errno::INTR) => {}
+            // Not a socket: a plain blocking write.
+            Err(Errno::NOTSOCK) => return stream.write(bytes).map(Some),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// A blocking QMP client. Cheap to clone; every clone drives the same
@@ -661,7 +710,8 @@ impl GuestAgent {
     /// [`Error::Discarded`]).
     pub fn resync(&self) -> Result<()> {
         self.conn.session.resync_agent()?;
-        self.conn.flush();
+        let timeout = self.conn.session.config.connect_timeout;
+        self.conn.flush(Some(Instant::now() + timeout));
         Ok(())
     }
 

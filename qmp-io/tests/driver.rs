@@ -307,3 +307,40 @@ fn a_reading_caller_that_times_out_hands_over_to_the_others() {
     }
     assert!(qmp.execute_raw("query-status", None).is_ok());
 }
+
+/// A server that stops reading: a command too big for the socket buffer
+/// times out at the call's own deadline instead of blocking the caller in
+/// its write, and so does the next call.
+#[test]
+fn a_write_to_a_server_that_stopped_reading_times_out() {
+    let (listener, path, _dir) = listener("deaf");
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(
+            b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("qmp_capabilities"));
+        s.write_all(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
+        // Deaf from now on, until the test ends.
+        let _ = stop_rx.recv();
+    });
+    let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(16 << 20));
+    for call in [
+        Call::new("huge").arguments(huge),
+        Call::new("query-status"),
+    ] {
+        let start = Instant::now();
+        let err = qmp
+            .call(call.timeout(Some(Duration::from_millis(300))))
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    }
+    drop(stop_tx);
+    server.join().unwrap();
+}
