@@ -22,6 +22,21 @@ fn listener(name: &str) -> (UnixListener, std::path::PathBuf, TempDir) {
     (UnixListener::bind(&path).unwrap(), path, dir)
 }
 
+/// Accepts a client on `listener` and plays QEMU's handshake (greeting,
+/// then the answer to `qmp_capabilities`).
+fn accept_and_negotiate(listener: &UnixListener) -> UnixStream {
+    let (mut s, _) = listener.accept().unwrap();
+    s.write_all(
+        b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("qmp_capabilities"));
+    s.write_all(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
+    s
+}
+
 struct TempDir(std::path::PathBuf);
 
 impl TempDir {
@@ -145,15 +160,8 @@ fn dropping_every_handle_closes_the_connection() {
 fn a_broken_server_fails_calls_with_a_protocol_error() {
     let (listener, path, _dir) = listener("broken");
     let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(
-            b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
-        )
-        .unwrap();
+        let mut s = accept_and_negotiate(&listener);
         let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).contains("qmp_capabilities"));
-        s.write_all(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
         let _ = s.read(&mut buf).unwrap();
         // A reply that is not JSON at all, then silence.
         s.write_all(b"{\"return\": \x01}\r\n").unwrap();
@@ -316,30 +324,23 @@ fn a_write_to_a_server_that_stopped_reading_times_out() {
     let (listener, path, _dir) = listener("deaf");
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(
-            b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
-        )
-        .unwrap();
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).contains("qmp_capabilities"));
-        s.write_all(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
+        let _s = accept_and_negotiate(&listener);
         // Deaf from now on, until the test ends.
         let _ = stop_rx.recv();
     });
     let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
     let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(16 << 20));
-    for call in [
-        Call::new("huge").arguments(huge),
-        Call::new("query-status"),
-    ] {
+    for call in [Call::new("huge").arguments(huge), Call::new("query-status")] {
         let start = Instant::now();
         let err = qmp
             .call(call.timeout(Some(Duration::from_millis(300))))
             .unwrap_err();
         assert!(matches!(err, Error::Timeout(_)), "{err:?}");
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
     drop(stop_tx);
     server.join().unwrap();
