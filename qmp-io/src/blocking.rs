@@ -534,7 +534,8 @@ impl core::fmt::Debug for Client {
 
 impl Client {
     /// Runs the QMP handshake on `stream` (greeting, then `qmp_capabilities`)
-    /// and starts the reader thread. The connect timeout covers the greeting.
+    /// and starts the background reader. The connect timeout covers the
+    /// greeting.
     pub fn connect<S: Stream>(stream: S, config: Config) -> Result<Self> {
         let core = Core::new(ClientConfig {
             oob: config.oob,
