@@ -28,7 +28,10 @@ use crate::json::Json;
 use crate::session::{Answer, Greeting, OutBuf, Protocol, Session, Submitted, nonce};
 use crate::slot::{Slot, Turn};
 
-/// A byte stream the blocking driver can run on.
+/// A byte stream the blocking driver can run on: std `Read + Write`, plus
+/// its file descriptor, which callers poll so that a call's deadline bounds
+/// its wait for the reply and for room to write (sockets, but pipes work
+/// too: they are written with plain blocking writes).
 pub trait Stream: Read + Write + AsFd + Send + Sized + 'static {
     /// A second handle to the same stream, for reading.
     fn try_clone(&self) -> io::Result<Self>;
