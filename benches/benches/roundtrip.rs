@@ -16,6 +16,16 @@
 //!
 //! Each scenario runs twice: `SCENARIO/wall` measures wall time per iteration;
 //! `SCENARIO/cpu` measures this process's CPU time per iteration
+//! (see below). The sequential wall time is measured paired with the floor
+//! (`sequential/wall`): QEMU's latency, which is nearly all of a sequential
+//! round trip, drifts by a third between QEMU processes and over minutes, far
+//! more than the clients differ. So each peer's QEMU gets a second QMP monitor
+//! with a floor connected to it, and every iteration makes one floor round
+//! trip and one peer round trip (in alternating order), timing both; criterion
+//! reports the peer's time, and a `paired:` line on stderr gives the median over
+//! the samples of peer time / floor time on the same QEMU in the same loop.
+//!
+//! `SCENARIO/cpu` measures this process's CPU time per iteration
 //! (`CLOCK_PROCESS_CPUTIME_ID`): every thread of the client counts (reader
 //! threads, tokio and smol workers), QEMU's does not (another process). Its
 //! throughput line reads "CPU/elem": CPU time per command.
@@ -45,17 +55,20 @@
 //! Before timing, each peer's answers are checked against the floor's decoded
 //! replies (same count, same `running`), so all do the same work.
 
+use core::cell::RefCell;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use criterion::async_executor::SmolExecutor;
-use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use futures_util::future::join_all;
 use qmp_io::qemu::{Qemu, QemuBuilder};
@@ -519,6 +532,50 @@ fn wait_listening(path: &Path) {
     }
 }
 
+// ---------------------------------------------------------------- connecting
+
+/// A `qmp-std` client on `path`, checked to answer `n` calls as the floor did.
+fn connect_std(path: &Path, n: usize, expected: Outcome) -> qmp_std::Client {
+    let client = qmp_std::connect_unix(path, config()).expect("qmp-std: connect");
+    if n == 1 {
+        assert_eq!(qmp_std_sequential(&client), expected, "qmp-std");
+    }
+    client
+}
+
+/// A `qmp-tokio` client on `path` in `rt`, checked against `expected`.
+fn connect_tokio(
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+    n: usize,
+    expected: Outcome,
+) -> qmp_tokio::Client {
+    let client = rt
+        .block_on(qmp_tokio::connect_unix(path, config()))
+        .expect("qmp-tokio: connect");
+    assert_eq!(rt.block_on(qmp_async(&client, n)), expected, "qmp-tokio");
+    client
+}
+
+/// A `qmp-smol` client on `path`, checked against `expected`.
+fn connect_smol(path: &Path, n: usize, expected: Outcome) -> qmp_smol::Client {
+    let client = smol::block_on(qmp_smol::connect_unix(path, config())).expect("qmp-smol: connect");
+    assert_eq!(smol::block_on(qmp_async(&client, n)), expected, "qmp-smol");
+    client
+}
+
+/// A qapi-rs service on `path` in `rt`, checked against `expected`.
+fn connect_qapi(
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+    n: usize,
+    expected: Outcome,
+) -> QapiService {
+    let service = rt.block_on(qapi_connect(path)).expect("qapi-rs: connect");
+    assert_eq!(rt.block_on(qapi_calls(&service, n)), expected, "qapi-rs");
+    service
+}
+
 /// Runs `scenario`'s group on clock `clock`: each peer gets a fresh QEMU,
 /// connects, is checked against `expected`, measured, and disconnected.
 fn run_group<M: Measurement>(
@@ -544,10 +601,9 @@ fn run_group<M: Measurement>(
 
     {
         let qemu = qemu(builder);
-        let client = qmp_std::connect_unix(qemu.qmp_path(), config()).expect("qmp-std: connect");
+        let client = connect_std(qemu.qmp_path(), n, expected);
         match scenario {
             Scenario::Sequential => {
-                assert_eq!(qmp_std_sequential(&client), expected, "qmp-std");
                 group.bench_function("qmp-std", |b| {
                     b.iter(|| black_box(qmp_std_sequential(&client)));
                 });
@@ -572,14 +628,7 @@ fn run_group<M: Measurement>(
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
         let qemu = qemu(builder);
         let rt = flavor.runtime();
-        let client = rt
-            .block_on(qmp_tokio::connect_unix(qemu.qmp_path(), config()))
-            .expect("qmp-tokio: connect");
-        assert_eq!(
-            rt.block_on(qmp_async(&client, n)),
-            expected,
-            "qmp-tokio {flavor:?}"
-        );
+        let client = connect_tokio(&rt, qemu.qmp_path(), n, expected);
         group.bench_function(BenchmarkId::new("qmp-tokio", flavor.name()), |b| {
             let client = &client;
             b.to_async(&rt)
@@ -590,9 +639,7 @@ fn run_group<M: Measurement>(
 
     {
         let qemu = qemu(builder);
-        let client = smol::block_on(qmp_smol::connect_unix(qemu.qmp_path(), config()))
-            .expect("qmp-smol: connect");
-        assert_eq!(smol::block_on(qmp_async(&client, n)), expected, "qmp-smol");
+        let client = connect_smol(qemu.qmp_path(), n, expected);
         group.bench_function("qmp-smol", |b| {
             let client = &client;
             b.to_async(SmolExecutor)
@@ -603,19 +650,225 @@ fn run_group<M: Measurement>(
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
         let qemu = qemu(builder);
         let rt = flavor.runtime();
-        let service = rt
-            .block_on(qapi_connect(qemu.qmp_path()))
-            .expect("qapi-rs: connect");
-        assert_eq!(
-            rt.block_on(qapi_calls(&service, n)),
-            expected,
-            "qapi-rs {flavor:?}"
-        );
+        let service = connect_qapi(&rt, qemu.qmp_path(), n, expected);
         group.bench_function(BenchmarkId::new("qapi-rs", flavor.name()), |b| {
             let service = &service;
             b.to_async(&rt)
                 .iter(|| async move { black_box(qapi_calls(service, n).await) });
         });
+        drop(service);
+    }
+
+    group.finish();
+}
+
+// ---------------------------------------------------------------- paired
+
+/// A fresh QEMU with two QMP monitors: the peer's (`qmp_path`) and the
+/// floor's, in a directory of our own removed on drop.
+struct PairedQemu {
+    qemu: Qemu,
+    floor_dir: PathBuf,
+}
+
+impl PairedQemu {
+    fn spawn(builder: &QemuBuilder) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let floor_dir = std::env::temp_dir().join(format!(
+            "qmp-bench-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&floor_dir).expect("creating the floor's directory");
+        let socket = floor_dir.join("floor.sock");
+        let qemu = qemu(
+            &builder
+                .clone()
+                .arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", socket.display())),
+        );
+        wait_listening(&socket);
+        PairedQemu { qemu, floor_dir }
+    }
+
+    fn floor_path(&self) -> PathBuf {
+        self.floor_dir.join("floor.sock")
+    }
+}
+
+impl Drop for PairedQemu {
+    fn drop(&mut self) {
+        // QEMU first: it holds the socket.
+        let _ = self.qemu.kill();
+        let _ = std::fs::remove_dir_all(&self.floor_dir);
+    }
+}
+
+/// The floor on a peer's QEMU, and the ratios of the peer's samples to it.
+struct Pairing {
+    floor: RefCell<Floor>,
+    /// Per sample: its iterations, the peer's time and the floor's, each
+    /// summed over them.
+    samples: RefCell<Vec<(u64, Duration, Duration)>>,
+}
+
+impl Pairing {
+    fn new(qemu: &PairedQemu, expected: Outcome) -> Self {
+        let mut floor = Floor::connect(&qemu.floor_path());
+        assert_eq!(floor.round_trips(1, true), expected, "paired floor");
+        Pairing {
+            floor: RefCell::new(floor),
+            samples: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// One timed floor round trip.
+    fn floor_trip(&self) -> Duration {
+        let mut floor = self.floor.borrow_mut();
+        let start = Instant::now();
+        let replies = floor.round_trips(1, false).replies;
+        let took = start.elapsed();
+        assert_eq!(replies, 1);
+        took
+    }
+
+    /// Records a sample; returns the peer's time, what criterion gets.
+    fn record(&self, iters: u64, peer: Duration, floor: Duration) -> Duration {
+        self.samples.borrow_mut().push((iters, peer, floor));
+        peer
+    }
+
+    /// `iters` paired iterations of the blocking `peer` round trip.
+    fn sample(&self, iters: u64, mut peer: impl FnMut()) -> Duration {
+        let (mut p, mut f) = (Duration::ZERO, Duration::ZERO);
+        for i in 0..iters {
+            if i % 2 == 0 {
+                f += self.floor_trip();
+            }
+            let start = Instant::now();
+            peer();
+            p += start.elapsed();
+            if i % 2 == 1 {
+                f += self.floor_trip();
+            }
+        }
+        self.record(iters, p, f)
+    }
+
+    /// `iters` paired iterations of the async `peer` round trip.
+    async fn sample_async<F: Future<Output = Outcome>>(
+        &self,
+        iters: u64,
+        mut peer: impl FnMut() -> F,
+    ) -> Duration {
+        let (mut p, mut f) = (Duration::ZERO, Duration::ZERO);
+        for i in 0..iters {
+            if i % 2 == 0 {
+                f += self.floor_trip();
+            }
+            let start = Instant::now();
+            assert_eq!(peer().await.replies, 1);
+            p += start.elapsed();
+            if i % 2 == 1 {
+                f += self.floor_trip();
+            }
+        }
+        self.record(iters, p, f)
+    }
+
+    /// Prints the median ratio over the samples (warm-up ones included).
+    fn report(&self, peer: &str) {
+        let samples = self.samples.borrow();
+        let mut ratios: Vec<f64> = samples
+            .iter()
+            .filter(|(_, _, f)| !f.is_zero())
+            .map(|(_, p, f)| p.as_secs_f64() / f.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let Some(&median) = ratios.get(ratios.len() / 2) else {
+            return;
+        };
+        let (n, p, f) = samples
+            .iter()
+            .fold((0, Duration::ZERO, Duration::ZERO), |(n, p, f), s| {
+                (n + s.0, p + s.1, f + s.2)
+            });
+        let per_trip = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+        eprintln!(
+            "paired: sequential/wall/{peer}: {median:.3}x the floor (median of {} samples; \
+             in all, {:.1} µs for the peer and {:.1} µs for the floor per round trip)",
+            ratios.len(),
+            per_trip(p),
+            per_trip(f),
+        );
+    }
+}
+
+/// The `sequential/wall` group, each peer paired with a floor on its QEMU
+/// (see the module docs).
+fn run_paired(c: &mut Criterion<WallTime>, builder: &QemuBuilder, expected: Outcome) {
+    let mut group = c.benchmark_group("sequential/wall");
+    group.throughput(Throughput::Elements(1));
+
+    {
+        let qemu = qemu(builder);
+        let mut floor = Floor::connect(qemu.qmp_path());
+        group.bench_function("floor", |b| {
+            b.iter(|| assert_eq!(floor.round_trips(1, false).replies, 1));
+        });
+    }
+
+    {
+        let qemu = PairedQemu::spawn(builder);
+        let pairing = Pairing::new(&qemu, expected);
+        let client = connect_std(qemu.qemu.qmp_path(), 1, expected);
+        group.bench_function("qmp-std", |b| {
+            b.iter_custom(|iters| {
+                pairing.sample(iters, || {
+                    assert_eq!(black_box(qmp_std_sequential(&client)).replies, 1);
+                })
+            });
+        });
+        pairing.report("qmp-std");
+    }
+
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+        let qemu = PairedQemu::spawn(builder);
+        let pairing = Pairing::new(&qemu, expected);
+        let rt = flavor.runtime();
+        let client = connect_tokio(&rt, qemu.qemu.qmp_path(), 1, expected);
+        group.bench_function(BenchmarkId::new("qmp-tokio", flavor.name()), |b| {
+            let (client, pairing) = (&client, &pairing);
+            b.to_async(&rt)
+                .iter_custom(|iters| pairing.sample_async(iters, || qmp_async(client, 1)));
+        });
+        pairing.report(&format!("qmp-tokio/{}", flavor.name()));
+        drop(client);
+    }
+
+    {
+        let qemu = PairedQemu::spawn(builder);
+        let pairing = Pairing::new(&qemu, expected);
+        let client = connect_smol(qemu.qemu.qmp_path(), 1, expected);
+        group.bench_function("qmp-smol", |b| {
+            let (client, pairing) = (&client, &pairing);
+            b.to_async(SmolExecutor)
+                .iter_custom(|iters| pairing.sample_async(iters, || qmp_async(client, 1)));
+        });
+        pairing.report("qmp-smol");
+    }
+
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+        let qemu = PairedQemu::spawn(builder);
+        let pairing = Pairing::new(&qemu, expected);
+        let rt = flavor.runtime();
+        let service = connect_qapi(&rt, qemu.qemu.qmp_path(), 1, expected);
+        group.bench_function(BenchmarkId::new("qapi-rs", flavor.name()), |b| {
+            let (service, pairing) = (&service, &pairing);
+            b.to_async(&rt)
+                .iter_custom(|iters| pairing.sample_async(iters, || qapi_calls(service, 1)));
+        });
+        pairing.report(&format!("qapi-rs/{}", flavor.name()));
         drop(service);
     }
 
@@ -644,7 +897,10 @@ fn main() {
         let expected = Floor::connect(reference.qmp_path()).round_trips(scenario.commands(), true);
         drop(reference);
         assert_eq!(expected.replies, scenario.commands());
-        run_group(&mut wall, "wall", scenario, &builder, expected);
+        match scenario {
+            Scenario::Sequential => run_paired(&mut wall, &builder, expected),
+            Scenario::InFlight => run_group(&mut wall, "wall", scenario, &builder, expected),
+        }
         run_group(&mut cpu, "cpu", scenario, &builder, expected);
     }
     wall.final_summary();
