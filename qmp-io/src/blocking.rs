@@ -9,7 +9,7 @@
 use core::time::Duration;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
@@ -125,6 +125,8 @@ const QUIET: Duration = Duration::from_millis(10);
 struct Conn<P: Protocol> {
     session: Arc<Session<P>>,
     writer: Mutex<Writer>,
+    /// The stream's fd again, to wait for room to write without the lock.
+    write_fd: OwnedFd,
     reading: Mutex<Reading>,
     /// The background thread sleeps here while callers read.
     quiet: Condvar,
@@ -145,14 +147,34 @@ impl<P: Protocol> Conn<P> {
 
     /// Writes whatever the core has queued, giving up at `deadline` (what is
     /// left goes out with the next flush); a failure ends the connection.
+    ///
+    /// The writer lock is held only for sends that do not block: a caller
+    /// waits for room in the socket without it, so a caller behind another
+    /// one's write is bounded by its own deadline, not by the other's.
     fn flush(&self, deadline: Option<Instant>) {
-        let mut w = self.writer();
-        self.session.take_output(&mut w.out, None);
-        match write_out(&mut w, deadline) {
-            Ok(()) => self.session.wrote(&w.out),
-            Err(e) => {
-                drop(w);
-                self.fail(Disconnect::Io(Arc::new(e)));
+        loop {
+            let mut w = self.writer();
+            self.session.take_output(&mut w.out, None);
+            let sent = send_available(&mut w);
+            if sent.is_ok() {
+                self.session.wrote(&w.out);
+            }
+            drop(w);
+            let left = match sent {
+                Ok(Sent::All) => return,
+                Err(e) => return self.fail(Disconnect::Io(Arc::new(e))),
+                Ok(Sent::Blocked) => match deadline {
+                    None => None,
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return,
+                    },
+                },
+            };
+            match wait_ready(self.write_fd.as_fd(), PollFlags::OUT, left) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return self.fail(Disconnect::Io(Arc::new(e))),
             }
         }
     }
@@ -166,6 +188,7 @@ impl<P: Protocol> Conn<P> {
     fn start<S: Stream>(session: Arc<Session<P>>, stream: S, name: &str) -> Result<Arc<Self>> {
         let reader = stream.try_clone()?;
         let fds = stream.fd_socket().is_some();
+        let write_fd = stream.as_fd().try_clone_to_owned()?;
         let mut half = ReadHalf {
             stream: Box::new(reader),
             buf: vec![0u8; 64 << 10],
@@ -176,6 +199,7 @@ impl<P: Protocol> Conn<P> {
                 stream: Box::new(stream),
                 out: OutBuf::default(),
             }),
+            write_fd,
             reading: Mutex::new(Reading {
                 half: None,
                 followers: Vec::new(),
@@ -243,7 +267,9 @@ impl<P: Protocol> Conn<P> {
                 self.session.on_input(&buf[..n]);
                 if !self.session.is_closed() {
                     // What the core answers by itself (a guest-agent resync).
-                    self.flush(deadline);
+                    // The reader never waits for room with no deadline: the
+                    // peer may be waiting for us to read.
+                    self.flush(Some(deadline.unwrap_or_else(Instant::now)));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -443,66 +469,57 @@ impl<P: Protocol> Drop for Conn<P> {
     }
 }
 
-fn write_out(w: &mut Writer, deadline: Option<Instant>) -> io::Result<()> {
+/// What [`send_available`] achieved.
+enum Sent {
+    /// Everything queued was written.
+    All,
+    /// The socket is full; the rest stays queued.
+    Blocked,
+}
+
+/// Writes what the socket takes now, fds included, without blocking. A stream
+/// that is not a socket gets plain (blocking) writes.
+fn send_available(w: &mut Writer) -> io::Result<Sent> {
     let Writer { stream, out } = w;
     while !out.is_empty() {
         let (bytes, fds) = out.chunk();
-        let n = match (fds, stream.socket()) {
-            (None, _) => match send_within(&mut **stream, bytes, deadline) {
-                Ok(None) => break,
-                Ok(Some(n)) => Ok(n),
-                Err(e) => Err(e),
-            },
+        let sent = match (fds, stream.socket()) {
+            (None, _) => try_send(&mut **stream, bytes),
             (Some(fds), Some(socket)) => {
                 let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-                crate::fd::send_with_fds(socket, bytes, &fds)
+                match crate::fd::try_send_with_fds(socket, bytes, &fds) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                    sent => sent.map(Some),
+                }
             }
             (Some(_), None) => Err(io::ErrorKind::Unsupported.into()),
         };
-        match n {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => out.consume(n),
+        match sent {
+            Ok(None) => return Ok(Sent::Blocked),
+            Ok(Some(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Some(n)) => out.consume(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    stream.flush()
+    stream.flush()?;
+    Ok(Sent::All)
 }
 
-/// Writes some of `bytes`, waiting for room in the socket at most until
-/// `deadline`: `None` when it passed first. A peer that stops reading then
-/// costs a caller its own timeout, not a hang.
-fn send_within(
-    stream: &mut dyn WriteHalf,
-    bytes: &[u8],
-    deadline: Option<Instant>,
-) -> io::Result<Option<usize>> {
+/// Writes some of `bytes` if the socket has room now: `None` when it has
+/// none. A stream that is not a socket gets a plain write.
+fn try_send(stream: &mut dyn WriteHalf, bytes: &[u8]) -> io::Result<Option<usize>> {
     use rustix::io::Errno;
     use rustix::net::{SendFlags, send};
-    let Some(deadline) = deadline else {
-        return stream.write(bytes).map(Some);
-    };
-    loop {
-        match send(
-            stream.fd(),
-            bytes,
-            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-        ) {
-            Ok(n) => return Ok(Some(n)),
-            Err(Errno::AGAIN) => {
-                let Some(left) = deadline
-                    .checked_duration_since(Instant::now())
-                    .filter(|left| !left.is_zero())
-                else {
-                    return Ok(None);
-                };
-                wait_ready(stream.fd(), PollFlags::OUT, Some(left))?;
-            }
-            Err(Errno::INTR) => {}
-            // Not a socket: a plain blocking write.
-            Err(Errno::NOTSOCK) => return stream.write(bytes).map(Some),
-            Err(e) => return Err(e.into()),
-        }
+    match send(
+        stream.fd(),
+        bytes,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    ) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::AGAIN) => Ok(None),
+        Err(Errno::NOTSOCK) => stream.write(bytes).map(Some),
+        Err(e) => Err(e.into()),
     }
 }
 

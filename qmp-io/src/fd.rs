@@ -43,6 +43,30 @@ pub fn send_with_fds(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    send_fds_flags(socket, bytes, fds, SendFlags::NOSIGNAL)
+}
+
+/// [`send_with_fds`] that never blocks, whatever the socket's mode: a full
+/// buffer gives [`io::ErrorKind::WouldBlock`] (`MSG_DONTWAIT`).
+pub(crate) fn try_send_with_fds(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    send_fds_flags(
+        socket,
+        bytes,
+        fds,
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+    )
+}
+
+fn send_fds_flags(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -71,7 +95,7 @@ pub fn send_with_fds(
     }
     let iov = [IoSlice::new(bytes)];
     loop {
-        match sendmsg(socket, &iov, &mut control, SendFlags::NOSIGNAL) {
+        match sendmsg(socket, &iov, &mut control, flags) {
             Ok(n) => return Ok(n),
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

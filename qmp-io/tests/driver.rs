@@ -319,29 +319,99 @@ fn a_reading_caller_that_times_out_hands_over_to_the_others() {
 /// A server that stops reading: a command too big for the socket buffer
 /// times out at the call's own deadline instead of blocking the caller in
 /// its write, and so does the next call.
+/// A server that negotiates, then reads nothing until stopped.
+struct Deaf {
+    path: std::path::PathBuf,
+    stop: std::sync::mpsc::Sender<()>,
+    server: std::thread::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Deaf {
+    fn start(name: &str) -> Self {
+        let (listener, path, dir) = listener(name);
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let _s = accept_and_negotiate(&listener);
+            let _ = stop_rx.recv();
+        });
+        Deaf {
+            path,
+            stop,
+            server,
+            _dir: dir,
+        }
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(UnixStream::connect(&self.path).unwrap(), Config::default()).unwrap()
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        self.server.join().unwrap();
+    }
+}
+
+/// `call` with a 300 ms timeout times out, well before 5 s.
+fn times_out_promptly(qmp: &Client, call: Call) {
+    let start = Instant::now();
+    let err = qmp
+        .call(call.timeout(Some(Duration::from_millis(300))))
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[test]
 fn a_write_to_a_server_that_stopped_reading_times_out() {
-    let (listener, path, _dir) = listener("deaf");
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let _s = accept_and_negotiate(&listener);
-        // Deaf from now on, until the test ends.
-        let _ = stop_rx.recv();
-    });
-    let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
+    let deaf = Deaf::start("deaf");
+    let qmp = deaf.connect();
     let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(16 << 20));
-    for call in [Call::new("huge").arguments(huge), Call::new("query-status")] {
-        let start = Instant::now();
-        let err = qmp
-            .call(call.timeout(Some(Duration::from_millis(300))))
-            .unwrap_err();
-        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
+    let file = std::fs::File::open("/dev/null").unwrap();
+    // The first carries an fd, so its bytes go with one sendmsg per chunk:
+    // that is bounded by the deadline too.
+    let with_fd = Call::new("getfd")
+        .arguments(huge.clone())
+        .fd(std::os::fd::AsFd::as_fd(&file))
+        .unwrap();
+    for call in [
+        with_fd,
+        Call::new("huge").arguments(huge),
+        Call::new("query-status"),
+    ] {
+        times_out_promptly(&qmp, call);
     }
-    drop(stop_tx);
-    server.join().unwrap();
+    deaf.stop();
+}
+
+#[test]
+fn a_call_behind_a_write_with_no_deadline_keeps_its_own() {
+    let deaf = Deaf::start("stuck");
+    let qmp = deaf.connect();
+    // A call with no timeout whose 16 MiB the server never reads: it waits
+    // for room in the socket for as long as the connection lasts.
+    let stuck = {
+        let qmp = qmp.clone();
+        std::thread::spawn(move || {
+            let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(16 << 20));
+            qmp.call(Call::new("huge").arguments(huge).timeout(None))
+        })
+    };
+    // Wait until its bytes filled the socket (the session queue is empty
+    // once the writer took them).
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!stuck.is_finished(), "the stuck call returned early");
+    for _ in 0..2 {
+        times_out_promptly(&qmp, Call::new("query-status"));
+    }
+    // Closing ends the stuck write too.
+    qmp.close();
+    let err = stuck.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Disconnected(_)), "{err:?}");
+    deaf.stop();
 }
