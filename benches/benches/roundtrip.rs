@@ -44,6 +44,8 @@
 //!   each tokio runtime flavour (`multi_thread` is what `#[tokio::main]`
 //!   gives); in flight: `join_all` of 64 calls.
 //! - `qmp-smol`: the same on smol (driver on smol's global executor).
+//! - `qmp-smol/local`: the same with the driver on an executor of ours
+//!   (`Smol::on`), run by the benchmark's own `block_on` thread.
 //! - `qapi-rs/current_thread`, `qapi-rs/multi_thread`: qapi-rs 0.15's tokio
 //!   client (`QmpStreamTokio`, its events task spawned with `spawn_tokio`),
 //!   running its own `qapi::qmp::query_status` into its own `StatusInfo`. It
@@ -557,10 +559,63 @@ fn connect_tokio(
     client
 }
 
-/// A `qmp-smol` client on `path`, checked against `expected`.
-fn connect_smol(path: &Path, n: usize, expected: Outcome) -> qmp_smol::Client {
-    let client = smol::block_on(qmp_smol::connect_unix(path, config())).expect("qmp-smol: connect");
-    assert_eq!(smol::block_on(qmp_async(&client, n)), expected, "qmp-smol");
+/// The smol peers: the driver on smol's global executor, or on one of ours.
+#[derive(Debug, Clone, Copy)]
+enum SmolPeer {
+    Global,
+    Local,
+}
+
+impl SmolPeer {
+    fn name(self) -> &'static str {
+        match self {
+            SmolPeer::Global => "qmp-smol",
+            SmolPeer::Local => "qmp-smol/local",
+        }
+    }
+
+    /// The executor to run the driver on, for `Local`.
+    fn executor(self) -> Option<Arc<smol::Executor<'static>>> {
+        match self {
+            SmolPeer::Global => None,
+            SmolPeer::Local => Some(Arc::new(smol::Executor::new())),
+        }
+    }
+}
+
+/// `future`, run alongside `executor`'s tasks when there is one.
+async fn on_executor<T>(
+    executor: Option<&smol::Executor<'static>>,
+    future: impl Future<Output = T>,
+) -> T {
+    match executor {
+        Some(ex) => ex.run(future).await,
+        None => future.await,
+    }
+}
+
+/// A `qmp-smol` client on `path` with its driver on `executor` (smol's global
+/// one if `None`), checked against `expected`.
+fn connect_smol(
+    executor: Option<&Arc<smol::Executor<'static>>>,
+    path: &Path,
+    n: usize,
+    expected: Outcome,
+) -> qmp_smol::Client {
+    let runtime =
+        executor.map_or_else(qmp_smol::Smol::default, |ex| qmp_smol::Smol::on(ex.clone()));
+    let ex = executor.map(|ex| &**ex);
+    let client = smol::block_on(on_executor(ex, async {
+        let stream = UnixStream::connect(path)?;
+        let transport = qmp_smol::unix_transport(stream)?;
+        qmp_smol::Client::connect(runtime, transport, config()).await
+    }))
+    .expect("qmp-smol: connect");
+    assert_eq!(
+        smol::block_on(on_executor(ex, qmp_async(&client, n))),
+        expected,
+        "qmp-smol"
+    );
     client
 }
 
@@ -637,13 +692,14 @@ fn run_group<M: Measurement>(
         drop(client);
     }
 
-    {
+    for peer in [SmolPeer::Global, SmolPeer::Local] {
         let qemu = qemu(builder);
-        let client = connect_smol(qemu.qmp_path(), n, expected);
-        group.bench_function("qmp-smol", |b| {
-            let client = &client;
+        let executor = peer.executor();
+        let client = connect_smol(executor.as_ref(), qemu.qmp_path(), n, expected);
+        group.bench_function(peer.name(), |b| {
+            let (client, ex) = (&client, executor.as_deref());
             b.to_async(SmolExecutor)
-                .iter(|| async move { black_box(qmp_async(client, n).await) });
+                .iter(|| async move { black_box(on_executor(ex, qmp_async(client, n)).await) });
         });
     }
 
@@ -846,16 +902,18 @@ fn run_paired(c: &mut Criterion<WallTime>, builder: &QemuBuilder, expected: Outc
         drop(client);
     }
 
-    {
+    for peer in [SmolPeer::Global, SmolPeer::Local] {
         let qemu = PairedQemu::spawn(builder);
         let pairing = Pairing::new(&qemu, expected);
-        let client = connect_smol(qemu.qemu.qmp_path(), 1, expected);
-        group.bench_function("qmp-smol", |b| {
-            let (client, pairing) = (&client, &pairing);
-            b.to_async(SmolExecutor)
-                .iter_custom(|iters| pairing.sample_async(iters, || qmp_async(client, 1)));
+        let executor = peer.executor();
+        let client = connect_smol(executor.as_ref(), qemu.qemu.qmp_path(), 1, expected);
+        group.bench_function(peer.name(), |b| {
+            let (client, pairing, ex) = (&client, &pairing, executor.as_deref());
+            b.to_async(SmolExecutor).iter_custom(|iters| {
+                on_executor(ex, pairing.sample_async(iters, || qmp_async(client, 1)))
+            });
         });
-        pairing.report("qmp-smol");
+        pairing.report(peer.name());
     }
 
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {

@@ -2,7 +2,8 @@
 //!
 //! A thin adapter over [`qmp_io`]'s async driver: it connects (unix path, tcp
 //! address, an open stream, or a QEMU it launches), spawns the connection task
-//! on smol's global executor, and re-exports the client API. Handles are cheap
+//! on smol's global executor (or an executor of yours, [`Smol::on`]), and
+//! re-exports the client API. Handles are cheap
 //! to clone, `Send + Sync`; dropping a call's future abandons the command.
 //!
 //! ```no_run
@@ -25,6 +26,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
+use std::sync::Arc;
 
 use smol::Async;
 
@@ -36,9 +38,41 @@ pub type Client = qmp_io::nonblocking::Client<Smol>;
 /// The async guest-agent client on smol.
 pub type GuestAgent = qmp_io::nonblocking::GuestAgent<Smol>;
 
-/// smol's timer and global executor, for the driver.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Smol;
+/// smol's timer and an executor for the connection task: smol's global one
+/// (`Smol::default()`), or one of yours.
+#[derive(Debug, Clone, Default)]
+pub struct Smol {
+    executor: Option<Arc<smol::Executor<'static>>>,
+}
+
+impl Smol {
+    /// Runs connection tasks on `executor`. Driven by the thread that calls
+    /// (`smol::block_on(executor.run(..))`), the connection's reads, writes
+    /// and wake-ups stay on that thread: no hop to smol's global executor
+    /// threads and back for every reply. The executor must be run for as long
+    /// as the connection is used.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), qmp_smol::Error> {
+    /// use std::sync::Arc;
+    ///
+    /// let ex = Arc::new(smol::Executor::new());
+    /// smol::block_on(ex.run(async {
+    ///     let stream = std::os::unix::net::UnixStream::connect("/run/qmp.sock")?;
+    ///     let transport = qmp_smol::unix_transport(stream)?;
+    ///     let runtime = qmp_smol::Smol::on(ex.clone());
+    ///     let qmp = qmp_smol::Client::connect(runtime, transport, qmp_smol::Config::default()).await?;
+    ///     println!("{}", qmp.execute_raw("query-status", None).await?);
+    ///     Ok(())
+    /// }))
+    /// # }
+    /// ```
+    pub fn on(executor: Arc<smol::Executor<'static>>) -> Self {
+        Smol {
+            executor: Some(executor),
+        }
+    }
+}
 
 /// A smol timer as a `Future<Output = ()>`.
 #[derive(Debug)]
@@ -60,7 +94,10 @@ impl qmp_io::nonblocking::Runtime for Smol {
     }
 
     fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
-        smol::spawn(task).detach();
+        match &self.executor {
+            Some(executor) => executor.spawn(task).detach(),
+            None => smol::spawn(task).detach(),
+        }
     }
 }
 
@@ -125,7 +162,7 @@ pub async fn connect_tcp(addr: SocketAddr, config: Config) -> Result<Client> {
 /// Runs the QMP handshake on a stream that is already open (wrap a
 /// futures-io stream in [`Io`], a std unix socket with [`unix_transport`]).
 pub async fn connect(transport: impl Transport, config: Config) -> Result<Client> {
-    Client::connect(Smol, transport, config).await
+    Client::connect(Smol::default(), transport, config).await
 }
 
 /// Launches a private QEMU and connects to its QMP socket. The process is
@@ -139,5 +176,5 @@ pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)>
 /// Connects to a guest agent's unix socket and synchronises.
 pub async fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
     let transport = unix(path.as_ref(), &config).await?;
-    GuestAgent::connect(Smol, transport, config).await
+    GuestAgent::connect(Smol::default(), transport, config).await
 }

@@ -38,8 +38,47 @@ impl qmp_testsuite::Harness for SmolHarness {
 
     async fn guest_agent_on(stream: UnixStream, config: Config) -> Result<GuestAgent> {
         let transport = qmp_smol::unix_transport(stream)?;
-        GuestAgent::connect(Smol, transport, config).await
+        GuestAgent::connect(Smol::default(), transport, config).await
     }
 }
 
 qmp_testsuite::async_suite!(SmolHarness);
+
+/// `Smol::on` puts the connection task on the given executor: while nobody
+/// runs that executor the handshake cannot happen; run by the calling thread,
+/// the client works.
+#[test]
+fn a_client_on_an_executor_of_ours_runs_there() {
+    let Some(builder) = qmp_io::testing::require_qemu("a_client_on_an_executor_of_ours_runs_there")
+    else {
+        return;
+    };
+    let qemu = builder.spawn().unwrap();
+    let connect = |executor: &std::sync::Arc<smol::Executor<'static>>, config: Config| {
+        let stream = UnixStream::connect(qemu.qmp_path()).unwrap();
+        let transport = qmp_smol::unix_transport(stream).unwrap();
+        Client::connect(Smol::on(executor.clone()), transport, config)
+    };
+
+    let idle = std::sync::Arc::new(smol::Executor::new());
+    let config = Config::default().connect_timeout(Duration::from_millis(300));
+    let err = smol::block_on(connect(&idle, config)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            qmp_smol::Error::Disconnected(qmp_smol::Disconnect::HandshakeTimeout(_))
+        ),
+        "{err:?}"
+    );
+    // Dropping the executor drops the task and its socket, freeing QEMU's
+    // monitor for the next client.
+    drop(idle);
+
+    let ex = std::sync::Arc::new(smol::Executor::new());
+    let status = smol::block_on(ex.run(async {
+        let qmp = connect(&ex, Config::default()).await?;
+        qmp.execute_raw("query-status", None).await
+    }))
+    .unwrap();
+    assert!(status.as_str().contains("\"status\""), "{status:?}");
+}
