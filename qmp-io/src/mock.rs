@@ -423,6 +423,10 @@ impl MockQemu {
     /// While `hold` is set, commands are recorded but not answered. Clearing
     /// it answers the held commands in order, on the calling thread, before
     /// newer ones.
+    ///
+    /// `exec-oob` commands are never held: as in QEMU, where they run at once
+    /// in the monitor's I/O thread while the main loop is busy, their replies
+    /// overtake the held in-band ones.
     pub fn hold_replies(&self, hold: bool) {
         let mut state = lock(&self.shared.state);
         state.hold = hold;
@@ -893,7 +897,8 @@ fn dispatch(shared: &Arc<Shared>, pending: Pending) {
             });
             shared.changed.notify_all();
         }
-        if state.hold || state.releasing || !state.held.is_empty() {
+        let busy = state.hold || state.releasing || !state.held.is_empty();
+        if busy && !pending.request.oob {
             state.held.push_back(pending);
             return;
         }

@@ -415,3 +415,25 @@ fn a_call_behind_a_write_with_no_deadline_keeps_its_own() {
     assert!(matches!(err, Error::Disconnected(_)), "{err:?}");
     deaf.stop();
 }
+
+#[test]
+fn an_oob_reply_overtakes_a_held_one() {
+    let mock = MockQemu::start().unwrap();
+    mock.on_return("slow", "1");
+    mock.on_return("migrate-pause", "{}");
+    let qmp = connect(&mock, Config::default()).unwrap();
+    mock.hold_replies(true);
+    let slow = {
+        let qmp = qmp.clone();
+        std::thread::spawn(move || qmp.execute_raw("slow", None))
+    };
+    assert!(
+        mock.wait_for_command("slow", Duration::from_secs(5))
+            .is_some()
+    );
+    let paused = qmp.execute_raw_oob("migrate-pause", None).unwrap();
+    assert_eq!(paused.as_str(), "{}");
+    assert!(!slow.is_finished(), "the held call was answered early");
+    mock.hold_replies(false);
+    assert_eq!(slow.join().unwrap().unwrap().as_str(), "1");
+}

@@ -655,6 +655,27 @@ fn oob_commands_are_recorded_as_such() {
 }
 
 #[test]
+fn oob_replies_overtake_held_ones() {
+    let qemu = MockQemu::start().unwrap();
+    qemu.on_return("slow", r#""slow""#);
+    qemu.on_return("migrate-pause", "{}");
+    let (mut c, _) = TestClient::ready(&qemu);
+    qemu.hold_replies(true);
+    let slow = c.send("slow", None);
+    assert!(qemu.wait_for_command("slow", TIMEOUT).is_some());
+    let oob = c
+        .client
+        .send_command_raw_oob("migrate-pause", None)
+        .unwrap();
+    c.flush();
+    // The oob reply comes first, while the in-band one is still held.
+    assert_eq!(c.next(), Out::Reply(oob.0, Ok("{}".to_owned())));
+    assert_eq!(c.next_within(Duration::from_millis(200)), None);
+    qemu.hold_replies(false);
+    assert_eq!(c.next(), Out::Reply(slow, Ok(r#""slow""#.to_owned())));
+}
+
+#[test]
 fn drop_does_not_hang_with_a_client_connected() {
     let qemu = MockQemu::start().unwrap();
     let path = qemu.path().to_owned();
