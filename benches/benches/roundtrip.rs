@@ -36,7 +36,9 @@
 //!   commands in one write), reads until it has counted as many LFs. It parses
 //!   nothing: no client can do less.
 //! - `qmp-std`: `Client::execute` with a typed `QueryStatus` decoding into a
-//!   `StatusInfo`; in flight: 64 threads sharing the client, each making
+//!   `StatusInfo`; `sequential/wall/qmp-std/after_idle` makes each call after
+//!   15 ms without one (outside the timing), when the client's background
+//!   thread holds the socket and hands it over; in flight: 64 threads sharing the client, each making
 //!   [`CALLS_PER_THREAD`] calls back to back per iteration (so 64 are in
 //!   flight throughout, and the barriers that start and end an iteration are
 //!   a small part of its cost); its throughput counts all of them.
@@ -226,6 +228,11 @@ impl Floor {
 }
 
 // ---------------------------------------------------------------- our clients
+
+/// The pause before each call of `sequential/wall/qmp-std/after_idle`:
+/// longer than the blocking client's quiet period (10 ms), after which its
+/// background thread holds the socket.
+const IDLE: Duration = Duration::from_millis(15);
 
 /// Calls each `qmp-std` thread makes per in-flight iteration.
 const CALLS_PER_THREAD: usize = 16;
@@ -794,10 +801,14 @@ impl Pairing {
         peer
     }
 
-    /// `iters` paired iterations of the blocking `peer` round trip.
-    fn sample(&self, iters: u64, mut peer: impl FnMut()) -> Duration {
+    /// `iters` paired iterations of the blocking `peer` round trip, each
+    /// after `idle` without a call.
+    fn sample(&self, iters: u64, idle: Duration, mut peer: impl FnMut()) -> Duration {
         let (mut p, mut f) = (Duration::ZERO, Duration::ZERO);
         for i in 0..iters {
+            if !idle.is_zero() {
+                std::thread::sleep(idle);
+            }
             if i % 2 == 0 {
                 f += self.floor_trip();
             }
@@ -874,18 +885,20 @@ fn run_paired(c: &mut Criterion<WallTime>, builder: &QemuBuilder, expected: Outc
         });
     }
 
-    {
+    // qmp-std back to back, and after an idle period, when its background
+    // thread holds the socket and must hand it over.
+    for (name, idle) in [("qmp-std", Duration::ZERO), ("qmp-std/after_idle", IDLE)] {
         let qemu = PairedQemu::spawn(builder);
         let pairing = Pairing::new(&qemu, expected);
         let client = connect_std(qemu.qemu.qmp_path(), 1, expected);
-        group.bench_function("qmp-std", |b| {
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                pairing.sample(iters, || {
+                pairing.sample(iters, idle, || {
                     assert_eq!(black_box(qmp_std_sequential(&client)).replies, 1);
                 })
             });
         });
-        pairing.report("qmp-std");
+        pairing.report(name);
     }
 
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
