@@ -359,6 +359,7 @@ impl<B: Buffer> Framer<B> {
     /// Appends bytes to the buffer; returns how many were taken. Fewer than
     /// `data.len()` means the buffer is full: drain [`Framer::next`] first.
     #[must_use = "bytes not taken must be pushed again"]
+    #[inline]
     pub fn push(&mut self, data: &[u8]) -> usize {
         // Move the unread tail to the front once at least half the buffer is
         // dead, or when room is needed: each byte moves O(1) times amortised.
@@ -397,7 +398,12 @@ impl<B: Buffer> Framer<B> {
 
     /// Drops the first `n` bytes of the buffer and shifts every position.
     fn compact(&mut self, n: usize) {
-        self.buf.discard_front(n);
+        if n == self.buf.len() {
+            // Nothing left to move: the usual case between messages.
+            self.buf.truncate(0);
+        } else {
+            self.buf.discard_front(n);
+        }
         self.sc.shift(n);
         self.last = (0, 0, Kind::Unknown);
     }
@@ -420,8 +426,10 @@ impl<B: Buffer> Framer<B> {
     /// with a message before they borrow it.
     #[inline]
     pub(crate) fn advance(&mut self) -> Option<Info> {
-        // New bytes that only continue a plain run need no state change: the
-        // common case when input trickles in, kept out of the big `scan`.
+        // New bytes that only continue a plain run need no state change, and
+        // a single one that starts a key or value or is a `:` or `,` of the
+        // message object needs no more than that: the common cases when input
+        // trickles in, kept out of the big `scan`.
         if self.buf.room() != 0 && self.sc.resume_plain(self.buf.bytes()) {
             return None;
         }
@@ -432,10 +440,12 @@ impl<B: Buffer> Framer<B> {
         {
             return self.report(step);
         }
-        // Punctuation and the starts of keys and values of the message object:
-        // the other bytes that trickling input brings one at a time.
-        if self.buf.room() != 0 && self.sc.resume_top(self.buf.bytes()) {
-            return None;
+        // Brackets, the ends of keys and values and of the message: the other
+        // bytes that trickling input brings one at a time.
+        if self.buf.room() != 0
+            && let Some(step) = self.sc.resume_top(self.buf.bytes())
+        {
+            return self.report(step);
         }
         self.advance_scan()
     }
@@ -570,6 +580,7 @@ impl Scanner {
         self.start = self.pos;
     }
 
+    #[inline]
     fn shift(&mut self, n: usize) {
         self.start -= n.min(self.start);
         self.pos -= n;
@@ -794,7 +805,8 @@ impl Scanner {
     /// quotes, and in the message object whitespace between tokens and the
     /// rest of a number or literal. Moves `pos` over them; true when that
     /// used up all the bytes, so `scan` has nothing to do. (Input that
-    /// trickles in takes this path for most bytes.)
+    /// trickles in takes this path for most bytes; a single new byte in a
+    /// message goes to [`Scanner::resume_one`].)
     #[inline]
     fn resume_plain(&mut self, bytes: &[u8]) -> bool {
         if self.skipping {
@@ -809,6 +821,9 @@ impl Scanner {
             self.start = i;
             self.pos = i;
             return i == bytes.len();
+        }
+        if i + 1 == bytes.len() && i - self.start < self.max_size {
+            return self.resume_one(bytes[i]);
         }
         if !matches!(self.lex, Lex::Str | Lex::Struct) {
             return self.pos == bytes.len();
@@ -853,34 +868,151 @@ impl Scanner {
         i == bytes.len()
     }
 
-    /// Cheap resume for new bytes in the message object that need no more
-    /// than a change of state: whitespace, `:` and `,`, the start of a key,
-    /// a string or a number, the rest of a number, the end of a key (the end
-    /// of a value, errors and the end of the message are `scan`'s). Moves
-    /// `pos` over them; true when that used up all the bytes. Kept out of
-    /// line: only input that trickles in gets here often.
-    #[inline(never)]
-    fn resume_top(&mut self, bytes: &[u8]) -> bool {
-        if self.skipping || self.depth != 1 || !matches!(self.lex, Lex::Struct | Lex::Str) {
-            return false;
+    /// [`Scanner::resume_plain`] for the one new byte `b` at `pos`, within the
+    /// size limit: one table lookup for the state rather than the setup of a
+    /// run. In the message object it also takes `:` and `,` and the first
+    /// byte of a key, a string or a number, which need no more than a change
+    /// of state and come as often as the ends of runs. Any other byte would
+    /// have stopped the run too, so nothing changes then.
+    #[inline(always)]
+    fn resume_one(&mut self, b: u8) -> bool {
+        let plain = PLAIN[b as usize];
+        let ok = match self.lex {
+            Lex::Str if plain & P_STRING != 0 => true,
+            Lex::Str => {
+                let closes = b == b'"' && self.depth > 1;
+                if closes {
+                    self.lex = Lex::Struct;
+                }
+                closes
+            }
+            Lex::Struct if self.depth > 1 => match b {
+                b'"' => {
+                    self.lex = Lex::Str;
+                    true
+                }
+                _ => plain & P_NESTED != 0,
+            },
+            Lex::Struct => match self.top {
+                Top::InScalar => plain & P_SCALAR != 0,
+                Top::KeyOrEnd | Top::Key | Top::Colon | Top::Value | Top::After
+                    if plain & P_WS != 0 =>
+                {
+                    true
+                }
+                Top::Colon if b == b':' => {
+                    self.top = Top::Value;
+                    true
+                }
+                Top::After if b == b',' => {
+                    self.top = Top::Key;
+                    true
+                }
+                Top::KeyOrEnd | Top::Key if b == b'"' => {
+                    self.token = self.pos;
+                    self.token_cut = false;
+                    self.key_escaped = false;
+                    self.top = Top::InKey;
+                    self.lex = Lex::Str;
+                    true
+                }
+                Top::Value if b == b'"' => {
+                    self.token = self.pos;
+                    self.token_cut = false;
+                    self.top = Top::InStr;
+                    self.lex = Lex::Str;
+                    true
+                }
+                Top::Value if plain & P_SCALAR != 0 => {
+                    self.token = self.pos;
+                    self.token_cut = false;
+                    self.top = Top::InScalar;
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if ok {
+            self.pos += 1;
         }
-        let limit = bytes.len().min(self.start.saturating_add(self.max_size));
+        ok
+    }
+
+    /// Cheap resume for the bytes in a message that trickling input brings
+    /// one at a time and [`Scanner::resume_plain`] leaves: punctuation and
+    /// whitespace, brackets, the starts and ends of keys and values, the end
+    /// of the message. Stops for `scan` at anything else (an escape or a
+    /// non-ASCII or control byte in a string, an error in the message object,
+    /// the size limit), with the state `scan` would have there. Otherwise
+    /// returns what `scan` would: `Step::More` once all the bytes are used,
+    /// the message, or an error it found on the way (the state is then past
+    /// the point of going back). The work is out of line, in
+    /// [`Scanner::resume_byte`] for a single new byte and in
+    /// [`Scanner::resume_run`] for more: only input that trickles in gets
+    /// there often.
+    #[inline]
+    fn resume_top(&mut self, bytes: &[u8]) -> Option<Step> {
+        if self.skipping || !matches!(self.lex, Lex::Struct | Lex::Str) {
+            return None;
+        }
+        let i = self.pos;
+        if i + 1 == bytes.len() && i - self.start < self.max_size {
+            self.resume_byte(bytes, i)
+        } else {
+            self.resume_run(bytes)
+        }
+    }
+
+    /// [`Scanner::resume_top`] for more than one new byte (or at the size
+    /// limit).
+    #[inline(never)]
+    fn resume_run(&mut self, bytes: &[u8]) -> Option<Step> {
         let mut i = self.pos;
-        loop {
+        let limit = bytes.len().min(self.start.saturating_add(self.max_size));
+        // Checked first: the bytes mostly run out right after a step.
+        while i < limit {
             if self.lex == Lex::Str {
                 i = string_stop(bytes, i, limit);
-                if self.top != Top::InKey || i == limit || bytes[i] != b'"' {
+                if i == limit || bytes[i] != b'"' {
                     break;
                 }
-                self.end_key(bytes, i);
-                self.top = Top::Colon;
-                self.lex = Lex::Struct;
+                if let Some(step) = self.close_string(bytes, i) {
+                    return Some(step);
+                }
                 i += 1;
                 continue;
             }
+            if self.depth > 1 {
+                match nested(self, &bytes[..limit], i) {
+                    Nested::Closed(end) => {
+                        i = end;
+                        if let Some(e) = self.end_value(bytes, i) {
+                            return Some(self.fail(bytes, i, e));
+                        }
+                        self.top = Top::After;
+                    }
+                    Nested::Str(at) => {
+                        self.lex = Lex::Str;
+                        i = at;
+                        continue;
+                    }
+                    Nested::More => {
+                        i = limit;
+                        break;
+                    }
+                    Nested::Fail(at, e) => return Some(self.fail(bytes, at, e)),
+                }
+            }
             if self.top == Top::InScalar {
                 i = scalar_end(bytes, i, limit);
-                break;
+                if i == limit {
+                    break;
+                }
+                if let Some(e) = self.end_value(bytes, i) {
+                    return Some(self.fail(bytes, i + 1, e));
+                }
+                self.top = Top::After;
             }
             while i < limit && is_ws(bytes[i]) {
                 i += 1;
@@ -891,6 +1023,7 @@ impl Scanner {
             match (self.top, b) {
                 (Top::Colon, b':') => self.top = Top::Value,
                 (Top::After, b',') => self.top = Top::Key,
+                (Top::KeyOrEnd | Top::After, b'}') => return Some(self.end_message(i + 1)),
                 (Top::KeyOrEnd | Top::Key, b'"') => {
                     self.token = i;
                     self.token_cut = false;
@@ -904,6 +1037,11 @@ impl Scanner {
                     self.top = Top::InStr;
                     self.lex = Lex::Str;
                 }
+                (Top::Value, b'{' | b'[') => {
+                    if let Some(step) = self.open_value(bytes, i) {
+                        return Some(step);
+                    }
+                }
                 (Top::Value, _) if CLASS[b as usize] == C_SCALAR => {
                     self.token = i;
                     self.token_cut = false;
@@ -914,7 +1052,110 @@ impl Scanner {
             i += 1;
         }
         self.pos = i;
-        i == bytes.len()
+        (i == bytes.len()).then_some(Step::More)
+    }
+
+    /// The `{` or `[` at `i` that starts a member's value (`Some` when it is
+    /// one level too deep).
+    #[inline]
+    fn open_value(&mut self, bytes: &[u8], i: usize) -> Option<Step> {
+        self.token = i;
+        self.token_cut = false;
+        self.top = Top::InNested;
+        if self.open(bytes[i] == b'[') {
+            return None;
+        }
+        let limit = self.max_depth;
+        Some(self.fail(bytes, i + 1, FrameError::TooDeep { limit }))
+    }
+
+    /// The closing quote at `quote` of a string: back to structure, and at
+    /// depth 1 the end of a key or of a string value (`Some` on an error).
+    #[inline]
+    fn close_string(&mut self, bytes: &[u8], quote: usize) -> Option<Step> {
+        self.lex = Lex::Struct;
+        if self.depth == 1 {
+            match self.top {
+                Top::InKey => {
+                    self.end_key(bytes, quote);
+                    self.top = Top::Colon;
+                }
+                Top::InStr => {
+                    if let Some(e) = self.end_value(bytes, quote + 1) {
+                        return Some(self.fail(bytes, quote + 1, e));
+                    }
+                    self.top = Top::After;
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// [`Scanner::resume_top`] for the one new byte `bytes[i]` at `pos`, within
+    /// the size limit, that [`Scanner::resume_one`] left: a single step, with
+    /// no run to set up. `None` leaves the byte to `scan`, with the state
+    /// `scan` would have before it.
+    #[inline(never)]
+    fn resume_byte(&mut self, bytes: &[u8], i: usize) -> Option<Step> {
+        let b = bytes[i];
+        let end = i + 1;
+        match self.lex {
+            Lex::Str => {
+                if b != b'"' {
+                    return None;
+                }
+                if let Some(step) = self.close_string(bytes, i) {
+                    return Some(step);
+                }
+            }
+            Lex::Struct if self.depth > 1 => match CLASS[b as usize] {
+                C_OPEN_OBJ | C_OPEN_ARR => {
+                    if !self.open(b == b'[') {
+                        let limit = self.max_depth;
+                        return Some(self.fail(bytes, end, FrameError::TooDeep { limit }));
+                    }
+                }
+                C_CLOSE_OBJ | C_CLOSE_ARR => match self.close(b == b']') {
+                    Some(false) => {}
+                    Some(true) => {
+                        if let Some(e) = self.end_value(bytes, end) {
+                            return Some(self.fail(bytes, end, e));
+                        }
+                        self.top = Top::After;
+                    }
+                    None => return Some(self.fail(bytes, end, FrameError::MismatchedBracket)),
+                },
+                _ => return None,
+            },
+            Lex::Struct => {
+                if self.top == Top::InScalar {
+                    if CLASS[b as usize] == C_SCALAR {
+                        return None;
+                    }
+                    if let Some(e) = self.end_value(bytes, i) {
+                        return Some(self.fail(bytes, end, e));
+                    }
+                    self.top = Top::After;
+                }
+                // Punctuation and the starts of keys and of other values are
+                // `resume_one`'s, but for the byte that ends a number or literal.
+                match (self.top, b) {
+                    (Top::After, b',') => self.top = Top::Key,
+                    (Top::KeyOrEnd | Top::After, b'}') => return Some(self.end_message(end)),
+                    (Top::Value, b'{' | b'[') => {
+                        if let Some(step) = self.open_value(bytes, i) {
+                            return Some(step);
+                        }
+                    }
+                    (Top::After, b' ' | b'\t' | b'\r' | b'\n') => {}
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+        self.pos = end;
+        Some(Step::More)
     }
 
     /// The scanner proper. Resumes at `self.pos` in state `self.lex`. `full`
@@ -991,21 +1232,8 @@ impl Scanner {
                     i = j + 1;
                     match b {
                         b'"' => {
-                            self.lex = Lex::Struct;
-                            if self.depth == 1 {
-                                match self.top {
-                                    Top::InKey => {
-                                        self.end_key(bytes, j);
-                                        self.top = Top::Colon;
-                                    }
-                                    Top::InStr => {
-                                        if let Some(e) = self.end_value(bytes, i) {
-                                            return self.fail(bytes, i, e);
-                                        }
-                                        self.top = Top::After;
-                                    }
-                                    _ => {}
-                                }
+                            if let Some(step) = self.close_string(bytes, j) {
+                                return step;
                             }
                         }
                         _ => match string_special(b) {
@@ -1567,5 +1795,37 @@ static CLASS: [u8; 256] = {
     t[b'-' as usize] = C_SCALAR;
     t[b'+' as usize] = C_SCALAR;
     t[b'.' as usize] = C_SCALAR;
+    t
+};
+
+/// [`PLAIN`] bit: the byte goes on with a string (`string_stop` passes it).
+const P_STRING: u8 = 1;
+/// [`PLAIN`] bit: the byte is plain in a nested value, outside strings.
+const P_NESTED: u8 = 2;
+/// [`PLAIN`] bit: the byte goes on with a number or literal.
+const P_SCALAR: u8 = 4;
+/// [`PLAIN`] bit: whitespace between tokens.
+const P_WS: u8 = 8;
+
+/// For [`Scanner::resume_one`]: the runs a byte goes on with, as `P_*` bits.
+static PLAIN: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let class = CLASS[b];
+        if b >= 0x20 && b < 0x80 && b != b'"' as usize && b != b'\\' as usize {
+            t[b] |= P_STRING;
+        }
+        if class >= C_WS {
+            t[b] |= P_NESTED;
+        }
+        if class == C_SCALAR {
+            t[b] |= P_SCALAR;
+        }
+        if class == C_WS {
+            t[b] |= P_WS;
+        }
+        b += 1;
+    }
     t
 };
