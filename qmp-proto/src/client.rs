@@ -106,6 +106,46 @@ pub struct Timestamp {
     pub microseconds: i64,
 }
 
+impl Timestamp {
+    /// Reads `{"seconds": S, "microseconds": U}` in one walk over its members
+    /// (the first of a repeated key counts, as with [`RawJson::get`]).
+    fn parse(t: RawJson<'_>) -> Option<Self> {
+        Self::parse_qemu(t.bytes()).or_else(|| Self::parse_any(t))
+    }
+
+    /// QEMU's exact spelling, `{"seconds": S, "microseconds": U}`, without a
+    /// walk; `None` for anything else.
+    fn parse_qemu(bytes: &[u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(b"{\"seconds\": ")?;
+        let comma = rest.iter().position(|&b| b == b',')?;
+        let (seconds, rest) = rest.split_at(comma);
+        let microseconds = rest
+            .strip_prefix(b", \"microseconds\": ")?
+            .strip_suffix(b"}")?;
+        Some(Timestamp {
+            seconds: RawJson::new_unchecked(seconds).as_i64()?,
+            microseconds: RawJson::new_unchecked(microseconds).as_i64()?,
+        })
+    }
+
+    fn parse_any(t: RawJson<'_>) -> Option<Self> {
+        let mut seconds = None;
+        let mut microseconds = None;
+        crate::json::for_each_member(t.bytes(), |k, v| {
+            if seconds.is_none() && k.eq_str("seconds") {
+                seconds = Some(v.as_i64());
+            } else if microseconds.is_none() && k.eq_str("microseconds") {
+                microseconds = Some(v.as_i64());
+            }
+            seconds.is_some() && microseconds.is_some()
+        });
+        Some(Timestamp {
+            seconds: seconds??,
+            microseconds: microseconds??,
+        })
+    }
+}
+
 /// An asynchronous event.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
@@ -121,12 +161,7 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     pub(crate) fn parse(message: RawMessage<'a>) -> Option<Self> {
         let name = message.get(Key::Event)?.as_json_str()?;
-        let timestamp = message.get(Key::Timestamp).and_then(|t| {
-            Some(Timestamp {
-                seconds: t.get("seconds")?.as_i64()?,
-                microseconds: t.get("microseconds")?.as_i64()?,
-            })
-        });
+        let timestamp = message.get(Key::Timestamp).and_then(Timestamp::parse);
         Some(Event {
             name,
             data: message.get(Key::Data),
@@ -403,8 +438,10 @@ impl<S: Storage> Client<S> {
                 Ok(Emit::Greeting)
             }
             Kind::Event => {
+                // What `Event::parse` needs when the event is handed out.
                 message
-                    .and_then(|m| Event::parse(*m))
+                    .and_then(|m| m.get(Key::Event))
+                    .and_then(|name| name.as_json_str())
                     .ok_or(ProtocolError::MalformedEvent)?;
                 Ok(Emit::Event)
             }

@@ -162,10 +162,14 @@ impl<'a> JsonStr<'a> {
 
     /// True when the decoded string equals `s`.
     pub fn eq_str(&self, s: &str) -> bool {
-        match self.as_plain() {
-            Some(plain) => plain == s,
-            None => self.chars().eq(s.chars()),
+        // Escapes only shorten: a raw text shorter than `s` cannot decode to it.
+        if self.raw.len() < s.len() {
+            return false;
         }
+        if !self.raw.contains(&b'\\') {
+            return self.raw == s.as_bytes();
+        }
+        self.chars().eq(s.chars())
     }
 
     /// The decoded string, allocated.

@@ -384,8 +384,14 @@ impl<S: Storage> Server<S> {
         data: Option<&str>,
         timestamp: Timestamp,
     ) -> Result<(), UsageError> {
-        if data.is_some_and(|d| !d.trim_start().starts_with('{')) {
-            return Err(UsageError::ArgumentsNotAnObject);
+        if let Some(d) = data {
+            if !d.trim_start().starts_with('{') {
+                return Err(UsageError::ArgumentsNotAnObject);
+            }
+            // The only caller-supplied JSON: checked alone, one level below
+            // the message's own object.
+            crate::json::check_object(d.as_bytes(), crate::framer::MAX_DEPTH - 1)
+                .map_err(UsageError::InvalidArguments)?;
         }
         let mut w = Writer::new(&mut self.tx.buf);
         w.put(b"{\"timestamp\": {\"seconds\": ");
@@ -399,7 +405,7 @@ impl<S: Storage> Server<S> {
             w.put(data.trim().as_bytes());
         }
         w.put(b"}\r\n");
-        w.finish_checked()
+        w.finish()
     }
 
     /// Bytes to write to the client.
@@ -471,12 +477,14 @@ impl<'b, B: Buffer> Writer<'b, B> {
     }
 
     fn escaped(&mut self, s: &str) {
+        let plain = |b: &u8| (b' '..0x7f).contains(b) && *b != b'"' && *b != b'\\';
         let mut start = 0;
-        for (i, c) in s.char_indices() {
-            if c.is_ascii() && c >= ' ' && c != '"' && c != '\\' {
-                continue;
-            }
+        // Plain ASCII runs are copied as they are; only the other characters
+        // are decoded (all of them are escaped, so the output is ASCII).
+        while let Some(skip) = s.as_bytes()[start..].iter().position(|b| !plain(b)) {
+            let i = start + skip;
             self.put(&s.as_bytes()[start..i]);
+            let c = s[i..].chars().next().unwrap_or('\u{FFFD}');
             start = i + c.len_utf8();
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
