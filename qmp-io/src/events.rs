@@ -18,7 +18,7 @@ use crate::json::Json;
 const MAX_INTERNED_NAMES: usize = 64;
 
 /// An event, owned: `{"event": NAME, "data": {...}, "timestamp": {...}}`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     name: Arc<str>,
     data: Option<Json>,

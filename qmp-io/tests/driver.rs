@@ -275,6 +275,44 @@ fn events_and_the_end_arrive_with_no_call_waiting() {
     assert!(events.recv().is_none());
 }
 
+/// An owned event keeps its (unescaped) name, its data and its timestamp,
+/// with or without data; every subscriber gets an equal one.
+#[test]
+fn events_keep_name_data_and_timestamp_for_every_subscriber() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default()).unwrap();
+    let (first, second) = (qmp.events(), qmp.events());
+    let name = "DEV\"ICE_é";
+    mock.emit_event(name, Some(r#"{"device": "d\u00e9v", "n": [1, 2]}"#))
+        .unwrap();
+    mock.emit_event("BARE", None).unwrap();
+    let recv = |s: &qmp_io::Subscription| {
+        s.recv_timeout(Duration::from_secs(5))
+            .expect("an event")
+            .expect("none lost")
+    };
+    let (a, b) = (recv(&first), recv(&second));
+    assert_eq!(a, b);
+    assert_eq!(a.name(), name);
+    assert_eq!(
+        a.data().map(|d| d.as_str()),
+        Some(r#"{"device": "d\u00e9v", "n": [1, 2]}"#)
+    );
+    let data: serde_json::Value = a.decode().unwrap();
+    assert_eq!(data["device"], "dév");
+    assert!(a.timestamp().is_some_and(|t| t.seconds > 0));
+    let debug = format!("{a:?}");
+    assert!(debug.contains(r#"name: "DEV\"ICE_é""#), "{debug}");
+    let bare = recv(&first);
+    assert_eq!(bare, recv(&second));
+    assert_eq!((bare.name(), bare.data()), ("BARE", None));
+    assert_eq!(
+        bare.decode::<serde_json::Value>().unwrap(),
+        serde_json::Value::Null
+    );
+    assert_ne!(a, bare);
+}
+
 /// The thread reading for everyone times out: another waiting caller takes
 /// over the reading and still gets its own reply, as do all the others.
 #[test]

@@ -377,6 +377,17 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
         return None;
     }
     let mut n: u64 = 0;
+    if bytes.len() < 20 {
+        // At most 19 digits stay below 10^19 < 2^64: no overflow to check.
+        for &b in bytes {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            n = n * 10 + u64::from(digit);
+        }
+        return Some(n);
+    }
     for &b in bytes {
         if !b.is_ascii_digit() {
             return None;

@@ -68,6 +68,42 @@ fn timestamps_are_read_whatever_the_member_order() {
     ] {
         assert_eq!(read(message, &[]).1, both, "{message}");
     }
+    // Integers to the edges of i64, in QEMU's member order (read without a
+    // walk) and the other (read with one).
+    let both_orders = |seconds: &str, microseconds: &str| {
+        [
+            format!(r#"{{"seconds": {seconds}, "microseconds": {microseconds}}}"#),
+            format!(r#"{{"microseconds": {microseconds}, "seconds": {seconds}}}"#),
+        ]
+        .map(|t| format!(r#"{{"event": "X", "timestamp": {t}}}"#))
+    };
+    for (seconds, microseconds) in [
+        ("9223372036854775807", "-9223372036854775808"),
+        ("0", "-0"),
+        ("1234567890123456789", "999999"),
+    ] {
+        let want = Some(Timestamp {
+            seconds: seconds.parse().unwrap(),
+            microseconds: microseconds.parse().unwrap(),
+        });
+        for message in both_orders(seconds, microseconds) {
+            assert_eq!(read(&message, &[]).1, want, "{message}");
+        }
+    }
+    for seconds in [
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999",
+        "123456789012345678901",
+        "01",
+        "1e3",
+    ] {
+        for message in both_orders(seconds, "0") {
+            assert_eq!(read(&message, &[]).1, None, "{message}");
+        }
+    }
     for message in [
         r#"{"event": "X"}"#,
         r#"{"event": "X", "timestamp": {"seconds": 1}}"#,
