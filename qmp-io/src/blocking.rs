@@ -21,7 +21,7 @@ use crate::call::{
     AddFdInfo, Call, Waiting, decode, fd_args, submit_agent, submit_agent_typed, submit_qmp,
     submit_qmp_typed,
 };
-use crate::config::Config;
+use crate::config::{Config, deadline_after};
 use crate::error::{Disconnect, Error, Result};
 use crate::events::{EventFilter, Subscription};
 use crate::json::Json;
@@ -211,7 +211,7 @@ impl<P: Protocol> Conn<P> {
         });
         // The handshake: this thread reads until it is done.
         let timeout = conn.session.config.connect_timeout;
-        let deadline = Some(Instant::now() + timeout);
+        let deadline = deadline_after(timeout);
         conn.flush(deadline);
         let settled = &conn.session.settled;
         conn.read_until(&mut half, || settled.is_set(), deadline);
@@ -344,7 +344,7 @@ impl<P: Protocol> Conn<P> {
     /// Writes a queued command and waits for its answer.
     fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(deadline_after);
         self.flush(deadline);
         let slot = waiting.slot.clone();
         let answer = self.answer(&slot, deadline);
@@ -370,9 +370,7 @@ impl<P: Protocol> Conn<P> {
     }
 
     fn wait_closed(&self, timeout: Option<Duration>) -> Option<Disconnect> {
-        self.session
-            .closed
-            .wait(timeout.map(|t| Instant::now() + t));
+        self.session.closed.wait(timeout.and_then(deadline_after));
         self.session.closed_reason()
     }
 
@@ -732,7 +730,7 @@ impl GuestAgent {
     pub fn resync(&self) -> Result<()> {
         self.conn.session.resync_agent()?;
         let timeout = self.conn.session.config.connect_timeout;
-        self.conn.flush(Some(Instant::now() + timeout));
+        self.conn.flush(deadline_after(timeout));
         Ok(())
     }
 

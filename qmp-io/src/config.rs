@@ -86,3 +86,9 @@ impl Config {
         self.quiet_commands.iter().any(|c| c == command)
     }
 }
+
+/// The instant `timeout` from now; `None` (no deadline) when that is past
+/// what `Instant` can hold, so `Duration::MAX` means "for ever".
+pub(crate) fn deadline_after(timeout: core::time::Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}

@@ -297,7 +297,7 @@ impl Subscription {
         &self,
         timeout: Duration,
     ) -> Result<Result<Arc<Event>, Lagged>, RecvTimeoutError> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_until(crate::config::deadline_after(timeout))
     }
 
     fn recv_until(

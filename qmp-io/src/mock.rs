@@ -529,13 +529,15 @@ impl MockQemu {
 
     /// Waits until `done` holds; false after `timeout`.
     fn wait(&self, timeout: Duration, mut done: impl FnMut(&mut State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::config::deadline_after(timeout);
         let mut state = lock(&self.shared.state);
         loop {
             if done(&mut state) {
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return false;
             }

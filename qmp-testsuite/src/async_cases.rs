@@ -265,3 +265,40 @@ pub async fn mock_slow_subscriber_lags<H: Harness>(_test: &'static str) {
     checks::answered_while_lagging(qmp.execute_raw("query-status", None).await);
     checks::lagged_tail(&slow);
 }
+
+/// The mock case on deadlines: calls with short timeouts, each started when
+/// longer ones are already waiting, fail at their own deadline; calls with
+/// the default, no or an unbounded timeout wait on and get their own replies.
+pub async fn mock_deadlines<H: Harness>(_test: &'static str) {
+    let mock = fixtures::deadline_mock();
+    let qmp = connect::<H>(mock.path(), config()).await;
+    mock.hold_replies(true);
+    let start = |command: &'static str, timeout| {
+        let qmp = qmp.clone();
+        H::spawn(async move {
+            let began = Instant::now();
+            let result = qmp.call(fixtures::call_with(command, timeout)).await;
+            (result, began.elapsed())
+        })
+    };
+    let mut held = Vec::new();
+    for (command, timeout) in fixtures::deadline_calls() {
+        held.push(start(command, timeout));
+        H::sleep(fixtures::STAGGER).await;
+    }
+    let mut short = Vec::new();
+    for task in held.split_off(fixtures::HELD_CALLS.len()) {
+        short.push(within::<H, _>("a short call", task).await);
+    }
+    mock.hold_replies(false);
+    let mut results = Vec::new();
+    for task in held {
+        results.push(within::<H, _>("a held call", task).await);
+    }
+    results.extend(short);
+    checks::deadlines(results);
+    let after = qmp
+        .call(fixtures::call_with("deadline-default", None))
+        .await;
+    checks::own_reply("deadline-default", after);
+}

@@ -244,3 +244,37 @@ pub fn mock_slow_subscriber_lags<H: BlockingHarness>(_test: &'static str) {
     checks::answered_while_lagging(qmp.execute_raw("query-status", None));
     checks::lagged_tail(&slow);
 }
+
+/// The mock case on deadlines (see the async case), with threads.
+pub fn mock_deadlines<H: BlockingHarness>(_test: &'static str) {
+    let mock = fixtures::deadline_mock();
+    let qmp = connect::<H>(mock.path(), config());
+    mock.hold_replies(true);
+    let start = |command: &'static str, timeout| {
+        let qmp = qmp.clone();
+        thread::spawn(move || {
+            let began = Instant::now();
+            let result = qmp.call(fixtures::call_with(command, timeout));
+            (result, began.elapsed())
+        })
+    };
+    let mut held = Vec::new();
+    for (command, timeout) in fixtures::deadline_calls() {
+        held.push(start(command, timeout));
+        thread::sleep(fixtures::STAGGER);
+    }
+    let short = held.split_off(fixtures::HELD_CALLS.len());
+    let short: Vec<_> = short
+        .into_iter()
+        .map(|t| t.join().expect("a short call"))
+        .collect();
+    mock.hold_replies(false);
+    let mut results: Vec<_> = held
+        .into_iter()
+        .map(|t| t.join().expect("a held call"))
+        .collect();
+    results.extend(short);
+    checks::deadlines(results);
+    let after = qmp.call(fixtures::call_with("deadline-default", None));
+    checks::own_reply("deadline-default", after);
+}

@@ -9,8 +9,8 @@ use qmp_io::{AddFdInfo, Disconnect, Error, Event, Greeting, Json, Lagged, Result
 use serde_json::Value;
 
 use crate::fixtures::{
-    self, DISCONNECT_BOUND, FD_NAME, MOCK_CAPACITY, MOCK_EVENT, MOCK_EVENTS, OPAQUE,
-    PENDING_AT_KILL, SHORT_TIMEOUT, StatusInfo, UNKNOWN_COMMAND,
+    self, DEADLINE_SLACK, DISCONNECT_BOUND, FD_NAME, MOCK_CAPACITY, MOCK_EVENT, MOCK_EVENTS,
+    OPAQUE, PENDING_AT_KILL, SHORT_TIMEOUT, StatusInfo, UNKNOWN_COMMAND,
 };
 
 /// What a subscriber yields.
@@ -159,6 +159,36 @@ pub fn answers_after_timeout(test: &str, name: Result<Json>, status: Result<Json
     assert_eq!(name, serde_json::json!({ "name": test }));
     let status = value(&ok("query-status", status));
     assert_eq!(status["status"], "running", "{status}");
+}
+
+/// The deadlines case, given each call's result and duration in the order of
+/// [`fixtures::deadline_calls`]: every short call failed with exactly its
+/// timeout, no sooner and long before the client's default; every held call
+/// got its own reply (its command's name) once the mock let go.
+pub fn deadlines(results: Vec<(Result<Json>, Duration)>) {
+    let calls: Vec<_> = fixtures::deadline_calls().collect();
+    assert_eq!(results.len(), calls.len());
+    for ((command, timeout), (result, took)) in calls.into_iter().zip(results) {
+        let Some(Some(timeout)) = timeout.filter(|_| command == "deadline-short") else {
+            own_reply(command, result);
+            continue;
+        };
+        match result {
+            Err(Error::Timeout(d)) => assert_eq!(d, timeout),
+            other => panic!("expected a {timeout:?} timeout, got {other:?}"),
+        }
+        assert!(took >= timeout, "a {timeout:?} call failed after {took:?}");
+        assert!(
+            took < timeout + DEADLINE_SLACK,
+            "a {timeout:?} call failed only after {took:?}"
+        );
+    }
+}
+
+/// A call answered with its own command's name (the deadline mock's replies).
+pub fn own_reply(command: &str, result: Result<Json>) {
+    let reply = value(&ok(command, result));
+    assert_eq!(reply, serde_json::json!(command));
 }
 
 /// Every call pending when QEMU was killed failed as disconnected, within

@@ -82,6 +82,65 @@ pub fn mock() -> MockQemu {
     MockQemu::start().expect("cannot start the mock QEMU")
 }
 
+/// The deadlines case: calls held by the mock that must outlast the short
+/// ones (their command, and the timeout their `Call` sets: `None` keeps the
+/// client's default of 30 s, `Some(None)` is no timeout, `Duration::MAX`
+/// is as good as none).
+pub const HELD_CALLS: [(&str, Option<Option<Duration>>); 3] = [
+    ("deadline-default", None),
+    ("deadline-none", Some(None)),
+    ("deadline-max", Some(Some(Duration::MAX))),
+];
+
+/// The deadlines case: the short timeouts, started after the held calls and
+/// longest first, so each new one is the earliest deadline.
+pub const STAGGERED: [Duration; 4] = [
+    Duration::from_millis(700),
+    Duration::from_millis(500),
+    Duration::from_millis(300),
+    Duration::from_millis(100),
+];
+
+/// The pause between starting two of the [`STAGGERED`] calls, so each is
+/// submitted after the longer ones.
+pub const STAGGER: Duration = Duration::from_millis(20);
+
+/// How late after its timeout a call may fail: a loaded machine, and still
+/// far below the 30 s default a wrong timer would wait for.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(3);
+
+/// A mock that answers each of [`HELD_CALLS`] with its own name, and
+/// `deadline-short` too.
+///
+/// # Panics
+///
+/// If its socket cannot be bound.
+pub fn deadline_mock() -> MockQemu {
+    let mock = mock();
+    for (name, _) in HELD_CALLS {
+        mock.on_return(name, &format!("\"{name}\""));
+    }
+    mock.on_return("deadline-short", "\"deadline-short\"");
+    mock
+}
+
+/// The calls of the deadlines case in the order they start: the held ones,
+/// then the short ones.
+pub fn deadline_calls() -> impl Iterator<Item = (&'static str, Option<Option<Duration>>)> {
+    HELD_CALLS
+        .into_iter()
+        .chain(STAGGERED.map(|t| ("deadline-short", Some(Some(t)))))
+}
+
+/// A call of `command` with the timeout of [`HELD_CALLS`]' convention.
+pub fn call_with(command: &str, timeout: Option<Option<Duration>>) -> Call {
+    let call = Call::new(command);
+    match timeout {
+        Some(t) => call.timeout(t),
+        None => call,
+    }
+}
+
 /// The settings of the lagging-subscriber case: short subscriber queues.
 pub fn lagging_config() -> Config {
     config().event_capacity(MOCK_CAPACITY)

@@ -118,7 +118,8 @@ macro_rules! __suite {
             guest_agent_exec,
             guest_agent_resync,
             guest_agent_no_reply,
-            mock_slow_subscriber_lags
+            mock_slow_subscriber_lags,
+            mock_deadlines
         );
     };
 }
