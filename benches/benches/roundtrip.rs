@@ -45,7 +45,12 @@
 //! - `qmp-tokio/current_thread`, `qmp-tokio/multi_thread`: the same call on
 //!   each tokio runtime flavour (`multi_thread` is what `#[tokio::main]`
 //!   gives); in flight: `join_all` of 64 calls.
+//!   `sequential/wall/qmp-tokio/multi_thread/spawned` runs the paired loop in
+//!   a task spawned on the runtime (on a worker thread, like the driver
+//!   task) instead of in `block_on` on the benchmark's thread.
 //! - `qmp-smol`: the same on smol (driver on smol's global executor).
+//! - `qmp-smol/spawned` (sequential wall only): the paired loop in a task on
+//!   smol's global executor, where the driver runs.
 //! - `qmp-smol/local`: the same with the driver on an executor of ours
 //!   (`Smol::on`), run by the benchmark's own `block_on` thread.
 //! - `qapi-rs/current_thread`, `qapi-rs/multi_thread`: qapi-rs 0.15's tokio
@@ -59,7 +64,6 @@
 //! Before timing, each peer's answers are checked against the floor's decoded
 //! replies (same count, same `running`), so all do the same work.
 
-use core::cell::RefCell;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -67,7 +71,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -769,10 +773,11 @@ impl Drop for PairedQemu {
 
 /// The floor on a peer's QEMU, and the ratios of the peer's samples to it.
 struct Pairing {
-    floor: RefCell<Floor>,
+    /// Behind locks so a spawned task can run the samples (uncontended).
+    floor: Mutex<Floor>,
     /// Per sample: its iterations, the peer's time and the floor's, each
     /// summed over them.
-    samples: RefCell<Vec<(u64, Duration, Duration)>>,
+    samples: Mutex<Vec<(u64, Duration, Duration)>>,
 }
 
 impl Pairing {
@@ -780,14 +785,14 @@ impl Pairing {
         let mut floor = Floor::connect(&qemu.floor_path());
         assert_eq!(floor.round_trips(1, true), expected, "paired floor");
         Pairing {
-            floor: RefCell::new(floor),
-            samples: RefCell::new(Vec::new()),
+            floor: Mutex::new(floor),
+            samples: Mutex::new(Vec::new()),
         }
     }
 
     /// One timed floor round trip.
     fn floor_trip(&self) -> Duration {
-        let mut floor = self.floor.borrow_mut();
+        let mut floor = self.floor.lock().expect("the floor");
         let start = Instant::now();
         let replies = floor.round_trips(1, false).replies;
         let took = start.elapsed();
@@ -797,7 +802,10 @@ impl Pairing {
 
     /// Records a sample; returns the peer's time, what criterion gets.
     fn record(&self, iters: u64, peer: Duration, floor: Duration) -> Duration {
-        self.samples.borrow_mut().push((iters, peer, floor));
+        self.samples
+            .lock()
+            .expect("the samples")
+            .push((iters, peer, floor));
         peer
     }
 
@@ -845,7 +853,7 @@ impl Pairing {
 
     /// Prints the median ratio over the samples (warm-up ones included).
     fn report(&self, peer: &str) {
-        let samples = self.samples.borrow();
+        let samples = self.samples.lock().expect("the samples");
         let mut ratios: Vec<f64> = samples
             .iter()
             .filter(|(_, _, f)| !f.is_zero())
@@ -901,17 +909,38 @@ fn run_paired(c: &mut Criterion<WallTime>, builder: &QemuBuilder, expected: Outc
         pairing.report(name);
     }
 
-    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+    // From `block_on` (the runtime's caller, as `#[tokio::main]`'s body is),
+    // and from a task spawned on the runtime (a worker thread, where the
+    // driver task runs too).
+    for (flavor, spawned) in [
+        (Flavor::CurrentThread, false),
+        (Flavor::MultiThread, false),
+        (Flavor::MultiThread, true),
+    ] {
         let qemu = PairedQemu::spawn(builder);
-        let pairing = Pairing::new(&qemu, expected);
+        let pairing = Arc::new(Pairing::new(&qemu, expected));
         let rt = flavor.runtime();
         let client = connect_tokio(&rt, qemu.qemu.qmp_path(), 1, expected);
-        group.bench_function(BenchmarkId::new("qmp-tokio", flavor.name()), |b| {
-            let (client, pairing) = (&client, &pairing);
-            b.to_async(&rt)
-                .iter_custom(|iters| pairing.sample_async(iters, || qmp_async(client, 1)));
+        let name = match spawned {
+            false => format!("qmp-tokio/{}", flavor.name()),
+            true => format!("qmp-tokio/{}/spawned", flavor.name()),
+        };
+        group.bench_function(&name, |b| {
+            let (client, pairing, handle) = (&client, &pairing, rt.handle());
+            b.to_async(&rt).iter_custom(|iters| async move {
+                if !spawned {
+                    return pairing.sample_async(iters, || qmp_async(client, 1)).await;
+                }
+                let (client, pairing) = (client.clone(), pairing.clone());
+                handle
+                    .spawn(
+                        async move { pairing.sample_async(iters, || qmp_async(&client, 1)).await },
+                    )
+                    .await
+                    .expect("the spawned sample")
+            });
         });
-        pairing.report(&format!("qmp-tokio/{}", flavor.name()));
+        pairing.report(&name);
         drop(client);
     }
 
@@ -927,6 +956,23 @@ fn run_paired(c: &mut Criterion<WallTime>, builder: &QemuBuilder, expected: Outc
             });
         });
         pairing.report(peer.name());
+    }
+
+    // The calls in a task on smol's global executor, where the driver runs.
+    {
+        let qemu = PairedQemu::spawn(builder);
+        let pairing = Arc::new(Pairing::new(&qemu, expected));
+        let client = connect_smol(None, qemu.qemu.qmp_path(), 1, expected);
+        let name = "qmp-smol/spawned";
+        group.bench_function(name, |b| {
+            b.to_async(SmolExecutor).iter_custom(|iters| {
+                let (client, pairing) = (client.clone(), pairing.clone());
+                smol::spawn(
+                    async move { pairing.sample_async(iters, || qmp_async(&client, 1)).await },
+                )
+            });
+        });
+        pairing.report(name);
     }
 
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
