@@ -107,8 +107,9 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
-    /// Reads `{"seconds": S, "microseconds": U}` in one walk over its members
-    /// (the first of a repeated key counts, as with [`RawJson::get`]).
+    /// Reads `{"seconds": S, "microseconds": U}`: QEMU's spelling without a
+    /// walk, any other in one walk over the members (the first of a repeated
+    /// key counts, as with [`RawJson::get`]).
     fn parse(t: RawJson<'_>) -> Option<Self> {
         Self::parse_qemu(t.bytes()).or_else(|| Self::parse_any(t))
     }
