@@ -1,6 +1,6 @@
 //! Reading events: names compared without decoding when they have no escapes
-//! and decoded when they do, timestamps read in one walk, and the server
-//! refusing bad event data before anything is queued.
+//! and decoded when they do, timestamps in QEMU's spelling and any other, and
+//! the server refusing bad event data before anything is queued.
 
 use qmp_proto::{Client, ClientConfig, Heap, Output, Server, ServerConfig, Timestamp, UsageError};
 
