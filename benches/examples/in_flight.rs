@@ -15,6 +15,10 @@
 //! - `tokio-ct`, `tokio-mt`: `qmp_tokio::Client`, `join_all` of the calls in
 //!   `block_on` on a current_thread / multi_thread runtime.
 //! - `tokio-ct-spawned`: as `tokio-ct`, the calls in a spawned task.
+//! - `smol`: `qmp_smol::Client` on smol's global executor, the calls in
+//!   `smol::block_on`.
+//! - `smol-local`: the same with [`qmp_smol::Smol::on`] an executor the
+//!   calling thread runs, so every poll stays on that thread.
 //! - `qapi-ct`, `qapi-mt`: qapi-rs 0.15's tokio client, as in the bench.
 //!
 //! 50 rounds warm up before the measured `ROUNDS` (default 1000) of
@@ -151,6 +155,27 @@ fn tokio_client(mode: &str, rounds: usize, n: usize, runtime: &tokio::runtime::R
     });
 }
 
+fn smol_client(mode: &str, rounds: usize, n: usize) {
+    let qemu = qemu();
+    let ex = std::sync::Arc::new(smol::Executor::new());
+    let runtime = match mode {
+        "smol-local" => qmp_smol::Smol::on(ex.clone()),
+        _ => qmp_smol::Smol::default(),
+    };
+    let client = smol::block_on(ex.run(async {
+        let stream = UnixStream::connect(qemu.qmp_path()).expect("connect");
+        let transport = qmp_smol::unix_transport(stream).expect("non-blocking");
+        qmp_smol::Client::connect(runtime, transport, qmp_io::Config::default()).await
+    }))
+    .expect("connecting to QEMU");
+    measure(mode, rounds, n, || {
+        smol::block_on(ex.run(async {
+            let all = join_all((0..n).map(|_| client.execute(&QueryStatus))).await;
+            running(all.into_iter().map(|r| r.expect("query-status").running))
+        }))
+    });
+}
+
 fn qapi_client(mode: &str, rounds: usize, n: usize, runtime: &tokio::runtime::Runtime) {
     let qemu = qemu();
     let service = runtime.block_on(async {
@@ -194,6 +219,7 @@ fn main() {
         "floor-epoll" => floor(mode, rounds, n, true),
         "tokio-ct" | "tokio-ct-spawned" => tokio_client(mode, rounds, n, &runtime(false)),
         "tokio-mt" => tokio_client(mode, rounds, n, &runtime(true)),
+        "smol" | "smol-local" => smol_client(mode, rounds, n),
         "qapi-ct" => qapi_client(mode, rounds, n, &runtime(false)),
         "qapi-mt" => qapi_client(mode, rounds, n, &runtime(true)),
         other => panic!("unknown mode {other}; see the top of benches/examples/in_flight.rs"),
