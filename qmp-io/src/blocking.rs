@@ -133,7 +133,51 @@ struct Conn<P: Protocol> {
     fds: bool,
     /// fd-carrying commands go one at a time: QEMU keeps only the fds of its
     /// latest read, so a second command's fds could replace the first's.
-    fd_lane: Mutex<()>,
+    fd_lane: Lane,
+}
+
+/// One caller at a time, waited for until a deadline.
+struct Lane {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+/// The lane is held until this drops.
+struct InLane<'a>(&'a Lane);
+
+impl Lane {
+    fn new() -> Self {
+        Lane {
+            busy: Mutex::new(false),
+            free: Condvar::new(),
+        }
+    }
+
+    /// Enters the lane, or `None` once `deadline` passed with it still busy.
+    fn enter(&self, deadline: Option<Instant>) -> Option<InLane<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            busy = match deadline {
+                None => self.free.wait(busy).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.free
+                        .wait_timeout(busy, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        *busy = true;
+        Some(InLane(self))
+    }
+}
+
+impl Drop for InLane<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.0.free.notify_one();
+    }
 }
 
 impl<P: Protocol> Conn<P> {
@@ -154,14 +198,21 @@ impl<P: Protocol> Conn<P> {
     fn flush(&self, deadline: Option<Instant>) {
         loop {
             let mut w = self.writer();
-            self.session.take_output(&mut w.out, None);
+            if w.out.is_empty() {
+                // Only an empty buffer takes more, so what waits to be written
+                // stays within the core's own transmit limit.
+                self.session.take_output(&mut w.out, None);
+                if w.out.is_empty() {
+                    return;
+                }
+            }
             let sent = send_available(&mut w);
             if sent.is_ok() {
                 self.session.wrote(&w.out);
             }
             drop(w);
             let left = match sent {
-                Ok(Sent::All) => return,
+                Ok(Sent::All) => continue,
                 Err(e) => return self.fail(Disconnect::Io(Arc::new(e))),
                 Ok(Sent::Blocked) => match deadline {
                     None => None,
@@ -207,7 +258,7 @@ impl<P: Protocol> Conn<P> {
             }),
             quiet: Condvar::new(),
             fds,
-            fd_lane: Mutex::new(()),
+            fd_lane: Lane::new(),
         });
         // The handshake: this thread reads until it is done.
         let timeout = conn.session.config.connect_timeout;
@@ -343,8 +394,17 @@ impl<P: Protocol> Conn<P> {
 
     /// Writes a queued command and waits for its answer.
     fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
+        self.wait_until(submitted, timeout, timeout.and_then(deadline_after))
+    }
+
+    /// [`wait`](Self::wait) with the call's deadline already running.
+    fn wait_until(
+        &self,
+        submitted: Submitted,
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
-        let deadline = timeout.and_then(deadline_after);
         self.flush(deadline);
         let slot = waiting.slot.clone();
         let answer = self.answer(&slot, deadline);
@@ -365,8 +425,12 @@ impl<P: Protocol> Conn<P> {
         if !self.fds {
             return Err(Error::FdPassingUnsupported);
         }
-        let _lane = self.fd_lane.lock().unwrap_or_else(|e| e.into_inner());
-        self.wait(submit(call)?, timeout)
+        // The wait for the lane counts against the call's own deadline.
+        let deadline = timeout.and_then(deadline_after);
+        let Some(_lane) = self.fd_lane.enter(deadline) else {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        };
+        self.wait_until(submit(call)?, timeout, deadline)
     }
 
     fn wait_closed(&self, timeout: Option<Duration>) -> Option<Disconnect> {

@@ -104,6 +104,12 @@ pub enum Error {
     Connect(Arc<io::Error>),
     /// File descriptors can only be passed on a unix socket.
     FdPassingUnsupported,
+    /// More file descriptors on one command than one message carries
+    /// ([`MAX_FDS_PER_MESSAGE`](crate::fd::MAX_FDS_PER_MESSAGE)); nothing was sent.
+    TooManyFds {
+        /// How many the call had.
+        count: usize,
+    },
 }
 
 impl Error {
@@ -139,6 +145,11 @@ impl fmt::Display for Error {
             Error::FdPassingUnsupported => {
                 f.write_str("file descriptors can only be passed on a unix socket")
             }
+            Error::TooManyFds { count } => write!(
+                f,
+                "{count} file descriptors on one command; at most {} go with one message",
+                crate::fd::MAX_FDS_PER_MESSAGE
+            ),
         }
     }
 }

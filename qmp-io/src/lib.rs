@@ -21,7 +21,9 @@ pub use config::Config;
 pub use error::{CommandError, Disconnect, Error, Result};
 pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use json::Json;
-pub use qmp_proto::{Command, Empty, Timestamp, Version};
+pub use qmp_proto::{
+    Command, ConnectionLimits, Empty, ProtocolError, Timestamp, UsageError, Version,
+};
 pub use session::Greeting;
 
 /// What every adapter re-exports, so their APIs stay the same.
@@ -29,8 +31,8 @@ pub mod prelude {
     pub use crate::mock::{MockQemu, MockReply, MockRequest};
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
-        AddFdInfo, Call, Command, CommandError, Config, Disconnect, Empty, Error, Event,
-        EventFilter, Greeting, Json, Lagged, RecvTimeoutError, Result, Subscription, Timestamp,
-        Version,
+        AddFdInfo, Call, Command, CommandError, Config, ConnectionLimits, Disconnect, Empty, Error,
+        Event, EventFilter, Greeting, Json, Lagged, ProtocolError, RecvTimeoutError, Result,
+        Subscription, Timestamp, UsageError, Version,
     };
 }

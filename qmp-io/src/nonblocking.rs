@@ -303,11 +303,22 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
     }
 
     async fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
+        let expiry = timeout.map(|t| Box::pin(self.runtime.sleep(t)));
+        self.wait_with(submitted, timeout, expiry).await
+    }
+
+    /// [`wait`](Self::wait) with the call's timer already running.
+    async fn wait_with(
+        &self,
+        submitted: Submitted,
+        timeout: Option<Duration>,
+        expiry: Option<Pin<Box<R::Sleep>>>,
+    ) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
         let slot = waiting.slot.clone();
-        let answer = match timeout {
+        let answer = match expiry {
             None => SlotFuture(&slot).await,
-            Some(t) => match select(SlotFuture(&slot), Box::pin(self.runtime.sleep(t))).await {
+            Some(expiry) => match select(SlotFuture(&slot), expiry).await {
                 Either::Left((answer, _)) => answer,
                 Either::Right(_) => None,
             },
@@ -327,8 +338,17 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         if !self.fds {
             return Err(Error::FdPassingUnsupported);
         }
-        let _lane = self.fd_lane.lock().await;
-        self.wait(submit(call)?, timeout).await
+        // The wait for the lane counts against the call's own timeout.
+        let mut expiry = timeout.map(|t| Box::pin(self.runtime.sleep(t)));
+        let lane = self.fd_lane.lock();
+        let _lane = match expiry.as_mut() {
+            None => lane.await,
+            Some(expiry) => match select(lane, expiry.as_mut()).await {
+                Either::Left((held, _)) => held,
+                Either::Right(_) => return Err(Error::Timeout(timeout.unwrap_or_default())),
+            },
+        };
+        self.wait_with(submit(call)?, timeout, expiry).await
     }
 
     async fn closed(&self) -> Disconnect {

@@ -13,6 +13,7 @@ use qmp_proto::{AgentOutput, Client, GuestAgent, Heap, Id, Output, ProtocolError
 use crate::config::Config;
 use crate::error::{CommandError, Disconnect, Error};
 use crate::events::{Event, EventFilter, Queue, Subscription, Wake};
+use crate::fd::MAX_FDS_PER_MESSAGE;
 use crate::json::Json;
 use crate::slot::{Latch, Slot};
 
@@ -166,8 +167,9 @@ pub(crate) trait Protocol: Send + 'static {
     fn receive_eof(&mut self);
     /// Hands every pending output to `d`.
     fn drain(&mut self, d: &mut Dispatch);
-    /// Gives up on `id` (its late reply is dropped).
-    fn abandon(&mut self, id: Id);
+    /// Gives up on `id` (its late reply is dropped). True when the core
+    /// dropped the bytes it had queued to write (a guest-agent resync).
+    fn abandon(&mut self, id: Id) -> bool;
     fn pending_transmit(&self) -> &[u8];
     fn advance_transmit(&mut self, n: usize);
 }
@@ -215,9 +217,10 @@ impl Protocol for Client<Heap> {
         }
     }
 
-    fn abandon(&mut self, id: Id) {
+    fn abandon(&mut self, id: Id) -> bool {
         // Unknown ids were already answered: nothing to abandon.
         let _ = Client::abandon(self, id);
+        false
     }
 
     fn pending_transmit(&self) -> &[u8] {
@@ -274,10 +277,10 @@ impl Protocol for GuestAgent<Heap> {
         }
     }
 
-    fn abandon(&mut self, id: Id) {
+    fn abandon(&mut self, id: Id) -> bool {
         // On a guest-agent channel a late reply cannot be told from a new one:
         // resynchronise (the core fails the other waiting commands).
-        let _ = GuestAgent::abandon(self, id, nonce());
+        GuestAgent::abandon(self, id, nonce()).is_ok()
     }
 
     fn pending_transmit(&self) -> &[u8] {
@@ -305,9 +308,15 @@ impl OutBuf {
     }
 
     /// The next bytes to write, and the fds that must go with their first byte.
+    /// A chunk with fds ends where the next command with fds starts, so
+    /// every command's fds go with its own first byte.
     pub(crate) fn chunk(&self) -> (&[u8], Option<&[OwnedFd]>) {
-        match self.marks.front() {
-            Some((at, fds)) if *at == self.pos => (&self.bytes[self.pos..], Some(fds)),
+        let mut marks = self.marks.iter();
+        match marks.next() {
+            Some((at, fds)) if *at == self.pos => {
+                let end = marks.next().map_or(self.bytes.len(), |(next, _)| *next);
+                (&self.bytes[self.pos..end], Some(fds))
+            }
             Some((at, _)) => (&self.bytes[self.pos..*at], None),
             None => (&self.bytes[self.pos..], None),
         }
@@ -427,6 +436,9 @@ impl<P: Protocol> Session<P> {
         fds: Vec<OwnedFd>,
         send: impl FnOnce(&mut P) -> Result<Option<Id>, qmp_proto::Error>,
     ) -> Result<Submitted, Error> {
+        if fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(Error::TooManyFds { count: fds.len() });
+        }
         let mut inner = self.lock();
         if let Some(reason) = &inner.d.closed {
             return Err(Error::Disconnected(reason.clone()));
@@ -476,9 +488,28 @@ impl<P: Protocol> Session<P> {
         let mut inner = self.lock();
         if inner.d.waiters.remove(&id.0).is_some() && inner.d.closed.is_none() {
             tracing::debug!(id = id.0, "command abandoned");
-            inner.proto.abandon(id);
+            if inner.proto.abandon(id) {
+                self.forget_queued(&mut inner);
+            }
         }
         self.settle(inner);
+    }
+
+    /// The core dropped the bytes it had queued (a guest-agent resync): the
+    /// commands among them that get no reply were never written, and the fds
+    /// that were to go with them are closed.
+    fn forget_queued(&self, inner: &mut Inner<P>) {
+        inner.marks.clear();
+        let taken = inner.taken;
+        inner.d.unsent.retain(|(end, slot)| {
+            let dropped = *end > taken;
+            if dropped {
+                slot.fill(Err(Error::Discarded));
+            }
+            !dropped
+        });
+        self.unsent
+            .store(!inner.d.unsent.is_empty(), Ordering::Relaxed);
     }
 
     /// Feeds bytes read from the socket. Returns an error when the core
@@ -597,7 +628,74 @@ impl Session<GuestAgent<Heap>> {
             drop(inner);
             return Err(self.closed_error());
         }
+        self.forget_queued(&mut inner);
         self.settle(inner);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutBuf;
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+    fn fd() -> OwnedFd {
+        rustix::pipe::pipe().expect("a pipe").0
+    }
+
+    type Chunk = (Vec<u8>, Option<Vec<RawFd>>);
+
+    /// Writes `out` out in writes of at most `most` bytes.
+    fn write_out(out: &mut OutBuf, most: usize) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
+        while !out.is_empty() {
+            let (bytes, fds) = out.chunk();
+            let n = bytes.len().min(most);
+            let fds = fds.map(|f| f.iter().map(AsRawFd::as_raw_fd).collect());
+            chunks.push((bytes[..n].to_vec(), fds));
+            out.consume(n);
+        }
+        chunks
+    }
+
+    /// Three commands, the last two with fds, back to back.
+    fn queued() -> (OutBuf, RawFd, RawFd) {
+        let (a, b) = (fd(), fd());
+        let raw = (a.as_raw_fd(), b.as_raw_fd());
+        let mut out = OutBuf::default();
+        out.bytes.extend_from_slice(b"AAAABBBBCCCC");
+        out.marks.push_back((4, vec![a]));
+        out.marks.push_back((8, vec![b]));
+        (out, raw.0, raw.1)
+    }
+
+    #[test]
+    fn fds_go_with_their_own_command_in_whole_writes() {
+        let (mut out, a, b) = queued();
+        let chunks = write_out(&mut out, usize::MAX);
+        let want: Vec<Chunk> = vec![
+            (b"AAAA".to_vec(), None),
+            (b"BBBB".to_vec(), Some(vec![a])),
+            (b"CCCC".to_vec(), Some(vec![b])),
+        ];
+        assert_eq!(chunks, want);
+        assert!(out.marks.is_empty(), "a mark outlived its bytes");
+        assert_eq!(out.written(), 12);
+    }
+
+    #[test]
+    fn fds_go_with_the_first_byte_of_a_split_write() {
+        let (mut out, a, b) = queued();
+        let chunks = write_out(&mut out, 3);
+        let want: Vec<Chunk> = vec![
+            (b"AAA".to_vec(), None),
+            (b"A".to_vec(), None),
+            (b"BBB".to_vec(), Some(vec![a])),
+            (b"B".to_vec(), None),
+            (b"CCC".to_vec(), Some(vec![b])),
+            (b"C".to_vec(), None),
+        ];
+        assert_eq!(chunks, want);
+        assert!(out.marks.is_empty());
     }
 }

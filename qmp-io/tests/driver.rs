@@ -475,3 +475,31 @@ fn an_oob_reply_overtakes_a_held_one() {
     mock.hold_replies(false);
     assert_eq!(slow.join().unwrap().unwrap().as_str(), "1");
 }
+
+#[test]
+fn bytes_waiting_for_a_server_that_stopped_reading_stay_within_the_transmit_limit() {
+    let deaf = Deaf::start("bounded");
+    let mut config = Config::default();
+    config.limits.max_transmit = 1 << 20;
+    let qmp = Client::connect(UnixStream::connect(&deaf.path).unwrap(), config).unwrap();
+    let args = format!("{{\"pad\": \"{}\"}}", "x".repeat(256 << 10));
+    // Each call times out with its bytes unwritten; once the core holds the
+    // limit's worth, the next is refused before it is queued.
+    let refused = (0..16).find_map(|_| {
+        let call = Call::new("big")
+            .arguments(args.clone())
+            .timeout(Some(Duration::from_millis(50)));
+        match qmp.call(call) {
+            Err(Error::Timeout(_)) => None,
+            other => Some(other),
+        }
+    });
+    assert!(
+        matches!(
+            refused,
+            Some(Err(Error::Usage(qmp_io::UsageError::TransmitFull)))
+        ),
+        "{refused:?}"
+    );
+    deaf.stop();
+}

@@ -163,7 +163,8 @@ pub async fn killed_qemu_fails_pending_calls<H: Harness>(test: &'static str) {
     checks::stream_ended(next::<H>(&mut events).await);
 }
 
-/// Case 9: fds passed with `add-fd` and `getfd`.
+/// Case 9: fds passed with `add-fd` and `getfd`; one too many on a call is
+/// refused before anything is sent.
 pub async fn fd_passing<H: Harness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test).await else {
         return;
@@ -176,6 +177,34 @@ pub async fn fd_passing<H: Harness>(test: &'static str) {
     let sent = qmp.send_fd(FD_NAME, write.as_fd()).await;
     let closed = qmp.close_fd(FD_NAME).await;
     checks::named_fd(sent, closed, qmp.close_fd(FD_NAME).await);
+    let refused = qmp.call(fixtures::too_many_fds_call(write.as_fd())).await;
+    checks::too_many_fds(refused, qmp.execute_raw("query-status", None).await);
+}
+
+/// fd-carrying calls go one at a time: one waiting behind another that
+/// frozen QEMU never answers still ends at its own deadline, without being
+/// sent; the first completes once QEMU runs again.
+pub async fn fd_call_behind_a_stuck_one<H: Harness>(test: &'static str) {
+    let Some((qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let (_read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    fixtures::freeze(qemu.pid());
+    let stuck = {
+        let (qmp, call) = (qmp.clone(), fixtures::getfd_call(write.as_fd(), None));
+        H::spawn(async move { qmp.call(call).await })
+    };
+    H::sleep(fixtures::SETTLE).await;
+    let short = fixtures::getfd_call(write.as_fd(), Some(fixtures::SHORT_TIMEOUT));
+    let behind = within::<H, _>("the call behind", qmp.call(short)).await;
+    fixtures::thaw(qemu.pid());
+    checks::timed_out(behind);
+    let stuck = within::<H, _>("the stuck call", stuck).await;
+    checks::named_fd(
+        stuck.map(drop),
+        qmp.close_fd(FD_NAME).await,
+        qmp.close_fd(FD_NAME).await,
+    );
 }
 
 /// Case 10: a reply of about 200 KiB.
@@ -249,6 +278,29 @@ pub async fn guest_agent_no_reply<H: Harness>(_test: &'static str) {
     drop(ga);
     let received = agent.join().expect("the fake agent");
     checks::written_before_return(vec![result], received, 2);
+}
+
+/// A resync (after a timeout) drops what was queued behind a stuck write: a
+/// command with no reply among it fails as discarded, and never reaches the
+/// agent.
+pub async fn guest_agent_resync_drops_unsent<H: Harness>(_test: &'static str) {
+    let (stream, open, agent) = fixtures::silent_agent();
+    let ga = ok(
+        "guest agent connect",
+        within::<H, _>("sync", H::guest_agent_on(stream, config())).await,
+    );
+    checks::timed_out(ga.call(fixtures::stuck_agent_call()).await);
+    let unsent = {
+        let ga = ga.clone();
+        H::spawn(async move { ga.execute_raw(fixtures::NO_REPLY_COMMAND, None).await })
+    };
+    H::sleep(fixtures::SHORT_TIMEOUT).await;
+    // Another timeout resynchronises, dropping what is still queued.
+    checks::timed_out(ga.call(fixtures::short_guest_info_call()).await);
+    drop(open);
+    let result = within::<H, _>("the unsent command", unsent).await;
+    drop(ga);
+    checks::discarded_unsent(result, agent.join().expect("the fake agent"));
 }
 
 /// The mock case: a subscriber that does not read holds back neither the

@@ -160,7 +160,8 @@ pub fn killed_qemu_fails_pending_calls<H: BlockingHarness>(test: &'static str) {
     checks::stream_ended(next(&events));
 }
 
-/// Case 9: fds passed with `add-fd` and `getfd`.
+/// Case 9: fds passed with `add-fd` and `getfd`; one too many on a call is
+/// refused before anything is sent.
 pub fn fd_passing<H: BlockingHarness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test) else {
         return;
@@ -173,6 +174,39 @@ pub fn fd_passing<H: BlockingHarness>(test: &'static str) {
     let sent = qmp.send_fd(FD_NAME, write.as_fd());
     let closed = qmp.close_fd(FD_NAME);
     checks::named_fd(sent, closed, qmp.close_fd(FD_NAME));
+    let refused = qmp.call(fixtures::too_many_fds_call(write.as_fd()));
+    checks::too_many_fds(refused, qmp.execute_raw("query-status", None));
+}
+
+/// fd-carrying calls go one at a time: one waiting behind another that
+/// frozen QEMU never answers still ends at its own deadline, without being
+/// sent; the first completes once QEMU runs again.
+pub fn fd_call_behind_a_stuck_one<H: BlockingHarness>(test: &'static str) {
+    let Some((qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let (_read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    fixtures::freeze(qemu.pid());
+    let stuck = {
+        let (qmp, call) = (qmp.clone(), fixtures::getfd_call(write.as_fd(), None));
+        thread::spawn(move || qmp.call(call))
+    };
+    thread::sleep(fixtures::SETTLE);
+    // On a thread of its own, so that a call that waits for ever fails the
+    // case instead of hanging it.
+    let (done, behind) = std::sync::mpsc::channel();
+    let short = fixtures::getfd_call(write.as_fd(), Some(fixtures::SHORT_TIMEOUT));
+    let client = qmp.clone();
+    thread::spawn(move || done.send(client.call(short)));
+    let behind = behind.recv_timeout(PATIENCE);
+    fixtures::thaw(qemu.pid());
+    checks::timed_out(behind.expect("the call behind the stuck one never returned"));
+    let stuck = stuck.join().expect("the stuck call");
+    checks::named_fd(
+        stuck.map(drop),
+        qmp.close_fd(FD_NAME),
+        qmp.close_fd(FD_NAME),
+    );
 }
 
 /// Case 10: a reply of about 200 KiB.
@@ -228,6 +262,26 @@ pub fn guest_agent_no_reply<H: BlockingHarness>(_test: &'static str) {
     let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, None);
     drop(ga);
     checks::written_before_return(vec![result], agent.join().expect("the fake agent"), 1);
+}
+
+/// A resync (after a timeout) drops what was queued behind a stuck write: a
+/// command with no reply among it fails as discarded, and never reaches the
+/// agent.
+pub fn guest_agent_resync_drops_unsent<H: BlockingHarness>(_test: &'static str) {
+    let (stream, open, agent) = fixtures::silent_agent();
+    let ga = ok("guest agent connect", H::guest_agent_on(stream, config()));
+    checks::timed_out(ga.call(fixtures::stuck_agent_call()));
+    let unsent = {
+        let ga = ga.clone();
+        thread::spawn(move || ga.execute_raw(fixtures::NO_REPLY_COMMAND, None))
+    };
+    thread::sleep(fixtures::SHORT_TIMEOUT);
+    // Another timeout resynchronises, dropping what is still queued.
+    checks::timed_out(ga.call(fixtures::short_guest_info_call()));
+    drop(open);
+    let result = unsent.join().expect("the unsent command");
+    drop(ga);
+    checks::discarded_unsent(result, agent.join().expect("the fake agent"));
 }
 
 /// The mock case: a subscriber that does not read holds back neither the

@@ -277,6 +277,18 @@ pub fn named_fd(sent: Result<()>, closed: Result<()>, closed_again: Result<()>) 
     assert!(e.desc.contains(FD_NAME), "{e}");
 }
 
+/// A call with too many fds failed before anything was sent, and the
+/// connection still answers.
+pub fn too_many_fds(result: Result<Json>, after: Result<Json>) {
+    match result {
+        Err(Error::TooManyFds { count }) => {
+            assert_eq!(count, qmp_io::fd::MAX_FDS_PER_MESSAGE + 1)
+        }
+        other => panic!("17 fds on one getfd: expected TooManyFds, got {other:?}"),
+    }
+    ok("query-status after the refused call", after);
+}
+
 /// `query-qmp-schema` is a big JSON array.
 pub fn schema(result: Result<Json>) {
     let schema = ok("query-qmp-schema", result);
@@ -378,5 +390,20 @@ pub fn written_before_return(results: Vec<Result<Json>>, received: Vec<u8>, coun
         count,
         "the agent got {} bytes",
         received.len()
+    );
+}
+
+/// The command with no reply queued behind a stuck write was discarded by
+/// the resync, and the agent never got it.
+pub fn discarded_unsent(result: Result<Json>, received: Vec<u8>) {
+    assert!(
+        matches!(result, Err(Error::Discarded)),
+        "a command dropped by a resync: {result:?}"
+    );
+    let received = String::from_utf8_lossy(&received);
+    assert_eq!(
+        received.matches(crate::fixtures::NO_REPLY_COMMAND).count(),
+        0,
+        "the agent got the dropped command"
     );
 }

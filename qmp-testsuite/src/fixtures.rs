@@ -320,12 +320,38 @@ pub fn silent_agent() -> (
     (client, open, server)
 }
 
+/// A `getfd` of [`FD_NAME`] with `fd`, waiting at most `timeout`.
+pub fn getfd_call(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) -> Call {
+    Call::new("getfd")
+        .arguments(format!(r#"{{"fdname": "{FD_NAME}"}}"#))
+        .timeout(timeout)
+        .fd(fd)
+        .expect("cannot duplicate the fd")
+}
+
+/// A `getfd` carrying one fd more than one message can: refused before
+/// anything is sent.
+pub fn too_many_fds_call(fd: std::os::fd::BorrowedFd<'_>) -> Call {
+    let call = Call::new("getfd").arguments(format!(r#"{{"fdname": "{FD_NAME}"}}"#));
+    (0..=qmp_io::fd::MAX_FDS_PER_MESSAGE).fold(call, |call, _| {
+        call.fd(fd).expect("cannot duplicate the fd")
+    })
+}
+
 /// Arguments that fill a socket buffer many times over.
 pub fn huge_arguments() -> String {
     format!(
         "{{\"mode\": \"powerdown\", \"pad\": \"{}\"}}",
         "x".repeat(4 << 20)
     )
+}
+
+/// A command the silent agent never reads all of: it times out with most of
+/// its bytes still waiting to be written.
+pub fn stuck_agent_call() -> Call {
+    Call::new("guest-info")
+        .arguments(huge_arguments())
+        .timeout(Some(SHORT_TIMEOUT))
 }
 
 /// The command the agent never answers.

@@ -114,10 +114,12 @@ macro_rules! __suite {
             timeout_on_stopped_qemu,
             killed_qemu_fails_pending_calls,
             fd_passing,
+            fd_call_behind_a_stuck_one,
             big_reply,
             guest_agent_exec,
             guest_agent_resync,
             guest_agent_no_reply,
+            guest_agent_resync_drops_unsent,
             mock_slow_subscriber_lags,
             mock_deadlines
         );
