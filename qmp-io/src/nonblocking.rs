@@ -188,6 +188,9 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
         let mut progress = false;
         if self.out.is_empty() {
             self.session.take_output(&mut self.out, Some(cx.waker()));
+        } else {
+            // Still writing: a close must wake this task all the same.
+            self.session.set_driver(cx.waker());
         }
         while !self.out.is_empty() {
             let (bytes, fds) = self.out.chunk();

@@ -358,6 +358,13 @@ impl<P: Protocol> Inner<P> {
         self.proto.drain(&mut self.d);
         self.d.end_drain();
     }
+
+    fn set_driver(&mut self, driver: &Waker) {
+        match &mut self.driver {
+            Some(old) if old.will_wake(driver) => {}
+            slot => *slot = Some(driver.clone()),
+        }
+    }
 }
 
 /// One connection's shared state.
@@ -555,10 +562,7 @@ impl<P: Protocol> Session<P> {
     pub(crate) fn take_output(&self, out: &mut OutBuf, driver: Option<&Waker>) {
         let mut inner = self.lock();
         if let Some(w) = driver {
-            match &mut inner.driver {
-                Some(old) if old.will_wake(w) => {}
-                slot => *slot = Some(w.clone()),
-            }
+            inner.set_driver(w);
         }
         let pending = inner.proto.pending_transmit();
         if pending.is_empty() {
@@ -572,6 +576,12 @@ impl<P: Protocol> Session<P> {
         let marks = core::mem::take(&mut inner.marks);
         out.marks
             .extend(marks.into_iter().map(|(at, fds)| (base + at, fds)));
+    }
+
+    /// Remembers the async driver, to wake when there is something to write
+    /// or the connection closes.
+    pub(crate) fn set_driver(&self, driver: &Waker) {
+        self.lock().set_driver(driver);
     }
 
     /// A driver wrote `out`'s bytes up to `out.written()`: commands that get

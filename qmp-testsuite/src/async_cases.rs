@@ -163,6 +163,45 @@ pub async fn killed_qemu_fails_pending_calls<H: Harness>(test: &'static str) {
     checks::stream_ended(next::<H>(&mut events).await);
 }
 
+/// Dropping the last handle closes the socket: the monitor, which serves
+/// one client at a time, greets the next client.
+pub async fn drop_frees_the_monitor<H: Harness>(test: &'static str) {
+    let Some((qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    ok("query-status", qmp.execute_raw("query-status", None).await);
+    drop(qmp);
+    let next = within::<H, _>("a new client", connect::<H>(qemu.qmp_path(), config())).await;
+    ok(
+        "query-status on a new connection",
+        next.execute_raw("query-status", None).await,
+    );
+}
+
+/// Closing the client ends a write that the peer never reads, while the
+/// connection task is woken for another call behind it: both calls fail
+/// as closed here, and the peer sees the socket close.
+pub async fn close_ends_a_stuck_write<H: Harness>(test: &'static str) {
+    let mut server = fixtures::DeafServer::start(test);
+    let qmp = connect::<H>(server.path(), config()).await;
+    let peer = server.accepted();
+    let mut tasks = Vec::new();
+    for call in [
+        fixtures::stuck_qmp_call(),
+        fixtures::unbounded_status_call(),
+    ] {
+        let qmp = qmp.clone();
+        tasks.push(H::spawn(async move { qmp.call(call).await }));
+        H::sleep(fixtures::SETTLE).await;
+    }
+    qmp.close();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(within::<H, _>("a call after close", task).await);
+    }
+    checks::closed_and_hung_up(results, &peer);
+}
+
 /// Case 9: fds passed with `add-fd` and `getfd`; one too many on a call is
 /// refused before anything is sent.
 pub async fn fd_passing<H: Harness>(test: &'static str) {

@@ -15,9 +15,6 @@ use crate::BlockingHarness;
 use crate::checks::{self, Item, ok};
 use crate::fixtures::{self, FD_NAME, OPAQUE, PATIENCE, config};
 
-/// Threads of the concurrency case; each makes its share of the calls.
-const THREADS: usize = 10;
-
 /// The next event, `None` once the stream ended; a panic after [`PATIENCE`].
 fn next(events: &Subscription) -> Option<Item> {
     match events.recv_timeout(PATIENCE) {
@@ -76,20 +73,20 @@ pub fn stop_cont_events<H: BlockingHarness>(test: &'static str) {
     checks::nothing_received(unmatched.try_recv());
 }
 
-/// Case 4: many threads making calls at once each get their own answers.
+/// Case 4: a thread per call, all released at once, so the calls are in
+/// flight together; each gets its own answer.
 pub fn concurrent_commands<H: BlockingHarness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test) else {
         return;
     };
-    let per_thread = fixtures::CONCURRENT_CALLS / THREADS;
+    let start = std::sync::Barrier::new(fixtures::CONCURRENT_CALLS);
     thread::scope(|s| {
-        for t in 0..THREADS {
-            let qmp = &qmp;
+        for n in 0..fixtures::CONCURRENT_CALLS {
+            let (qmp, start) = (&qmp, &start);
             s.spawn(move || {
-                for n in t * per_thread..(t + 1) * per_thread {
-                    let (name, arguments) = fixtures::concurrent_call(n);
-                    checks::concurrent_answer(n, qmp.execute_raw(name, arguments.as_deref()));
-                }
+                let (name, arguments) = fixtures::concurrent_call(n);
+                start.wait();
+                checks::concurrent_answer(n, qmp.execute_raw(name, arguments.as_deref()));
             });
         }
     });
@@ -158,6 +155,48 @@ pub fn killed_qemu_fails_pending_calls<H: BlockingHarness>(test: &'static str) {
     checks::fails_at_once(later, start.elapsed());
     checks::closed_by_peer(qmp.wait_closed(Some(PATIENCE)));
     checks::stream_ended(next(&events));
+}
+
+/// Dropping the last handle closes the socket: the monitor, which serves
+/// one client at a time, greets the next client.
+pub fn drop_frees_the_monitor<H: BlockingHarness>(test: &'static str) {
+    let Some((qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    ok("query-status", qmp.execute_raw("query-status", None));
+    drop(qmp);
+    let next = connect::<H>(qemu.qmp_path(), config());
+    ok(
+        "query-status on a new connection",
+        next.execute_raw("query-status", None),
+    );
+}
+
+/// Closing the client ends a write that the peer never reads, with another
+/// call queued behind it: both calls fail as closed here, and the peer sees
+/// the socket close.
+pub fn close_ends_a_stuck_write<H: BlockingHarness>(test: &'static str) {
+    let mut server = fixtures::DeafServer::start(test);
+    let qmp = connect::<H>(server.path(), config());
+    let peer = server.accepted();
+    let calls: Vec<_> = [
+        fixtures::stuck_qmp_call(),
+        fixtures::unbounded_status_call(),
+    ]
+    .into_iter()
+    .map(|call| {
+        let qmp = qmp.clone();
+        let call = thread::spawn(move || qmp.call(call));
+        thread::sleep(fixtures::SETTLE);
+        call
+    })
+    .collect();
+    qmp.close();
+    let results = calls
+        .into_iter()
+        .map(|c| c.join().expect("a call after close"))
+        .collect();
+    checks::closed_and_hung_up(results, &peer);
 }
 
 /// Case 9: fds passed with `add-fd` and `getfd`; one too many on a call is

@@ -407,3 +407,18 @@ pub fn discarded_unsent(result: Result<Json>, received: Vec<u8>) {
         "the agent got the dropped command"
     );
 }
+
+/// Every call waiting at `close` failed as closed by this client, and the
+/// peer saw the connection end although it never read the bytes.
+pub fn closed_and_hung_up(results: Vec<Result<Json>>, peer: &std::os::unix::net::UnixStream) {
+    for result in results {
+        assert!(
+            matches!(result, Err(Error::Disconnected(Disconnect::Local))),
+            "a call waiting at close: {result:?}"
+        );
+    }
+    assert!(
+        fixtures::hung_up(peer, fixtures::PATIENCE),
+        "the socket stayed open after close"
+    );
+}

@@ -346,6 +346,107 @@ pub fn huge_arguments() -> String {
     )
 }
 
+/// A command far bigger than a socket buffer, waiting for ever: to a frozen
+/// QEMU it stays half written.
+pub fn stuck_qmp_call() -> Call {
+    Call::new("query-status")
+        .arguments(huge_arguments())
+        .timeout(None)
+}
+
+/// A QMP server that plays QEMU's handshake, then reads nothing more: the
+/// case keeps its end of the connection, to see when the client hangs up.
+pub struct DeafServer {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+    accepted: Option<std::thread::JoinHandle<UnixStream>>,
+}
+
+impl DeafServer {
+    /// Listens on a private path and serves one client.
+    ///
+    /// # Panics
+    ///
+    /// If the socket cannot be bound.
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("qmp-suite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a private directory");
+        let path = dir.join("deaf.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("binding the socket");
+        let accepted = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accepting the client");
+            stream
+                .write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"\"}, \"capabilities\": []}}\r\n")
+                .expect("writing the greeting");
+            let negotiate = read_line(&mut stream);
+            let request: serde_json::Value =
+                serde_json::from_str(&negotiate).expect("qmp_capabilities as JSON");
+            assert_eq!(request["execute"], "qmp_capabilities", "{negotiate}");
+            let reply = format!("{{\"return\": {{}}, \"id\": {}}}\r\n", request["id"]);
+            stream
+                .write_all(reply.as_bytes())
+                .expect("answering qmp_capabilities");
+            stream
+        });
+        DeafServer {
+            dir,
+            path,
+            accepted: Some(accepted),
+        }
+    }
+
+    /// Where to connect.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The server's end, once the handshake is done.
+    ///
+    /// # Panics
+    ///
+    /// If called twice, or if the handshake failed.
+    pub fn accepted(&mut self) -> UnixStream {
+        let accepted = self.accepted.take().expect("accepted once");
+        accepted.join().expect("the handshake")
+    }
+}
+
+impl Drop for DeafServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads up to and including a LF, a byte at a time (nothing past it).
+fn read_line(stream: &mut UnixStream) -> String {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        let n = stream.read(&mut byte).expect("reading a command");
+        assert_eq!(n, 1, "the client hung up during the handshake");
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).expect("an ASCII command")
+}
+
+/// True once the client end of `stream` is closed, within `timeout`, even
+/// with its bytes unread.
+pub fn hung_up(stream: &UnixStream, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(timeout).expect("a short timeout");
+    let mut fds = [PollFd::new(stream, PollFlags::RDHUP)];
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => return fds[0].revents().contains(PollFlags::HUP),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
 /// A command the silent agent never reads all of: it times out with most of
 /// its bytes still waiting to be written.
 pub fn stuck_agent_call() -> Call {

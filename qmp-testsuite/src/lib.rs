@@ -113,6 +113,8 @@ macro_rules! __suite {
             oob_commands,
             timeout_on_stopped_qemu,
             killed_qemu_fails_pending_calls,
+            drop_frees_the_monitor,
+            close_ends_a_stuck_write,
             fd_passing,
             fd_call_behind_a_stuck_one,
             big_reply,
