@@ -198,9 +198,10 @@ impl<P: Protocol> Conn<P> {
     fn flush(&self, deadline: Option<Instant>) {
         loop {
             let mut w = self.writer();
-            if w.out.is_empty() {
-                // Only an empty buffer takes more, so what waits to be written
-                // stays within the core's own transmit limit.
+            // Only an empty buffer takes more, so what waits to be written
+            // stays within the core's own transmit limit.
+            let took = w.out.is_empty();
+            if took {
                 self.session.take_output(&mut w.out, None);
                 if w.out.is_empty() {
                     return;
@@ -212,6 +213,9 @@ impl<P: Protocol> Conn<P> {
             }
             drop(w);
             let left = match sent {
+                // What the core held went out: the caller's command with it.
+                Ok(Sent::All) if took => return,
+                // Someone else's rest went out; the core still holds ours.
                 Ok(Sent::All) => continue,
                 Err(e) => return self.fail(Disconnect::Io(Arc::new(e))),
                 Ok(Sent::Blocked) => match deadline {

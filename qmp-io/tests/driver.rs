@@ -176,6 +176,33 @@ fn a_broken_server_fails_calls_with_a_protocol_error() {
     server.join().unwrap();
 }
 
+/// A server that dies half way through a reply: the waiting call learns the
+/// connection ended in the middle of a message.
+#[test]
+fn eof_in_the_middle_of_a_reply_says_so() {
+    let (listener, path, _dir) = listener("truncated");
+    let server = std::thread::spawn(move || {
+        let mut s = accept_and_negotiate(&listener);
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"{\"return\": {\"status\": \"runn").unwrap();
+    });
+    let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
+    let err = qmp.execute_raw("query-status", None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Disconnected(Disconnect::Eof { mid_message: true })
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(
+        qmp.wait_closed(Some(Duration::from_secs(5))),
+        Some(Disconnect::Eof { mid_message: true })
+    ));
+    server.join().unwrap();
+}
+
 /// A server whose reply never ends: the size cap turns it into an error for
 /// that call, with bounded memory, and the connection goes on.
 #[test]

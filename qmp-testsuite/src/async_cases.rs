@@ -343,23 +343,27 @@ pub async fn guest_agent_resync_drops_unsent<H: Harness>(_test: &'static str) {
 }
 
 /// The mock case: a subscriber that does not read holds back neither the
-/// reader, nor commands, nor the other subscribers, and learns what it lost.
+/// reader, nor commands, nor the other subscribers, and learns what it lost;
+/// one filtering on a data member gets just the event that matches.
 pub async fn mock_slow_subscriber_lags<H: Harness>(_test: &'static str) {
     let mock = fixtures::mock();
     let qmp = connect::<H>(mock.path(), fixtures::lagging_config()).await;
     let slow = qmp.events();
     let mut fast = qmp.events();
+    let picky = qmp.subscribe(fixtures::picked_filter());
     for n in 0..fixtures::MOCK_EVENTS {
         fixtures::emit_numbered(&mock, n);
         checks::numbered(n, next::<H>(&mut fast).await);
     }
     checks::answered_while_lagging(qmp.execute_raw("query-status", None).await);
     checks::lagged_tail(&slow);
+    checks::picked_only(&picky);
 }
 
 /// The mock case on deadlines: calls with short timeouts, each started when
 /// longer ones are already waiting, fail at their own deadline; calls with
-/// the default, no or an unbounded timeout wait on and get their own replies.
+/// the default, no or an unbounded timeout wait on and get their own replies;
+/// so does a call made after another call's future was dropped.
 pub async fn mock_deadlines<H: Harness>(_test: &'static str) {
     let mock = fixtures::deadline_mock();
     let qmp = connect::<H>(mock.path(), config()).await;
@@ -388,6 +392,15 @@ pub async fn mock_deadlines<H: Harness>(_test: &'static str) {
     }
     results.extend(short);
     checks::deadlines(results);
+    // A call whose future is dropped while its reply is held: its late reply
+    // reaches no later call, which gets its own.
+    mock.hold_replies(true);
+    let held = Box::pin(qmp.call(fixtures::call_with("deadline-none", Some(None))));
+    match select(held, Box::pin(H::sleep(fixtures::SETTLE))).await {
+        Either::Left((result, _)) => panic!("a held call returned: {result:?}"),
+        Either::Right(((), call)) => drop(call),
+    }
+    mock.hold_replies(false);
     let after = qmp
         .call(fixtures::call_with("deadline-default", None))
         .await;

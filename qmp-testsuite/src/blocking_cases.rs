@@ -324,18 +324,21 @@ pub fn guest_agent_resync_drops_unsent<H: BlockingHarness>(_test: &'static str) 
 }
 
 /// The mock case: a subscriber that does not read holds back neither the
-/// reader, nor commands, nor the other subscribers, and learns what it lost.
+/// reader, nor commands, nor the other subscribers, and learns what it lost;
+/// one filtering on a data member gets just the event that matches.
 pub fn mock_slow_subscriber_lags<H: BlockingHarness>(_test: &'static str) {
     let mock = fixtures::mock();
     let qmp = connect::<H>(mock.path(), fixtures::lagging_config());
     let slow = qmp.events();
     let fast = qmp.events();
+    let picky = qmp.subscribe(fixtures::picked_filter());
     for n in 0..fixtures::MOCK_EVENTS {
         fixtures::emit_numbered(&mock, n);
         checks::numbered(n, next(&fast));
     }
     checks::answered_while_lagging(qmp.execute_raw("query-status", None));
     checks::lagged_tail(&slow);
+    checks::picked_only(&picky);
 }
 
 /// The mock case on deadlines (see the async case), with threads.

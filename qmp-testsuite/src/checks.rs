@@ -356,6 +356,13 @@ pub fn numbered(n: usize, item: Option<Item>) {
     assert_eq!(data["n"], n, "events out of order");
 }
 
+/// A subscriber filtering on a data member got the one event that matched.
+pub fn picked_only(picky: &Subscription) {
+    let got: Vec<Item> = core::iter::from_fn(|| picky.try_recv()).collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    numbered(fixtures::PICKED, got.into_iter().next());
+}
+
 /// A command was answered while a subscriber sat on a full queue.
 pub fn answered_while_lagging(result: Result<Json>) {
     let status = value(&ok("query-status while a subscriber lags", result));

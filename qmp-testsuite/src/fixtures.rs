@@ -191,6 +191,15 @@ pub fn unmatched_filter() -> EventFilter {
     EventFilter::all().data_eq("device", "qmp-testsuite-no-such-device")
 }
 
+/// The one numbered mock event [`picked_filter`] lets through.
+pub const PICKED: usize = 42;
+
+/// The mock's events whose `data.n` is [`PICKED`], the way a client follows
+/// one device's events.
+pub fn picked_filter() -> EventFilter {
+    EventFilter::name(MOCK_EVENT).data_eq("n", PICKED.to_string())
+}
+
 /// A `query-status` call that times out after [`SHORT_TIMEOUT`].
 pub fn short_status_call() -> Call {
     Call::new("query-status").timeout(Some(SHORT_TIMEOUT))
