@@ -154,20 +154,32 @@ fn dropping_every_handle_closes_the_connection() {
     assert!(again.execute_raw("query-status", None).is_ok());
 }
 
-/// A server that greets, then sends garbage: every call fails with a
-/// protocol error, nothing hangs.
-#[test]
-fn a_broken_server_fails_calls_with_a_protocol_error() {
-    let (listener, path, _dir) = listener("broken");
+/// A server that negotiates, reads one command, answers it with `reply`,
+/// then keeps the connection open for `linger`; and a client connected to it.
+fn answering_once(
+    name: &str,
+    reply: &'static [u8],
+    linger: Duration,
+) -> (Client, std::thread::JoinHandle<()>, TempDir) {
+    let (listener, path, dir) = listener(name);
     let server = std::thread::spawn(move || {
         let mut s = accept_and_negotiate(&listener);
         let mut buf = [0u8; 4096];
         let _ = s.read(&mut buf).unwrap();
-        // A reply that is not JSON at all, then silence.
-        s.write_all(b"{\"return\": \x01}\r\n").unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        s.write_all(reply).unwrap();
+        std::thread::sleep(linger);
     });
     let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
+    (qmp, server, dir)
+}
+
+/// A server that greets, then sends garbage: every call fails with a
+/// protocol error, nothing hangs.
+#[test]
+fn a_broken_server_fails_calls_with_a_protocol_error() {
+    // A reply that is not JSON at all, then silence.
+    let (qmp, server, _dir) =
+        answering_once("broken", b"{\"return\": \x01}\r\n", Duration::from_secs(2));
     let err = qmp.execute_raw("query-status", None).unwrap_err();
     assert!(
         matches!(err, Error::Disconnected(Disconnect::Protocol(_))),
@@ -180,14 +192,8 @@ fn a_broken_server_fails_calls_with_a_protocol_error() {
 /// connection ended in the middle of a message.
 #[test]
 fn eof_in_the_middle_of_a_reply_says_so() {
-    let (listener, path, _dir) = listener("truncated");
-    let server = std::thread::spawn(move || {
-        let mut s = accept_and_negotiate(&listener);
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).unwrap();
-        s.write_all(b"{\"return\": {\"status\": \"runn").unwrap();
-    });
-    let qmp = Client::connect(UnixStream::connect(&path).unwrap(), Config::default()).unwrap();
+    let reply = b"{\"return\": {\"status\": \"runn";
+    let (qmp, server, _dir) = answering_once("truncated", reply, Duration::ZERO);
     let err = qmp.execute_raw("query-status", None).unwrap_err();
     assert!(
         matches!(
