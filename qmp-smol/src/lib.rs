@@ -18,7 +18,6 @@
 #![deny(missing_docs)]
 
 use core::future::Future;
-use core::net::SocketAddr;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 use core::time::Duration;
@@ -29,6 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use smol::Async;
+use smol::net::AsyncToSocketAddrs;
 
 pub use qmp_io::nonblocking::{Io, NoFds, PassFds, Transport};
 pub use qmp_io::prelude::*;
@@ -153,8 +153,9 @@ pub async fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Clie
     connect(transport, config).await
 }
 
-/// Connects to a QMP tcp socket and runs the handshake.
-pub async fn connect_tcp(addr: SocketAddr, config: Config) -> Result<Client> {
+/// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`; an address
+/// or a `"host:port"` string) and runs the handshake.
+pub async fn connect_tcp(addr: impl AsyncToSocketAddrs, config: Config) -> Result<Client> {
     let stream = within(config.connect_timeout, smol::net::TcpStream::connect(addr)).await?;
     connect(Io::new(stream), config).await
 }

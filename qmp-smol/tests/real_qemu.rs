@@ -29,6 +29,13 @@ impl qmp_testsuite::Harness for SmolHarness {
         qmp_smol::connect_unix(path, config)
     }
 
+    fn connect_tcp(
+        addr: core::net::SocketAddr,
+        config: Config,
+    ) -> impl Future<Output = Result<Client>> {
+        qmp_smol::connect_tcp(addr, config)
+    }
+
     fn connect_guest_agent(
         path: &Path,
         config: Config,

@@ -12,6 +12,10 @@ impl qmp_testsuite::BlockingHarness for Std {
         qmp_std::connect_unix(path, config)
     }
 
+    fn connect_tcp(addr: core::net::SocketAddr, config: Config) -> Result<Client> {
+        qmp_std::connect_tcp(addr, config)
+    }
+
     fn connect_guest_agent(path: &Path, config: Config) -> Result<GuestAgent> {
         qmp_std::connect_guest_agent(path, config)
     }

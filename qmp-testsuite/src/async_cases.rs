@@ -254,6 +254,22 @@ pub async fn big_reply<H: Harness>(test: &'static str) {
     checks::schema(qmp.execute_raw("query-qmp-schema", None).await);
 }
 
+/// A QMP monitor on tcp: the same greeting and answers; fds cannot pass.
+pub async fn tcp_monitor<H: Harness>(test: &'static str) {
+    let Some((_qemu, addr)) = fixtures::qemu_on_tcp(test) else {
+        return;
+    };
+    let qmp = ok(
+        "tcp connect",
+        within::<H, _>("tcp connect", H::connect_tcp(addr, config())).await,
+    );
+    let version = qmp.execute_raw("query-version", None).await;
+    checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
+    let (_read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    let refused = qmp.send_fd(FD_NAME, write.as_fd()).await;
+    checks::fds_refused_on_tcp(refused, qmp.execute_raw("query-status", None).await);
+}
+
 /// Case 11: a real qemu-ga runs a process and reports its output.
 pub async fn guest_agent_exec<H: Harness>(test: &'static str) {
     let Some(agent) = fixtures::guest_agent(test) else {

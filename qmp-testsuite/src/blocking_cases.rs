@@ -256,6 +256,19 @@ pub fn big_reply<H: BlockingHarness>(test: &'static str) {
     checks::schema(qmp.execute_raw("query-qmp-schema", None));
 }
 
+/// A QMP monitor on tcp: the same greeting and answers; fds cannot pass.
+pub fn tcp_monitor<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, addr)) = fixtures::qemu_on_tcp(test) else {
+        return;
+    };
+    let qmp = ok("tcp connect", H::connect_tcp(addr, config()));
+    let version = qmp.execute_raw("query-version", None);
+    checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
+    let (_read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    let refused = qmp.send_fd(FD_NAME, write.as_fd());
+    checks::fds_refused_on_tcp(refused, qmp.execute_raw("query-status", None));
+}
+
 /// Case 11: a real qemu-ga runs a process and reports its output.
 pub fn guest_agent_exec<H: BlockingHarness>(test: &'static str) {
     let Some(agent) = fixtures::guest_agent(test) else {

@@ -289,6 +289,16 @@ pub fn too_many_fds(result: Result<Json>, after: Result<Json>) {
     ok("query-status after the refused call", after);
 }
 
+/// An fd offered on a tcp connection was refused before anything was sent,
+/// and the connection still answers.
+pub fn fds_refused_on_tcp(refused: Result<()>, after: Result<Json>) {
+    assert!(
+        matches!(refused, Err(Error::FdPassingUnsupported)),
+        "an fd on tcp: {refused:?}"
+    );
+    ok("query-status after the refused fd", after);
+}
+
 /// `query-qmp-schema` is a big JSON array.
 pub fn schema(result: Result<Json>) {
     let schema = ok("query-qmp-schema", result);

@@ -60,6 +60,31 @@ pub fn qemu(test: &str) -> Option<Qemu> {
     Some(qemu)
 }
 
+/// Starts a private QEMU with a second QMP monitor on a loopback tcp port,
+/// and the port's address; `None` after a `SKIPPED` line when QEMU is missing.
+///
+/// # Panics
+///
+/// If QEMU is there but does not start.
+pub fn qemu_on_tcp(test: &str) -> Option<(Qemu, core::net::SocketAddr)> {
+    let builder = qmp_io::testing::require_qemu(test)?;
+    // A port the kernel just handed out, free again once the probe closes.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("a free loopback port");
+    // Before the launcher's own monitor on the command line, so it listens
+    // by the time the launcher finds that one ready.
+    let monitor = format!("tcp:{addr},server=on,wait=off");
+    let qemu = builder
+        .arg("-name")
+        .arg(test)
+        .arg("-qmp")
+        .arg(monitor)
+        .spawn();
+    let qemu = qemu.unwrap_or_else(|e| panic!("{test}: cannot start QEMU: {e}"));
+    Some((qemu, addr))
+}
+
 /// Starts a private qemu-ga, or `None` after a `SKIPPED` line when it is
 /// missing.
 ///

@@ -18,6 +18,7 @@
 //! `QMP_REQUIRE_PEERS` is set.
 
 use core::future::Future;
+use core::net::SocketAddr;
 use core::pin::Pin;
 use core::time::Duration;
 use std::os::unix::net::UnixStream;
@@ -53,6 +54,12 @@ pub trait Harness: 'static {
     /// The adapter's `connect_unix`.
     fn connect(path: &Path, config: Config) -> impl Future<Output = Result<Client<Self::Runtime>>>;
 
+    /// The adapter's `connect_tcp`.
+    fn connect_tcp(
+        addr: SocketAddr,
+        config: Config,
+    ) -> impl Future<Output = Result<Client<Self::Runtime>>>;
+
     /// The adapter's `connect_guest_agent`.
     fn connect_guest_agent(
         path: &Path,
@@ -71,6 +78,9 @@ pub trait Harness: 'static {
 pub trait BlockingHarness: 'static {
     /// The adapter's `connect_unix`.
     fn connect(path: &Path, config: Config) -> Result<qmp_io::blocking::Client>;
+
+    /// The adapter's `connect_tcp`.
+    fn connect_tcp(addr: SocketAddr, config: Config) -> Result<qmp_io::blocking::Client>;
 
     /// The adapter's `connect_guest_agent`.
     fn connect_guest_agent(path: &Path, config: Config) -> Result<qmp_io::blocking::GuestAgent>;
@@ -118,6 +128,7 @@ macro_rules! __suite {
             fd_passing,
             fd_call_behind_a_stuck_one,
             big_reply,
+            tcp_monitor,
             guest_agent_exec,
             guest_agent_resync,
             guest_agent_no_reply,

@@ -37,6 +37,13 @@ impl qmp_testsuite::Harness for TokioHarness {
         qmp_tokio::connect_unix(path, config)
     }
 
+    fn connect_tcp(
+        addr: core::net::SocketAddr,
+        config: Config,
+    ) -> impl Future<Output = Result<Client>> {
+        qmp_tokio::connect_tcp(addr, config)
+    }
+
     fn connect_guest_agent(
         path: &Path,
         config: Config,
