@@ -29,6 +29,13 @@ impl qmp_testsuite::Harness for SmolHarness {
         qmp_smol::connect_unix(path, config)
     }
 
+    fn launch(
+        qemu: qmp_smol::QemuBuilder,
+        config: Config,
+    ) -> impl Future<Output = Result<(qmp_smol::Qemu, Client)>> {
+        qmp_smol::launch(qemu, config)
+    }
+
     fn connect_tcp(
         addr: core::net::SocketAddr,
         config: Config,

@@ -12,6 +12,10 @@ impl qmp_testsuite::BlockingHarness for Std {
         qmp_std::connect_unix(path, config)
     }
 
+    fn launch(qemu: qmp_std::QemuBuilder, config: Config) -> Result<(qmp_std::Qemu, Client)> {
+        qmp_std::launch(qemu, config)
+    }
+
     fn connect_tcp(addr: core::net::SocketAddr, config: Config) -> Result<Client> {
         qmp_std::connect_tcp(addr, config)
     }

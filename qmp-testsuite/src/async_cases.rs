@@ -49,11 +49,17 @@ async fn qemu<H: Harness>(test: &str) -> Option<(Qemu, Client<H::Runtime>)> {
     Some((qemu, qmp))
 }
 
-/// Case 1: the greeting agrees with `query-version`; oob is negotiated.
+/// Case 1: the adapter's `launch` starts QEMU and connects; the greeting
+/// agrees with `query-version`; oob is negotiated.
 pub async fn greeting_and_version<H: Harness>(test: &'static str) {
-    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+    let Some(builder) = qmp_io::testing::require_qemu(test) else {
         return;
     };
+    let builder = builder.arg("-name").arg(test);
+    let (_qemu, qmp) = ok(
+        "launch",
+        within::<H, _>("launch", H::launch(builder, config())).await,
+    );
     let version = qmp.execute_raw("query-version", None).await;
     checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
 }

@@ -39,11 +39,14 @@ fn qemu<H: BlockingHarness>(test: &str) -> Option<(Qemu, Client)> {
     Some((qemu, qmp))
 }
 
-/// Case 1: the greeting agrees with `query-version`; oob is negotiated.
+/// Case 1: the adapter's `launch` starts QEMU and connects; the greeting
+/// agrees with `query-version`; oob is negotiated.
 pub fn greeting_and_version<H: BlockingHarness>(test: &'static str) {
-    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+    let Some(builder) = qmp_io::testing::require_qemu(test) else {
         return;
     };
+    let builder = builder.arg("-name").arg(test);
+    let (_qemu, qmp) = ok("launch", H::launch(builder, config()));
     let version = qmp.execute_raw("query-version", None);
     checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
 }

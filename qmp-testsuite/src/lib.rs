@@ -25,6 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use qmp_io::nonblocking::{Client, GuestAgent, Runtime};
+use qmp_io::qemu::{Qemu, QemuBuilder};
 use qmp_io::{Config, Result};
 
 pub mod async_cases;
@@ -54,6 +55,12 @@ pub trait Harness: 'static {
     /// The adapter's `connect_unix`.
     fn connect(path: &Path, config: Config) -> impl Future<Output = Result<Client<Self::Runtime>>>;
 
+    /// The adapter's `launch`.
+    fn launch(
+        qemu: QemuBuilder,
+        config: Config,
+    ) -> impl Future<Output = Result<(Qemu, Client<Self::Runtime>)>>;
+
     /// The adapter's `connect_tcp`.
     fn connect_tcp(
         addr: SocketAddr,
@@ -78,6 +85,9 @@ pub trait Harness: 'static {
 pub trait BlockingHarness: 'static {
     /// The adapter's `connect_unix`.
     fn connect(path: &Path, config: Config) -> Result<qmp_io::blocking::Client>;
+
+    /// The adapter's `launch`.
+    fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, qmp_io::blocking::Client)>;
 
     /// The adapter's `connect_tcp`.
     fn connect_tcp(addr: SocketAddr, config: Config) -> Result<qmp_io::blocking::Client>;

@@ -37,6 +37,13 @@ impl qmp_testsuite::Harness for TokioHarness {
         qmp_tokio::connect_unix(path, config)
     }
 
+    fn launch(
+        qemu: qmp_tokio::QemuBuilder,
+        config: Config,
+    ) -> impl Future<Output = Result<(qmp_tokio::Qemu, Client)>> {
+        qmp_tokio::launch(qemu, config)
+    }
+
     fn connect_tcp(
         addr: core::net::SocketAddr,
         config: Config,
