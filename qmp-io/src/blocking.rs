@@ -717,7 +717,7 @@ impl Client {
     /// A new subscriber for the events `filter` accepts.
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
         let s = &self.conn.session;
-        s.subscribe(filter, s.config.event_capacity)
+        s.subscribe(filter)
     }
 
     /// A new subscriber for every event.

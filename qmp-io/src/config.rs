@@ -25,6 +25,9 @@ pub struct Config {
     pub oob: bool,
     /// Events each subscriber may hold before the oldest are dropped. Default 4096.
     pub event_capacity: usize,
+    /// Bytes of event data (names included) each subscriber may hold before
+    /// the oldest are dropped; the newest event is always kept. Default 16 MiB.
+    pub event_bytes: usize,
     /// Size and table limits of the protocol core.
     pub limits: ConnectionLimits,
     /// Commands whose bytes and replies are kept out of the debug log.
@@ -38,6 +41,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             oob: true,
             event_capacity: 4096,
+            event_bytes: 16 << 20,
             limits: ConnectionLimits::default(),
             quiet_commands: Vec::new(),
         }
@@ -66,6 +70,12 @@ impl Config {
     /// Sets each subscriber's queue length.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
+        self
+    }
+
+    /// Sets how many bytes of events each subscriber's queue may hold.
+    pub fn event_bytes(mut self, bytes: usize) -> Self {
+        self.event_bytes = bytes;
         self
     }
 

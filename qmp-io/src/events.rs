@@ -68,6 +68,12 @@ impl Event {
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp
     }
+
+    /// What the event counts for in a subscriber's byte budget: its name and
+    /// its data.
+    fn size(&self) -> usize {
+        self.name.len() + self.data.as_ref().map_or(0, |d| d.as_str().len())
+    }
 }
 
 /// Which events a subscriber wants.
@@ -153,6 +159,8 @@ pub enum RecvTimeoutError {
 
 struct QueueState {
     items: VecDeque<Arc<Event>>,
+    /// The [`Event::size`] of `items` together.
+    bytes: usize,
     lost: u64,
     closed: bool,
     waker: Option<Waker>,
@@ -163,6 +171,7 @@ struct QueueState {
 pub(crate) struct Queue {
     filter: EventFilter,
     capacity: usize,
+    max_bytes: usize,
     state: Mutex<QueueState>,
     cv: Condvar,
     /// The subscriber dropped its end: the reader forgets the queue.
@@ -189,14 +198,20 @@ impl Queue {
         self.gone.load(Ordering::Relaxed)
     }
 
-    /// Queues `event`, dropping the oldest when full. Returns who to wake; the
+    /// Queues `event`, dropping the oldest while the queue is over its length
+    /// or its bytes (the newest always stays). Returns who to wake; the
     /// caller wakes after it has pushed the whole batch.
     pub(crate) fn push(&self, event: Arc<Event>) -> Wake {
+        let size = event.size();
         let mut s = self.lock();
-        if s.items.len() >= self.capacity {
-            s.items.pop_front();
+        while s.items.len() >= self.capacity || s.bytes + size > self.max_bytes {
+            let Some(old) = s.items.pop_front() else {
+                break;
+            };
+            s.bytes -= old.size();
             s.lost += 1;
         }
+        s.bytes += size;
         s.items.push_back(event);
         Self::take_wake(&mut s)
     }
@@ -234,7 +249,9 @@ impl Queue {
             let lost = core::mem::take(&mut s.lost);
             return Some(Err(Lagged(lost)));
         }
-        s.items.pop_front().map(Ok)
+        let event = s.items.pop_front()?;
+        s.bytes -= event.size();
+        Some(Ok(event))
     }
 }
 
@@ -259,12 +276,19 @@ impl core::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(filter: EventFilter, capacity: usize, closed: bool) -> (Self, Arc<Queue>) {
+    pub(crate) fn new(
+        filter: EventFilter,
+        capacity: usize,
+        max_bytes: usize,
+        closed: bool,
+    ) -> (Self, Arc<Queue>) {
         let queue = Arc::new(Queue {
             filter,
             capacity: capacity.max(1),
+            max_bytes,
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
+                bytes: 0,
                 lost: 0,
                 closed,
                 waker: None,

@@ -489,7 +489,7 @@ impl<R: Runtime> Client<R> {
     /// A new subscriber for the events `filter` accepts (a `Stream`).
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
         let s = &self.conn.session;
-        s.subscribe(filter, s.config.event_capacity)
+        s.subscribe(filter)
     }
 
     /// A new subscriber for every event.

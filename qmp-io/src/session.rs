@@ -606,10 +606,11 @@ impl<P: Protocol> Session<P> {
         Error::Disconnected(self.closed_reason().unwrap_or(Disconnect::Local))
     }
 
-    pub(crate) fn subscribe(&self, filter: EventFilter, capacity: usize) -> Subscription {
+    pub(crate) fn subscribe(&self, filter: EventFilter) -> Subscription {
         let mut inner = self.lock();
         let closed = inner.d.closed.is_some();
-        let (sub, queue) = Subscription::new(filter, capacity, closed);
+        let (c, bytes) = (self.config.event_capacity, self.config.event_bytes);
+        let (sub, queue) = Subscription::new(filter, c, bytes, closed);
         if !closed {
             inner.d.subscribers.retain(|q| !q.is_gone());
             inner.d.subscribers.push(queue);

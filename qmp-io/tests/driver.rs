@@ -308,6 +308,46 @@ fn events_and_the_end_arrive_with_no_call_waiting() {
     assert!(events.recv().is_none());
 }
 
+/// Big events fill a subscriber's byte budget before its length: the oldest
+/// are dropped and counted, the newest kept, a reading subscriber gets all.
+#[test]
+fn a_slow_subscriber_holds_at_most_its_bytes_of_events() {
+    const BIG: usize = 100_000;
+    let mock = MockQemu::start().unwrap();
+    let config = Config::default().event_bytes(3 * BIG + 3 * 64);
+    let qmp = connect(&mock, config).unwrap();
+    let (slow, reading) = (qmp.events(), qmp.events());
+    for n in 0..10 {
+        let data = format!("{{\"n\": {n}, \"pad\": \"{}\"}}", "x".repeat(BIG));
+        mock.emit_event("BIG", Some(&data)).unwrap();
+        let got = reading.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.unwrap().name(), "BIG");
+    }
+    let kept: Vec<_> = core::iter::from_fn(|| slow.try_recv()).collect();
+    assert_eq!(kept.len(), 4, "{:?}", kept.first());
+    assert!(matches!(kept[0], Err(qmp_io::Lagged(7))), "{:?}", kept[0]);
+    for (n, event) in (7..10).zip(&kept[1..]) {
+        let data: serde_json::Value = event.as_ref().unwrap().decode().unwrap();
+        assert_eq!(data["n"], n);
+    }
+}
+
+/// One event bigger than the whole budget is still delivered, alone.
+#[test]
+fn an_event_bigger_than_the_budget_is_kept_alone() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default().event_bytes(1_000)).unwrap();
+    let slow = qmp.events();
+    mock.emit_event("SMALL", None).unwrap();
+    let data = format!("{{\"pad\": \"{}\"}}", "x".repeat(10_000));
+    mock.emit_event("HUGE", Some(&data)).unwrap();
+    // A call reads the socket in this thread: both events are in by its reply.
+    assert!(qmp.execute_raw("query-status", None).is_ok());
+    assert!(matches!(slow.try_recv(), Some(Err(qmp_io::Lagged(1)))));
+    assert_eq!(slow.try_recv().unwrap().unwrap().name(), "HUGE");
+    assert!(slow.try_recv().is_none());
+}
+
 /// An owned event keeps its (unescaped) name, its data and its timestamp,
 /// with or without data; every subscriber gets an equal one.
 #[test]
