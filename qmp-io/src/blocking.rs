@@ -18,8 +18,8 @@ use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, 
 use rustix::event::PollFlags;
 
 use crate::call::{
-    AddFdInfo, Call, Waiting, decode, fd_args, submit_agent, submit_agent_typed, submit_qmp,
-    submit_qmp_typed,
+    AddFdInfo, Call, Waiting, check_fds, decode, fd_args, submit_agent, submit_agent_typed,
+    submit_qmp, submit_qmp_typed,
 };
 use crate::config::{Config, deadline_after};
 use crate::error::{Disconnect, Error, Result};
@@ -196,12 +196,15 @@ impl<P: Protocol> Conn<P> {
     /// waits for room in the socket without it, so a caller behind another
     /// one's write is bounded by its own deadline, not by the other's.
     fn flush(&self, deadline: Option<Instant>) {
+        // Set once this flush took from the core: the caller's command was
+        // there, so once that take is written, so is the command.
+        let mut took = false;
         loop {
             let mut w = self.writer();
             // Only an empty buffer takes more, so what waits to be written
             // stays within the core's own transmit limit.
-            let took = w.out.is_empty();
-            if took {
+            if w.out.is_empty() {
+                took = true;
                 self.session.take_output(&mut w.out, None);
                 if w.out.is_empty() {
                     return;
@@ -213,7 +216,7 @@ impl<P: Protocol> Conn<P> {
             }
             drop(w);
             let left = match sent {
-                // What the core held went out: the caller's command with it.
+                // What this flush took went out: the caller's command with it.
                 Ok(Sent::All) if took => return,
                 // Someone else's rest went out; the core still holds ours.
                 Ok(Sent::All) => continue,
@@ -426,9 +429,7 @@ impl<P: Protocol> Conn<P> {
         if call.fds.is_empty() {
             return self.wait(submit(call)?, timeout);
         }
-        if !self.fds {
-            return Err(Error::FdPassingUnsupported);
-        }
+        check_fds(&call, self.fds)?;
         // The wait for the lane counts against the call's own deadline.
         let deadline = timeout.and_then(deadline_after);
         let Some(_lane) = self.fd_lane.enter(deadline) else {

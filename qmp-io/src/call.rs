@@ -203,6 +203,20 @@ pub(crate) fn submit_agent_typed<C: Command>(
     session.submit(C::NAME, Vec::new(), |a| a.send_command(command))
 }
 
+/// Refuses fds that `call` cannot pass, before it waits for its turn to: on
+/// a connection that cannot pass any, or more than one message carries.
+pub(crate) fn check_fds(call: &Call, can_pass: bool) -> Result<()> {
+    if !can_pass {
+        return Err(Error::FdPassingUnsupported);
+    }
+    if call.fds.len() > crate::fd::MAX_FDS_PER_MESSAGE {
+        return Err(Error::TooManyFds {
+            count: call.fds.len(),
+        });
+    }
+    Ok(())
+}
+
 /// The caller's side of a queued command. Dropping it before the answer came
 /// abandons the command, so its late reply is dropped, never misdelivered.
 pub(crate) struct Waiting<'a, P: Protocol> {

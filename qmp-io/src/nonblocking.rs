@@ -16,8 +16,8 @@ use futures_util::future::{Either, select};
 use qmp_proto::{Client as Core, ClientConfig, Command, GuestAgent as AgentCore, Heap};
 
 use crate::call::{
-    AddFdInfo, Call, Waiting, decode, fd_args, submit_agent, submit_agent_typed, submit_qmp,
-    submit_qmp_typed,
+    AddFdInfo, Call, Waiting, check_fds, decode, fd_args, submit_agent, submit_agent_typed,
+    submit_qmp, submit_qmp_typed,
 };
 use crate::config::Config;
 use crate::error::{Disconnect, Error, Result};
@@ -338,9 +338,7 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         if call.fds.is_empty() {
             return self.wait(submit(call)?, timeout).await;
         }
-        if !self.fds {
-            return Err(Error::FdPassingUnsupported);
-        }
+        check_fds(&call, self.fds)?;
         // The wait for the lane counts against the call's own timeout.
         let mut expiry = timeout.map(|t| Box::pin(self.runtime.sleep(t)));
         let lane = self.fd_lane.lock();

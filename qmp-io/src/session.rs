@@ -13,7 +13,6 @@ use qmp_proto::{AgentOutput, Client, GuestAgent, Heap, Id, Output, ProtocolError
 use crate::config::Config;
 use crate::error::{CommandError, Disconnect, Error};
 use crate::events::{Event, EventFilter, Queue, Subscription, Wake};
-use crate::fd::MAX_FDS_PER_MESSAGE;
 use crate::json::Json;
 use crate::slot::{Latch, Slot};
 
@@ -443,9 +442,6 @@ impl<P: Protocol> Session<P> {
         fds: Vec<OwnedFd>,
         send: impl FnOnce(&mut P) -> Result<Option<Id>, qmp_proto::Error>,
     ) -> Result<Submitted, Error> {
-        if fds.len() > MAX_FDS_PER_MESSAGE {
-            return Err(Error::TooManyFds { count: fds.len() });
-        }
         let mut inner = self.lock();
         if let Some(reason) = &inner.d.closed {
             return Err(Error::Disconnected(reason.clone()));
@@ -635,7 +631,7 @@ impl Session<GuestAgent<Heap>> {
     /// Starts a new synchronisation with a fresh nonce.
     pub(crate) fn resync_agent(&self) -> Result<(), Error> {
         let mut inner = self.lock();
-        if inner.proto.resync(nonce()).is_err() {
+        if inner.d.closed.is_some() || inner.proto.resync(nonce()).is_err() {
             drop(inner);
             return Err(self.closed_error());
         }

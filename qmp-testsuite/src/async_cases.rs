@@ -228,7 +228,8 @@ pub async fn fd_passing<H: Harness>(test: &'static str) {
 
 /// fd-carrying calls go one at a time: one waiting behind another that
 /// frozen QEMU never answers still ends at its own deadline, without being
-/// sent; the first completes once QEMU runs again.
+/// sent; the first completes once QEMU runs again. A call with too many fds
+/// is refused at once, without waiting for its turn.
 pub async fn fd_call_behind_a_stuck_one<H: Harness>(test: &'static str) {
     let Some((qemu, qmp)) = qemu::<H>(test).await else {
         return;
@@ -242,7 +243,11 @@ pub async fn fd_call_behind_a_stuck_one<H: Harness>(test: &'static str) {
     H::sleep(fixtures::SETTLE).await;
     let short = fixtures::getfd_call(write.as_fd(), Some(fixtures::SHORT_TIMEOUT));
     let behind = within::<H, _>("the call behind", qmp.call(short)).await;
+    // Refused at once, not after waiting for its turn.
+    let too_many = qmp.call(fixtures::too_many_fds_call(write.as_fd()));
+    let too_many = within::<H, _>("too many fds", too_many).await;
     fixtures::thaw(qemu.pid());
+    checks::refused_too_many_fds(too_many);
     checks::timed_out(behind);
     let stuck = within::<H, _>("the stuck call", stuck).await;
     checks::named_fd(

@@ -222,7 +222,8 @@ pub fn fd_passing<H: BlockingHarness>(test: &'static str) {
 
 /// fd-carrying calls go one at a time: one waiting behind another that
 /// frozen QEMU never answers still ends at its own deadline, without being
-/// sent; the first completes once QEMU runs again.
+/// sent; the first completes once QEMU runs again. A call with too many fds
+/// is refused at once, without waiting for its turn.
 pub fn fd_call_behind_a_stuck_one<H: BlockingHarness>(test: &'static str) {
     let Some((qemu, qmp)) = qemu::<H>(test) else {
         return;
@@ -241,7 +242,10 @@ pub fn fd_call_behind_a_stuck_one<H: BlockingHarness>(test: &'static str) {
     let client = qmp.clone();
     thread::spawn(move || done.send(client.call(short)));
     let behind = behind.recv_timeout(PATIENCE);
+    // Refused at once, not after waiting for its turn.
+    let too_many = qmp.call(fixtures::too_many_fds_call(write.as_fd()));
     fixtures::thaw(qemu.pid());
+    checks::refused_too_many_fds(too_many);
     checks::timed_out(behind.expect("the call behind the stuck one never returned"));
     let stuck = stuck.join().expect("the stuck call");
     checks::named_fd(
