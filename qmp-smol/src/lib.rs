@@ -130,33 +130,35 @@ pub fn unix_transport(stream: StdUnixStream) -> io::Result<UnixTransport> {
     Ok(Io::with_fds(Async::new(stream)?))
 }
 
-async fn within<T>(timeout: Duration, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
+/// Runs `connect` within the connect timeout, then leaves what is left of it
+/// to the handshake: one budget covers both.
+async fn within<T>(config: &mut Config, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let timeout = config.connect_timeout;
     let expired = async {
         smol::Timer::after(timeout).await;
         Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
     };
-    Ok(smol::future::or(connect, expired).await?)
+    let connected = smol::future::or(connect, expired).await;
+    config.connect_timeout = timeout.saturating_sub(started.elapsed());
+    Ok(connected?)
 }
 
-async fn unix(path: &Path, config: &Config) -> Result<UnixTransport> {
-    let stream = within(
-        config.connect_timeout,
-        Async::<StdUnixStream>::connect(path),
-    )
-    .await?;
+async fn unix(path: &Path, config: &mut Config) -> Result<UnixTransport> {
+    let stream = within(config, Async::<StdUnixStream>::connect(path)).await?;
     Ok(Io::with_fds(stream))
 }
 
 /// Connects to a QMP unix socket and runs the handshake.
-pub async fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
-    let transport = unix(path.as_ref(), &config).await?;
+pub async fn connect_unix(path: impl AsRef<Path>, mut config: Config) -> Result<Client> {
+    let transport = unix(path.as_ref(), &mut config).await?;
     connect(transport, config).await
 }
 
 /// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`; an address
 /// or a `"host:port"` string) and runs the handshake.
-pub async fn connect_tcp(addr: impl AsyncToSocketAddrs, config: Config) -> Result<Client> {
-    let stream = within(config.connect_timeout, smol::net::TcpStream::connect(addr)).await?;
+pub async fn connect_tcp(addr: impl AsyncToSocketAddrs, mut config: Config) -> Result<Client> {
+    let stream = within(&mut config, smol::net::TcpStream::connect(addr)).await?;
     connect(Io::new(stream), config).await
 }
 
@@ -175,7 +177,7 @@ pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)>
 }
 
 /// Connects to a guest agent's unix socket and synchronises.
-pub async fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
-    let transport = unix(path.as_ref(), &config).await?;
+pub async fn connect_guest_agent(path: impl AsRef<Path>, mut config: Config) -> Result<GuestAgent> {
+    let transport = unix(path.as_ref(), &mut config).await?;
     GuestAgent::connect(Smol::default(), transport, config).await
 }

@@ -28,12 +28,25 @@ pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
 }
 
 /// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`) and runs the
-/// handshake. The connect timeout covers the tcp connect and the greeting.
-pub fn connect_tcp(addr: impl ToSocketAddrs, config: Config) -> Result<Client> {
+/// handshake. The connect timeout covers the tcp connect and the greeting
+/// together.
+pub fn connect_tcp(addr: impl ToSocketAddrs, mut config: Config) -> Result<Client> {
+    let started = std::time::Instant::now();
     let mut last = None;
     for addr in addr.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, config.connect_timeout) {
-            Ok(stream) => return Client::connect(stream, config),
+        let left = config.connect_timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            last = Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ));
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => {
+                config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
+                return Client::connect(stream, config);
+            }
             Err(e) => last = Some(e),
         }
     }

@@ -100,22 +100,27 @@ where
     Io::new(stream.compat())
 }
 
-async fn within<T>(timeout: Duration, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
-    match tokio::time::timeout(timeout, connect).await {
+/// Runs `connect` within the connect timeout, then leaves what is left of it
+/// to the handshake: one budget covers both.
+async fn within<T>(config: &mut Config, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let connected = tokio::time::timeout(config.connect_timeout, connect).await;
+    config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
+    match connected {
         Ok(r) => Ok(r?),
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out").into()),
     }
 }
 
 /// Connects to a QMP unix socket and runs the handshake.
-pub async fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
-    let stream = within(config.connect_timeout, UnixStream::connect(path)).await?;
+pub async fn connect_unix(path: impl AsRef<Path>, mut config: Config) -> Result<Client> {
+    let stream = within(&mut config, UnixStream::connect(path)).await?;
     connect(unix_transport(stream), config).await
 }
 
 /// Connects to a QMP tcp socket and runs the handshake.
-pub async fn connect_tcp(addr: impl ToSocketAddrs, config: Config) -> Result<Client> {
-    let stream = within(config.connect_timeout, TcpStream::connect(addr)).await?;
+pub async fn connect_tcp(addr: impl ToSocketAddrs, mut config: Config) -> Result<Client> {
+    let stream = within(&mut config, TcpStream::connect(addr)).await?;
     connect(plain_transport(stream), config).await
 }
 
@@ -135,7 +140,7 @@ pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)>
 }
 
 /// Connects to a guest agent's unix socket and synchronises.
-pub async fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
-    let stream = within(config.connect_timeout, UnixStream::connect(path)).await?;
+pub async fn connect_guest_agent(path: impl AsRef<Path>, mut config: Config) -> Result<GuestAgent> {
+    let stream = within(&mut config, UnixStream::connect(path)).await?;
     GuestAgent::connect(Tokio::current(), unix_transport(stream), config).await
 }
