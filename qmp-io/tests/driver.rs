@@ -576,3 +576,57 @@ fn bytes_waiting_for_a_server_that_stopped_reading_stay_within_the_transmit_limi
     );
     deaf.stop();
 }
+
+/// A listener whose queue of pending connections is full: a plain blocking
+/// connect would wait for ever; `connect_unix_stream` gives up at its
+/// timeout, and gets through once the listener accepts one.
+#[test]
+fn connecting_to_a_full_listener_times_out_then_gets_through() {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let dir = TempDir::new("full");
+    let path = dir.0.join("full.sock");
+    let addr = SocketAddrUnix::new(&path).unwrap();
+    let listener = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(&listener, &addr).unwrap();
+    rustix::net::listen(&listener, 0).unwrap();
+    // Fill the queue with connections nobody accepts.
+    let mut pending = Vec::new();
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    loop {
+        let s =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None).unwrap();
+        match rustix::net::connect(&s, &addr) {
+            Ok(()) => pending.push(s),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("filling the queue: {e}"),
+        }
+        assert!(pending.len() < 64, "the queue never filled");
+    }
+    let start = Instant::now();
+    let err = qmp_io::blocking::connect_unix_stream(&path, Duration::from_millis(300)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // Accepting one makes room: a connect that is still trying gets in.
+    let accepter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let accepted = rustix::net::accept(&listener).unwrap();
+        (listener, accepted)
+    });
+    let stream = qmp_io::blocking::connect_unix_stream(&path, Duration::from_secs(10)).unwrap();
+    drop(accepter.join().unwrap());
+    let flags = rustix::fs::fcntl_getfl(&stream).unwrap();
+    assert!(
+        !flags.contains(rustix::fs::OFlags::NONBLOCK),
+        "the stream is left nonblocking"
+    );
+}

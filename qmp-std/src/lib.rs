@@ -22,9 +22,20 @@ use std::path::Path;
 pub use qmp_io::blocking::{Client, GuestAgent, Stream};
 pub use qmp_io::prelude::*;
 
-/// Connects to a QMP unix socket and runs the handshake.
+/// Connects to a QMP unix socket and runs the handshake. The connect timeout
+/// covers the connect (a listener with a full queue) and the greeting together.
 pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
-    Client::connect(UnixStream::connect(path)?, config)
+    let (stream, config) = unix(path.as_ref(), config)?;
+    Client::connect(stream, config)
+}
+
+/// A unix socket connected within the connect timeout, and the config with
+/// what is left of it for the handshake.
+fn unix(path: &Path, mut config: Config) -> Result<(UnixStream, Config)> {
+    let started = std::time::Instant::now();
+    let stream = qmp_io::blocking::connect_unix_stream(path, config.connect_timeout)?;
+    config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
+    Ok((stream, config))
 }
 
 /// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`) and runs the
@@ -68,7 +79,9 @@ pub fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)> {
     Ok((qemu, client))
 }
 
-/// Connects to a guest agent's unix socket and synchronises.
+/// Connects to a guest agent's unix socket and synchronises, within the
+/// connect timeout.
 pub fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
-    GuestAgent::connect(UnixStream::connect(path)?, config)
+    let (stream, config) = unix(path.as_ref(), config)?;
+    GuestAgent::connect(stream, config)
 }
