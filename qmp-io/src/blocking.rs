@@ -67,50 +67,6 @@ impl Stream for TcpStream {
     }
 }
 
-/// How often a connect to a listener whose queue of pending connections is
-/// full is tried again.
-const CONNECT_RETRY: Duration = Duration::from_millis(10);
-
-/// Connects a unix socket, giving up after `timeout`. A plain blocking
-/// connect waits for ever when the listener's queue of pending connections
-/// is full (a QMP monitor busy with one client accepts no other, and its
-/// queue is short); this one tries again until the deadline and fails with
-/// [`io::ErrorKind::TimedOut`]. The stream it returns is blocking.
-pub fn connect_unix_stream(path: &std::path::Path, timeout: Duration) -> io::Result<UnixStream> {
-    use rustix::io::Errno;
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let addr = SocketAddrUnix::new(path)?;
-    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-    let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
-    let deadline = deadline_after(timeout);
-    loop {
-        match rustix::net::connect(&socket, &addr) {
-            Ok(()) => break,
-            Err(Errno::INTR) => {}
-            // A unix stream connect never completes later: it is done, or
-            // the queue is full (EAGAIN) and it must be made again.
-            Err(Errno::AGAIN) => {
-                let left = match deadline {
-                    None => CONNECT_RETRY,
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => left.min(CONNECT_RETRY),
-                        _ => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "connect timed out: the listener accepts no more connections",
-                            ));
-                        }
-                    },
-                };
-                std::thread::sleep(left);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    rustix::io::ioctl_fionbio(&socket, false)?;
-    Ok(UnixStream::from(socket))
-}
-
 /// The write half, with the stream type erased so handles are not generic.
 trait WriteHalf: Write + Send {
     fn shutdown_both(&self) -> io::Result<()>;

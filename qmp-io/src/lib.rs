@@ -15,6 +15,7 @@ pub mod qemu;
 mod session;
 mod slot;
 pub mod testing;
+pub mod unix;
 
 pub use call::{AddFdInfo, Call};
 pub use config::Config;

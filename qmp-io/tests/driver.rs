@@ -578,7 +578,7 @@ fn bytes_waiting_for_a_server_that_stopped_reading_stay_within_the_transmit_limi
 }
 
 /// A listener whose queue of pending connections is full: a plain blocking
-/// connect would wait for ever; `connect_unix_stream` gives up at its
+/// connect would wait for ever; `unix::connect_blocking` gives up at its
 /// timeout, and gets through once the listener accepts one.
 #[test]
 fn connecting_to_a_full_listener_times_out_then_gets_through() {
@@ -609,7 +609,7 @@ fn connecting_to_a_full_listener_times_out_then_gets_through() {
         assert!(pending.len() < 64, "the queue never filled");
     }
     let start = Instant::now();
-    let err = qmp_io::blocking::connect_unix_stream(&path, Duration::from_millis(300)).unwrap_err();
+    let err = qmp_io::unix::connect_blocking(&path, Duration::from_millis(300)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -622,7 +622,7 @@ fn connecting_to_a_full_listener_times_out_then_gets_through() {
         let accepted = rustix::net::accept(&listener).unwrap();
         (listener, accepted)
     });
-    let stream = qmp_io::blocking::connect_unix_stream(&path, Duration::from_secs(10)).unwrap();
+    let stream = qmp_io::unix::connect_blocking(&path, Duration::from_secs(10)).unwrap();
     drop(accepter.join().unwrap());
     let flags = rustix::fs::fcntl_getfl(&stream).unwrap();
     assert!(

@@ -144,9 +144,11 @@ async fn within<T>(config: &mut Config, connect: impl Future<Output = io::Result
     Ok(connected?)
 }
 
+/// A unix socket connected within the connect timeout (also when the
+/// listener's queue is full: see [`qmp_io::unix::connect`]).
 async fn unix(path: &Path, config: &mut Config) -> Result<UnixTransport> {
-    let stream = within(config, Async::<StdUnixStream>::connect(path)).await?;
-    Ok(Io::with_fds(stream))
+    let stream = within(config, qmp_io::unix::connect(&Smol::default(), path)).await?;
+    Ok(unix_transport(stream)?)
 }
 
 /// Connects to a QMP unix socket and runs the handshake.

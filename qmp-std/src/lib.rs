@@ -33,7 +33,7 @@ pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
 /// what is left of it for the handshake.
 fn unix(path: &Path, mut config: Config) -> Result<(UnixStream, Config)> {
     let started = std::time::Instant::now();
-    let stream = qmp_io::blocking::connect_unix_stream(path, config.connect_timeout)?;
+    let stream = qmp_io::unix::connect_blocking(path, config.connect_timeout)?;
     config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
     Ok((stream, config))
 }

@@ -208,6 +208,22 @@ pub async fn close_ends_a_stuck_write<H: Harness>(test: &'static str) {
     checks::closed_and_hung_up(results, &peer);
 }
 
+/// A connect to a listener whose queue is full gives up at the connect
+/// timeout instead of waiting for ever (or failing at once); once the
+/// listener makes room, a connect still trying gets in.
+pub async fn connect_to_a_full_listener<H: Harness>(test: &'static str) {
+    let listener = fixtures::FullListener::start(test);
+    let short = Config::default().connect_timeout(fixtures::SHORT_TIMEOUT);
+    let started = Instant::now();
+    let refused = H::connect(listener.path(), short).await;
+    checks::connect_timed_out(refused, started.elapsed());
+    let accepted = listener.accept_after(fixtures::SHORT_TIMEOUT);
+    let patient = Config::default().connect_timeout(fixtures::FULL_CONNECT_TIMEOUT);
+    let waited = H::connect(listener.path(), patient).await;
+    drop(accepted.join().expect("the listener's accept"));
+    checks::got_in_without_greeting(waited);
+}
+
 /// Case 9: fds passed with `add-fd` and `getfd`; one too many on a call is
 /// refused before anything is sent.
 pub async fn fd_passing<H: Harness>(test: &'static str) {

@@ -444,3 +444,26 @@ pub fn closed_and_hung_up(results: Vec<Result<Json>>, peer: &std::os::unix::net:
         "the socket stayed open after close"
     );
 }
+
+/// A connect to a full listener gave up at the connect timeout, saying so.
+pub fn connect_timed_out<T: core::fmt::Debug>(result: Result<T>, took: Duration) {
+    match &result {
+        Err(Error::Connect(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+        other => panic!("a connect to a full listener: {other:?}"),
+    }
+    assert!(
+        took >= SHORT_TIMEOUT && took < SHORT_TIMEOUT + DEADLINE_SLACK,
+        "gave up after {took:?}"
+    );
+}
+
+/// A connect that waited for room got in, then found no greeting.
+pub fn got_in_without_greeting<T: core::fmt::Debug>(result: Result<T>) {
+    assert!(
+        matches!(
+            result,
+            Err(Error::Disconnected(Disconnect::HandshakeTimeout(_)))
+        ),
+        "a connect once the listener made room: {result:?}"
+    );
+}

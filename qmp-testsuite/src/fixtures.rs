@@ -388,10 +388,28 @@ pub fn stuck_qmp_call() -> Call {
         .timeout(None)
 }
 
+/// A directory of the case's own under the temp dir, removed on drop.
+struct PrivateDir(std::path::PathBuf);
+
+impl PrivateDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("qmp-suite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a private directory");
+        PrivateDir(dir)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A QMP server that plays QEMU's handshake, then reads nothing more: the
 /// case keeps its end of the connection, to see when the client hangs up.
 pub struct DeafServer {
-    dir: std::path::PathBuf,
+    _dir: PrivateDir,
     path: std::path::PathBuf,
     accepted: Option<std::thread::JoinHandle<UnixStream>>,
 }
@@ -403,10 +421,8 @@ impl DeafServer {
     ///
     /// If the socket cannot be bound.
     pub fn start(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("qmp-suite-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a private directory");
-        let path = dir.join("deaf.sock");
+        let dir = PrivateDir::new(name);
+        let path = dir.0.join("deaf.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).expect("binding the socket");
         let accepted = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().expect("accepting the client");
@@ -424,7 +440,7 @@ impl DeafServer {
             stream
         });
         DeafServer {
-            dir,
+            _dir: dir,
             path,
             accepted: Some(accepted),
         }
@@ -443,12 +459,6 @@ impl DeafServer {
     pub fn accepted(&mut self) -> UnixStream {
         let accepted = self.accepted.take().expect("accepted once");
         accepted.join().expect("the handshake")
-    }
-}
-
-impl Drop for DeafServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -480,6 +490,75 @@ pub fn hung_up(stream: &UnixStream, timeout: Duration) -> bool {
         }
     }
 }
+
+/// A unix listener that accepts nobody, its queue of pending connections
+/// full: a plain blocking connect to it would wait for ever.
+pub struct FullListener {
+    _dir: PrivateDir,
+    path: std::path::PathBuf,
+    listener: std::os::fd::OwnedFd,
+    _pending: Vec<std::os::fd::OwnedFd>,
+}
+
+impl FullListener {
+    /// Binds a listener with the shortest queue and fills it.
+    ///
+    /// # Panics
+    ///
+    /// If the socket cannot be bound, or the queue never fills.
+    pub fn start(name: &str) -> Self {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let dir = PrivateDir::new(name);
+        let path = dir.0.join("full.sock");
+        let addr = SocketAddrUnix::new(&path).expect("a socket address");
+        let socket = |flags| {
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)
+                .expect("a socket")
+        };
+        let listener = socket(SocketFlags::CLOEXEC);
+        rustix::net::bind(&listener, &addr).expect("binding the socket");
+        rustix::net::listen(&listener, 0).expect("listening");
+        let mut pending = Vec::new();
+        loop {
+            let s = socket(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK);
+            match rustix::net::connect(&s, &addr) {
+                Ok(()) => pending.push(s),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => panic!("filling the listener's queue: {e}"),
+            }
+            assert!(pending.len() < 64, "the listener's queue never filled");
+        }
+        FullListener {
+            _dir: dir,
+            path,
+            listener,
+            _pending: pending,
+        }
+    }
+
+    /// Where to connect.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Accepts one pending connection after `delay`, on a thread: then there
+    /// is room for one more. The thread returns the accepted connection.
+    ///
+    /// # Panics
+    ///
+    /// If the listener cannot be duplicated; the thread, if accept fails.
+    pub fn accept_after(&self, delay: Duration) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+        let listener = self.listener.try_clone().expect("a second listener handle");
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            rustix::net::accept(&listener).expect("accepting one")
+        })
+    }
+}
+
+/// The connect timeout of the full-listener case: long enough that the
+/// listener makes room before it ends.
+pub const FULL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A command the silent agent never reads all of: it times out with most of
 /// its bytes still waiting to be written.

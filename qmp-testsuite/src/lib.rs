@@ -135,6 +135,7 @@ macro_rules! __suite {
             killed_qemu_fails_pending_calls,
             drop_frees_the_monitor,
             close_ends_a_stuck_write,
+            connect_to_a_full_listener,
             fd_passing,
             fd_call_behind_a_stuck_one,
             big_reply,

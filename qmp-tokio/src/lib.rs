@@ -112,10 +112,17 @@ async fn within<T>(config: &mut Config, connect: impl Future<Output = io::Result
     }
 }
 
+/// A unix socket connected within the connect timeout (also when the
+/// listener's queue is full: see [`qmp_io::unix::connect`]).
+async fn unix(path: &Path, config: &mut Config) -> Result<UnixTransport> {
+    let stream = within(config, qmp_io::unix::connect(&Tokio::current(), path)).await?;
+    Ok(unix_transport(UnixStream::from_std(stream)?))
+}
+
 /// Connects to a QMP unix socket and runs the handshake.
 pub async fn connect_unix(path: impl AsRef<Path>, mut config: Config) -> Result<Client> {
-    let stream = within(&mut config, UnixStream::connect(path)).await?;
-    connect(unix_transport(stream), config).await
+    let transport = unix(path.as_ref(), &mut config).await?;
+    connect(transport, config).await
 }
 
 /// Connects to a QMP tcp socket and runs the handshake.
@@ -141,6 +148,6 @@ pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)>
 
 /// Connects to a guest agent's unix socket and synchronises.
 pub async fn connect_guest_agent(path: impl AsRef<Path>, mut config: Config) -> Result<GuestAgent> {
-    let stream = within(&mut config, UnixStream::connect(path)).await?;
-    GuestAgent::connect(Tokio::current(), unix_transport(stream), config).await
+    let transport = unix(path.as_ref(), &mut config).await?;
+    GuestAgent::connect(Tokio::current(), transport, config).await
 }
