@@ -1,0 +1,221 @@
+//! Who reads the socket: a caller waiting for its answer leads (reads
+//! itself) or follows (sleeps until the reader hands over its answer or the
+//! reading), and a background thread reads once the callers left the socket
+//! alone for a while.
+
+use core::time::Duration;
+use std::io;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use rustix::event::PollFlags;
+
+use super::Conn;
+use super::stream::{ReadStream, wait_ready};
+use crate::error::Disconnect;
+use crate::session::{Answer, Protocol};
+use crate::slot::{Slot, Turn};
+
+/// The right to read: the stream and the buffer, held by one thread at a time.
+pub(super) struct ReadHalf {
+    pub(super) stream: Box<dyn ReadStream>,
+    pub(super) buf: Vec<u8>,
+}
+
+/// Who reads the socket.
+pub(super) struct Reading {
+    /// The read half; `None` while a thread holds it.
+    pub(super) half: Option<ReadHalf>,
+    /// Callers waiting for an answer while another thread reads, in the
+    /// order they came: the newest takes over when the reader gives the half
+    /// back.
+    pub(super) followers: Vec<Arc<Slot<Answer>>>,
+    /// When a caller last wanted to read.
+    pub(super) active: Instant,
+}
+
+/// How long the background thread leaves the socket to the callers after the
+/// last one read. Events arriving between calls wait at most this long.
+const QUIET: Duration = Duration::from_millis(10);
+
+impl<P: Protocol> Conn<P> {
+    /// Reads and feeds the session until `done()`, the deadline, or the end
+    /// of the connection.
+    pub(super) fn read_until(
+        &self,
+        half: &mut ReadHalf,
+        done: impl Fn() -> bool,
+        deadline: Option<Instant>,
+    ) {
+        while !done() && !self.session.is_closed() {
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return,
+                },
+            };
+            match wait_ready(half.stream.as_fd(), PollFlags::IN, timeout) {
+                Ok(true) => self.read_once(half, deadline),
+                Ok(false) => return,
+                Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+            }
+        }
+    }
+
+    /// One read (the socket is readable), fed to the session; writing what
+    /// the core answers gives up at `deadline`.
+    fn read_once(&self, half: &mut ReadHalf, deadline: Option<Instant>) {
+        let read = half.stream.read(&mut half.buf);
+        self.absorb(read, &half.buf, deadline);
+    }
+
+    /// Takes in the result of a read into `buf`.
+    fn absorb(&self, read: io::Result<usize>, buf: &[u8], deadline: Option<Instant>) {
+        match read {
+            Ok(0) => self
+                .session
+                .on_close(Disconnect::Eof { mid_message: false }),
+            Ok(n) => {
+                self.session.on_input(&buf[..n]);
+                if !self.session.is_closed() {
+                    // What the core answers by itself (a guest-agent resync).
+                    // The reader never waits for room with no deadline: the
+                    // peer may be waiting for us to read.
+                    self.flush(Some(deadline.unwrap_or_else(Instant::now)));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+        }
+    }
+
+    /// Takes the read half if it is free; otherwise queues `slot` to be
+    /// promoted when the reader leaves.
+    fn lead_or_follow(&self, slot: &Arc<Slot<Answer>>) -> Option<ReadHalf> {
+        let mut r = self.reading();
+        r.active = Instant::now();
+        let queued = r.followers.iter().position(|f| Arc::ptr_eq(f, slot));
+        match r.half.take() {
+            Some(half) => {
+                if let Some(i) = queued {
+                    r.followers.remove(i);
+                }
+                Some(half)
+            }
+            None => {
+                if queued.is_none() {
+                    r.followers.push(slot.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// Gives the read half back and hands the reading to a waiting caller.
+    fn release(&self, half: ReadHalf) {
+        let mut r = self.reading();
+        r.half = Some(half);
+        promote_next(&mut r);
+    }
+
+    /// A follower stops waiting; a promotion it got passes to the next one.
+    fn leave(&self, slot: &Arc<Slot<Answer>>) {
+        let mut r = self.reading();
+        r.followers.retain(|f| !Arc::ptr_eq(f, slot));
+        if slot.take_promoted() {
+            promote_next(&mut r);
+        }
+    }
+
+    /// Waits for `slot`'s answer, reading the socket while nobody else does.
+    pub(super) fn answer(
+        &self,
+        slot: &Arc<Slot<Answer>>,
+        deadline: Option<Instant>,
+    ) -> Option<Answer> {
+        let mut followed = false;
+        let answer = loop {
+            if let Some(answer) = slot.try_take() {
+                break Some(answer);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break None;
+            }
+            if let Some(mut half) = self.lead_or_follow(slot) {
+                self.read_until(&mut half, || slot.is_filled(), deadline);
+                self.release(half);
+                continue;
+            }
+            followed = true;
+            if slot.wait_turn(deadline) == Turn::TimedOut {
+                break slot.try_take();
+            }
+        };
+        if followed {
+            self.leave(slot);
+        }
+        answer
+    }
+
+    /// For the background thread: the read half, once no caller has wanted
+    /// it for [`QUIET`]; `None` after waiting (at most that long) for it.
+    fn quiet_half(&self) -> Option<ReadHalf> {
+        let r = self.reading();
+        let quiet_since = r.active.elapsed();
+        if r.half.is_some() && quiet_since >= QUIET {
+            let mut r = r;
+            return r.half.take();
+        }
+        let wait = QUIET
+            .saturating_sub(quiet_since)
+            .max(Duration::from_millis(1));
+        let _ = self.quiet.wait_timeout(r, wait);
+        None
+    }
+}
+
+/// Hands the reading to the newest follower still waiting: QEMU answers in
+/// order, so its reply comes last, and it reads everyone else's on the way.
+/// (Promoting the oldest would make a new reader after nearly every reply.)
+fn promote_next(r: &mut Reading) {
+    while let Some(follower) = r.followers.pop() {
+        if follower.promote() {
+            return;
+        }
+    }
+}
+
+/// The background thread: once the callers have left the socket alone for a
+/// while, takes the read half and blocks reading, so events and the end of
+/// the connection are seen with no call waiting. Gives the half back as soon
+/// as a caller waits, handing that caller the reading.
+pub(super) fn background<P: Protocol>(conn: &Weak<Conn<P>>) {
+    loop {
+        let mut half = {
+            let Some(conn) = conn.upgrade() else {
+                return;
+            };
+            if conn.session.is_closed() {
+                return;
+            }
+            match conn.quiet_half() {
+                Some(half) => half,
+                None => continue,
+            }
+        };
+        loop {
+            // No strong reference while blocked: dropping every handle shuts
+            // the socket down, which ends this read.
+            let read = half.stream.read(&mut half.buf);
+            let Some(conn) = conn.upgrade() else {
+                return;
+            };
+            conn.absorb(read, &half.buf, None);
+            if conn.session.is_closed() || !conn.reading().followers.is_empty() {
+                conn.release(half);
+                break;
+            }
+        }
+    }
+}
