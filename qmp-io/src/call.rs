@@ -266,11 +266,6 @@ impl<P: Protocol> Drop for Waiting<'_, P> {
     }
 }
 
-/// The answer of a command the agent never replies to.
-pub(crate) fn no_reply() -> Json {
-    Json::from_static("{}")
-}
-
 /// Decodes a typed command's return value.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(json: &Json) -> Result<T> {
     json.decode().map_err(|e| Error::Decode(Arc::new(e)))

@@ -297,7 +297,7 @@ impl<P: Protocol> Session<P> {
             && *end <= out.written()
         {
             if let Some((_, slot)) = unsent.pop_front() {
-                slot.fill(Ok(crate::call::no_reply()));
+                slot.fill(Ok(Json::no_reply()));
             }
         }
         self.unsent.store(!unsent.is_empty(), Ordering::Relaxed);
