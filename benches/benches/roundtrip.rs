@@ -617,9 +617,7 @@ fn connect_smol(
         executor.map_or_else(qmp_smol::Smol::default, |ex| qmp_smol::Smol::on(ex.clone()));
     let ex = executor.map(|ex| &**ex);
     let client = smol::block_on(on_executor(ex, async {
-        let stream = UnixStream::connect(path)?;
-        let transport = qmp_smol::unix_transport(stream)?;
-        qmp_smol::Client::connect(runtime, transport, config()).await
+        qmp_smol::Client::connect_unix(runtime, path, config()).await
     }))
     .expect("qmp-smol: connect");
     assert_eq!(

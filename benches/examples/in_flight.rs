@@ -163,9 +163,7 @@ fn smol_client(mode: &str, rounds: usize, n: usize) {
         _ => qmp_smol::Smol::default(),
     };
     let client = smol::block_on(ex.run(async {
-        let stream = UnixStream::connect(qemu.qmp_path()).expect("connect");
-        let transport = qmp_smol::unix_transport(stream).expect("non-blocking");
-        qmp_smol::Client::connect(runtime, transport, qmp_io::Config::default()).await
+        qmp_smol::Client::connect_unix(runtime, qemu.qmp_path(), qmp_io::Config::default()).await
     }))
     .expect("connecting to QEMU");
     measure(mode, rounds, n, || {

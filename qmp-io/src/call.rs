@@ -13,22 +13,24 @@ use crate::json::Json;
 use crate::session::{Answer, Protocol, Session, Submitted};
 use crate::slot::Slot;
 
-/// A command with per-call options: raw JSON arguments, out-of-band
-/// execution, a timeout that overrides the client's default, and file
-/// descriptors to pass with it.
+/// A command with per-call options: arguments, out-of-band execution, a
+/// timeout that overrides the client's default, and file descriptors to pass
+/// with it.
 ///
 /// ```
 /// use std::time::Duration;
 /// use qmp_io::Call;
 /// let call = Call::new("query-block")
 ///     .timeout(Some(Duration::from_millis(500)));
-/// # let _ = call;
+/// let eject = Call::new("eject").arguments(serde_json::json!({"id": "cd0", "force": true}));
+/// # let _ = (call, eject);
 /// ```
 #[derive(Debug)]
 #[must_use]
 pub struct Call {
     pub(crate) name: String,
-    pub(crate) arguments: Option<String>,
+    /// The arguments as JSON text, or why they could not be serialized.
+    pub(crate) arguments: core::result::Result<Option<String>, Arc<serde_json::Error>>,
     pub(crate) oob: bool,
     pub(crate) timeout: Option<Option<Duration>>,
     pub(crate) fds: Vec<OwnedFd>,
@@ -39,34 +41,35 @@ impl Call {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            arguments: None,
+            arguments: Ok(None),
             oob: false,
             timeout: None,
             fds: Vec::new(),
         }
     }
 
-    /// A call of command `name` with optional raw JSON arguments.
-    pub(crate) fn raw(name: &str, arguments: Option<&str>) -> Self {
-        let call = Self::new(name);
-        match arguments {
-            Some(a) => call.arguments(a),
-            None => call,
-        }
-    }
-
     /// A call of a typed command (its arguments serialized now).
-    pub fn command<C: Command>(command: &C) -> Result<Self> {
-        let args = serde_json::to_string(command).map_err(|e| Error::Decode(Arc::new(e)))?;
-        Ok(Self::raw(
-            C::NAME,
-            (args != "null").then_some(args.as_str()),
-        ))
+    pub fn command<C: Command>(command: &C) -> Self {
+        Self::new(C::NAME).arguments(command)
     }
 
-    /// Sets the arguments: one JSON object, as text (checked before sending).
-    pub fn arguments(mut self, json: impl Into<String>) -> Self {
-        self.arguments = Some(json.into());
+    /// Sets the arguments: anything that serializes to one JSON object (a
+    /// struct, `serde_json::json!({..})`, a map, a `&RawValue` or a [`Json`]
+    /// holding an object); `()` or `None` sends none. Serialized now; an
+    /// error is returned by the call ([`Error::Encode`]), and a value that is
+    /// not an object is refused before sending ([`Error::Usage`]).
+    pub fn arguments(mut self, arguments: impl serde::Serialize) -> Self {
+        self.arguments = match serde_json::to_string(&arguments) {
+            Ok(text) if text == "null" => Ok(None),
+            Ok(text) => Ok(Some(text)),
+            Err(e) => Err(Arc::new(e)),
+        };
+        self
+    }
+
+    /// Sets the arguments as JSON text, one object (checked before sending).
+    pub fn arguments_text(mut self, json: impl Into<String>) -> Self {
+        self.arguments = Ok(Some(json.into()));
         self
     }
 
@@ -111,37 +114,38 @@ pub struct AddFdInfo {
 
 /// The arguments of the fd commands, built once for every driver.
 pub(crate) mod fd_args {
+    use serde_json::json;
+
     use crate::call::Call;
 
-    fn string(s: &str) -> String {
-        serde_json::Value::from(s).to_string()
-    }
-
     pub(crate) fn getfd(name: &str) -> Call {
-        Call::new("getfd").arguments(format!("{{\"fdname\":{}}}", string(name)))
+        Call::new("getfd").arguments(json!({ "fdname": name }))
     }
 
     pub(crate) fn closefd(name: &str) -> Call {
-        Call::new("closefd").arguments(format!("{{\"fdname\":{}}}", string(name)))
+        Call::new("closefd").arguments(json!({ "fdname": name }))
     }
 
     pub(crate) fn add_fd(fdset_id: Option<u64>, opaque: Option<&str>) -> Call {
-        let mut args = serde_json::Map::new();
-        if let Some(id) = fdset_id {
-            args.insert("fdset-id".into(), id.into());
+        #[derive(serde::Serialize)]
+        struct AddFd<'a> {
+            #[serde(rename = "fdset-id", skip_serializing_if = "Option::is_none")]
+            fdset_id: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            opaque: Option<&'a str>,
         }
-        if let Some(o) = opaque {
-            args.insert("opaque".into(), o.into());
-        }
-        Call::new("add-fd").arguments(serde_json::Value::Object(args).to_string())
+        Call::new("add-fd").arguments(AddFd { fdset_id, opaque })
     }
 
     pub(crate) fn remove_fd(fdset_id: u64, fd: Option<i64>) -> Call {
-        let args = match fd {
-            Some(fd) => format!("{{\"fdset-id\":{fdset_id},\"fd\":{fd}}}"),
-            None => format!("{{\"fdset-id\":{fdset_id}}}"),
-        };
-        Call::new("remove-fd").arguments(args)
+        #[derive(serde::Serialize)]
+        struct RemoveFd {
+            #[serde(rename = "fdset-id")]
+            fdset_id: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fd: Option<i64>,
+        }
+        Call::new("remove-fd").arguments(RemoveFd { fdset_id, fd })
     }
 }
 
@@ -154,6 +158,7 @@ pub(crate) fn submit_qmp(session: &Session<Client<Heap>>, call: Call) -> Result<
         fds,
         ..
     } = call;
+    let arguments = arguments.map_err(Error::Encode)?;
     session.submit(&name, fds, |c| {
         let args = arguments.as_deref();
         if oob {
@@ -190,6 +195,7 @@ pub(crate) fn submit_agent(session: &Session<GuestAgent<Heap>>, call: Call) -> R
         fds,
         ..
     } = call;
+    let arguments = arguments.map_err(Error::Encode)?;
     session.submit(&name, fds, |a| {
         a.send_command_raw(&name, arguments.as_deref())
     })

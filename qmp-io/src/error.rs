@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use qmp_proto::{ProtocolError, QmpError, UsageError};
 
+use crate::child::ChildExit;
+
 /// A QMP error reply, owned: the command ran (or was refused) and failed.
 ///
 /// This is an answer from QEMU, not a transport failure: match on
@@ -50,9 +52,16 @@ pub enum Disconnect {
     Io(Arc<io::Error>),
     /// The peer broke the protocol (the core's sticky error).
     Protocol(ProtocolError),
-    /// No greeting (QMP) or sync reply (guest agent) within the connect
-    /// timeout: another client may hold the socket.
-    HandshakeTimeout(Duration),
+    /// The handshake did not finish within the connect timeout.
+    HandshakeTimeout {
+        /// The step that was still missing.
+        step: HandshakeStep,
+        /// The connect timeout, as configured.
+        timeout: Duration,
+    },
+    /// The child process the connection ran over exited (or closed its
+    /// output): its status and the end of its stderr.
+    ChildExited(Arc<ChildExit>),
     /// This side closed it: [`close`](crate::blocking::Client::close) was called
     /// or every handle was dropped.
     Local,
@@ -67,12 +76,50 @@ impl fmt::Display for Disconnect {
             }
             Disconnect::Io(e) => write!(f, "socket error: {e}"),
             Disconnect::Protocol(e) => write!(f, "protocol error: {e}"),
-            Disconnect::HandshakeTimeout(d) => write!(
-                f,
-                "no greeting within {d:?} (is another client connected to this socket?)"
-            ),
+            Disconnect::HandshakeTimeout { step, timeout } => {
+                write!(f, "{step} within the connect timeout ({timeout:?})")
+            }
+            Disconnect::ChildExited(exit) => fmt::Display::fmt(exit, f),
             Disconnect::Local => f.write_str("the connection was closed by this client"),
         }
+    }
+}
+
+impl Disconnect {
+    /// The reason for a failed read or write: the child's exit when the
+    /// stream is a child process's stdio, else the error itself.
+    pub(crate) fn from_io(e: io::Error) -> Self {
+        match crate::child::exit_of(&e) {
+            Some(exit) => Disconnect::ChildExited(Arc::new(exit.clone())),
+            None => Disconnect::Io(Arc::new(e)),
+        }
+    }
+}
+
+/// The handshake step a connection was waiting for when its connect timeout
+/// struck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandshakeStep {
+    /// QEMU's greeting (`{"QMP": ...}`) never came: another client may hold
+    /// the monitor (it serves one at a time), or this is not a QMP socket.
+    Greeting,
+    /// The greeting came, the reply to `qmp_capabilities` did not.
+    Capabilities,
+    /// The guest agent never answered `guest-sync-delimited`: no agent runs
+    /// in the guest, or it is busy.
+    GuestSync,
+}
+
+impl fmt::Display for HandshakeStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandshakeStep::Greeting => {
+                "no QMP greeting (is another client connected to this monitor?)"
+            }
+            HandshakeStep::Capabilities => "no reply to qmp_capabilities",
+            HandshakeStep::GuestSync => "no reply to guest-sync-delimited from the guest agent",
+        })
     }
 }
 
@@ -97,6 +144,8 @@ pub enum Error {
     },
     /// The reply did not decode into the expected type.
     Decode(Arc<serde_json::Error>),
+    /// The call's arguments could not be serialized; nothing was sent.
+    Encode(Arc<serde_json::Error>),
     /// Local misuse: a bad command name or arguments, `exec-oob` without oob,
     /// too many commands in flight, fds on a transport that cannot pass them.
     Usage(UsageError),
@@ -140,6 +189,7 @@ impl fmt::Display for Error {
                 write!(f, "the reply ({size} bytes) is larger than the size limit")
             }
             Error::Decode(e) => write!(f, "cannot decode the reply: {e}"),
+            Error::Encode(e) => write!(f, "cannot serialize the arguments: {e}"),
             Error::Usage(e) => write!(f, "{e}"),
             Error::Connect(e) => write!(f, "cannot connect: {e}"),
             Error::FdPassingUnsupported => {
@@ -158,7 +208,7 @@ impl core::error::Error for Error {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::Command(e) => Some(e),
-            Error::Decode(e) => Some(&**e),
+            Error::Decode(e) | Error::Encode(e) => Some(&**e),
             Error::Connect(e) => Some(&**e),
             Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
             _ => None,

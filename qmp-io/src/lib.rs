@@ -4,6 +4,7 @@
 
 pub mod blocking;
 mod call;
+pub mod child;
 mod config;
 mod error;
 mod events;
@@ -14,12 +15,14 @@ pub mod nonblocking;
 pub mod qemu;
 mod session;
 mod slot;
+pub mod tcp;
 pub mod testing;
 pub mod unix;
 
 pub use call::{AddFdInfo, Call};
+pub use child::ChildExit;
 pub use config::Config;
-pub use error::{CommandError, Disconnect, Error, Result};
+pub use error::{CommandError, Disconnect, Error, HandshakeStep, Result};
 pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use json::Json;
 pub use qmp_proto::{
@@ -32,8 +35,8 @@ pub mod prelude {
     pub use crate::mock::{MockQemu, MockReply, MockRequest};
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
-        AddFdInfo, Call, Command, CommandError, Config, ConnectionLimits, Disconnect, Empty, Error,
-        Event, EventFilter, Greeting, Json, Lagged, ProtocolError, RecvTimeoutError, Result,
-        Subscription, Timestamp, UsageError, Version,
+        AddFdInfo, Call, ChildExit, Command, CommandError, Config, ConnectionLimits, Disconnect,
+        Empty, Error, Event, EventFilter, Greeting, HandshakeStep, Json, Lagged, ProtocolError,
+        RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
     };
 }

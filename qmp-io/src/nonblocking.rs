@@ -10,6 +10,7 @@ use core::time::Duration;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
@@ -34,6 +35,35 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> Self::Sleep;
     /// Runs `task` in the background until it completes.
     fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
+}
+
+/// A runtime that also registers sockets and pipes with its reactor: what an
+/// adapter implements so the ways of connecting (unix path, child process, a
+/// QEMU it launches) are written once, here, for every runtime.
+pub trait Reactor: Runtime {
+    /// A unix socket registered with the reactor (passing fds, if it can).
+    type Unix: Transport;
+    /// A tcp socket registered with the reactor.
+    type Tcp: Transport;
+    /// A child process's stdio registered with the reactor.
+    type Child: Transport;
+    /// Registers a connected, nonblocking unix socket.
+    fn unix(&self, stream: std::os::unix::net::UnixStream) -> io::Result<Self::Unix>;
+    /// Registers a connected, nonblocking tcp socket.
+    fn tcp(&self, stream: std::net::TcpStream) -> io::Result<Self::Tcp>;
+    /// Registers a child's stdin and stdout.
+    fn child(&self, child: crate::child::ChildStdio) -> io::Result<Self::Child>;
+    /// Runs blocking `work` off the executor's threads.
+    fn unblock<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = io::Result<T>> + Send;
+}
+
+/// A unix socket connected on `runtime` (also when the listener's queue is
+/// full: see [`crate::unix::connect`]).
+async fn unix<R: Reactor>(runtime: &R, path: &std::path::Path) -> io::Result<R::Unix> {
+    runtime.unix(crate::unix::connect(runtime, path).await?)
 }
 
 /// A byte stream the async driver can run on. [`Io`] makes one of any
@@ -171,6 +201,23 @@ where
     }
 }
 
+/// Runs `open` for at most `timeout`; running out is
+/// [`io::ErrorKind::TimedOut`], reported as a connect error.
+async fn within<R: Runtime, T>(
+    runtime: &R,
+    timeout: Duration,
+    open: impl Future<Output = io::Result<T>>,
+) -> Result<T> {
+    match select(Box::pin(open), Box::pin(runtime.sleep(timeout))).await {
+        Either::Left((opened, _)) => Ok(opened?),
+        Either::Right(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the connect timeout ({timeout:?}) passed before the connection was open"),
+        )
+        .into()),
+    }
+}
+
 /// Reads before yielding to other tasks, so a busy connection stays fair.
 const READ_BUDGET: usize = 32;
 
@@ -237,7 +284,7 @@ impl<P: Protocol, T: Transport> Future for Driver<P, T> {
             let wrote = match this.poll_write_out(cx) {
                 Ok(p) => p,
                 Err(e) => {
-                    this.session.on_close(Disconnect::Io(Arc::new(e)));
+                    this.session.on_close(Disconnect::from_io(e));
                     return Poll::Ready(());
                 }
             };
@@ -250,7 +297,7 @@ impl<P: Protocol, T: Transport> Future for Driver<P, T> {
                 Poll::Ready(Ok(n)) => this.session.on_input(&this.buf[..n]),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
-                    this.session.on_close(Disconnect::Io(Arc::new(e)));
+                    this.session.on_close(Disconnect::from_io(e));
                     return Poll::Ready(());
                 }
                 Poll::Pending if !wrote => return Poll::Pending,
@@ -279,7 +326,17 @@ struct Conn<P: Protocol, R: Runtime> {
 }
 
 impl<P: Protocol, R: Runtime> Conn<P, R> {
-    async fn start<T: Transport>(session: Arc<Session<P>>, runtime: R, io: T) -> Result<Arc<Self>> {
+    /// Opens the transport with `open`, spawns the driver over it and waits
+    /// for the handshake of `proto`, all within the one connect timeout.
+    async fn open<T: Transport>(
+        runtime: R,
+        proto: P,
+        config: Config,
+        open: impl Future<Output = io::Result<T>>,
+    ) -> Result<Arc<Self>> {
+        let started = Instant::now();
+        let io = within(&runtime, config.connect_timeout, open).await?;
+        let session = Arc::new(Session::new(proto, config));
         let fds = io.can_pass_fds();
         runtime.spawn(Box::pin(Driver {
             session: session.clone(),
@@ -295,9 +352,11 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         });
         let timeout = conn.session.config.connect_timeout;
         let settled = core::future::poll_fn(|cx| conn.session.settled.poll_wait(cx));
-        let sleep = conn.runtime.sleep(timeout);
+        let sleep = conn
+            .runtime
+            .sleep(timeout.saturating_sub(started.elapsed()));
         if let Either::Right(_) = select(Box::pin(settled), Box::pin(sleep)).await {
-            conn.session.on_close(Disconnect::HandshakeTimeout(timeout));
+            conn.session.handshake_timed_out(timeout);
         }
         match conn.session.closed_reason() {
             Some(reason) => Err(Error::Disconnected(reason)),
@@ -391,16 +450,101 @@ impl<R: Runtime> core::fmt::Debug for Client<R> {
     }
 }
 
+impl<R: Reactor> Client<R> {
+    /// Connects to a QMP unix socket and runs the handshake. The connect
+    /// timeout covers the connect (a listener with a full queue) and the
+    /// greeting together.
+    pub async fn connect_unix(runtime: R, path: &std::path::Path, config: Config) -> Result<Self> {
+        let open = unix(&runtime, path);
+        Self::connect_with(runtime.clone(), config, open).await
+    }
+
+    /// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`; an
+    /// address or a `"host:port"` string, resolved off the executor) and runs
+    /// the handshake, both within the connect timeout.
+    pub async fn connect_tcp(
+        runtime: R,
+        addr: impl std::net::ToSocketAddrs + Send + 'static,
+        config: Config,
+    ) -> Result<Self> {
+        let timeout = config.connect_timeout;
+        let open = async {
+            let stream = runtime
+                .unblock(move || crate::tcp::connect(addr, timeout))
+                .await??;
+            stream.set_nonblocking(true)?;
+            runtime.tcp(stream)
+        };
+        Self::connect_with(runtime.clone(), config, open).await
+    }
+
+    /// Runs the QMP handshake with a child process that speaks QMP on its
+    /// stdin and stdout: QEMU with `-qmp stdio`, or a command reaching a
+    /// remote monitor (`ssh host socat - UNIX-CONNECT:/run/vm.qmp`). The
+    /// child is killed and reaped when the connection ends; if it dies, the
+    /// error quotes the end of its stderr.
+    pub async fn connect_child(
+        runtime: R,
+        command: std::process::Command,
+        config: Config,
+    ) -> Result<Self> {
+        let open = async { runtime.child(crate::child::ChildStdio::spawn(command)?) };
+        Self::connect_with(runtime.clone(), config, open).await
+    }
+
+    /// Launches a private QEMU and connects to its QMP socket. The process is
+    /// killed and reaped when the returned [`Qemu`](crate::qemu::Qemu) is
+    /// dropped.
+    pub async fn launch(
+        runtime: R,
+        qemu: crate::qemu::QemuBuilder,
+        config: Config,
+    ) -> Result<(crate::qemu::Qemu, Self)> {
+        let qemu = runtime.unblock(move || qemu.spawn()).await??;
+        let client = Self::connect_unix(runtime, qemu.qmp_path(), config).await?;
+        Ok((qemu, client))
+    }
+
+    /// Launches a private QEMU with its monitor on its stdio (`-qmp stdio`,
+    /// no socket file); it lives as long as the connection.
+    pub async fn launch_stdio(
+        runtime: R,
+        qemu: crate::qemu::QemuBuilder,
+        config: Config,
+    ) -> Result<Self> {
+        Self::connect_child(runtime, qemu.stdio_command(), config).await
+    }
+}
+
+impl<R: Reactor> GuestAgent<R> {
+    /// Connects to a guest agent's unix socket and synchronises, within the
+    /// connect timeout.
+    pub async fn connect_unix(runtime: R, path: &std::path::Path, config: Config) -> Result<Self> {
+        let open = unix(&runtime, path);
+        Self::connect_with(runtime.clone(), config, open).await
+    }
+}
+
 impl<R: Runtime> Client<R> {
     /// Spawns the driver on `runtime` over `transport` and runs the QMP
     /// handshake; the connect timeout covers the greeting.
     pub async fn connect<T: Transport>(runtime: R, transport: T, config: Config) -> Result<Self> {
+        Self::connect_with(runtime, config, async { Ok(transport) }).await
+    }
+
+    /// Opens the transport with `open` and runs the QMP handshake over it,
+    /// both within the one connect timeout (which the error reports as
+    /// configured): what adapters use for sockets they connect themselves.
+    pub async fn connect_with<T, F>(runtime: R, config: Config, open: F) -> Result<Self>
+    where
+        T: Transport,
+        F: Future<Output = io::Result<T>>,
+    {
         let core = Core::new(ClientConfig {
             oob: config.oob,
             limits: config.limits,
         });
-        let session = Arc::new(Session::new(core, config));
-        let conn = Conn::start(session, runtime, transport).await?;
+        let conn = Conn::open(runtime, core, config, open).await?;
         let greeting = conn
             .session
             .greeting()
@@ -441,14 +585,29 @@ impl<R: Runtime> Client<R> {
         decode(&self.conn.wait(submitted, s.config.timeout).await?)
     }
 
-    /// Runs command `name` with optional raw JSON arguments (one object).
-    pub async fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(Call::raw(name, arguments)).await
+    /// Runs command `name` with `arguments`: anything that serializes to a
+    /// JSON object (`serde_json::json!({..})`, a struct, a map, a
+    /// [`Json`]), or `()` for none.
+    ///
+    /// ```no_run
+    /// # async fn run<R: qmp_io::nonblocking::Runtime>(qmp: qmp_io::nonblocking::Client<R>) -> qmp_io::Result<()> {
+    /// use serde_json::json;
+    /// qmp.execute_raw("stop", ()).await?;
+    /// let info = qmp.execute_raw("query-block", ()).await?;
+    /// qmp.execute_raw("eject", json!({"id": "cd0", "force": true})).await?;
+    /// # let _ = info; Ok(()) }
+    /// ```
+    pub async fn execute_raw(&self, name: &str, arguments: impl serde::Serialize) -> Result<Json> {
+        self.call(Call::new(name).arguments(arguments)).await
     }
 
     /// Runs command `name` with `exec-oob`.
-    pub async fn execute_raw_oob(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(Call::raw(name, arguments).oob()).await
+    pub async fn execute_raw_oob(
+        &self,
+        name: &str,
+        arguments: impl serde::Serialize,
+    ) -> Result<Json> {
+        self.call(Call::new(name).arguments(arguments).oob()).await
     }
 
     /// Runs a [`Call`]: per-call timeout, oob, fds.
@@ -537,9 +696,18 @@ impl<R: Runtime> GuestAgent<R> {
     /// Spawns the driver and synchronises with the agent (0xFF +
     /// `guest-sync-delimited`); the connect timeout covers the sync.
     pub async fn connect<T: Transport>(runtime: R, transport: T, config: Config) -> Result<Self> {
+        Self::connect_with(runtime, config, async { Ok(transport) }).await
+    }
+
+    /// Opens the transport with `open` and synchronises over it, both within
+    /// the one connect timeout, like [`Client::connect_with`].
+    pub async fn connect_with<T, F>(runtime: R, config: Config, open: F) -> Result<Self>
+    where
+        T: Transport,
+        F: Future<Output = io::Result<T>>,
+    {
         let core = AgentCore::new(config.limits, nonce());
-        let session = Arc::new(Session::new(core, config));
-        let conn = Conn::start(session, runtime, transport).await?;
+        let conn = Conn::open(runtime, core, config, open).await?;
         Ok(Self { conn })
     }
 
@@ -555,9 +723,10 @@ impl<R: Runtime> GuestAgent<R> {
         decode(&self.conn.wait(submitted, s.config.timeout).await?)
     }
 
-    /// Runs command `name` with optional raw JSON arguments.
-    pub async fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(Call::raw(name, arguments)).await
+    /// Runs command `name` with `arguments` (a JSON object, or `()` for
+    /// none), as [`Client::execute_raw`].
+    pub async fn execute_raw(&self, name: &str, arguments: impl serde::Serialize) -> Result<Json> {
+        self.call(Call::new(name).arguments(arguments)).await
     }
 
     /// Runs a [`Call`] (per-call timeout).
@@ -587,4 +756,55 @@ impl<R: Runtime> GuestAgent<R> {
     pub fn close(&self) {
         self.conn.session.on_close(Disconnect::Local);
     }
+}
+
+/// Writes an async adapter's crate-root connect functions, the same in every
+/// adapter: each runs on the runtime `$runtime` evaluates to (the current
+/// one, or a global executor), through the [`Client`] and [`GuestAgent`]
+/// constructors of this module. The adapter supplies `Client`, `GuestAgent`,
+/// `Config`, `Result`, `Qemu`, `QemuBuilder` and a `Stream` trait with
+/// `into_transport`.
+#[macro_export]
+macro_rules! async_adapter_functions {
+    ($runtime:expr, $on:literal) => {
+        #[doc = concat!("Connects to a QMP unix socket and runs the handshake, ", $on, ". The connect timeout covers the connect (a listener with a full queue) and the greeting together.")]
+        pub async fn connect_unix(path: impl AsRef<std::path::Path>, config: Config) -> Result<Client> {
+            Client::connect_unix($runtime, path.as_ref(), config).await
+        }
+
+        #[doc = concat!("Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`; an address or a `\"host:port\"` string), ", $on, ", and runs the handshake; the connect timeout covers the tcp connect and the greeting together.")]
+        pub async fn connect_tcp(addr: impl std::net::ToSocketAddrs + Send + 'static, config: Config) -> Result<Client> {
+            Client::connect_tcp($runtime, addr, config).await
+        }
+
+        #[doc = concat!("Runs the QMP handshake on a stream that is already open, ", $on, ".")]
+        pub async fn connect(stream: impl Stream, config: Config) -> Result<Client> {
+            Client::connect($runtime, stream.into_transport(), config).await
+        }
+
+        #[doc = concat!("Runs the QMP handshake with a child process that speaks QMP on its stdin and stdout, ", $on, ": QEMU with `-qmp stdio`, or a command reaching a remote monitor (`ssh host socat - UNIX-CONNECT:/run/vm.qmp`). The child is killed and reaped when the connection ends; if it dies, the error quotes the end of its stderr.")]
+        pub async fn connect_child(command: std::process::Command, config: Config) -> Result<Client> {
+            Client::connect_child($runtime, command, config).await
+        }
+
+        #[doc = concat!("Launches a private QEMU and connects to its QMP socket, ", $on, ". The process is killed and reaped when the returned [`Qemu`] is dropped.")]
+        pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)> {
+            Client::launch($runtime, qemu, config).await
+        }
+
+        #[doc = concat!("Launches a private QEMU with its monitor on its stdio (`-qmp stdio`, no socket file), ", $on, "; it lives as long as the connection.")]
+        pub async fn launch_stdio(qemu: QemuBuilder, config: Config) -> Result<Client> {
+            Client::launch_stdio($runtime, qemu, config).await
+        }
+
+        #[doc = concat!("Connects to a guest agent's unix socket and synchronises, ", $on, ", within the connect timeout.")]
+        pub async fn connect_guest_agent(path: impl AsRef<std::path::Path>, config: Config) -> Result<GuestAgent> {
+            GuestAgent::connect_unix($runtime, path.as_ref(), config).await
+        }
+
+        #[doc = concat!("Synchronises with a guest agent over a stream that is already open, ", $on, ".")]
+        pub async fn guest_agent_on(stream: impl Stream, config: Config) -> Result<GuestAgent> {
+            GuestAgent::connect($runtime, stream.into_transport(), config).await
+        }
+    };
 }

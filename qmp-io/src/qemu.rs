@@ -464,13 +464,26 @@ impl QemuBuilder {
     /// ([`io::ErrorKind::TimedOut`]; QEMU is killed); the temporary directory
     /// cannot be created, or its path is too long for a unix socket.
     pub fn spawn(self) -> io::Result<Qemu> {
-        let binary = self.binary.unwrap_or_else(|| default_binary(QEMU_PROGRAM));
         let dir = TempDir::new()?;
         let socket = socket_path(&dir, "qmp.sock")?;
         let mut qmp = OsString::from("unix:");
         qmp.push(escape_option_value(socket.as_os_str()));
         qmp.push(",server=on,wait=off");
+        let startup_timeout = self.startup_timeout;
+        let cmd = self.command(qmp);
+        let inner = Supervised::start(cmd, dir, socket, startup_timeout)?;
+        Ok(Qemu { inner })
+    }
 
+    /// The command line with the monitor on QEMU's stdin and stdout
+    /// (`-qmp stdio`), for a child-process connection (`connect_child`,
+    /// `launch_stdio`): no directory, no socket file.
+    pub fn stdio_command(self) -> Command {
+        self.command(OsString::from("stdio"))
+    }
+
+    fn command(self, qmp: OsString) -> Command {
+        let binary = self.binary.unwrap_or_else(|| default_binary(QEMU_PROGRAM));
         let mut cmd = Command::new(binary);
         cmd.args(["-nodefaults", "-no-user-config", "-display", "none"])
             .arg("-machine")
@@ -481,8 +494,7 @@ impl QemuBuilder {
             cmd.arg("-S");
         }
         cmd.args(&self.args).arg("-qmp").arg(qmp);
-        let inner = Supervised::start(cmd, dir, socket, self.startup_timeout)?;
-        Ok(Qemu { inner })
+        cmd
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use qmp_io::blocking::{Client, GuestAgent};
 use qmp_io::mock::MockQemu;
-use qmp_io::{Call, Config, Disconnect, Error};
+use qmp_io::{Call, Config, Disconnect, Error, HandshakeStep};
 
 fn connect(mock: &MockQemu, config: Config) -> Result<Client, Error> {
     Client::connect(UnixStream::connect(mock.path()).unwrap(), config)
@@ -64,7 +64,13 @@ fn connect_times_out_without_a_greeting() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::Disconnected(Disconnect::HandshakeTimeout(_))),
+        matches!(
+            err,
+            Error::Disconnected(Disconnect::HandshakeTimeout {
+                step: HandshakeStep::Greeting,
+                timeout
+            }) if timeout == Duration::from_millis(200)
+        ),
         "{err:?}"
     );
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -80,11 +86,17 @@ fn a_second_client_on_a_busy_socket_times_out() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::Disconnected(Disconnect::HandshakeTimeout(_))),
+        matches!(
+            err,
+            Error::Disconnected(Disconnect::HandshakeTimeout {
+                step: HandshakeStep::Greeting,
+                timeout
+            }) if timeout == Duration::from_millis(300)
+        ),
         "{err:?}"
     );
     // The first connection is unaffected.
-    assert!(first.execute_raw("query-status", None).is_ok());
+    assert!(first.execute_raw("query-status", ()).is_ok());
 }
 
 #[test]
@@ -100,7 +112,7 @@ fn timed_out_call_leaves_the_connection_usable_and_drops_the_late_reply() {
     mock.on_return("query-uuid", r#"{"UUID": "on-time"}"#);
     // Released now: the late query-name reply arrives before query-uuid's.
     mock.hold_replies(false);
-    let uuid = qmp.execute_raw("query-uuid", None).unwrap();
+    let uuid = qmp.execute_raw("query-uuid", ()).unwrap();
     assert_eq!(uuid.as_str(), r#"{"UUID": "on-time"}"#);
 }
 
@@ -113,7 +125,7 @@ fn disconnect_fails_pending_calls_and_later_calls_at_once() {
     let pending: Vec<_> = (0..5)
         .map(|_| {
             let qmp = qmp.clone();
-            std::thread::spawn(move || qmp.execute_raw("query-status", None))
+            std::thread::spawn(move || qmp.execute_raw("query-status", ()))
         })
         .collect();
     while mock.received().len() < 5 {
@@ -129,7 +141,7 @@ fn disconnect_fails_pending_calls_and_later_calls_at_once() {
         Some(Disconnect::Eof { .. })
     ));
     assert!(
-        qmp.execute_raw("query-status", None)
+        qmp.execute_raw("query-status", ())
             .unwrap_err()
             .is_disconnected()
     );
@@ -143,7 +155,7 @@ fn dropping_every_handle_closes_the_connection() {
     assert!(mock.wait_negotiated(Duration::from_secs(5)));
     let clone = qmp.clone();
     drop(qmp);
-    assert!(clone.execute_raw("query-status", None).is_ok());
+    assert!(clone.execute_raw("query-status", ()).is_ok());
     drop(clone);
     // The mock takes the next client only once the first one is gone.
     let again = connect(
@@ -151,7 +163,7 @@ fn dropping_every_handle_closes_the_connection() {
         Config::default().connect_timeout(Duration::from_secs(5)),
     )
     .unwrap();
-    assert!(again.execute_raw("query-status", None).is_ok());
+    assert!(again.execute_raw("query-status", ()).is_ok());
 }
 
 /// A server that negotiates, reads one command, answers it with `reply`,
@@ -180,7 +192,7 @@ fn a_broken_server_fails_calls_with_a_protocol_error() {
     // A reply that is not JSON at all, then silence.
     let (qmp, server, _dir) =
         answering_once("broken", b"{\"return\": \x01}\r\n", Duration::from_secs(2));
-    let err = qmp.execute_raw("query-status", None).unwrap_err();
+    let err = qmp.execute_raw("query-status", ()).unwrap_err();
     assert!(
         matches!(err, Error::Disconnected(Disconnect::Protocol(_))),
         "{err:?}"
@@ -194,7 +206,7 @@ fn a_broken_server_fails_calls_with_a_protocol_error() {
 fn eof_in_the_middle_of_a_reply_says_so() {
     let reply = b"{\"return\": {\"status\": \"runn";
     let (qmp, server, _dir) = answering_once("truncated", reply, Duration::ZERO);
-    let err = qmp.execute_raw("query-status", None).unwrap_err();
+    let err = qmp.execute_raw("query-status", ()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -219,12 +231,12 @@ fn an_oversized_reply_fails_only_its_call() {
     let mut config = Config::default();
     config.limits.receive.max_message_size = 1 << 20;
     let qmp = connect(&mock, config).unwrap();
-    let err = qmp.execute_raw("query-big", None).unwrap_err();
+    let err = qmp.execute_raw("query-big", ()).unwrap_err();
     assert!(
         matches!(err, Error::ReplyTooLarge { size } if size > 2 << 20),
         "{err:?}"
     );
-    assert!(qmp.execute_raw("query-status", None).is_ok());
+    assert!(qmp.execute_raw("query-status", ()).is_ok());
 }
 
 #[test]
@@ -251,7 +263,7 @@ fn fds_on_a_tcp_stream_are_refused() {
     use std::os::fd::AsFd;
     let err = qmp.send_fd("x", file.as_fd()).unwrap_err();
     assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
-    assert!(qmp.execute_raw("query-status", None).is_ok());
+    assert!(qmp.execute_raw("query-status", ()).is_ok());
 }
 
 /// A hostile guest agent that never syncs: connect times out.
@@ -272,7 +284,13 @@ fn a_guest_agent_that_never_syncs_times_out() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, Error::Disconnected(Disconnect::HandshakeTimeout(_))),
+        matches!(
+            err,
+            Error::Disconnected(Disconnect::HandshakeTimeout {
+                step: HandshakeStep::GuestSync,
+                ..
+            })
+        ),
         "{err:?}"
     );
     server.join().unwrap();
@@ -293,7 +311,7 @@ fn events_and_the_end_arrive_with_no_call_waiting() {
         .unwrap();
     assert_eq!(e.name(), "BEFORE");
     // A call reads in this thread, then gives the socket back.
-    assert!(qmp.execute_raw("query-status", None).is_ok());
+    assert!(qmp.execute_raw("query-status", ()).is_ok());
     mock.emit_event("AFTER", Some(r#"{"n": 1}"#)).unwrap();
     let e = events
         .recv_timeout(Duration::from_secs(5))
@@ -342,7 +360,7 @@ fn an_event_bigger_than_the_budget_is_kept_alone() {
     let data = format!("{{\"pad\": \"{}\"}}", "x".repeat(10_000));
     mock.emit_event("HUGE", Some(&data)).unwrap();
     // A call reads the socket in this thread: both events are in by its reply.
-    assert!(qmp.execute_raw("query-status", None).is_ok());
+    assert!(qmp.execute_raw("query-status", ()).is_ok());
     assert!(matches!(slow.try_recv(), Some(Err(qmp_io::Lagged(1)))));
     assert_eq!(slow.try_recv().unwrap().unwrap().name(), "HUGE");
     assert!(slow.try_recv().is_none());
@@ -409,7 +427,7 @@ fn a_reading_caller_that_times_out_hands_over_to_the_others() {
     let waiting: Vec<_> = (0..8)
         .map(|i| {
             let qmp = qmp.clone();
-            std::thread::spawn(move || qmp.execute_raw(&format!("cmd-{i}"), None))
+            std::thread::spawn(move || qmp.execute_raw(&format!("cmd-{i}"), ()))
         })
         .collect();
     for i in 0..8 {
@@ -424,7 +442,7 @@ fn a_reading_caller_that_times_out_hands_over_to_the_others() {
     for (i, w) in waiting.into_iter().enumerate() {
         assert_eq!(w.join().unwrap().unwrap().as_str(), i.to_string());
     }
-    assert!(qmp.execute_raw("query-status", None).is_ok());
+    assert!(qmp.execute_raw("query-status", ()).is_ok());
 }
 
 /// A server that stops reading: a command too big for the socket buffer
@@ -487,12 +505,12 @@ fn a_write_to_a_server_that_stopped_reading_times_out() {
     // The first carries an fd, so its bytes go with one sendmsg per chunk:
     // that is bounded by the deadline too.
     let with_fd = Call::new("getfd")
-        .arguments(huge.clone())
+        .arguments_text(huge.clone())
         .fd(std::os::fd::AsFd::as_fd(&file))
         .unwrap();
     for call in [
         with_fd,
-        Call::new("huge").arguments(huge),
+        Call::new("huge").arguments_text(huge),
         Call::new("query-status"),
     ] {
         times_out_promptly(&qmp, call);
@@ -510,7 +528,7 @@ fn a_call_behind_a_write_with_no_deadline_keeps_its_own() {
         let qmp = qmp.clone();
         std::thread::spawn(move || {
             let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(16 << 20));
-            qmp.call(Call::new("huge").arguments(huge).timeout(None))
+            qmp.call(Call::new("huge").arguments_text(huge).timeout(None))
         })
     };
     // Wait until its bytes filled the socket (the session queue is empty
@@ -536,13 +554,13 @@ fn an_oob_reply_overtakes_a_held_one() {
     mock.hold_replies(true);
     let slow = {
         let qmp = qmp.clone();
-        std::thread::spawn(move || qmp.execute_raw("slow", None))
+        std::thread::spawn(move || qmp.execute_raw("slow", ()))
     };
     assert!(
         mock.wait_for_command("slow", Duration::from_secs(5))
             .is_some()
     );
-    let paused = qmp.execute_raw_oob("migrate-pause", None).unwrap();
+    let paused = qmp.execute_raw_oob("migrate-pause", ()).unwrap();
     assert_eq!(paused.as_str(), "{}");
     assert!(!slow.is_finished(), "the held call was answered early");
     mock.hold_replies(false);
@@ -560,7 +578,7 @@ fn bytes_waiting_for_a_server_that_stopped_reading_stay_within_the_transmit_limi
     // limit's worth, the next is refused before it is queued.
     let refused = (0..16).find_map(|_| {
         let call = Call::new("big")
-            .arguments(args.clone())
+            .arguments_text(args.clone())
             .timeout(Some(Duration::from_millis(50)));
         match qmp.call(call) {
             Err(Error::Timeout(_)) => None,

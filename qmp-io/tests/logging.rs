@@ -55,10 +55,13 @@ fn commands_and_replies_are_logged_except_quiet_ones() {
     let stream = std::os::unix::net::UnixStream::connect(mock.path()).unwrap();
     let qmp = Client::connect(stream, Config::default().quiet("ringbuf-read")).unwrap();
 
-    let status = qmp.execute_raw("query-status", None).unwrap();
+    let status = qmp.execute_raw("query-status", ()).unwrap();
     assert!(status.as_str().contains("running"));
     let data = qmp
-        .execute_raw("ringbuf-read", Some(r#"{"device":"serial0","size":64}"#))
+        .execute_raw(
+            "ringbuf-read",
+            serde_json::json!({"device": "serial0", "size": 64}),
+        )
         .unwrap();
     assert_eq!(data.as_str(), r#""secret-console-bytes""#);
     qmp.close();

@@ -10,13 +10,13 @@ fn main() -> qmp_smol::Result<()> {
 
         let mut events = qmp.subscribe(EventFilter::name("STOP"));
         let (a, b) = smol::future::zip(
-            qmp.execute_raw("query-status", None),
-            qmp.execute_raw("query-name", None),
+            qmp.execute_raw("query-status", ()),
+            qmp.execute_raw("query-name", ()),
         )
         .await;
         println!("status: {}, name: {}", a?, b?);
 
-        qmp.execute_raw("stop", None).await?;
+        qmp.execute_raw("stop", ()).await?;
         if let Some(Ok(event)) = events.next().await {
             println!("event: {} at {:?}", event.name(), event.timestamp());
         }

@@ -1,17 +1,20 @@
 //! Async QMP and QEMU guest agent clients on smol.
 //!
-//! A thin adapter over [`qmp_io`]'s async driver: it connects (unix path, tcp
-//! address, an open stream, or a QEMU it launches), spawns the connection task
-//! on smol's global executor (or an executor of yours, [`Smol::on`]), and
-//! re-exports the client API. Handles are cheap
-//! to clone, `Send + Sync`; dropping a call's future abandons the command.
+//! A thin adapter over [`qmp_io`]'s async driver: it connects (a unix path, a
+//! tcp address, an open smol stream, a child process's stdio, or a QEMU it
+//! launches), spawns the connection task on smol's global executor (the
+//! functions at the crate root) or on an executor of yours (the same
+//! constructors on [`Client`] and [`GuestAgent`], given [`Smol::on`]), and
+//! re-exports the client API. Handles are
+//! cheap to clone, `Send + Sync`, and callable from any thread or executor;
+//! dropping a call's future abandons the command.
 //!
 //! ```no_run
 //! use futures_util::StreamExt;
 //! # fn main() -> Result<(), qmp_smol::Error> { smol::block_on(async {
 //! let (_qemu, qmp) = qmp_smol::launch(qmp_smol::Qemu::builder(), qmp_smol::Config::default()).await?;
 //! let mut events = qmp.subscribe(qmp_smol::EventFilter::name("STOP"));
-//! qmp.execute_raw("stop", None).await?;
+//! qmp.execute_raw("stop", ()).await?;
 //! println!("{:?}", events.next().await);
 //! # Ok(()) }) }
 //! ```
@@ -24,12 +27,14 @@ use core::time::Duration;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::Path;
+use std::process::{ChildStdin, ChildStdout};
 use std::sync::Arc;
 
 use smol::Async;
-use smol::net::AsyncToSocketAddrs;
+use smol::net::TcpStream;
+use smol::net::unix::UnixStream;
 
+pub use qmp_io::child::{ChildStdio, ChildTransport};
 pub use qmp_io::nonblocking::{Io, NoFds, PassFds, Transport};
 pub use qmp_io::prelude::*;
 
@@ -39,13 +44,20 @@ pub type Client = qmp_io::nonblocking::Client<Smol>;
 pub type GuestAgent = qmp_io::nonblocking::GuestAgent<Smol>;
 
 /// smol's timer and an executor for the connection task: smol's global one
-/// (`Smol::default()`), or one of yours.
+/// (`Smol::default()`, what the crate root's functions use), or one of yours
+/// ([`Smol::on`]): the crate root's functions are constructors of
+/// [`Client`] and [`GuestAgent`] that take it.
 #[derive(Debug, Clone, Default)]
 pub struct Smol {
     executor: Option<Arc<smol::Executor<'static>>>,
 }
 
 impl Smol {
+    /// smol's global executor.
+    pub fn global() -> Self {
+        Self::default()
+    }
+
     /// Runs connection tasks on `executor`. Driven by the thread that calls
     /// (`smol::block_on(executor.run(..))`), the connection's reads, writes
     /// and wake-ups stay on that thread: no hop to smol's global executor
@@ -58,11 +70,10 @@ impl Smol {
     ///
     /// let ex = Arc::new(smol::Executor::new());
     /// smol::block_on(ex.run(async {
-    ///     let stream = std::os::unix::net::UnixStream::connect("/run/qmp.sock")?;
-    ///     let transport = qmp_smol::unix_transport(stream)?;
-    ///     let runtime = qmp_smol::Smol::on(ex.clone());
-    ///     let qmp = qmp_smol::Client::connect(runtime, transport, qmp_smol::Config::default()).await?;
-    ///     println!("{}", qmp.execute_raw("query-status", None).await?);
+    ///     let on = qmp_smol::Smol::on(ex.clone());
+    ///     let config = qmp_smol::Config::default();
+    ///     let qmp = qmp_smol::Client::connect_unix(on, "/run/qmp.sock".as_ref(), config).await?;
+    ///     println!("{}", qmp.execute_raw("query-status", ()).await?);
     ///     Ok(())
     /// }))
     /// # }
@@ -71,6 +82,36 @@ impl Smol {
         Smol {
             executor: Some(executor),
         }
+    }
+}
+
+impl qmp_io::nonblocking::Reactor for Smol {
+    type Unix = UnixTransport;
+    type Tcp = Io<TcpStream>;
+    type Child = ChildPipes;
+
+    fn tcp(&self, stream: std::net::TcpStream) -> io::Result<Self::Tcp> {
+        Ok(TcpStream::try_from(stream)?.into_transport())
+    }
+
+    fn unix(&self, stream: StdUnixStream) -> io::Result<UnixTransport> {
+        Ok(UnixStream::try_from(stream)?.into_transport())
+    }
+
+    fn child(&self, child: ChildStdio) -> io::Result<ChildPipes> {
+        let (stdin, stdout, process) = child.into_pipes();
+        Ok(ChildTransport::new(
+            Async::new(stdout)?,
+            Async::new(stdin)?,
+            process,
+        ))
+    }
+
+    async fn unblock<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        Ok(smol::unblock(work).await)
     }
 }
 
@@ -105,9 +146,9 @@ impl qmp_io::nonblocking::Runtime for Smol {
 #[derive(Debug)]
 pub enum SmolFds {}
 
-impl PassFds<Async<StdUnixStream>> for SmolFds {
+impl PassFds<UnixStream> for SmolFds {
     fn poll_send_fds(
-        io: &Async<StdUnixStream>,
+        io: &UnixStream,
         cx: &mut Context<'_>,
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
@@ -115,7 +156,10 @@ impl PassFds<Async<StdUnixStream>> for SmolFds {
         // Try first, then wait: async-io reports each readiness once.
         loop {
             match qmp_io::fd::send_with_fds(io.as_fd(), bytes, fds) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(io.poll_writable(cx))?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let socket: Arc<Async<StdUnixStream>> = io.clone().into();
+                    ready!(socket.poll_writable(cx))?;
+                }
                 sent => return Poll::Ready(sent),
             }
         }
@@ -123,63 +167,43 @@ impl PassFds<Async<StdUnixStream>> for SmolFds {
 }
 
 /// A smol unix socket as a transport that passes fds.
-pub type UnixTransport = Io<Async<StdUnixStream>, SmolFds>;
+pub type UnixTransport = Io<UnixStream, SmolFds>;
 
-/// Wraps a std unix socket for smol (fds pass); sets it nonblocking.
-pub fn unix_transport(stream: StdUnixStream) -> io::Result<UnixTransport> {
-    Ok(Io::with_fds(Async::new(stream)?))
+/// A child process's stdio as a transport.
+pub type ChildPipes = ChildTransport<Async<ChildStdout>, Async<ChildStdin>>;
+
+/// A smol stream [`connect`] takes: a [`UnixStream`] (fds pass) or a
+/// [`TcpStream`].
+pub trait Stream: sealed::Sealed {
+    /// The driver's transport over this stream.
+    type Transport: Transport;
+    /// Wraps the stream.
+    fn into_transport(self) -> Self::Transport;
 }
 
-/// Runs `connect` within the connect timeout, then leaves what is left of it
-/// to the handshake: one budget covers both.
-async fn within<T>(config: &mut Config, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
-    let started = std::time::Instant::now();
-    let timeout = config.connect_timeout;
-    let expired = async {
-        smol::Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-    };
-    let connected = smol::future::or(connect, expired).await;
-    config.connect_timeout = timeout.saturating_sub(started.elapsed());
-    Ok(connected?)
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for smol::net::unix::UnixStream {}
+    impl Sealed for smol::net::TcpStream {}
 }
 
-/// A unix socket connected within the connect timeout (also when the
-/// listener's queue is full: see [`qmp_io::unix::connect`]).
-async fn unix(path: &Path, config: &mut Config) -> Result<UnixTransport> {
-    let stream = within(config, qmp_io::unix::connect(&Smol::default(), path)).await?;
-    Ok(unix_transport(stream)?)
+impl Stream for UnixStream {
+    type Transport = UnixTransport;
+
+    fn into_transport(self) -> UnixTransport {
+        Io::with_fds(self)
+    }
 }
 
-/// Connects to a QMP unix socket and runs the handshake.
-pub async fn connect_unix(path: impl AsRef<Path>, mut config: Config) -> Result<Client> {
-    let transport = unix(path.as_ref(), &mut config).await?;
-    connect(transport, config).await
+impl Stream for TcpStream {
+    type Transport = Io<TcpStream>;
+
+    fn into_transport(self) -> Self::Transport {
+        Io::new(self)
+    }
 }
 
-/// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`; an address
-/// or a `"host:port"` string) and runs the handshake.
-pub async fn connect_tcp(addr: impl AsyncToSocketAddrs, mut config: Config) -> Result<Client> {
-    let stream = within(&mut config, smol::net::TcpStream::connect(addr)).await?;
-    connect(Io::new(stream), config).await
-}
-
-/// Runs the QMP handshake on a stream that is already open (wrap a
-/// futures-io stream in [`Io`], a std unix socket with [`unix_transport`]).
-pub async fn connect(transport: impl Transport, config: Config) -> Result<Client> {
-    Client::connect(Smol::default(), transport, config).await
-}
-
-/// Launches a private QEMU and connects to its QMP socket. The process is
-/// killed and reaped when the returned [`Qemu`] is dropped.
-pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)> {
-    let qemu = smol::unblock(move || qemu.spawn()).await?;
-    let client = connect_unix(qemu.qmp_path(), config).await?;
-    Ok((qemu, client))
-}
-
-/// Connects to a guest agent's unix socket and synchronises.
-pub async fn connect_guest_agent(path: impl AsRef<Path>, mut config: Config) -> Result<GuestAgent> {
-    let transport = unix(path.as_ref(), &mut config).await?;
-    GuestAgent::connect(Smol::default(), transport, config).await
-}
+qmp_io::async_adapter_functions!(
+    Smol::global(),
+    "on smol's global executor (see [`Smol::on`] for yours)"
+);

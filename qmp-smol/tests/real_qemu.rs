@@ -43,6 +43,20 @@ impl qmp_testsuite::Harness for SmolHarness {
         qmp_smol::connect_tcp(addr, config)
     }
 
+    fn launch_stdio(
+        qemu: qmp_smol::QemuBuilder,
+        config: Config,
+    ) -> impl Future<Output = Result<Client>> {
+        qmp_smol::launch_stdio(qemu, config)
+    }
+
+    fn connect_child(
+        command: std::process::Command,
+        config: Config,
+    ) -> impl Future<Output = Result<Client>> {
+        qmp_smol::connect_child(command, config)
+    }
+
     fn connect_guest_agent(
         path: &Path,
         config: Config,
@@ -51,8 +65,8 @@ impl qmp_testsuite::Harness for SmolHarness {
     }
 
     async fn guest_agent_on(stream: UnixStream, config: Config) -> Result<GuestAgent> {
-        let transport = qmp_smol::unix_transport(stream)?;
-        GuestAgent::connect(Smol::default(), transport, config).await
+        let stream = smol::net::unix::UnixStream::try_from(stream)?;
+        qmp_smol::guest_agent_on(stream, config).await
     }
 }
 
@@ -70,8 +84,9 @@ fn a_client_on_an_executor_of_ours_runs_there() {
     let qemu = builder.spawn().unwrap();
     let connect = |executor: &std::sync::Arc<smol::Executor<'static>>, config: Config| {
         let stream = UnixStream::connect(qemu.qmp_path()).unwrap();
-        let transport = qmp_smol::unix_transport(stream).unwrap();
-        Client::connect(Smol::on(executor.clone()), transport, config)
+        let stream = smol::net::unix::UnixStream::try_from(stream).unwrap();
+        let on = Smol::on(executor.clone());
+        Client::connect(on, qmp_smol::Stream::into_transport(stream), config)
     };
 
     let idle = std::sync::Arc::new(smol::Executor::new());
@@ -80,7 +95,10 @@ fn a_client_on_an_executor_of_ours_runs_there() {
     assert!(
         matches!(
             err,
-            qmp_smol::Error::Disconnected(qmp_smol::Disconnect::HandshakeTimeout(_))
+            qmp_smol::Error::Disconnected(qmp_smol::Disconnect::HandshakeTimeout {
+                step: qmp_smol::HandshakeStep::Greeting,
+                ..
+            })
         ),
         "{err:?}"
     );
@@ -91,7 +109,7 @@ fn a_client_on_an_executor_of_ours_runs_there() {
     let ex = std::sync::Arc::new(smol::Executor::new());
     let status = smol::block_on(ex.run(async {
         let qmp = connect(&ex, Config::default()).await?;
-        qmp.execute_raw("query-status", None).await
+        qmp.execute_raw("query-status", ()).await
     }))
     .unwrap();
     assert!(status.as_str().contains("\"status\""), "{status:?}");

@@ -10,12 +10,12 @@ fn main() -> qmp_std::Result<()> {
     let events = qmp.subscribe(EventFilter::name("STOP").or_name("RESUME"));
     let worker = {
         let qmp = qmp.clone(); // cheap; any thread can call
-        std::thread::spawn(move || qmp.execute_raw("query-status", None))
+        std::thread::spawn(move || qmp.execute_raw("query-status", ()))
     };
     println!("status: {}", worker.join().expect("worker")?);
 
-    qmp.execute_raw("stop", None)?;
-    qmp.execute_raw("cont", None)?;
+    qmp.execute_raw("stop", ())?;
+    qmp.execute_raw("cont", ())?;
     while let Ok(Ok(event)) = events.recv_timeout(Duration::from_secs(1)) {
         println!("event: {}", event.name());
     }

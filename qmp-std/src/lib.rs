@@ -1,74 +1,60 @@
-//! Blocking QMP and QEMU guest agent clients over std sockets.
+//! Blocking QMP and QEMU guest agent clients over std sockets and pipes.
 //!
-//! A thin adapter over [`qmp_io`]'s blocking driver: it connects (unix path,
-//! tcp address, an open stream, or a QEMU it launches) and re-exports the
-//! client API. The handles are cheap to clone and usable from many threads.
+//! A thin adapter over [`qmp_io`]'s blocking driver: it connects (a unix
+//! path, a tcp address, an open stream, a child process's stdio, or a QEMU it
+//! launches) and re-exports the client API. The handles are cheap to clone
+//! and usable from many threads, and from inside any async executor's
+//! blocking-friendly threads.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), qmp_std::Error> {
 //! let (_qemu, qmp) = qmp_std::launch(qmp_std::Qemu::builder(), qmp_std::Config::default())?;
 //! println!("QEMU {}", qmp.greeting().version);
 //! let events = qmp.subscribe(qmp_std::EventFilter::name("STOP"));
-//! qmp.execute_raw("stop", None)?;
+//! qmp.execute_raw("stop", ())?;
 //! println!("{:?}", events.recv());
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
+use std::net::ToSocketAddrs;
 use std::path::Path;
 
-pub use qmp_io::blocking::{Client, GuestAgent, Stream};
+pub use qmp_io::blocking::{Client, GuestAgent, Stream, WriteStream};
+pub use qmp_io::child::ChildStdio;
 pub use qmp_io::prelude::*;
 
 /// Connects to a QMP unix socket and runs the handshake. The connect timeout
-/// covers the connect (a listener with a full queue) and the greeting together.
+/// covers the connect (a listener with a full queue) and the greeting
+/// together.
 pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
-    let (stream, config) = unix(path.as_ref(), config)?;
-    Client::connect(stream, config)
-}
-
-/// A unix socket connected within the connect timeout, and the config with
-/// what is left of it for the handshake.
-fn unix(path: &Path, mut config: Config) -> Result<(UnixStream, Config)> {
-    let started = std::time::Instant::now();
-    let stream = qmp_io::unix::connect_blocking(path, config.connect_timeout)?;
-    config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
-    Ok((stream, config))
+    let path = path.as_ref();
+    Client::connect_with(config, |timeout| {
+        qmp_io::unix::connect_blocking(path, timeout)
+    })
 }
 
 /// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`) and runs the
 /// handshake. The connect timeout covers the tcp connect and the greeting
 /// together.
-pub fn connect_tcp(addr: impl ToSocketAddrs, mut config: Config) -> Result<Client> {
-    let started = std::time::Instant::now();
-    let mut last = None;
-    for addr in addr.to_socket_addrs()? {
-        let left = config.connect_timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            last = Some(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ));
-            break;
-        }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(stream) => {
-                config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
-                return Client::connect(stream, config);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last
-        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))
-        .into())
+pub fn connect_tcp(addr: impl ToSocketAddrs, config: Config) -> Result<Client> {
+    Client::connect_with(config, |timeout| qmp_io::tcp::connect(addr, timeout))
 }
 
-/// Runs the QMP handshake on a stream that is already open.
+/// Runs the QMP handshake on a stream that is already open (a
+/// `UnixStream`, which passes fds, a `TcpStream`, a [`ChildStdio`], or your
+/// own [`Stream`]).
 pub fn connect(stream: impl Stream, config: Config) -> Result<Client> {
     Client::connect(stream, config)
+}
+
+/// Runs the QMP handshake with a child process that speaks QMP on its stdin
+/// and stdout: QEMU with `-qmp stdio`, or a command reaching a remote monitor
+/// (`ssh host socat - UNIX-CONNECT:/run/vm.qmp`). The child is killed and
+/// reaped when the connection ends; if it dies, the error quotes the end of
+/// its stderr.
+pub fn connect_child(command: std::process::Command, config: Config) -> Result<Client> {
+    Client::connect_with(config, |_| ChildStdio::spawn(command))
 }
 
 /// Launches a private QEMU and connects to its QMP socket. The process is
@@ -79,9 +65,22 @@ pub fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)> {
     Ok((qemu, client))
 }
 
+/// Launches a private QEMU with its monitor on its stdio (`-qmp stdio`, no
+/// socket file); it lives as long as the connection.
+pub fn launch_stdio(qemu: QemuBuilder, config: Config) -> Result<Client> {
+    connect_child(qemu.stdio_command(), config)
+}
+
 /// Connects to a guest agent's unix socket and synchronises, within the
 /// connect timeout.
 pub fn connect_guest_agent(path: impl AsRef<Path>, config: Config) -> Result<GuestAgent> {
-    let (stream, config) = unix(path.as_ref(), config)?;
+    let path = path.as_ref();
+    GuestAgent::connect_with(config, |timeout| {
+        qmp_io::unix::connect_blocking(path, timeout)
+    })
+}
+
+/// Synchronises with a guest agent over a stream that is already open.
+pub fn guest_agent_on(stream: impl Stream, config: Config) -> Result<GuestAgent> {
     GuestAgent::connect(stream, config)
 }

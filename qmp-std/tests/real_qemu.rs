@@ -25,7 +25,15 @@ impl qmp_testsuite::BlockingHarness for Std {
     }
 
     fn guest_agent_on(stream: UnixStream, config: Config) -> Result<GuestAgent> {
-        GuestAgent::connect(stream, config)
+        qmp_std::guest_agent_on(stream, config)
+    }
+
+    fn launch_stdio(qemu: qmp_std::QemuBuilder, config: Config) -> Result<Client> {
+        qmp_std::launch_stdio(qemu, config)
+    }
+
+    fn connect_child(command: std::process::Command, config: Config) -> Result<Client> {
+        qmp_std::connect_child(command, config)
     }
 }
 

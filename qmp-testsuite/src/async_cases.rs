@@ -60,7 +60,7 @@ pub async fn greeting_and_version<H: Harness>(test: &'static str) {
         "launch",
         within::<H, _>("launch", H::launch(builder, config())).await,
     );
-    let version = qmp.execute_raw("query-version", None).await;
+    let version = qmp.execute_raw("query-version", ()).await;
     checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
 }
 
@@ -70,7 +70,7 @@ pub async fn query_status_typed_and_raw<H: Harness>(test: &'static str) {
         return;
     };
     let typed = qmp.execute(&fixtures::QueryStatus).await;
-    checks::status(typed, qmp.execute_raw("query-status", None).await);
+    checks::status(typed, qmp.execute_raw("query-status", ()).await);
 }
 
 /// Case 3: `stop` and `cont` reach a filtered and an unfiltered subscriber,
@@ -82,8 +82,8 @@ pub async fn stop_cont_events<H: Harness>(test: &'static str) {
     let mut by_name = qmp.subscribe(fixtures::stop_resume_filter());
     let mut all = qmp.events();
     let unmatched = qmp.subscribe(fixtures::unmatched_filter());
-    ok("stop", qmp.execute_raw("stop", None).await);
-    ok("cont", qmp.execute_raw("cont", None).await);
+    ok("stop", qmp.execute_raw("stop", ()).await);
+    ok("cont", qmp.execute_raw("cont", ()).await);
     checks::stop_then_resume("by name", &take::<H>(&mut by_name, 2).await);
     checks::stop_then_resume("all", &take::<H>(&mut all, 2).await);
     checks::nothing_received(unmatched.try_recv());
@@ -98,7 +98,7 @@ pub async fn concurrent_commands<H: Harness>(test: &'static str) {
         let qmp = qmp.clone();
         H::spawn(async move {
             let (name, arguments) = fixtures::concurrent_call(n);
-            qmp.execute_raw(name, arguments.as_deref()).await
+            qmp.execute_raw(name, &arguments).await
         })
     });
     let results = within::<H, _>("concurrent calls", join_all(tasks)).await;
@@ -112,8 +112,8 @@ pub async fn unknown_command<H: Harness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test).await else {
         return;
     };
-    let refused = qmp.execute_raw(fixtures::UNKNOWN_COMMAND, None).await;
-    checks::unknown_command(refused, qmp.execute_raw("query-status", None).await);
+    let refused = qmp.execute_raw(fixtures::UNKNOWN_COMMAND, ()).await;
+    checks::unknown_command(refused, qmp.execute_raw("query-status", ()).await);
 }
 
 /// Case 6: `exec-oob` commands are answered.
@@ -121,8 +121,8 @@ pub async fn oob_commands<H: Harness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test).await else {
         return;
     };
-    let pause = qmp.execute_raw_oob("migrate-pause", None).await;
-    let status = qmp.execute_raw_oob("query-status", None).await;
+    let pause = qmp.execute_raw_oob("migrate-pause", ()).await;
+    let status = qmp.execute_raw_oob("query-status", ()).await;
     checks::oob_answers(qmp.oob_enabled(), pause, status);
 }
 
@@ -136,8 +136,8 @@ pub async fn timeout_on_stopped_qemu<H: Harness>(test: &'static str) {
     let result = qmp.call(fixtures::short_status_call()).await;
     fixtures::thaw(qemu.pid());
     checks::timed_out(result);
-    let name = qmp.execute_raw("query-name", None).await;
-    checks::answers_after_timeout(test, name, qmp.execute_raw("query-status", None).await);
+    let name = qmp.execute_raw("query-name", ()).await;
+    checks::answers_after_timeout(test, name, qmp.execute_raw("query-status", ()).await);
 }
 
 /// Case 8: killing QEMU fails every pending call promptly, and ends the
@@ -163,7 +163,7 @@ pub async fn killed_qemu_fails_pending_calls<H: Harness>(test: &'static str) {
     let results = within::<H, _>("pending calls", join_all(pending)).await;
     checks::failed_at_kill(killed, results);
     let start = Instant::now();
-    let later = qmp.execute_raw("query-status", None).await;
+    let later = qmp.execute_raw("query-status", ()).await;
     checks::fails_at_once(later, start.elapsed());
     checks::closed_by_peer(Some(within::<H, _>("closed", qmp.closed()).await));
     checks::stream_ended(next::<H>(&mut events).await);
@@ -175,12 +175,12 @@ pub async fn drop_frees_the_monitor<H: Harness>(test: &'static str) {
     let Some((qemu, qmp)) = qemu::<H>(test).await else {
         return;
     };
-    ok("query-status", qmp.execute_raw("query-status", None).await);
+    ok("query-status", qmp.execute_raw("query-status", ()).await);
     drop(qmp);
     let next = within::<H, _>("a new client", connect::<H>(qemu.qmp_path(), config())).await;
     ok(
         "query-status on a new connection",
-        next.execute_raw("query-status", None).await,
+        next.execute_raw("query-status", ()).await,
     );
 }
 
@@ -232,14 +232,14 @@ pub async fn fd_passing<H: Harness>(test: &'static str) {
     };
     let (read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
     let added = qmp.add_fd(read.as_fd(), None, Some(OPAQUE)).await;
-    let info = checks::fd_listed(added, qmp.execute_raw("query-fdsets", None).await);
+    let info = checks::fd_listed(added, qmp.execute_raw("query-fdsets", ()).await);
     let removed = qmp.remove_fd(info.fdset_id, Some(info.fd)).await;
-    checks::fd_removed(info, removed, qmp.execute_raw("query-fdsets", None).await);
+    checks::fd_removed(info, removed, qmp.execute_raw("query-fdsets", ()).await);
     let sent = qmp.send_fd(FD_NAME, write.as_fd()).await;
     let closed = qmp.close_fd(FD_NAME).await;
     checks::named_fd(sent, closed, qmp.close_fd(FD_NAME).await);
     let refused = qmp.call(fixtures::too_many_fds_call(write.as_fd())).await;
-    checks::too_many_fds(refused, qmp.execute_raw("query-status", None).await);
+    checks::too_many_fds(refused, qmp.execute_raw("query-status", ()).await);
 }
 
 /// fd-carrying calls go one at a time: one waiting behind another that
@@ -278,7 +278,7 @@ pub async fn big_reply<H: Harness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test).await else {
         return;
     };
-    checks::schema(qmp.execute_raw("query-qmp-schema", None).await);
+    checks::schema(qmp.execute_raw("query-qmp-schema", ()).await);
 }
 
 /// A QMP monitor on tcp: the same greeting and answers; fds cannot pass.
@@ -290,11 +290,11 @@ pub async fn tcp_monitor<H: Harness>(test: &'static str) {
         "tcp connect",
         within::<H, _>("tcp connect", H::connect_tcp(addr, config())).await,
     );
-    let version = qmp.execute_raw("query-version", None).await;
+    let version = qmp.execute_raw("query-version", ()).await;
     checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
     let (_read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
     let refused = qmp.send_fd(FD_NAME, write.as_fd()).await;
-    checks::fds_refused_on_tcp(refused, qmp.execute_raw("query-status", None).await);
+    checks::fds_refused_on_tcp(refused, qmp.execute_raw("query-status", ()).await);
 }
 
 /// Case 11: a real qemu-ga runs a process and reports its output.
@@ -307,14 +307,11 @@ pub async fn guest_agent_exec<H: Harness>(test: &'static str) {
         "guest agent connect",
         within::<H, _>("sync", connected).await,
     );
-    checks::guest_info(ga.execute_raw("guest-info", None).await);
-    let pid = checks::exec_pid(
-        ga.execute_raw("guest-exec", Some(fixtures::ECHO_ARGS))
-            .await,
-    );
+    checks::guest_info(ga.execute_raw("guest-info", ()).await);
+    let pid = checks::exec_pid(ga.execute_raw("guest-exec", fixtures::echo_args()).await);
     let args = fixtures::exec_status_args(pid);
     let deadline = Instant::now() + PATIENCE;
-    while !checks::exec_done(ga.execute_raw("guest-exec-status", Some(&args)).await) {
+    while !checks::exec_done(ga.execute_raw("guest-exec-status", &args).await) {
         assert!(Instant::now() < deadline, "echo never exited");
         H::sleep(fixtures::EXEC_POLL).await;
     }
@@ -331,14 +328,14 @@ pub async fn guest_agent_resync<H: Harness>(test: &'static str) {
         "guest agent connect",
         within::<H, _>("sync", connected).await,
     );
-    let ping = ga.execute_raw("guest-ping", None).await;
-    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None).await);
+    let ping = ga.execute_raw("guest-ping", ()).await;
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", ()).await);
     fixtures::freeze(agent.pid());
     let result = ga.call(fixtures::short_guest_info_call()).await;
     fixtures::thaw(agent.pid());
     checks::timed_out(result);
-    let ping = ga.execute_raw("guest-ping", None).await;
-    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None).await);
+    let ping = ga.execute_raw("guest-ping", ()).await;
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", ()).await);
 }
 
 /// A command the agent never answers returns once written, not once
@@ -352,11 +349,11 @@ pub async fn guest_agent_no_reply<H: Harness>(_test: &'static str) {
         within::<H, _>("sync", H::guest_agent_on(stream, config())).await,
     );
     let huge = Call::new(fixtures::NO_REPLY_COMMAND)
-        .arguments(fixtures::huge_arguments())
+        .arguments_text(fixtures::huge_arguments())
         .timeout(Some(fixtures::SHORT_TIMEOUT));
     checks::timed_out(ga.call(huge).await);
     drop(open);
-    let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, None).await;
+    let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, ()).await;
     drop(ga);
     let received = agent.join().expect("the fake agent");
     checks::written_before_return(vec![result], received, 2);
@@ -374,7 +371,7 @@ pub async fn guest_agent_resync_drops_unsent<H: Harness>(_test: &'static str) {
     checks::timed_out(ga.call(fixtures::stuck_agent_call()).await);
     let unsent = {
         let ga = ga.clone();
-        H::spawn(async move { ga.execute_raw(fixtures::NO_REPLY_COMMAND, None).await })
+        H::spawn(async move { ga.execute_raw(fixtures::NO_REPLY_COMMAND, ()).await })
     };
     H::sleep(fixtures::SHORT_TIMEOUT).await;
     // Another timeout resynchronises, dropping what is still queued.
@@ -398,7 +395,7 @@ pub async fn mock_slow_subscriber_lags<H: Harness>(_test: &'static str) {
         fixtures::emit_numbered(&mock, n);
         checks::numbered(n, next::<H>(&mut fast).await);
     }
-    checks::answered_while_lagging(qmp.execute_raw("query-status", None).await);
+    checks::answered_while_lagging(qmp.execute_raw("query-status", ()).await);
     checks::lagged_tail(&slow);
     checks::picked_only(&picky);
 }
@@ -448,4 +445,64 @@ pub async fn mock_deadlines<H: Harness>(_test: &'static str) {
         .call(fixtures::call_with("deadline-default", None))
         .await;
     checks::own_reply("deadline-default", after);
+}
+
+/// QEMU launched by the adapter's `launch_stdio`, its monitor on its stdio
+/// (no socket file): commands and events work; dropping the client kills and
+/// reaps QEMU; `quit` ends the connection with QEMU's exit as the reason; a
+/// child that dies before the handshake is reported with its stderr.
+pub async fn child_stdio<H: Harness>(test: &'static str) {
+    let Some(builder) = qmp_io::testing::require_qemu(test) else {
+        return;
+    };
+    let marker = format!("{test}-{}", std::process::id());
+    let named = builder.clone().arg("-name").arg(&marker);
+    let launched = within::<H, _>("launch_stdio", H::launch_stdio(named, config())).await;
+    let qmp = ok("launch_stdio", launched);
+    let version = qmp.execute_raw("query-version", ()).await;
+    checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
+    let mut events = qmp.subscribe(fixtures::stop_resume_filter());
+    ok("stop", qmp.execute_raw("stop", ()).await);
+    ok("cont", qmp.execute_raw("cont", ()).await);
+    checks::stop_then_resume("stdio", &take::<H>(&mut events, 2).await);
+    let pid = fixtures::pid_of(&marker).expect("QEMU runs with its -name");
+    drop(qmp);
+    assert!(fixtures::reaped(pid), "QEMU {pid} outlived its connection");
+
+    let qmp = ok(
+        "launch_stdio",
+        within::<H, _>("launch_stdio", H::launch_stdio(builder, config())).await,
+    );
+    ok("quit", qmp.execute_raw("quit", ()).await);
+    checks::child_quit(Some(within::<H, _>("closed", qmp.closed()).await));
+
+    let died = H::connect_child(fixtures::dying_child(), config());
+    checks::child_died(within::<H, _>("connect_child", died).await);
+}
+
+/// The client works from a thread with no runtime of the adapter's, under
+/// another executor (`futures::executor::block_on`): calls with the default
+/// and a short timeout (whose timers are the adapter's), events, `closed`.
+pub async fn calls_from_a_foreign_executor<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let foreign = std::thread::spawn(move || {
+        futures_executor::block_on(async {
+            let mut events = qmp.subscribe(fixtures::stop_resume_filter());
+            let status = qmp.execute_raw("query-status", ()).await;
+            let short = qmp.call(fixtures::short_status_call()).await;
+            let stop = qmp.execute_raw("stop", ()).await;
+            let event = events.next().await;
+            qmp.close();
+            let reason = qmp.closed().await;
+            (status, short, stop, event, reason)
+        })
+    });
+    let (status, short, stop, event, reason) = foreign.join().expect("the foreign thread");
+    ok("query-status", status);
+    ok("query-status with a short timeout", short);
+    ok("stop", stop);
+    checks::stop_then_resume_started("foreign", event);
+    assert!(matches!(reason, qmp_io::Disconnect::Local), "{reason:?}");
 }

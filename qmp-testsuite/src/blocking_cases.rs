@@ -47,7 +47,7 @@ pub fn greeting_and_version<H: BlockingHarness>(test: &'static str) {
     };
     let builder = builder.arg("-name").arg(test);
     let (_qemu, qmp) = ok("launch", H::launch(builder, config()));
-    let version = qmp.execute_raw("query-version", None);
+    let version = qmp.execute_raw("query-version", ());
     checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
 }
 
@@ -57,7 +57,7 @@ pub fn query_status_typed_and_raw<H: BlockingHarness>(test: &'static str) {
         return;
     };
     let typed = qmp.execute(&fixtures::QueryStatus);
-    checks::status(typed, qmp.execute_raw("query-status", None));
+    checks::status(typed, qmp.execute_raw("query-status", ()));
 }
 
 /// Case 3: `stop` and `cont` reach a filtered and an unfiltered subscriber,
@@ -69,8 +69,8 @@ pub fn stop_cont_events<H: BlockingHarness>(test: &'static str) {
     let by_name = qmp.subscribe(fixtures::stop_resume_filter());
     let all = qmp.events();
     let unmatched = qmp.subscribe(fixtures::unmatched_filter());
-    ok("stop", qmp.execute_raw("stop", None));
-    ok("cont", qmp.execute_raw("cont", None));
+    ok("stop", qmp.execute_raw("stop", ()));
+    ok("cont", qmp.execute_raw("cont", ()));
     checks::stop_then_resume("by name", &take(&by_name, 2));
     checks::stop_then_resume("all", &take(&all, 2));
     checks::nothing_received(unmatched.try_recv());
@@ -89,7 +89,7 @@ pub fn concurrent_commands<H: BlockingHarness>(test: &'static str) {
             s.spawn(move || {
                 let (name, arguments) = fixtures::concurrent_call(n);
                 start.wait();
-                checks::concurrent_answer(n, qmp.execute_raw(name, arguments.as_deref()));
+                checks::concurrent_answer(n, qmp.execute_raw(name, &arguments));
             });
         }
     });
@@ -100,8 +100,8 @@ pub fn unknown_command<H: BlockingHarness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test) else {
         return;
     };
-    let refused = qmp.execute_raw(fixtures::UNKNOWN_COMMAND, None);
-    checks::unknown_command(refused, qmp.execute_raw("query-status", None));
+    let refused = qmp.execute_raw(fixtures::UNKNOWN_COMMAND, ());
+    checks::unknown_command(refused, qmp.execute_raw("query-status", ()));
 }
 
 /// Case 6: `exec-oob` commands are answered.
@@ -109,8 +109,8 @@ pub fn oob_commands<H: BlockingHarness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test) else {
         return;
     };
-    let pause = qmp.execute_raw_oob("migrate-pause", None);
-    let status = qmp.execute_raw_oob("query-status", None);
+    let pause = qmp.execute_raw_oob("migrate-pause", ());
+    let status = qmp.execute_raw_oob("query-status", ());
     checks::oob_answers(qmp.oob_enabled(), pause, status);
 }
 
@@ -124,8 +124,8 @@ pub fn timeout_on_stopped_qemu<H: BlockingHarness>(test: &'static str) {
     let result = qmp.call(fixtures::short_status_call());
     fixtures::thaw(qemu.pid());
     checks::timed_out(result);
-    let name = qmp.execute_raw("query-name", None);
-    checks::answers_after_timeout(test, name, qmp.execute_raw("query-status", None));
+    let name = qmp.execute_raw("query-name", ());
+    checks::answers_after_timeout(test, name, qmp.execute_raw("query-status", ()));
 }
 
 /// Case 8: killing QEMU fails every pending call promptly, and ends the
@@ -154,7 +154,7 @@ pub fn killed_qemu_fails_pending_calls<H: BlockingHarness>(test: &'static str) {
         .collect();
     checks::failed_at_kill(killed, results);
     let start = Instant::now();
-    let later = qmp.execute_raw("query-status", None);
+    let later = qmp.execute_raw("query-status", ());
     checks::fails_at_once(later, start.elapsed());
     checks::closed_by_peer(qmp.wait_closed(Some(PATIENCE)));
     checks::stream_ended(next(&events));
@@ -166,12 +166,12 @@ pub fn drop_frees_the_monitor<H: BlockingHarness>(test: &'static str) {
     let Some((qemu, qmp)) = qemu::<H>(test) else {
         return;
     };
-    ok("query-status", qmp.execute_raw("query-status", None));
+    ok("query-status", qmp.execute_raw("query-status", ()));
     drop(qmp);
     let next = connect::<H>(qemu.qmp_path(), config());
     ok(
         "query-status on a new connection",
-        next.execute_raw("query-status", None),
+        next.execute_raw("query-status", ()),
     );
 }
 
@@ -226,14 +226,14 @@ pub fn fd_passing<H: BlockingHarness>(test: &'static str) {
     };
     let (read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
     let added = qmp.add_fd(read.as_fd(), None, Some(OPAQUE));
-    let info = checks::fd_listed(added, qmp.execute_raw("query-fdsets", None));
+    let info = checks::fd_listed(added, qmp.execute_raw("query-fdsets", ()));
     let removed = qmp.remove_fd(info.fdset_id, Some(info.fd));
-    checks::fd_removed(info, removed, qmp.execute_raw("query-fdsets", None));
+    checks::fd_removed(info, removed, qmp.execute_raw("query-fdsets", ()));
     let sent = qmp.send_fd(FD_NAME, write.as_fd());
     let closed = qmp.close_fd(FD_NAME);
     checks::named_fd(sent, closed, qmp.close_fd(FD_NAME));
     let refused = qmp.call(fixtures::too_many_fds_call(write.as_fd()));
-    checks::too_many_fds(refused, qmp.execute_raw("query-status", None));
+    checks::too_many_fds(refused, qmp.execute_raw("query-status", ()));
 }
 
 /// fd-carrying calls go one at a time: one waiting behind another that
@@ -276,7 +276,7 @@ pub fn big_reply<H: BlockingHarness>(test: &'static str) {
     let Some((_qemu, qmp)) = qemu::<H>(test) else {
         return;
     };
-    checks::schema(qmp.execute_raw("query-qmp-schema", None));
+    checks::schema(qmp.execute_raw("query-qmp-schema", ()));
 }
 
 /// A QMP monitor on tcp: the same greeting and answers; fds cannot pass.
@@ -285,11 +285,11 @@ pub fn tcp_monitor<H: BlockingHarness>(test: &'static str) {
         return;
     };
     let qmp = ok("tcp connect", H::connect_tcp(addr, config()));
-    let version = qmp.execute_raw("query-version", None);
+    let version = qmp.execute_raw("query-version", ());
     checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
     let (_read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
     let refused = qmp.send_fd(FD_NAME, write.as_fd());
-    checks::fds_refused_on_tcp(refused, qmp.execute_raw("query-status", None));
+    checks::fds_refused_on_tcp(refused, qmp.execute_raw("query-status", ()));
 }
 
 /// Case 11: a real qemu-ga runs a process and reports its output.
@@ -299,11 +299,11 @@ pub fn guest_agent_exec<H: BlockingHarness>(test: &'static str) {
     };
     let connected = H::connect_guest_agent(agent.socket_path(), config());
     let ga = ok("guest agent connect", connected);
-    checks::guest_info(ga.execute_raw("guest-info", None));
-    let pid = checks::exec_pid(ga.execute_raw("guest-exec", Some(fixtures::ECHO_ARGS)));
+    checks::guest_info(ga.execute_raw("guest-info", ()));
+    let pid = checks::exec_pid(ga.execute_raw("guest-exec", fixtures::echo_args()));
     let args = fixtures::exec_status_args(pid);
     let deadline = Instant::now() + PATIENCE;
-    while !checks::exec_done(ga.execute_raw("guest-exec-status", Some(&args))) {
+    while !checks::exec_done(ga.execute_raw("guest-exec-status", &args)) {
         assert!(Instant::now() < deadline, "echo never exited");
         thread::sleep(fixtures::EXEC_POLL);
     }
@@ -317,14 +317,14 @@ pub fn guest_agent_resync<H: BlockingHarness>(test: &'static str) {
     };
     let stream = fixtures::stale_agent_stream(&agent);
     let ga = ok("guest agent connect", H::guest_agent_on(stream, config()));
-    let ping = ga.execute_raw("guest-ping", None);
-    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None));
+    let ping = ga.execute_raw("guest-ping", ());
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", ()));
     fixtures::freeze(agent.pid());
     let result = ga.call(fixtures::short_guest_info_call());
     fixtures::thaw(agent.pid());
     checks::timed_out(result);
-    let ping = ga.execute_raw("guest-ping", None);
-    checks::agent_answers(ping, ga.execute_raw("guest-get-time", None));
+    let ping = ga.execute_raw("guest-ping", ());
+    checks::agent_answers(ping, ga.execute_raw("guest-get-time", ()));
 }
 
 /// A command the agent never answers returns once written: dropping the
@@ -334,7 +334,7 @@ pub fn guest_agent_no_reply<H: BlockingHarness>(_test: &'static str) {
     let (stream, open, agent) = fixtures::silent_agent();
     drop(open);
     let ga = ok("guest agent connect", H::guest_agent_on(stream, config()));
-    let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, None);
+    let result = ga.execute_raw(fixtures::NO_REPLY_COMMAND, ());
     drop(ga);
     checks::written_before_return(vec![result], agent.join().expect("the fake agent"), 1);
 }
@@ -348,7 +348,7 @@ pub fn guest_agent_resync_drops_unsent<H: BlockingHarness>(_test: &'static str) 
     checks::timed_out(ga.call(fixtures::stuck_agent_call()));
     let unsent = {
         let ga = ga.clone();
-        thread::spawn(move || ga.execute_raw(fixtures::NO_REPLY_COMMAND, None))
+        thread::spawn(move || ga.execute_raw(fixtures::NO_REPLY_COMMAND, ()))
     };
     thread::sleep(fixtures::SHORT_TIMEOUT);
     // Another timeout resynchronises, dropping what is still queued.
@@ -372,7 +372,7 @@ pub fn mock_slow_subscriber_lags<H: BlockingHarness>(_test: &'static str) {
         fixtures::emit_numbered(&mock, n);
         checks::numbered(n, next(&fast));
     }
-    checks::answered_while_lagging(qmp.execute_raw("query-status", None));
+    checks::answered_while_lagging(qmp.execute_raw("query-status", ()));
     checks::lagged_tail(&slow);
     checks::picked_only(&picky);
 }
@@ -409,4 +409,61 @@ pub fn mock_deadlines<H: BlockingHarness>(_test: &'static str) {
     checks::deadlines(results);
     let after = qmp.call(fixtures::call_with("deadline-default", None));
     checks::own_reply("deadline-default", after);
+}
+
+/// QEMU launched by the adapter's `launch_stdio`, its monitor on its stdio
+/// (no socket file): commands and events work; dropping the client kills and
+/// reaps QEMU; `quit` ends the connection with QEMU's exit as the reason; a
+/// child that dies before the handshake is reported with its stderr.
+pub fn child_stdio<H: BlockingHarness>(test: &'static str) {
+    let Some(builder) = qmp_io::testing::require_qemu(test) else {
+        return;
+    };
+    let marker = format!("{test}-{}", std::process::id());
+    let named = builder.clone().arg("-name").arg(&marker);
+    let qmp = ok("launch_stdio", H::launch_stdio(named, config()));
+    let version = qmp.execute_raw("query-version", ());
+    checks::greeting(qmp.greeting(), qmp.oob_enabled(), version);
+    let events = qmp.subscribe(fixtures::stop_resume_filter());
+    ok("stop", qmp.execute_raw("stop", ()));
+    ok("cont", qmp.execute_raw("cont", ()));
+    checks::stop_then_resume("stdio", &take(&events, 2));
+    let pid = fixtures::pid_of(&marker).expect("QEMU runs with its -name");
+    drop(qmp);
+    assert!(fixtures::reaped(pid), "QEMU {pid} outlived its connection");
+
+    let qmp = ok("launch_stdio", H::launch_stdio(builder, config()));
+    ok("quit", qmp.execute_raw("quit", ()));
+    checks::child_quit(qmp.wait_closed(Some(PATIENCE)));
+
+    checks::child_died(H::connect_child(fixtures::dying_child(), config()));
+}
+
+/// The client works from inside another executor on another thread
+/// (`futures::executor::block_on`): calls with the default and a short
+/// timeout, events, `close`.
+pub fn calls_from_a_foreign_executor<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    let foreign = thread::spawn(move || {
+        futures_executor::block_on(async {
+            let events = qmp.subscribe(fixtures::stop_resume_filter());
+            let status = qmp.execute_raw("query-status", ());
+            let short = qmp.call(fixtures::short_status_call());
+            let stop = qmp.execute_raw("stop", ());
+            let event = next(&events);
+            qmp.close();
+            (status, short, stop, event, qmp.wait_closed(Some(PATIENCE)))
+        })
+    });
+    let (status, short, stop, event, reason) = foreign.join().expect("the foreign thread");
+    ok("query-status", status);
+    ok("query-status with a short timeout", short);
+    ok("stop", stop);
+    checks::stop_then_resume_started("foreign", event);
+    assert!(
+        matches!(reason, Some(qmp_io::Disconnect::Local)),
+        "{reason:?}"
+    );
 }

@@ -457,13 +457,57 @@ pub fn connect_timed_out<T: core::fmt::Debug>(result: Result<T>, took: Duration)
     );
 }
 
-/// A connect that waited for room got in, then found no greeting.
+/// A connect that waited for room got in, then found no greeting; the error
+/// names the missing step and the connect timeout as configured (not what
+/// was left of it after the wait for room).
 pub fn got_in_without_greeting<T: core::fmt::Debug>(result: Result<T>) {
-    assert!(
-        matches!(
-            result,
-            Err(Error::Disconnected(Disconnect::HandshakeTimeout(_)))
-        ),
-        "a connect once the listener made room: {result:?}"
-    );
+    match &result {
+        Err(Error::Disconnected(Disconnect::HandshakeTimeout { step, timeout })) => {
+            assert_eq!(*step, qmp_io::HandshakeStep::Greeting);
+            assert_eq!(*timeout, crate::fixtures::FULL_CONNECT_TIMEOUT);
+            let text = result.as_ref().unwrap_err().to_string();
+            assert!(text.contains("no QMP greeting"), "{text}");
+            assert!(
+                text.contains(&format!("{:?}", crate::fixtures::FULL_CONNECT_TIMEOUT)),
+                "{text}"
+            );
+        }
+        other => panic!("a connect once the listener made room: {other:?}"),
+    }
+}
+
+/// A child that died before the handshake: the error names it, its exit
+/// status and the end of its stderr.
+pub fn child_died<T: core::fmt::Debug>(result: Result<T>) {
+    match &result {
+        Err(Error::Disconnected(Disconnect::ChildExited(exit))) => {
+            assert_eq!(exit.program, "sh");
+            assert_eq!(exit.status.and_then(|s| s.code()), Some(3), "{exit:?}");
+            assert!(exit.stderr.contains("this child dies"), "{exit:?}");
+            let text = result.as_ref().unwrap_err().to_string();
+            assert!(
+                text.contains("sh exited") && text.contains("this child dies"),
+                "{text}"
+            );
+        }
+        other => panic!("a child that dies: {other:?}"),
+    }
+}
+
+/// QEMU on its stdio quit: the reason is its exit, with status 0.
+pub fn child_quit(reason: Option<Disconnect>) {
+    match reason {
+        Some(Disconnect::ChildExited(exit)) => {
+            assert!(exit.status.is_some_and(|s| s.success()), "{exit:?}");
+        }
+        other => panic!("QEMU quit on its stdio: {other:?}"),
+    }
+}
+
+/// The first event after `stop`: STOP.
+pub fn stop_then_resume_started(who: &str, item: Option<Item>) {
+    match item {
+        Some(Ok(event)) => assert_eq!(event.name(), "STOP", "{who}"),
+        other => panic!("{who}: no STOP event: {other:?}"),
+    }
 }

@@ -243,11 +243,14 @@ pub fn unbounded_status_call() -> Call {
 /// The command and arguments of call `n` in the concurrency case: even calls
 /// ask for the status, odd ones delete a device that does not exist, so the
 /// error names the call it belongs to.
-pub fn concurrent_call(n: usize) -> (&'static str, Option<String>) {
+pub fn concurrent_call(n: usize) -> (&'static str, Option<serde_json::Value>) {
     if asks_status(n) {
         ("query-status", None)
     } else {
-        ("device_del", Some(format!("{{\"id\":\"dev-{n}\"}}")))
+        (
+            "device_del",
+            Some(serde_json::json!({ "id": format!("dev-{n}") })),
+        )
     }
 }
 
@@ -284,14 +287,16 @@ pub struct StatusInfo {
 }
 
 /// The arguments of `guest-exec` running `/bin/echo hello`, output captured.
-pub const ECHO_ARGS: &str = r#"{"path":"/bin/echo","arg":["hello"],"capture-output":true}"#;
+pub fn echo_args() -> serde_json::Value {
+    serde_json::json!({"path": "/bin/echo", "arg": ["hello"], "capture-output": true})
+}
 
 /// How often `guest-exec-status` is polled.
 pub const EXEC_POLL: Duration = Duration::from_millis(20);
 
 /// The arguments of `guest-exec-status` for process `pid`.
-pub fn exec_status_args(pid: i64) -> String {
-    format!("{{\"pid\":{pid}}}")
+pub fn exec_status_args(pid: i64) -> serde_json::Value {
+    serde_json::json!({ "pid": pid })
 }
 
 /// Opens a connection to qemu-ga and leaves stale bytes in it: a `guest-info`
@@ -357,7 +362,7 @@ pub fn silent_agent() -> (
 /// A `getfd` of [`FD_NAME`] with `fd`, waiting at most `timeout`.
 pub fn getfd_call(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) -> Call {
     Call::new("getfd")
-        .arguments(format!(r#"{{"fdname": "{FD_NAME}"}}"#))
+        .arguments(serde_json::json!({ "fdname": FD_NAME }))
         .timeout(timeout)
         .fd(fd)
         .expect("cannot duplicate the fd")
@@ -366,7 +371,7 @@ pub fn getfd_call(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) ->
 /// A `getfd` carrying one fd more than one message can: refused before
 /// anything is sent.
 pub fn too_many_fds_call(fd: std::os::fd::BorrowedFd<'_>) -> Call {
-    let call = Call::new("getfd").arguments(format!(r#"{{"fdname": "{FD_NAME}"}}"#));
+    let call = Call::new("getfd").arguments(serde_json::json!({ "fdname": FD_NAME }));
     (0..=qmp_io::fd::MAX_FDS_PER_MESSAGE).fold(call, |call, _| {
         call.fd(fd).expect("cannot duplicate the fd")
     })
@@ -384,7 +389,7 @@ pub fn huge_arguments() -> String {
 /// QEMU it stays half written.
 pub fn stuck_qmp_call() -> Call {
     Call::new("query-status")
-        .arguments(huge_arguments())
+        .arguments_text(huge_arguments())
         .timeout(None)
 }
 
@@ -564,9 +569,45 @@ pub const FULL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// its bytes still waiting to be written.
 pub fn stuck_agent_call() -> Call {
     Call::new("guest-info")
-        .arguments(huge_arguments())
+        .arguments_text(huge_arguments())
         .timeout(Some(SHORT_TIMEOUT))
 }
 
 /// The command the agent never answers.
 pub const NO_REPLY_COMMAND: &str = "guest-shutdown";
+
+/// A command that speaks no QMP: it writes to stderr and exits with status 3.
+pub fn dying_child() -> std::process::Command {
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", "echo 'qmp-testsuite: this child dies' >&2; exit 3"]);
+    command
+}
+
+/// The pid of the one process whose command line holds `marker` (a QEMU
+/// started with `-name MARKER`), if any.
+pub fn pid_of(marker: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let hit = cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == marker.as_bytes());
+            hit.then_some(pid)
+        })
+}
+
+/// True once `pid` is gone from the process table (killed and reaped: a
+/// zombie would still be there), checked for up to [`PATIENCE`].
+pub fn reaped(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::time::Instant::now() < deadline {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}

@@ -73,6 +73,18 @@ pub trait Harness: 'static {
         config: Config,
     ) -> impl Future<Output = Result<GuestAgent<Self::Runtime>>>;
 
+    /// The adapter's `launch_stdio`.
+    fn launch_stdio(
+        qemu: QemuBuilder,
+        config: Config,
+    ) -> impl Future<Output = Result<Client<Self::Runtime>>>;
+
+    /// The adapter's `connect_child`.
+    fn connect_child(
+        command: std::process::Command,
+        config: Config,
+    ) -> impl Future<Output = Result<Client<Self::Runtime>>>;
+
     /// Connects a guest agent over a stream that is already open, the way the
     /// adapter takes an open stream.
     fn guest_agent_on(
@@ -97,6 +109,15 @@ pub trait BlockingHarness: 'static {
 
     /// Connects a guest agent over a stream that is already open.
     fn guest_agent_on(stream: UnixStream, config: Config) -> Result<qmp_io::blocking::GuestAgent>;
+
+    /// The adapter's `launch_stdio`.
+    fn launch_stdio(qemu: QemuBuilder, config: Config) -> Result<qmp_io::blocking::Client>;
+
+    /// The adapter's `connect_child`.
+    fn connect_child(
+        command: std::process::Command,
+        config: Config,
+    ) -> Result<qmp_io::blocking::Client>;
 }
 
 /// Expands to one `#[test]` per async case, run with harness `$h` (a type
@@ -145,7 +166,9 @@ macro_rules! __suite {
             guest_agent_no_reply,
             guest_agent_resync_drops_unsent,
             mock_slow_subscriber_lags,
-            mock_deadlines
+            mock_deadlines,
+            child_stdio,
+            calls_from_a_foreign_executor
         );
     };
 }

@@ -12,7 +12,7 @@ async fn main() -> qmp_tokio::Result<()> {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let qmp = qmp.clone(); // cheap, Send + Sync
-            tokio::spawn(async move { qmp.execute_raw("query-status", None).await })
+            tokio::spawn(async move { qmp.execute_raw("query-status", ()).await })
         })
         .collect();
     for task in tasks {

@@ -56,9 +56,9 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
     );
 
     let mut events = qmp.subscribe(EventFilter::name("STOP").or_name("RESUME"));
-    qmp.execute_raw("stop", None).await?;
+    qmp.execute_raw("stop", ()).await?;
     println!("after stop: {}", qmp.execute(&QueryStatus {}).await?.status);
-    qmp.execute_raw("cont", None).await?;
+    qmp.execute_raw("cont", ()).await?;
     println!("after cont: {}", qmp.execute(&QueryStatus {}).await?.status);
 
     for _ in 0..2 {
@@ -78,7 +78,7 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
         }
     }
 
-    match qmp.execute_raw("no-such-command", None).await {
+    match qmp.execute_raw("no-such-command", ()).await {
         Err(qmp_tokio::Error::Command(e)) => println!("an error reply is data: {e}"),
         other => println!("unexpected: {other:?}"),
     }

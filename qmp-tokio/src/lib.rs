@@ -1,16 +1,20 @@
 //! Async QMP and QEMU guest agent clients on tokio.
 //!
-//! A thin adapter over [`qmp_io`]'s async driver: it connects (unix path, tcp
-//! address, an open stream, or a QEMU it launches), spawns the connection task
-//! on the current tokio runtime, and re-exports the client API. Handles are
-//! cheap to clone, `Send + Sync`; dropping a call's future abandons the command.
+//! A thin adapter over [`qmp_io`]'s async driver: it connects (a unix path, a
+//! tcp address, an open tokio stream, a child process's stdio, or a QEMU it
+//! launches), spawns the connection task on a tokio runtime, and re-exports
+//! the client API. The functions at the crate root use the runtime they are
+//! called from; the same constructors on [`Client`] and [`GuestAgent`] take
+//! the runtime to use ([`Tokio::on`] a handle).
+//! Handles are cheap to clone, `Send + Sync`, and callable from any thread
+//! or executor; dropping a call's future abandons the command.
 //!
 //! ```no_run
 //! use futures_util::StreamExt;
 //! # async fn run() -> Result<(), qmp_tokio::Error> {
 //! let (_qemu, qmp) = qmp_tokio::launch(qmp_tokio::Qemu::builder(), qmp_tokio::Config::default()).await?;
 //! let mut events = qmp.subscribe(qmp_tokio::EventFilter::name("STOP"));
-//! qmp.execute_raw("stop", None).await?;
+//! qmp.execute_raw("stop", ()).await?;
 //! println!("{:?}", events.next().await);
 //! # Ok(()) }
 //! ```
@@ -21,13 +25,15 @@ use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 use core::time::Duration;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use tokio::io::Interest;
-use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use tokio::net::unix::pipe;
+use tokio::net::{TcpStream, UnixStream};
+use tokio::runtime::Handle;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
+pub use qmp_io::child::{ChildStdio, ChildTransport};
 pub use qmp_io::nonblocking::{Io, NoFds, PassFds, Transport};
 pub use qmp_io::prelude::*;
 
@@ -36,14 +42,74 @@ pub type Client = qmp_io::nonblocking::Client<Tokio>;
 /// The async guest-agent client on tokio.
 pub type GuestAgent = qmp_io::nonblocking::GuestAgent<Tokio>;
 
-/// tokio's timer and spawner, for the driver.
+/// A tokio runtime for the driver: its timer and its spawner. The methods
+/// are the crate root's functions, on this runtime.
 #[derive(Debug, Clone)]
-pub struct Tokio(tokio::runtime::Handle);
+pub struct Tokio(Handle);
 
 impl Tokio {
-    /// The runtime this is called from (panics outside one, like `tokio::spawn`).
+    /// The runtime this is called from.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like `tokio::spawn`; use [`Tokio::on`] there.
     pub fn current() -> Self {
-        Tokio(tokio::runtime::Handle::current())
+        Tokio(Handle::current())
+    }
+
+    /// The runtime `handle` belongs to: connections opened through this run
+    /// their task, their sockets and their timers there, whichever thread or
+    /// executor calls. Every connect function of the crate root is a
+    /// constructor of [`Client`] (or [`GuestAgent`]) that takes the runtime:
+    ///
+    /// ```no_run
+    /// # fn run(handle: tokio::runtime::Handle) -> qmp_tokio::Result<()> {
+    /// use qmp_tokio::{Client, Config, Tokio};
+    /// // From a thread with no tokio context, any executor:
+    /// let qmp = futures_executor::block_on(Client::connect_unix(
+    ///     Tokio::on(handle),
+    ///     "/run/vm/qmp.sock".as_ref(),
+    ///     Config::default(),
+    /// ))?;
+    /// # drop(qmp); Ok(()) }
+    /// ```
+    pub fn on(handle: Handle) -> Self {
+        Tokio(handle)
+    }
+}
+
+impl qmp_io::nonblocking::Reactor for Tokio {
+    type Unix = UnixTransport;
+    type Tcp = Io<Compat<TcpStream>>;
+    type Child = ChildPipes;
+
+    fn tcp(&self, stream: std::net::TcpStream) -> io::Result<Self::Tcp> {
+        let _entered = self.0.enter();
+        Ok(TcpStream::try_from(stream)?.into_transport())
+    }
+
+    fn unix(&self, stream: std::os::unix::net::UnixStream) -> io::Result<UnixTransport> {
+        let _entered = self.0.enter();
+        Ok(unix_transport(UnixStream::from_std(stream)?))
+    }
+
+    fn child(&self, child: ChildStdio) -> io::Result<ChildPipes> {
+        let (stdin, stdout, process) = child.into_pipes();
+        let _entered = self.0.enter();
+        let read = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
+        let write = pipe::Sender::from_owned_fd(OwnedFd::from(stdin))?;
+        Ok(ChildTransport::new(
+            read.compat(),
+            write.compat_write(),
+            process,
+        ))
+    }
+
+    async fn unblock<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        self.0.spawn_blocking(work).await.map_err(io::Error::other)
     }
 }
 
@@ -51,6 +117,8 @@ impl qmp_io::nonblocking::Runtime for Tokio {
     type Sleep = tokio::time::Sleep;
 
     fn sleep(&self, duration: Duration) -> Self::Sleep {
+        // The timer is this runtime's, so the sleep can be polled anywhere.
+        let _entered = self.0.enter();
         tokio::time::sleep(duration)
     }
 
@@ -87,67 +155,45 @@ impl PassFds<Compat<UnixStream>> for TokioFds {
 /// A tokio unix socket as a transport that passes fds.
 pub type UnixTransport = Io<Compat<UnixStream>, TokioFds>;
 
-/// Wraps a tokio unix socket (fds pass).
-pub fn unix_transport(stream: UnixStream) -> UnixTransport {
+/// A child process's stdio as a transport.
+pub type ChildPipes = ChildTransport<Compat<pipe::Receiver>, Compat<pipe::Sender>>;
+
+fn unix_transport(stream: UnixStream) -> UnixTransport {
     Io::with_fds(stream.compat())
 }
 
-/// Wraps any other tokio stream (no fd passing).
-pub fn plain_transport<T>(stream: T) -> Io<Compat<T>>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    Io::new(stream.compat())
+/// A tokio stream [`connect`] takes: a [`UnixStream`] (fds pass) or a
+/// [`TcpStream`].
+pub trait Stream: sealed::Sealed {
+    /// The driver's transport over this stream.
+    type Transport: Transport;
+    /// Wraps the stream.
+    fn into_transport(self) -> Self::Transport;
 }
 
-/// Runs `connect` within the connect timeout, then leaves what is left of it
-/// to the handshake: one budget covers both.
-async fn within<T>(config: &mut Config, connect: impl Future<Output = io::Result<T>>) -> Result<T> {
-    let started = std::time::Instant::now();
-    let connected = tokio::time::timeout(config.connect_timeout, connect).await;
-    config.connect_timeout = config.connect_timeout.saturating_sub(started.elapsed());
-    match connected {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out").into()),
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for tokio::net::UnixStream {}
+    impl Sealed for tokio::net::TcpStream {}
+}
+
+impl Stream for UnixStream {
+    type Transport = UnixTransport;
+
+    fn into_transport(self) -> UnixTransport {
+        unix_transport(self)
     }
 }
 
-/// A unix socket connected within the connect timeout (also when the
-/// listener's queue is full: see [`qmp_io::unix::connect`]).
-async fn unix(path: &Path, config: &mut Config) -> Result<UnixTransport> {
-    let stream = within(config, qmp_io::unix::connect(&Tokio::current(), path)).await?;
-    Ok(unix_transport(UnixStream::from_std(stream)?))
+impl Stream for TcpStream {
+    type Transport = Io<Compat<TcpStream>>;
+
+    fn into_transport(self) -> Self::Transport {
+        Io::new(self.compat())
+    }
 }
 
-/// Connects to a QMP unix socket and runs the handshake.
-pub async fn connect_unix(path: impl AsRef<Path>, mut config: Config) -> Result<Client> {
-    let transport = unix(path.as_ref(), &mut config).await?;
-    connect(transport, config).await
-}
-
-/// Connects to a QMP tcp socket and runs the handshake.
-pub async fn connect_tcp(addr: impl ToSocketAddrs, mut config: Config) -> Result<Client> {
-    let stream = within(&mut config, TcpStream::connect(addr)).await?;
-    connect(plain_transport(stream), config).await
-}
-
-/// Runs the QMP handshake on a stream that is already open.
-pub async fn connect(transport: impl Transport, config: Config) -> Result<Client> {
-    Client::connect(Tokio::current(), transport, config).await
-}
-
-/// Launches a private QEMU and connects to its QMP socket. The process is
-/// killed and reaped when the returned [`Qemu`] is dropped.
-pub async fn launch(qemu: QemuBuilder, config: Config) -> Result<(Qemu, Client)> {
-    let qemu = tokio::task::spawn_blocking(move || qemu.spawn())
-        .await
-        .map_err(io::Error::other)??;
-    let client = connect_unix(qemu.qmp_path(), config).await?;
-    Ok((qemu, client))
-}
-
-/// Connects to a guest agent's unix socket and synchronises.
-pub async fn connect_guest_agent(path: impl AsRef<Path>, mut config: Config) -> Result<GuestAgent> {
-    let transport = unix(path.as_ref(), &mut config).await?;
-    GuestAgent::connect(Tokio::current(), transport, config).await
-}
+qmp_io::async_adapter_functions!(
+    Tokio::current(),
+    "on the current tokio runtime (see [`Tokio::on`] for another)"
+);

@@ -51,6 +51,20 @@ impl qmp_testsuite::Harness for TokioHarness {
         qmp_tokio::connect_tcp(addr, config)
     }
 
+    fn launch_stdio(
+        qemu: qmp_tokio::QemuBuilder,
+        config: Config,
+    ) -> impl Future<Output = Result<Client>> {
+        qmp_tokio::launch_stdio(qemu, config)
+    }
+
+    fn connect_child(
+        command: std::process::Command,
+        config: Config,
+    ) -> impl Future<Output = Result<Client>> {
+        qmp_tokio::connect_child(command, config)
+    }
+
     fn connect_guest_agent(
         path: &Path,
         config: Config,
@@ -61,7 +75,7 @@ impl qmp_testsuite::Harness for TokioHarness {
     async fn guest_agent_on(stream: UnixStream, config: Config) -> Result<GuestAgent> {
         stream.set_nonblocking(true)?;
         let stream = tokio::net::UnixStream::from_std(stream)?;
-        GuestAgent::connect(Tokio::current(), qmp_tokio::unix_transport(stream), config).await
+        qmp_tokio::guest_agent_on(stream, config).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! client, both cheap to clone and usable from many threads.
 
 use core::time::Duration;
+use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::config::{Config, deadline_after};
 use crate::error::{Disconnect, Error, Result};
 use crate::events::{EventFilter, Subscription};
 use crate::json::Json;
-use crate::session::{Greeting, Session, nonce};
+use crate::session::{Greeting, nonce};
 
 /// A blocking QMP client. Cheap to clone; every clone drives the same
 /// connection, from any number of threads at once. Dropping the last clone
@@ -28,7 +29,7 @@ use crate::session::{Greeting, Session, nonce};
 /// let stream = std::os::unix::net::UnixStream::connect("/run/vm/qmp.sock")?;
 /// let qmp = Client::connect(stream, qmp_io::Config::default())?;
 /// println!("QEMU {}", qmp.greeting().version);
-/// let status = qmp.execute_raw("query-status", None)?;
+/// let status = qmp.execute_raw("query-status", ())?;
 /// println!("{status}");
 /// # Ok(()) }
 /// ```
@@ -52,12 +53,21 @@ impl Client {
     /// and starts the background reader. The connect timeout covers the
     /// greeting.
     pub fn connect<S: Stream>(stream: S, config: Config) -> Result<Self> {
+        Self::connect_with(config, |_| Ok(stream))
+    }
+
+    /// Opens the stream with `open` and runs the QMP handshake over it, both
+    /// within the one connect timeout (which the error reports as
+    /// configured). `open` gets the timeout to use for its own part.
+    pub fn connect_with<S: Stream>(
+        config: Config,
+        open: impl FnOnce(Duration) -> io::Result<S>,
+    ) -> Result<Self> {
         let core = Core::new(ClientConfig {
             oob: config.oob,
             limits: config.limits,
         });
-        let session = Arc::new(Session::new(core, config));
-        let conn = Conn::start(session, stream, "qmp-reader")?;
+        let conn = Conn::open(core, config, open, "qmp-reader")?;
         let greeting = conn
             .session
             .greeting()
@@ -102,14 +112,25 @@ impl Client {
         decode(&json)
     }
 
-    /// Runs command `name` with optional raw JSON arguments (one object).
-    pub fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(Call::raw(name, arguments))
+    /// Runs command `name` with `arguments`: anything that serializes to a
+    /// JSON object (`serde_json::json!({..})`, a struct, a map, a
+    /// [`Json`]), or `()` for none.
+    ///
+    /// ```no_run
+    /// # fn run(qmp: qmp_io::blocking::Client) -> qmp_io::Result<()> {
+    /// use serde_json::json;
+    /// qmp.execute_raw("stop", ())?;
+    /// let info = qmp.execute_raw("query-block", ())?;
+    /// qmp.execute_raw("eject", json!({"id": "cd0", "force": true}))?;
+    /// # let _ = info; Ok(()) }
+    /// ```
+    pub fn execute_raw(&self, name: &str, arguments: impl serde::Serialize) -> Result<Json> {
+        self.call(Call::new(name).arguments(arguments))
     }
 
     /// Runs command `name` with `exec-oob`.
-    pub fn execute_raw_oob(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(Call::raw(name, arguments).oob())
+    pub fn execute_raw_oob(&self, name: &str, arguments: impl serde::Serialize) -> Result<Json> {
+        self.call(Call::new(name).arguments(arguments).oob())
     }
 
     /// Runs a [`Call`]: per-call timeout, oob, fds.
@@ -190,9 +211,17 @@ impl GuestAgent {
     /// Synchronises with the agent on `stream` (0xFF + `guest-sync-delimited`,
     /// discarding stale bytes); the connect timeout covers the sync.
     pub fn connect<S: Stream>(stream: S, config: Config) -> Result<Self> {
+        Self::connect_with(config, |_| Ok(stream))
+    }
+
+    /// Opens the stream with `open` and synchronises over it, both within
+    /// the one connect timeout, like [`Client::connect_with`].
+    pub fn connect_with<S: Stream>(
+        config: Config,
+        open: impl FnOnce(Duration) -> io::Result<S>,
+    ) -> Result<Self> {
         let core = AgentCore::new(config.limits, nonce());
-        let session = Arc::new(Session::new(core, config));
-        let conn = Conn::start(session, stream, "qga-reader")?;
+        let conn = Conn::open(core, config, open, "qga-reader")?;
         Ok(Self { conn })
     }
 
@@ -211,9 +240,10 @@ impl GuestAgent {
         )
     }
 
-    /// Runs command `name` with optional raw JSON arguments.
-    pub fn execute_raw(&self, name: &str, arguments: Option<&str>) -> Result<Json> {
-        self.call(Call::raw(name, arguments))
+    /// Runs command `name` with `arguments` (a JSON object, or `()` for
+    /// none), as [`Client::execute_raw`].
+    pub fn execute_raw(&self, name: &str, arguments: impl serde::Serialize) -> Result<Json> {
+        self.call(Call::new(name).arguments(arguments))
     }
 
     /// Runs a [`Call`] (per-call timeout).

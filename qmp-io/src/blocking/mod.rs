@@ -16,18 +16,18 @@ mod stream;
 mod writing;
 
 use core::time::Duration;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::call::{Call, Waiting, check_fds};
-use crate::config::deadline_after;
+use crate::config::{Config, deadline_after};
 use crate::error::{Disconnect, Error, Result};
 use crate::json::Json;
 use crate::session::{OutBuf, Protocol, Session, Submitted};
 
 pub use handles::{Client, GuestAgent};
-pub use stream::Stream;
+pub use stream::{Stream, WriteStream};
 
 use reading::{ReadHalf, Reading, background};
 use writing::{Lane, Writer};
@@ -62,8 +62,18 @@ impl<P: Protocol> Conn<P> {
         self.quiet.notify_all();
     }
 
-    fn start<S: Stream>(session: Arc<Session<P>>, stream: S, name: &str) -> Result<Arc<Self>> {
-        let reader = stream.try_clone()?;
+    /// Opens the stream with `open`, runs the handshake of `proto` over it,
+    /// both within the one connect timeout, then starts the background
+    /// reader (a thread called `name`).
+    fn open<S: Stream>(
+        proto: P,
+        config: Config,
+        open: impl FnOnce(Duration) -> std::io::Result<S>,
+        name: &str,
+    ) -> Result<Arc<Self>> {
+        let started = Instant::now();
+        let (reader, stream) = open(config.connect_timeout)?.split()?;
+        let session = Arc::new(Session::new(proto, config));
         let fds = stream.fd_socket().is_some();
         let write_fd = stream.as_fd().try_clone_to_owned()?;
         let mut half = ReadHalf {
@@ -88,12 +98,13 @@ impl<P: Protocol> Conn<P> {
         });
         // The handshake: this thread reads until it is done.
         let timeout = conn.session.config.connect_timeout;
-        let deadline = deadline_after(timeout);
+        let deadline = started.checked_add(timeout);
         conn.flush(deadline);
         let settled = &conn.session.settled;
         conn.read_until(&mut half, || settled.is_set(), deadline);
         if !settled.is_set() {
-            conn.fail(Disconnect::HandshakeTimeout(timeout));
+            conn.session.handshake_timed_out(timeout);
+            conn.fail(Disconnect::Local);
         }
         if let Some(reason) = conn.session.closed_reason() {
             return Err(Error::Disconnected(reason));

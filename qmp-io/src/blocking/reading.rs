@@ -58,7 +58,7 @@ impl<P: Protocol> Conn<P> {
             match wait_ready(half.stream.as_fd(), PollFlags::IN, timeout) {
                 Ok(true) => self.read_once(half, deadline),
                 Ok(false) => return,
-                Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+                Err(e) => self.session.on_close(Disconnect::from_io(e)),
             }
         }
     }
@@ -86,7 +86,7 @@ impl<P: Protocol> Conn<P> {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => self.session.on_close(Disconnect::Io(Arc::new(e))),
+            Err(e) => self.session.on_close(Disconnect::from_io(e)),
         }
     }
 

@@ -9,14 +9,24 @@ use std::os::unix::net::UnixStream;
 
 use rustix::event::PollFlags;
 
-/// A byte stream the blocking driver can run on: std `Read + Write`, plus
-/// its file descriptor, which callers poll so that a call's deadline bounds
-/// its wait for the reply and for room to write (sockets, but pipes work
-/// too: they are written with plain blocking writes).
-pub trait Stream: Read + Write + AsFd + Send + Sized + 'static {
-    /// A second handle to the same stream, for reading.
-    fn try_clone(&self) -> io::Result<Self>;
-    /// Shuts both directions down, so a thread blocked reading returns.
+use crate::child::{ChildReader, ChildStdio, ChildWriter};
+
+/// A byte stream the blocking driver can run on: a unix or tcp socket, a
+/// child process's stdio ([`ChildStdio`]), or your own. It splits into a
+/// read half and a write half; callers poll their file descriptors, so a
+/// call's deadline bounds its wait for the reply and for room to write.
+pub trait Stream: Send + 'static {
+    /// What the driver reads from.
+    type Reader: Read + AsFd + Send + 'static;
+    /// What the driver writes to.
+    type Writer: WriteStream;
+    /// The two halves (for a socket: a second handle to it, and itself).
+    fn split(self) -> io::Result<(Self::Reader, Self::Writer)>;
+}
+
+/// The write half of a [`Stream`].
+pub trait WriteStream: Write + AsFd + Send + 'static {
+    /// Ends the stream both ways, so a thread blocked reading returns.
     fn shutdown(&self) -> io::Result<()>;
     /// The socket to pass fds on, for streams that can (unix sockets).
     fn fd_socket(&self) -> Option<BorrowedFd<'_>> {
@@ -25,10 +35,15 @@ pub trait Stream: Read + Write + AsFd + Send + Sized + 'static {
 }
 
 impl Stream for UnixStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        UnixStream::try_clone(self)
-    }
+    type Reader = UnixStream;
+    type Writer = UnixStream;
 
+    fn split(self) -> io::Result<(UnixStream, UnixStream)> {
+        Ok((self.try_clone()?, self))
+    }
+}
+
+impl WriteStream for UnixStream {
     fn shutdown(&self) -> io::Result<()> {
         UnixStream::shutdown(self, std::net::Shutdown::Both)
     }
@@ -39,12 +54,37 @@ impl Stream for UnixStream {
 }
 
 impl Stream for TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        TcpStream::try_clone(self)
-    }
+    type Reader = TcpStream;
+    type Writer = TcpStream;
 
+    fn split(self) -> io::Result<(TcpStream, TcpStream)> {
+        Ok((self.try_clone()?, self))
+    }
+}
+
+impl WriteStream for TcpStream {
     fn shutdown(&self) -> io::Result<()> {
         TcpStream::shutdown(self, std::net::Shutdown::Both)
+    }
+}
+
+/// A child's stdout to read and its stdin to write (made nonblocking, so a
+/// write gives up at the call's deadline like a socket's).
+impl Stream for ChildStdio {
+    type Reader = ChildReader;
+    type Writer = ChildWriter;
+
+    fn split(self) -> io::Result<(ChildReader, ChildWriter)> {
+        let (writer, reader) = self.into_blocking()?;
+        Ok((reader, writer))
+    }
+}
+
+impl WriteStream for ChildWriter {
+    /// Kills the child: its stdout ends, and with it a read blocked on it.
+    fn shutdown(&self) -> io::Result<()> {
+        self.kill();
+        Ok(())
     }
 }
 
@@ -55,9 +95,9 @@ pub(super) trait WriteHalf: Write + Send {
     fn fd(&self) -> BorrowedFd<'_>;
 }
 
-impl<S: Stream> WriteHalf for S {
+impl<S: WriteStream> WriteHalf for S {
     fn shutdown_both(&self) -> io::Result<()> {
-        Stream::shutdown(self)
+        WriteStream::shutdown(self)
     }
 
     fn fd(&self) -> BorrowedFd<'_> {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use rustix::event::PollFlags;
@@ -95,7 +95,7 @@ impl<P: Protocol> Conn<P> {
                 Ok(Sent::All) if took => return,
                 // Someone else's rest went out; the core still holds ours.
                 Ok(Sent::All) => continue,
-                Err(e) => return self.fail(Disconnect::Io(Arc::new(e))),
+                Err(e) => return self.fail(Disconnect::from_io(e)),
                 Ok(Sent::Blocked) => match deadline {
                     None => None,
                     Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -107,7 +107,7 @@ impl<P: Protocol> Conn<P> {
             match wait_ready(self.write_fd.as_fd(), PollFlags::OUT, left) {
                 Ok(true) => {}
                 Ok(false) => return,
-                Err(e) => return self.fail(Disconnect::Io(Arc::new(e))),
+                Err(e) => return self.fail(Disconnect::from_io(e)),
             }
         }
     }
@@ -162,7 +162,11 @@ fn try_send(stream: &mut dyn WriteHalf, bytes: &[u8]) -> io::Result<Option<usize
     ) {
         Ok(n) => Ok(Some(n)),
         Err(Errno::AGAIN) => Ok(None),
-        Err(Errno::NOTSOCK) => stream.write(bytes).map(Some),
+        // A pipe (a child's stdin, nonblocking): a plain write.
+        Err(Errno::NOTSOCK) => match stream.write(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            written => written.map(Some),
+        },
         Err(e) => Err(e.into()),
     }
 }

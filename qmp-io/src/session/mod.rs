@@ -303,6 +303,16 @@ impl<P: Protocol> Session<P> {
         self.unsent.store(!unsent.is_empty(), Ordering::Relaxed);
     }
 
+    /// Ends a connection whose handshake did not finish within `timeout` (the
+    /// configured connect timeout), naming the step that was missing.
+    pub(crate) fn handshake_timed_out(&self, timeout: core::time::Duration) {
+        let greeted = self.lock().d.greeting.is_some();
+        self.on_close(Disconnect::HandshakeTimeout {
+            step: P::missing_step(greeted),
+            timeout,
+        });
+    }
+
     pub(crate) fn closed_error(&self) -> Error {
         Error::Disconnected(self.closed_reason().unwrap_or(Disconnect::Local))
     }

@@ -4,9 +4,12 @@
 use qmp_proto::{AgentOutput, Client, GuestAgent, Heap, Id, Output};
 
 use super::{Dispatch, Greeting};
+use crate::error::HandshakeStep;
 
 /// A core state machine as the drivers see it.
 pub(crate) trait Protocol: Send + 'static {
+    /// The handshake step still missing, given whether a greeting came.
+    fn missing_step(greeted: bool) -> HandshakeStep;
     fn receive(&mut self, bytes: &[u8]) -> Result<usize, qmp_proto::Error>;
     fn receive_eof(&mut self);
     /// Hands every pending output to `d`.
@@ -19,6 +22,14 @@ pub(crate) trait Protocol: Send + 'static {
 }
 
 impl Protocol for Client<Heap> {
+    fn missing_step(greeted: bool) -> HandshakeStep {
+        if greeted {
+            HandshakeStep::Capabilities
+        } else {
+            HandshakeStep::Greeting
+        }
+    }
+
     fn receive(&mut self, bytes: &[u8]) -> Result<usize, qmp_proto::Error> {
         Client::receive(self, bytes)
     }
@@ -90,6 +101,10 @@ pub(crate) fn nonce() -> u64 {
 }
 
 impl Protocol for GuestAgent<Heap> {
+    fn missing_step(_: bool) -> HandshakeStep {
+        HandshakeStep::GuestSync
+    }
+
     fn receive(&mut self, bytes: &[u8]) -> Result<usize, qmp_proto::Error> {
         GuestAgent::receive(self, bytes)
     }
