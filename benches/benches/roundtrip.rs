@@ -999,7 +999,7 @@ fn configure<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
 }
 
 fn main() {
-    let Some(builder) = qmp_io::testing::require_qemu("roundtrip bench") else {
+    let Some(builder) = qmp_testsuite::peers::require_qemu("roundtrip bench") else {
         eprintln!("SKIPPED: roundtrip bench: no QEMU to measure against");
         return;
     };

@@ -10,13 +10,13 @@ mod error;
 mod events;
 pub mod fd;
 mod json;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod nonblocking;
 pub mod qemu;
 mod session;
 mod slot;
 pub mod tcp;
-pub mod testing;
 pub mod unix;
 
 pub use call::{AddFdInfo, Call};
@@ -32,6 +32,7 @@ pub use session::Greeting;
 
 /// What every adapter re-exports, so their APIs stay the same.
 pub mod prelude {
+    #[cfg(feature = "mock")]
     pub use crate::mock::{MockQemu, MockReply, MockRequest};
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{

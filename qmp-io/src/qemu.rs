@@ -85,7 +85,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// The environment variable overriding `program`, for the programs this module
 /// knows.
-pub(crate) fn override_var(program: &str) -> Option<&'static str> {
+pub fn override_var(program: &str) -> Option<&'static str> {
     match program {
         QEMU_PROGRAM => Some(QEMU_ENV),
         GUEST_AGENT_PROGRAM => Some(GUEST_AGENT_ENV),
@@ -94,15 +94,15 @@ pub(crate) fn override_var(program: &str) -> Option<&'static str> {
 }
 
 /// The value of [`override_var`], if set and not empty.
-pub(crate) fn env_override(program: &str) -> Option<OsString> {
+pub fn env_override(program: &str) -> Option<OsString> {
     std::env::var_os(override_var(program)?).filter(|v| !v.is_empty())
 }
 
 /// Where `program` would be found: its environment override if it has one
 /// (itself searched for when it is a bare name), otherwise `PATH` and the sbin
-/// directories. Shared with [`crate::testing`] so a test skips exactly when a
+/// directories. Public so a test harness skips exactly when a
 /// launch would fail to find the program.
-pub(crate) fn locate(program: &str) -> Option<PathBuf> {
+pub fn locate(program: &str) -> Option<PathBuf> {
     match env_override(program) {
         Some(name) => find_os(&name, SBIN_DIRS),
         None => find_program(program, SBIN_DIRS),

@@ -77,7 +77,8 @@ qmp_testsuite::async_suite!(SmolHarness);
 /// the client works.
 #[test]
 fn a_client_on_an_executor_of_ours_runs_there() {
-    let Some(builder) = qmp_io::testing::require_qemu("a_client_on_an_executor_of_ours_runs_there")
+    let Some(builder) =
+        qmp_testsuite::peers::require_qemu("a_client_on_an_executor_of_ours_runs_there")
     else {
         return;
     };

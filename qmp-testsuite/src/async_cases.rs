@@ -52,7 +52,7 @@ async fn qemu<H: Harness>(test: &str) -> Option<(Qemu, Client<H::Runtime>)> {
 /// Case 1: the adapter's `launch` starts QEMU and connects; the greeting
 /// agrees with `query-version`; oob is negotiated.
 pub async fn greeting_and_version<H: Harness>(test: &'static str) {
-    let Some(builder) = qmp_io::testing::require_qemu(test) else {
+    let Some(builder) = crate::peers::require_qemu(test) else {
         return;
     };
     let builder = builder.arg("-name").arg(test);
@@ -452,7 +452,7 @@ pub async fn mock_deadlines<H: Harness>(_test: &'static str) {
 /// reaps QEMU; `quit` ends the connection with QEMU's exit as the reason; a
 /// child that dies before the handshake is reported with its stderr.
 pub async fn child_stdio<H: Harness>(test: &'static str) {
-    let Some(builder) = qmp_io::testing::require_qemu(test) else {
+    let Some(builder) = crate::peers::require_qemu(test) else {
         return;
     };
     let marker = format!("{test}-{}", std::process::id());

@@ -42,7 +42,7 @@ fn qemu<H: BlockingHarness>(test: &str) -> Option<(Qemu, Client)> {
 /// Case 1: the adapter's `launch` starts QEMU and connects; the greeting
 /// agrees with `query-version`; oob is negotiated.
 pub fn greeting_and_version<H: BlockingHarness>(test: &'static str) {
-    let Some(builder) = qmp_io::testing::require_qemu(test) else {
+    let Some(builder) = crate::peers::require_qemu(test) else {
         return;
     };
     let builder = builder.arg("-name").arg(test);
@@ -416,7 +416,7 @@ pub fn mock_deadlines<H: BlockingHarness>(_test: &'static str) {
 /// reaps QEMU; `quit` ends the connection with QEMU's exit as the reason; a
 /// child that dies before the handshake is reported with its stderr.
 pub fn child_stdio<H: BlockingHarness>(test: &'static str) {
-    let Some(builder) = qmp_io::testing::require_qemu(test) else {
+    let Some(builder) = crate::peers::require_qemu(test) else {
         return;
     };
     let marker = format!("{test}-{}", std::process::id());

@@ -54,7 +54,7 @@ pub fn config() -> Config {
 ///
 /// If QEMU is there but does not start.
 pub fn qemu(test: &str) -> Option<Qemu> {
-    let builder = qmp_io::testing::require_qemu(test)?;
+    let builder = crate::peers::require_qemu(test)?;
     let qemu = builder.arg("-name").arg(test).spawn();
     let qemu = qemu.unwrap_or_else(|e| panic!("{test}: cannot start QEMU: {e}"));
     Some(qemu)
@@ -67,7 +67,7 @@ pub fn qemu(test: &str) -> Option<Qemu> {
 ///
 /// If QEMU is there but does not start.
 pub fn qemu_on_tcp(test: &str) -> Option<(Qemu, core::net::SocketAddr)> {
-    let builder = qmp_io::testing::require_qemu(test)?;
+    let builder = crate::peers::require_qemu(test)?;
     // A port the kernel just handed out, free again once the probe closes.
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|probe| probe.local_addr())
@@ -92,7 +92,7 @@ pub fn qemu_on_tcp(test: &str) -> Option<(Qemu, core::net::SocketAddr)> {
 ///
 /// If qemu-ga is there but does not start.
 pub fn guest_agent(test: &str) -> Option<GuestAgentProcess> {
-    let builder = qmp_io::testing::require_guest_agent(test)?;
+    let builder = crate::peers::require_guest_agent(test)?;
     let agent = builder.spawn();
     let agent = agent.unwrap_or_else(|e| panic!("{test}: cannot start qemu-ga: {e}"));
     Some(agent)

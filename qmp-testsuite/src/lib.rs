@@ -32,6 +32,7 @@ pub mod async_cases;
 pub mod blocking_cases;
 pub mod checks;
 pub mod fixtures;
+pub mod peers;
 
 /// A spawned task's result, as a future.
 pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -1,5 +1,5 @@
 //! Launching a real QEMU and a real qemu-ga through `qmp_io::qemu`, as users do.
-//! Each test skips loudly when its program is missing (see `qmp_io::testing`).
+//! Each test skips loudly when its program is missing (see `qmp_testsuite::peers`).
 
 use core::time::Duration;
 use std::fs;
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use qmp_io::qemu::{GuestAgentBuilder, Qemu};
-use qmp_io::testing::{require_guest_agent, require_qemu};
+use qmp_testsuite::peers::{require_guest_agent, require_qemu};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! // In a #[test] function:
-//! let Some(builder) = qmp_io::testing::require_qemu("talks_to_qemu") else {
+//! let Some(builder) = qmp_testsuite::peers::require_qemu("talks_to_qemu") else {
 //!     return;
 //! };
 //! let qemu = builder.spawn().unwrap();
@@ -16,7 +16,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::qemu::{
+use qmp_io::qemu::{
     GUEST_AGENT_PROGRAM, GuestAgentBuilder, QEMU_PROGRAM, QemuBuilder, env_override, locate,
     override_var,
 };
@@ -29,7 +29,7 @@ const INSTALL_HINT: &str = "sudo apt-get install -y qemu-system-x86 qemu-guest-a
 
 /// Finds `program` for the test named `test`, or reports that it is missing.
 ///
-/// The lookup is the one [`crate::qemu`] uses to launch: for
+/// The lookup is the one [`qmp_io::qemu`] uses to launch: for
 /// `qemu-system-x86_64` and `qemu-ga`, `$QMP_QEMU` and `$QMP_QEMU_GA` override
 /// the name; then `PATH`, `/usr/sbin` and `/usr/local/sbin` are searched.
 ///
