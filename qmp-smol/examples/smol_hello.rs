@@ -1,6 +1,7 @@
 //! The README's qmp-smol program: the same API on smol.
 use futures_util::StreamExt;
 use qmp_smol::{Config, EventFilter, Qemu};
+use serde_json::json; // arguments: anything serde serializes
 
 fn main() -> qmp_smol::Result<()> {
     smol::block_on(async {
@@ -11,10 +12,10 @@ fn main() -> qmp_smol::Result<()> {
         let mut events = qmp.subscribe(EventFilter::name("STOP"));
         let (a, b) = smol::future::zip(
             qmp.execute_raw("query-status", ()),
-            qmp.execute_raw("query-name", ()),
+            qmp.execute_raw("qom-get", json!({"path": "/machine", "property": "type"})),
         )
         .await;
-        println!("status: {}, name: {}", a?, b?);
+        println!("status: {}, machine: {}", a?, b?);
 
         qmp.execute_raw("stop", ()).await?;
         if let Some(Ok(event)) = events.next().await {

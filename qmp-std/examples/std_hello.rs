@@ -1,6 +1,7 @@
 //! The README's qmp-std program: blocking, threads welcome.
 use core::time::Duration;
 use qmp_std::{Config, EventFilter, Qemu};
+use serde_json::json;
 
 fn main() -> qmp_std::Result<()> {
     // A private QEMU (-machine none); or qmp_std::connect_unix("/path/qmp.sock", config).
@@ -13,6 +14,9 @@ fn main() -> qmp_std::Result<()> {
         std::thread::spawn(move || qmp.execute_raw("query-status", ()))
     };
     println!("status: {}", worker.join().expect("worker")?);
+    // Arguments: json!, a struct, a map: anything serde serializes.
+    let machine = qmp.execute_raw("qom-get", json!({"path": "/machine", "property": "type"}))?;
+    println!("machine: {machine}");
 
     qmp.execute_raw("stop", ())?;
     qmp.execute_raw("cont", ())?;

@@ -1,6 +1,7 @@
 //! The README's qmp-tokio program: many tasks, one connection.
 use futures_util::StreamExt;
 use qmp_tokio::{Call, Config, EventFilter, Qemu};
+use serde_json::json;
 
 #[tokio::main]
 async fn main() -> qmp_tokio::Result<()> {
@@ -19,6 +20,8 @@ async fn main() -> qmp_tokio::Result<()> {
         println!("status: {}", task.await.expect("task")?);
     }
 
+    let hmp = json!({"command-line": "info version"}); // any Serialize as arguments
+    println!("{}", qmp.execute_raw("human-monitor-command", hmp).await?);
     let short = Call::new("stop").timeout(Some(core::time::Duration::from_secs(2)));
     qmp.call(short).await?;
     println!(

@@ -10,6 +10,7 @@ use core::time::Duration;
 
 use futures_util::StreamExt;
 use qmp_tokio::{Command, Config, EventFilter, Qemu};
+use serde_json::json;
 
 /// `query-status`, typed.
 #[derive(serde::Serialize)]
@@ -55,6 +56,12 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
         status.status, status.running
     );
 
+    // Arguments are anything serde serializes: json!, a struct, a map.
+    let machine = qmp
+        .execute_raw("qom-get", json!({"path": "/machine", "property": "type"}))
+        .await?;
+    println!("qom-get /machine type: {machine}");
+
     let mut events = qmp.subscribe(EventFilter::name("STOP").or_name("RESUME"));
     qmp.execute_raw("stop", ()).await?;
     println!("after stop: {}", qmp.execute(&QueryStatus {}).await?.status);
@@ -82,5 +89,13 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
         Err(qmp_tokio::Error::Command(e)) => println!("an error reply is data: {e}"),
         other => println!("unexpected: {other:?}"),
     }
+
+    // The same client over QEMU's stdio: no socket file at all.
+    let stdio = qmp_tokio::launch_stdio(Qemu::builder(), Config::default()).await?;
+    println!(
+        "over stdio: QEMU {}, {}",
+        stdio.greeting().version,
+        stdio.execute_raw("query-status", ()).await?
+    );
     Ok(())
 }
