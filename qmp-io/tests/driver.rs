@@ -266,6 +266,41 @@ fn fds_on_a_tcp_stream_are_refused() {
     assert!(qmp.execute_raw("query-status", ()).is_ok());
 }
 
+/// A server that greets but never answers `qmp_capabilities`: the timeout
+/// names that step, with the configured duration.
+#[test]
+fn a_server_that_never_answers_qmp_capabilities_times_out_naming_it() {
+    let (listener, path, _dir) = listener("no-caps");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    let timeout = Duration::from_millis(300);
+    let err = Client::connect(
+        UnixStream::connect(&path).unwrap(),
+        Config::default().connect_timeout(timeout),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Disconnected(Disconnect::HandshakeTimeout {
+                step: HandshakeStep::Capabilities,
+                timeout: t,
+            }) if *t == timeout
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("no reply to qmp_capabilities"),
+        "{err}"
+    );
+    server.join().unwrap();
+}
+
 /// A hostile guest agent that never syncs: connect times out.
 #[test]
 fn a_guest_agent_that_never_syncs_times_out() {
