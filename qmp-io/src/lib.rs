@@ -14,6 +14,7 @@ mod json;
 pub mod mock;
 pub mod nonblocking;
 pub mod qemu;
+mod qmp;
 mod session;
 mod slot;
 pub mod tcp;
@@ -25,6 +26,7 @@ pub use config::Config;
 pub use error::{CommandError, Disconnect, Error, HandshakeStep, Result};
 pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use json::Json;
+pub use qmp::{AsyncQmp, Qmp};
 pub use qmp_proto::{
     Command, ConnectionLimits, Empty, ProtocolError, Timestamp, UsageError, Version,
 };
@@ -36,8 +38,8 @@ pub mod prelude {
     pub use crate::mock::{MockQemu, MockReply, MockRequest};
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
-        AddFdInfo, Call, ChildExit, Command, CommandError, Config, ConnectionLimits, Disconnect,
-        Empty, Error, Event, EventFilter, Greeting, HandshakeStep, Json, Lagged, ProtocolError,
-        RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
+        AddFdInfo, AsyncQmp, Call, ChildExit, Command, CommandError, Config, ConnectionLimits,
+        Disconnect, Empty, Error, Event, EventFilter, Greeting, HandshakeStep, Json, Lagged,
+        ProtocolError, Qmp, RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
     };
 }

@@ -506,3 +506,17 @@ pub async fn calls_from_a_foreign_executor<H: Harness>(test: &'static str) {
     checks::stop_then_resume_started("foreign", event);
     assert!(matches!(reason, qmp_io::Disconnect::Local), "{reason:?}");
 }
+
+/// A body written against [`qmp_io::AsyncQmp`] alone (as the libvirt client
+/// runs it too): typed and raw `query-status`, `stop` and `cont` with events.
+pub async fn through_the_client_trait<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let seen = within::<H, _>(
+        "the trait's body",
+        crate::generic::status_stop_cont_async(&qmp),
+    )
+    .await;
+    crate::generic::check("through AsyncQmp", seen);
+}

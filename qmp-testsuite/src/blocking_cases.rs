@@ -467,3 +467,12 @@ pub fn calls_from_a_foreign_executor<H: BlockingHarness>(test: &'static str) {
         "{reason:?}"
     );
 }
+
+/// A body written against [`qmp_io::Qmp`] alone (as the libvirt client runs
+/// it too): typed and raw `query-status`, `stop` and `cont` with events.
+pub fn through_the_client_trait<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    crate::generic::check("through Qmp", crate::generic::status_stop_cont(&qmp));
+}

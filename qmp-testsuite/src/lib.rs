@@ -32,6 +32,7 @@ pub mod async_cases;
 pub mod blocking_cases;
 pub mod checks;
 pub mod fixtures;
+pub mod generic;
 pub mod peers;
 
 /// A spawned task's result, as a future.
@@ -169,7 +170,8 @@ macro_rules! __suite {
             mock_slow_subscriber_lags,
             mock_deadlines,
             child_stdio,
-            calls_from_a_foreign_executor
+            calls_from_a_foreign_executor,
+            through_the_client_trait
         );
     };
 }
