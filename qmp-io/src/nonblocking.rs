@@ -351,11 +351,11 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
             fd_lane: futures_util::lock::Mutex::new(()),
         });
         let timeout = conn.session.config.connect_timeout;
-        let settled = core::future::poll_fn(|cx| conn.session.settled.poll_wait(cx));
+        let settled = conn.session.settled.wait_async();
         let sleep = conn
             .runtime
             .sleep(timeout.saturating_sub(started.elapsed()));
-        if let Either::Right(_) = select(Box::pin(settled), Box::pin(sleep)).await {
+        if let Either::Right(_) = select(settled, Box::pin(sleep)).await {
             conn.session.handshake_timed_out(timeout);
         }
         match conn.session.closed_reason() {
@@ -412,7 +412,7 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
     }
 
     async fn closed(&self) -> Disconnect {
-        core::future::poll_fn(|cx| self.session.closed.poll_wait(cx)).await;
+        self.session.closed.wait_async().await;
         self.session.closed_reason().unwrap_or(Disconnect::Local)
     }
 }
