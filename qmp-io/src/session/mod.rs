@@ -274,9 +274,9 @@ impl<P: Protocol> Session<P> {
         out.bytes.extend_from_slice(pending);
         inner.proto.advance_transmit(len);
         inner.taken += len as u64;
-        let marks = core::mem::take(&mut inner.marks);
+        // Drained, not taken: the queue keeps its room for the next ones.
         out.marks
-            .extend(marks.into_iter().map(|(at, fds)| (base + at, fds)));
+            .extend(inner.marks.drain(..).map(|(at, fds)| (base + at, fds)));
     }
 
     /// Remembers the async driver, to wake when there is something to write
