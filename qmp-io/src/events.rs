@@ -3,11 +3,10 @@
 //! oldest event and counts it, and the subscriber is told how many it lost.
 
 use core::pin::Pin;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use qmp_proto::Timestamp;
@@ -174,8 +173,13 @@ pub(crate) struct Queue {
     max_bytes: usize,
     state: Mutex<QueueState>,
     cv: Condvar,
-    /// The subscriber dropped its end: the reader forgets the queue.
-    gone: AtomicBool,
+}
+
+/// Where subscribers' queues are registered (a session): a subscription
+/// takes its queue out when it drops, so the reader neither keeps nor fills
+/// a queue nobody reads.
+pub(crate) trait Subscribers: Send + Sync {
+    fn unsubscribe(&self, queue: &Arc<Queue>);
 }
 
 /// What the reader must do after pushing.
@@ -190,12 +194,14 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn wants(&self, event: &qmp_proto::Event<'_>) -> bool {
-        self.filter.matches(event)
+    /// Events queued and not yet received.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().items.len()
     }
 
-    pub(crate) fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
+    pub(crate) fn wants(&self, event: &qmp_proto::Event<'_>) -> bool {
+        self.filter.matches(event)
     }
 
     /// Queues `event`, dropping the oldest while the queue is over its length
@@ -235,13 +241,11 @@ impl Queue {
         }
     }
 
-    pub(crate) fn close(&self) {
-        let wake = {
-            let mut s = self.lock();
-            s.closed = true;
-            Self::take_wake(&mut s)
-        };
-        self.wake(wake);
+    /// Marks the end of events; returns who to wake, like [`push`](Self::push).
+    pub(crate) fn close(&self) -> Wake {
+        let mut s = self.lock();
+        s.closed = true;
+        Self::take_wake(&mut s)
     }
 
     fn pop(s: &mut QueueState) -> Option<Result<Arc<Event>, Lagged>> {
@@ -264,6 +268,9 @@ impl Queue {
 /// Dropping it unsubscribes.
 pub struct Subscription {
     queue: Arc<Queue>,
+    /// Where the queue is registered; weak, so a subscription kept after the
+    /// connection ended does not keep the session.
+    registry: Weak<dyn Subscribers>,
 }
 
 impl core::fmt::Debug for Subscription {
@@ -276,11 +283,14 @@ impl core::fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    /// A subscription and its queue, which the caller registers with
+    /// `registry` (when `closed`, nowhere: it only reports the end).
     pub(crate) fn new(
         filter: EventFilter,
         capacity: usize,
         max_bytes: usize,
         closed: bool,
+        registry: Weak<dyn Subscribers>,
     ) -> (Self, Arc<Queue>) {
         let queue = Arc::new(Queue {
             filter,
@@ -295,14 +305,19 @@ impl Subscription {
                 sleeping: false,
             }),
             cv: Condvar::new(),
-            gone: AtomicBool::new(false),
         });
         (
             Self {
                 queue: queue.clone(),
+                registry,
             },
             queue,
         )
+    }
+
+    #[cfg(test)]
+    pub(crate) fn queue(&self) -> Arc<Queue> {
+        self.queue.clone()
     }
 
     /// The next event without waiting: `None` when nothing is queued.
@@ -373,7 +388,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.queue.gone.store(true, Ordering::Relaxed);
+        if let Some(registry) = self.registry.upgrade() {
+            registry.unsubscribe(&self.queue);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use core::future::Future;
 use core::marker::PhantomData;
-use core::pin::Pin;
+use core::pin::{Pin, pin};
 use core::task::{Context, Poll};
 use core::time::Duration;
 use std::io;
@@ -351,11 +351,11 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
             fd_lane: futures_util::lock::Mutex::new(()),
         });
         let timeout = conn.session.config.connect_timeout;
-        let settled = core::future::poll_fn(|cx| conn.session.settled.poll_wait(cx));
+        let settled = conn.session.settled.wait_async();
         let sleep = conn
             .runtime
             .sleep(timeout.saturating_sub(started.elapsed()));
-        if let Either::Right(_) = select(Box::pin(settled), Box::pin(sleep)).await {
+        if let Either::Right(_) = select(settled, Box::pin(sleep)).await {
             conn.session.handshake_timed_out(timeout);
         }
         match conn.session.closed_reason() {
@@ -365,8 +365,10 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
     }
 
     async fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
-        let expiry = timeout.map(|t| Box::pin(self.runtime.sleep(t)));
-        self.wait_with(submitted, timeout, expiry).await
+        // The timer lives in the call's own future: no allocation per call.
+        let expiry = pin!(timeout.map(|t| self.runtime.sleep(t)));
+        self.wait_with(submitted, timeout, expiry.as_pin_mut())
+            .await
     }
 
     /// [`wait`](Self::wait) with the call's timer already running.
@@ -374,7 +376,7 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         &self,
         submitted: Submitted,
         timeout: Option<Duration>,
-        expiry: Option<Pin<Box<R::Sleep>>>,
+        expiry: Option<Pin<&mut R::Sleep>>,
     ) -> Result<Json> {
         let waiting = Waiting::new(&self.session, submitted);
         let slot = waiting.slot.clone();
@@ -394,25 +396,28 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         submit: impl FnOnce(Call) -> Result<Submitted>,
     ) -> Result<Json> {
         let timeout = call.timeout.unwrap_or(self.session.config.timeout);
-        if call.fds.is_empty() {
-            return self.wait(submit(call)?, timeout).await;
-        }
-        check_fds(&call, self.fds)?;
-        // The wait for the lane counts against the call's own timeout.
-        let mut expiry = timeout.map(|t| Box::pin(self.runtime.sleep(t)));
-        let lane = self.fd_lane.lock();
-        let _lane = match expiry.as_mut() {
-            None => lane.await,
-            Some(expiry) => match select(lane, expiry.as_mut()).await {
-                Either::Left((held, _)) => held,
-                Either::Right(_) => return Err(Error::Timeout(timeout.unwrap_or_default())),
-            },
+        // One timer for the whole call, in its own future (no allocation):
+        // the wait for the fd lane counts against the call's timeout.
+        let mut expiry = pin!(timeout.map(|t| self.runtime.sleep(t)));
+        let _lane = if call.fds.is_empty() {
+            None
+        } else {
+            check_fds(&call, self.fds)?;
+            let lane = self.fd_lane.lock();
+            Some(match expiry.as_mut().as_pin_mut() {
+                None => lane.await,
+                Some(expiry) => match select(lane, expiry).await {
+                    Either::Left((held, _)) => held,
+                    Either::Right(_) => return Err(Error::Timeout(timeout.unwrap_or_default())),
+                },
+            })
         };
-        self.wait_with(submit(call)?, timeout, expiry).await
+        self.wait_with(submit(call)?, timeout, expiry.as_pin_mut())
+            .await
     }
 
     async fn closed(&self) -> Disconnect {
-        core::future::poll_fn(|cx| self.session.closed.poll_wait(cx)).await;
+        self.session.closed.wait_async().await;
         self.session.closed_reason().unwrap_or(Disconnect::Local)
     }
 }

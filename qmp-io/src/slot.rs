@@ -4,6 +4,8 @@
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -161,43 +163,59 @@ impl<T> Future for SlotFuture<'_, T> {
 
 /// Set once, observed by any number of waiters (threads and tasks).
 pub(crate) struct Latch {
-    state: Mutex<(bool, Vec<Waker>)>,
+    state: Mutex<LatchState>,
     cv: Condvar,
+}
+
+struct LatchState {
+    set: bool,
+    /// The tasks waiting now, by the key of their [`LatchWait`]: an entry
+    /// leaves with its future, so tasks that stopped waiting cost nothing.
+    wakers: HashMap<u64, Waker>,
+    next_key: u64,
 }
 
 impl Latch {
     pub(crate) fn new() -> Self {
         Self {
-            state: Mutex::new((false, Vec::new())),
+            state: Mutex::new(LatchState {
+                set: false,
+                wakers: HashMap::new(),
+                next_key: 0,
+            }),
             cv: Condvar::new(),
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, LatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn set(&self) {
         let wakers = {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if s.0 {
+            let mut s = self.lock();
+            if s.set {
                 // Set before: nobody can be waiting, and `notify_all` costs a
                 // syscall even then.
                 return;
             }
-            s.0 = true;
-            core::mem::take(&mut s.1)
+            s.set = true;
+            core::mem::take(&mut s.wakers)
         };
         self.cv.notify_all();
-        for w in wakers {
+        for w in wakers.into_values() {
             w.wake();
         }
     }
 
     pub(crate) fn is_set(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0
+        self.lock().set
     }
 
     /// Blocks until set or `deadline`; returns whether it is set.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while !s.0 {
+        let mut s = self.lock();
+        while !s.set {
             match deadline {
                 None => s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
@@ -216,14 +234,139 @@ impl Latch {
         true
     }
 
-    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.0 {
+    /// Completes once set: [`wait`](Self::wait) for async code.
+    pub(crate) fn wait_async(&self) -> LatchWait<'_> {
+        LatchWait {
+            latch: self,
+            key: None,
+        }
+    }
+
+    /// How many tasks have a waker in the table.
+    #[cfg(test)]
+    fn waiting_tasks(&self) -> usize {
+        self.lock().wakers.len()
+    }
+}
+
+/// Waits for a [`Latch`] from async code. Its waker stays in the latch's
+/// table only while it waits: completing or dropping it takes it out.
+#[must_use = "futures do nothing unless polled"]
+pub(crate) struct LatchWait<'a> {
+    latch: &'a Latch,
+    /// This waiter's entry in the table, once it has one.
+    key: Option<u64>,
+}
+
+impl Future for LatchWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut s = this.latch.lock();
+        if s.set {
+            // `set` took the table; the entry left with it.
+            this.key = None;
             return Poll::Ready(());
         }
-        if !s.1.iter().any(|w| w.will_wake(cx.waker())) {
-            s.1.push(cx.waker().clone());
+        let key = match this.key {
+            Some(key) => key,
+            None => {
+                let key = s.next_key;
+                s.next_key += 1;
+                this.key = Some(key);
+                key
+            }
+        };
+        match s.wakers.entry(key) {
+            Entry::Occupied(mut e) => {
+                if !e.get().will_wake(cx.waker()) {
+                    e.insert(cx.waker().clone());
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(cx.waker().clone());
+            }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for LatchWait<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.latch.lock().wakers.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    /// A task's waker: each one distinct, as from different tasks.
+    struct Task;
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    fn task() -> Waker {
+        Waker::from(Arc::new(Task))
+    }
+
+    #[test]
+    fn latch_forgets_the_wakers_of_tasks_that_stopped_waiting() {
+        let latch = Latch::new();
+        let mut waiting = Vec::new();
+        for _ in 0..100 {
+            let waker = task();
+            let mut wait = latch.wait_async();
+            assert!(
+                Pin::new(&mut wait)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            waiting.push(wait);
+        }
+        assert_eq!(latch.waiting_tasks(), 100);
+        waiting.clear();
+        assert_eq!(latch.waiting_tasks(), 0);
+    }
+
+    #[test]
+    fn a_latch_waiter_polled_again_keeps_one_entry() {
+        let latch = Latch::new();
+        let mut wait = latch.wait_async();
+        for _ in 0..10 {
+            let waker = task();
+            assert!(
+                Pin::new(&mut wait)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+        }
+        assert_eq!(latch.waiting_tasks(), 1);
+    }
+
+    #[test]
+    fn a_set_latch_completes_its_waiters_and_keeps_no_waker() {
+        let latch = Latch::new();
+        let waker = task();
+        let mut cx = Context::from_waker(&waker);
+        let mut first = latch.wait_async();
+        let mut second = latch.wait_async();
+        assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut second).poll(&mut cx).is_pending());
+        latch.set();
+        assert_eq!(latch.waiting_tasks(), 0);
+        assert!(Pin::new(&mut first).poll(&mut cx).is_ready());
+        drop((first, second));
+        // Set before anyone waits: ready at once, no entry made.
+        let mut late = latch.wait_async();
+        assert!(Pin::new(&mut late).poll(&mut cx).is_ready());
+        assert_eq!(latch.waiting_tasks(), 0);
     }
 }

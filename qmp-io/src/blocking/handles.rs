@@ -190,6 +190,13 @@ impl Client {
     pub fn close(&self) {
         self.conn.fail(Disconnect::Local);
     }
+
+    /// How many times the background reader woke up so far. Not part of the
+    /// API: tests use it to check that a waiting connection costs no CPU.
+    #[doc(hidden)]
+    pub fn background_wakeups(&self) -> u64 {
+        self.conn.rounds.load(core::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A blocking guest-agent client. Synchronises on connect and after every

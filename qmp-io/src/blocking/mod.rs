@@ -15,6 +15,7 @@ mod reading;
 mod stream;
 mod writing;
 
+use core::sync::atomic::AtomicU64;
 use core::time::Duration;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -41,6 +42,9 @@ struct Conn<P: Protocol> {
     reading: Mutex<Reading>,
     /// The background thread sleeps here while callers read.
     quiet: Condvar,
+    /// Rounds of the background thread's loop (each one a wake-up), for
+    /// tests that check an idle connection costs nothing.
+    rounds: AtomicU64,
     fds: bool,
     /// fd-carrying commands go one at a time: QEMU keeps only the fds of its
     /// latest read, so a second command's fds could replace the first's.
@@ -59,6 +63,9 @@ impl<P: Protocol> Conn<P> {
     fn fail(&self, reason: Disconnect) {
         self.session.on_close(reason);
         let _ = self.writer().stream.shutdown_both();
+        // Through the lock: the background thread checks for the close under
+        // it before it sleeps, so it cannot miss this.
+        drop(self.reading());
         self.quiet.notify_all();
     }
 
@@ -91,8 +98,10 @@ impl<P: Protocol> Conn<P> {
                 half: None,
                 followers: Vec::new(),
                 active: Instant::now(),
+                parked: false,
             }),
             quiet: Condvar::new(),
+            rounds: AtomicU64::new(0),
             fds,
             fd_lane: Lane::new(),
         });

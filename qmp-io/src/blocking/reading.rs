@@ -3,6 +3,7 @@
 //! reading), and a background thread reads once the callers left the socket
 //! alone for a while.
 
+use core::sync::atomic::Ordering;
 use core::time::Duration;
 use std::io;
 use std::sync::{Arc, Weak};
@@ -30,8 +31,11 @@ pub(super) struct Reading {
     /// order they came: the newest takes over when the reader gives the half
     /// back.
     pub(super) followers: Vec<Arc<Slot<Answer>>>,
-    /// When a caller last wanted to read.
+    /// When a caller last wanted to read or gave the half back.
     pub(super) active: Instant,
+    /// The background thread sleeps until the half comes back (only then is
+    /// a notify worth a syscall).
+    pub(super) parked: bool,
 }
 
 /// How long the background thread leaves the socket to the callers after the
@@ -116,7 +120,11 @@ impl<P: Protocol> Conn<P> {
     fn release(&self, half: ReadHalf) {
         let mut r = self.reading();
         r.half = Some(half);
+        r.active = Instant::now();
         promote_next(&mut r);
+        if core::mem::take(&mut r.parked) {
+            self.quiet.notify_all();
+        }
     }
 
     /// A follower stops waiting; a promotion it got passes to the next one.
@@ -142,9 +150,15 @@ impl<P: Protocol> Conn<P> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break None;
             }
-            if let Some(mut half) = self.lead_or_follow(slot) {
-                self.read_until(&mut half, || slot.is_filled(), deadline);
-                self.release(half);
+            if let Some(half) = self.lead_or_follow(slot) {
+                let mut lead = Lead {
+                    conn: self,
+                    half: Some(half),
+                };
+                if let Some(half) = lead.half.as_mut() {
+                    self.read_until(half, || slot.is_filled(), deadline);
+                }
+                drop(lead);
                 continue;
             }
             followed = true;
@@ -159,19 +173,43 @@ impl<P: Protocol> Conn<P> {
     }
 
     /// For the background thread: the read half, once no caller has wanted
-    /// it for [`QUIET`]; `None` after waiting (at most that long) for it.
+    /// it for [`QUIET`]; `None` after waiting for it: at most until the quiet
+    /// period ends while it is free, or, while a caller holds it, without
+    /// waking until the caller gives it back or the connection ends.
     fn quiet_half(&self) -> Option<ReadHalf> {
-        let r = self.reading();
+        let mut r = self.reading();
+        // Checked under the lock `fail` takes before notifying: no lost wake-up.
+        if self.session.is_closed() {
+            return None;
+        }
+        if r.half.is_none() {
+            r.parked = true;
+            let mut r = self.quiet.wait(r).unwrap_or_else(|e| e.into_inner());
+            r.parked = false;
+            return None;
+        }
         let quiet_since = r.active.elapsed();
-        if r.half.is_some() && quiet_since >= QUIET {
-            let mut r = r;
+        if quiet_since >= QUIET {
             return r.half.take();
         }
-        let wait = QUIET
-            .saturating_sub(quiet_since)
-            .max(Duration::from_millis(1));
-        let _ = self.quiet.wait_timeout(r, wait);
+        let _ = self.quiet.wait_timeout(r, QUIET - quiet_since);
         None
+    }
+}
+
+/// A caller's hold on the read half: given back when dropped, also when the
+/// caller unwinds, so the background thread (asleep until then) and the
+/// other callers are never left without it.
+struct Lead<'a, P: Protocol> {
+    conn: &'a Conn<P>,
+    half: Option<ReadHalf>,
+}
+
+impl<P: Protocol> Drop for Lead<'_, P> {
+    fn drop(&mut self) {
+        if let Some(half) = self.half.take() {
+            self.conn.release(half);
+        }
     }
 }
 
@@ -196,6 +234,7 @@ pub(super) fn background<P: Protocol>(conn: &Weak<Conn<P>>) {
             let Some(conn) = conn.upgrade() else {
                 return;
             };
+            conn.rounds.fetch_add(1, Ordering::Relaxed);
             if conn.session.is_closed() {
                 return;
             }

@@ -91,7 +91,7 @@ impl Dispatch {
         let mut owned: Option<Arc<Event>> = None;
         let names = &mut self.names;
         for q in &self.subscribers {
-            if !q.is_gone() && q.wants(event) {
+            if q.wants(event) {
                 let e = owned.get_or_insert_with(|| Arc::new(Event::from_proto(event, names)));
                 match q.push(e.clone()) {
                     Wake::None => {}
@@ -134,8 +134,13 @@ impl Dispatch {
         {
             slot.fill(Err(Error::Disconnected(reason.clone())));
         }
+        // Woken once the session is unlocked: a subscriber woken now could
+        // drop its subscription, which takes the session's lock.
         for q in self.subscribers.drain(..) {
-            q.close();
+            match q.close() {
+                Wake::None => {}
+                w => self.wakes.push((q, w)),
+            }
         }
     }
 }

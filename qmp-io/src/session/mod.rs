@@ -14,13 +14,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::Waker;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use qmp_proto::{GuestAgent, Heap, Id, Version};
 
 use crate::config::Config;
 use crate::error::{Disconnect, Error};
-use crate::events::{EventFilter, Subscription};
+use crate::events::{EventFilter, Queue, Subscribers, Subscription};
 use crate::json::Json;
 use crate::slot::{Latch, Slot};
 
@@ -274,9 +274,9 @@ impl<P: Protocol> Session<P> {
         out.bytes.extend_from_slice(pending);
         inner.proto.advance_transmit(len);
         inner.taken += len as u64;
-        let marks = core::mem::take(&mut inner.marks);
+        // Drained, not taken: the queue keeps its room for the next ones.
         out.marks
-            .extend(marks.into_iter().map(|(at, fds)| (base + at, fds)));
+            .extend(inner.marks.drain(..).map(|(at, fds)| (base + at, fds)));
     }
 
     /// Remembers the async driver, to wake when there is something to write
@@ -317,13 +317,17 @@ impl<P: Protocol> Session<P> {
         Error::Disconnected(self.closed_reason().unwrap_or(Disconnect::Local))
     }
 
-    pub(crate) fn subscribe(&self, filter: EventFilter) -> Subscription {
+    pub(crate) fn subscribe(self: &Arc<Self>, filter: EventFilter) -> Subscription {
         let mut inner = self.lock();
         let closed = inner.d.closed.is_some();
         let (c, bytes) = (self.config.event_capacity, self.config.event_bytes);
-        let (sub, queue) = Subscription::new(filter, c, bytes, closed);
+        let registry: Weak<dyn Subscribers> = if closed {
+            Weak::<Self>::new()
+        } else {
+            Arc::<Self>::downgrade(self)
+        };
+        let (sub, queue) = Subscription::new(filter, c, bytes, closed, registry);
         if !closed {
-            inner.d.subscribers.retain(|q| !q.is_gone());
             inner.d.subscribers.push(queue);
         }
         sub
@@ -342,6 +346,17 @@ impl<P: Protocol> Session<P> {
     }
 }
 
+impl<P: Protocol> Subscribers for Session<P> {
+    fn unsubscribe(&self, queue: &Arc<Queue>) {
+        let mut inner = self.lock();
+        let subscribers = &mut inner.d.subscribers;
+        if let Some(i) = subscribers.iter().position(|q| Arc::ptr_eq(q, queue)) {
+            // The order of subscribers does not matter: each gets every event.
+            subscribers.swap_remove(i);
+        }
+    }
+}
+
 impl Session<GuestAgent<Heap>> {
     /// Starts a new synchronisation with a fresh nonce.
     pub(crate) fn resync_agent(&self) -> Result<(), Error> {
@@ -353,5 +368,51 @@ impl Session<GuestAgent<Heap>> {
         self.forget_queued(&mut inner);
         self.settle(inner);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qmp_proto::{Client, ClientConfig};
+
+    use super::*;
+
+    const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 9}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
+    const EVENT: &[u8] =
+        b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n";
+
+    /// A session past its handshake, fed by hand.
+    fn negotiated() -> Arc<Session<Client<Heap>>> {
+        let session = Arc::new(Session::new(
+            Client::new(ClientConfig::default()),
+            Config::default(),
+        ));
+        session.on_input(GREETING);
+        let mut out = OutBuf::default();
+        session.take_output(&mut out, None);
+        assert!(String::from_utf8_lossy(&out.bytes).contains("qmp_capabilities"));
+        session.on_input(b"{\"return\": {}, \"id\": 0}\r\n");
+        assert!(session.settled.is_set() && !session.is_closed());
+        session
+    }
+
+    fn subscribers(session: &Session<Client<Heap>>) -> usize {
+        session.lock().d.subscribers.len()
+    }
+
+    #[test]
+    fn a_dropped_subscription_leaves_the_session_at_once() {
+        let session = negotiated();
+        let kept = session.subscribe(EventFilter::all());
+        let dropped = session.subscribe(EventFilter::all());
+        let queue = dropped.queue();
+        assert_eq!(subscribers(&session), 2);
+        drop(dropped);
+        assert_eq!(subscribers(&session), 1);
+        session.on_input(EVENT);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(queue.queued(), 0);
+        drop(kept);
+        assert_eq!(subscribers(&session), 0);
     }
 }
