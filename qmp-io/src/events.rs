@@ -47,6 +47,16 @@ impl Event {
         }
     }
 
+    /// An event from its parts, for transports that receive events whole
+    /// (see [`EventHub`](crate::EventHub)).
+    pub fn new(name: &str, data: Option<Json>, timestamp: Option<Timestamp>) -> Self {
+        Self {
+            name: name.into(),
+            data,
+            timestamp,
+        }
+    }
+
     /// The event name, such as `STOP` or `DEVICE_DELETED`.
     pub fn name(&self) -> &str {
         &self.name
@@ -112,6 +122,35 @@ impl EventFilter {
     pub fn data_eq(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.data.push((key.into(), value.into()));
         self
+    }
+
+    /// The same test as [`matches`](Self::matches), on an owned event (whose
+    /// data is parsed here: only transports that receive whole events use it).
+    pub(crate) fn matches_event(&self, event: &Event) -> bool {
+        if !self.names.is_empty() && !self.names.iter().any(|n| n == event.name()) {
+            return false;
+        }
+        if self.data.is_empty() {
+            return true;
+        }
+        type Members<'a> =
+            std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>;
+        let Some(Ok(members)) = event
+            .data
+            .as_ref()
+            .map(|d| serde_json::from_str::<Members<'_>>(d.as_str()))
+        else {
+            return false;
+        };
+        self.data.iter().all(|(key, want)| {
+            let Some(v) = members.get(key.as_str()) else {
+                return false;
+            };
+            match serde_json::from_str::<std::borrow::Cow<'_, str>>(v.get()) {
+                Ok(s) => s == want.as_str(),
+                Err(_) => v.get() == want,
+            }
+        })
     }
 
     pub(crate) fn matches(&self, event: &qmp_proto::Event<'_>) -> bool {
@@ -202,6 +241,10 @@ impl Queue {
 
     pub(crate) fn wants(&self, event: &qmp_proto::Event<'_>) -> bool {
         self.filter.matches(event)
+    }
+
+    pub(crate) fn wants_event(&self, event: &Event) -> bool {
+        self.filter.matches_event(event)
     }
 
     /// Queues `event`, dropping the oldest while the queue is over its length

@@ -17,6 +17,14 @@ impl Json {
         Json(json.as_str().into())
     }
 
+    /// Checks that `text` is one JSON value and keeps it, for transports that
+    /// receive JSON as text (libvirt).
+    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
+        let raw = serde_json::value::RawValue::from_string(text)?;
+        let text: Box<str> = raw.into();
+        Ok(Json(text.trim().into()))
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod events;
 pub mod fd;
+mod hub;
 mod json;
 #[cfg(feature = "mock")]
 pub mod mock;
@@ -25,6 +26,7 @@ pub use child::ChildExit;
 pub use config::Config;
 pub use error::{CommandError, Disconnect, Error, HandshakeStep, Result};
 pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
+pub use hub::EventHub;
 pub use json::Json;
 pub use qmp::{AsyncQmp, Qmp};
 pub use qmp_proto::{
@@ -39,7 +41,8 @@ pub mod prelude {
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
         AddFdInfo, AsyncQmp, Call, ChildExit, Command, CommandError, Config, ConnectionLimits,
-        Disconnect, Empty, Error, Event, EventFilter, Greeting, HandshakeStep, Json, Lagged,
-        ProtocolError, Qmp, RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
+        Disconnect, Empty, Error, Event, EventFilter, EventHub, Greeting, HandshakeStep, Json,
+        Lagged, ProtocolError, Qmp, RecvTimeoutError, Result, Subscription, Timestamp, UsageError,
+        Version,
     };
 }
