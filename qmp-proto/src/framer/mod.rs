@@ -28,7 +28,7 @@ mod tables;
 use crate::buffer::Buffer;
 use crate::json::RawJson;
 use scan::Lex;
-pub(crate) use scan::{Scanner, Step};
+pub(crate) use scan::{Scanner, Step, check_object};
 
 /// The deepest nesting a framer can be configured for (QEMU's own input limit).
 pub const MAX_DEPTH: u32 = 1024;

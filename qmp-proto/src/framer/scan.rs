@@ -715,3 +715,20 @@ pub(super) fn string_step(lex: Lex, b: u8) -> Result<Lex, FrameError> {
         other => Ok(other),
     }
 }
+
+/// Checks that `bytes` is one JSON object and nothing else (whitespace around
+/// it allowed), within `max_depth`. Used to vet raw command arguments before
+/// they are sent, so a typo never reaches QEMU as an id-less parse error.
+pub(crate) fn check_object(bytes: &[u8], max_depth: u32) -> Result<(), FrameError> {
+    let mut scanner = Scanner::new(usize::MAX, max_depth);
+    match scanner.scan(bytes, false) {
+        Step::Message(..) => {}
+        Step::Error(e) => return Err(e),
+        _ => return Err(FrameError::NotAnObject),
+    }
+    match scanner.scan(bytes, false) {
+        Step::More if !scanner.is_mid_message(bytes) => Ok(()),
+        Step::Error(e) => Err(e),
+        _ => Err(FrameError::NotAnObject),
+    }
+}
