@@ -21,6 +21,8 @@
 // The byte-wise scanner is in `scan`; `fast` has the paths that `advance`
 // tries before it, each of which must leave the same frames and state as the
 // scanner would; `tables` has the byte classes both use.
+#[cfg(all(test, feature = "alloc"))]
+mod equivalence;
 mod fast;
 mod scan;
 mod tables;
@@ -313,7 +315,19 @@ pub struct Framer<B: Buffer> {
     sc: Scanner,
     /// The last message handed out: begin, end, kind.
     last: (usize, usize, Kind),
+    /// The fast paths `advance` may take (`FAST_*` bits): the equivalence
+    /// tests turn them off to get the byte-wise scan alone.
+    #[cfg(test)]
+    fast: u8,
 }
+
+/// Fast path of [`Framer::advance`], [`Scanner::resume_plain`]: runs that
+/// need no change of state.
+const FAST_PLAIN: u8 = 1;
+/// [`Scanner::scan_whole`]: a whole message in one pass.
+const FAST_WHOLE: u8 = 2;
+/// [`Scanner::resume_top`]: single steps of the message object's grammar.
+const FAST_TOP: u8 = 4;
 
 impl<B: Buffer> Framer<B> {
     /// A framer with an empty buffer. The buffer's capacity (fixed, or the
@@ -325,6 +339,8 @@ impl<B: Buffer> Framer<B> {
             buf,
             sc: Scanner::new(max_size, limits.max_depth),
             last: (0, 0, Kind::Unknown),
+            #[cfg(test)]
+            fast: FAST_PLAIN | FAST_WHOLE | FAST_TOP,
         }
     }
 
@@ -402,24 +418,39 @@ impl<B: Buffer> Framer<B> {
         // a single one that starts a key or value or is a `:` or `,` of the
         // message object needs no more than that: the common cases when input
         // trickles in, kept out of the big `scan`.
-        if self.buf.room() != 0 && self.sc.resume_plain(self.buf.bytes()) {
+        if self.fast(FAST_PLAIN) && self.buf.room() != 0 && self.sc.resume_plain(self.buf.bytes()) {
             return None;
         }
         // Between messages, a message that is already whole in the buffer is
         // scanned in one go: the common case when input comes in large reads.
-        if self.sc.lex == Lex::Between
+        if self.fast(FAST_WHOLE)
+            && self.sc.lex == Lex::Between
             && let Some(step) = self.sc.scan_whole(self.buf.bytes())
         {
             return self.report(step);
         }
         // Brackets, the ends of keys and values and of the message: the other
         // bytes that trickling input brings one at a time.
-        if self.buf.room() != 0
+        if self.fast(FAST_TOP)
+            && self.buf.room() != 0
             && let Some(step) = self.sc.resume_top(self.buf.bytes())
         {
             return self.report(step);
         }
         self.advance_scan()
+    }
+
+    /// Whether `advance` may take the fast path `path`: always, but in the
+    /// tests that compare the fast paths with the byte-wise scan.
+    #[inline(always)]
+    fn fast(&self, path: u8) -> bool {
+        #[cfg(test)]
+        return self.fast & path != 0;
+        #[cfg(not(test))]
+        {
+            let _ = path;
+            true
+        }
     }
 
     fn advance_scan(&mut self) -> Option<Info> {
