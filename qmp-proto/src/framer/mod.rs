@@ -39,10 +39,15 @@ pub const MAX_DEPTH: u32 = 1024;
 /// `alloc` the buffer's size is the cap.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
+/// The largest message size a framer can be configured for, 4 GiB - 1: the
+/// framer records where values are inside a message as `u32` offsets.
+pub const MAX_MESSAGE_SIZE: usize = u32::MAX as usize;
+
 /// Size and nesting limits for one direction of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest message kept, in bytes. Larger ones are skipped and reported.
+    /// Values above [`MAX_MESSAGE_SIZE`] are treated as [`MAX_MESSAGE_SIZE`].
     pub max_message_size: usize,
     /// Deepest nesting accepted, counting the message object itself as 1.
     /// Values above [`MAX_DEPTH`] are treated as [`MAX_DEPTH`].
@@ -333,8 +338,10 @@ impl<B: Buffer> Framer<B> {
     /// A framer with an empty buffer. The buffer's capacity (fixed, or the
     /// message size limit plus room for one read) bounds memory.
     pub fn new(limits: Limits) -> Self {
-        let buf = B::with_limit(limits.max_message_size.saturating_add(64 << 10));
-        let max_size = limits.max_message_size.min(buf.capacity()).max(2);
+        // Clamped so that the `u32` offsets of values in a message cannot wrap.
+        let max_message_size = limits.max_message_size.min(MAX_MESSAGE_SIZE);
+        let buf = B::with_limit(max_message_size.saturating_add(64 << 10));
+        let max_size = max_message_size.min(buf.capacity()).max(2);
         Self {
             buf,
             sc: Scanner::new(max_size, limits.max_depth),
@@ -546,4 +553,54 @@ fn kind_of(seen: u16) -> Kind {
         return Kind::Ambiguous;
     }
     KIND_OF_BIT[primary.trailing_zeros() as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Frame, Framer, Key, Kind, Limits, MAX_MESSAGE_SIZE};
+    use crate::buffer::{Buffer, FixedBuf};
+
+    /// A framer for `limits` that reads one message: it must frame as usual
+    /// whatever the size limit says.
+    fn frames_a_message<B: Buffer>(limits: Limits) -> Framer<B> {
+        let mut framer = Framer::<B>::new(limits);
+        let input = b"{\"id\": 7, \"return\": {\"a\": [1]}}\r\n";
+        assert_eq!(framer.push(input), input.len());
+        match framer.next() {
+            Some(Frame::Message(m)) => {
+                assert_eq!(m.kind(), Kind::Return);
+                assert_eq!(m.get(Key::Return).unwrap().bytes(), b"{\"a\": [1]}");
+                assert_eq!(m.get(Key::Id).unwrap().bytes(), b"7");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(framer.next().is_none());
+        framer
+    }
+
+    #[test]
+    fn a_size_limit_over_4_gib_is_clamped() {
+        for max_message_size in [
+            MAX_MESSAGE_SIZE,
+            MAX_MESSAGE_SIZE.saturating_add(1),
+            usize::MAX,
+        ] {
+            let limits = Limits {
+                max_message_size,
+                ..Limits::default()
+            };
+            #[cfg(feature = "alloc")]
+            {
+                let framer = frames_a_message::<crate::buffer::VecBuf>(limits);
+                assert_eq!(framer.sc.max_size, MAX_MESSAGE_SIZE);
+                assert_eq!(
+                    framer.buf.capacity(),
+                    MAX_MESSAGE_SIZE.saturating_add(64 << 10)
+                );
+            }
+            // A fixed buffer's size is the smaller limit.
+            let framer = frames_a_message::<FixedBuf<256>>(limits);
+            assert_eq!(framer.sc.max_size, 256);
+        }
+    }
 }
