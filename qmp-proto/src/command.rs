@@ -88,7 +88,7 @@ pub(crate) fn encode<B: Buffer, T: serde::Serialize + ?Sized>(
 ) -> Result<(), UsageError> {
     check_name(name)?;
     if let Args::Raw(raw) = args {
-        crate::json::check_object(raw.as_bytes(), MAX_DEPTH - 1)
+        crate::framer::check_object(raw.as_bytes(), MAX_DEPTH - 1)
             .map_err(UsageError::InvalidArguments)?;
     }
     let mark = tx.len();

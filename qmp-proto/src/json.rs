@@ -396,21 +396,3 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
     }
     Some(n)
 }
-
-/// Checks that `bytes` is one JSON object and nothing else (whitespace around
-/// it allowed), within `max_depth`. Used to vet raw command arguments before
-/// they are sent, so a typo never reaches QEMU as an id-less parse error.
-pub(crate) fn check_object(bytes: &[u8], max_depth: u32) -> Result<(), crate::framer::FrameError> {
-    use crate::framer::{FrameError, Scanner, Step};
-    let mut scanner = Scanner::new(usize::MAX, max_depth);
-    match scanner.scan(bytes, false) {
-        Step::Message(..) => {}
-        Step::Error(e) => return Err(e),
-        _ => return Err(FrameError::NotAnObject),
-    }
-    match scanner.scan(bytes, false) {
-        Step::More if !scanner.is_mid_message(bytes) => Ok(()),
-        Step::Error(e) => Err(e),
-        _ => Err(FrameError::NotAnObject),
-    }
-}

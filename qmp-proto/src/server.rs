@@ -390,7 +390,7 @@ impl<S: Storage> Server<S> {
             }
             // The only caller-supplied JSON: checked alone, one level below
             // the message's own object.
-            crate::json::check_object(d.as_bytes(), crate::framer::MAX_DEPTH - 1)
+            crate::framer::check_object(d.as_bytes(), crate::framer::MAX_DEPTH - 1)
                 .map_err(UsageError::InvalidArguments)?;
         }
         let mut w = Writer::new(&mut self.tx.buf);
@@ -523,7 +523,7 @@ impl<'b, B: Buffer> Writer<'b, B> {
     fn finish_checked(self) -> Result<(), UsageError> {
         let written = &self.buf.bytes()[self.mark.min(self.buf.len())..];
         if !self.full
-            && let Err(e) = crate::json::check_object(written, crate::framer::MAX_DEPTH)
+            && let Err(e) = crate::framer::check_object(written, crate::framer::MAX_DEPTH)
         {
             self.buf.truncate(self.mark);
             return Err(UsageError::InvalidArguments(e));
