@@ -218,7 +218,9 @@ pub enum Output<'a> {
     /// A reply whose id is not one this client is waiting for. Never given to
     /// any command.
     Unmatched(RawMessage<'a>),
-    /// An error reply without an id: QEMU could not parse some input. It
+    /// An error reply without an id: QEMU could not parse some input. (While
+    /// negotiating, it is the answer to `qmp_capabilities` instead, and the
+    /// client closes with [`ProtocolError::NegotiationFailed`].) It
     /// belongs to no command, so none is failed: commands in flight stay in
     /// flight (raw arguments are checked before sending, so this should not be
     /// one of ours; a driver's per-call timeouts cover the case that it is).
@@ -454,7 +456,7 @@ impl<S: Storage> Client<S> {
                         .ok_or(ProtocolError::MalformedError)?;
                 }
                 if let State::Negotiating { caps, oob } = self.state
-                    && id == IdValue::Number(caps)
+                    && answers_capabilities(caps, id)
                 {
                     if kind == Kind::Error {
                         return Err(ProtocolError::NegotiationFailed);
@@ -483,7 +485,7 @@ impl<S: Storage> Client<S> {
             Kind::Greeting => Err(ProtocolError::MalformedGreeting),
             Kind::Return | Kind::Error => {
                 if let State::Negotiating { caps, .. } = self.state
-                    && id == IdValue::Number(caps)
+                    && answers_capabilities(caps, id)
                 {
                     return Err(ProtocolError::NegotiationFailed);
                 }
@@ -603,6 +605,15 @@ impl<S: Storage> Client<S> {
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed(_))
     }
+}
+
+/// True when a reply received while negotiating is the answer to
+/// `qmp_capabilities` (sent with id `caps`). It goes out before any other
+/// command and in-band replies come in order, so an id-less reply can only be
+/// its answer: a server that leaves the id out must not leave the client
+/// waiting for one until the owner's connect timeout.
+fn answers_capabilities(caps: u64, id: IdValue) -> bool {
+    id == IdValue::Number(caps) || id == IdValue::Absent
 }
 
 pub(crate) fn reply_of(message: RawMessage<'_>) -> Option<Reply<'_>> {
