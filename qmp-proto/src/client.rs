@@ -344,6 +344,7 @@ impl<S: Storage> Client<S> {
 
     /// Feeds bytes read from the server; returns how many were taken. Drain
     /// [`poll_output`](Self::poll_output) after every call.
+    #[must_use = "bytes not taken must be fed again once poll_output is drained"]
     pub fn receive(&mut self, bytes: &[u8]) -> Result<usize, Error> {
         self.check_open()?;
         if self.eof {
@@ -358,6 +359,7 @@ impl<S: Storage> Client<S> {
     }
 
     /// The next thing that happened, or `None` when more input is needed.
+    #[must_use = "drain poll_output until it returns None; an output not handled is lost"]
     pub fn poll_output(&mut self) -> Option<Output<'_>> {
         let plan = loop {
             match self.state {

@@ -99,8 +99,6 @@ pub enum UsageError {
     AdvancePastEnd,
     /// No command with this id is waiting for a reply.
     UnknownId,
-    /// The guest agent is not synchronised: call `resync` first.
-    NotSynced,
 }
 
 impl fmt::Display for UsageError {
@@ -131,7 +129,6 @@ impl fmt::Display for UsageError {
                 f.write_str("advance_transmit past the end of pending_transmit")
             }
             UsageError::UnknownId => f.write_str("no command with this id is in flight"),
-            UsageError::NotSynced => f.write_str("guest agent is not synchronised; resync first"),
         }
     }
 }

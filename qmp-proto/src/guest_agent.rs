@@ -174,6 +174,7 @@ impl<S: Storage> GuestAgent<S> {
     }
 
     /// Feeds bytes read from the agent; returns how many were taken.
+    #[must_use = "bytes not taken must be fed again once poll_output is drained"]
     pub fn receive(&mut self, bytes: &[u8]) -> Result<usize, Error> {
         self.check_open()?;
         Ok(self.link.framer.push(bytes))
@@ -194,6 +195,7 @@ impl<S: Storage> GuestAgent<S> {
     }
 
     /// The next thing that happened, or `None` when more input is needed.
+    #[must_use = "drain poll_output until it returns None; an output not handled is lost"]
     pub fn poll_output(&mut self) -> Option<AgentOutput<'_>> {
         let plan = loop {
             if self.flush {
@@ -357,11 +359,13 @@ impl<S: Storage> GuestAgent<S> {
     /// Queues a typed command. Returns its id, or `None` for a command the
     /// agent does not answer on success ([`NO_REPLY_COMMANDS`]): it is done
     /// once its bytes are written.
+    #[must_use = "the id is how the reply is recognised"]
     pub fn send_command<C: Command>(&mut self, command: &C) -> Result<Option<Id>, Error> {
         self.send(C::NAME, Args::Typed(command))
     }
 
     /// Queues a command by name with optional raw JSON arguments (one object).
+    #[must_use = "the id is how the reply is recognised"]
     pub fn send_command_raw(
         &mut self,
         name: &str,
