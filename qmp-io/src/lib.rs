@@ -22,7 +22,7 @@ pub mod unix;
 pub use call::{AddFdInfo, Call};
 pub use child::ChildExit;
 pub use config::Config;
-pub use error::{CommandError, Disconnect, Error, HandshakeStep, Result};
+pub use error::{CommandError, Disconnect, Error, ErrorClass, HandshakeStep, Result};
 pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use json::Json;
 pub use qmp_proto::{
@@ -37,7 +37,7 @@ pub mod prelude {
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
         AddFdInfo, Call, ChildExit, Command, CommandError, Config, ConnectionLimits, Disconnect,
-        Empty, Error, Event, EventFilter, Greeting, HandshakeStep, Json, Lagged, ProtocolError,
-        RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
+        Empty, Error, ErrorClass, Event, EventFilter, Greeting, HandshakeStep, Json, Lagged,
+        ProtocolError, RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
     };
 }

@@ -739,3 +739,21 @@ fn an_idless_answer_to_qmp_capabilities_ends_the_handshake_at_once() {
         server.join().unwrap();
     }
 }
+
+/// A QMP error reply is data: its class is the core's, owned, and matches
+/// by variant; a class this crate does not know is kept by name.
+#[test]
+fn command_errors_carry_their_class() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default()).unwrap();
+    mock.on_error("device_del", "DeviceNotFound", "Device 'x' not found");
+    mock.on_error("query-new", "NewInQemu42", "no");
+    let err = qmp.execute_raw("device_del", ()).unwrap_err();
+    let e = err.command_error().unwrap();
+    assert_eq!(e.class, qmp_io::ErrorClass::DeviceNotFound);
+    assert_eq!(e.to_string(), "DeviceNotFound: Device 'x' not found");
+    let err = qmp.execute_raw("query-new", ()).unwrap_err();
+    let e = err.command_error().unwrap();
+    assert_eq!(e.class, qmp_io::ErrorClass::Other("NewInQemu42".to_owned()));
+    assert_eq!(e.class.as_str(), "NewInQemu42");
+}
