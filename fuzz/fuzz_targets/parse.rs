@@ -21,7 +21,6 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use qmp_proto::{Fixed, Heap, Storage};
 use qmp_proto::framer::{Frame, FrameError, Framer, IdValue, Key};
 use qmp_proto::{
     AgentOutput, Client, ClientConfig, ConnectionLimits, Error, Fixed, GuestAgent, Heap, Id,
