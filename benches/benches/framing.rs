@@ -10,7 +10,7 @@
 //!
 //! Decoders, each of which finds every message and classifies it (greeting,
 //! return, error, event, other) and reads its numeric `id`:
-//! - `framer/whole`, `framer/64B`, `framer/1B`: `Framer<VecBuf>` with
+//! - `framer/whole`, `framer/64B`, `framer/1B`: `Framer` on `Heap` storage with
 //!   `Limits::default()`, fed the whole input, 64-byte and 1-byte pieces. One
 //!   framer per benchmark, reused by every iteration (each iteration leaves it
 //!   between messages with nothing buffered), so the time is framing, not the
@@ -29,8 +29,8 @@ use core::hint::black_box;
 use core::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use qmp_proto::buffer::VecBuf;
 use qmp_proto::framer::{Frame, Framer, IdValue, Kind, Limits};
+use qmp_proto::{Heap, Storage};
 
 /// Messages found, per kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,9 @@ fn inputs() -> Vec<Input> {
 }
 
 // ---------------------------------------------------------------- our framer
+
+/// The framer of `Heap` storage (its receive buffer grows up to the limit).
+type VecBuf = <Heap as Storage>::Rx;
 
 fn drain(framer: &mut Framer<VecBuf>, c: &mut Counts) {
     while let Some(frame) = framer.next() {

@@ -21,7 +21,6 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use qmp_proto::buffer::{Buffer, FixedBuf, VecBuf};
 use qmp_proto::framer::{Frame, FrameError, Framer, IdValue, Key};
 use qmp_proto::{
     AgentOutput, Client, ClientConfig, ConnectionLimits, Error, Fixed, GuestAgent, Heap, Id,
@@ -237,8 +236,8 @@ enum Out {
 
 // ------------------------------------------------------------------ framer
 
-fn run_framer<B: Buffer>(chunks: &[&[u8]]) -> (Vec<F>, bool) {
-    let mut framer = Framer::<B>::new(LIMITS);
+fn run_framer<S: Storage>(chunks: &[&[u8]]) -> (Vec<F>, bool) {
+    let mut framer = Framer::<S::Rx>::new(LIMITS);
     let mut out = Vec::new();
     for chunk in chunks {
         let mut rest = *chunk;
@@ -572,13 +571,13 @@ fuzz_target!(|input: &[u8]| {
 
     same(
         "framer<VecBuf>",
-        &run_framer::<VecBuf>(&whole),
-        &run_framer::<VecBuf>(&chunked),
+        &run_framer::<Heap>(&whole),
+        &run_framer::<Heap>(&chunked),
     );
     same(
         "framer<FixedBuf<512>>",
-        &run_framer::<FixedBuf<512>>(&whole),
-        &run_framer::<FixedBuf<512>>(&chunked),
+        &run_framer::<Fixed<512, 0, 0>>(&whole),
+        &run_framer::<Fixed<512, 0, 0>>(&chunked),
     );
     check::<Heap>("Heap", &whole, &chunked, plan.flags);
     check::<Small>("Fixed<512, 1024, 4>", &whole, &chunked, plan.flags);

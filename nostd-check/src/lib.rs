@@ -27,9 +27,8 @@
     clippy::alloc_instead_of_core
 )]
 
-use qmp_proto::buffer::FixedBuf;
 use qmp_proto::framer::{Frame, Framer};
-use qmp_proto::{Client, ClientConfig, Fixed, Id, Limits, Output, Reply};
+use qmp_proto::{Client, ClientConfig, Fixed, Id, Limits, Output, Reply, Storage};
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
@@ -110,7 +109,7 @@ fn drain(client: &mut Client<Fixed<4096, 1024, 8>>, sent: &mut Option<Id>) -> u3
 }
 
 fn drive_framer(mut input: &[u8]) -> u32 {
-    let mut framer = Framer::<FixedBuf<1024>>::new(Limits::default());
+    let mut framer = Framer::<<Fixed<1024, 0, 0> as Storage>::Rx>::new(Limits::default());
     let mut messages = 0;
     while !input.is_empty() {
         let taken = framer.push(input);

@@ -9,15 +9,28 @@ use qmp_proto::{ProtocolError, QmpError, UsageError};
 
 use crate::child::ChildExit;
 
+/// The class of a QMP error reply: the core's
+/// [`ErrorClass`](qmp_proto::ErrorClass), owned. Classes this crate does not
+/// know are kept by name as `ErrorClass::Other`.
+pub type ErrorClass = qmp_proto::ErrorClass<String>;
+
 /// A QMP error reply, owned: the command ran (or was refused) and failed.
 ///
 /// This is an answer from QEMU, not a transport failure: match on
-/// [`class`](Self::class) (`CommandNotFound`, `GenericError`, ...) and show
-/// [`desc`](Self::desc) to people; never parse the description.
+/// [`class`](Self::class) and show [`desc`](Self::desc) to people; never
+/// parse the description.
+///
+/// ```
+/// use qmp_io::{CommandError, ErrorClass};
+///
+/// fn is_missing(e: &CommandError) -> bool {
+///     matches!(e.class, ErrorClass::CommandNotFound | ErrorClass::DeviceNotFound)
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommandError {
-    /// The machine-readable class, as QEMU spells it.
-    pub class: String,
+    /// The machine-readable class.
+    pub class: ErrorClass,
     /// The human-readable description.
     pub desc: String,
 }
@@ -25,7 +38,7 @@ pub struct CommandError {
 impl CommandError {
     pub(crate) fn from_reply(e: &QmpError<'_>) -> Self {
         Self {
-            class: e.class.as_str().to_owned(),
+            class: e.class.into_owned(),
             desc: e.desc.to_string_lossless(),
         }
     }

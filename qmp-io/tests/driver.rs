@@ -683,3 +683,77 @@ fn connecting_to_a_full_listener_times_out_then_gets_through() {
         "the stream is left nonblocking"
     );
 }
+
+/// A server that answers `qmp_capabilities` without echoing its id: the
+/// id-less reply is the answer (nothing else is in flight), so connecting
+/// finishes at once instead of at the connect timeout, and an id-less error
+/// fails it at once, naming the negotiation.
+#[test]
+fn an_idless_answer_to_qmp_capabilities_ends_the_handshake_at_once() {
+    for (answer, ok) in [
+        (&b"{\"return\": {}}\r\n"[..], true),
+        (
+            &b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n"[..],
+            false,
+        ),
+    ] {
+        let (listener, path, _dir) = listener("idless-caps");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n")
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("qmp_capabilities"));
+            s.write_all(answer).unwrap();
+            while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        });
+        let start = Instant::now();
+        let result = Client::connect(
+            UnixStream::connect(&path).unwrap(),
+            Config::default().connect_timeout(Duration::from_secs(30)),
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        match result {
+            Ok(qmp) => {
+                assert!(ok);
+                qmp.close();
+            }
+            Err(err) => {
+                assert!(!ok, "{err:?}");
+                assert!(
+                    matches!(
+                        err,
+                        Error::Disconnected(Disconnect::Protocol(
+                            qmp_proto::ProtocolError::NegotiationFailed
+                        ))
+                    ),
+                    "{err:?}"
+                );
+            }
+        }
+        server.join().unwrap();
+    }
+}
+
+/// A QMP error reply is data: its class is the core's, owned, and matches
+/// by variant; a class this crate does not know is kept by name.
+#[test]
+fn command_errors_carry_their_class() {
+    let mock = MockQemu::start().unwrap();
+    let qmp = connect(&mock, Config::default()).unwrap();
+    mock.on_error("device_del", "DeviceNotFound", "Device 'x' not found");
+    mock.on_error("query-new", "NewInQemu42", "no");
+    let err = qmp.execute_raw("device_del", ()).unwrap_err();
+    let e = err.command_error().unwrap();
+    assert_eq!(e.class, qmp_io::ErrorClass::DeviceNotFound);
+    assert_eq!(e.to_string(), "DeviceNotFound: Device 'x' not found");
+    let err = qmp.execute_raw("query-new", ()).unwrap_err();
+    let e = err.command_error().unwrap();
+    assert_eq!(e.class, qmp_io::ErrorClass::Other("NewInQemu42".to_owned()));
+    assert_eq!(e.class.as_str(), "NewInQemu42");
+}

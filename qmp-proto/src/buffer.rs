@@ -90,14 +90,13 @@ pub trait Buffer: sealed::Sealed {
 /// A fixed-capacity byte buffer stored inline.
 #[derive(Clone)]
 pub struct FixedBuf<const N: usize> {
-    data: [u8; N],
-    len: usize,
+    data: heapless::Vec<u8, N>,
 }
 
 impl<const N: usize> core::fmt::Debug for FixedBuf<N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FixedBuf")
-            .field("len", &self.len)
+            .field("len", &self.data.len())
             .field("capacity", &N)
             .finish()
     }
@@ -106,13 +105,12 @@ impl<const N: usize> core::fmt::Debug for FixedBuf<N> {
 impl<const N: usize> Buffer for FixedBuf<N> {
     fn with_limit(_limit: usize) -> Self {
         Self {
-            data: [0; N],
-            len: 0,
+            data: heapless::Vec::new(),
         }
     }
     #[inline]
     fn bytes(&self) -> &[u8] {
-        &self.data[..self.len]
+        &self.data
     }
     #[inline]
     fn capacity(&self) -> usize {
@@ -120,26 +118,31 @@ impl<const N: usize> Buffer for FixedBuf<N> {
     }
     #[inline]
     fn append(&mut self, data: &[u8]) {
-        match data {
-            [b] => self.data[self.len] = *b,
-            _ => self.data[self.len..self.len + data.len()].copy_from_slice(data),
-        }
-        self.len += data.len();
+        // Input that trickles in byte by byte would otherwise pay a `memcpy`
+        // call per byte.
+        let appended = match data {
+            [b] => self.data.push(*b).is_ok(),
+            _ => self.data.extend_from_slice(data).is_ok(),
+        };
+        debug_assert!(appended, "append past the capacity: the caller checks room");
     }
     #[inline]
     fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.data.truncate(len);
     }
     fn discard_front(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.data.copy_within(n..self.len, 0);
-        self.len -= n;
+        let n = n.min(self.data.len());
+        self.data.copy_within(n.., 0);
+        self.data.truncate(self.data.len() - n);
     }
     fn spare(&mut self, n: usize) -> &mut [u8] {
-        &mut self.data[self.len..self.len + n]
+        let len = self.data.len();
+        // Within the capacity (the caller checked), so this cannot fail.
+        let _ = self.data.resize(len + n, 0);
+        &mut self.data[len..]
     }
     fn set_len(&mut self, len: usize) {
-        self.len = len.min(N);
+        self.data.truncate(len);
     }
 }
 
@@ -235,48 +238,32 @@ pub trait PendingTable: sealed::Sealed {
 /// A fixed-capacity pending table stored inline.
 #[derive(Debug, Clone)]
 pub struct FixedTable<const N: usize> {
-    entries: [PendingEntry; N],
-    len: usize,
+    entries: heapless::Vec<PendingEntry, N>,
 }
-
-const EMPTY_ENTRY: PendingEntry = PendingEntry {
-    id: 0,
-    oob: false,
-    abandoned: false,
-};
 
 impl<const N: usize> PendingTable for FixedTable<N> {
     fn with_limit(_limit: usize) -> Self {
         Self {
-            entries: [EMPTY_ENTRY; N],
-            len: 0,
+            entries: heapless::Vec::new(),
         }
     }
     fn entries(&self) -> &[PendingEntry] {
-        &self.entries[..self.len]
+        &self.entries
     }
     fn entries_mut(&mut self) -> &mut [PendingEntry] {
-        &mut self.entries[..self.len]
+        &mut self.entries
     }
     fn is_full(&self) -> bool {
-        self.len == N
+        self.entries.is_full()
     }
     fn push(&mut self, entry: PendingEntry) -> bool {
-        if self.len == N {
-            return false;
-        }
-        self.entries[self.len] = entry;
-        self.len += 1;
-        true
+        self.entries.push(entry).is_ok()
     }
     fn remove(&mut self, index: usize) -> PendingEntry {
-        let entry = self.entries[index];
-        self.entries.copy_within(index + 1..self.len, index);
-        self.len -= 1;
-        entry
+        self.entries.remove(index)
     }
     fn clear(&mut self) {
-        self.len = 0;
+        self.entries.clear();
     }
 }
 

@@ -5,7 +5,7 @@ use crate::command::{Args, Command, Id, Verb};
 use crate::error::{Error, ProtocolError, QmpError, UsageError};
 use crate::framer::{IdValue, Info, Key, Kind, RawMessage};
 use crate::json::{JsonStr, RawJson};
-use crate::link::{ConnectionLimits, Link, Match};
+use crate::link::{Commands, ConnectionLimits, Link, Match};
 
 /// How a [`Client`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +218,9 @@ pub enum Output<'a> {
     /// A reply whose id is not one this client is waiting for. Never given to
     /// any command.
     Unmatched(RawMessage<'a>),
-    /// An error reply without an id: QEMU could not parse some input. It
+    /// An error reply without an id: QEMU could not parse some input. (While
+    /// negotiating, it is the answer to `qmp_capabilities` instead, and the
+    /// client closes with [`ProtocolError::NegotiationFailed`].) It
     /// belongs to no command, so none is failed: commands in flight stay in
     /// flight (raw arguments are checked before sending, so this should not be
     /// one of ours; a driver's per-call timeouts cover the case that it is).
@@ -252,17 +254,27 @@ enum State {
     Closed(Option<ProtocolError>),
 }
 
-/// What to hand out for a frame, decided before borrowing it.
-enum Emit {
-    Nothing,
+/// What to do with a frame, decided before borrowing it.
+enum Step {
+    /// Nothing to hand out (a reply to an abandoned command).
+    Skip,
+    /// An output that borrows no message.
+    Now(Output<'static>),
+    /// Read the message, once, into this output.
+    Read(Plan),
+}
+
+/// Which output a message becomes.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
     Greeting,
-    Ready(bool),
-    Reply(u64),
-    Oversized(u64, usize),
     Event,
+    /// The reply to this command; the command leaves the table only once its
+    /// reply was read, so a reply that fails to read fails the connection and
+    /// the command gets `Closed`, never nothing.
+    Reply(u64),
     Unmatched,
     IdlessError,
-    Dropped(Kind, usize),
 }
 
 /// A QMP client: the protocol, without any I/O.
@@ -332,6 +344,7 @@ impl<S: Storage> Client<S> {
 
     /// Feeds bytes read from the server; returns how many were taken. Drain
     /// [`poll_output`](Self::poll_output) after every call.
+    #[must_use = "bytes not taken must be fed again once poll_output is drained"]
     pub fn receive(&mut self, bytes: &[u8]) -> Result<usize, Error> {
         self.check_open()?;
         if self.eof {
@@ -346,22 +359,11 @@ impl<S: Storage> Client<S> {
     }
 
     /// The next thing that happened, or `None` when more input is needed.
+    #[must_use = "drain poll_output until it returns None; an output not handled is lost"]
     pub fn poll_output(&mut self) -> Option<Output<'_>> {
-        loop {
+        let plan = loop {
             match self.state {
-                State::Draining(reason) => {
-                    return Some(match self.link.pop_wanted() {
-                        Some(id) => Output::Reply {
-                            id: Id(id),
-                            reply: Reply::Closed,
-                        },
-                        None => {
-                            self.state = State::Closed(reason);
-                            self.link.clear_transmit();
-                            Output::Closed(reason)
-                        }
-                    });
-                }
+                State::Draining(_) => return Self::drain(&mut self.state, &mut self.link.commands),
                 State::Closed(_) => return None,
                 _ => {}
             }
@@ -373,100 +375,119 @@ impl<S: Storage> Client<S> {
                     continue;
                 }
             };
-            let emit = match self.decide(info) {
-                Ok(emit) => emit,
-                Err(e) => {
-                    self.state = State::Draining(Some(e));
-                    continue;
-                }
-            };
-            if let Emit::Nothing = emit {
-                continue;
+            match self.decide(info) {
+                Ok(Step::Skip) => {}
+                Ok(Step::Now(output)) => return Some(output),
+                Ok(Step::Read(plan)) => break plan,
+                Err(e) => self.state = State::Draining(Some(e)),
             }
-            let message = self.link.framer.last_message();
-            return Some(match (emit, message) {
-                (Emit::Nothing, _) => return None,
-                (Emit::Ready(oob), _) => Output::Ready { oob },
-                (Emit::Oversized(id, size), _) => Output::Reply {
-                    id: Id(id),
-                    reply: Reply::Oversized { size },
-                },
-                (Emit::Dropped(kind, size), _) => Output::Dropped { kind, size },
-                (Emit::Greeting, Some(m)) => Output::Greeting(Greeting::parse(m)?),
-                (Emit::Event, Some(m)) => Output::Event(Event::parse(m)?),
-                (Emit::Unmatched, Some(m)) => Output::Unmatched(m),
-                (Emit::IdlessError, Some(m)) => {
-                    Output::IdlessError(QmpError::parse(m.get(Key::Error)?)?)
-                }
-                (Emit::Reply(id), Some(m)) => Output::Reply {
-                    id: Id(id),
-                    reply: reply_of(m)?,
-                },
-                (_, None) => return None,
-            });
+        };
+        let (message, commands) = self.link.message();
+        match message.and_then(|m| Self::read(&mut self.state, self.want_oob, commands, plan, m)) {
+            Ok(output) => Some(output),
+            Err(e) => {
+                self.state = State::Draining(Some(e));
+                Self::drain(&mut self.state, commands)
+            }
         }
     }
 
+    /// While draining: fails the next command still waiting, or reports the
+    /// end once none is left.
+    fn drain(state: &mut State, commands: &mut Commands<S>) -> Option<Output<'static>> {
+        let State::Draining(reason) = *state else {
+            return None;
+        };
+        Some(match commands.pop_wanted() {
+            Some(id) => Output::Reply {
+                id: Id(id),
+                reply: Reply::Closed,
+            },
+            None => {
+                *state = State::Closed(reason);
+                commands.clear_transmit();
+                Output::Closed(reason)
+            }
+        })
+    }
+
+    /// Reads a message into the output `plan` says, and only then makes the
+    /// state changes that go with it.
+    fn read<'a>(
+        state: &mut State,
+        want_oob: bool,
+        commands: &mut Commands<S>,
+        plan: Plan,
+        message: RawMessage<'a>,
+    ) -> Result<Output<'a>, ProtocolError> {
+        Ok(match plan {
+            Plan::Greeting => {
+                let greeting = Greeting::parse(message).ok_or(ProtocolError::MalformedGreeting)?;
+                let oob = want_oob && greeting.has_capability("oob");
+                let args = if oob {
+                    Args::Raw("{\"enable\":[\"oob\"]}")
+                } else {
+                    Args::None
+                };
+                let caps = commands
+                    .send::<()>(false, Verb::Execute, "qmp_capabilities", args, false)
+                    .map_err(|_| ProtocolError::NegotiationFailed)?;
+                *state = State::Negotiating { caps, oob };
+                Output::Greeting(greeting)
+            }
+            Plan::Event => {
+                Output::Event(Event::parse(message).ok_or(ProtocolError::MalformedEvent)?)
+            }
+            Plan::Reply(id) => {
+                let reply = reply_of(message)?;
+                commands.remove(id);
+                Output::Reply { id: Id(id), reply }
+            }
+            Plan::Unmatched => {
+                if message.kind() == Kind::Error {
+                    error_of(message)?;
+                }
+                Output::Unmatched(message)
+            }
+            Plan::IdlessError => Output::IdlessError(error_of(message)?),
+        })
+    }
+
     /// Validates a frame and updates the state; says what to hand out.
-    fn decide(&mut self, info: Info) -> Result<Emit, ProtocolError> {
+    fn decide(&mut self, info: Info) -> Result<Step, ProtocolError> {
         let (kind, id) = match info {
             Info::Error(e) => return Err(ProtocolError::Frame(e)),
             Info::Sentinel => return Err(ProtocolError::UnexpectedSentinel),
             Info::Oversized { kind, id, size } => return self.decide_oversized(kind, id, size),
             Info::Message(kind, id) => (kind, id),
         };
-        let message = self.link.framer.last_message();
-        let message = message.as_ref();
         match kind {
-            Kind::Greeting => {
-                if self.state != State::AwaitGreeting {
-                    return Err(ProtocolError::UnexpectedGreeting);
-                }
-                let greeting = message
-                    .and_then(|m| Greeting::parse(*m))
-                    .ok_or(ProtocolError::MalformedGreeting)?;
-                let oob = self.want_oob && greeting.has_capability("oob");
-                let args = if oob {
-                    Args::Raw("{\"enable\":[\"oob\"]}")
-                } else {
-                    Args::None
-                };
-                let caps = self
-                    .link
-                    .send::<()>(false, Verb::Execute, "qmp_capabilities", args, false)
-                    .map_err(|_| ProtocolError::NegotiationFailed)?;
-                self.state = State::Negotiating { caps, oob };
-                Ok(Emit::Greeting)
-            }
-            Kind::Event => {
-                // What `Event::parse` needs when the event is handed out.
-                message
-                    .and_then(|m| m.get(Key::Event))
-                    .and_then(|name| name.as_json_str())
-                    .ok_or(ProtocolError::MalformedEvent)?;
-                Ok(Emit::Event)
-            }
+            Kind::Greeting if self.state == State::AwaitGreeting => Ok(Step::Read(Plan::Greeting)),
+            Kind::Greeting => Err(ProtocolError::UnexpectedGreeting),
+            Kind::Event => Ok(Step::Read(Plan::Event)),
             Kind::Return | Kind::Error => {
-                if kind == Kind::Error {
-                    message
-                        .and_then(|m| m.get(Key::Error))
-                        .and_then(QmpError::parse)
-                        .ok_or(ProtocolError::MalformedError)?;
-                }
                 if let State::Negotiating { caps, oob } = self.state
-                    && id == IdValue::Number(caps)
+                    && answers_capabilities(caps, id)
                 {
                     if kind == Kind::Error {
                         return Err(ProtocolError::NegotiationFailed);
                     }
                     self.state = State::Ready { oob };
-                    return Ok(Emit::Ready(oob));
+                    return Ok(Step::Now(Output::Ready { oob }));
                 }
-                Ok(match (self.link.take(id), kind, id) {
-                    (Match::Pending(n), _, _) => Emit::Reply(n),
-                    (Match::Abandoned, _, _) => Emit::Nothing,
-                    (Match::Unknown, Kind::Error, IdValue::Absent) => Emit::IdlessError,
-                    (Match::Unknown, _, _) => Emit::Unmatched,
+                Ok(match self.link.commands.lookup(id) {
+                    Match::Pending(n) => Step::Read(Plan::Reply(n)),
+                    Match::Abandoned(n) => {
+                        self.link.commands.remove(n);
+                        if kind == Kind::Error {
+                            self.link.message().0.and_then(error_of)?;
+                        }
+                        Step::Skip
+                    }
+                    Match::Unknown if kind == Kind::Error && id == IdValue::Absent => {
+                        Step::Read(Plan::IdlessError)
+                    }
+                    Match::Unknown => Step::Read(Plan::Unmatched),
                 })
             }
             _ => Err(ProtocolError::UnknownMessage),
@@ -478,22 +499,25 @@ impl<S: Storage> Client<S> {
         kind: Kind,
         id: IdValue,
         size: usize,
-    ) -> Result<Emit, ProtocolError> {
+    ) -> Result<Step, ProtocolError> {
         match kind {
             Kind::Greeting => Err(ProtocolError::MalformedGreeting),
             Kind::Return | Kind::Error => {
                 if let State::Negotiating { caps, .. } = self.state
-                    && id == IdValue::Number(caps)
+                    && answers_capabilities(caps, id)
                 {
                     return Err(ProtocolError::NegotiationFailed);
                 }
-                Ok(match self.link.take(id) {
-                    Match::Pending(n) => Emit::Oversized(n, size),
-                    Match::Abandoned => Emit::Nothing,
-                    Match::Unknown => Emit::Dropped(kind, size),
+                Ok(match self.link.commands.take(id) {
+                    Match::Pending(n) => Step::Now(Output::Reply {
+                        id: Id(n),
+                        reply: Reply::Oversized { size },
+                    }),
+                    Match::Abandoned(_) => Step::Skip,
+                    Match::Unknown => Step::Now(Output::Dropped { kind, size }),
                 })
             }
-            Kind::Event => Ok(Emit::Dropped(kind, size)),
+            Kind::Event => Ok(Step::Now(Output::Dropped { kind, size })),
             _ => Err(ProtocolError::UnknownMessage),
         }
     }
@@ -526,7 +550,10 @@ impl<S: Storage> Client<S> {
             }
             _ => {}
         }
-        Ok(Id(self.link.send(false, verb, name, args, true)?))
+        Ok(Id(self
+            .link
+            .commands
+            .send(false, verb, name, args, true)?))
     }
 
     /// Queues a typed command; returns its id. Its reply comes as
@@ -559,18 +586,18 @@ impl<S: Storage> Client<S> {
     /// Gives up on a command (say, it timed out): its reply will be dropped
     /// when it comes, and is never reported for another command.
     pub fn abandon(&mut self, id: Id) -> Result<(), UsageError> {
-        self.link.abandon(id.0)
+        self.link.commands.abandon(id.0)
     }
 
     /// Bytes to write to the server.
     pub fn pending_transmit(&self) -> &[u8] {
-        self.link.pending_transmit()
+        self.link.commands.pending_transmit()
     }
 
     /// Reports that `n` bytes of [`pending_transmit`](Self::pending_transmit)
     /// were written.
     pub fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
-        self.link.advance_transmit(n)
+        self.link.commands.advance_transmit(n)
     }
 
     /// True once capabilities negotiation succeeded (and not closed).
@@ -588,7 +615,7 @@ impl<S: Storage> Client<S> {
 
     /// Number of commands waiting for a reply (abandoned ones included).
     pub fn in_flight(&self) -> usize {
-        self.link.in_flight().count()
+        self.link.commands.in_flight().count()
     }
 
     /// The sticky protocol error, if the peer broke the protocol.
@@ -605,10 +632,31 @@ impl<S: Storage> Client<S> {
     }
 }
 
-pub(crate) fn reply_of(message: RawMessage<'_>) -> Option<Reply<'_>> {
+/// True when a reply received while negotiating is the answer to
+/// `qmp_capabilities` (sent with id `caps`). It goes out before any other
+/// command and in-band replies come in order, so an id-less reply can only be
+/// its answer: a server that leaves the id out must not leave the client
+/// waiting for one until the owner's connect timeout.
+fn answers_capabilities(caps: u64, id: IdValue) -> bool {
+    id == IdValue::Number(caps) || id == IdValue::Absent
+}
+
+/// The reply a `return` or `error` message carries.
+pub(crate) fn reply_of(message: RawMessage<'_>) -> Result<Reply<'_>, ProtocolError> {
     match message.kind() {
-        Kind::Return => Some(Reply::Return(message.get(Key::Return)?)),
-        Kind::Error => Some(Reply::Error(QmpError::parse(message.get(Key::Error)?)?)),
-        _ => None,
+        Kind::Return => message
+            .get(Key::Return)
+            .map(Reply::Return)
+            .ok_or(ProtocolError::UnknownMessage),
+        Kind::Error => error_of(message).map(Reply::Error),
+        _ => Err(ProtocolError::UnknownMessage),
     }
+}
+
+/// The `error` member of an error reply, which must be `{class, desc}`.
+pub(crate) fn error_of(message: RawMessage<'_>) -> Result<QmpError<'_>, ProtocolError> {
+    message
+        .get(Key::Error)
+        .and_then(QmpError::parse)
+        .ok_or(ProtocolError::MalformedError)
 }

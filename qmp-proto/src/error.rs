@@ -99,8 +99,6 @@ pub enum UsageError {
     AdvancePastEnd,
     /// No command with this id is waiting for a reply.
     UnknownId,
-    /// The guest agent is not synchronised: call `resync` first.
-    NotSynced,
 }
 
 impl fmt::Display for UsageError {
@@ -131,7 +129,6 @@ impl fmt::Display for UsageError {
                 f.write_str("advance_transmit past the end of pending_transmit")
             }
             UsageError::UnknownId => f.write_str("no command with this id is in flight"),
-            UsageError::NotSynced => f.write_str("guest agent is not synchronised; resync first"),
         }
     }
 }
@@ -182,10 +179,27 @@ impl From<UsageError> for Error {
     }
 }
 
-/// The error classes QEMU uses. New ones may appear: they are kept as `Other`.
+/// The error classes QEMU uses. New ones may appear: they are kept, by name,
+/// as `Other`.
+///
+/// Generic over how that name is held: a parsed reply's class is an
+/// `ErrorClass<JsonStr<'a>>` borrowed from the receive buffer (see
+/// [`QmpError`]); with `alloc`, [`into_owned`](ErrorClass::into_owned) makes
+/// an `ErrorClass<String>` that outlives it. Match on the variants; an unknown
+/// class is compared by [`as_str`](ErrorClass::as_str).
+///
+/// ```
+/// use qmp_proto::ErrorClass;
+///
+/// assert_eq!(ErrorClass::from_name("DeviceNotFound"), ErrorClass::DeviceNotFound);
+/// let newer = ErrorClass::from_name("SomethingNew");
+/// assert_eq!(newer, ErrorClass::Other("SomethingNew"));
+/// assert_eq!(newer.as_str(), "SomethingNew");
+/// assert_eq!(ErrorClass::<&str>::KvmMissingCap.to_string(), "KVMMissingCap");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ErrorClass<'a> {
+pub enum ErrorClass<S> {
     /// Most errors.
     GenericError,
     /// The command does not exist (or negotiation is not done).
@@ -194,40 +208,103 @@ pub enum ErrorClass<'a> {
     DeviceNotActive,
     /// No such device.
     DeviceNotFound,
-    /// KVM lacks a capability.
+    /// KVM lacks a capability (QEMU spells it `KVMMissingCap`).
     KvmMissingCap,
-    /// A class this crate does not know.
-    Other(JsonStr<'a>),
+    /// A class this crate does not know, by name.
+    Other(S),
 }
 
-impl<'a> ErrorClass<'a> {
-    fn parse(s: JsonStr<'a>) -> Self {
-        match s.as_plain() {
-            Some("GenericError") => ErrorClass::GenericError,
-            Some("CommandNotFound") => ErrorClass::CommandNotFound,
-            Some("DeviceNotActive") => ErrorClass::DeviceNotActive,
-            Some("DeviceNotFound") => ErrorClass::DeviceNotFound,
-            Some("KVMMissingCap") => ErrorClass::KvmMissingCap,
-            _ => ErrorClass::Other(s),
+/// The classes this crate knows.
+const KNOWN: [ErrorClass<()>; 5] = [
+    ErrorClass::GenericError,
+    ErrorClass::CommandNotFound,
+    ErrorClass::DeviceNotActive,
+    ErrorClass::DeviceNotFound,
+    ErrorClass::KvmMissingCap,
+];
+
+impl<S> ErrorClass<S> {
+    /// The known class named `name` (compared by `is_name`), else `Other(name)`.
+    fn classify(name: S, is_name: impl Fn(&S, &str) -> bool) -> Self {
+        let known = KNOWN
+            .into_iter()
+            .find(|c| c.known_name().is_some_and(|k| is_name(&name, k)));
+        match known {
+            // A known class holds no name: `map` never calls the closure.
+            Some(known) => known.map(|()| name),
+            None => ErrorClass::Other(name),
         }
     }
 
-    /// The class name as QEMU spells it (escapes left as sent for unknown ones).
-    pub fn as_str(&self) -> &'a str {
-        match self {
+    /// QEMU's spelling of a known class; `None` for `Other`.
+    fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
             ErrorClass::GenericError => "GenericError",
             ErrorClass::CommandNotFound => "CommandNotFound",
             ErrorClass::DeviceNotActive => "DeviceNotActive",
             ErrorClass::DeviceNotFound => "DeviceNotFound",
             ErrorClass::KvmMissingCap => "KVMMissingCap",
-            ErrorClass::Other(s) => s.raw(),
+            ErrorClass::Other(_) => return None,
+        })
+    }
+
+    /// The same class, with the name of an unknown one turned by `f`.
+    pub fn map<T>(self, f: impl FnOnce(S) -> T) -> ErrorClass<T> {
+        match self {
+            ErrorClass::GenericError => ErrorClass::GenericError,
+            ErrorClass::CommandNotFound => ErrorClass::CommandNotFound,
+            ErrorClass::DeviceNotActive => ErrorClass::DeviceNotActive,
+            ErrorClass::DeviceNotFound => ErrorClass::DeviceNotFound,
+            ErrorClass::KvmMissingCap => ErrorClass::KvmMissingCap,
+            ErrorClass::Other(name) => ErrorClass::Other(f(name)),
         }
     }
 }
 
-impl fmt::Display for ErrorClass<'_> {
+impl<S: AsRef<str>> ErrorClass<S> {
+    /// The class QEMU names `name` (`Other(name)` for one this crate does
+    /// not know).
+    pub fn from_name(name: S) -> Self {
+        Self::classify(name, |name, known| name.as_ref() == known)
+    }
+
+    /// The class name as QEMU spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorClass::Other(name) => name.as_ref(),
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+}
+
+impl<'a> ErrorClass<JsonStr<'a>> {
+    /// Reads a class name as sent, escapes and all.
+    pub(crate) fn parse(name: JsonStr<'a>) -> Self {
+        Self::classify(name, |name, known| name.eq_str(known))
+    }
+
+    /// The class name as QEMU spells it (an unknown one's escapes, if any,
+    /// left as sent; [`Display`](fmt::Display) decodes them).
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            ErrorClass::Other(name) => name.raw(),
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+
+    /// The same class, owning the name of an unknown one (decoded).
+    #[cfg(feature = "alloc")]
+    pub fn into_owned(self) -> ErrorClass<alloc::string::String> {
+        self.map(|name| name.to_string_lossless())
+    }
+}
+
+impl<S: fmt::Display> fmt::Display for ErrorClass<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            ErrorClass::Other(name) => name.fmt(f),
+            known => f.write_str(known.known_name().unwrap_or_default()),
+        }
     }
 }
 
@@ -235,7 +312,7 @@ impl fmt::Display for ErrorClass<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QmpError<'a> {
     /// The machine-readable class.
-    pub class: ErrorClass<'a>,
+    pub class: ErrorClass<JsonStr<'a>>,
     /// The human-readable description (never parse it).
     pub desc: JsonStr<'a>,
 }

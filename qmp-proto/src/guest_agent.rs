@@ -1,11 +1,11 @@
 //! The QEMU Guest Agent (QGA) client state machine.
 
 use crate::buffer::Storage;
-use crate::client::Reply;
+use crate::client::{Reply, error_of, reply_of};
 use crate::command::{Args, Command, Id, Verb};
 use crate::error::{Error, ProtocolError, QmpError, UsageError};
 use crate::framer::{IdValue, Info, Key, Kind, RawMessage};
-use crate::link::{ConnectionLimits, Link, Match};
+use crate::link::{Commands, ConnectionLimits, Link, Match};
 
 /// Commands after which the agent sends no reply on success (the guest shuts
 /// down or suspends). They complete when sent.
@@ -90,12 +90,21 @@ impl<S: Storage> core::fmt::Debug for GuestAgent<S> {
     }
 }
 
-/// What to hand out for a frame, decided before borrowing it.
-enum Emit {
-    Nothing,
-    Synced,
+/// What to do with a frame, decided before borrowing it.
+enum Step {
+    /// Nothing to hand out.
+    Skip,
+    /// An output that borrows no message.
+    Now(AgentOutput<'static>),
+    /// Read the message, once, into this output.
+    Read(Plan),
+}
+
+/// Which output a message becomes.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// The reply to this command; it leaves the table once its reply was read.
     Reply(u64),
-    Oversized(u64, usize),
     Unmatched,
     IdlessError,
 }
@@ -123,10 +132,10 @@ impl<S: Storage> GuestAgent<S> {
         args[prefix.len()..prefix.len() + digits.len()].copy_from_slice(digits);
         args[prefix.len() + digits.len()] = b'}';
         let args = core::str::from_utf8(&args[..prefix.len() + digits.len() + 1]).unwrap_or("{}");
-        self.link.clear_transmit();
+        self.link.commands.clear_transmit();
         // The sync command carries no id of its own: its reply is recognised
         // by the nonce, never through the pending table.
-        let sent = self.link.send::<()>(
+        let sent = self.link.commands.send::<()>(
             true,
             Verb::Execute,
             "guest-sync-delimited",
@@ -158,13 +167,14 @@ impl<S: Storage> GuestAgent<S> {
     /// Gives up on a command and resynchronises with `nonce`: on a guest-agent
     /// channel a late reply cannot be told apart from a new one otherwise.
     pub fn abandon(&mut self, id: Id, nonce: u64) -> Result<(), Error> {
-        if !self.link.in_flight().any(|e| e.id == id.0) {
+        if !self.link.commands.in_flight().any(|e| e.id == id.0) {
             return Err(UsageError::UnknownId.into());
         }
         self.resync(nonce)
     }
 
     /// Feeds bytes read from the agent; returns how many were taken.
+    #[must_use = "bytes not taken must be fed again once poll_output is drained"]
     pub fn receive(&mut self, bytes: &[u8]) -> Result<usize, Error> {
         self.check_open()?;
         Ok(self.link.framer.push(bytes))
@@ -185,10 +195,11 @@ impl<S: Storage> GuestAgent<S> {
     }
 
     /// The next thing that happened, or `None` when more input is needed.
+    #[must_use = "drain poll_output until it returns None; an output not handled is lost"]
     pub fn poll_output(&mut self) -> Option<AgentOutput<'_>> {
-        loop {
+        let plan = loop {
             if self.flush {
-                match self.link.pop_wanted() {
+                match self.link.commands.pop_wanted() {
                     Some(id) => {
                         return Some(AgentOutput::Reply {
                             id: Id(id),
@@ -199,18 +210,7 @@ impl<S: Storage> GuestAgent<S> {
                 }
             }
             match self.state {
-                State::Draining(reason) => {
-                    return Some(match self.link.pop_wanted() {
-                        Some(id) => AgentOutput::Reply {
-                            id: Id(id),
-                            reply: Reply::Closed,
-                        },
-                        None => {
-                            self.state = State::Closed(reason);
-                            AgentOutput::Closed(reason)
-                        }
-                    });
-                }
+                State::Draining(_) => return Self::drain(&mut self.state, &mut self.link.commands),
                 State::Closed(_) => return None,
                 _ => {}
             }
@@ -222,35 +222,65 @@ impl<S: Storage> GuestAgent<S> {
                     continue;
                 }
             };
-            let emit = match self.decide(info) {
-                Ok(Emit::Nothing) => continue,
-                Ok(emit) => emit,
-                Err(e) => {
-                    self.state = State::Draining(Some(e));
-                    continue;
-                }
-            };
-            let message = self.link.framer.last_message();
-            return Some(match (emit, message) {
-                (Emit::Synced, _) => AgentOutput::Synced,
-                (Emit::Oversized(id, size), _) => AgentOutput::Reply {
-                    id: Id(id),
-                    reply: Reply::Oversized { size },
-                },
-                (Emit::Unmatched, Some(m)) => AgentOutput::Unmatched(m),
-                (Emit::IdlessError, Some(m)) => {
-                    AgentOutput::IdlessError(QmpError::parse(m.get(Key::Error)?)?)
-                }
-                (Emit::Reply(id), Some(m)) => AgentOutput::Reply {
-                    id: Id(id),
-                    reply: crate::client::reply_of(m)?,
-                },
-                _ => return None,
-            });
+            match self.decide(info) {
+                Ok(Step::Skip) => {}
+                Ok(Step::Now(output)) => return Some(output),
+                Ok(Step::Read(plan)) => break plan,
+                Err(e) => self.state = State::Draining(Some(e)),
+            }
+        };
+        let (message, commands) = self.link.message();
+        match message.and_then(|m| Self::read(commands, plan, m)) {
+            Ok(output) => Some(output),
+            Err(e) => {
+                self.state = State::Draining(Some(e));
+                Self::drain(&mut self.state, commands)
+            }
         }
     }
 
-    fn decide(&mut self, info: Info) -> Result<Emit, ProtocolError> {
+    /// While draining: fails the next command still waiting, or reports the
+    /// end once none is left.
+    fn drain(state: &mut State, commands: &mut Commands<S>) -> Option<AgentOutput<'static>> {
+        let State::Draining(reason) = *state else {
+            return None;
+        };
+        Some(match commands.pop_wanted() {
+            Some(id) => AgentOutput::Reply {
+                id: Id(id),
+                reply: Reply::Closed,
+            },
+            None => {
+                *state = State::Closed(reason);
+                AgentOutput::Closed(reason)
+            }
+        })
+    }
+
+    /// Reads a message into the output `plan` says; a command leaves the
+    /// table only once its reply was read.
+    fn read<'a>(
+        commands: &mut Commands<S>,
+        plan: Plan,
+        message: RawMessage<'a>,
+    ) -> Result<AgentOutput<'a>, ProtocolError> {
+        Ok(match plan {
+            Plan::Reply(id) => {
+                let reply = reply_of(message)?;
+                commands.remove(id);
+                AgentOutput::Reply { id: Id(id), reply }
+            }
+            Plan::Unmatched => {
+                if message.kind() == Kind::Error {
+                    error_of(message)?;
+                }
+                AgentOutput::Unmatched(message)
+            }
+            Plan::IdlessError => AgentOutput::IdlessError(error_of(message)?),
+        })
+    }
+
+    fn decide(&mut self, info: Info) -> Result<Step, ProtocolError> {
         if let State::Syncing { nonce, sentinel } = self.state {
             // Everything up to the agent's 0xFF, and then up to the reply
             // carrying our nonce, is stale: drop it, errors included.
@@ -262,56 +292,53 @@ impl<S: Storage> GuestAgent<S> {
                     }
                 }
                 Info::Message(Kind::Return, _) if sentinel => {
-                    let value = self
-                        .link
-                        .framer
-                        .last_message()
-                        .and_then(|m| m.get(Key::Return));
+                    let value = self.link.message().0.ok().and_then(|m| m.get(Key::Return));
                     if value.and_then(|v| v.as_u64()) == Some(nonce) {
                         self.state = State::Ready;
-                        return Ok(Emit::Synced);
+                        return Ok(Step::Now(AgentOutput::Synced));
                     }
                 }
                 _ => {}
             }
-            return Ok(Emit::Nothing);
+            return Ok(Step::Skip);
         }
         let (kind, id) = match info {
-            Info::Sentinel => return Ok(Emit::Nothing),
+            Info::Sentinel => return Ok(Step::Skip),
             Info::Error(e) => return Err(ProtocolError::Frame(e)),
             Info::Oversized {
                 kind: Kind::Return | Kind::Error,
                 id,
                 size,
             } => {
-                return Ok(match self.link.take(id) {
-                    Match::Pending(n) => Emit::Oversized(n, size),
-                    _ => Emit::Nothing,
+                return Ok(match self.link.commands.take(id) {
+                    Match::Pending(n) => Step::Now(AgentOutput::Reply {
+                        id: Id(n),
+                        reply: Reply::Oversized { size },
+                    }),
+                    _ => Step::Skip,
                 });
             }
-            Info::Oversized { .. } => return Ok(Emit::Nothing),
+            Info::Oversized { .. } => return Ok(Step::Skip),
             Info::Message(kind, id) => (kind, id),
         };
         match kind {
-            Kind::Return | Kind::Error => {
-                if kind == Kind::Error {
-                    self.link
-                        .framer
-                        .last_message()
-                        .and_then(|m| m.get(Key::Error))
-                        .and_then(QmpError::parse)
-                        .ok_or(ProtocolError::MalformedError)?;
+            Kind::Return | Kind::Error => Ok(match self.link.commands.lookup(id) {
+                Match::Pending(n) => Step::Read(Plan::Reply(n)),
+                Match::Abandoned(n) => {
+                    self.link.commands.remove(n);
+                    if kind == Kind::Error {
+                        self.link.message().0.and_then(error_of)?;
+                    }
+                    Step::Skip
                 }
-                Ok(match (self.link.take(id), kind, id) {
-                    (Match::Pending(n), _, _) => Emit::Reply(n),
-                    (Match::Abandoned, _, _) => Emit::Nothing,
-                    (Match::Unknown, Kind::Error, IdValue::Absent) => Emit::IdlessError,
-                    (Match::Unknown, _, _) => Emit::Unmatched,
-                })
-            }
+                Match::Unknown if kind == Kind::Error && id == IdValue::Absent => {
+                    Step::Read(Plan::IdlessError)
+                }
+                Match::Unknown => Step::Read(Plan::Unmatched),
+            }),
             // The agent has no events or greetings: whatever else it sends
             // belongs to nobody.
-            _ => Ok(Emit::Unmatched),
+            _ => Ok(Step::Read(Plan::Unmatched)),
         }
     }
 
@@ -322,18 +349,23 @@ impl<S: Storage> GuestAgent<S> {
     ) -> Result<Option<Id>, Error> {
         self.check_open()?;
         let reply = !sends_no_reply(name);
-        let id = self.link.send(false, Verb::Execute, name, args, reply)?;
+        let id = self
+            .link
+            .commands
+            .send(false, Verb::Execute, name, args, reply)?;
         Ok(reply.then_some(Id(id)))
     }
 
     /// Queues a typed command. Returns its id, or `None` for a command the
     /// agent does not answer on success ([`NO_REPLY_COMMANDS`]): it is done
     /// once its bytes are written.
+    #[must_use = "the id is how the reply is recognised"]
     pub fn send_command<C: Command>(&mut self, command: &C) -> Result<Option<Id>, Error> {
         self.send(C::NAME, Args::Typed(command))
     }
 
     /// Queues a command by name with optional raw JSON arguments (one object).
+    #[must_use = "the id is how the reply is recognised"]
     pub fn send_command_raw(
         &mut self,
         name: &str,
@@ -344,12 +376,12 @@ impl<S: Storage> GuestAgent<S> {
 
     /// Bytes to write to the agent.
     pub fn pending_transmit(&self) -> &[u8] {
-        self.link.pending_transmit()
+        self.link.commands.pending_transmit()
     }
 
     /// Reports that `n` bytes of `pending_transmit` were written.
     pub fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
-        self.link.advance_transmit(n)
+        self.link.commands.advance_transmit(n)
     }
 
     /// True once the current synchronisation completed.
@@ -359,6 +391,6 @@ impl<S: Storage> GuestAgent<S> {
 
     /// Number of commands waiting for a reply.
     pub fn in_flight(&self) -> usize {
-        self.link.in_flight().count()
+        self.link.commands.in_flight().count()
     }
 }

@@ -6,7 +6,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
-pub mod buffer;
+mod buffer;
 mod client;
 mod command;
 mod error;

@@ -4,7 +4,7 @@
 use crate::buffer::{Buffer, PendingEntry, PendingTable, Storage};
 use crate::command::{Args, Verb, encode};
 use crate::error::{ProtocolError, UsageError};
-use crate::framer::{Framer, IdValue, Info, Limits};
+use crate::framer::{Framer, IdValue, Info, Limits, RawMessage};
 
 /// Limits for a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +29,10 @@ impl Default for ConnectionLimits {
 
 /// How a reply's id relates to the commands in flight.
 pub(crate) enum Match {
-    /// A command waiting for this reply (now removed from the table).
+    /// A command waiting for this reply.
     Pending(u64),
-    /// A command the caller abandoned: drop the reply.
-    Abandoned,
+    /// A command the caller abandoned: drop the reply (and the command).
+    Abandoned(u64),
     /// Nothing sent by us is waiting for it.
     Unknown,
 }
@@ -81,8 +81,16 @@ impl<B: Buffer> Tx<B> {
     }
 }
 
+/// The receive side (the framer) beside the command side: separate fields, so
+/// a message borrowed from the framer can be handed out while the command it
+/// answers is taken off the table.
 pub(crate) struct Link<S: Storage> {
     pub(crate) framer: Framer<S::Rx>,
+    pub(crate) commands: Commands<S>,
+}
+
+/// The transmit buffer, command ids and the table of commands in flight.
+pub(crate) struct Commands<S: Storage> {
     tx: Tx<S::Tx>,
     pending: S::Pending,
     next_id: u64,
@@ -92,12 +100,44 @@ impl<S: Storage> Link<S> {
     pub(crate) fn new(limits: &ConnectionLimits) -> Self {
         Self {
             framer: Framer::new(limits.receive),
-            tx: Tx::new(limits.max_transmit),
-            pending: S::Pending::with_limit(limits.max_pending),
-            next_id: 0,
+            commands: Commands {
+                tx: Tx::new(limits.max_transmit),
+                pending: S::Pending::with_limit(limits.max_pending),
+                next_id: 0,
+            },
         }
     }
 
+    /// The next frame, `Ok(None)` when more input is needed, or, at end of
+    /// stream with nothing left to read, why the session ends (a message cut
+    /// short is a protocol error; a clean end is `None`).
+    pub(crate) fn next_frame(&mut self, eof: bool) -> Result<Option<Info>, Option<ProtocolError>> {
+        match self.framer.advance() {
+            Some(info) => Ok(Some(info)),
+            None if eof => Err(self
+                .framer
+                .is_mid_message()
+                .then_some(ProtocolError::TruncatedMessage)),
+            None => Ok(None),
+        }
+    }
+
+    /// The message [`next_frame`](Self::next_frame) just reported, beside the
+    /// command side: the command a reply answers can be taken off the table
+    /// while the reply is borrowed, so reading it and handing it out is one
+    /// step.
+    pub(crate) fn message(&mut self) -> (Result<RawMessage<'_>, ProtocolError>, &mut Commands<S>) {
+        // The framer keeps every message it reports until the next call; an
+        // error rather than a silent "need more input" if it ever did not.
+        let message = self
+            .framer
+            .last_message()
+            .ok_or(ProtocolError::UnknownMessage);
+        (message, &mut self.commands)
+    }
+}
+
+impl<S: Storage> Commands<S> {
     pub(crate) fn pending_transmit(&self) -> &[u8] {
         self.tx.pending()
     }
@@ -137,35 +177,33 @@ impl<S: Storage> Link<S> {
         Ok(id)
     }
 
-    /// The next frame, `Ok(None)` when more input is needed, or, at end of
-    /// stream with nothing left to read, why the session ends (a message cut
-    /// short is a protocol error; a clean end is `None`).
-    pub(crate) fn next_frame(&mut self, eof: bool) -> Result<Option<Info>, Option<ProtocolError>> {
-        match self.framer.advance() {
-            Some(info) => Ok(Some(info)),
-            None if eof => Err(self
-                .framer
-                .is_mid_message()
-                .then_some(ProtocolError::TruncatedMessage)),
-            None => Ok(None),
-        }
-    }
-
-    /// Looks up and removes the command a reply belongs to.
-    pub(crate) fn take(&mut self, id: IdValue) -> Match {
+    /// Looks up the command a reply belongs to, leaving it in the table: it
+    /// is taken off with [`remove`](Self::remove) once its reply was read.
+    pub(crate) fn lookup(&self, id: IdValue) -> Match {
         let IdValue::Number(n) = id else {
             return Match::Unknown;
         };
         match self.pending.find(n) {
-            Some(index) => {
-                let entry = self.pending.remove(index);
-                if entry.abandoned {
-                    Match::Abandoned
-                } else {
-                    Match::Pending(n)
-                }
-            }
+            Some(index) if self.pending.entries()[index].abandoned => Match::Abandoned(n),
+            Some(_) => Match::Pending(n),
             None => Match::Unknown,
+        }
+    }
+
+    /// Looks up the command a reply belongs to and takes it off the table
+    /// (for replies that need no reading: oversized ones).
+    pub(crate) fn take(&mut self, id: IdValue) -> Match {
+        let found = self.lookup(id);
+        if let Match::Pending(n) | Match::Abandoned(n) = found {
+            self.remove(n);
+        }
+        found
+    }
+
+    /// Takes a command off the table (its reply was handed out or dropped).
+    pub(crate) fn remove(&mut self, id: u64) {
+        if let Some(index) = self.pending.find(id) {
+            self.pending.remove(index);
         }
     }
 

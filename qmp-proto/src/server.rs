@@ -187,6 +187,7 @@ impl<S: Storage> Server<S> {
     }
 
     /// Feeds bytes from the client; returns how many were taken.
+    #[must_use = "bytes not taken must be fed again once poll_output is drained"]
     pub fn receive(&mut self, bytes: &[u8]) -> Result<usize, Error> {
         if self.eof || self.state == State::Closed {
             return Err(Error::Closed);
@@ -200,6 +201,7 @@ impl<S: Storage> Server<S> {
     }
 
     /// The next command or event of the session, or `None` for more input.
+    #[must_use = "drain poll_output until it returns None; an output not handled is lost"]
     pub fn poll_output(&mut self) -> Option<ServerOutput<'_>> {
         loop {
             if self.state == State::Closed {

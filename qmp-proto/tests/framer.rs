@@ -1,6 +1,9 @@
 //! Framer behaviour: splitting, classification, limits, recovery.
 
-use qmp_proto::buffer::{FixedBuf, VecBuf};
+use qmp_proto::{Fixed, Heap, Storage};
+
+/// A framer's receive buffer, named through the storage that holds it.
+type HeapRx = <Heap as Storage>::Rx;
 use qmp_proto::framer::{Frame, FrameError, Framer, IdValue, Key, Kind, Limits};
 
 mod common;
@@ -15,8 +18,8 @@ enum Seen {
     Error(FrameError),
 }
 
-fn run<B: qmp_proto::buffer::Buffer>(limits: Limits, input: &[u8], chunk: usize) -> Vec<Seen> {
-    let mut framer: Framer<B> = Framer::new(limits);
+fn run<S: Storage>(limits: Limits, input: &[u8], chunk: usize) -> Vec<Seen> {
+    let mut framer: Framer<S::Rx> = Framer::new(limits);
     let mut out = Vec::new();
     for piece in input.chunks(chunk.max(1)) {
         let mut rest = piece;
@@ -40,7 +43,7 @@ fn run<B: qmp_proto::buffer::Buffer>(limits: Limits, input: &[u8], chunk: usize)
 }
 
 fn heap(input: &[u8], chunk: usize) -> Vec<Seen> {
-    run::<VecBuf>(Limits::default(), input, chunk)
+    run::<Heap>(Limits::default(), input, chunk)
 }
 
 #[test]
@@ -85,7 +88,7 @@ fn fixed_buffer_skips_the_schema_reply_but_keeps_its_id() {
     let rx = transcript("qmp-queries", "rx");
     let whole = heap(&rx, usize::MAX);
     for chunk in [1, 100, 4096] {
-        let fixed = run::<FixedBuf<4096>>(Limits::default(), &rx, chunk);
+        let fixed = run::<Fixed<4096, 0, 0>>(Limits::default(), &rx, chunk);
         assert_eq!(fixed.len(), whole.len());
         for (f, h) in fixed.iter().zip(&whole) {
             match (f, h) {
@@ -116,7 +119,7 @@ fn spans_point_at_top_level_values() {
     let Seen::Message(Kind::Event, IdValue::Number(7), bytes) = &out[0] else {
         panic!("{out:?}")
     };
-    let mut framer: Framer<VecBuf> = Framer::new(Limits::default());
+    let mut framer: Framer<HeapRx> = Framer::new(Limits::default());
     let _ = framer.push(bytes);
     let Some(Frame::Message(m)) = framer.next() else {
         panic!()

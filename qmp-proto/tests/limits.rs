@@ -3,7 +3,6 @@
 
 mod common;
 use common::{Seen, feed_client, finish_client};
-use qmp_proto::buffer::VecBuf;
 use qmp_proto::framer::{Frame, FrameError, Framer};
 use qmp_proto::{
     Client, ClientConfig, ConnectionLimits, Error, Fixed, Heap, Limits, ProtocolError, Server,
@@ -81,7 +80,7 @@ fn depth_1024_is_accepted_and_1025_rejected() {
 
 #[test]
 fn configured_depth_limit_is_enforced() {
-    let mut framer: Framer<VecBuf> = Framer::new(Limits {
+    let mut framer: Framer<<Heap as Storage>::Rx> = Framer::new(Limits {
         max_depth: 3,
         ..Limits::default()
     });
@@ -186,7 +185,7 @@ fn oversized_event_is_dropped_and_reported() {
 
 #[test]
 fn a_megabyte_of_whitespace_takes_no_memory() {
-    let mut framer: Framer<VecBuf> = Framer::new(Limits::default());
+    let mut framer: Framer<<Heap as Storage>::Rx> = Framer::new(Limits::default());
     let blank = vec![b' '; 1 << 20];
     assert_eq!(framer.push(&blank), blank.len());
     assert!(framer.next().is_none());

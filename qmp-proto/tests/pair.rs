@@ -196,7 +196,7 @@ impl Pair {
                     "{\"return\": {}, \"id\": 987654321}\r\n"
                 };
                 // Written straight into the stream, bypassing the server.
-                self.client.receive(raw.as_bytes()).unwrap();
+                assert_eq!(self.client.receive(raw.as_bytes()), Ok(raw.len()));
                 while let Some(o) = self.client.poll_output() {
                     self.seen.push(seen(o));
                 }
