@@ -1,7 +1,7 @@
 //! Writes the merged schema as Rust source (unformatted; rustfmt runs after).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use core::fmt::Write;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::VERSIONS;
 use crate::case::{snake, unique, upper_camel};

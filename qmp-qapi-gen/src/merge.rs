@@ -70,6 +70,47 @@ fn push_unique<T: PartialEq>(list: &mut Vec<(T, Mask)>, item: T, bit: Mask) {
     }
 }
 
+/// A string member that became an enum (or back) stays typed: open enums
+/// take any string.
+fn widen(a: &Ty, b: &Ty, versions: &[Version]) -> Option<Ty> {
+    let is_enum = |t: &Ty| match t {
+        Ty::Named(n) => versions
+            .iter()
+            .any(|v| matches!(v.types.get(n), Some(Def::Enum { .. }))),
+        _ => false,
+    };
+    let is_str = |t: &Ty| matches!(t, Ty::Builtin(b) if b == "str");
+    let shape = |t: &Ty| -> Option<Vec<(String, Ty, bool)>> {
+        let Ty::Named(n) = t else { return None };
+        versions.iter().find_map(|v| match v.types.get(n) {
+            Some(Def::Object {
+                members, tag: None, ..
+            }) => Some(
+                members
+                    .iter()
+                    .map(|m| (m.name.clone(), m.ty.clone(), m.optional))
+                    .collect(),
+            ),
+            _ => None,
+        })
+    };
+    if let (Ty::Array(x), Ty::Array(y)) = (a, b) {
+        return widen(x, y, versions).map(|t| Ty::Array(Box::new(t)));
+    }
+    if a != b && shape(a).is_some() && shape(a) == shape(b) {
+        // The same members under two names (QAPI's `String` became
+        // `FdSocketAddress`): the newer name.
+        return Some(b.clone());
+    }
+    if is_str(a) && is_enum(b) {
+        Some(b.clone())
+    } else if is_enum(a) && is_str(b) {
+        Some(a.clone())
+    } else {
+        None
+    }
+}
+
 pub(crate) fn merge(versions: &[Version]) -> Merged {
     let mut out = Merged::default();
     for (i, v) in versions.iter().enumerate() {
@@ -123,7 +164,9 @@ pub(crate) fn merge(versions: &[Version]) -> Merged {
                                 if m.optional {
                                     x.optional |= bit;
                                 }
-                                if x.ty != m.ty {
+                                if let Some(t) = widen(&x.ty, &m.ty, versions) {
+                                    x.ty = t;
+                                } else if x.ty != m.ty {
                                     out.warnings.push(format!(
                                         "{name}.{}: {:?} vs {:?}: kept as raw JSON",
                                         m.name, x.ty, m.ty

@@ -72,7 +72,7 @@ pub(crate) fn parse_table(text: &str) -> Result<Table, String> {
             continue;
         }
         let (key, name) = line
-            .split_once('=')
+            .rsplit_once('=')
             .ok_or_else(|| format!("names table line {}: expected `key = Name`", n + 1))?;
         if table
             .insert(key.trim().to_owned(), name.trim().to_owned())

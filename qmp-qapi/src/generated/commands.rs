@@ -25,7 +25,7 @@ pub struct AddFd {
 
 impl qmp_proto::Command for AddFd {
     const NAME: &'static str = "add-fd";
-    type Returns = types::AddFdReturn;
+    type Returns = types::AddfdInfo;
 }
 
 /// `add_client`: QEMU 7.2 and 10.0.
@@ -603,7 +603,7 @@ impl qmp_proto::Command for BlockSetIoThrottle {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-add`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockdevAdd(pub types::BlockdevAdd);
+pub struct BlockdevAdd(pub types::BlockdevOptions);
 
 impl qmp_proto::Command for BlockdevAdd {
     const NAME: &'static str = "blockdev-add";
@@ -834,7 +834,7 @@ impl qmp_proto::Command for BlockdevRemoveMedium {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevReopen {
     /// `options`: QEMU 7.2 and 10.0.
-    pub options: Vec<types::BlockdevAdd>,
+    pub options: Vec<types::BlockdevOptions>,
 }
 
 impl qmp_proto::Command for BlockdevReopen {
@@ -888,7 +888,7 @@ pub struct BlockdevSnapshotDeleteInternalSync {
 
 impl qmp_proto::Command for BlockdevSnapshotDeleteInternalSync {
     const NAME: &'static str = "blockdev-snapshot-delete-internal-sync";
-    type Returns = types::BlockdevSnapshotDeleteInternalSyncReturn;
+    type Returns = types::SnapshotInfo;
 }
 
 /// `blockdev-snapshot-internal-sync`: QEMU 7.2 and 10.0.
@@ -1004,12 +1004,12 @@ pub struct ChardevAdd {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
     /// `backend`: QEMU 7.2 and 10.0.
-    pub backend: types::ChardevAddBackend,
+    pub backend: types::ChardevBackend,
 }
 
 impl qmp_proto::Command for ChardevAdd {
     const NAME: &'static str = "chardev-add";
-    type Returns = types::ChardevAddReturn;
+    type Returns = types::ChardevReturn;
 }
 
 /// `chardev-change`: QEMU 7.2 and 10.0.
@@ -1020,12 +1020,12 @@ pub struct ChardevChange {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
     /// `backend`: QEMU 7.2 and 10.0.
-    pub backend: types::ChardevAddBackend,
+    pub backend: types::ChardevBackend,
 }
 
 impl qmp_proto::Command for ChardevChange {
     const NAME: &'static str = "chardev-change";
-    type Returns = types::ChardevAddReturn;
+    type Returns = types::ChardevReturn;
 }
 
 /// `chardev-remove`: QEMU 7.2 and 10.0.
@@ -1392,7 +1392,7 @@ pub struct DeviceListProperties {
 
 impl qmp_proto::Command for DeviceListProperties {
     const NAME: &'static str = "device-list-properties";
-    type Returns = Vec<types::DeviceListPropertiesReturn>;
+    type Returns = Vec<types::ObjectPropertyInfo>;
 }
 
 /// `device-sync-config`: QEMU 10.0 only.
@@ -1838,7 +1838,7 @@ impl qmp_proto::Command for Migrate {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateContinue {
     /// `state`: QEMU 7.2 and 10.0.
-    pub state: types::MigrateContinueState,
+    pub state: types::MigrationStatus,
 }
 
 impl qmp_proto::Command for MigrateContinue {
@@ -1906,7 +1906,7 @@ impl qmp_proto::Command for MigrateRecover {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateSetCapabilities {
     /// `capabilities`: QEMU 7.2 and 10.0.
-    pub capabilities: Vec<types::QueryMigrateCapabilitiesReturn>,
+    pub capabilities: Vec<types::MigrationCapabilityStatus>,
 }
 
 impl qmp_proto::Command for MigrateSetCapabilities {
@@ -2263,7 +2263,7 @@ impl qmp_proto::Command for NbdServerStop {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`netdev_add`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct NetdevAdd(pub types::NetdevAdd);
+pub struct NetdevAdd(pub types::Netdev);
 
 impl qmp_proto::Command for NetdevAdd {
     const NAME: &'static str = "netdev_add";
@@ -2289,7 +2289,7 @@ impl qmp_proto::Command for NetdevDel {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`object-add`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct ObjectAdd(pub types::ObjectAdd);
+pub struct ObjectAdd(pub types::ObjectOptions);
 
 impl qmp_proto::Command for ObjectAdd {
     const NAME: &'static str = "object-add";
@@ -2370,7 +2370,7 @@ pub struct QomList {
 
 impl qmp_proto::Command for QomList {
     const NAME: &'static str = "qom-list";
-    type Returns = Vec<types::DeviceListPropertiesReturn>;
+    type Returns = Vec<types::ObjectPropertyInfo>;
 }
 
 /// `qom-list-properties`: QEMU 7.2 and 10.0.
@@ -2384,7 +2384,7 @@ pub struct QomListProperties {
 
 impl qmp_proto::Command for QomListProperties {
     const NAME: &'static str = "qom-list-properties";
-    type Returns = Vec<types::DeviceListPropertiesReturn>;
+    type Returns = Vec<types::ObjectPropertyInfo>;
 }
 
 /// `qom-list-types`: QEMU 7.2 and 10.0.
@@ -2402,7 +2402,7 @@ pub struct QomListTypes {
 
 impl qmp_proto::Command for QomListTypes {
     const NAME: &'static str = "qom-list-types";
-    type Returns = Vec<types::QomListTypesReturn>;
+    type Returns = Vec<types::ObjectTypeInfo>;
 }
 
 /// `qom-set`: QEMU 7.2 and 10.0.
@@ -2431,7 +2431,7 @@ pub struct QueryAcpiOspmStatus;
 
 impl qmp_proto::Command for QueryAcpiOspmStatus {
     const NAME: &'static str = "query-acpi-ospm-status";
-    type Returns = Vec<types::QueryAcpiOspmStatusReturn>;
+    type Returns = Vec<types::ACPIOSTInfo>;
 }
 
 /// `query-audiodevs`: QEMU 10.0 only.
@@ -2442,7 +2442,7 @@ pub struct QueryAudiodevs;
 
 impl qmp_proto::Command for QueryAudiodevs {
     const NAME: &'static str = "query-audiodevs";
-    type Returns = Vec<types::QueryAudiodevsReturn>;
+    type Returns = Vec<types::Audiodev>;
 }
 
 /// `query-balloon`: QEMU 7.2 and 10.0.
@@ -2453,7 +2453,7 @@ pub struct QueryBalloon;
 
 impl qmp_proto::Command for QueryBalloon {
     const NAME: &'static str = "query-balloon";
-    type Returns = types::QueryBalloonReturn;
+    type Returns = types::BalloonInfo;
 }
 
 /// `query-block`: QEMU 7.2 and 10.0.
@@ -2464,7 +2464,7 @@ pub struct QueryBlock;
 
 impl qmp_proto::Command for QueryBlock {
     const NAME: &'static str = "query-block";
-    type Returns = Vec<types::QueryBlockReturn>;
+    type Returns = Vec<types::BlockInfo>;
 }
 
 /// `query-block-exports`: QEMU 7.2 and 10.0.
@@ -2475,7 +2475,7 @@ pub struct QueryBlockExports;
 
 impl qmp_proto::Command for QueryBlockExports {
     const NAME: &'static str = "query-block-exports";
-    type Returns = Vec<types::QueryBlockExportsReturn>;
+    type Returns = Vec<types::BlockExportInfo>;
 }
 
 /// `query-block-jobs`: QEMU 7.2 and 10.0.
@@ -2486,7 +2486,7 @@ pub struct QueryBlockJobs;
 
 impl qmp_proto::Command for QueryBlockJobs {
     const NAME: &'static str = "query-block-jobs";
-    type Returns = Vec<types::QueryBlockJobsReturn>;
+    type Returns = Vec<types::BlockJobInfo>;
 }
 
 /// `query-blockstats`: QEMU 7.2 and 10.0.
@@ -2505,7 +2505,7 @@ pub struct QueryBlockstats {
 
 impl qmp_proto::Command for QueryBlockstats {
     const NAME: &'static str = "query-blockstats";
-    type Returns = Vec<types::QueryBlockstatsReturn>;
+    type Returns = Vec<types::BlockStats>;
 }
 
 /// `query-chardev`: QEMU 7.2 and 10.0.
@@ -2516,7 +2516,7 @@ pub struct QueryChardev;
 
 impl qmp_proto::Command for QueryChardev {
     const NAME: &'static str = "query-chardev";
-    type Returns = Vec<types::QueryChardevReturn>;
+    type Returns = Vec<types::ChardevInfo>;
 }
 
 /// `query-chardev-backends`: QEMU 7.2 and 10.0.
@@ -2527,7 +2527,7 @@ pub struct QueryChardevBackends;
 
 impl qmp_proto::Command for QueryChardevBackends {
     const NAME: &'static str = "query-chardev-backends";
-    type Returns = Vec<types::QueryChardevBackendsReturn>;
+    type Returns = Vec<types::ChardevBackendInfo>;
 }
 
 /// `query-colo-status`: QEMU 7.2 and 10.0.
@@ -2538,7 +2538,7 @@ pub struct QueryColoStatus;
 
 impl qmp_proto::Command for QueryColoStatus {
     const NAME: &'static str = "query-colo-status";
-    type Returns = types::QueryColoStatusReturn;
+    type Returns = types::COLOStatus;
 }
 
 /// `query-command-line-options`: QEMU 7.2 and 10.0.
@@ -2553,7 +2553,7 @@ pub struct QueryCommandLineOptions {
 
 impl qmp_proto::Command for QueryCommandLineOptions {
     const NAME: &'static str = "query-command-line-options";
-    type Returns = Vec<types::QueryCommandLineOptionsReturn>;
+    type Returns = Vec<types::CommandLineOptionInfo>;
 }
 
 /// `query-commands`: QEMU 7.2 and 10.0.
@@ -2564,7 +2564,7 @@ pub struct QueryCommands;
 
 impl qmp_proto::Command for QueryCommands {
     const NAME: &'static str = "query-commands";
-    type Returns = Vec<types::QueryCommandsReturn>;
+    type Returns = Vec<types::CommandInfo>;
 }
 
 /// `query-cpu-definitions`: QEMU 7.2 and 10.0.
@@ -2575,7 +2575,7 @@ pub struct QueryCpuDefinitions;
 
 impl qmp_proto::Command for QueryCpuDefinitions {
     const NAME: &'static str = "query-cpu-definitions";
-    type Returns = Vec<types::QueryCpuDefinitionsReturn>;
+    type Returns = Vec<types::CpuDefinitionInfo>;
 }
 
 /// `query-cpu-model-expansion`: QEMU 7.2 and 10.0.
@@ -2592,7 +2592,7 @@ pub struct QueryCpuModelExpansion {
 
 impl qmp_proto::Command for QueryCpuModelExpansion {
     const NAME: &'static str = "query-cpu-model-expansion";
-    type Returns = types::QueryCpuModelExpansionReturn;
+    type Returns = types::CpuModelExpansionInfo;
 }
 
 /// `query-cpus-fast`: QEMU 7.2 and 10.0.
@@ -2603,7 +2603,7 @@ pub struct QueryCpusFast;
 
 impl qmp_proto::Command for QueryCpusFast {
     const NAME: &'static str = "query-cpus-fast";
-    type Returns = Vec<types::QueryCpusFastReturn>;
+    type Returns = Vec<types::CpuInfoFast>;
 }
 
 /// `query-cryptodev`: QEMU 10.0 only.
@@ -2614,7 +2614,7 @@ pub struct QueryCryptodev;
 
 impl qmp_proto::Command for QueryCryptodev {
     const NAME: &'static str = "query-cryptodev";
-    type Returns = Vec<types::QueryCryptodevReturn>;
+    type Returns = Vec<types::QCryptodevInfo>;
 }
 
 /// `query-current-machine`: QEMU 7.2 and 10.0.
@@ -2625,7 +2625,7 @@ pub struct QueryCurrentMachine;
 
 impl qmp_proto::Command for QueryCurrentMachine {
     const NAME: &'static str = "query-current-machine";
-    type Returns = types::QueryCurrentMachineReturn;
+    type Returns = types::CurrentMachineParams;
 }
 
 /// `query-dirty-rate`: QEMU 7.2 and 10.0.
@@ -2644,7 +2644,7 @@ pub struct QueryDirtyRate {
 
 impl qmp_proto::Command for QueryDirtyRate {
     const NAME: &'static str = "query-dirty-rate";
-    type Returns = types::QueryDirtyRateReturn;
+    type Returns = types::DirtyRateInfo;
 }
 
 /// `query-display-options`: QEMU 7.2 and 10.0.
@@ -2655,7 +2655,7 @@ pub struct QueryDisplayOptions;
 
 impl qmp_proto::Command for QueryDisplayOptions {
     const NAME: &'static str = "query-display-options";
-    type Returns = types::QueryDisplayOptionsReturn;
+    type Returns = types::DisplayOptions;
 }
 
 /// `query-dump`: QEMU 7.2 and 10.0.
@@ -2666,7 +2666,7 @@ pub struct QueryDump;
 
 impl qmp_proto::Command for QueryDump {
     const NAME: &'static str = "query-dump";
-    type Returns = types::QueryDumpReturn;
+    type Returns = types::DumpQueryResult;
 }
 
 /// `query-dump-guest-memory-capability`: QEMU 7.2 and 10.0.
@@ -2677,7 +2677,7 @@ pub struct QueryDumpGuestMemoryCapability;
 
 impl qmp_proto::Command for QueryDumpGuestMemoryCapability {
     const NAME: &'static str = "query-dump-guest-memory-capability";
-    type Returns = types::QueryDumpGuestMemoryCapabilityReturn;
+    type Returns = types::DumpGuestMemoryCapability;
 }
 
 /// `query-fdsets`: QEMU 7.2 and 10.0.
@@ -2688,7 +2688,7 @@ pub struct QueryFdsets;
 
 impl qmp_proto::Command for QueryFdsets {
     const NAME: &'static str = "query-fdsets";
-    type Returns = Vec<types::QueryFdsetsReturn>;
+    type Returns = Vec<types::FdsetInfo>;
 }
 
 /// `query-hotpluggable-cpus`: QEMU 7.2 and 10.0.
@@ -2699,7 +2699,7 @@ pub struct QueryHotpluggableCpus;
 
 impl qmp_proto::Command for QueryHotpluggableCpus {
     const NAME: &'static str = "query-hotpluggable-cpus";
-    type Returns = Vec<types::QueryHotpluggableCpusReturn>;
+    type Returns = Vec<types::HotpluggableCPU>;
 }
 
 /// `query-hv-balloon-status-report`: QEMU 10.0 only.
@@ -2710,7 +2710,7 @@ pub struct QueryHvBalloonStatusReport;
 
 impl qmp_proto::Command for QueryHvBalloonStatusReport {
     const NAME: &'static str = "query-hv-balloon-status-report";
-    type Returns = types::QueryHvBalloonStatusReportReturn;
+    type Returns = types::HvBalloonInfo;
 }
 
 /// `query-iothreads`: QEMU 7.2 and 10.0.
@@ -2721,7 +2721,7 @@ pub struct QueryIothreads;
 
 impl qmp_proto::Command for QueryIothreads {
     const NAME: &'static str = "query-iothreads";
-    type Returns = Vec<types::QueryIothreadsReturn>;
+    type Returns = Vec<types::IOThreadInfo>;
 }
 
 /// `query-jobs`: QEMU 7.2 and 10.0.
@@ -2732,7 +2732,7 @@ pub struct QueryJobs;
 
 impl qmp_proto::Command for QueryJobs {
     const NAME: &'static str = "query-jobs";
-    type Returns = Vec<types::QueryJobsReturn>;
+    type Returns = Vec<types::JobInfo>;
 }
 
 /// `query-kvm`: QEMU 7.2 and 10.0.
@@ -2743,7 +2743,7 @@ pub struct QueryKvm;
 
 impl qmp_proto::Command for QueryKvm {
     const NAME: &'static str = "query-kvm";
-    type Returns = types::QueryKvmReturn;
+    type Returns = types::KvmInfo;
 }
 
 /// `query-machines`: QEMU 7.2 and 10.0.
@@ -2762,7 +2762,7 @@ pub struct QueryMachines {
 
 impl qmp_proto::Command for QueryMachines {
     const NAME: &'static str = "query-machines";
-    type Returns = Vec<types::QueryMachinesReturn>;
+    type Returns = Vec<types::MachineInfo>;
 }
 
 /// `query-memdev`: QEMU 7.2 and 10.0.
@@ -2773,7 +2773,7 @@ pub struct QueryMemdev;
 
 impl qmp_proto::Command for QueryMemdev {
     const NAME: &'static str = "query-memdev";
-    type Returns = Vec<types::QueryMemdevReturn>;
+    type Returns = Vec<types::Memdev>;
 }
 
 /// `query-memory-devices`: QEMU 7.2 and 10.0.
@@ -2784,7 +2784,7 @@ pub struct QueryMemoryDevices;
 
 impl qmp_proto::Command for QueryMemoryDevices {
     const NAME: &'static str = "query-memory-devices";
-    type Returns = Vec<types::QueryMemoryDevicesReturn>;
+    type Returns = Vec<types::MemoryDeviceInfo>;
 }
 
 /// `query-memory-size-summary`: QEMU 7.2 and 10.0.
@@ -2795,7 +2795,7 @@ pub struct QueryMemorySizeSummary;
 
 impl qmp_proto::Command for QueryMemorySizeSummary {
     const NAME: &'static str = "query-memory-size-summary";
-    type Returns = types::QueryMemorySizeSummaryReturn;
+    type Returns = types::MemoryInfo;
 }
 
 /// `query-mice`: QEMU 7.2 and 10.0.
@@ -2806,7 +2806,7 @@ pub struct QueryMice;
 
 impl qmp_proto::Command for QueryMice {
     const NAME: &'static str = "query-mice";
-    type Returns = Vec<types::QueryMiceReturn>;
+    type Returns = Vec<types::MouseInfo>;
 }
 
 /// `query-migrate`: QEMU 7.2 and 10.0.
@@ -2817,7 +2817,7 @@ pub struct QueryMigrate;
 
 impl qmp_proto::Command for QueryMigrate {
     const NAME: &'static str = "query-migrate";
-    type Returns = types::QueryMigrateReturn;
+    type Returns = types::MigrationInfo;
 }
 
 /// `query-migrate-capabilities`: QEMU 7.2 and 10.0.
@@ -2828,7 +2828,7 @@ pub struct QueryMigrateCapabilities;
 
 impl qmp_proto::Command for QueryMigrateCapabilities {
     const NAME: &'static str = "query-migrate-capabilities";
-    type Returns = Vec<types::QueryMigrateCapabilitiesReturn>;
+    type Returns = Vec<types::MigrationCapabilityStatus>;
 }
 
 /// `query-migrate-parameters`: QEMU 7.2 and 10.0.
@@ -2839,7 +2839,7 @@ pub struct QueryMigrateParameters;
 
 impl qmp_proto::Command for QueryMigrateParameters {
     const NAME: &'static str = "query-migrate-parameters";
-    type Returns = types::QueryMigrateParametersReturn;
+    type Returns = types::MigrationParameters;
 }
 
 /// `query-migrationthreads`: QEMU 10.0 only.
@@ -2850,7 +2850,7 @@ pub struct QueryMigrationthreads;
 
 impl qmp_proto::Command for QueryMigrationthreads {
     const NAME: &'static str = "query-migrationthreads";
-    type Returns = Vec<types::QueryMigrationthreadsReturn>;
+    type Returns = Vec<types::MigrationThreadInfo>;
 }
 
 /// `query-name`: QEMU 7.2 and 10.0.
@@ -2861,7 +2861,7 @@ pub struct QueryName;
 
 impl qmp_proto::Command for QueryName {
     const NAME: &'static str = "query-name";
-    type Returns = types::QueryNameReturn;
+    type Returns = types::NameInfo;
 }
 
 /// `query-named-block-nodes`: QEMU 7.2 and 10.0.
@@ -2876,7 +2876,7 @@ pub struct QueryNamedBlockNodes {
 
 impl qmp_proto::Command for QueryNamedBlockNodes {
     const NAME: &'static str = "query-named-block-nodes";
-    type Returns = Vec<types::QueryNamedBlockNodesReturn>;
+    type Returns = Vec<types::BlockDeviceInfo>;
 }
 
 /// `query-pci`: QEMU 7.2 and 10.0.
@@ -2887,7 +2887,7 @@ pub struct QueryPci;
 
 impl qmp_proto::Command for QueryPci {
     const NAME: &'static str = "query-pci";
-    type Returns = Vec<types::QueryPciReturn>;
+    type Returns = Vec<types::PciInfo>;
 }
 
 /// `query-pr-managers`: QEMU 7.2 and 10.0.
@@ -2898,7 +2898,7 @@ pub struct QueryPrManagers;
 
 impl qmp_proto::Command for QueryPrManagers {
     const NAME: &'static str = "query-pr-managers";
-    type Returns = Vec<types::QueryPrManagersReturn>;
+    type Returns = Vec<types::PRManagerInfo>;
 }
 
 /// `query-qmp-schema`: QEMU 7.2 and 10.0.
@@ -2909,7 +2909,7 @@ pub struct QueryQmpSchema;
 
 impl qmp_proto::Command for QueryQmpSchema {
     const NAME: &'static str = "query-qmp-schema";
-    type Returns = Vec<types::QueryQmpSchemaReturn>;
+    type Returns = Vec<types::SchemaInfo>;
 }
 
 /// `query-replay`: QEMU 7.2 and 10.0.
@@ -2920,7 +2920,7 @@ pub struct QueryReplay;
 
 impl qmp_proto::Command for QueryReplay {
     const NAME: &'static str = "query-replay";
-    type Returns = types::QueryReplayReturn;
+    type Returns = types::ReplayInfo;
 }
 
 /// `query-rocker`: QEMU 7.2 and 10.0.
@@ -2934,7 +2934,7 @@ pub struct QueryRocker {
 
 impl qmp_proto::Command for QueryRocker {
     const NAME: &'static str = "query-rocker";
-    type Returns = types::QueryRockerReturn;
+    type Returns = types::RockerSwitch;
 }
 
 /// `query-rocker-of-dpa-flows`: QEMU 7.2 and 10.0.
@@ -2951,7 +2951,7 @@ pub struct QueryRockerOfDpaFlows {
 
 impl qmp_proto::Command for QueryRockerOfDpaFlows {
     const NAME: &'static str = "query-rocker-of-dpa-flows";
-    type Returns = Vec<types::QueryRockerOfDpaFlowsReturn>;
+    type Returns = Vec<types::RockerOfDpaFlow>;
 }
 
 /// `query-rocker-of-dpa-groups`: QEMU 7.2 and 10.0.
@@ -2968,7 +2968,7 @@ pub struct QueryRockerOfDpaGroups {
 
 impl qmp_proto::Command for QueryRockerOfDpaGroups {
     const NAME: &'static str = "query-rocker-of-dpa-groups";
-    type Returns = Vec<types::QueryRockerOfDpaGroupsReturn>;
+    type Returns = Vec<types::RockerOfDpaGroup>;
 }
 
 /// `query-rocker-ports`: QEMU 7.2 and 10.0.
@@ -2982,7 +2982,7 @@ pub struct QueryRockerPorts {
 
 impl qmp_proto::Command for QueryRockerPorts {
     const NAME: &'static str = "query-rocker-ports";
-    type Returns = Vec<types::QueryRockerPortsReturn>;
+    type Returns = Vec<types::RockerPort>;
 }
 
 /// `query-rx-filter`: QEMU 7.2 and 10.0.
@@ -2997,7 +2997,7 @@ pub struct QueryRxFilter {
 
 impl qmp_proto::Command for QueryRxFilter {
     const NAME: &'static str = "query-rx-filter";
-    type Returns = Vec<types::QueryRxFilterReturn>;
+    type Returns = Vec<types::RxFilterInfo>;
 }
 
 /// `query-sev`: QEMU 7.2 and 10.0.
@@ -3008,7 +3008,7 @@ pub struct QuerySev;
 
 impl qmp_proto::Command for QuerySev {
     const NAME: &'static str = "query-sev";
-    type Returns = types::QuerySevReturn;
+    type Returns = types::SevInfo;
 }
 
 /// `query-sev-attestation-report`: QEMU 7.2 and 10.0.
@@ -3022,7 +3022,7 @@ pub struct QuerySevAttestationReport {
 
 impl qmp_proto::Command for QuerySevAttestationReport {
     const NAME: &'static str = "query-sev-attestation-report";
-    type Returns = types::QuerySevAttestationReportReturn;
+    type Returns = types::SevAttestationReport;
 }
 
 /// `query-sev-capabilities`: QEMU 7.2 and 10.0.
@@ -3033,7 +3033,7 @@ pub struct QuerySevCapabilities;
 
 impl qmp_proto::Command for QuerySevCapabilities {
     const NAME: &'static str = "query-sev-capabilities";
-    type Returns = types::QuerySevCapabilitiesReturn;
+    type Returns = types::SevCapability;
 }
 
 /// `query-sev-launch-measure`: QEMU 7.2 and 10.0.
@@ -3044,7 +3044,7 @@ pub struct QuerySevLaunchMeasure;
 
 impl qmp_proto::Command for QuerySevLaunchMeasure {
     const NAME: &'static str = "query-sev-launch-measure";
-    type Returns = types::QuerySevLaunchMeasureReturn;
+    type Returns = types::SevLaunchMeasureInfo;
 }
 
 /// `query-sgx`: QEMU 7.2 and 10.0.
@@ -3055,7 +3055,7 @@ pub struct QuerySgx;
 
 impl qmp_proto::Command for QuerySgx {
     const NAME: &'static str = "query-sgx";
-    type Returns = types::QuerySgxReturn;
+    type Returns = types::SgxInfo;
 }
 
 /// `query-sgx-capabilities`: QEMU 7.2 and 10.0.
@@ -3066,7 +3066,7 @@ pub struct QuerySgxCapabilities;
 
 impl qmp_proto::Command for QuerySgxCapabilities {
     const NAME: &'static str = "query-sgx-capabilities";
-    type Returns = types::QuerySgxReturn;
+    type Returns = types::SgxInfo;
 }
 
 /// `query-spice`: QEMU 7.2 and 10.0.
@@ -3077,7 +3077,7 @@ pub struct QuerySpice;
 
 impl qmp_proto::Command for QuerySpice {
     const NAME: &'static str = "query-spice";
-    type Returns = types::QuerySpiceReturn;
+    type Returns = types::SpiceInfo;
 }
 
 /// `query-stats`: QEMU 7.2 and 10.0.
@@ -3089,7 +3089,7 @@ pub struct QueryStats(pub types::QueryStats);
 
 impl qmp_proto::Command for QueryStats {
     const NAME: &'static str = "query-stats";
-    type Returns = Vec<types::QueryStatsReturn>;
+    type Returns = Vec<types::StatsResult>;
 }
 
 /// `query-stats-schemas`: QEMU 7.2 and 10.0.
@@ -3099,12 +3099,12 @@ impl qmp_proto::Command for QueryStats {
 pub struct QueryStatsSchemas {
     /// `provider`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<types::QueryStatsReturnProvider>,
+    pub provider: Option<types::StatsResultProvider>,
 }
 
 impl qmp_proto::Command for QueryStatsSchemas {
     const NAME: &'static str = "query-stats-schemas";
-    type Returns = Vec<types::QueryStatsSchemasReturn>;
+    type Returns = Vec<types::StatsSchema>;
 }
 
 /// `query-status`: QEMU 7.2 and 10.0.
@@ -3126,7 +3126,7 @@ pub struct QueryTarget;
 
 impl qmp_proto::Command for QueryTarget {
     const NAME: &'static str = "query-target";
-    type Returns = types::QueryTargetReturn;
+    type Returns = types::TargetInfo;
 }
 
 /// `query-tpm`: QEMU 7.2 and 10.0.
@@ -3137,7 +3137,7 @@ pub struct QueryTpm;
 
 impl qmp_proto::Command for QueryTpm {
     const NAME: &'static str = "query-tpm";
-    type Returns = Vec<types::QueryTpmReturn>;
+    type Returns = Vec<types::TPMInfo>;
 }
 
 /// `query-tpm-models`: QEMU 7.2 and 10.0.
@@ -3148,7 +3148,7 @@ pub struct QueryTpmModels;
 
 impl qmp_proto::Command for QueryTpmModels {
     const NAME: &'static str = "query-tpm-models";
-    type Returns = Vec<types::QueryTpmModelsReturn>;
+    type Returns = Vec<types::TpmModel>;
 }
 
 /// `query-tpm-types`: QEMU 7.2 and 10.0.
@@ -3159,7 +3159,7 @@ pub struct QueryTpmTypes;
 
 impl qmp_proto::Command for QueryTpmTypes {
     const NAME: &'static str = "query-tpm-types";
-    type Returns = Vec<types::QueryTpmTypesReturn>;
+    type Returns = Vec<types::TpmType>;
 }
 
 /// `query-uuid`: QEMU 7.2 and 10.0.
@@ -3170,7 +3170,7 @@ pub struct QueryUuid;
 
 impl qmp_proto::Command for QueryUuid {
     const NAME: &'static str = "query-uuid";
-    type Returns = types::QueryUuidReturn;
+    type Returns = types::UuidInfo;
 }
 
 /// `query-vcpu-dirty-limit`: QEMU 7.2 and 10.0.
@@ -3181,7 +3181,7 @@ pub struct QueryVcpuDirtyLimit;
 
 impl qmp_proto::Command for QueryVcpuDirtyLimit {
     const NAME: &'static str = "query-vcpu-dirty-limit";
-    type Returns = Vec<types::QueryVcpuDirtyLimitReturn>;
+    type Returns = Vec<types::DirtyLimitInfo>;
 }
 
 /// `query-version`: QEMU 7.2 and 10.0.
@@ -3192,7 +3192,7 @@ pub struct QueryVersion;
 
 impl qmp_proto::Command for QueryVersion {
     const NAME: &'static str = "query-version";
-    type Returns = types::QueryVersionReturn;
+    type Returns = types::VersionInfo;
 }
 
 /// `query-vm-generation-id`: QEMU 7.2 and 10.0.
@@ -3203,7 +3203,7 @@ pub struct QueryVmGenerationId;
 
 impl qmp_proto::Command for QueryVmGenerationId {
     const NAME: &'static str = "query-vm-generation-id";
-    type Returns = types::QueryVmGenerationIdReturn;
+    type Returns = types::GuidInfo;
 }
 
 /// `query-vnc`: QEMU 7.2 and 10.0.
@@ -3214,7 +3214,7 @@ pub struct QueryVnc;
 
 impl qmp_proto::Command for QueryVnc {
     const NAME: &'static str = "query-vnc";
-    type Returns = types::QueryVncReturn;
+    type Returns = types::VncInfo;
 }
 
 /// `query-vnc-servers`: QEMU 7.2 and 10.0.
@@ -3225,7 +3225,7 @@ pub struct QueryVncServers;
 
 impl qmp_proto::Command for QueryVncServers {
     const NAME: &'static str = "query-vnc-servers";
-    type Returns = Vec<types::QueryVncServersReturn>;
+    type Returns = Vec<types::VncInfo2>;
 }
 
 /// `query-xen-replication-status`: QEMU 7.2 and 10.0.
@@ -3236,7 +3236,7 @@ pub struct QueryXenReplicationStatus;
 
 impl qmp_proto::Command for QueryXenReplicationStatus {
     const NAME: &'static str = "query-xen-replication-status";
-    type Returns = types::QueryXenReplicationStatusReturn;
+    type Returns = types::ReplicationStatus;
 }
 
 /// `query-yank`: QEMU 7.2 and 10.0.
@@ -3249,7 +3249,7 @@ pub struct QueryYank;
 
 impl qmp_proto::Command for QueryYank {
     const NAME: &'static str = "query-yank";
-    type Returns = Vec<types::QueryYankReturn>;
+    type Returns = Vec<types::YankInstance>;
 }
 
 /// `quit`: QEMU 7.2 and 10.0.
@@ -3331,7 +3331,7 @@ pub struct RequestEbpf {
 
 impl qmp_proto::Command for RequestEbpf {
     const NAME: &'static str = "request-ebpf";
-    type Returns = types::RequestEbpfReturn;
+    type Returns = types::EbpfObject;
 }
 
 /// `ringbuf-read`: QEMU 7.2 and 10.0.
@@ -3644,7 +3644,7 @@ pub struct TraceEventGetState {
 
 impl qmp_proto::Command for TraceEventGetState {
     const NAME: &'static str = "trace-event-get-state";
-    type Returns = Vec<types::TraceEventGetStateReturn>;
+    type Returns = Vec<types::TraceEventInfo>;
 }
 
 /// `trace-event-set-state`: QEMU 7.2 and 10.0.
@@ -3787,7 +3787,7 @@ pub struct XDebugBlockDirtyBitmapSha256(pub types::BlockDirtyBitmapClear);
 
 impl qmp_proto::Command for XDebugBlockDirtyBitmapSha256 {
     const NAME: &'static str = "x-debug-block-dirty-bitmap-sha256";
-    type Returns = types::XDebugBlockDirtyBitmapSha256Return;
+    type Returns = types::BlockDirtyBitmapSha256;
 }
 
 /// `x-debug-query-block-graph`: QEMU 7.2 and 10.0.
@@ -3798,7 +3798,7 @@ pub struct XDebugQueryBlockGraph;
 
 impl qmp_proto::Command for XDebugQueryBlockGraph {
     const NAME: &'static str = "x-debug-query-block-graph";
-    type Returns = types::XDebugQueryBlockGraphReturn;
+    type Returns = types::XDbgBlockGraph;
 }
 
 /// `x-exit-preconfig`: QEMU 7.2 and 10.0.
@@ -3820,7 +3820,7 @@ pub struct XQueryInterruptControllers;
 
 impl qmp_proto::Command for XQueryInterruptControllers {
     const NAME: &'static str = "x-query-interrupt-controllers";
-    type Returns = types::XQueryInterruptControllersReturn;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-irq`: QEMU 7.2 and 10.0.
@@ -3831,7 +3831,7 @@ pub struct XQueryIrq;
 
 impl qmp_proto::Command for XQueryIrq {
     const NAME: &'static str = "x-query-irq";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-jit`: QEMU 7.2 and 10.0.
@@ -3842,7 +3842,7 @@ pub struct XQueryJit;
 
 impl qmp_proto::Command for XQueryJit {
     const NAME: &'static str = "x-query-jit";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-numa`: QEMU 7.2 and 10.0.
@@ -3853,7 +3853,7 @@ pub struct XQueryNuma;
 
 impl qmp_proto::Command for XQueryNuma {
     const NAME: &'static str = "x-query-numa";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-opcount`: QEMU 7.2 and 10.0.
@@ -3864,7 +3864,7 @@ pub struct XQueryOpcount;
 
 impl qmp_proto::Command for XQueryOpcount {
     const NAME: &'static str = "x-query-opcount";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-profile`: QEMU 7.2 only.
@@ -3875,7 +3875,7 @@ pub struct XQueryProfile;
 
 impl qmp_proto::Command for XQueryProfile {
     const NAME: &'static str = "x-query-profile";
-    type Returns = types::XQueryIrqReturn;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-ramblock`: QEMU 7.2 and 10.0.
@@ -3886,7 +3886,7 @@ pub struct XQueryRamblock;
 
 impl qmp_proto::Command for XQueryRamblock {
     const NAME: &'static str = "x-query-ramblock";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-rdma`: QEMU 7.2 only.
@@ -3897,7 +3897,7 @@ pub struct XQueryRdma;
 
 impl qmp_proto::Command for XQueryRdma {
     const NAME: &'static str = "x-query-rdma";
-    type Returns = types::XQueryIrqReturn;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-roms`: QEMU 7.2 and 10.0.
@@ -3908,7 +3908,7 @@ pub struct XQueryRoms;
 
 impl qmp_proto::Command for XQueryRoms {
     const NAME: &'static str = "x-query-roms";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-usb`: QEMU 7.2 and 10.0.
@@ -3919,7 +3919,7 @@ pub struct XQueryUsb;
 
 impl qmp_proto::Command for XQueryUsb {
     const NAME: &'static str = "x-query-usb";
-    type Returns = serde_json::Value;
+    type Returns = types::HumanReadableText;
 }
 
 /// `x-query-virtio`: QEMU 7.2 and 10.0.
@@ -3930,7 +3930,7 @@ pub struct XQueryVirtio;
 
 impl qmp_proto::Command for XQueryVirtio {
     const NAME: &'static str = "x-query-virtio";
-    type Returns = Vec<types::XQueryVirtioReturn>;
+    type Returns = Vec<types::VirtioInfo>;
 }
 
 /// `x-query-virtio-queue-element`: QEMU 7.2 and 10.0.
@@ -3949,7 +3949,7 @@ pub struct XQueryVirtioQueueElement {
 
 impl qmp_proto::Command for XQueryVirtioQueueElement {
     const NAME: &'static str = "x-query-virtio-queue-element";
-    type Returns = types::XQueryVirtioQueueElementReturn;
+    type Returns = types::VirtioQueueElement;
 }
 
 /// `x-query-virtio-queue-status`: QEMU 7.2 and 10.0.
@@ -3965,7 +3965,7 @@ pub struct XQueryVirtioQueueStatus {
 
 impl qmp_proto::Command for XQueryVirtioQueueStatus {
     const NAME: &'static str = "x-query-virtio-queue-status";
-    type Returns = types::XQueryVirtioQueueStatusReturn;
+    type Returns = types::VirtQueueStatus;
 }
 
 /// `x-query-virtio-status`: QEMU 7.2 and 10.0.
@@ -3979,7 +3979,7 @@ pub struct XQueryVirtioStatus {
 
 impl qmp_proto::Command for XQueryVirtioStatus {
     const NAME: &'static str = "x-query-virtio-status";
-    type Returns = types::XQueryVirtioStatusReturn;
+    type Returns = types::VirtioStatus;
 }
 
 /// `x-query-virtio-vhost-queue-status`: QEMU 7.2 and 10.0.
@@ -3995,7 +3995,7 @@ pub struct XQueryVirtioVhostQueueStatus {
 
 impl qmp_proto::Command for XQueryVirtioVhostQueueStatus {
     const NAME: &'static str = "x-query-virtio-vhost-queue-status";
-    type Returns = types::XQueryVirtioVhostQueueStatusReturn;
+    type Returns = types::VirtVhostQueueStatus;
 }
 
 /// `xen-colo-do-checkpoint`: QEMU 7.2 and 10.0.
@@ -4031,7 +4031,7 @@ pub struct XenEventList;
 
 impl qmp_proto::Command for XenEventList {
     const NAME: &'static str = "xen-event-list";
-    type Returns = Vec<types::XenEventListReturn>;
+    type Returns = Vec<types::EvtchnInfo>;
 }
 
 /// `xen-load-devices-state`: QEMU 7.2 and 10.0.
@@ -4106,7 +4106,7 @@ impl qmp_proto::Command for XenSetReplication {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Yank {
     /// `instances`: QEMU 7.2 and 10.0.
-    pub instances: Vec<types::QueryYankReturn>,
+    pub instances: Vec<types::YankInstance>,
 }
 
 impl qmp_proto::Command for Yank {

@@ -14,7 +14,7 @@ use crate::{QapiEvent, Versions};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcpiDeviceOst {
     /// `info`: QEMU 7.2 and 10.0.
-    pub info: types::QueryAcpiOspmStatusReturn,
+    pub info: types::ACPIOSTInfo,
 }
 
 impl QapiEvent for AcpiDeviceOst {
@@ -84,9 +84,9 @@ pub struct BlockIoError {
     #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     /// `operation`: QEMU 7.2 and 10.0.
-    pub operation: types::BlockIoErrorOperation,
+    pub operation: types::IoOperationType,
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: types::BlockIoErrorAction,
+    pub action: types::BlockErrorAction,
     /// `nospace`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nospace: Option<bool>,
@@ -106,9 +106,9 @@ impl QapiEvent for BlockIoError {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_CANCELLED`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobCancelled {
-    /// `type`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<serde_json::Value>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: types::JobType,
     /// `device`: QEMU 7.2 and 10.0.
     pub device: String,
     /// `len`: QEMU 7.2 and 10.0.
@@ -128,9 +128,9 @@ impl QapiEvent for BlockJobCancelled {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_COMPLETED`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobCompleted {
-    /// `type`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<serde_json::Value>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: types::JobType,
     /// `device`: QEMU 7.2 and 10.0.
     pub device: String,
     /// `len`: QEMU 7.2 and 10.0.
@@ -156,9 +156,9 @@ pub struct BlockJobError {
     /// `device`: QEMU 7.2 and 10.0.
     pub device: String,
     /// `operation`: QEMU 7.2 and 10.0.
-    pub operation: types::BlockIoErrorOperation,
+    pub operation: types::IoOperationType,
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: types::BlockIoErrorAction,
+    pub action: types::BlockErrorAction,
 }
 
 impl QapiEvent for BlockJobError {
@@ -170,9 +170,9 @@ impl QapiEvent for BlockJobError {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_PENDING`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobPending {
-    /// `type`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<serde_json::Value>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: types::JobType,
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
 }
@@ -186,9 +186,9 @@ impl QapiEvent for BlockJobPending {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_READY`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobReady {
-    /// `type`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<serde_json::Value>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: types::JobType,
     /// `device`: QEMU 7.2 and 10.0.
     pub device: String,
     /// `len`: QEMU 7.2 and 10.0.
@@ -229,9 +229,9 @@ impl QapiEvent for BlockWriteThreshold {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ColoExit {
     /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: types::QueryColoStatusReturnMode,
+    pub mode: types::COLOStatusMode,
     /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: types::QueryColoStatusReturnReason,
+    pub reason: types::COLOStatusReason,
 }
 
 impl QapiEvent for ColoExit {
@@ -294,7 +294,7 @@ impl QapiEvent for DeviceUnplugGuestError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DumpCompleted {
     /// `result`: QEMU 7.2 and 10.0.
-    pub result: types::QueryDumpReturn,
+    pub result: types::DumpQueryResult,
     /// `error`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -365,7 +365,7 @@ impl QapiEvent for GuestPvshutdown {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`HV_BALLOON_STATUS_REPORT`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct HvBalloonStatusReport(pub types::QueryHvBalloonStatusReportReturn);
+pub struct HvBalloonStatusReport(pub types::HvBalloonInfo);
 
 impl QapiEvent for HvBalloonStatusReport {
     const NAME: &'static str = "HV_BALLOON_STATUS_REPORT";
@@ -379,7 +379,7 @@ pub struct JobStatusChange {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
     /// `status`: QEMU 7.2 and 10.0.
-    pub status: types::QueryBlockJobsReturnStatus,
+    pub status: types::JobStatus,
 }
 
 impl QapiEvent for JobStatusChange {
@@ -443,7 +443,7 @@ impl QapiEvent for MemUnplugError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Migration {
     /// `status`: QEMU 7.2 and 10.0.
-    pub status: types::MigrateContinueState,
+    pub status: types::MigrationStatus,
 }
 
 impl QapiEvent for Migration {
@@ -472,7 +472,7 @@ pub struct NetdevStreamConnected {
     #[serde(rename = "netdev-id")]
     pub netdev_id: String,
     /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: types::QueryMigrateReturnSocketAddress,
+    pub addr: types::SocketAddress,
 }
 
 impl QapiEvent for NetdevStreamConnected {
@@ -640,7 +640,7 @@ pub struct Reset {
     /// `guest`: QEMU 7.2 and 10.0.
     pub guest: bool,
     /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: types::ResetReason,
+    pub reason: types::ShutdownCause,
 }
 
 impl QapiEvent for Reset {
@@ -681,7 +681,7 @@ pub struct Shutdown {
     /// `guest`: QEMU 7.2 and 10.0.
     pub guest: bool,
     /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: types::ResetReason,
+    pub reason: types::ShutdownCause,
 }
 
 impl QapiEvent for Shutdown {
@@ -726,7 +726,7 @@ pub struct SpiceInitialized {
     /// `server`: QEMU 7.2 and 10.0.
     pub server: types::SpiceInitializedServer,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::QuerySpiceReturnChannels,
+    pub client: types::SpiceInfoChannels,
 }
 
 impl QapiEvent for SpiceInitialized {
@@ -853,7 +853,7 @@ pub struct VncDisconnected {
     /// `server`: QEMU 7.2 and 10.0.
     pub server: types::VncConnectedServer,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::QueryVncReturnClients,
+    pub client: types::VncInfoClients,
 }
 
 impl QapiEvent for VncDisconnected {
@@ -868,7 +868,7 @@ pub struct VncInitialized {
     /// `server`: QEMU 7.2 and 10.0.
     pub server: types::VncConnectedServer,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::QueryVncReturnClients,
+    pub client: types::VncInfoClients,
 }
 
 impl QapiEvent for VncInitialized {

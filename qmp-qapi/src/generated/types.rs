@@ -8,16 +8,671 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// A type the schema leaves unnamed, reached as `add-fd.ret`.
+/// QAPI type `ACPIOSTInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-acpi-ospm-status.ret`, `AcpiDeviceOst.info`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ACPIOSTInfo {
+    /// `device`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `slot`: QEMU 7.2 and 10.0.
+    pub slot: String,
+    /// `slot-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "slot-type")]
+    pub slot_type: ACPIOSTInfoSlotType,
+    /// `source`: QEMU 7.2 and 10.0.
+    pub source: i64,
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: i64,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ACPIOSTInfo.slot-type`.
+///
+/// QEMU 7.2 and 10.0. Used by `ACPIOSTInfo.slot-type`.
+pub enum ACPIOSTInfoSlotType {
+/// `DIMM`: QEMU 7.2 and 10.0.
+Dimm = "DIMM",
+/// `CPU`: QEMU 7.2 and 10.0.
+Cpu = "CPU",
+}
+}
+
+/// QAPI type `AddfdInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `add-fd.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AddFdReturn {
+pub struct AddfdInfo {
     /// `fdset-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "fdset-id")]
     pub fdset_id: i64,
     /// `fd`: QEMU 7.2 and 10.0.
     pub fd: i64,
+}
+
+/// QAPI type `Audiodev`.
+///
+/// QEMU 10.0 only. Used by `query-audiodevs.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Audiodev {
+    /// `id`: QEMU 10.0 only.
+    pub id: String,
+    /// `timer-period`: QEMU 10.0 only.
+    #[serde(
+        rename = "timer-period",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timer_period: Option<i64>,
+
+    /// The branch chosen by `driver`, with its members.
+    #[serde(flatten)]
+    pub driver: AudiodevBranch,
+}
+
+qapi_union! {
+/// The branches of [`Audiodev`], chosen by its member `driver`.
+///
+/// QEMU 10.0 only.
+pub enum AudiodevBranch: "driver" {
+/// `driver: none`: QEMU 10.0 only.
+None = "none" => AudiodevNone,
+/// `driver: alsa`: QEMU 10.0 only.
+Alsa = "alsa" => AudiodevAlsa,
+/// `driver: dbus`: QEMU 10.0 only.
+Dbus = "dbus" => AudiodevDbus,
+/// `driver: jack`: QEMU 10.0 only.
+Jack = "jack" => AudiodevJack,
+/// `driver: oss`: QEMU 10.0 only.
+Oss = "oss" => AudiodevOss,
+/// `driver: pa`: QEMU 10.0 only.
+Pa = "pa" => AudiodevPa,
+/// `driver: pipewire`: QEMU 10.0 only.
+Pipewire = "pipewire" => AudiodevPipewire,
+/// `driver: sdl`: QEMU 10.0 only.
+Sdl = "sdl" => AudiodevSdl,
+/// `driver: spice`: QEMU 10.0 only.
+Spice = "spice" => AudiodevNone,
+/// `driver: wav`: QEMU 10.0 only.
+Wav = "wav" => AudiodevWav,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=alsa`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=alsa`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevAlsa {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevAlsaIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevAlsaIn>,
+    /// `threshold`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevAlsa.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevAlsa.in`, `AudiodevAlsa.out`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevAlsaIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+    /// `dev`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// `period-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "period-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub period_length: Option<i64>,
+    /// `try-poll`: QEMU 10.0 only.
+    #[serde(rename = "try-poll", default, skip_serializing_if = "Option::is_none")]
+    pub try_poll: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=dbus`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=dbus`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevDbus {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevNoneIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevNoneIn>,
+    /// `nsamples`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsamples: Option<i64>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `Audiodev.driver`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver`.
+pub enum AudiodevDriver {
+/// `none`: QEMU 10.0 only.
+None = "none",
+/// `alsa`: QEMU 10.0 only.
+Alsa = "alsa",
+/// `dbus`: QEMU 10.0 only.
+Dbus = "dbus",
+/// `jack`: QEMU 10.0 only.
+Jack = "jack",
+/// `oss`: QEMU 10.0 only.
+Oss = "oss",
+/// `pa`: QEMU 10.0 only.
+Pa = "pa",
+/// `pipewire`: QEMU 10.0 only.
+Pipewire = "pipewire",
+/// `sdl`: QEMU 10.0 only.
+Sdl = "sdl",
+/// `spice`: QEMU 10.0 only.
+Spice = "spice",
+/// `wav`: QEMU 10.0 only.
+Wav = "wav",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=jack`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=jack`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevJack {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevJackIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevJackIn>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevJack.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevJack.in`, `AudiodevJack.out`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevJackIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+    /// `server-name`: QEMU 10.0 only.
+    #[serde(
+        rename = "server-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server_name: Option<String>,
+    /// `client-name`: QEMU 10.0 only.
+    #[serde(
+        rename = "client-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_name: Option<String>,
+    /// `connect-ports`: QEMU 10.0 only.
+    #[serde(
+        rename = "connect-ports",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_ports: Option<String>,
+    /// `start-server`: QEMU 10.0 only.
+    #[serde(
+        rename = "start-server",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_server: Option<bool>,
+    /// `exact-name`: QEMU 10.0 only.
+    #[serde(
+        rename = "exact-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exact_name: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=none`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=none`, `Audiodev.driver=spice`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevNone {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevNoneIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevNoneIn>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevNone.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevNone.in`, `AudiodevNone.out`, `AudiodevDbus.in`, `AudiodevDbus.out`, ....
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevNoneIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `AudiodevNoneIn.format`.
+///
+/// QEMU 10.0 only. Used by `AudiodevNoneIn.format`, `AudiodevAlsaIn.format`, `AudiodevJackIn.format`, `AudiodevOssIn.format`, ....
+pub enum AudiodevNoneInFormat {
+/// `u8`: QEMU 10.0 only.
+U8 = "u8",
+/// `s8`: QEMU 10.0 only.
+S8 = "s8",
+/// `u16`: QEMU 10.0 only.
+U16 = "u16",
+/// `s16`: QEMU 10.0 only.
+S16 = "s16",
+/// `u32`: QEMU 10.0 only.
+U32 = "u32",
+/// `s32`: QEMU 10.0 only.
+S32 = "s32",
+/// `f32`: QEMU 10.0 only.
+F32 = "f32",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=oss`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=oss`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevOss {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevOssIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevOssIn>,
+    /// `try-mmap`: QEMU 10.0 only.
+    #[serde(rename = "try-mmap", default, skip_serializing_if = "Option::is_none")]
+    pub try_mmap: Option<bool>,
+    /// `exclusive`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<bool>,
+    /// `dsp-policy`: QEMU 10.0 only.
+    #[serde(
+        rename = "dsp-policy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dsp_policy: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevOss.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevOss.in`, `AudiodevOss.out`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevOssIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+    /// `dev`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// `buffer-count`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-count",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_count: Option<i64>,
+    /// `try-poll`: QEMU 10.0 only.
+    #[serde(rename = "try-poll", default, skip_serializing_if = "Option::is_none")]
+    pub try_poll: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=pa`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=pa`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevPa {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevPaIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevPaIn>,
+    /// `server`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevPa.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevPa.in`, `AudiodevPa.out`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevPaIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+    /// `name`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `stream-name`: QEMU 10.0 only.
+    #[serde(
+        rename = "stream-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stream_name: Option<String>,
+    /// `latency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=pipewire`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=pipewire`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevPipewire {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevPipewireIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevPipewireIn>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevPipewire.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevPipewire.in`, `AudiodevPipewire.out`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevPipewireIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+    /// `name`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `stream-name`: QEMU 10.0 only.
+    #[serde(
+        rename = "stream-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stream_name: Option<String>,
+    /// `latency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=sdl`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=sdl`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevSdl {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevSdlIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevSdlIn>,
+}
+
+/// A type the schema leaves unnamed, reached as `AudiodevSdl.in`.
+///
+/// QEMU 10.0 only. Used by `AudiodevSdl.in`, `AudiodevSdl.out`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevSdlIn {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<i64>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<i64>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudiodevNoneInFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<i64>,
+    /// `buffer-count`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-count",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_count: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Audiodev.driver=wav`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=wav`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevWav {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevNoneIn>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevNoneIn>,
+    /// `path`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// QAPI type `BalloonInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-balloon.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BalloonInfo {
+    /// `actual`: QEMU 7.2 and 10.0.
+    pub actual: i64,
 }
 
 qapi_enum! {
@@ -36,6 +691,298 @@ Stop = "stop",
 /// `auto`: QEMU 7.2 and 10.0.
 Auto = "auto",
 }
+}
+
+/// QAPI type `BlockDeviceInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-named-block-nodes.ret`, `BlockInfo.inserted`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceInfo {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: String,
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// `ro`: QEMU 7.2 and 10.0.
+    pub ro: bool,
+    /// `drv`: QEMU 7.2 and 10.0.
+    pub drv: String,
+    /// `backing_file`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_file: Option<String>,
+    /// `backing_file_depth`: QEMU 7.2 and 10.0.
+    pub backing_file_depth: i64,
+    /// `encrypted`: QEMU 7.2 and 10.0.
+    pub encrypted: bool,
+    /// `detect_zeroes`: QEMU 7.2 and 10.0.
+    pub detect_zeroes: BlockdevOptionsDetectZeroes,
+    /// `bps`: QEMU 7.2 and 10.0.
+    pub bps: i64,
+    /// `bps_rd`: QEMU 7.2 and 10.0.
+    pub bps_rd: i64,
+    /// `bps_wr`: QEMU 7.2 and 10.0.
+    pub bps_wr: i64,
+    /// `iops`: QEMU 7.2 and 10.0.
+    pub iops: i64,
+    /// `iops_rd`: QEMU 7.2 and 10.0.
+    pub iops_rd: i64,
+    /// `iops_wr`: QEMU 7.2 and 10.0.
+    pub iops_wr: i64,
+    /// `image`: QEMU 7.2 and 10.0.
+    pub image: ImageInfo,
+    /// `bps_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_max: Option<i64>,
+    /// `bps_rd_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_rd_max: Option<i64>,
+    /// `bps_wr_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_wr_max: Option<i64>,
+    /// `iops_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_max: Option<i64>,
+    /// `iops_rd_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_rd_max: Option<i64>,
+    /// `iops_wr_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_wr_max: Option<i64>,
+    /// `bps_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_wr_max_length: Option<i64>,
+    /// `iops_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_wr_max_length: Option<i64>,
+    /// `iops_size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_size: Option<i64>,
+    /// `group`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `cache`: QEMU 7.2 and 10.0.
+    pub cache: BlockDeviceInfoCache,
+    /// `write_threshold`: QEMU 7.2 and 10.0.
+    pub write_threshold: i64,
+    /// `dirty-bitmaps`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dirty-bitmaps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dirty_bitmaps: Option<Vec<BlockDeviceInfoDirtyBitmaps>>,
+    /// `active`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockDeviceInfo.cache`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.cache`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceInfoCache {
+    /// `writeback`: QEMU 7.2 and 10.0.
+    pub writeback: bool,
+    /// `direct`: QEMU 7.2 and 10.0.
+    pub direct: bool,
+    /// `no-flush`: QEMU 7.2 and 10.0.
+    #[serde(rename = "no-flush")]
+    pub no_flush: bool,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockDeviceInfo.dirty-bitmaps`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.dirty-bitmaps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceInfoDirtyBitmaps {
+    /// `name`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `count`: QEMU 7.2 and 10.0.
+    pub count: i64,
+    /// `granularity`: QEMU 7.2 and 10.0.
+    pub granularity: i64,
+    /// `recording`: QEMU 7.2 and 10.0.
+    pub recording: bool,
+    /// `busy`: QEMU 7.2 and 10.0.
+    pub busy: bool,
+    /// `persistent`: QEMU 7.2 and 10.0.
+    pub persistent: bool,
+    /// `inconsistent`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconsistent: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockDeviceIoStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockInfo.io-status`, `BlockJobInfo.io-status`.
+pub enum BlockDeviceIoStatus {
+/// `ok`: QEMU 7.2 and 10.0.
+Ok = "ok",
+/// `failed`: QEMU 7.2 and 10.0.
+Failed = "failed",
+/// `nospace`: QEMU 7.2 and 10.0.
+Nospace = "nospace",
+}
+}
+
+/// QAPI type `BlockDeviceStats`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockStats.stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceStats {
+    /// `rd_bytes`: QEMU 7.2 and 10.0.
+    pub rd_bytes: i64,
+    /// `wr_bytes`: QEMU 7.2 and 10.0.
+    pub wr_bytes: i64,
+    /// `unmap_bytes`: QEMU 7.2 and 10.0.
+    pub unmap_bytes: i64,
+    /// `rd_operations`: QEMU 7.2 and 10.0.
+    pub rd_operations: i64,
+    /// `wr_operations`: QEMU 7.2 and 10.0.
+    pub wr_operations: i64,
+    /// `flush_operations`: QEMU 7.2 and 10.0.
+    pub flush_operations: i64,
+    /// `unmap_operations`: QEMU 7.2 and 10.0.
+    pub unmap_operations: i64,
+    /// `rd_total_time_ns`: QEMU 7.2 and 10.0.
+    pub rd_total_time_ns: i64,
+    /// `wr_total_time_ns`: QEMU 7.2 and 10.0.
+    pub wr_total_time_ns: i64,
+    /// `flush_total_time_ns`: QEMU 7.2 and 10.0.
+    pub flush_total_time_ns: i64,
+    /// `unmap_total_time_ns`: QEMU 7.2 and 10.0.
+    pub unmap_total_time_ns: i64,
+    /// `wr_highest_offset`: QEMU 7.2 and 10.0.
+    pub wr_highest_offset: i64,
+    /// `rd_merged`: QEMU 7.2 and 10.0.
+    pub rd_merged: i64,
+    /// `wr_merged`: QEMU 7.2 and 10.0.
+    pub wr_merged: i64,
+    /// `unmap_merged`: QEMU 7.2 and 10.0.
+    pub unmap_merged: i64,
+    /// `idle_time_ns`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_time_ns: Option<i64>,
+    /// `failed_rd_operations`: QEMU 7.2 and 10.0.
+    pub failed_rd_operations: i64,
+    /// `failed_wr_operations`: QEMU 7.2 and 10.0.
+    pub failed_wr_operations: i64,
+    /// `failed_flush_operations`: QEMU 7.2 and 10.0.
+    pub failed_flush_operations: i64,
+    /// `failed_unmap_operations`: QEMU 7.2 and 10.0.
+    pub failed_unmap_operations: i64,
+    /// `invalid_rd_operations`: QEMU 7.2 and 10.0.
+    pub invalid_rd_operations: i64,
+    /// `invalid_wr_operations`: QEMU 7.2 and 10.0.
+    pub invalid_wr_operations: i64,
+    /// `invalid_flush_operations`: QEMU 7.2 and 10.0.
+    pub invalid_flush_operations: i64,
+    /// `invalid_unmap_operations`: QEMU 7.2 and 10.0.
+    pub invalid_unmap_operations: i64,
+    /// `account_invalid`: QEMU 7.2 and 10.0.
+    pub account_invalid: bool,
+    /// `account_failed`: QEMU 7.2 and 10.0.
+    pub account_failed: bool,
+    /// `timed_stats`: QEMU 7.2 and 10.0.
+    pub timed_stats: Vec<BlockDeviceStatsTimedStats>,
+    /// `rd_latency_histogram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rd_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
+    /// `wr_latency_histogram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wr_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
+    /// `flush_latency_histogram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
+    /// `zone_append_bytes`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_bytes: Option<i64>,
+    /// `zone_append_operations`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_operations: Option<i64>,
+    /// `zone_append_total_time_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_total_time_ns: Option<i64>,
+    /// `zone_append_merged`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_merged: Option<i64>,
+    /// `failed_zone_append_operations`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_zone_append_operations: Option<i64>,
+    /// `invalid_zone_append_operations`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_zone_append_operations: Option<i64>,
+    /// `zone_append_latency_histogram`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockDeviceStats.rd_latency_histogram`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceStats.rd_latency_histogram`, `BlockDeviceStats.wr_latency_histogram`, `BlockDeviceStats.flush_latency_histogram`, `BlockDeviceStats.zone_append_latency_histogram`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceStatsRdLatencyHistogram {
+    /// `boundaries`: QEMU 7.2 and 10.0.
+    pub boundaries: Vec<i64>,
+    /// `bins`: QEMU 7.2 and 10.0.
+    pub bins: Vec<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockDeviceStats.timed_stats`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceStats.timed_stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceStatsTimedStats {
+    /// `interval_length`: QEMU 7.2 and 10.0.
+    pub interval_length: i64,
+    /// `min_rd_latency_ns`: QEMU 7.2 and 10.0.
+    pub min_rd_latency_ns: i64,
+    /// `max_rd_latency_ns`: QEMU 7.2 and 10.0.
+    pub max_rd_latency_ns: i64,
+    /// `avg_rd_latency_ns`: QEMU 7.2 and 10.0.
+    pub avg_rd_latency_ns: i64,
+    /// `min_wr_latency_ns`: QEMU 7.2 and 10.0.
+    pub min_wr_latency_ns: i64,
+    /// `max_wr_latency_ns`: QEMU 7.2 and 10.0.
+    pub max_wr_latency_ns: i64,
+    /// `avg_wr_latency_ns`: QEMU 7.2 and 10.0.
+    pub avg_wr_latency_ns: i64,
+    /// `min_flush_latency_ns`: QEMU 7.2 and 10.0.
+    pub min_flush_latency_ns: i64,
+    /// `max_flush_latency_ns`: QEMU 7.2 and 10.0.
+    pub max_flush_latency_ns: i64,
+    /// `avg_flush_latency_ns`: QEMU 7.2 and 10.0.
+    pub avg_flush_latency_ns: i64,
+    /// `avg_rd_queue_depth`: QEMU 7.2 and 10.0.
+    pub avg_rd_queue_depth: f64,
+    /// `avg_wr_queue_depth`: QEMU 7.2 and 10.0.
+    pub avg_wr_queue_depth: f64,
+    /// `min_zone_append_latency_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_zone_append_latency_ns: Option<i64>,
+    /// `max_zone_append_latency_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_zone_append_latency_ns: Option<i64>,
+    /// `avg_zone_append_latency_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_zone_append_latency_ns: Option<i64>,
+    /// `avg_zone_append_queue_depth`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_zone_append_queue_depth: Option<f64>,
 }
 
 /// A type the schema leaves unnamed, reached as `block-dirty-bitmap-add`.
@@ -96,6 +1043,29 @@ pub enum BlockDirtyBitmapMergeBitmaps {
     BlockDirtyBitmapClear(Box<BlockDirtyBitmapClear>),
     /// A value of a JSON type this crate does not expect.
     Other(serde_json::Value),
+}
+
+/// QAPI type `BlockDirtyBitmapSha256`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-debug-block-dirty-bitmap-sha256.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapSha256 {
+    /// `sha256`: QEMU 7.2 and 10.0.
+    pub sha256: String,
+}
+
+qapi_enum! {
+/// QAPI type `BlockErrorAction`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockIoError.action`, `BlockJobError.action`.
+pub enum BlockErrorAction {
+/// `ignore`: QEMU 7.2 and 10.0.
+Ignore = "ignore",
+/// `report`: QEMU 7.2 and 10.0.
+Report = "report",
+/// `stop`: QEMU 7.2 and 10.0.
+Stop = "stop",
+}
 }
 
 /// A type the schema leaves unnamed, reached as `block-export-add`.
@@ -213,7 +1183,7 @@ pub struct BlockExportAddNbd {
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `BlockExportAdd.type`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type`, `QueryBlockExportsReturn.type`.
+/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type`, `BlockExportInfo.type`.
 pub enum BlockExportAddType {
 /// `nbd`: QEMU 7.2 and 10.0.
 Nbd = "nbd",
@@ -265,7 +1235,7 @@ pub struct BlockExportAddVduseBlk {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockExportAddVhostUserBlk {
     /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: QueryMigrateReturnSocketAddress,
+    pub addr: SocketAddress,
     /// `logical-block-size`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "logical-block-size",
@@ -294,30 +1264,50 @@ Hard = "hard",
 }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockIoError.action`.
+/// QAPI type `BlockExportInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockIoError.action`, `BlockJobError.action`.
-pub enum BlockIoErrorAction {
-/// `ignore`: QEMU 7.2 and 10.0.
-Ignore = "ignore",
-/// `report`: QEMU 7.2 and 10.0.
-Report = "report",
-/// `stop`: QEMU 7.2 and 10.0.
-Stop = "stop",
-}
+/// QEMU 7.2 and 10.0. Used by `query-block-exports.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: BlockExportAddType,
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    /// `shutting-down`: QEMU 7.2 and 10.0.
+    #[serde(rename = "shutting-down")]
+    pub shutting_down: bool,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockIoError.operation`.
+/// QAPI type `BlockInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockIoError.operation`, `BlockJobError.operation`.
-pub enum BlockIoErrorOperation {
-/// `read`: QEMU 7.2 and 10.0.
-Read = "read",
-/// `write`: QEMU 7.2 and 10.0.
-Write = "write",
-}
+/// QEMU 7.2 and 10.0. Used by `query-block.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockInfo {
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `qdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdev: Option<String>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `removable`: QEMU 7.2 and 10.0.
+    pub removable: bool,
+    /// `locked`: QEMU 7.2 and 10.0.
+    pub locked: bool,
+    /// `inserted`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserted: Option<BlockDeviceInfo>,
+    /// `tray_open`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tray_open: Option<bool>,
+    /// `io-status`: QEMU 7.2 and 10.0.
+    #[serde(rename = "io-status", default, skip_serializing_if = "Option::is_none")]
+    pub io_status: Option<BlockDeviceIoStatus>,
 }
 
 /// A type the schema leaves unnamed, reached as `block-job-change`.
@@ -370,1922 +1360,246 @@ pub struct BlockJobChangeMirror {
     pub copy_mode: BlockdevMirrorCopyMode,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockJobChange.type`.
+/// QAPI type `BlockJobInfo`.
 ///
-/// QEMU 10.0 only. Used by `BlockJobChange.type`, `QueryBlockJobsReturn.type`, `QueryJobsReturn.type`, `BlockJobCancelled.type`, ....
-pub enum BlockJobChangeType {
-/// `commit`: QEMU 10.0 only.
+/// QEMU 7.2 and 10.0. Used by `query-block-jobs.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockJobInfo {
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `len`: QEMU 7.2 and 10.0.
+    pub len: i64,
+    /// `offset`: QEMU 7.2 and 10.0.
+    pub offset: i64,
+    /// `busy`: QEMU 7.2 and 10.0.
+    pub busy: bool,
+    /// `paused`: QEMU 7.2 and 10.0.
+    pub paused: bool,
+    /// `speed`: QEMU 7.2 and 10.0.
+    pub speed: i64,
+    /// `io-status`: QEMU 7.2 and 10.0.
+    #[serde(rename = "io-status")]
+    pub io_status: BlockDeviceIoStatus,
+    /// `ready`: QEMU 7.2 and 10.0.
+    pub ready: bool,
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: JobStatus,
+    /// `auto-finalize`: QEMU 7.2 and 10.0.
+    #[serde(rename = "auto-finalize")]
+    pub auto_finalize: bool,
+    /// `auto-dismiss`: QEMU 7.2 and 10.0.
+    #[serde(rename = "auto-dismiss")]
+    pub auto_dismiss: bool,
+    /// `error`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: BlockJobInfoBranch,
+}
+
+qapi_union! {
+/// The branches of [`BlockJobInfo`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum BlockJobInfoBranch: "type" {
+/// `type: mirror`: QEMU 10.0 only.
+Mirror = "mirror" => BlockJobInfoMirror,
+} {
+/// `type: commit`, with no more members: QEMU 10.0 only.
 Commit = "commit",
-/// `stream`: QEMU 10.0 only.
+/// `type: stream`, with no more members: QEMU 10.0 only.
 Stream = "stream",
-/// `mirror`: QEMU 10.0 only.
-Mirror = "mirror",
-/// `backup`: QEMU 10.0 only.
+/// `type: backup`, with no more members: QEMU 10.0 only.
 Backup = "backup",
-/// `create`: QEMU 10.0 only.
+/// `type: create`, with no more members: QEMU 10.0 only.
 Create = "create",
-/// `amend`: QEMU 10.0 only.
+/// `type: amend`, with no more members: QEMU 10.0 only.
 Amend = "amend",
-/// `snapshot-load`: QEMU 10.0 only.
+/// `type: snapshot-load`, with no more members: QEMU 10.0 only.
 SnapshotLoad = "snapshot-load",
-/// `snapshot-save`: QEMU 10.0 only.
+/// `type: snapshot-save`, with no more members: QEMU 10.0 only.
 SnapshotSave = "snapshot-save",
-/// `snapshot-delete`: QEMU 10.0 only.
+/// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
 SnapshotDelete = "snapshot-delete",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `blockdev-add`.
+/// A type the schema leaves unnamed, reached as `BlockJobInfo.type=mirror`.
 ///
-/// QEMU 7.2 and 10.0. Used by `blockdev-add`, `BlockdevReopen.options`, `BlockdevAddBlkdebugImage|object`, `BlockdevAddQcow2Backing|object`.
+/// QEMU 10.0 only. Used by `BlockJobInfo.type=mirror`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAdd {
+pub struct BlockJobInfoMirror {
+    /// `actively-synced`: QEMU 10.0 only.
+    #[serde(rename = "actively-synced")]
+    pub actively_synced: bool,
+}
+
+/// QAPI type `BlockStats`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-blockstats.ret`, `BlockStats.parent`, `BlockStats.backing`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockStats {
+    /// `device`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `qdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdev: Option<String>,
     /// `node-name`: QEMU 7.2 and 10.0.
     #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
-    /// `discard`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discard: Option<BlockdevAddDiscard>,
-    /// `cache`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache: Option<BlockdevAddCache>,
-    /// `read-only`: QEMU 7.2 and 10.0.
-    #[serde(rename = "read-only", default, skip_serializing_if = "Option::is_none")]
-    pub read_only: Option<bool>,
-    /// `auto-read-only`: QEMU 7.2 and 10.0.
+    /// `stats`: QEMU 7.2 and 10.0.
+    pub stats: BlockDeviceStats,
+    /// `driver-specific`: QEMU 7.2 and 10.0.
     #[serde(
-        rename = "auto-read-only",
+        rename = "driver-specific",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub auto_read_only: Option<bool>,
-    /// `force-share`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "force-share",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub force_share: Option<bool>,
-    /// `detect-zeroes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "detect-zeroes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub detect_zeroes: Option<BlockdevAddDetectZeroes>,
-    /// `active`: QEMU 10.0 only.
+    pub driver_specific: Option<BlockStatsDriverSpecific>,
+    /// `parent`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<bool>,
+    pub parent: Option<Box<BlockStats>>,
+    /// `backing`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<Box<BlockStats>>,
+}
 
+/// A type the schema leaves unnamed, reached as `BlockStats.driver-specific`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockStats.driver-specific`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockStatsDriverSpecific {
     /// The branch chosen by `driver`, with its members.
     #[serde(flatten)]
-    pub driver: BlockdevAddBranch,
+    pub driver: BlockStatsDriverSpecificBranch,
 }
 
 qapi_union! {
-/// The branches of [`BlockdevAdd`], chosen by its member `driver`.
+/// The branches of [`BlockStatsDriverSpecific`], chosen by its member `driver`.
 ///
 /// QEMU 7.2 and 10.0.
-pub enum BlockdevAddBranch: "driver" {
-/// `driver: blkdebug`: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug" => BlockdevAddBlkdebug,
-/// `driver: blklogwrites`: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites" => BlockdevAddBlklogwrites,
-/// `driver: blkverify`: QEMU 7.2 and 10.0.
-Blkverify = "blkverify" => BlockdevAddBlkverify,
-/// `driver: blkreplay`: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay" => BlockdevAddBlkreplay,
-/// `driver: bochs`: QEMU 7.2 and 10.0.
-Bochs = "bochs" => BlockdevAddBochs,
-/// `driver: cloop`: QEMU 7.2 and 10.0.
-Cloop = "cloop" => BlockdevAddBochs,
-/// `driver: compress`: QEMU 7.2 and 10.0.
-Compress = "compress" => BlockdevAddBochs,
-/// `driver: copy-before-write`: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write" => BlockdevAddCopyBeforeWrite,
-/// `driver: copy-on-read`: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read" => BlockdevAddCopyOnRead,
-/// `driver: dmg`: QEMU 7.2 and 10.0.
-Dmg = "dmg" => BlockdevAddBochs,
+pub enum BlockStatsDriverSpecificBranch: "driver" {
 /// `driver: file`: QEMU 7.2 and 10.0.
-File = "file" => BlockdevAddFile,
-/// `driver: ftp`: QEMU 7.2 and 10.0.
-Ftp = "ftp" => BlockdevAddFtp,
-/// `driver: ftps`: QEMU 7.2 and 10.0.
-Ftps = "ftps" => BlockdevAddFtps,
-/// `driver: gluster`: QEMU 7.2 and 10.0.
-Gluster = "gluster" => BlockdevAddGluster,
-/// `driver: host_cdrom`: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom" => BlockdevAddFile,
+File = "file" => BlockStatsDriverSpecificFile,
 /// `driver: host_device`: QEMU 7.2 and 10.0.
-HostDevice = "host_device" => BlockdevAddFile,
-/// `driver: http`: QEMU 7.2 and 10.0.
-Http = "http" => BlockdevAddHttp,
-/// `driver: https`: QEMU 7.2 and 10.0.
-Https = "https" => BlockdevAddHttps,
-/// `driver: iscsi`: QEMU 7.2 and 10.0.
-Iscsi = "iscsi" => BlockdevAddIscsi,
-/// `driver: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevAddLuks,
-/// `driver: nbd`: QEMU 7.2 and 10.0.
-Nbd = "nbd" => BlockdevAddNbd,
-/// `driver: nfs`: QEMU 7.2 and 10.0.
-Nfs = "nfs" => BlockdevAddNfs,
-/// `driver: null-aio`: QEMU 7.2 and 10.0.
-NullAio = "null-aio" => BlockdevAddNullAio,
-/// `driver: null-co`: QEMU 7.2 and 10.0.
-NullCo = "null-co" => BlockdevAddNullAio,
+HostDevice = "host_device" => BlockStatsDriverSpecificFile,
 /// `driver: nvme`: QEMU 7.2 and 10.0.
-Nvme = "nvme" => BlockdevAddNvme,
-/// `driver: parallels`: QEMU 7.2 and 10.0.
-Parallels = "parallels" => BlockdevAddBochs,
-/// `driver: preallocate`: QEMU 7.2 and 10.0.
-Preallocate = "preallocate" => BlockdevAddPreallocate,
-/// `driver: qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2" => BlockdevAddQcow2,
-/// `driver: qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow" => BlockdevAddQcow,
-/// `driver: qed`: QEMU 7.2 and 10.0.
-Qed = "qed" => BlockdevAddQed,
-/// `driver: quorum`: QEMU 7.2 and 10.0.
-Quorum = "quorum" => BlockdevAddQuorum,
-/// `driver: raw`: QEMU 7.2 and 10.0.
-Raw = "raw" => BlockdevAddRaw,
-/// `driver: rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd" => BlockdevAddRbd,
-/// `driver: replication`: QEMU 7.2 and 10.0.
-Replication = "replication" => BlockdevAddReplication,
-/// `driver: snapshot-access`: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access" => BlockdevAddBochs,
-/// `driver: ssh`: QEMU 7.2 and 10.0.
-Ssh = "ssh" => BlockdevAddSsh,
-/// `driver: throttle`: QEMU 7.2 and 10.0.
-Throttle = "throttle" => BlockdevAddThrottle,
-/// `driver: vdi`: QEMU 7.2 and 10.0.
-Vdi = "vdi" => BlockdevAddBochs,
-/// `driver: vhdx`: QEMU 7.2 and 10.0.
-Vhdx = "vhdx" => BlockdevAddBochs,
-/// `driver: vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk" => BlockdevAddQed,
-/// `driver: vpc`: QEMU 7.2 and 10.0.
-Vpc = "vpc" => BlockdevAddBochs,
-/// `driver: vvfat`: QEMU 7.2 and 10.0.
-Vvfat = "vvfat" => BlockdevAddVvfat,
+Nvme = "nvme" => BlockStatsDriverSpecificNvme,
 } {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=blkdebug`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=blkdebug`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBlkdebug {
-    /// `image`: QEMU 7.2 and 10.0.
-    pub image: BlockdevAddBlkdebugImage,
-    /// `config`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
-    /// `align`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub align: Option<i64>,
-    /// `max-transfer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "max-transfer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_transfer: Option<i64>,
-    /// `opt-write-zero`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "opt-write-zero",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub opt_write_zero: Option<i64>,
-    /// `max-write-zero`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "max-write-zero",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_write_zero: Option<i64>,
-    /// `opt-discard`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "opt-discard",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub opt_discard: Option<i64>,
-    /// `max-discard`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "max-discard",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_discard: Option<i64>,
-    /// `inject-error`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inject-error",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inject_error: Option<Vec<BlockdevAddBlkdebugInjectError>>,
-    /// `set-state`: QEMU 7.2 and 10.0.
-    #[serde(rename = "set-state", default, skip_serializing_if = "Option::is_none")]
-    pub set_state: Option<Vec<BlockdevAddBlkdebugSetState>>,
-    /// `take-child-perms`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "take-child-perms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub take_child_perms: Option<Vec<BlockdevAddBlkdebugTakeChildPerms>>,
-    /// `unshare-child-perms`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unshare-child-perms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unshare_child_perms: Option<Vec<BlockdevAddBlkdebugTakeChildPerms>>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddBlkdebug.image`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddBlkdebug.image`, `BlockdevAddBlklogwrites.file`, `BlockdevAddBlklogwrites.log`, `BlockdevAddBlkverify.test`, ....
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockdevAddBlkdebugImage {
-    /// QEMU 7.2 and 10.0.
-    Str(String),
-    /// QEMU 7.2 and 10.0.
-    BlockdevAdd(Box<BlockdevAdd>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddBlkdebug.inject-error`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddBlkdebug.inject-error`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBlkdebugInjectError {
-    /// `event`: QEMU 7.2 and 10.0.
-    pub event: BlockdevAddBlkdebugInjectErrorEvent,
-    /// `state`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<i64>,
-    /// `iotype`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iotype: Option<BlockdevAddBlkdebugInjectErrorIotype>,
-    /// `errno`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errno: Option<i64>,
-    /// `sector`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sector: Option<i64>,
-    /// `once`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub once: Option<bool>,
-    /// `immediately`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub immediately: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddBlkdebugInjectError.event`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddBlkdebugInjectError.event`, `BlockdevAddBlkdebugSetState.event`.
-pub enum BlockdevAddBlkdebugInjectErrorEvent {
-/// `l1_update`: QEMU 7.2 and 10.0.
-L1Update = "l1_update",
-/// `l1_grow_alloc_table`: QEMU 7.2 and 10.0.
-L1GrowAllocTable = "l1_grow_alloc_table",
-/// `l1_grow_write_table`: QEMU 7.2 and 10.0.
-L1GrowWriteTable = "l1_grow_write_table",
-/// `l1_grow_activate_table`: QEMU 7.2 and 10.0.
-L1GrowActivateTable = "l1_grow_activate_table",
-/// `l2_load`: QEMU 7.2 and 10.0.
-L2Load = "l2_load",
-/// `l2_update`: QEMU 7.2 and 10.0.
-L2Update = "l2_update",
-/// `l2_update_compressed`: QEMU 7.2 and 10.0.
-L2UpdateCompressed = "l2_update_compressed",
-/// `l2_alloc_cow_read`: QEMU 7.2 and 10.0.
-L2AllocCowRead = "l2_alloc_cow_read",
-/// `l2_alloc_write`: QEMU 7.2 and 10.0.
-L2AllocWrite = "l2_alloc_write",
-/// `read_aio`: QEMU 7.2 and 10.0.
-ReadAio = "read_aio",
-/// `read_backing_aio`: QEMU 7.2 and 10.0.
-ReadBackingAio = "read_backing_aio",
-/// `read_compressed`: QEMU 7.2 and 10.0.
-ReadCompressed = "read_compressed",
-/// `write_aio`: QEMU 7.2 and 10.0.
-WriteAio = "write_aio",
-/// `write_compressed`: QEMU 7.2 and 10.0.
-WriteCompressed = "write_compressed",
-/// `vmstate_load`: QEMU 7.2 and 10.0.
-VmstateLoad = "vmstate_load",
-/// `vmstate_save`: QEMU 7.2 and 10.0.
-VmstateSave = "vmstate_save",
-/// `cow_read`: QEMU 7.2 and 10.0.
-CowRead = "cow_read",
-/// `cow_write`: QEMU 7.2 and 10.0.
-CowWrite = "cow_write",
-/// `reftable_load`: QEMU 7.2 and 10.0.
-ReftableLoad = "reftable_load",
-/// `reftable_grow`: QEMU 7.2 and 10.0.
-ReftableGrow = "reftable_grow",
-/// `reftable_update`: QEMU 7.2 and 10.0.
-ReftableUpdate = "reftable_update",
-/// `refblock_load`: QEMU 7.2 and 10.0.
-RefblockLoad = "refblock_load",
-/// `refblock_update`: QEMU 7.2 and 10.0.
-RefblockUpdate = "refblock_update",
-/// `refblock_update_part`: QEMU 7.2 and 10.0.
-RefblockUpdatePart = "refblock_update_part",
-/// `refblock_alloc`: QEMU 7.2 and 10.0.
-RefblockAlloc = "refblock_alloc",
-/// `refblock_alloc_hookup`: QEMU 7.2 and 10.0.
-RefblockAllocHookup = "refblock_alloc_hookup",
-/// `refblock_alloc_write`: QEMU 7.2 and 10.0.
-RefblockAllocWrite = "refblock_alloc_write",
-/// `refblock_alloc_write_blocks`: QEMU 7.2 and 10.0.
-RefblockAllocWriteBlocks = "refblock_alloc_write_blocks",
-/// `refblock_alloc_write_table`: QEMU 7.2 and 10.0.
-RefblockAllocWriteTable = "refblock_alloc_write_table",
-/// `refblock_alloc_switch_table`: QEMU 7.2 and 10.0.
-RefblockAllocSwitchTable = "refblock_alloc_switch_table",
-/// `cluster_alloc`: QEMU 7.2 and 10.0.
-ClusterAlloc = "cluster_alloc",
-/// `cluster_alloc_bytes`: QEMU 7.2 and 10.0.
-ClusterAllocBytes = "cluster_alloc_bytes",
-/// `cluster_free`: QEMU 7.2 and 10.0.
-ClusterFree = "cluster_free",
-/// `flush_to_os`: QEMU 7.2 and 10.0.
-FlushToOs = "flush_to_os",
-/// `flush_to_disk`: QEMU 7.2 and 10.0.
-FlushToDisk = "flush_to_disk",
-/// `pwritev_rmw_head`: QEMU 7.2 and 10.0.
-PwritevRmwHead = "pwritev_rmw_head",
-/// `pwritev_rmw_after_head`: QEMU 7.2 and 10.0.
-PwritevRmwAfterHead = "pwritev_rmw_after_head",
-/// `pwritev_rmw_tail`: QEMU 7.2 and 10.0.
-PwritevRmwTail = "pwritev_rmw_tail",
-/// `pwritev_rmw_after_tail`: QEMU 7.2 and 10.0.
-PwritevRmwAfterTail = "pwritev_rmw_after_tail",
-/// `pwritev`: QEMU 7.2 and 10.0.
-Pwritev = "pwritev",
-/// `pwritev_zero`: QEMU 7.2 and 10.0.
-PwritevZero = "pwritev_zero",
-/// `pwritev_done`: QEMU 7.2 and 10.0.
-PwritevDone = "pwritev_done",
-/// `empty_image_prepare`: QEMU 7.2 and 10.0.
-EmptyImagePrepare = "empty_image_prepare",
-/// `l1_shrink_write_table`: QEMU 7.2 and 10.0.
-L1ShrinkWriteTable = "l1_shrink_write_table",
-/// `l1_shrink_free_l2_clusters`: QEMU 7.2 and 10.0.
-L1ShrinkFreeL2Clusters = "l1_shrink_free_l2_clusters",
-/// `cor_write`: QEMU 7.2 and 10.0.
-CorWrite = "cor_write",
-/// `cluster_alloc_space`: QEMU 7.2 and 10.0.
-ClusterAllocSpace = "cluster_alloc_space",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddBlkdebugInjectError.iotype`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddBlkdebugInjectError.iotype`.
-pub enum BlockdevAddBlkdebugInjectErrorIotype {
-/// `read`: QEMU 7.2 and 10.0.
-Read = "read",
-/// `write`: QEMU 7.2 and 10.0.
-Write = "write",
-/// `write-zeroes`: QEMU 7.2 and 10.0.
-WriteZeroes = "write-zeroes",
-/// `discard`: QEMU 7.2 and 10.0.
-Discard = "discard",
-/// `flush`: QEMU 7.2 and 10.0.
-Flush = "flush",
-/// `block-status`: QEMU 7.2 and 10.0.
-BlockStatus = "block-status",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddBlkdebug.set-state`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddBlkdebug.set-state`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBlkdebugSetState {
-    /// `event`: QEMU 7.2 and 10.0.
-    pub event: BlockdevAddBlkdebugInjectErrorEvent,
-    /// `state`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<i64>,
-    /// `new_state`: QEMU 7.2 and 10.0.
-    pub new_state: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddBlkdebug.take-child-perms`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddBlkdebug.take-child-perms`, `BlockdevAddBlkdebug.unshare-child-perms`, `XDebugQueryBlockGraphReturnEdges.perm`, `XDebugQueryBlockGraphReturnEdges.shared-perm`.
-pub enum BlockdevAddBlkdebugTakeChildPerms {
-/// `consistent-read`: QEMU 7.2 and 10.0.
-ConsistentRead = "consistent-read",
-/// `write`: QEMU 7.2 and 10.0.
-Write = "write",
-/// `write-unchanged`: QEMU 7.2 and 10.0.
-WriteUnchanged = "write-unchanged",
-/// `resize`: QEMU 7.2 and 10.0.
-Resize = "resize",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=blklogwrites`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=blklogwrites`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBlklogwrites {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `log`: QEMU 7.2 and 10.0.
-    pub log: BlockdevAddBlkdebugImage,
-    /// `log-sector-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "log-sector-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_sector_size: Option<i64>,
-    /// `log-append`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "log-append",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_append: Option<bool>,
-    /// `log-super-update-interval`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "log-super-update-interval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub log_super_update_interval: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=blkreplay`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=blkreplay`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBlkreplay {
-    /// `image`: QEMU 7.2 and 10.0.
-    pub image: BlockdevAddBlkdebugImage,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=blkverify`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=blkverify`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBlkverify {
-    /// `test`: QEMU 7.2 and 10.0.
-    pub test: BlockdevAddBlkdebugImage,
-    /// `raw`: QEMU 7.2 and 10.0.
-    pub raw: BlockdevAddBlkdebugImage,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=bochs`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=bochs`, `BlockdevAdd.driver=cloop`, `BlockdevAdd.driver=compress`, `BlockdevAdd.driver=dmg`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddBochs {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.cache`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.cache`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddCache {
-    /// `direct`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<bool>,
-    /// `no-flush`: QEMU 7.2 and 10.0.
-    #[serde(rename = "no-flush", default, skip_serializing_if = "Option::is_none")]
-    pub no_flush: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=copy-before-write`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=copy-before-write`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddCopyBeforeWrite {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `target`: QEMU 7.2 and 10.0.
-    pub target: BlockdevAddBlkdebugImage,
-    /// `bitmap`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmap: Option<BlockDirtyBitmapClear>,
-    /// `on-cbw-error`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "on-cbw-error",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub on_cbw_error: Option<BlockdevAddCopyBeforeWriteOnCbwError>,
-    /// `cbw-timeout`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cbw-timeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cbw_timeout: Option<i64>,
-    /// `min-cluster-size`: QEMU 10.0 only.
-    #[serde(
-        rename = "min-cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub min_cluster_size: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddCopyBeforeWrite.on-cbw-error`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddCopyBeforeWrite.on-cbw-error`.
-pub enum BlockdevAddCopyBeforeWriteOnCbwError {
-/// `break-guest-write`: QEMU 7.2 and 10.0.
-BreakGuestWrite = "break-guest-write",
-/// `break-snapshot`: QEMU 7.2 and 10.0.
-BreakSnapshot = "break-snapshot",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=copy-on-read`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=copy-on-read`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddCopyOnRead {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `bottom`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bottom: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.detect-zeroes`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.detect-zeroes`, `QueryNamedBlockNodesReturn.detect_zeroes`.
-pub enum BlockdevAddDetectZeroes {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `unmap`: QEMU 7.2 and 10.0.
-Unmap = "unmap",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.discard`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.discard`.
-pub enum BlockdevAddDiscard {
-/// `ignore`: QEMU 7.2 and 10.0.
-Ignore = "ignore",
-/// `unmap`: QEMU 7.2 and 10.0.
-Unmap = "unmap",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver`, `BlockdevCreateOptions.driver`, `QueryBlockstatsReturnDriverSpecific.driver`, `XBlockdevAmendOptions.driver`, ....
-pub enum BlockdevAddDriver {
-/// `blkdebug`: QEMU 7.2 and 10.0.
+/// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
 Blkdebug = "blkdebug",
-/// `blklogwrites`: QEMU 7.2 and 10.0.
+/// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
 Blklogwrites = "blklogwrites",
-/// `blkreplay`: QEMU 7.2 and 10.0.
+/// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
 Blkreplay = "blkreplay",
-/// `blkverify`: QEMU 7.2 and 10.0.
+/// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
 Blkverify = "blkverify",
-/// `bochs`: QEMU 7.2 and 10.0.
+/// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
 Bochs = "bochs",
-/// `cloop`: QEMU 7.2 and 10.0.
+/// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
 Cloop = "cloop",
-/// `compress`: QEMU 7.2 and 10.0.
+/// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
 Compress = "compress",
-/// `copy-before-write`: QEMU 7.2 and 10.0.
+/// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
 CopyBeforeWrite = "copy-before-write",
-/// `copy-on-read`: QEMU 7.2 and 10.0.
+/// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
 CopyOnRead = "copy-on-read",
-/// `dmg`: QEMU 7.2 and 10.0.
+/// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
 Dmg = "dmg",
-/// `file`: QEMU 7.2 and 10.0.
-File = "file",
-/// `snapshot-access`: QEMU 7.2 and 10.0.
+/// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
 SnapshotAccess = "snapshot-access",
-/// `ftp`: QEMU 7.2 and 10.0.
+/// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
 Ftp = "ftp",
-/// `ftps`: QEMU 7.2 and 10.0.
+/// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
 Ftps = "ftps",
-/// `gluster`: QEMU 7.2 and 10.0.
+/// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
 Gluster = "gluster",
-/// `host_cdrom`: QEMU 7.2 and 10.0.
+/// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
 HostCdrom = "host_cdrom",
-/// `host_device`: QEMU 7.2 and 10.0.
-HostDevice = "host_device",
-/// `http`: QEMU 7.2 and 10.0.
+/// `driver: http`, with no more members: QEMU 7.2 and 10.0.
 Http = "http",
-/// `https`: QEMU 7.2 and 10.0.
+/// `driver: https`, with no more members: QEMU 7.2 and 10.0.
 Https = "https",
-/// `iscsi`: QEMU 7.2 and 10.0.
+/// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
 Iscsi = "iscsi",
-/// `luks`: QEMU 7.2 and 10.0.
+/// `driver: luks`, with no more members: QEMU 7.2 and 10.0.
 Luks = "luks",
-/// `nbd`: QEMU 7.2 and 10.0.
+/// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
 Nbd = "nbd",
-/// `nfs`: QEMU 7.2 and 10.0.
+/// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
 Nfs = "nfs",
-/// `null-aio`: QEMU 7.2 and 10.0.
+/// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
 NullAio = "null-aio",
-/// `null-co`: QEMU 7.2 and 10.0.
+/// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
 NullCo = "null-co",
-/// `nvme`: QEMU 7.2 and 10.0.
-Nvme = "nvme",
-/// `parallels`: QEMU 7.2 and 10.0.
+/// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
 Parallels = "parallels",
-/// `preallocate`: QEMU 7.2 and 10.0.
+/// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
 Preallocate = "preallocate",
-/// `qcow`: QEMU 7.2 and 10.0.
+/// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
 Qcow = "qcow",
-/// `qcow2`: QEMU 7.2 and 10.0.
+/// `driver: qcow2`, with no more members: QEMU 7.2 and 10.0.
 Qcow2 = "qcow2",
-/// `qed`: QEMU 7.2 and 10.0.
+/// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
 Qed = "qed",
-/// `quorum`: QEMU 7.2 and 10.0.
+/// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
 Quorum = "quorum",
-/// `raw`: QEMU 7.2 and 10.0.
+/// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
 Raw = "raw",
-/// `rbd`: QEMU 7.2 and 10.0.
+/// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
 Rbd = "rbd",
-/// `replication`: QEMU 7.2 and 10.0.
+/// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
 Replication = "replication",
-/// `ssh`: QEMU 7.2 and 10.0.
+/// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
 Ssh = "ssh",
-/// `throttle`: QEMU 7.2 and 10.0.
+/// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
 Throttle = "throttle",
-/// `vdi`: QEMU 7.2 and 10.0.
+/// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
 Vdi = "vdi",
-/// `vhdx`: QEMU 7.2 and 10.0.
+/// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
 Vhdx = "vhdx",
-/// `vmdk`: QEMU 7.2 and 10.0.
+/// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
 Vmdk = "vmdk",
-/// `vpc`: QEMU 7.2 and 10.0.
+/// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
 Vpc = "vpc",
-/// `vvfat`: QEMU 7.2 and 10.0.
+/// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
 Vvfat = "vvfat",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=file`.
+/// A type the schema leaves unnamed, reached as `BlockStatsDriverSpecific.driver=file`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=file`, `BlockdevAdd.driver=host_cdrom`, `BlockdevAdd.driver=host_device`.
+/// QEMU 7.2 and 10.0. Used by `BlockStatsDriverSpecific.driver=file`, `BlockStatsDriverSpecific.driver=host_device`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddFile {
-    /// `filename`: QEMU 7.2 and 10.0.
-    pub filename: String,
-    /// `pr-manager`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "pr-manager",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pr_manager: Option<String>,
-    /// `locking`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locking: Option<BlockdevAddFileLocking>,
-    /// `aio`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aio: Option<BlockdevAddFileAio>,
-    /// `aio-max-batch`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "aio-max-batch",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub aio_max_batch: Option<i64>,
-    /// `drop-cache`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "drop-cache",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub drop_cache: Option<bool>,
-    /// `x-check-cache-dropped`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-check-cache-dropped",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_check_cache_dropped: Option<bool>,
+pub struct BlockStatsDriverSpecificFile {
+    /// `discard-nb-ok`: QEMU 7.2 and 10.0.
+    #[serde(rename = "discard-nb-ok")]
+    pub discard_nb_ok: i64,
+    /// `discard-nb-failed`: QEMU 7.2 and 10.0.
+    #[serde(rename = "discard-nb-failed")]
+    pub discard_nb_failed: i64,
+    /// `discard-bytes-ok`: QEMU 7.2 and 10.0.
+    #[serde(rename = "discard-bytes-ok")]
+    pub discard_bytes_ok: i64,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddFile.aio`.
+/// A type the schema leaves unnamed, reached as `BlockStatsDriverSpecific.driver=nvme`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddFile.aio`.
-pub enum BlockdevAddFileAio {
-/// `threads`: QEMU 7.2 and 10.0.
-Threads = "threads",
-/// `native`: QEMU 7.2 and 10.0.
-Native = "native",
-/// `io_uring`: QEMU 7.2 and 10.0.
-IoUring = "io_uring",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddFile.locking`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddFile.locking`, `ObjectAddMemoryBackendFile.rom`, `ObjectAddSevGuest.legacy-vm-type`.
-pub enum BlockdevAddFileLocking {
-/// `auto`: QEMU 7.2 and 10.0.
-Auto = "auto",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=ftp`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=ftp`.
+/// QEMU 7.2 and 10.0. Used by `BlockStatsDriverSpecific.driver=nvme`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddFtp {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=ftps`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=ftps`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddFtps {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-    /// `sslverify`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sslverify: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=gluster`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=gluster`, `BlockdevCreateOptionsGluster.location`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddGluster {
-    /// `volume`: QEMU 7.2 and 10.0.
-    pub volume: String,
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-    /// `server`: QEMU 7.2 and 10.0.
-    pub server: Vec<QueryMigrateReturnSocketAddress>,
-    /// `debug`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub debug: Option<i64>,
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=http`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=http`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddHttp {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-    /// `cookie`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cookie: Option<String>,
-    /// `cookie-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cookie-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cookie_secret: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=https`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=https`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddHttps {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-    /// `cookie`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cookie: Option<String>,
-    /// `sslverify`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sslverify: Option<bool>,
-    /// `cookie-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cookie-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cookie_secret: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=iscsi`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=iscsi`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddIscsi {
-    /// `transport`: QEMU 7.2 and 10.0.
-    pub transport: BlockdevAddIscsiTransport,
-    /// `portal`: QEMU 7.2 and 10.0.
-    pub portal: String,
-    /// `target`: QEMU 7.2 and 10.0.
-    pub target: String,
-    /// `lun`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lun: Option<i64>,
-    /// `user`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `initiator-name`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "initiator-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub initiator_name: Option<String>,
-    /// `header-digest`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "header-digest",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub header_digest: Option<BlockdevAddIscsiHeaderDigest>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddIscsi.header-digest`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddIscsi.header-digest`.
-pub enum BlockdevAddIscsiHeaderDigest {
-/// `crc32c`: QEMU 7.2 and 10.0.
-Crc32c = "crc32c",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `crc32c-none`: QEMU 7.2 and 10.0.
-Crc32cNone = "crc32c-none",
-/// `none-crc32c`: QEMU 7.2 and 10.0.
-NoneCrc32c = "none-crc32c",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddIscsi.transport`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddIscsi.transport`.
-pub enum BlockdevAddIscsiTransport {
-/// `tcp`: QEMU 7.2 and 10.0.
-Tcp = "tcp",
-/// `iser`: QEMU 7.2 and 10.0.
-Iser = "iser",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddLuks {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-    /// `header`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<BlockdevAddBlkdebugImage>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=nbd`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=nbd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddNbd {
-    /// `server`: QEMU 7.2 and 10.0.
-    pub server: QueryMigrateReturnSocketAddress,
-    /// `export`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<String>,
-    /// `tls-creds`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
-    pub tls_creds: Option<String>,
-    /// `tls-hostname`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "tls-hostname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub tls_hostname: Option<String>,
-    /// `x-dirty-bitmap`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-dirty-bitmap",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_dirty_bitmap: Option<String>,
-    /// `reconnect-delay`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "reconnect-delay",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reconnect_delay: Option<i64>,
-    /// `open-timeout`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "open-timeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub open_timeout: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=nfs`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=nfs`, `BlockdevCreateOptionsNfs.location`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddNfs {
-    /// `server`: QEMU 7.2 and 10.0.
-    pub server: BlockdevAddNfsServer,
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-    /// `user`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<i64>,
-    /// `group`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<i64>,
-    /// `tcp-syn-count`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "tcp-syn-count",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub tcp_syn_count: Option<i64>,
-    /// `readahead-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "readahead-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub readahead_size: Option<i64>,
-    /// `page-cache-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "page-cache-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub page_cache_size: Option<i64>,
-    /// `debug`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub debug: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddNfs.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddNfs.server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddNfsServer {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: BlockdevAddNfsServerType,
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddNfsServer.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddNfsServer.type`.
-pub enum BlockdevAddNfsServerType {
-/// `inet`: QEMU 7.2 and 10.0.
-Inet = "inet",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=null-aio`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=null-aio`, `BlockdevAdd.driver=null-co`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddNullAio {
-    /// `size`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<i64>,
-    /// `latency-ns`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "latency-ns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub latency_ns: Option<i64>,
-    /// `read-zeroes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "read-zeroes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub read_zeroes: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=nvme`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=nvme`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddNvme {
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `namespace`: QEMU 7.2 and 10.0.
-    pub namespace: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=preallocate`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=preallocate`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddPreallocate {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `prealloc-align`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-align",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_align: Option<i64>,
-    /// `prealloc-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=qcow`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=qcow`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcow {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<BlockdevAddQcow2Backing>,
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevAddQcowEncrypt>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=qcow2`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=qcow2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcow2 {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<BlockdevAddQcow2Backing>,
-    /// `lazy-refcounts`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "lazy-refcounts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lazy_refcounts: Option<bool>,
-    /// `pass-discard-request`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "pass-discard-request",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pass_discard_request: Option<bool>,
-    /// `pass-discard-snapshot`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "pass-discard-snapshot",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pass_discard_snapshot: Option<bool>,
-    /// `pass-discard-other`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "pass-discard-other",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pass_discard_other: Option<bool>,
-    /// `overlap-check`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "overlap-check",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub overlap_check: Option<BlockdevAddQcow2OverlapCheck>,
-    /// `cache-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cache-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cache_size: Option<i64>,
-    /// `l2-cache-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "l2-cache-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub l2_cache_size: Option<i64>,
-    /// `l2-cache-entry-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "l2-cache-entry-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub l2_cache_entry_size: Option<i64>,
-    /// `refcount-cache-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-cache-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_cache_size: Option<i64>,
-    /// `cache-clean-interval`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cache-clean-interval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cache_clean_interval: Option<i64>,
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevAddQcow2Encrypt>,
-    /// `data-file`: QEMU 7.2 and 10.0.
-    #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
-    pub data_file: Option<BlockdevAddBlkdebugImage>,
-    /// `discard-no-unref`: QEMU 10.0 only.
-    #[serde(
-        rename = "discard-no-unref",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discard_no_unref: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2.backing`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2.backing`, `BlockdevAddQcow.backing`, `BlockdevAddQed.backing`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockdevAddQcow2Backing {
-    /// QEMU 7.2 and 10.0.
-    Null,
-    /// QEMU 7.2 and 10.0.
-    Str(String),
-    /// QEMU 7.2 and 10.0.
-    BlockdevAdd(Box<BlockdevAdd>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcow2Encrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevAddQcow2EncryptBranch,
-}
-
-qapi_union! {
-/// The branches of [`BlockdevAddQcow2Encrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevAddQcow2EncryptBranch: "format" {
-/// `format: aes`: QEMU 7.2 and 10.0.
-Aes = "aes" => BlockdevAddQcow2EncryptAes,
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevAddQcow2EncryptLuks,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2Encrypt.format=aes`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2Encrypt.format=aes`, `BlockdevAddQcowEncrypt.format=aes`, `BlockdevCreateOptionsQcowEncrypt.format=qcow`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcow2EncryptAes {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2Encrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2Encrypt.format`, `QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncrypt.format`.
-pub enum BlockdevAddQcow2EncryptFormat {
-/// `aes`: QEMU 7.2 and 10.0.
-Aes = "aes",
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2Encrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2Encrypt.format=luks`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcow2EncryptLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2.overlap-check`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2.overlap-check`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockdevAddQcow2OverlapCheck {
-    /// QEMU 7.2 and 10.0.
-    BlockdevAddQcow2OverlapCheckEnum(BlockdevAddQcow2OverlapCheckEnum),
-    /// QEMU 7.2 and 10.0.
-    BlockdevAddQcow2OverlapCheckObject(Box<BlockdevAddQcow2OverlapCheckObject>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2OverlapCheck|enum`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2OverlapCheck|enum`, `BlockdevAddQcow2OverlapCheckObject.template`.
-pub enum BlockdevAddQcow2OverlapCheckEnum {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `constant`: QEMU 7.2 and 10.0.
-Constant = "constant",
-/// `cached`: QEMU 7.2 and 10.0.
-Cached = "cached",
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow2OverlapCheck|object`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow2OverlapCheck|object`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcow2OverlapCheckObject {
-    /// `template`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<BlockdevAddQcow2OverlapCheckEnum>,
-    /// `main-header`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "main-header",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub main_header: Option<bool>,
-    /// `active-l1`: QEMU 7.2 and 10.0.
-    #[serde(rename = "active-l1", default, skip_serializing_if = "Option::is_none")]
-    pub active_l1: Option<bool>,
-    /// `active-l2`: QEMU 7.2 and 10.0.
-    #[serde(rename = "active-l2", default, skip_serializing_if = "Option::is_none")]
-    pub active_l2: Option<bool>,
-    /// `refcount-table`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-table",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_table: Option<bool>,
-    /// `refcount-block`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-block",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_block: Option<bool>,
-    /// `snapshot-table`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "snapshot-table",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub snapshot_table: Option<bool>,
-    /// `inactive-l1`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inactive-l1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inactive_l1: Option<bool>,
-    /// `inactive-l2`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inactive-l2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inactive_l2: Option<bool>,
-    /// `bitmap-directory`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bitmap-directory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bitmap_directory: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcow.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcow.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQcowEncrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevAddQcowEncryptBranch,
-}
-
-qapi_union! {
-/// The branches of [`BlockdevAddQcowEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevAddQcowEncryptBranch: "format" {
-/// `format: aes`: QEMU 7.2 and 10.0.
-Aes = "aes" => BlockdevAddQcow2EncryptAes,
-} {
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddQcowEncrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQcowEncrypt.format`.
-pub enum BlockdevAddQcowEncryptFormat {
-/// `aes`: QEMU 7.2 and 10.0.
-Aes = "aes",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=qed`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=qed`, `BlockdevAdd.driver=vmdk`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQed {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<BlockdevAddQcow2Backing>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=quorum`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=quorum`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddQuorum {
-    /// `blkverify`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blkverify: Option<bool>,
-    /// `children`: QEMU 7.2 and 10.0.
-    pub children: Vec<BlockdevAddBlkdebugImage>,
-    /// `vote-threshold`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vote-threshold")]
-    pub vote_threshold: i64,
-    /// `rewrite-corrupted`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "rewrite-corrupted",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rewrite_corrupted: Option<bool>,
-    /// `read-pattern`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "read-pattern",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub read_pattern: Option<BlockdevAddQuorumReadPattern>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddQuorum.read-pattern`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddQuorum.read-pattern`.
-pub enum BlockdevAddQuorumReadPattern {
-/// `quorum`: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `fifo`: QEMU 7.2 and 10.0.
-Fifo = "fifo",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=raw`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=raw`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRaw {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `offset`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
-    /// `size`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=rbd`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=rbd`, `BlockdevCreateOptionsRbd.location`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRbd {
-    /// `pool`: QEMU 7.2 and 10.0.
-    pub pool: String,
-    /// `namespace`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// `image`: QEMU 7.2 and 10.0.
-    pub image: String,
-    /// `conf`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conf: Option<String>,
-    /// `snapshot`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<String>,
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevAddRbdEncrypt>,
-    /// `user`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// `auth-client-required`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "auth-client-required",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub auth_client_required: Option<Vec<BlockdevAddRbdAuthClientRequired>>,
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-    /// `server`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<Vec<BlockdevAddRbdServer>>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbd.auth-client-required`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddRbd.auth-client-required`.
-pub enum BlockdevAddRbdAuthClientRequired {
-/// `cephx`: QEMU 7.2 and 10.0.
-Cephx = "cephx",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbd.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddRbd.encrypt`, `BlockdevAddRbdEncrypt.parent`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRbdEncrypt {
-    /// `parent`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<BlockdevAddRbdEncrypt>>,
-
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevAddRbdEncryptBranch,
-}
-
-qapi_union! {
-/// The branches of [`BlockdevAddRbdEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevAddRbdEncryptBranch: "format" {
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevAddRbdEncryptLuks,
-/// `format: luks2`: QEMU 7.2 and 10.0.
-Luks2 = "luks2" => BlockdevAddRbdEncryptLuks2,
-/// `format: luks-any`: QEMU 10.0 only.
-LuksAny = "luks-any" => BlockdevAddRbdEncryptLuksAny,
-} {
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbdEncrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddRbdEncrypt.format`, `BlockdevCreateOptionsRbdEncrypt.format`, `QueryNamedBlockNodesReturnImageFormatSpecificRbdData.encryption-format`.
-pub enum BlockdevAddRbdEncryptFormat {
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `luks2`: QEMU 7.2 and 10.0.
-Luks2 = "luks2",
-/// `luks-any`: QEMU 10.0 only.
-LuksAny = "luks-any",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbdEncrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddRbdEncrypt.format=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRbdEncryptLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbdEncrypt.format=luks2`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddRbdEncrypt.format=luks2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRbdEncryptLuks2 {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbdEncrypt.format=luks-any`.
-///
-/// QEMU 10.0 only. Used by `BlockdevAddRbdEncrypt.format=luks-any`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRbdEncryptLuksAny {
-    /// `key-secret`: QEMU 10.0 only.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddRbd.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddRbd.server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddRbdServer {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=replication`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=replication`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddReplication {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-    /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: BlockdevAddReplicationMode,
-    /// `top-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "top-id", default, skip_serializing_if = "Option::is_none")]
-    pub top_id: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddReplication.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddReplication.mode`.
-pub enum BlockdevAddReplicationMode {
-/// `primary`: QEMU 7.2 and 10.0.
-Primary = "primary",
-/// `secondary`: QEMU 7.2 and 10.0.
-Secondary = "secondary",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=ssh`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=ssh`, `BlockdevCreateOptionsSsh.location`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddSsh {
-    /// `server`: QEMU 7.2 and 10.0.
-    pub server: BlockdevAddSshServer,
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-    /// `user`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// `host-key-check`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-key-check",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_key_check: Option<BlockdevAddSshHostKeyCheck>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddSsh.host-key-check`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddSsh.host-key-check`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddSshHostKeyCheck {
-    /// The branch chosen by `mode`, with its members.
-    #[serde(flatten)]
-    pub mode: BlockdevAddSshHostKeyCheckBranch,
-}
-
-qapi_union! {
-/// The branches of [`BlockdevAddSshHostKeyCheck`], chosen by its member `mode`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevAddSshHostKeyCheckBranch: "mode" {
-/// `mode: hash`: QEMU 7.2 and 10.0.
-Hash = "hash" => BlockdevAddSshHostKeyCheckHash,
-} {
-/// `mode: none`, with no more members: QEMU 7.2 and 10.0.
-None = "none",
-/// `mode: known_hosts`, with no more members: QEMU 7.2 and 10.0.
-KnownHosts = "known_hosts",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddSshHostKeyCheck.mode=hash`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddSshHostKeyCheck.mode=hash`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddSshHostKeyCheckHash {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: BlockdevAddSshHostKeyCheckHashType,
-    /// `hash`: QEMU 7.2 and 10.0.
-    pub hash: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddSshHostKeyCheckHash.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddSshHostKeyCheckHash.type`.
-pub enum BlockdevAddSshHostKeyCheckHashType {
-/// `md5`: QEMU 7.2 and 10.0.
-Md5 = "md5",
-/// `sha1`: QEMU 7.2 and 10.0.
-Sha1 = "sha1",
-/// `sha256`: QEMU 7.2 and 10.0.
-Sha256 = "sha256",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevAddSshHostKeyCheck.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddSshHostKeyCheck.mode`.
-pub enum BlockdevAddSshHostKeyCheckMode {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `hash`: QEMU 7.2 and 10.0.
-Hash = "hash",
-/// `known_hosts`: QEMU 7.2 and 10.0.
-KnownHosts = "known_hosts",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAddSsh.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAddSsh.server`, `QueryMigrateReturnSocketAddress.type=inet`, `NbdServerStartAddrInet.data`, `MigrateChannelsAddr.transport=rdma`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddSshServer {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-    /// `numeric`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub numeric: Option<bool>,
-    /// `to`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<i64>,
-    /// `ipv4`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4: Option<bool>,
-    /// `ipv6`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6: Option<bool>,
-    /// `keep-alive`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "keep-alive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub keep_alive: Option<bool>,
-    /// `mptcp`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mptcp: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=throttle`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=throttle`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddThrottle {
-    /// `throttle-group`: QEMU 7.2 and 10.0.
-    #[serde(rename = "throttle-group")]
-    pub throttle_group: String,
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevAdd.driver=vvfat`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevAdd.driver=vvfat`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevAddVvfat {
-    /// `dir`: QEMU 7.2 and 10.0.
-    pub dir: String,
-    /// `fat-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "fat-type", default, skip_serializing_if = "Option::is_none")]
-    pub fat_type: Option<i64>,
-    /// `floppy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub floppy: Option<bool>,
-    /// `label`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// `rw`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rw: Option<bool>,
+pub struct BlockStatsDriverSpecificNvme {
+    /// `completion-errors`: QEMU 7.2 and 10.0.
+    #[serde(rename = "completion-errors")]
+    pub completion_errors: i64,
+    /// `aligned-accesses`: QEMU 7.2 and 10.0.
+    #[serde(rename = "aligned-accesses")]
+    pub aligned_accesses: i64,
+    /// `unaligned-accesses`: QEMU 7.2 and 10.0.
+    #[serde(rename = "unaligned-accesses")]
+    pub unaligned_accesses: i64,
 }
 
 /// A type the schema leaves unnamed, reached as `blockdev-backup`.
@@ -2442,7 +1756,7 @@ ReadWrite = "read-write",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevCreate.options`.
+/// QAPI type `BlockdevCreateOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevCreate.options`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2591,7 +1905,7 @@ Full = "full",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsGluster {
     /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevAddGluster,
+    pub location: BlockdevOptionsGluster,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `preallocation`: QEMU 7.2 and 10.0.
@@ -2643,7 +1957,7 @@ pub struct BlockdevCreateOptionsLuks {
     pub iter_time: Option<i64>,
     /// `file`: QEMU 7.2 and 10.0; optional in 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<BlockdevAddBlkdebugImage>,
+    pub file: Option<BlockdevOptionsBlkdebugImage>,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `preallocation`: QEMU 7.2 and 10.0.
@@ -2651,7 +1965,7 @@ pub struct BlockdevCreateOptionsLuks {
     pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
     /// `header`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<BlockdevAddBlkdebugImage>,
+    pub header: Option<BlockdevOptionsBlkdebugImage>,
 }
 
 qapi_enum! {
@@ -2691,7 +2005,7 @@ Sm4 = "sm4",
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsLuks.cipher-mode`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.cipher-mode`, `BlockdevCreateOptionsQcowEncryptLuks.cipher-mode`, `QueryNamedBlockNodesReturnImageFormatSpecificLuksData.cipher-mode`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.cipher-mode`, `BlockdevCreateOptionsQcowEncryptLuks.cipher-mode`, `ImageInfoSpecificLuksData.cipher-mode`.
 pub enum BlockdevCreateOptionsLuksCipherMode {
 /// `ecb`: QEMU 7.2 and 10.0.
 Ecb = "ecb",
@@ -2707,7 +2021,7 @@ Ctr = "ctr",
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsLuks.ivgen-alg`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.ivgen-alg`, `BlockdevCreateOptionsQcowEncryptLuks.ivgen-alg`, `QueryNamedBlockNodesReturnImageFormatSpecificLuksData.ivgen-alg`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.ivgen-alg`, `BlockdevCreateOptionsQcowEncryptLuks.ivgen-alg`, `ImageInfoSpecificLuksData.ivgen-alg`.
 pub enum BlockdevCreateOptionsLuksIvgenAlg {
 /// `plain`: QEMU 7.2 and 10.0.
 Plain = "plain",
@@ -2748,7 +2062,7 @@ Sm3 = "sm3",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsNfs {
     /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevAddNfs,
+    pub location: BlockdevOptionsNfs,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
 }
@@ -2759,7 +2073,7 @@ pub struct BlockdevCreateOptionsNfs {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsParallels {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `cluster-size`: QEMU 7.2 and 10.0.
@@ -2777,7 +2091,7 @@ pub struct BlockdevCreateOptionsParallels {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsQcow {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `backing-file`: QEMU 7.2 and 10.0.
@@ -2798,10 +2112,10 @@ pub struct BlockdevCreateOptionsQcow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsQcow2 {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `data-file`: QEMU 7.2 and 10.0.
     #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
-    pub data_file: Option<BlockdevAddBlkdebugImage>,
+    pub data_file: Option<BlockdevOptionsBlkdebugImage>,
     /// `data-file-raw`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "data-file-raw",
@@ -2834,7 +2148,7 @@ pub struct BlockdevCreateOptionsQcow2 {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub backing_fmt: Option<BlockdevAddDriver>,
+    pub backing_fmt: Option<BlockdevDriver>,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt: Option<BlockdevCreateOptionsQcowEncrypt>,
@@ -2874,7 +2188,7 @@ pub struct BlockdevCreateOptionsQcow2 {
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsQcow2.compression-type`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow2.compression-type`, `QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data.compression-type`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow2.compression-type`, `ImageInfoSpecificQcow2Data.compression-type`.
 pub enum BlockdevCreateOptionsQcow2CompressionType {
 /// `zlib`: QEMU 7.2 and 10.0.
 Zlib = "zlib",
@@ -2911,7 +2225,7 @@ qapi_union! {
 /// QEMU 7.2 and 10.0.
 pub enum BlockdevCreateOptionsQcowEncryptBranch: "format" {
 /// `format: qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow" => BlockdevAddQcow2EncryptAes,
+Qcow = "qcow" => BlockdevOptionsQcow2EncryptAes,
 /// `format: luks`: QEMU 7.2 and 10.0.
 Luks = "luks" => BlockdevCreateOptionsQcowEncryptLuks,
 } {
@@ -2980,7 +2294,7 @@ pub struct BlockdevCreateOptionsQcowEncryptLuks {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsQed {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `backing-file`: QEMU 7.2 and 10.0.
@@ -2996,7 +2310,7 @@ pub struct BlockdevCreateOptionsQed {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub backing_fmt: Option<BlockdevAddDriver>,
+    pub backing_fmt: Option<BlockdevDriver>,
     /// `cluster-size`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cluster-size",
@@ -3019,7 +2333,7 @@ pub struct BlockdevCreateOptionsQed {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsRbd {
     /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevAddRbd,
+    pub location: BlockdevOptionsRbd,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `cluster-size`: QEMU 7.2 and 10.0.
@@ -3099,7 +2413,7 @@ pub struct BlockdevCreateOptionsRbdEncryptLuks2 {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsSsh {
     /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevAddSsh,
+    pub location: BlockdevOptionsSsh,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
 }
@@ -3110,7 +2424,7 @@ pub struct BlockdevCreateOptionsSsh {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVdi {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `preallocation`: QEMU 7.2 and 10.0.
@@ -3124,7 +2438,7 @@ pub struct BlockdevCreateOptionsVdi {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVhdx {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `log-size`: QEMU 7.2 and 10.0.
@@ -3167,12 +2481,12 @@ Fixed = "fixed",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVmdk {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `extents`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extents: Option<Vec<BlockdevAddBlkdebugImage>>,
+    pub extents: Option<Vec<BlockdevOptionsBlkdebugImage>>,
     /// `subformat`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subformat: Option<BlockdevCreateOptionsVmdkSubformat>,
@@ -3245,7 +2559,7 @@ StreamOptimized = "streamOptimized",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVpc {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevAddBlkdebugImage,
+    pub file: BlockdevOptionsBlkdebugImage,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `subformat`: QEMU 7.2 and 10.0.
@@ -3273,6 +2587,98 @@ Fixed = "fixed",
 }
 
 qapi_enum! {
+/// QAPI type `BlockdevDriver`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver`, `BlockdevCreateOptions.driver`, `BlockStatsDriverSpecific.driver`, `XBlockdevAmendOptions.driver`, ....
+pub enum BlockdevDriver {
+/// `blkdebug`: QEMU 7.2 and 10.0.
+Blkdebug = "blkdebug",
+/// `blklogwrites`: QEMU 7.2 and 10.0.
+Blklogwrites = "blklogwrites",
+/// `blkreplay`: QEMU 7.2 and 10.0.
+Blkreplay = "blkreplay",
+/// `blkverify`: QEMU 7.2 and 10.0.
+Blkverify = "blkverify",
+/// `bochs`: QEMU 7.2 and 10.0.
+Bochs = "bochs",
+/// `cloop`: QEMU 7.2 and 10.0.
+Cloop = "cloop",
+/// `compress`: QEMU 7.2 and 10.0.
+Compress = "compress",
+/// `copy-before-write`: QEMU 7.2 and 10.0.
+CopyBeforeWrite = "copy-before-write",
+/// `copy-on-read`: QEMU 7.2 and 10.0.
+CopyOnRead = "copy-on-read",
+/// `dmg`: QEMU 7.2 and 10.0.
+Dmg = "dmg",
+/// `file`: QEMU 7.2 and 10.0.
+File = "file",
+/// `snapshot-access`: QEMU 7.2 and 10.0.
+SnapshotAccess = "snapshot-access",
+/// `ftp`: QEMU 7.2 and 10.0.
+Ftp = "ftp",
+/// `ftps`: QEMU 7.2 and 10.0.
+Ftps = "ftps",
+/// `gluster`: QEMU 7.2 and 10.0.
+Gluster = "gluster",
+/// `host_cdrom`: QEMU 7.2 and 10.0.
+HostCdrom = "host_cdrom",
+/// `host_device`: QEMU 7.2 and 10.0.
+HostDevice = "host_device",
+/// `http`: QEMU 7.2 and 10.0.
+Http = "http",
+/// `https`: QEMU 7.2 and 10.0.
+Https = "https",
+/// `iscsi`: QEMU 7.2 and 10.0.
+Iscsi = "iscsi",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+/// `nbd`: QEMU 7.2 and 10.0.
+Nbd = "nbd",
+/// `nfs`: QEMU 7.2 and 10.0.
+Nfs = "nfs",
+/// `null-aio`: QEMU 7.2 and 10.0.
+NullAio = "null-aio",
+/// `null-co`: QEMU 7.2 and 10.0.
+NullCo = "null-co",
+/// `nvme`: QEMU 7.2 and 10.0.
+Nvme = "nvme",
+/// `parallels`: QEMU 7.2 and 10.0.
+Parallels = "parallels",
+/// `preallocate`: QEMU 7.2 and 10.0.
+Preallocate = "preallocate",
+/// `qcow`: QEMU 7.2 and 10.0.
+Qcow = "qcow",
+/// `qcow2`: QEMU 7.2 and 10.0.
+Qcow2 = "qcow2",
+/// `qed`: QEMU 7.2 and 10.0.
+Qed = "qed",
+/// `quorum`: QEMU 7.2 and 10.0.
+Quorum = "quorum",
+/// `raw`: QEMU 7.2 and 10.0.
+Raw = "raw",
+/// `rbd`: QEMU 7.2 and 10.0.
+Rbd = "rbd",
+/// `replication`: QEMU 7.2 and 10.0.
+Replication = "replication",
+/// `ssh`: QEMU 7.2 and 10.0.
+Ssh = "ssh",
+/// `throttle`: QEMU 7.2 and 10.0.
+Throttle = "throttle",
+/// `vdi`: QEMU 7.2 and 10.0.
+Vdi = "vdi",
+/// `vhdx`: QEMU 7.2 and 10.0.
+Vhdx = "vhdx",
+/// `vmdk`: QEMU 7.2 and 10.0.
+Vmdk = "vmdk",
+/// `vpc`: QEMU 7.2 and 10.0.
+Vpc = "vpc",
+/// `vvfat`: QEMU 7.2 and 10.0.
+Vvfat = "vvfat",
+}
+}
+
+qapi_enum! {
 /// A type the schema leaves unnamed, reached as `BlockdevMirror.copy-mode`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevMirror.copy-mode`, `DriveMirror.copy-mode`, `BlockJobChangeMirror.copy-mode`.
@@ -3284,6 +2690,1806 @@ WriteBlocking = "write-blocking",
 }
 }
 
+/// QAPI type `BlockdevOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `blockdev-add`, `BlockdevReopen.options`, `BlockdevOptionsBlkdebugImage|object`, `BlockdevOptionsQcow2Backing|object`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptions {
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// `discard`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard: Option<BlockdevOptionsDiscard>,
+    /// `cache`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<BlockdevOptionsCache>,
+    /// `read-only`: QEMU 7.2 and 10.0.
+    #[serde(rename = "read-only", default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// `auto-read-only`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "auto-read-only",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_read_only: Option<bool>,
+    /// `force-share`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "force-share",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub force_share: Option<bool>,
+    /// `detect-zeroes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "detect-zeroes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub detect_zeroes: Option<BlockdevOptionsDetectZeroes>,
+    /// `active`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+
+    /// The branch chosen by `driver`, with its members.
+    #[serde(flatten)]
+    pub driver: BlockdevOptionsBranch,
+}
+
+qapi_union! {
+/// The branches of [`BlockdevOptions`], chosen by its member `driver`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum BlockdevOptionsBranch: "driver" {
+/// `driver: blkdebug`: QEMU 7.2 and 10.0.
+Blkdebug = "blkdebug" => BlockdevOptionsBlkdebug,
+/// `driver: blklogwrites`: QEMU 7.2 and 10.0.
+Blklogwrites = "blklogwrites" => BlockdevOptionsBlklogwrites,
+/// `driver: blkverify`: QEMU 7.2 and 10.0.
+Blkverify = "blkverify" => BlockdevOptionsBlkverify,
+/// `driver: blkreplay`: QEMU 7.2 and 10.0.
+Blkreplay = "blkreplay" => BlockdevOptionsBlkreplay,
+/// `driver: bochs`: QEMU 7.2 and 10.0.
+Bochs = "bochs" => BlockdevOptionsBochs,
+/// `driver: cloop`: QEMU 7.2 and 10.0.
+Cloop = "cloop" => BlockdevOptionsBochs,
+/// `driver: compress`: QEMU 7.2 and 10.0.
+Compress = "compress" => BlockdevOptionsBochs,
+/// `driver: copy-before-write`: QEMU 7.2 and 10.0.
+CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCopyBeforeWrite,
+/// `driver: copy-on-read`: QEMU 7.2 and 10.0.
+CopyOnRead = "copy-on-read" => BlockdevOptionsCopyOnRead,
+/// `driver: dmg`: QEMU 7.2 and 10.0.
+Dmg = "dmg" => BlockdevOptionsBochs,
+/// `driver: file`: QEMU 7.2 and 10.0.
+File = "file" => BlockdevOptionsFile,
+/// `driver: ftp`: QEMU 7.2 and 10.0.
+Ftp = "ftp" => BlockdevOptionsFtp,
+/// `driver: ftps`: QEMU 7.2 and 10.0.
+Ftps = "ftps" => BlockdevOptionsFtps,
+/// `driver: gluster`: QEMU 7.2 and 10.0.
+Gluster = "gluster" => BlockdevOptionsGluster,
+/// `driver: host_cdrom`: QEMU 7.2 and 10.0.
+HostCdrom = "host_cdrom" => BlockdevOptionsFile,
+/// `driver: host_device`: QEMU 7.2 and 10.0.
+HostDevice = "host_device" => BlockdevOptionsFile,
+/// `driver: http`: QEMU 7.2 and 10.0.
+Http = "http" => BlockdevOptionsHttp,
+/// `driver: https`: QEMU 7.2 and 10.0.
+Https = "https" => BlockdevOptionsHttps,
+/// `driver: iscsi`: QEMU 7.2 and 10.0.
+Iscsi = "iscsi" => BlockdevOptionsIscsi,
+/// `driver: luks`: QEMU 7.2 and 10.0.
+Luks = "luks" => BlockdevOptionsLuks,
+/// `driver: nbd`: QEMU 7.2 and 10.0.
+Nbd = "nbd" => BlockdevOptionsNbd,
+/// `driver: nfs`: QEMU 7.2 and 10.0.
+Nfs = "nfs" => BlockdevOptionsNfs,
+/// `driver: null-aio`: QEMU 7.2 and 10.0.
+NullAio = "null-aio" => BlockdevOptionsNullAio,
+/// `driver: null-co`: QEMU 7.2 and 10.0.
+NullCo = "null-co" => BlockdevOptionsNullAio,
+/// `driver: nvme`: QEMU 7.2 and 10.0.
+Nvme = "nvme" => BlockdevOptionsNvme,
+/// `driver: parallels`: QEMU 7.2 and 10.0.
+Parallels = "parallels" => BlockdevOptionsBochs,
+/// `driver: preallocate`: QEMU 7.2 and 10.0.
+Preallocate = "preallocate" => BlockdevOptionsPreallocate,
+/// `driver: qcow2`: QEMU 7.2 and 10.0.
+Qcow2 = "qcow2" => BlockdevOptionsQcow2,
+/// `driver: qcow`: QEMU 7.2 and 10.0.
+Qcow = "qcow" => BlockdevOptionsQcow,
+/// `driver: qed`: QEMU 7.2 and 10.0.
+Qed = "qed" => BlockdevOptionsQed,
+/// `driver: quorum`: QEMU 7.2 and 10.0.
+Quorum = "quorum" => BlockdevOptionsQuorum,
+/// `driver: raw`: QEMU 7.2 and 10.0.
+Raw = "raw" => BlockdevOptionsRaw,
+/// `driver: rbd`: QEMU 7.2 and 10.0.
+Rbd = "rbd" => BlockdevOptionsRbd,
+/// `driver: replication`: QEMU 7.2 and 10.0.
+Replication = "replication" => BlockdevOptionsReplication,
+/// `driver: snapshot-access`: QEMU 7.2 and 10.0.
+SnapshotAccess = "snapshot-access" => BlockdevOptionsBochs,
+/// `driver: ssh`: QEMU 7.2 and 10.0.
+Ssh = "ssh" => BlockdevOptionsSsh,
+/// `driver: throttle`: QEMU 7.2 and 10.0.
+Throttle = "throttle" => BlockdevOptionsThrottle,
+/// `driver: vdi`: QEMU 7.2 and 10.0.
+Vdi = "vdi" => BlockdevOptionsBochs,
+/// `driver: vhdx`: QEMU 7.2 and 10.0.
+Vhdx = "vhdx" => BlockdevOptionsBochs,
+/// `driver: vmdk`: QEMU 7.2 and 10.0.
+Vmdk = "vmdk" => BlockdevOptionsQed,
+/// `driver: vpc`: QEMU 7.2 and 10.0.
+Vpc = "vpc" => BlockdevOptionsBochs,
+/// `driver: vvfat`: QEMU 7.2 and 10.0.
+Vvfat = "vvfat" => BlockdevOptionsVvfat,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkdebug`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkdebug`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlkdebug {
+    /// `image`: QEMU 7.2 and 10.0.
+    pub image: BlockdevOptionsBlkdebugImage,
+    /// `config`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// `align`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<i64>,
+    /// `max-transfer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "max-transfer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_transfer: Option<i64>,
+    /// `opt-write-zero`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "opt-write-zero",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opt_write_zero: Option<i64>,
+    /// `max-write-zero`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "max-write-zero",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_write_zero: Option<i64>,
+    /// `opt-discard`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "opt-discard",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opt_discard: Option<i64>,
+    /// `max-discard`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "max-discard",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_discard: Option<i64>,
+    /// `inject-error`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inject-error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inject_error: Option<Vec<BlockdevOptionsBlkdebugInjectError>>,
+    /// `set-state`: QEMU 7.2 and 10.0.
+    #[serde(rename = "set-state", default, skip_serializing_if = "Option::is_none")]
+    pub set_state: Option<Vec<BlockdevOptionsBlkdebugSetState>>,
+    /// `take-child-perms`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "take-child-perms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub take_child_perms: Option<Vec<BlockdevOptionsBlkdebugTakeChildPerms>>,
+    /// `unshare-child-perms`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unshare-child-perms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unshare_child_perms: Option<Vec<BlockdevOptionsBlkdebugTakeChildPerms>>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.image`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.image`, `BlockdevOptionsBlklogwrites.file`, `BlockdevOptionsBlklogwrites.log`, `BlockdevOptionsBlkverify.test`, ....
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BlockdevOptionsBlkdebugImage {
+    /// QEMU 7.2 and 10.0.
+    Str(String),
+    /// QEMU 7.2 and 10.0.
+    BlockdevOptions(Box<BlockdevOptions>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.inject-error`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.inject-error`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlkdebugInjectError {
+    /// `event`: QEMU 7.2 and 10.0.
+    pub event: BlockdevOptionsBlkdebugInjectErrorEvent,
+    /// `state`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<i64>,
+    /// `iotype`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iotype: Option<BlockdevOptionsBlkdebugInjectErrorIotype>,
+    /// `errno`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i64>,
+    /// `sector`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sector: Option<i64>,
+    /// `once`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once: Option<bool>,
+    /// `immediately`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediately: Option<bool>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebugInjectError.event`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebugInjectError.event`, `BlockdevOptionsBlkdebugSetState.event`.
+pub enum BlockdevOptionsBlkdebugInjectErrorEvent {
+/// `l1_update`: QEMU 7.2 and 10.0.
+L1Update = "l1_update",
+/// `l1_grow_alloc_table`: QEMU 7.2 and 10.0.
+L1GrowAllocTable = "l1_grow_alloc_table",
+/// `l1_grow_write_table`: QEMU 7.2 and 10.0.
+L1GrowWriteTable = "l1_grow_write_table",
+/// `l1_grow_activate_table`: QEMU 7.2 and 10.0.
+L1GrowActivateTable = "l1_grow_activate_table",
+/// `l2_load`: QEMU 7.2 and 10.0.
+L2Load = "l2_load",
+/// `l2_update`: QEMU 7.2 and 10.0.
+L2Update = "l2_update",
+/// `l2_update_compressed`: QEMU 7.2 and 10.0.
+L2UpdateCompressed = "l2_update_compressed",
+/// `l2_alloc_cow_read`: QEMU 7.2 and 10.0.
+L2AllocCowRead = "l2_alloc_cow_read",
+/// `l2_alloc_write`: QEMU 7.2 and 10.0.
+L2AllocWrite = "l2_alloc_write",
+/// `read_aio`: QEMU 7.2 and 10.0.
+ReadAio = "read_aio",
+/// `read_backing_aio`: QEMU 7.2 and 10.0.
+ReadBackingAio = "read_backing_aio",
+/// `read_compressed`: QEMU 7.2 and 10.0.
+ReadCompressed = "read_compressed",
+/// `write_aio`: QEMU 7.2 and 10.0.
+WriteAio = "write_aio",
+/// `write_compressed`: QEMU 7.2 and 10.0.
+WriteCompressed = "write_compressed",
+/// `vmstate_load`: QEMU 7.2 and 10.0.
+VmstateLoad = "vmstate_load",
+/// `vmstate_save`: QEMU 7.2 and 10.0.
+VmstateSave = "vmstate_save",
+/// `cow_read`: QEMU 7.2 and 10.0.
+CowRead = "cow_read",
+/// `cow_write`: QEMU 7.2 and 10.0.
+CowWrite = "cow_write",
+/// `reftable_load`: QEMU 7.2 and 10.0.
+ReftableLoad = "reftable_load",
+/// `reftable_grow`: QEMU 7.2 and 10.0.
+ReftableGrow = "reftable_grow",
+/// `reftable_update`: QEMU 7.2 and 10.0.
+ReftableUpdate = "reftable_update",
+/// `refblock_load`: QEMU 7.2 and 10.0.
+RefblockLoad = "refblock_load",
+/// `refblock_update`: QEMU 7.2 and 10.0.
+RefblockUpdate = "refblock_update",
+/// `refblock_update_part`: QEMU 7.2 and 10.0.
+RefblockUpdatePart = "refblock_update_part",
+/// `refblock_alloc`: QEMU 7.2 and 10.0.
+RefblockAlloc = "refblock_alloc",
+/// `refblock_alloc_hookup`: QEMU 7.2 and 10.0.
+RefblockAllocHookup = "refblock_alloc_hookup",
+/// `refblock_alloc_write`: QEMU 7.2 and 10.0.
+RefblockAllocWrite = "refblock_alloc_write",
+/// `refblock_alloc_write_blocks`: QEMU 7.2 and 10.0.
+RefblockAllocWriteBlocks = "refblock_alloc_write_blocks",
+/// `refblock_alloc_write_table`: QEMU 7.2 and 10.0.
+RefblockAllocWriteTable = "refblock_alloc_write_table",
+/// `refblock_alloc_switch_table`: QEMU 7.2 and 10.0.
+RefblockAllocSwitchTable = "refblock_alloc_switch_table",
+/// `cluster_alloc`: QEMU 7.2 and 10.0.
+ClusterAlloc = "cluster_alloc",
+/// `cluster_alloc_bytes`: QEMU 7.2 and 10.0.
+ClusterAllocBytes = "cluster_alloc_bytes",
+/// `cluster_free`: QEMU 7.2 and 10.0.
+ClusterFree = "cluster_free",
+/// `flush_to_os`: QEMU 7.2 and 10.0.
+FlushToOs = "flush_to_os",
+/// `flush_to_disk`: QEMU 7.2 and 10.0.
+FlushToDisk = "flush_to_disk",
+/// `pwritev_rmw_head`: QEMU 7.2 and 10.0.
+PwritevRmwHead = "pwritev_rmw_head",
+/// `pwritev_rmw_after_head`: QEMU 7.2 and 10.0.
+PwritevRmwAfterHead = "pwritev_rmw_after_head",
+/// `pwritev_rmw_tail`: QEMU 7.2 and 10.0.
+PwritevRmwTail = "pwritev_rmw_tail",
+/// `pwritev_rmw_after_tail`: QEMU 7.2 and 10.0.
+PwritevRmwAfterTail = "pwritev_rmw_after_tail",
+/// `pwritev`: QEMU 7.2 and 10.0.
+Pwritev = "pwritev",
+/// `pwritev_zero`: QEMU 7.2 and 10.0.
+PwritevZero = "pwritev_zero",
+/// `pwritev_done`: QEMU 7.2 and 10.0.
+PwritevDone = "pwritev_done",
+/// `empty_image_prepare`: QEMU 7.2 and 10.0.
+EmptyImagePrepare = "empty_image_prepare",
+/// `l1_shrink_write_table`: QEMU 7.2 and 10.0.
+L1ShrinkWriteTable = "l1_shrink_write_table",
+/// `l1_shrink_free_l2_clusters`: QEMU 7.2 and 10.0.
+L1ShrinkFreeL2Clusters = "l1_shrink_free_l2_clusters",
+/// `cor_write`: QEMU 7.2 and 10.0.
+CorWrite = "cor_write",
+/// `cluster_alloc_space`: QEMU 7.2 and 10.0.
+ClusterAllocSpace = "cluster_alloc_space",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebugInjectError.iotype`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebugInjectError.iotype`.
+pub enum BlockdevOptionsBlkdebugInjectErrorIotype {
+/// `read`: QEMU 7.2 and 10.0.
+Read = "read",
+/// `write`: QEMU 7.2 and 10.0.
+Write = "write",
+/// `write-zeroes`: QEMU 7.2 and 10.0.
+WriteZeroes = "write-zeroes",
+/// `discard`: QEMU 7.2 and 10.0.
+Discard = "discard",
+/// `flush`: QEMU 7.2 and 10.0.
+Flush = "flush",
+/// `block-status`: QEMU 7.2 and 10.0.
+BlockStatus = "block-status",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.set-state`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.set-state`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlkdebugSetState {
+    /// `event`: QEMU 7.2 and 10.0.
+    pub event: BlockdevOptionsBlkdebugInjectErrorEvent,
+    /// `state`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<i64>,
+    /// `new_state`: QEMU 7.2 and 10.0.
+    pub new_state: i64,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.take-child-perms`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.take-child-perms`, `BlockdevOptionsBlkdebug.unshare-child-perms`, `XDbgBlockGraphEdges.perm`, `XDbgBlockGraphEdges.shared-perm`.
+pub enum BlockdevOptionsBlkdebugTakeChildPerms {
+/// `consistent-read`: QEMU 7.2 and 10.0.
+ConsistentRead = "consistent-read",
+/// `write`: QEMU 7.2 and 10.0.
+Write = "write",
+/// `write-unchanged`: QEMU 7.2 and 10.0.
+WriteUnchanged = "write-unchanged",
+/// `resize`: QEMU 7.2 and 10.0.
+Resize = "resize",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blklogwrites`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blklogwrites`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlklogwrites {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `log`: QEMU 7.2 and 10.0.
+    pub log: BlockdevOptionsBlkdebugImage,
+    /// `log-sector-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "log-sector-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub log_sector_size: Option<i64>,
+    /// `log-append`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "log-append",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub log_append: Option<bool>,
+    /// `log-super-update-interval`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "log-super-update-interval",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub log_super_update_interval: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkreplay`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkreplay`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlkreplay {
+    /// `image`: QEMU 7.2 and 10.0.
+    pub image: BlockdevOptionsBlkdebugImage,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkverify`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkverify`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlkverify {
+    /// `test`: QEMU 7.2 and 10.0.
+    pub test: BlockdevOptionsBlkdebugImage,
+    /// `raw`: QEMU 7.2 and 10.0.
+    pub raw: BlockdevOptionsBlkdebugImage,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=bochs`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=bochs`, `BlockdevOptions.driver=cloop`, `BlockdevOptions.driver=compress`, `BlockdevOptions.driver=dmg`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBochs {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.cache`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.cache`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCache {
+    /// `direct`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<bool>,
+    /// `no-flush`: QEMU 7.2 and 10.0.
+    #[serde(rename = "no-flush", default, skip_serializing_if = "Option::is_none")]
+    pub no_flush: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=copy-before-write`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=copy-before-write`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCopyBeforeWrite {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `target`: QEMU 7.2 and 10.0.
+    pub target: BlockdevOptionsBlkdebugImage,
+    /// `bitmap`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<BlockDirtyBitmapClear>,
+    /// `on-cbw-error`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "on-cbw-error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub on_cbw_error: Option<BlockdevOptionsCopyBeforeWriteOnCbwError>,
+    /// `cbw-timeout`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cbw-timeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cbw_timeout: Option<i64>,
+    /// `min-cluster-size`: QEMU 10.0 only.
+    #[serde(
+        rename = "min-cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_cluster_size: Option<i64>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsCopyBeforeWrite.on-cbw-error`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsCopyBeforeWrite.on-cbw-error`.
+pub enum BlockdevOptionsCopyBeforeWriteOnCbwError {
+/// `break-guest-write`: QEMU 7.2 and 10.0.
+BreakGuestWrite = "break-guest-write",
+/// `break-snapshot`: QEMU 7.2 and 10.0.
+BreakSnapshot = "break-snapshot",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=copy-on-read`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=copy-on-read`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCopyOnRead {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `bottom`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottom: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.detect-zeroes`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.detect-zeroes`, `BlockDeviceInfo.detect_zeroes`.
+pub enum BlockdevOptionsDetectZeroes {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `unmap`: QEMU 7.2 and 10.0.
+Unmap = "unmap",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.discard`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.discard`.
+pub enum BlockdevOptionsDiscard {
+/// `ignore`: QEMU 7.2 and 10.0.
+Ignore = "ignore",
+/// `unmap`: QEMU 7.2 and 10.0.
+Unmap = "unmap",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=file`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=file`, `BlockdevOptions.driver=host_cdrom`, `BlockdevOptions.driver=host_device`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsFile {
+    /// `filename`: QEMU 7.2 and 10.0.
+    pub filename: String,
+    /// `pr-manager`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "pr-manager",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pr_manager: Option<String>,
+    /// `locking`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locking: Option<BlockdevOptionsFileLocking>,
+    /// `aio`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aio: Option<BlockdevOptionsFileAio>,
+    /// `aio-max-batch`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "aio-max-batch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aio_max_batch: Option<i64>,
+    /// `drop-cache`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "drop-cache",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub drop_cache: Option<bool>,
+    /// `x-check-cache-dropped`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-check-cache-dropped",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_check_cache_dropped: Option<bool>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsFile.aio`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsFile.aio`.
+pub enum BlockdevOptionsFileAio {
+/// `threads`: QEMU 7.2 and 10.0.
+Threads = "threads",
+/// `native`: QEMU 7.2 and 10.0.
+Native = "native",
+/// `io_uring`: QEMU 7.2 and 10.0.
+IoUring = "io_uring",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsFile.locking`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsFile.locking`, `ObjectOptionsMemoryBackendFile.rom`, `ObjectOptionsSevGuest.legacy-vm-type`.
+pub enum BlockdevOptionsFileLocking {
+/// `auto`: QEMU 7.2 and 10.0.
+Auto = "auto",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=ftp`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ftp`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsFtp {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=ftps`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ftps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsFtps {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+    /// `sslverify`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslverify: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=gluster`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=gluster`, `BlockdevCreateOptionsGluster.location`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsGluster {
+    /// `volume`: QEMU 7.2 and 10.0.
+    pub volume: String,
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+    /// `server`: QEMU 7.2 and 10.0.
+    pub server: Vec<SocketAddress>,
+    /// `debug`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<i64>,
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=http`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=http`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsHttp {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+    /// `cookie`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// `cookie-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cookie-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cookie_secret: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=https`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=https`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsHttps {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+    /// `cookie`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// `sslverify`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslverify: Option<bool>,
+    /// `cookie-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cookie-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cookie_secret: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=iscsi`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=iscsi`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsIscsi {
+    /// `transport`: QEMU 7.2 and 10.0.
+    pub transport: BlockdevOptionsIscsiTransport,
+    /// `portal`: QEMU 7.2 and 10.0.
+    pub portal: String,
+    /// `target`: QEMU 7.2 and 10.0.
+    pub target: String,
+    /// `lun`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lun: Option<i64>,
+    /// `user`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `initiator-name`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "initiator-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub initiator_name: Option<String>,
+    /// `header-digest`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "header-digest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub header_digest: Option<BlockdevOptionsIscsiHeaderDigest>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsIscsi.header-digest`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsIscsi.header-digest`.
+pub enum BlockdevOptionsIscsiHeaderDigest {
+/// `crc32c`: QEMU 7.2 and 10.0.
+Crc32c = "crc32c",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `crc32c-none`: QEMU 7.2 and 10.0.
+Crc32cNone = "crc32c-none",
+/// `none-crc32c`: QEMU 7.2 and 10.0.
+NoneCrc32c = "none-crc32c",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsIscsi.transport`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsIscsi.transport`.
+pub enum BlockdevOptionsIscsiTransport {
+/// `tcp`: QEMU 7.2 and 10.0.
+Tcp = "tcp",
+/// `iser`: QEMU 7.2 and 10.0.
+Iser = "iser",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=luks`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsLuks {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+    /// `header`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<BlockdevOptionsBlkdebugImage>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nbd`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nbd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsNbd {
+    /// `server`: QEMU 7.2 and 10.0.
+    pub server: SocketAddress,
+    /// `export`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+    /// `tls-creds`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// `tls-hostname`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "tls-hostname",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_hostname: Option<String>,
+    /// `x-dirty-bitmap`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-dirty-bitmap",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_dirty_bitmap: Option<String>,
+    /// `reconnect-delay`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "reconnect-delay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reconnect_delay: Option<i64>,
+    /// `open-timeout`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "open-timeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub open_timeout: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nfs`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nfs`, `BlockdevCreateOptionsNfs.location`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsNfs {
+    /// `server`: QEMU 7.2 and 10.0.
+    pub server: BlockdevOptionsNfsServer,
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+    /// `user`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<i64>,
+    /// `group`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<i64>,
+    /// `tcp-syn-count`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "tcp-syn-count",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tcp_syn_count: Option<i64>,
+    /// `readahead-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "readahead-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub readahead_size: Option<i64>,
+    /// `page-cache-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "page-cache-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub page_cache_size: Option<i64>,
+    /// `debug`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsNfs.server`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsNfs.server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsNfsServer {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: BlockdevOptionsNfsServerType,
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsNfsServer.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsNfsServer.type`.
+pub enum BlockdevOptionsNfsServerType {
+/// `inet`: QEMU 7.2 and 10.0.
+Inet = "inet",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=null-aio`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=null-aio`, `BlockdevOptions.driver=null-co`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsNullAio {
+    /// `size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// `latency-ns`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "latency-ns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latency_ns: Option<i64>,
+    /// `read-zeroes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "read-zeroes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub read_zeroes: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nvme`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nvme`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsNvme {
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `namespace`: QEMU 7.2 and 10.0.
+    pub namespace: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=preallocate`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=preallocate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsPreallocate {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `prealloc-align`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-align",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_align: Option<i64>,
+    /// `prealloc-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_size: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=qcow`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qcow`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcow {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `backing`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<BlockdevOptionsQcow2Backing>,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<BlockdevOptionsQcowEncrypt>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=qcow2`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qcow2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcow2 {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `backing`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<BlockdevOptionsQcow2Backing>,
+    /// `lazy-refcounts`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "lazy-refcounts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lazy_refcounts: Option<bool>,
+    /// `pass-discard-request`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "pass-discard-request",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_discard_request: Option<bool>,
+    /// `pass-discard-snapshot`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "pass-discard-snapshot",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_discard_snapshot: Option<bool>,
+    /// `pass-discard-other`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "pass-discard-other",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_discard_other: Option<bool>,
+    /// `overlap-check`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "overlap-check",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub overlap_check: Option<BlockdevOptionsQcow2OverlapCheck>,
+    /// `cache-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cache-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cache_size: Option<i64>,
+    /// `l2-cache-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "l2-cache-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub l2_cache_size: Option<i64>,
+    /// `l2-cache-entry-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "l2-cache-entry-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub l2_cache_entry_size: Option<i64>,
+    /// `refcount-cache-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-cache-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_cache_size: Option<i64>,
+    /// `cache-clean-interval`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cache-clean-interval",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cache_clean_interval: Option<i64>,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<BlockdevOptionsQcow2Encrypt>,
+    /// `data-file`: QEMU 7.2 and 10.0.
+    #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
+    pub data_file: Option<BlockdevOptionsBlkdebugImage>,
+    /// `discard-no-unref`: QEMU 10.0 only.
+    #[serde(
+        rename = "discard-no-unref",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub discard_no_unref: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.backing`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.backing`, `BlockdevOptionsQcow.backing`, `BlockdevOptionsQed.backing`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BlockdevOptionsQcow2Backing {
+    /// QEMU 7.2 and 10.0.
+    Null,
+    /// QEMU 7.2 and 10.0.
+    Str(String),
+    /// QEMU 7.2 and 10.0.
+    BlockdevOptions(Box<BlockdevOptions>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.encrypt`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcow2Encrypt {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: BlockdevOptionsQcow2EncryptBranch,
+}
+
+qapi_union! {
+/// The branches of [`BlockdevOptionsQcow2Encrypt`], chosen by its member `format`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum BlockdevOptionsQcow2EncryptBranch: "format" {
+/// `format: aes`: QEMU 7.2 and 10.0.
+Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
+/// `format: luks`: QEMU 7.2 and 10.0.
+Luks = "luks" => BlockdevOptionsQcow2EncryptLuks,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format=aes`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2Encrypt.format=aes`, `BlockdevOptionsQcowEncrypt.format=aes`, `BlockdevCreateOptionsQcowEncrypt.format=qcow`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcow2EncryptAes {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2Encrypt.format`, `ImageInfoSpecificQcow2DataEncrypt.format`.
+pub enum BlockdevOptionsQcow2EncryptFormat {
+/// `aes`: QEMU 7.2 and 10.0.
+Aes = "aes",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format=luks`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2Encrypt.format=luks`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcow2EncryptLuks {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.overlap-check`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.overlap-check`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BlockdevOptionsQcow2OverlapCheck {
+    /// QEMU 7.2 and 10.0.
+    BlockdevOptionsQcow2OverlapCheckEnum(BlockdevOptionsQcow2OverlapCheckEnum),
+    /// QEMU 7.2 and 10.0.
+    BlockdevOptionsQcow2OverlapCheckObject(Box<BlockdevOptionsQcow2OverlapCheckObject>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2OverlapCheck|enum`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2OverlapCheck|enum`, `BlockdevOptionsQcow2OverlapCheckObject.template`.
+pub enum BlockdevOptionsQcow2OverlapCheckEnum {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `constant`: QEMU 7.2 and 10.0.
+Constant = "constant",
+/// `cached`: QEMU 7.2 and 10.0.
+Cached = "cached",
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2OverlapCheck|object`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2OverlapCheck|object`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcow2OverlapCheckObject {
+    /// `template`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<BlockdevOptionsQcow2OverlapCheckEnum>,
+    /// `main-header`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "main-header",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub main_header: Option<bool>,
+    /// `active-l1`: QEMU 7.2 and 10.0.
+    #[serde(rename = "active-l1", default, skip_serializing_if = "Option::is_none")]
+    pub active_l1: Option<bool>,
+    /// `active-l2`: QEMU 7.2 and 10.0.
+    #[serde(rename = "active-l2", default, skip_serializing_if = "Option::is_none")]
+    pub active_l2: Option<bool>,
+    /// `refcount-table`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-table",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_table: Option<bool>,
+    /// `refcount-block`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-block",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_block: Option<bool>,
+    /// `snapshot-table`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "snapshot-table",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_table: Option<bool>,
+    /// `inactive-l1`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inactive-l1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inactive_l1: Option<bool>,
+    /// `inactive-l2`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inactive-l2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inactive_l2: Option<bool>,
+    /// `bitmap-directory`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bitmap-directory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bitmap_directory: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow.encrypt`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQcowEncrypt {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: BlockdevOptionsQcowEncryptBranch,
+}
+
+qapi_union! {
+/// The branches of [`BlockdevOptionsQcowEncrypt`], chosen by its member `format`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum BlockdevOptionsQcowEncryptBranch: "format" {
+/// `format: aes`: QEMU 7.2 and 10.0.
+Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
+} {
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcowEncrypt.format`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcowEncrypt.format`.
+pub enum BlockdevOptionsQcowEncryptFormat {
+/// `aes`: QEMU 7.2 and 10.0.
+Aes = "aes",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=qed`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qed`, `BlockdevOptions.driver=vmdk`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQed {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `backing`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<BlockdevOptionsQcow2Backing>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=quorum`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=quorum`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsQuorum {
+    /// `blkverify`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkverify: Option<bool>,
+    /// `children`: QEMU 7.2 and 10.0.
+    pub children: Vec<BlockdevOptionsBlkdebugImage>,
+    /// `vote-threshold`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vote-threshold")]
+    pub vote_threshold: i64,
+    /// `rewrite-corrupted`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "rewrite-corrupted",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rewrite_corrupted: Option<bool>,
+    /// `read-pattern`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "read-pattern",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub read_pattern: Option<BlockdevOptionsQuorumReadPattern>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsQuorum.read-pattern`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQuorum.read-pattern`.
+pub enum BlockdevOptionsQuorumReadPattern {
+/// `quorum`: QEMU 7.2 and 10.0.
+Quorum = "quorum",
+/// `fifo`: QEMU 7.2 and 10.0.
+Fifo = "fifo",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=raw`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=raw`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRaw {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `offset`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// `size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=rbd`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=rbd`, `BlockdevCreateOptionsRbd.location`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRbd {
+    /// `pool`: QEMU 7.2 and 10.0.
+    pub pool: String,
+    /// `namespace`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `image`: QEMU 7.2 and 10.0.
+    pub image: String,
+    /// `conf`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<String>,
+    /// `snapshot`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<BlockdevOptionsRbdEncrypt>,
+    /// `user`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `auth-client-required`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "auth-client-required",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth_client_required: Option<Vec<BlockdevOptionsRbdAuthClientRequired>>,
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+    /// `server`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Vec<BlockdevOptionsRbdServer>>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbd.auth-client-required`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.auth-client-required`.
+pub enum BlockdevOptionsRbdAuthClientRequired {
+/// `cephx`: QEMU 7.2 and 10.0.
+Cephx = "cephx",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbd.encrypt`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.encrypt`, `BlockdevOptionsRbdEncrypt.parent`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRbdEncrypt {
+    /// `parent`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<BlockdevOptionsRbdEncrypt>>,
+
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: BlockdevOptionsRbdEncryptBranch,
+}
+
+qapi_union! {
+/// The branches of [`BlockdevOptionsRbdEncrypt`], chosen by its member `format`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum BlockdevOptionsRbdEncryptBranch: "format" {
+/// `format: luks`: QEMU 7.2 and 10.0.
+Luks = "luks" => BlockdevOptionsRbdEncryptLuks,
+/// `format: luks2`: QEMU 7.2 and 10.0.
+Luks2 = "luks2" => BlockdevOptionsRbdEncryptLuks2,
+/// `format: luks-any`: QEMU 10.0 only.
+LuksAny = "luks-any" => BlockdevOptionsRbdEncryptLuksAny,
+} {
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbdEncrypt.format`, `BlockdevCreateOptionsRbdEncrypt.format`, `ImageInfoSpecificRbdData.encryption-format`.
+pub enum BlockdevOptionsRbdEncryptFormat {
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+/// `luks2`: QEMU 7.2 and 10.0.
+Luks2 = "luks2",
+/// `luks-any`: QEMU 10.0 only.
+LuksAny = "luks-any",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format=luks`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbdEncrypt.format=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRbdEncryptLuks {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format=luks2`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbdEncrypt.format=luks2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRbdEncryptLuks2 {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format=luks-any`.
+///
+/// QEMU 10.0 only. Used by `BlockdevOptionsRbdEncrypt.format=luks-any`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRbdEncryptLuksAny {
+    /// `key-secret`: QEMU 10.0 only.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbd.server`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsRbdServer {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=replication`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=replication`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsReplication {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+    /// `mode`: QEMU 7.2 and 10.0.
+    pub mode: BlockdevOptionsReplicationMode,
+    /// `top-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "top-id", default, skip_serializing_if = "Option::is_none")]
+    pub top_id: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsReplication.mode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsReplication.mode`.
+pub enum BlockdevOptionsReplicationMode {
+/// `primary`: QEMU 7.2 and 10.0.
+Primary = "primary",
+/// `secondary`: QEMU 7.2 and 10.0.
+Secondary = "secondary",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=ssh`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ssh`, `BlockdevCreateOptionsSsh.location`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsSsh {
+    /// `server`: QEMU 7.2 and 10.0.
+    pub server: BlockdevOptionsSshServer,
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+    /// `user`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `host-key-check`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-key-check",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_key_check: Option<BlockdevOptionsSshHostKeyCheck>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsSsh.host-key-check`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSsh.host-key-check`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsSshHostKeyCheck {
+    /// The branch chosen by `mode`, with its members.
+    #[serde(flatten)]
+    pub mode: BlockdevOptionsSshHostKeyCheckBranch,
+}
+
+qapi_union! {
+/// The branches of [`BlockdevOptionsSshHostKeyCheck`], chosen by its member `mode`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum BlockdevOptionsSshHostKeyCheckBranch: "mode" {
+/// `mode: hash`: QEMU 7.2 and 10.0.
+Hash = "hash" => BlockdevOptionsSshHostKeyCheckHash,
+} {
+/// `mode: none`, with no more members: QEMU 7.2 and 10.0.
+None = "none",
+/// `mode: known_hosts`, with no more members: QEMU 7.2 and 10.0.
+KnownHosts = "known_hosts",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheck.mode=hash`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSshHostKeyCheck.mode=hash`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsSshHostKeyCheckHash {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: BlockdevOptionsSshHostKeyCheckHashType,
+    /// `hash`: QEMU 7.2 and 10.0.
+    pub hash: String,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheckHash.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSshHostKeyCheckHash.type`.
+pub enum BlockdevOptionsSshHostKeyCheckHashType {
+/// `md5`: QEMU 7.2 and 10.0.
+Md5 = "md5",
+/// `sha1`: QEMU 7.2 and 10.0.
+Sha1 = "sha1",
+/// `sha256`: QEMU 7.2 and 10.0.
+Sha256 = "sha256",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheck.mode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSshHostKeyCheck.mode`.
+pub enum BlockdevOptionsSshHostKeyCheckMode {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `hash`: QEMU 7.2 and 10.0.
+Hash = "hash",
+/// `known_hosts`: QEMU 7.2 and 10.0.
+KnownHosts = "known_hosts",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsSsh.server`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSsh.server`, `SocketAddress.type=inet`, `NbdServerStartAddrInet.data`, `MigrateChannelsAddr.transport=rdma`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsSshServer {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+    /// `numeric`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numeric: Option<bool>,
+    /// `to`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    /// `ipv4`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<bool>,
+    /// `ipv6`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// `keep-alive`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "keep-alive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_alive: Option<bool>,
+    /// `mptcp`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mptcp: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=throttle`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=throttle`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsThrottle {
+    /// `throttle-group`: QEMU 7.2 and 10.0.
+    #[serde(rename = "throttle-group")]
+    pub throttle_group: String,
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevOptionsBlkdebugImage,
+}
+
+/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=vvfat`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=vvfat`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsVvfat {
+    /// `dir`: QEMU 7.2 and 10.0.
+    pub dir: String,
+    /// `fat-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "fat-type", default, skip_serializing_if = "Option::is_none")]
+    pub fat_type: Option<i64>,
+    /// `floppy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floppy: Option<bool>,
+    /// `label`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `rw`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rw: Option<bool>,
+}
+
 /// A type the schema leaves unnamed, reached as `blockdev-snapshot`.
 ///
 /// QEMU 7.2 and 10.0. Used by `blockdev-snapshot`, `TransactionActionsBlockdevSnapshot.data`.
@@ -3293,35 +4499,6 @@ pub struct BlockdevSnapshot {
     pub node: String,
     /// `overlay`: QEMU 7.2 and 10.0.
     pub overlay: String,
-}
-
-/// A type the schema leaves unnamed, reached as `blockdev-snapshot-delete-internal-sync.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot-delete-internal-sync.ret`, `QueryNamedBlockNodesReturnImage.snapshots`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevSnapshotDeleteInternalSyncReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `vm-state-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vm-state-size")]
-    pub vm_state_size: i64,
-    /// `date-sec`: QEMU 7.2 and 10.0.
-    #[serde(rename = "date-sec")]
-    pub date_sec: i64,
-    /// `date-nsec`: QEMU 7.2 and 10.0.
-    #[serde(rename = "date-nsec")]
-    pub date_nsec: i64,
-    /// `vm-clock-sec`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vm-clock-sec")]
-    pub vm_clock_sec: i64,
-    /// `vm-clock-nsec`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vm-clock-nsec")]
-    pub vm_clock_nsec: i64,
-    /// `icount`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icount: Option<i64>,
 }
 
 /// A type the schema leaves unnamed, reached as `blockdev-snapshot-internal-sync`.
@@ -3376,10 +4553,54 @@ AbsolutePaths = "absolute-paths",
 }
 }
 
+/// QAPI type `COLOStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-colo-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct COLOStatus {
+    /// `mode`: QEMU 7.2 and 10.0.
+    pub mode: COLOStatusMode,
+    /// `last-mode`: QEMU 7.2 and 10.0.
+    #[serde(rename = "last-mode")]
+    pub last_mode: COLOStatusMode,
+    /// `reason`: QEMU 7.2 and 10.0.
+    pub reason: COLOStatusReason,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `COLOStatus.mode`.
+///
+/// QEMU 7.2 and 10.0. Used by `COLOStatus.mode`, `COLOStatus.last-mode`, `ColoExit.mode`.
+pub enum COLOStatusMode {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `primary`: QEMU 7.2 and 10.0.
+Primary = "primary",
+/// `secondary`: QEMU 7.2 and 10.0.
+Secondary = "secondary",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `COLOStatus.reason`.
+///
+/// QEMU 7.2 and 10.0. Used by `COLOStatus.reason`, `ColoExit.reason`.
+pub enum COLOStatusReason {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `request`: QEMU 7.2 and 10.0.
+Request = "request",
+/// `error`: QEMU 7.2 and 10.0.
+Error = "error",
+/// `processing`: QEMU 7.2 and 10.0.
+Processing = "processing",
+}
+}
+
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `CalcDirtyRate.calc-time-unit`.
 ///
-/// QEMU 10.0 only. Used by `CalcDirtyRate.calc-time-unit`, `QueryDirtyRate.calc-time-unit`, `QueryDirtyRateReturn.calc-time-unit`.
+/// QEMU 10.0 only. Used by `CalcDirtyRate.calc-time-unit`, `QueryDirtyRate.calc-time-unit`, `DirtyRateInfo.calc-time-unit`.
 pub enum CalcDirtyRateCalcTimeUnit {
 /// `second`: QEMU 10.0 only.
 Second = "second",
@@ -3391,7 +4612,7 @@ Millisecond = "millisecond",
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `CalcDirtyRate.mode`.
 ///
-/// QEMU 7.2 and 10.0. Used by `CalcDirtyRate.mode`, `QueryDirtyRateReturn.mode`.
+/// QEMU 7.2 and 10.0. Used by `CalcDirtyRate.mode`, `DirtyRateInfo.mode`.
 pub enum CalcDirtyRateMode {
 /// `page-sampling`: QEMU 7.2 and 10.0.
 PageSampling = "page-sampling",
@@ -3402,85 +4623,85 @@ DirtyBitmap = "dirty-bitmap",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAdd.backend`.
+/// QAPI type `ChardevBackend`.
 ///
 /// QEMU 7.2 and 10.0. Used by `ChardevAdd.backend`, `ChardevChange.backend`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackend {
+pub struct ChardevBackend {
     /// The branch chosen by `type`, with its members.
     #[serde(flatten)]
-    pub type_: ChardevAddBackendBranch,
+    pub type_: ChardevBackendBranch,
 }
 
 qapi_union! {
-/// The branches of [`ChardevAddBackend`], chosen by its member `type`.
+/// The branches of [`ChardevBackend`], chosen by its member `type`.
 ///
 /// QEMU 7.2 and 10.0.
-pub enum ChardevAddBackendBranch: "type" {
+pub enum ChardevBackendBranch: "type" {
 /// `type: file`: QEMU 7.2 and 10.0.
-File = "file" => ChardevAddBackendFile,
+File = "file" => ChardevBackendFile,
 /// `type: serial`: QEMU 7.2 and 10.0.
-Serial = "serial" => ChardevAddBackendSerial,
+Serial = "serial" => ChardevBackendSerial,
 /// `type: parallel`: QEMU 7.2 and 10.0.
-Parallel = "parallel" => ChardevAddBackendSerial,
+Parallel = "parallel" => ChardevBackendSerial,
 /// `type: pipe`: QEMU 7.2 and 10.0.
-Pipe = "pipe" => ChardevAddBackendSerial,
+Pipe = "pipe" => ChardevBackendSerial,
 /// `type: socket`: QEMU 7.2 and 10.0.
-Socket = "socket" => ChardevAddBackendSocket,
+Socket = "socket" => ChardevBackendSocket,
 /// `type: udp`: QEMU 7.2 and 10.0.
-Udp = "udp" => ChardevAddBackendUdp,
+Udp = "udp" => ChardevBackendUdp,
 /// `type: pty`: QEMU 7.2 and 10.0.
-Pty = "pty" => ChardevAddBackendPty,
+Pty = "pty" => ChardevBackendPty,
 /// `type: null`: QEMU 7.2 and 10.0.
-Null = "null" => ChardevAddBackendNull,
+Null = "null" => ChardevCommonWrapper,
 /// `type: mux`: QEMU 7.2 and 10.0.
-Mux = "mux" => ChardevAddBackendMux,
+Mux = "mux" => ChardevBackendMux,
 /// `type: msmouse`: QEMU 7.2 and 10.0.
-Msmouse = "msmouse" => ChardevAddBackendNull,
+Msmouse = "msmouse" => ChardevCommonWrapper,
 /// `type: wctablet`: QEMU 7.2 and 10.0.
-Wctablet = "wctablet" => ChardevAddBackendNull,
+Wctablet = "wctablet" => ChardevCommonWrapper,
 /// `type: braille`: QEMU 7.2 and 10.0.
-Braille = "braille" => ChardevAddBackendNull,
+Braille = "braille" => ChardevCommonWrapper,
 /// `type: testdev`: QEMU 7.2 and 10.0.
-Testdev = "testdev" => ChardevAddBackendNull,
+Testdev = "testdev" => ChardevCommonWrapper,
 /// `type: stdio`: QEMU 7.2 and 10.0.
-Stdio = "stdio" => ChardevAddBackendStdio,
+Stdio = "stdio" => ChardevBackendStdio,
 /// `type: console`: QEMU 7.2 only.
-Console = "console" => ChardevAddBackendPty,
+Console = "console" => ChardevCommonWrapper,
 /// `type: spicevmc`: QEMU 7.2 and 10.0.
-Spicevmc = "spicevmc" => ChardevAddBackendSpicevmc,
+Spicevmc = "spicevmc" => ChardevBackendSpicevmc,
 /// `type: spiceport`: QEMU 7.2 and 10.0.
-Spiceport = "spiceport" => ChardevAddBackendSpiceport,
+Spiceport = "spiceport" => ChardevBackendSpiceport,
 /// `type: qemu-vdagent`: QEMU 7.2 and 10.0.
-QemuVdagent = "qemu-vdagent" => ChardevAddBackendQemuVdagent,
+QemuVdagent = "qemu-vdagent" => ChardevBackendQemuVdagent,
 /// `type: dbus`: QEMU 7.2 and 10.0.
-Dbus = "dbus" => ChardevAddBackendDbus,
+Dbus = "dbus" => ChardevBackendDbus,
 /// `type: vc`: QEMU 7.2 and 10.0.
-Vc = "vc" => ChardevAddBackendVc,
+Vc = "vc" => ChardevBackendVc,
 /// `type: ringbuf`: QEMU 7.2 and 10.0.
-Ringbuf = "ringbuf" => ChardevAddBackendRingbuf,
+Ringbuf = "ringbuf" => ChardevBackendRingbuf,
 /// `type: memory`: QEMU 7.2 and 10.0.
-Memory = "memory" => ChardevAddBackendRingbuf,
+Memory = "memory" => ChardevBackendRingbuf,
 /// `type: hub`: QEMU 10.0 only.
-Hub = "hub" => ChardevAddBackendHub,
+Hub = "hub" => ChardevBackendHub,
 } {
 }
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=dbus`.
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=dbus`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=dbus`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=dbus`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendDbus {
+pub struct ChardevBackendDbus {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendDbusData,
+    pub data: ChardevBackendDbusData,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendDbus.data`.
+/// A type the schema leaves unnamed, reached as `ChardevBackendDbus.data`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendDbus.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendDbus.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendDbusData {
+pub struct ChardevBackendDbusData {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -3491,20 +4712,20 @@ pub struct ChardevAddBackendDbusData {
     pub name: String,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=file`.
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=file`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=file`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=file`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendFile {
+pub struct ChardevBackendFile {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendFileData,
+    pub data: ChardevBackendFileData,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendFile.data`.
+/// A type the schema leaves unnamed, reached as `ChardevBackendFile.data`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendFile.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendFile.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendFileData {
+pub struct ChardevBackendFileData {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -3521,20 +4742,20 @@ pub struct ChardevAddBackendFileData {
     pub append: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=hub`.
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=hub`.
 ///
-/// QEMU 10.0 only. Used by `ChardevAddBackend.type=hub`.
+/// QEMU 10.0 only. Used by `ChardevBackend.type=hub`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendHub {
+pub struct ChardevBackendHub {
     /// `data`: QEMU 10.0 only.
-    pub data: ChardevAddBackendHubData,
+    pub data: ChardevBackendHubData,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendHub.data`.
+/// A type the schema leaves unnamed, reached as `ChardevBackendHub.data`.
 ///
-/// QEMU 10.0 only. Used by `ChardevAddBackendHub.data`.
+/// QEMU 10.0 only. Used by `ChardevBackendHub.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendHubData {
+pub struct ChardevBackendHubData {
     /// `logfile`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -3545,291 +4766,20 @@ pub struct ChardevAddBackendHubData {
     pub chardevs: Vec<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=mux`.
+/// QAPI type `ChardevBackendInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=mux`.
+/// QEMU 7.2 and 10.0. Used by `query-chardev-backends.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendMux {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendMuxData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendMux.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendMux.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendMuxData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=null`.
-///
-/// QEMU 10.0 only. Used by `ChardevAddBackend.type=null`, `ChardevAddBackend.type=msmouse`, `ChardevAddBackend.type=wctablet`, `ChardevAddBackend.type=braille`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendNull {
-    /// `data`: QEMU 10.0 only.
-    pub data: ChardevAddBackendNullData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendNull.data`.
-///
-/// QEMU 10.0 only. Used by `ChardevAddBackendNull.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendNullData {
-    /// `logfile`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=pty`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=pty`, `ChardevAddBackend.type=null`, `ChardevAddBackend.type=msmouse`, `ChardevAddBackend.type=wctablet`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendPty {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendPtyData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendPty.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendPty.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendPtyData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `path`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=qemu-vdagent`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=qemu-vdagent`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendQemuVdagent {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendQemuVdagentData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendQemuVdagent.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendQemuVdagent.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendQemuVdagentData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `mouse`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mouse: Option<bool>,
-    /// `clipboard`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clipboard: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=ringbuf`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=ringbuf`, `ChardevAddBackend.type=memory`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendRingbuf {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendRingbufData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendRingbuf.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendRingbuf.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendRingbufData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=serial`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=serial`, `ChardevAddBackend.type=parallel`, `ChardevAddBackend.type=pipe`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSerial {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendSerialData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendSerial.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendSerial.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSerialData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=socket`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=socket`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSocket {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendSocketData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendSocket.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendSocket.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSocketData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: NbdServerStartAddr,
-    /// `tls-creds`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
-    pub tls_creds: Option<String>,
-    /// `tls-authz`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")]
-    pub tls_authz: Option<String>,
-    /// `server`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<bool>,
-    /// `wait`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait: Option<bool>,
-    /// `nodelay`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodelay: Option<bool>,
-    /// `telnet`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telnet: Option<bool>,
-    /// `tn3270`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tn3270: Option<bool>,
-    /// `websocket`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub websocket: Option<bool>,
-    /// `reconnect`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reconnect: Option<i64>,
-    /// `reconnect-ms`: QEMU 10.0 only.
-    #[serde(
-        rename = "reconnect-ms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reconnect_ms: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=spiceport`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=spiceport`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSpiceport {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendSpiceportData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendSpiceport.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendSpiceport.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSpiceportData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `fqdn`: QEMU 7.2 and 10.0.
-    pub fqdn: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=spicevmc`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=spicevmc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSpicevmc {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendSpicevmcData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendSpicevmc.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendSpicevmc.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendSpicevmcData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=stdio`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=stdio`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendStdio {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendStdioData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendStdio.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendStdio.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendStdioData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `signal`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<bool>,
+pub struct ChardevBackendInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type`.
+/// QAPI type `ChardevBackendKind`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type`.
-pub enum ChardevAddBackendType {
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type`.
+pub enum ChardevBackendKind {
 /// `file`: QEMU 7.2 and 10.0.
 File = "file",
 /// `serial`: QEMU 7.2 and 10.0.
@@ -3879,20 +4829,278 @@ Hub = "hub",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=udp`.
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=mux`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=udp`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=mux`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendUdp {
+pub struct ChardevBackendMux {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendUdpData,
+    pub data: ChardevBackendMuxData,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendUdp.data`.
+/// A type the schema leaves unnamed, reached as `ChardevBackendMux.data`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendUdp.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendMux.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendUdpData {
+pub struct ChardevBackendMuxData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=pty`.
+///
+/// QEMU 10.0 only. Used by `ChardevBackend.type=pty`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendPty {
+    /// `data`: QEMU 10.0 only.
+    pub data: ChardevBackendPtyData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendPty.data`.
+///
+/// QEMU 10.0 only. Used by `ChardevBackendPty.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendPtyData {
+    /// `logfile`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `path`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=qemu-vdagent`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=qemu-vdagent`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendQemuVdagent {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendQemuVdagentData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendQemuVdagent.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendQemuVdagent.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendQemuVdagentData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `mouse`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mouse: Option<bool>,
+    /// `clipboard`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipboard: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=ringbuf`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=ringbuf`, `ChardevBackend.type=memory`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendRingbuf {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendRingbufData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendRingbuf.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendRingbuf.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendRingbufData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=serial`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=serial`, `ChardevBackend.type=parallel`, `ChardevBackend.type=pipe`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSerial {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendSerialData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendSerial.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendSerial.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSerialData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=socket`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=socket`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSocket {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendSocketData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendSocket.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendSocket.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSocketData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: NbdServerStartAddr,
+    /// `tls-creds`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// `tls-authz`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")]
+    pub tls_authz: Option<String>,
+    /// `server`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<bool>,
+    /// `wait`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+    /// `nodelay`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodelay: Option<bool>,
+    /// `telnet`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telnet: Option<bool>,
+    /// `tn3270`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tn3270: Option<bool>,
+    /// `websocket`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<bool>,
+    /// `reconnect`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<i64>,
+    /// `reconnect-ms`: QEMU 10.0 only.
+    #[serde(
+        rename = "reconnect-ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reconnect_ms: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=spiceport`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=spiceport`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSpiceport {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendSpiceportData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendSpiceport.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendSpiceport.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSpiceportData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `fqdn`: QEMU 7.2 and 10.0.
+    pub fqdn: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=spicevmc`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=spicevmc`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSpicevmc {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendSpicevmcData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendSpicevmc.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendSpicevmc.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendSpicevmcData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=stdio`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=stdio`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendStdio {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendStdioData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendStdio.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendStdio.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendStdioData {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `signal`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=udp`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=udp`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendUdp {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevBackendUdpData,
+}
+
+/// A type the schema leaves unnamed, reached as `ChardevBackendUdp.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendUdp.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevBackendUdpData {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -3906,20 +5114,20 @@ pub struct ChardevAddBackendUdpData {
     pub local: Option<NbdServerStartAddr>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackend.type=vc`.
+/// A type the schema leaves unnamed, reached as `ChardevBackend.type=vc`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackend.type=vc`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=vc`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendVc {
+pub struct ChardevBackendVc {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevAddBackendVcData,
+    pub data: ChardevBackendVcData,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevAddBackendVc.data`.
+/// A type the schema leaves unnamed, reached as `ChardevBackendVc.data`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevAddBackendVc.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackendVc.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddBackendVcData {
+pub struct ChardevBackendVcData {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -3940,14 +5148,338 @@ pub struct ChardevAddBackendVcData {
     pub rows: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `chardev-add.ret`.
+/// QAPI type `ChardevCommon`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevCommonWrapper.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevCommon {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+}
+
+/// QAPI type `ChardevCommonWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=pty`, `ChardevBackend.type=null`, `ChardevBackend.type=msmouse`, `ChardevBackend.type=wctablet`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevCommonWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevCommon,
+}
+
+/// QAPI type `ChardevInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-chardev.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevInfo {
+    /// `label`: QEMU 7.2 and 10.0.
+    pub label: String,
+    /// `filename`: QEMU 7.2 and 10.0.
+    pub filename: String,
+    /// `frontend-open`: QEMU 7.2 and 10.0.
+    #[serde(rename = "frontend-open")]
+    pub frontend_open: bool,
+}
+
+/// QAPI type `ChardevReturn`.
 ///
 /// QEMU 7.2 and 10.0. Used by `chardev-add.ret`, `chardev-change.ret`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevAddReturn {
+pub struct ChardevReturn {
     /// `pty`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pty: Option<String>,
+}
+
+/// QAPI type `CommandInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-commands.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CommandInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+}
+
+/// QAPI type `CommandLineOptionInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-command-line-options.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CommandLineOptionInfo {
+    /// `option`: QEMU 7.2 and 10.0.
+    pub option: String,
+    /// `parameters`: QEMU 7.2 and 10.0.
+    pub parameters: Vec<CommandLineOptionInfoParameters>,
+}
+
+/// A type the schema leaves unnamed, reached as `CommandLineOptionInfo.parameters`.
+///
+/// QEMU 7.2 and 10.0. Used by `CommandLineOptionInfo.parameters`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CommandLineOptionInfoParameters {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: CommandLineOptionInfoParametersType,
+    /// `help`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// `default`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `CommandLineOptionInfoParameters.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `CommandLineOptionInfoParameters.type`.
+pub enum CommandLineOptionInfoParametersType {
+/// `string`: QEMU 7.2 and 10.0.
+String = "string",
+/// `boolean`: QEMU 7.2 and 10.0.
+Boolean = "boolean",
+/// `number`: QEMU 7.2 and 10.0.
+Number = "number",
+/// `size`: QEMU 7.2 and 10.0.
+Size = "size",
+}
+}
+
+/// QAPI type `CpuDefinitionInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-cpu-definitions.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuDefinitionInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `migration-safe`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "migration-safe",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub migration_safe: Option<bool>,
+    /// `static`: QEMU 7.2 and 10.0.
+    #[serde(rename = "static")]
+    pub static_: bool,
+    /// `unavailable-features`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unavailable-features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unavailable_features: Option<Vec<String>>,
+    /// `typename`: QEMU 7.2 and 10.0.
+    pub typename: String,
+    /// `alias-of`: QEMU 7.2 and 10.0.
+    #[serde(rename = "alias-of", default, skip_serializing_if = "Option::is_none")]
+    pub alias_of: Option<String>,
+    /// `deprecated`: QEMU 7.2 and 10.0.
+    pub deprecated: bool,
+}
+
+/// QAPI type `CpuInfoFast`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-cpus-fast.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuInfoFast {
+    /// `cpu-index`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cpu-index")]
+    pub cpu_index: i64,
+    /// `qom-path`: QEMU 7.2 and 10.0.
+    #[serde(rename = "qom-path")]
+    pub qom_path: String,
+    /// `thread-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "thread-id")]
+    pub thread_id: i64,
+    /// `props`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<CpuInfoFastProps>,
+
+    /// The branch chosen by `target`, with its members.
+    #[serde(flatten)]
+    pub target: CpuInfoFastBranch,
+}
+
+qapi_union! {
+/// The branches of [`CpuInfoFast`], chosen by its member `target`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum CpuInfoFastBranch: "target" {
+/// `target: s390x`: QEMU 7.2 and 10.0.
+S390x = "s390x" => CpuInfoFastS390x,
+} {
+/// `target: aarch64`, with no more members: QEMU 7.2 and 10.0.
+Aarch64 = "aarch64",
+/// `target: alpha`, with no more members: QEMU 7.2 and 10.0.
+Alpha = "alpha",
+/// `target: arm`, with no more members: QEMU 7.2 and 10.0.
+Arm = "arm",
+/// `target: avr`, with no more members: QEMU 7.2 and 10.0.
+Avr = "avr",
+/// `target: cris`, with no more members: QEMU 7.2 only.
+Cris = "cris",
+/// `target: hppa`, with no more members: QEMU 7.2 and 10.0.
+Hppa = "hppa",
+/// `target: i386`, with no more members: QEMU 7.2 and 10.0.
+I386 = "i386",
+/// `target: loongarch64`, with no more members: QEMU 7.2 and 10.0.
+Loongarch64 = "loongarch64",
+/// `target: m68k`, with no more members: QEMU 7.2 and 10.0.
+M68k = "m68k",
+/// `target: microblaze`, with no more members: QEMU 7.2 and 10.0.
+Microblaze = "microblaze",
+/// `target: microblazeel`, with no more members: QEMU 7.2 and 10.0.
+Microblazeel = "microblazeel",
+/// `target: mips`, with no more members: QEMU 7.2 and 10.0.
+Mips = "mips",
+/// `target: mips64`, with no more members: QEMU 7.2 and 10.0.
+Mips64 = "mips64",
+/// `target: mips64el`, with no more members: QEMU 7.2 and 10.0.
+Mips64el = "mips64el",
+/// `target: mipsel`, with no more members: QEMU 7.2 and 10.0.
+Mipsel = "mipsel",
+/// `target: nios2`, with no more members: QEMU 7.2 only.
+Nios2 = "nios2",
+/// `target: or1k`, with no more members: QEMU 7.2 and 10.0.
+Or1k = "or1k",
+/// `target: ppc`, with no more members: QEMU 7.2 and 10.0.
+Ppc = "ppc",
+/// `target: ppc64`, with no more members: QEMU 7.2 and 10.0.
+Ppc64 = "ppc64",
+/// `target: riscv32`, with no more members: QEMU 7.2 and 10.0.
+Riscv32 = "riscv32",
+/// `target: riscv64`, with no more members: QEMU 7.2 and 10.0.
+Riscv64 = "riscv64",
+/// `target: rx`, with no more members: QEMU 7.2 and 10.0.
+Rx = "rx",
+/// `target: sh4`, with no more members: QEMU 7.2 and 10.0.
+Sh4 = "sh4",
+/// `target: sh4eb`, with no more members: QEMU 7.2 and 10.0.
+Sh4eb = "sh4eb",
+/// `target: sparc`, with no more members: QEMU 7.2 and 10.0.
+Sparc = "sparc",
+/// `target: sparc64`, with no more members: QEMU 7.2 and 10.0.
+Sparc64 = "sparc64",
+/// `target: tricore`, with no more members: QEMU 7.2 and 10.0.
+Tricore = "tricore",
+/// `target: x86_64`, with no more members: QEMU 7.2 and 10.0.
+X86_64 = "x86_64",
+/// `target: xtensa`, with no more members: QEMU 7.2 and 10.0.
+Xtensa = "xtensa",
+/// `target: xtensaeb`, with no more members: QEMU 7.2 and 10.0.
+Xtensaeb = "xtensaeb",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `CpuInfoFast.props`.
+///
+/// QEMU 7.2 and 10.0. Used by `CpuInfoFast.props`, `HotpluggableCPU.props`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuInfoFastProps {
+    /// `node-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-id", default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<i64>,
+    /// `socket-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "socket-id", default, skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<i64>,
+    /// `die-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "die-id", default, skip_serializing_if = "Option::is_none")]
+    pub die_id: Option<i64>,
+    /// `cluster-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_id: Option<i64>,
+    /// `core-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "core-id", default, skip_serializing_if = "Option::is_none")]
+    pub core_id: Option<i64>,
+    /// `thread-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "thread-id", default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<i64>,
+    /// `drawer-id`: QEMU 10.0 only.
+    #[serde(rename = "drawer-id", default, skip_serializing_if = "Option::is_none")]
+    pub drawer_id: Option<i64>,
+    /// `book-id`: QEMU 10.0 only.
+    #[serde(rename = "book-id", default, skip_serializing_if = "Option::is_none")]
+    pub book_id: Option<i64>,
+    /// `module-id`: QEMU 10.0 only.
+    #[serde(rename = "module-id", default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `CpuInfoFast.target=s390x`.
+///
+/// QEMU 7.2 and 10.0. Used by `CpuInfoFast.target=s390x`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuInfoFastS390x {
+    /// `cpu-state`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cpu-state")]
+    pub cpu_state: CpuInfoFastS390xCpuState,
+    /// `dedicated`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated: Option<bool>,
+    /// `entitlement`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<CpuInfoFastS390xEntitlement>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `CpuInfoFastS390x.cpu-state`.
+///
+/// QEMU 7.2 and 10.0. Used by `CpuInfoFastS390x.cpu-state`.
+pub enum CpuInfoFastS390xCpuState {
+/// `uninitialized`: QEMU 7.2 and 10.0.
+Uninitialized = "uninitialized",
+/// `stopped`: QEMU 7.2 and 10.0.
+Stopped = "stopped",
+/// `check-stop`: QEMU 7.2 and 10.0.
+CheckStop = "check-stop",
+/// `operating`: QEMU 7.2 and 10.0.
+Operating = "operating",
+/// `load`: QEMU 7.2 and 10.0.
+Load = "load",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `CpuInfoFastS390x.entitlement`.
+///
+/// QEMU 10.0 only. Used by `CpuInfoFastS390x.entitlement`.
+pub enum CpuInfoFastS390xEntitlement {
+/// `auto`: QEMU 10.0 only.
+Auto = "auto",
+/// `low`: QEMU 10.0 only.
+Low = "low",
+/// `medium`: QEMU 10.0 only.
+Medium = "medium",
+/// `high`: QEMU 10.0 only.
+High = "high",
+}
+}
+
+/// QAPI type `CpuModelExpansionInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-cpu-model-expansion.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuModelExpansionInfo {
+    /// `model`: QEMU 7.2 and 10.0.
+    pub model: QueryCpuModelExpansionModel,
+}
+
+/// QAPI type `CurrentMachineParams`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-current-machine.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CurrentMachineParams {
+    /// `wakeup-suspend-support`: QEMU 7.2 and 10.0.
+    #[serde(rename = "wakeup-suspend-support")]
+    pub wakeup_suspend_support: bool,
 }
 
 /// A type the schema leaves unnamed, reached as `CxlAddDynamicCapacity.extents`.
@@ -4077,26 +5609,281 @@ Prescriptive = "prescriptive",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `device-list-properties.ret`.
+/// QAPI type `DirtyLimitInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `device-list-properties.ret`, `qom-list.ret`, `qom-list-properties.ret`.
+/// QEMU 7.2 and 10.0. Used by `query-vcpu-dirty-limit.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DeviceListPropertiesReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `description`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// `default-value`: QEMU 7.2 and 10.0.
+pub struct DirtyLimitInfo {
+    /// `cpu-index`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cpu-index")]
+    pub cpu_index: i64,
+    /// `limit-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "limit-rate")]
+    pub limit_rate: i64,
+    /// `current-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "current-rate")]
+    pub current_rate: i64,
+}
+
+/// QAPI type `DirtyRateInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-dirty-rate.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DirtyRateInfo {
+    /// `dirty-rate`: QEMU 7.2 and 10.0.
     #[serde(
-        rename = "default-value",
+        rename = "dirty-rate",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub default_value: Option<serde_json::Value>,
+    pub dirty_rate: Option<i64>,
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: DirtyRateInfoStatus,
+    /// `start-time`: QEMU 7.2 and 10.0.
+    #[serde(rename = "start-time")]
+    pub start_time: i64,
+    /// `calc-time`: QEMU 7.2 and 10.0.
+    #[serde(rename = "calc-time")]
+    pub calc_time: i64,
+    /// `sample-pages`: QEMU 7.2 and 10.0.
+    #[serde(rename = "sample-pages")]
+    pub sample_pages: i64,
+    /// `mode`: QEMU 7.2 and 10.0.
+    pub mode: CalcDirtyRateMode,
+    /// `vcpu-dirty-rate`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "vcpu-dirty-rate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vcpu_dirty_rate: Option<Vec<DirtyRateInfoVcpuDirtyRate>>,
+    /// `calc-time-unit`: QEMU 10.0 only; required where present.
+    #[serde(
+        rename = "calc-time-unit",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub calc_time_unit: Option<CalcDirtyRateCalcTimeUnit>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `DirtyRateInfo.status`.
+///
+/// QEMU 7.2 and 10.0. Used by `DirtyRateInfo.status`.
+pub enum DirtyRateInfoStatus {
+/// `unstarted`: QEMU 7.2 and 10.0.
+Unstarted = "unstarted",
+/// `measuring`: QEMU 7.2 and 10.0.
+Measuring = "measuring",
+/// `measured`: QEMU 7.2 and 10.0.
+Measured = "measured",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `DirtyRateInfo.vcpu-dirty-rate`.
+///
+/// QEMU 7.2 and 10.0. Used by `DirtyRateInfo.vcpu-dirty-rate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DirtyRateInfoVcpuDirtyRate {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: i64,
+    /// `dirty-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "dirty-rate")]
+    pub dirty_rate: i64,
+}
+
+/// QAPI type `DisplayOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-display-options.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayOptions {
+    /// `full-screen`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "full-screen",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub full_screen: Option<bool>,
+    /// `window-close`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "window-close",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window_close: Option<bool>,
+    /// `show-cursor`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "show-cursor",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub show_cursor: Option<bool>,
+    /// `gl`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gl: Option<DisplayOptionsGl>,
+
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: DisplayOptionsBranch,
+}
+
+qapi_union! {
+/// The branches of [`DisplayOptions`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum DisplayOptionsBranch: "type" {
+/// `type: gtk`: QEMU 7.2 and 10.0.
+Gtk = "gtk" => DisplayOptionsGtk,
+/// `type: curses`: QEMU 7.2 and 10.0.
+Curses = "curses" => DisplayOptionsCurses,
+/// `type: egl-headless`: QEMU 7.2 and 10.0.
+EglHeadless = "egl-headless" => DisplayOptionsEglHeadless,
+/// `type: dbus`: QEMU 7.2 and 10.0.
+Dbus = "dbus" => DisplayOptionsDbus,
+/// `type: sdl`: QEMU 7.2 and 10.0.
+Sdl = "sdl" => DisplayOptionsSdl,
+} {
+/// `type: default`, with no more members: QEMU 7.2 and 10.0.
+Default = "default",
+/// `type: none`, with no more members: QEMU 7.2 and 10.0.
+None = "none",
+/// `type: spice-app`, with no more members: QEMU 7.2 and 10.0.
+SpiceApp = "spice-app",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `DisplayOptions.type=curses`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=curses`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayOptionsCurses {
+    /// `charset`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charset: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `DisplayOptions.type=dbus`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=dbus`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayOptionsDbus {
+    /// `rendernode`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendernode: Option<String>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// `p2p`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p: Option<bool>,
+    /// `audiodev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiodev: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `DisplayOptions.type=egl-headless`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=egl-headless`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayOptionsEglHeadless {
+    /// `rendernode`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendernode: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `DisplayOptions.gl`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.gl`.
+pub enum DisplayOptionsGl {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `core`: QEMU 7.2 and 10.0.
+Core = "core",
+/// `es`: QEMU 7.2 and 10.0.
+Es = "es",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `DisplayOptions.type=gtk`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=gtk`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayOptionsGtk {
+    /// `grab-on-hover`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "grab-on-hover",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grab_on_hover: Option<bool>,
+    /// `zoom-to-fit`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "zoom-to-fit",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub zoom_to_fit: Option<bool>,
+    /// `show-tabs`: QEMU 7.2 and 10.0.
+    #[serde(rename = "show-tabs", default, skip_serializing_if = "Option::is_none")]
+    pub show_tabs: Option<bool>,
+    /// `show-menubar`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "show-menubar",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub show_menubar: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `DisplayOptions.type=sdl`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=sdl`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayOptionsSdl {
+    /// `grab-mod`: QEMU 7.2 and 10.0.
+    #[serde(rename = "grab-mod", default, skip_serializing_if = "Option::is_none")]
+    pub grab_mod: Option<DisplayOptionsSdlGrabMod>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `DisplayOptionsSdl.grab-mod`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptionsSdl.grab-mod`.
+pub enum DisplayOptionsSdlGrabMod {
+/// `lctrl-lalt`: QEMU 7.2 and 10.0.
+LctrlLalt = "lctrl-lalt",
+/// `lshift-lctrl-lalt`: QEMU 7.2 and 10.0.
+LshiftLctrlLalt = "lshift-lctrl-lalt",
+/// `rctrl`: QEMU 7.2 and 10.0.
+Rctrl = "rctrl",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `DisplayOptions.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type`.
+pub enum DisplayOptionsType {
+/// `default`: QEMU 7.2 and 10.0.
+Default = "default",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `gtk`: QEMU 7.2 and 10.0.
+Gtk = "gtk",
+/// `sdl`: QEMU 7.2 and 10.0.
+Sdl = "sdl",
+/// `egl-headless`: QEMU 7.2 and 10.0.
+EglHeadless = "egl-headless",
+/// `curses`: QEMU 7.2 and 10.0.
+Curses = "curses",
+/// `spice-app`: QEMU 7.2 and 10.0.
+SpiceApp = "spice-app",
+/// `dbus`: QEMU 7.2 and 10.0.
+Dbus = "dbus",
+}
 }
 
 /// A type the schema leaves unnamed, reached as `display-reload`.
@@ -4178,7 +5965,7 @@ Vnc = "vnc",
 pub struct DisplayUpdateVnc {
     /// `addresses`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<Vec<QueryMigrateReturnSocketAddress>>,
+    pub addresses: Option<Vec<SocketAddress>>,
 }
 
 /// A type the schema leaves unnamed, reached as `drive-backup`.
@@ -4264,10 +6051,19 @@ pub struct DriveBackup {
     pub discard_source: Option<bool>,
 }
 
+/// QAPI type `DumpGuestMemoryCapability`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-dump-guest-memory-capability.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DumpGuestMemoryCapability {
+    /// `formats`: QEMU 7.2 and 10.0.
+    pub formats: Vec<DumpGuestMemoryFormat>,
+}
+
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `DumpGuestMemory.format`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DumpGuestMemory.format`, `QueryDumpGuestMemoryCapabilityReturn.formats`.
+/// QEMU 7.2 and 10.0. Used by `DumpGuestMemory.format`, `DumpGuestMemoryCapability.formats`.
 pub enum DumpGuestMemoryFormat {
 /// `elf`: QEMU 7.2 and 10.0.
 Elf = "elf",
@@ -4285,6 +6081,87 @@ KdumpRawZlib = "kdump-raw-zlib",
 KdumpRawLzo = "kdump-raw-lzo",
 /// `kdump-raw-snappy`: QEMU 10.0 only.
 KdumpRawSnappy = "kdump-raw-snappy",
+}
+}
+
+/// QAPI type `DumpQueryResult`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-dump.ret`, `DumpCompleted.result`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DumpQueryResult {
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: DumpQueryResultStatus,
+    /// `completed`: QEMU 7.2 and 10.0.
+    pub completed: i64,
+    /// `total`: QEMU 7.2 and 10.0.
+    pub total: i64,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `DumpQueryResult.status`.
+///
+/// QEMU 7.2 and 10.0. Used by `DumpQueryResult.status`.
+pub enum DumpQueryResultStatus {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `active`: QEMU 7.2 and 10.0.
+Active = "active",
+/// `completed`: QEMU 7.2 and 10.0.
+Completed = "completed",
+/// `failed`: QEMU 7.2 and 10.0.
+Failed = "failed",
+}
+}
+
+/// QAPI type `EbpfObject`.
+///
+/// QEMU 10.0 only. Used by `request-ebpf.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EbpfObject {
+    /// `object`: QEMU 10.0 only.
+    pub object: String,
+}
+
+/// QAPI type `EvtchnInfo`.
+///
+/// QEMU 10.0 only. Used by `xen-event-list.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvtchnInfo {
+    /// `port`: QEMU 10.0 only.
+    pub port: i64,
+    /// `vcpu`: QEMU 10.0 only.
+    pub vcpu: i64,
+    /// `type`: QEMU 10.0 only.
+    #[serde(rename = "type")]
+    pub type_: EvtchnInfoType,
+    /// `remote-domain`: QEMU 10.0 only.
+    #[serde(rename = "remote-domain")]
+    pub remote_domain: String,
+    /// `target`: QEMU 10.0 only.
+    pub target: i64,
+    /// `pending`: QEMU 10.0 only.
+    pub pending: bool,
+    /// `masked`: QEMU 10.0 only.
+    pub masked: bool,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `EvtchnInfo.type`.
+///
+/// QEMU 10.0 only. Used by `EvtchnInfo.type`.
+pub enum EvtchnInfoType {
+/// `closed`: QEMU 10.0 only.
+Closed = "closed",
+/// `unbound`: QEMU 10.0 only.
+Unbound = "unbound",
+/// `interdomain`: QEMU 10.0 only.
+Interdomain = "interdomain",
+/// `pirq`: QEMU 10.0 only.
+Pirq = "pirq",
+/// `virq`: QEMU 10.0 only.
+Virq = "virq",
+/// `ipi`: QEMU 10.0 only.
+Ipi = "ipi",
 }
 }
 
@@ -4334,6 +6211,39 @@ pub struct ExpirePasswordVnc {
     /// `display`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
+}
+
+/// QAPI type `FdSocketAddress`.
+///
+/// QEMU 7.2 and 10.0. Used by `NetdevUser.dnssearch`, `NetdevUser.hostfwd`, `NetdevUser.guestfwd`, `SocketAddress.type=fd`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FdSocketAddress {
+    /// `str`: QEMU 7.2 and 10.0.
+    pub str: String,
+}
+
+/// QAPI type `FdsetInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-fdsets.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FdsetInfo {
+    /// `fdset-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "fdset-id")]
+    pub fdset_id: i64,
+    /// `fds`: QEMU 7.2 and 10.0.
+    pub fds: Vec<FdsetInfoFds>,
+}
+
+/// A type the schema leaves unnamed, reached as `FdsetInfo.fds`.
+///
+/// QEMU 7.2 and 10.0. Used by `FdsetInfo.fds`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FdsetInfoFds {
+    /// `fd`: QEMU 7.2 and 10.0.
+    pub fd: i64,
+    /// `opaque`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque: Option<String>,
 }
 
 qapi_enum! {
@@ -4435,6 +6345,476 @@ HyperV = "hyper-v",
 /// `s390`: QEMU 7.2 and 10.0.
 S390 = "s390",
 }
+}
+
+/// QAPI type `GuidInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-vm-generation-id.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GuidInfo {
+    /// `guid`: QEMU 7.2 and 10.0.
+    pub guid: String,
+}
+
+/// QAPI type `HotpluggableCPU`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-hotpluggable-cpus.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HotpluggableCPU {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `vcpus-count`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vcpus-count")]
+    pub vcpus_count: i64,
+    /// `props`: QEMU 7.2 and 10.0.
+    pub props: CpuInfoFastProps,
+    /// `qom-path`: QEMU 7.2 and 10.0.
+    #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
+    pub qom_path: Option<String>,
+}
+
+/// QAPI type `HumanReadableText`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-query-irq.ret`, `x-query-jit.ret`, `x-query-numa.ret`, `x-query-opcount.ret`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HumanReadableText {
+    /// `human-readable-text`: QEMU 7.2 and 10.0.
+    #[serde(rename = "human-readable-text")]
+    pub human_readable_text: String,
+}
+
+/// QAPI type `HvBalloonInfo`.
+///
+/// QEMU 10.0 only. Used by `query-hv-balloon-status-report.ret`, `HV_BALLOON_STATUS_REPORT`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HvBalloonInfo {
+    /// `committed`: QEMU 10.0 only.
+    pub committed: i64,
+    /// `available`: QEMU 10.0 only.
+    pub available: i64,
+}
+
+/// QAPI type `IOThreadInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-iothreads.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IOThreadInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `thread-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "thread-id")]
+    pub thread_id: i64,
+    /// `poll-max-ns`: QEMU 7.2 and 10.0.
+    #[serde(rename = "poll-max-ns")]
+    pub poll_max_ns: i64,
+    /// `poll-grow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "poll-grow")]
+    pub poll_grow: i64,
+    /// `poll-shrink`: QEMU 7.2 and 10.0.
+    #[serde(rename = "poll-shrink")]
+    pub poll_shrink: i64,
+    /// `aio-max-batch`: QEMU 7.2 and 10.0.
+    #[serde(rename = "aio-max-batch")]
+    pub aio_max_batch: i64,
+}
+
+/// QAPI type `ImageInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.image`, `ImageInfo.backing-image`, `ImageInfoSpecificVmdk.extents`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfo {
+    /// `filename`: QEMU 7.2 and 10.0.
+    pub filename: String,
+    /// `format`: QEMU 7.2 and 10.0.
+    pub format: String,
+    /// `dirty-flag`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dirty-flag",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dirty_flag: Option<bool>,
+    /// `actual-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "actual-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub actual_size: Option<i64>,
+    /// `virtual-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "virtual-size")]
+    pub virtual_size: i64,
+    /// `cluster-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_size: Option<i64>,
+    /// `encrypted`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// `compressed`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<bool>,
+    /// `backing-filename`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-filename",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_filename: Option<String>,
+    /// `full-backing-filename`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "full-backing-filename",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub full_backing_filename: Option<String>,
+    /// `backing-filename-format`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-filename-format",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_filename_format: Option<String>,
+    /// `snapshots`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<Vec<SnapshotInfo>>,
+    /// `backing-image`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-image",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_image: Option<Box<ImageInfo>>,
+    /// `format-specific`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "format-specific",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub format_specific: Option<ImageInfoSpecific>,
+}
+
+/// QAPI type `ImageInfoSpecific`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfo.format-specific`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecific {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: ImageInfoSpecificBranch,
+}
+
+qapi_union! {
+/// The branches of [`ImageInfoSpecific`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum ImageInfoSpecificBranch: "type" {
+/// `type: qcow2`: QEMU 7.2 and 10.0.
+Qcow2 = "qcow2" => ImageInfoSpecificQcow2,
+/// `type: vmdk`: QEMU 7.2 and 10.0.
+Vmdk = "vmdk" => ImageInfoSpecificVmdkWrapper,
+/// `type: luks`: QEMU 7.2 and 10.0.
+Luks = "luks" => ImageInfoSpecificLuks,
+/// `type: rbd`: QEMU 7.2 and 10.0.
+Rbd = "rbd" => ImageInfoSpecificRbd,
+/// `type: file`: QEMU 10.0 only.
+File = "file" => ImageInfoSpecificFile,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=file`.
+///
+/// QEMU 10.0 only. Used by `ImageInfoSpecific.type=file`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificFile {
+    /// `data`: QEMU 10.0 only.
+    pub data: ImageInfoSpecificFileData,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificFile.data`.
+///
+/// QEMU 10.0 only. Used by `ImageInfoSpecificFile.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificFileData {
+    /// `extent-size-hint`: QEMU 10.0 only.
+    #[serde(
+        rename = "extent-size-hint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extent_size_hint: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=luks`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificLuks {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ImageInfoSpecificLuksData,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificLuks.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificLuks.data`, `ImageInfoSpecificQcow2DataEncrypt.format=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificLuksData {
+    /// `cipher-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cipher-alg")]
+    pub cipher_alg: BlockdevCreateOptionsLuksCipherAlg,
+    /// `cipher-mode`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cipher-mode")]
+    pub cipher_mode: BlockdevCreateOptionsLuksCipherMode,
+    /// `ivgen-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ivgen-alg")]
+    pub ivgen_alg: BlockdevCreateOptionsLuksIvgenAlg,
+    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "ivgen-hash-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ivgen_hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
+    /// `hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "hash-alg")]
+    pub hash_alg: BlockdevCreateOptionsLuksIvgenHashAlg,
+    /// `payload-offset`: QEMU 7.2 and 10.0.
+    #[serde(rename = "payload-offset")]
+    pub payload_offset: i64,
+    /// `master-key-iters`: QEMU 7.2 and 10.0.
+    #[serde(rename = "master-key-iters")]
+    pub master_key_iters: i64,
+    /// `uuid`: QEMU 7.2 and 10.0.
+    pub uuid: String,
+    /// `slots`: QEMU 7.2 and 10.0.
+    pub slots: Vec<ImageInfoSpecificLuksDataSlots>,
+    /// `detached-header`: QEMU 10.0 only; required where present.
+    #[serde(
+        rename = "detached-header",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub detached_header: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificLuksData.slots`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificLuksData.slots`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificLuksDataSlots {
+    /// `active`: QEMU 7.2 and 10.0.
+    pub active: bool,
+    /// `iters`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iters: Option<i64>,
+    /// `stripes`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripes: Option<i64>,
+    /// `key-offset`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-offset")]
+    pub key_offset: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=qcow2`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=qcow2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificQcow2 {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ImageInfoSpecificQcow2Data,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificQcow2Data {
+    /// `compat`: QEMU 7.2 and 10.0.
+    pub compat: String,
+    /// `data-file`: QEMU 7.2 and 10.0.
+    #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
+    pub data_file: Option<String>,
+    /// `data-file-raw`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "data-file-raw",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data_file_raw: Option<bool>,
+    /// `extended-l2`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "extended-l2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extended_l2: Option<bool>,
+    /// `lazy-refcounts`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "lazy-refcounts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lazy_refcounts: Option<bool>,
+    /// `corrupt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<bool>,
+    /// `refcount-bits`: QEMU 7.2 and 10.0.
+    #[serde(rename = "refcount-bits")]
+    pub refcount_bits: i64,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<ImageInfoSpecificQcow2DataEncrypt>,
+    /// `bitmaps`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmaps: Option<Vec<ImageInfoSpecificQcow2DataBitmaps>>,
+    /// `compression-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "compression-type")]
+    pub compression_type: BlockdevCreateOptionsQcow2CompressionType,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2Data.bitmaps`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2Data.bitmaps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificQcow2DataBitmaps {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `granularity`: QEMU 7.2 and 10.0.
+    pub granularity: i64,
+    /// `flags`: QEMU 7.2 and 10.0.
+    pub flags: Vec<ImageInfoSpecificQcow2DataBitmapsFlags>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2DataBitmaps.flags`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2DataBitmaps.flags`.
+pub enum ImageInfoSpecificQcow2DataBitmapsFlags {
+/// `in-use`: QEMU 7.2 and 10.0.
+InUse = "in-use",
+/// `auto`: QEMU 7.2 and 10.0.
+Auto = "auto",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2Data.encrypt`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2Data.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificQcow2DataEncrypt {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: ImageInfoSpecificQcow2DataEncryptBranch,
+}
+
+qapi_union! {
+/// The branches of [`ImageInfoSpecificQcow2DataEncrypt`], chosen by its member `format`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum ImageInfoSpecificQcow2DataEncryptBranch: "format" {
+/// `format: luks`: QEMU 7.2 and 10.0.
+Luks = "luks" => ImageInfoSpecificLuksData,
+} {
+/// `format: aes`, with no more members: QEMU 7.2 and 10.0.
+Aes = "aes",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=rbd`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=rbd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificRbd {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ImageInfoSpecificRbdData,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificRbd.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificRbd.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificRbdData {
+    /// `encryption-format`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "encryption-format",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub encryption_format: Option<BlockdevOptionsRbdEncryptFormat>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type`.
+pub enum ImageInfoSpecificType {
+/// `qcow2`: QEMU 7.2 and 10.0.
+Qcow2 = "qcow2",
+/// `vmdk`: QEMU 7.2 and 10.0.
+Vmdk = "vmdk",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+/// `rbd`: QEMU 7.2 and 10.0.
+Rbd = "rbd",
+/// `file`: QEMU 10.0 only.
+File = "file",
+}
+}
+
+/// QAPI type `ImageInfoSpecificVmdk`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificVmdkWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificVmdk {
+    /// `create-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "create-type")]
+    pub create_type: String,
+    /// `cid`: QEMU 7.2 and 10.0.
+    pub cid: i64,
+    /// `parent-cid`: QEMU 7.2 and 10.0.
+    #[serde(rename = "parent-cid")]
+    pub parent_cid: i64,
+    /// `extents`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extents: Option<serde_json::Value>,
+}
+
+/// A type the schema leaves unnamed, reached as `ImageInfoSpecificVmdk.extents`.
+///
+/// QEMU 10.0 only. Used by `ImageInfoSpecificVmdk.extents`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificVmdkExtents {
+    /// `filename`: QEMU 10.0 only.
+    pub filename: String,
+    /// `format`: QEMU 10.0 only.
+    pub format: String,
+    /// `virtual-size`: QEMU 10.0 only.
+    #[serde(rename = "virtual-size")]
+    pub virtual_size: i64,
+    /// `cluster-size`: QEMU 10.0 only.
+    #[serde(
+        rename = "cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_size: Option<i64>,
+    /// `compressed`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<bool>,
+}
+
+/// QAPI type `ImageInfoSpecificVmdkWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=vmdk`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificVmdkWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ImageInfoSpecificVmdk,
 }
 
 /// A type the schema leaves unnamed, reached as `InputSendEvent.events`.
@@ -4631,6 +7011,420 @@ Mtt = "mtt",
 }
 
 qapi_enum! {
+/// QAPI type `IoOperationType`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockIoError.operation`, `BlockJobError.operation`.
+pub enum IoOperationType {
+/// `read`: QEMU 7.2 and 10.0.
+Read = "read",
+/// `write`: QEMU 7.2 and 10.0.
+Write = "write",
+}
+}
+
+/// QAPI type `JobInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-jobs.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: JobType,
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: JobStatus,
+    /// `current-progress`: QEMU 7.2 and 10.0.
+    #[serde(rename = "current-progress")]
+    pub current_progress: i64,
+    /// `total-progress`: QEMU 7.2 and 10.0.
+    #[serde(rename = "total-progress")]
+    pub total_progress: i64,
+    /// `error`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+qapi_enum! {
+/// QAPI type `JobStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockJobInfo.status`, `JobInfo.status`, `JobStatusChange.status`.
+pub enum JobStatus {
+/// `undefined`: QEMU 7.2 and 10.0.
+Undefined = "undefined",
+/// `created`: QEMU 7.2 and 10.0.
+Created = "created",
+/// `running`: QEMU 7.2 and 10.0.
+Running = "running",
+/// `paused`: QEMU 7.2 and 10.0.
+Paused = "paused",
+/// `ready`: QEMU 7.2 and 10.0.
+Ready = "ready",
+/// `standby`: QEMU 7.2 and 10.0.
+Standby = "standby",
+/// `waiting`: QEMU 7.2 and 10.0.
+Waiting = "waiting",
+/// `pending`: QEMU 7.2 and 10.0.
+Pending = "pending",
+/// `aborting`: QEMU 7.2 and 10.0.
+Aborting = "aborting",
+/// `concluded`: QEMU 7.2 and 10.0.
+Concluded = "concluded",
+/// `null`: QEMU 7.2 and 10.0.
+Null = "null",
+}
+}
+
+qapi_enum! {
+/// QAPI type `JobType`.
+///
+/// QEMU 7.2 and 10.0. Used by `JobInfo.type`, `BlockJobCancelled.type`, `BlockJobCompleted.type`, `BlockJobPending.type`, ....
+pub enum JobType {
+/// `commit`: QEMU 7.2 and 10.0.
+Commit = "commit",
+/// `stream`: QEMU 7.2 and 10.0.
+Stream = "stream",
+/// `mirror`: QEMU 7.2 and 10.0.
+Mirror = "mirror",
+/// `backup`: QEMU 7.2 and 10.0.
+Backup = "backup",
+/// `create`: QEMU 7.2 and 10.0.
+Create = "create",
+/// `amend`: QEMU 7.2 and 10.0.
+Amend = "amend",
+/// `snapshot-load`: QEMU 7.2 and 10.0.
+SnapshotLoad = "snapshot-load",
+/// `snapshot-save`: QEMU 7.2 and 10.0.
+SnapshotSave = "snapshot-save",
+/// `snapshot-delete`: QEMU 7.2 and 10.0.
+SnapshotDelete = "snapshot-delete",
+}
+}
+
+/// QAPI type `KvmInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-kvm.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KvmInfo {
+    /// `enabled`: QEMU 7.2 and 10.0.
+    pub enabled: bool,
+    /// `present`: QEMU 7.2 and 10.0.
+    pub present: bool,
+}
+
+/// QAPI type `MachineInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-machines.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MachineInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `alias`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// `is-default`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "is-default",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub is_default: Option<bool>,
+    /// `cpu-max`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cpu-max")]
+    pub cpu_max: i64,
+    /// `hotpluggable-cpus`: QEMU 7.2 and 10.0.
+    #[serde(rename = "hotpluggable-cpus")]
+    pub hotpluggable_cpus: bool,
+    /// `numa-mem-supported`: QEMU 7.2 and 10.0.
+    #[serde(rename = "numa-mem-supported")]
+    pub numa_mem_supported: bool,
+    /// `deprecated`: QEMU 7.2 and 10.0.
+    pub deprecated: bool,
+    /// `default-cpu-type`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "default-cpu-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_cpu_type: Option<String>,
+    /// `default-ram-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "default-ram-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_ram_id: Option<String>,
+    /// `acpi`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acpi: Option<bool>,
+    /// `compat-props`: QEMU 10.0 only.
+    #[serde(
+        rename = "compat-props",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub compat_props: Option<Vec<MachineInfoCompatProps>>,
+}
+
+/// A type the schema leaves unnamed, reached as `MachineInfo.compat-props`.
+///
+/// QEMU 10.0 only. Used by `MachineInfo.compat-props`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MachineInfoCompatProps {
+    /// `qom-type`: QEMU 10.0 only.
+    #[serde(rename = "qom-type")]
+    pub qom_type: String,
+    /// `property`: QEMU 10.0 only.
+    pub property: String,
+    /// `value`: QEMU 10.0 only.
+    pub value: String,
+}
+
+/// QAPI type `Memdev`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-memdev.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Memdev {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `merge`: QEMU 7.2 and 10.0.
+    pub merge: bool,
+    /// `dump`: QEMU 7.2 and 10.0.
+    pub dump: bool,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    pub prealloc: bool,
+    /// `share`: QEMU 7.2 and 10.0.
+    pub share: bool,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(rename = "host-nodes")]
+    pub host_nodes: Vec<i64>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    pub policy: MemdevPolicy,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `Memdev.policy`.
+///
+/// QEMU 7.2 and 10.0. Used by `Memdev.policy`, `ObjectOptionsMemoryBackendEpc.policy`, `ObjectOptionsMemoryBackendFile.policy`, `ObjectOptionsMemoryBackendMemfd.policy`, ....
+pub enum MemdevPolicy {
+/// `default`: QEMU 7.2 and 10.0.
+Default = "default",
+/// `preferred`: QEMU 7.2 and 10.0.
+Preferred = "preferred",
+/// `bind`: QEMU 7.2 and 10.0.
+Bind = "bind",
+/// `interleave`: QEMU 7.2 and 10.0.
+Interleave = "interleave",
+}
+}
+
+/// QAPI type `MemoryDeviceInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-memory-devices.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfo {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: MemoryDeviceInfoBranch,
+}
+
+qapi_union! {
+/// The branches of [`MemoryDeviceInfo`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum MemoryDeviceInfoBranch: "type" {
+/// `type: dimm`: QEMU 7.2 and 10.0.
+Dimm = "dimm" => MemoryDeviceInfoDimm,
+/// `type: nvdimm`: QEMU 7.2 and 10.0.
+Nvdimm = "nvdimm" => MemoryDeviceInfoDimm,
+/// `type: virtio-pmem`: QEMU 7.2 and 10.0.
+VirtioPmem = "virtio-pmem" => MemoryDeviceInfoVirtioPmem,
+/// `type: virtio-mem`: QEMU 7.2 and 10.0.
+VirtioMem = "virtio-mem" => MemoryDeviceInfoVirtioMem,
+/// `type: sgx-epc`: QEMU 7.2 and 10.0.
+SgxEpc = "sgx-epc" => MemoryDeviceInfoSgxEpc,
+/// `type: hv-balloon`: QEMU 10.0 only.
+HvBalloon = "hv-balloon" => MemoryDeviceInfoHvBalloon,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=dimm`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=dimm`, `MemoryDeviceInfo.type=nvdimm`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoDimm {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: MemoryDeviceInfoDimmData,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoDimm.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoDimm.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoDimmData {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `slot`: QEMU 7.2 and 10.0.
+    pub slot: i64,
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+    /// `hotplugged`: QEMU 7.2 and 10.0.
+    pub hotplugged: bool,
+    /// `hotpluggable`: QEMU 7.2 and 10.0.
+    pub hotpluggable: bool,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=hv-balloon`.
+///
+/// QEMU 10.0 only. Used by `MemoryDeviceInfo.type=hv-balloon`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoHvBalloon {
+    /// `data`: QEMU 10.0 only.
+    pub data: MemoryDeviceInfoHvBalloonData,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoHvBalloon.data`.
+///
+/// QEMU 10.0 only. Used by `MemoryDeviceInfoHvBalloon.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoHvBalloonData {
+    /// `id`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memaddr: Option<i64>,
+    /// `max-size`: QEMU 10.0 only.
+    #[serde(rename = "max-size")]
+    pub max_size: i64,
+    /// `memdev`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memdev: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=sgx-epc`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=sgx-epc`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoSgxEpc {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: MemoryDeviceInfoSgxEpcData,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoSgxEpc.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoSgxEpc.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoSgxEpcData {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 7.2 and 10.0.
+    pub memaddr: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type`.
+pub enum MemoryDeviceInfoType {
+/// `dimm`: QEMU 7.2 and 10.0.
+Dimm = "dimm",
+/// `nvdimm`: QEMU 7.2 and 10.0.
+Nvdimm = "nvdimm",
+/// `virtio-pmem`: QEMU 7.2 and 10.0.
+VirtioPmem = "virtio-pmem",
+/// `virtio-mem`: QEMU 7.2 and 10.0.
+VirtioMem = "virtio-mem",
+/// `sgx-epc`: QEMU 7.2 and 10.0.
+SgxEpc = "sgx-epc",
+/// `hv-balloon`: QEMU 10.0 only.
+HvBalloon = "hv-balloon",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=virtio-mem`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=virtio-mem`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoVirtioMem {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: MemoryDeviceInfoVirtioMemData,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoVirtioMem.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoVirtioMem.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoVirtioMemData {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 7.2 and 10.0.
+    pub memaddr: i64,
+    /// `requested-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "requested-size")]
+    pub requested_size: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `max-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "max-size")]
+    pub max_size: i64,
+    /// `block-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "block-size")]
+    pub block_size: i64,
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=virtio-pmem`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=virtio-pmem`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoVirtioPmem {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: MemoryDeviceInfoVirtioPmemData,
+}
+
+/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoVirtioPmem.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoVirtioPmem.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryDeviceInfoVirtioPmemData {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 7.2 and 10.0.
+    pub memaddr: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+}
+
+qapi_enum! {
 /// A type the schema leaves unnamed, reached as `MemoryFailure.action`.
 ///
 /// QEMU 7.2 and 10.0. Used by `MemoryFailure.action`.
@@ -4670,6 +7464,23 @@ Guest = "guest",
 }
 }
 
+/// QAPI type `MemoryInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-memory-size-summary.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryInfo {
+    /// `base-memory`: QEMU 7.2 and 10.0.
+    #[serde(rename = "base-memory")]
+    pub base_memory: i64,
+    /// `plugged-memory`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "plugged-memory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub plugged_memory: Option<i64>,
+}
+
 /// A type the schema leaves unnamed, reached as `Migrate.channels`.
 ///
 /// QEMU 10.0 only. Used by `Migrate.channels`, `MigrateIncoming.channels`.
@@ -4698,11 +7509,11 @@ qapi_union! {
 /// QEMU 10.0 only.
 pub enum MigrateChannelsAddrBranch: "transport" {
 /// `transport: socket`: QEMU 10.0 only.
-Socket = "socket" => QueryMigrateReturnSocketAddress,
+Socket = "socket" => SocketAddress,
 /// `transport: exec`: QEMU 10.0 only.
 Exec = "exec" => MigrateChannelsAddrExec,
 /// `transport: rdma`: QEMU 10.0 only.
-Rdma = "rdma" => BlockdevAddSshServer,
+Rdma = "rdma" => BlockdevOptionsSshServer,
 /// `transport: file`: QEMU 10.0 only.
 File = "file" => MigrateChannelsAddrFile,
 } {
@@ -4757,47 +7568,9 @@ Cpr = "cpr",
 }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MigrateContinue.state`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrateContinue.state`, `QueryMigrateReturn.status`, `Migration.status`.
-pub enum MigrateContinueState {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `setup`: QEMU 7.2 and 10.0.
-Setup = "setup",
-/// `cancelling`: QEMU 7.2 and 10.0.
-Cancelling = "cancelling",
-/// `cancelled`: QEMU 7.2 and 10.0.
-Cancelled = "cancelled",
-/// `active`: QEMU 7.2 and 10.0.
-Active = "active",
-/// `postcopy-active`: QEMU 7.2 and 10.0.
-PostcopyActive = "postcopy-active",
-/// `postcopy-paused`: QEMU 7.2 and 10.0.
-PostcopyPaused = "postcopy-paused",
-/// `postcopy-recover`: QEMU 7.2 and 10.0.
-PostcopyRecover = "postcopy-recover",
-/// `completed`: QEMU 7.2 and 10.0.
-Completed = "completed",
-/// `failed`: QEMU 7.2 and 10.0.
-Failed = "failed",
-/// `colo`: QEMU 7.2 and 10.0.
-Colo = "colo",
-/// `pre-switchover`: QEMU 7.2 and 10.0.
-PreSwitchover = "pre-switchover",
-/// `device`: QEMU 7.2 and 10.0.
-Device = "device",
-/// `wait-unplug`: QEMU 7.2 and 10.0.
-WaitUnplug = "wait-unplug",
-/// `postcopy-recover-setup`: QEMU 10.0 only.
-PostcopyRecoverSetup = "postcopy-recover-setup",
-}
-}
-
 /// A type the schema leaves unnamed, reached as `MigrateSetParameters.block-bitmap-mapping`.
 ///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.block-bitmap-mapping`, `QueryMigrateParametersReturn.block-bitmap-mapping`.
+/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.block-bitmap-mapping`, `MigrationParameters.block-bitmap-mapping`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateSetParametersBlockBitmapMapping {
     /// `node-name`: QEMU 7.2 and 10.0.
@@ -4836,7 +7609,7 @@ pub struct MigrateSetParametersBlockBitmapMappingBitmapsTransform {
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `MigrateSetParameters.mode`.
 ///
-/// QEMU 10.0 only. Used by `MigrateSetParameters.mode`, `QueryMigrateParametersReturn.mode`.
+/// QEMU 10.0 only. Used by `MigrateSetParameters.mode`, `MigrationParameters.mode`.
 pub enum MigrateSetParametersMode {
 /// `normal`: QEMU 10.0 only.
 Normal = "normal",
@@ -4850,7 +7623,7 @@ CprTransfer = "cpr-transfer",
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `MigrateSetParameters.multifd-compression`.
 ///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.multifd-compression`, `QueryMigrateParametersReturn.multifd-compression`.
+/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.multifd-compression`, `MigrationParameters.multifd-compression`.
 pub enum MigrateSetParametersMultifdCompression {
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
@@ -4880,7 +7653,7 @@ pub enum MigrateSetParametersTlsCreds {
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `MigrateSetParameters.zero-page-detection`.
 ///
-/// QEMU 10.0 only. Used by `MigrateSetParameters.zero-page-detection`, `QueryMigrateParametersReturn.zero-page-detection`.
+/// QEMU 10.0 only. Used by `MigrateSetParameters.zero-page-detection`, `MigrationParameters.zero-page-detection`.
 pub enum MigrateSetParametersZeroPageDetection {
 /// `none`: QEMU 10.0 only.
 None = "none",
@@ -4891,4729 +7664,11 @@ Multifd = "multifd",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `NbdServerStart.addr`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStart.addr`, `ChardevAddBackendSocketData.addr`, `ChardevAddBackendUdpData.remote`, `ChardevAddBackendUdpData.local`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddr {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: NbdServerStartAddrBranch,
-}
-
-qapi_union! {
-/// The branches of [`NbdServerStartAddr`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum NbdServerStartAddrBranch: "type" {
-/// `type: inet`: QEMU 7.2 and 10.0.
-Inet = "inet" => NbdServerStartAddrInet,
-/// `type: unix`: QEMU 7.2 and 10.0.
-Unix = "unix" => NbdServerStartAddrUnix,
-/// `type: vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock" => NbdServerStartAddrVsock,
-/// `type: fd`: QEMU 7.2 and 10.0.
-Fd = "fd" => NbdServerStartAddrFd,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=fd`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=fd`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrFd {
-    /// `data`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=inet`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=inet`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrInet {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockdevAddSshServer,
-}
-
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type`.
+/// QAPI type `MigrationCapability`.
 ///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type`, `QueryMigrateReturnSocketAddress.type`.
-pub enum NbdServerStartAddrType {
-/// `inet`: QEMU 7.2 and 10.0.
-Inet = "inet",
-/// `unix`: QEMU 7.2 and 10.0.
-Unix = "unix",
-/// `vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock",
-/// `fd`: QEMU 7.2 and 10.0.
-Fd = "fd",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=unix`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=unix`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrUnix {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryMigrateReturnSocketAddressUnix,
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=vsock`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=vsock`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrVsock {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryMigrateReturnSocketAddressVsock,
-}
-
-/// A type the schema leaves unnamed, reached as `netdev_add`.
-///
-/// QEMU 7.2 and 10.0. Used by `netdev_add`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAdd {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: NetdevAddBranch,
-}
-
-qapi_union! {
-/// The branches of [`NetdevAdd`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum NetdevAddBranch: "type" {
-/// `type: nic`: QEMU 7.2 and 10.0.
-Nic = "nic" => NetdevAddNic,
-/// `type: user`: QEMU 7.2 and 10.0.
-User = "user" => NetdevAddUser,
-/// `type: tap`: QEMU 7.2 and 10.0.
-Tap = "tap" => NetdevAddTap,
-/// `type: l2tpv3`: QEMU 7.2 and 10.0.
-L2tpv3 = "l2tpv3" => NetdevAddL2tpv3,
-/// `type: socket`: QEMU 7.2 and 10.0.
-Socket = "socket" => NetdevAddSocket,
-/// `type: stream`: QEMU 7.2 and 10.0.
-Stream = "stream" => NetdevAddStream,
-/// `type: dgram`: QEMU 7.2 and 10.0.
-Dgram = "dgram" => NetdevAddDgram,
-/// `type: vde`: QEMU 7.2 and 10.0.
-Vde = "vde" => NetdevAddVde,
-/// `type: bridge`: QEMU 7.2 and 10.0.
-Bridge = "bridge" => NetdevAddBridge,
-/// `type: hubport`: QEMU 7.2 and 10.0.
-Hubport = "hubport" => NetdevAddHubport,
-/// `type: netmap`: QEMU 7.2 and 10.0.
-Netmap = "netmap" => NetdevAddNetmap,
-/// `type: vhost-user`: QEMU 7.2 and 10.0.
-VhostUser = "vhost-user" => NetdevAddVhostUser,
-/// `type: vhost-vdpa`: QEMU 7.2 and 10.0.
-VhostVdpa = "vhost-vdpa" => NetdevAddVhostVdpa,
-} {
-/// `type: none`, with no more members: QEMU 7.2 and 10.0.
-None = "none",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=bridge`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=bridge`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddBridge {
-    /// `br`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub br: Option<String>,
-    /// `helper`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helper: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=dgram`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=dgram`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddDgram {
-    /// `local`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<QueryMigrateReturnSocketAddress>,
-    /// `remote`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<QueryMigrateReturnSocketAddress>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=hubport`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=hubport`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddHubport {
-    /// `hubid`: QEMU 7.2 and 10.0.
-    pub hubid: i64,
-    /// `netdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netdev: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=l2tpv3`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=l2tpv3`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddL2tpv3 {
-    /// `src`: QEMU 7.2 and 10.0.
-    pub src: String,
-    /// `dst`: QEMU 7.2 and 10.0.
-    pub dst: String,
-    /// `srcport`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub srcport: Option<String>,
-    /// `dstport`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dstport: Option<String>,
-    /// `ipv6`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6: Option<bool>,
-    /// `udp`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp: Option<bool>,
-    /// `cookie64`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cookie64: Option<bool>,
-    /// `counter`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counter: Option<bool>,
-    /// `pincounter`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pincounter: Option<bool>,
-    /// `txcookie`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub txcookie: Option<i64>,
-    /// `rxcookie`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rxcookie: Option<i64>,
-    /// `txsession`: QEMU 7.2 and 10.0.
-    pub txsession: i64,
-    /// `rxsession`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rxsession: Option<i64>,
-    /// `offset`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=netmap`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=netmap`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddNetmap {
-    /// `ifname`: QEMU 7.2 and 10.0.
-    pub ifname: String,
-    /// `devname`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub devname: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=nic`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=nic`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddNic {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netdev: Option<String>,
-    /// `macaddr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub macaddr: Option<String>,
-    /// `model`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addr: Option<String>,
-    /// `vectors`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vectors: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=socket`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=socket`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddSocket {
-    /// `fd`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd: Option<String>,
-    /// `listen`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
-    /// `connect`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect: Option<String>,
-    /// `mcast`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcast: Option<String>,
-    /// `localaddr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub localaddr: Option<String>,
-    /// `udp`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=stream`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=stream`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddStream {
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: QueryMigrateReturnSocketAddress,
-    /// `server`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<bool>,
-    /// `reconnect`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reconnect: Option<i64>,
-    /// `reconnect-ms`: QEMU 10.0 only.
-    #[serde(
-        rename = "reconnect-ms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub reconnect_ms: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=tap`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=tap`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddTap {
-    /// `ifname`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifname: Option<String>,
-    /// `fd`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd: Option<String>,
-    /// `fds`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fds: Option<String>,
-    /// `script`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script: Option<String>,
-    /// `downscript`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub downscript: Option<String>,
-    /// `br`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub br: Option<String>,
-    /// `helper`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helper: Option<String>,
-    /// `sndbuf`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sndbuf: Option<i64>,
-    /// `vnet_hdr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr: Option<bool>,
-    /// `vhost`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhost: Option<bool>,
-    /// `vhostfd`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhostfd: Option<String>,
-    /// `vhostfds`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhostfds: Option<String>,
-    /// `vhostforce`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhostforce: Option<bool>,
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-    /// `poll-us`: QEMU 7.2 and 10.0.
-    #[serde(rename = "poll-us", default, skip_serializing_if = "Option::is_none")]
-    pub poll_us: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type`.
-pub enum NetdevAddType {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `nic`: QEMU 7.2 and 10.0.
-Nic = "nic",
-/// `user`: QEMU 7.2 and 10.0.
-User = "user",
-/// `tap`: QEMU 7.2 and 10.0.
-Tap = "tap",
-/// `l2tpv3`: QEMU 7.2 and 10.0.
-L2tpv3 = "l2tpv3",
-/// `socket`: QEMU 7.2 and 10.0.
-Socket = "socket",
-/// `stream`: QEMU 7.2 and 10.0.
-Stream = "stream",
-/// `dgram`: QEMU 7.2 and 10.0.
-Dgram = "dgram",
-/// `vde`: QEMU 7.2 and 10.0.
-Vde = "vde",
-/// `bridge`: QEMU 7.2 and 10.0.
-Bridge = "bridge",
-/// `hubport`: QEMU 7.2 and 10.0.
-Hubport = "hubport",
-/// `netmap`: QEMU 7.2 and 10.0.
-Netmap = "netmap",
-/// `vhost-user`: QEMU 7.2 and 10.0.
-VhostUser = "vhost-user",
-/// `vhost-vdpa`: QEMU 7.2 and 10.0.
-VhostVdpa = "vhost-vdpa",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=user`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=user`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddUser {
-    /// `hostname`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// `restrict`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restrict: Option<bool>,
-    /// `ipv4`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4: Option<bool>,
-    /// `ipv6`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6: Option<bool>,
-    /// `ip`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    /// `net`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub net: Option<String>,
-    /// `host`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// `tftp`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tftp: Option<String>,
-    /// `bootfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bootfile: Option<String>,
-    /// `dhcpstart`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dhcpstart: Option<String>,
-    /// `dns`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<String>,
-    /// `dnssearch`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dnssearch: Option<Vec<NetdevAddUserDnssearch>>,
-    /// `domainname`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domainname: Option<String>,
-    /// `ipv6-prefix`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "ipv6-prefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ipv6_prefix: Option<String>,
-    /// `ipv6-prefixlen`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "ipv6-prefixlen",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ipv6_prefixlen: Option<i64>,
-    /// `ipv6-host`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ipv6-host", default, skip_serializing_if = "Option::is_none")]
-    pub ipv6_host: Option<String>,
-    /// `ipv6-dns`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ipv6-dns", default, skip_serializing_if = "Option::is_none")]
-    pub ipv6_dns: Option<String>,
-    /// `smb`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smb: Option<String>,
-    /// `smbserver`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smbserver: Option<String>,
-    /// `hostfwd`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostfwd: Option<Vec<NetdevAddUserDnssearch>>,
-    /// `guestfwd`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guestfwd: Option<Vec<NetdevAddUserDnssearch>>,
-    /// `tftp-server-name`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "tftp-server-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub tftp_server_name: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAddUser.dnssearch`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAddUser.dnssearch`, `NetdevAddUser.hostfwd`, `NetdevAddUser.guestfwd`, `QueryMigrateReturnSocketAddress.type=fd`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddUserDnssearch {
-    /// `str`: QEMU 7.2 and 10.0.
-    pub str: String,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=vde`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=vde`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddVde {
-    /// `sock`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sock: Option<String>,
-    /// `port`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i64>,
-    /// `group`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// `mode`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=vhost-user`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=vhost-user`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddVhostUser {
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-    /// `vhostforce`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhostforce: Option<bool>,
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `NetdevAdd.type=vhost-vdpa`.
-///
-/// QEMU 7.2 and 10.0. Used by `NetdevAdd.type=vhost-vdpa`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevAddVhostVdpa {
-    /// `vhostdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhostdev: Option<String>,
-    /// `vhostfd`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhostfd: Option<String>,
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-    /// `x-svq`: QEMU 7.2 and 10.0.
-    #[serde(rename = "x-svq", default, skip_serializing_if = "Option::is_none")]
-    pub x_svq: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `object-add`.
-///
-/// QEMU 7.2 and 10.0. Used by `object-add`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAdd {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-
-    /// The branch chosen by `qom-type`, with its members.
-    #[serde(flatten)]
-    pub qom_type: ObjectAddBranch,
-}
-
-qapi_union! {
-/// The branches of [`ObjectAdd`], chosen by its member `qom-type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum ObjectAddBranch: "qom-type" {
-/// `qom-type: authz-list`: QEMU 7.2 and 10.0.
-AuthzList = "authz-list" => ObjectAddAuthzList,
-/// `qom-type: authz-listfile`: QEMU 7.2 and 10.0.
-AuthzListfile = "authz-listfile" => ObjectAddAuthzListfile,
-/// `qom-type: authz-pam`: QEMU 7.2 and 10.0.
-AuthzPam = "authz-pam" => ObjectAddAuthzPam,
-/// `qom-type: authz-simple`: QEMU 7.2 and 10.0.
-AuthzSimple = "authz-simple" => ObjectAddAuthzSimple,
-/// `qom-type: can-host-socketcan`: QEMU 7.2 and 10.0.
-CanHostSocketcan = "can-host-socketcan" => ObjectAddCanHostSocketcan,
-/// `qom-type: colo-compare`: QEMU 7.2 and 10.0.
-ColoCompare = "colo-compare" => ObjectAddColoCompare,
-/// `qom-type: cryptodev-backend`: QEMU 7.2 and 10.0.
-CryptodevBackend = "cryptodev-backend" => ObjectAddCryptodevBackend,
-/// `qom-type: cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
-CryptodevBackendBuiltin = "cryptodev-backend-builtin" => ObjectAddCryptodevBackend,
-/// `qom-type: cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
-CryptodevBackendLkcf = "cryptodev-backend-lkcf" => ObjectAddCryptodevBackend,
-/// `qom-type: cryptodev-vhost-user`: QEMU 7.2 and 10.0.
-CryptodevVhostUser = "cryptodev-vhost-user" => ObjectAddCryptodevVhostUser,
-/// `qom-type: dbus-vmstate`: QEMU 7.2 and 10.0.
-DbusVmstate = "dbus-vmstate" => ObjectAddDbusVmstate,
-/// `qom-type: filter-buffer`: QEMU 7.2 and 10.0.
-FilterBuffer = "filter-buffer" => ObjectAddFilterBuffer,
-/// `qom-type: filter-dump`: QEMU 7.2 and 10.0.
-FilterDump = "filter-dump" => ObjectAddFilterDump,
-/// `qom-type: filter-mirror`: QEMU 7.2 and 10.0.
-FilterMirror = "filter-mirror" => ObjectAddFilterMirror,
-/// `qom-type: filter-redirector`: QEMU 7.2 and 10.0.
-FilterRedirector = "filter-redirector" => ObjectAddFilterRedirector,
-/// `qom-type: filter-replay`: QEMU 7.2 and 10.0.
-FilterReplay = "filter-replay" => ObjectAddFilterReplay,
-/// `qom-type: filter-rewriter`: QEMU 7.2 and 10.0.
-FilterRewriter = "filter-rewriter" => ObjectAddFilterRewriter,
-/// `qom-type: input-barrier`: QEMU 7.2 and 10.0.
-InputBarrier = "input-barrier" => ObjectAddInputBarrier,
-/// `qom-type: input-linux`: QEMU 7.2 and 10.0.
-InputLinux = "input-linux" => ObjectAddInputLinux,
-/// `qom-type: iothread`: QEMU 7.2 and 10.0.
-Iothread = "iothread" => ObjectAddIothread,
-/// `qom-type: main-loop`: QEMU 7.2 and 10.0.
-MainLoop = "main-loop" => ObjectAddMainLoop,
-/// `qom-type: memory-backend-epc`: QEMU 7.2 and 10.0.
-MemoryBackendEpc = "memory-backend-epc" => ObjectAddMemoryBackendEpc,
-/// `qom-type: memory-backend-file`: QEMU 7.2 and 10.0.
-MemoryBackendFile = "memory-backend-file" => ObjectAddMemoryBackendFile,
-/// `qom-type: memory-backend-memfd`: QEMU 7.2 and 10.0.
-MemoryBackendMemfd = "memory-backend-memfd" => ObjectAddMemoryBackendMemfd,
-/// `qom-type: memory-backend-ram`: QEMU 7.2 and 10.0.
-MemoryBackendRam = "memory-backend-ram" => ObjectAddMemoryBackendRam,
-/// `qom-type: pr-manager-helper`: QEMU 7.2 and 10.0.
-PrManagerHelper = "pr-manager-helper" => ObjectAddPrManagerHelper,
-/// `qom-type: qtest`: QEMU 7.2 and 10.0.
-Qtest = "qtest" => ObjectAddQtest,
-/// `qom-type: rng-builtin`: QEMU 7.2 and 10.0.
-RngBuiltin = "rng-builtin" => ObjectAddRngBuiltin,
-/// `qom-type: rng-egd`: QEMU 7.2 and 10.0.
-RngEgd = "rng-egd" => ObjectAddRngEgd,
-/// `qom-type: rng-random`: QEMU 7.2 and 10.0.
-RngRandom = "rng-random" => ObjectAddRngRandom,
-/// `qom-type: secret`: QEMU 7.2 and 10.0.
-Secret = "secret" => ObjectAddSecret,
-/// `qom-type: secret_keyring`: QEMU 7.2 and 10.0.
-SecretKeyring = "secret_keyring" => ObjectAddSecretKeyring,
-/// `qom-type: sev-guest`: QEMU 7.2 and 10.0.
-SevGuest = "sev-guest" => ObjectAddSevGuest,
-/// `qom-type: thread-context`: QEMU 7.2 and 10.0.
-ThreadContext = "thread-context" => ObjectAddThreadContext,
-/// `qom-type: throttle-group`: QEMU 7.2 and 10.0.
-ThrottleGroup = "throttle-group" => ObjectAddThrottleGroup,
-/// `qom-type: tls-creds-anon`: QEMU 7.2 and 10.0.
-TlsCredsAnon = "tls-creds-anon" => ObjectAddTlsCredsAnon,
-/// `qom-type: tls-creds-psk`: QEMU 7.2 and 10.0.
-TlsCredsPsk = "tls-creds-psk" => ObjectAddTlsCredsPsk,
-/// `qom-type: tls-creds-x509`: QEMU 7.2 and 10.0.
-TlsCredsX509 = "tls-creds-x509" => ObjectAddTlsCredsX509,
-/// `qom-type: tls-cipher-suites`: QEMU 7.2 and 10.0.
-TlsCipherSuites = "tls-cipher-suites" => ObjectAddTlsCipherSuites,
-/// `qom-type: x-remote-object`: QEMU 7.2 and 10.0.
-XRemoteObject = "x-remote-object" => ObjectAddXRemoteObject,
-/// `qom-type: x-vfio-user-server`: QEMU 7.2 and 10.0.
-XVfioUserServer = "x-vfio-user-server" => ObjectAddXVfioUserServer,
-/// `qom-type: acpi-generic-initiator`: QEMU 10.0 only.
-AcpiGenericInitiator = "acpi-generic-initiator" => ObjectAddAcpiGenericInitiator,
-/// `qom-type: acpi-generic-port`: QEMU 10.0 only.
-AcpiGenericPort = "acpi-generic-port" => ObjectAddAcpiGenericPort,
-/// `qom-type: iommufd`: QEMU 10.0 only.
-Iommufd = "iommufd" => ObjectAddIommufd,
-/// `qom-type: memory-backend-shm`: QEMU 10.0 only.
-MemoryBackendShm = "memory-backend-shm" => ObjectAddMemoryBackendShm,
-/// `qom-type: sev-snp-guest`: QEMU 10.0 only.
-SevSnpGuest = "sev-snp-guest" => ObjectAddSevSnpGuest,
-} {
-/// `qom-type: can-bus`, with no more members: QEMU 7.2 and 10.0.
-CanBus = "can-bus",
-/// `qom-type: pef-guest`, with no more members: QEMU 7.2 and 10.0.
-PefGuest = "pef-guest",
-/// `qom-type: s390-pv-guest`, with no more members: QEMU 7.2 and 10.0.
-S390PvGuest = "s390-pv-guest",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=acpi-generic-initiator`.
-///
-/// QEMU 10.0 only. Used by `ObjectAdd.qom-type=acpi-generic-initiator`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAcpiGenericInitiator {
-    /// `pci-dev`: QEMU 10.0 only.
-    #[serde(rename = "pci-dev")]
-    pub pci_dev: String,
-    /// `node`: QEMU 10.0 only.
-    pub node: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=acpi-generic-port`.
-///
-/// QEMU 10.0 only. Used by `ObjectAdd.qom-type=acpi-generic-port`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAcpiGenericPort {
-    /// `pci-bus`: QEMU 10.0 only.
-    #[serde(rename = "pci-bus")]
-    pub pci_bus: String,
-    /// `node`: QEMU 10.0 only.
-    pub node: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=authz-list`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=authz-list`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAuthzList {
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<ObjectAddAuthzListPolicy>,
-    /// `rules`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rules: Option<Vec<ObjectAddAuthzListRules>>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddAuthzList.policy`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddAuthzList.policy`, `ObjectAddAuthzListRules.policy`.
-pub enum ObjectAddAuthzListPolicy {
-/// `deny`: QEMU 7.2 and 10.0.
-Deny = "deny",
-/// `allow`: QEMU 7.2 and 10.0.
-Allow = "allow",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAddAuthzList.rules`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddAuthzList.rules`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAuthzListRules {
-    /// `match`: QEMU 7.2 and 10.0.
-    #[serde(rename = "match")]
-    pub match_: String,
-    /// `policy`: QEMU 7.2 and 10.0.
-    pub policy: ObjectAddAuthzListPolicy,
-    /// `format`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ObjectAddAuthzListRulesFormat>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddAuthzListRules.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddAuthzListRules.format`.
-pub enum ObjectAddAuthzListRulesFormat {
-/// `exact`: QEMU 7.2 and 10.0.
-Exact = "exact",
-/// `glob`: QEMU 7.2 and 10.0.
-Glob = "glob",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=authz-listfile`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=authz-listfile`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAuthzListfile {
-    /// `filename`: QEMU 7.2 and 10.0.
-    pub filename: String,
-    /// `refresh`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=authz-pam`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=authz-pam`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAuthzPam {
-    /// `service`: QEMU 7.2 and 10.0.
-    pub service: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=authz-simple`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=authz-simple`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddAuthzSimple {
-    /// `identity`: QEMU 7.2 and 10.0.
-    pub identity: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=can-host-socketcan`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=can-host-socketcan`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddCanHostSocketcan {
-    /// `if`: QEMU 7.2 and 10.0.
-    #[serde(rename = "if")]
-    pub if_: String,
-    /// `canbus`: QEMU 7.2 and 10.0.
-    pub canbus: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=colo-compare`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=colo-compare`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddColoCompare {
-    /// `primary_in`: QEMU 7.2 and 10.0.
-    pub primary_in: String,
-    /// `secondary_in`: QEMU 7.2 and 10.0.
-    pub secondary_in: String,
-    /// `outdev`: QEMU 7.2 and 10.0.
-    pub outdev: String,
-    /// `iothread`: QEMU 7.2 and 10.0.
-    pub iothread: String,
-    /// `notify_dev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_dev: Option<String>,
-    /// `compare_timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compare_timeout: Option<i64>,
-    /// `expired_scan_cycle`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expired_scan_cycle: Option<i64>,
-    /// `max_queue_size`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_queue_size: Option<i64>,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=cryptodev-backend`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=cryptodev-backend`, `ObjectAdd.qom-type=cryptodev-backend-builtin`, `ObjectAdd.qom-type=cryptodev-backend-lkcf`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddCryptodevBackend {
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-    /// `throttle-bps`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-bps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_bps: Option<i64>,
-    /// `throttle-ops`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-ops",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_ops: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=cryptodev-vhost-user`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=cryptodev-vhost-user`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddCryptodevVhostUser {
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-    /// `throttle-bps`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-bps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_bps: Option<i64>,
-    /// `throttle-ops`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-ops",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_ops: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=dbus-vmstate`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=dbus-vmstate`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddDbusVmstate {
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: String,
-    /// `id-list`: QEMU 7.2 and 10.0.
-    #[serde(rename = "id-list", default, skip_serializing_if = "Option::is_none")]
-    pub id_list: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=filter-buffer`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=filter-buffer`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddFilterBuffer {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectAddFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectAddFilterBufferInsert>,
-    /// `interval`: QEMU 7.2 and 10.0.
-    pub interval: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddFilterBuffer.insert`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddFilterBuffer.insert`, `ObjectAddFilterDump.insert`, `ObjectAddFilterMirror.insert`, `ObjectAddFilterRedirector.insert`, ....
-pub enum ObjectAddFilterBufferInsert {
-/// `before`: QEMU 7.2 and 10.0.
-Before = "before",
-/// `behind`: QEMU 7.2 and 10.0.
-Behind = "behind",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddFilterBuffer.queue`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddFilterBuffer.queue`, `ObjectAddFilterDump.queue`, `ObjectAddFilterMirror.queue`, `ObjectAddFilterRedirector.queue`, ....
-pub enum ObjectAddFilterBufferQueue {
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-/// `rx`: QEMU 7.2 and 10.0.
-Rx = "rx",
-/// `tx`: QEMU 7.2 and 10.0.
-Tx = "tx",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=filter-dump`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=filter-dump`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddFilterDump {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectAddFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectAddFilterBufferInsert>,
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: String,
-    /// `maxlen`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maxlen: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=filter-mirror`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=filter-mirror`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddFilterMirror {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectAddFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectAddFilterBufferInsert>,
-    /// `outdev`: QEMU 7.2 and 10.0.
-    pub outdev: String,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=filter-redirector`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=filter-redirector`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddFilterRedirector {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectAddFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectAddFilterBufferInsert>,
-    /// `indev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub indev: Option<String>,
-    /// `outdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outdev: Option<String>,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=filter-replay`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=filter-replay`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddFilterReplay {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectAddFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectAddFilterBufferInsert>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=filter-rewriter`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=filter-rewriter`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddFilterRewriter {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectAddFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectAddFilterBufferInsert>,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=input-barrier`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=input-barrier`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddInputBarrier {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `server`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-    /// `port`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<String>,
-    /// `x-origin`: QEMU 7.2 and 10.0.
-    #[serde(rename = "x-origin", default, skip_serializing_if = "Option::is_none")]
-    pub x_origin: Option<String>,
-    /// `y-origin`: QEMU 7.2 and 10.0.
-    #[serde(rename = "y-origin", default, skip_serializing_if = "Option::is_none")]
-    pub y_origin: Option<String>,
-    /// `width`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<String>,
-    /// `height`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=input-linux`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=input-linux`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddInputLinux {
-    /// `evdev`: QEMU 7.2 and 10.0.
-    pub evdev: String,
-    /// `grab_all`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grab_all: Option<bool>,
-    /// `repeat`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repeat: Option<bool>,
-    /// `grab-toggle`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "grab-toggle",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub grab_toggle: Option<ObjectAddInputLinuxGrabToggle>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddInputLinux.grab-toggle`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddInputLinux.grab-toggle`.
-pub enum ObjectAddInputLinuxGrabToggle {
-/// `ctrl-ctrl`: QEMU 7.2 and 10.0.
-CtrlCtrl = "ctrl-ctrl",
-/// `alt-alt`: QEMU 7.2 and 10.0.
-AltAlt = "alt-alt",
-/// `shift-shift`: QEMU 7.2 and 10.0.
-ShiftShift = "shift-shift",
-/// `meta-meta`: QEMU 7.2 and 10.0.
-MetaMeta = "meta-meta",
-/// `scrolllock`: QEMU 7.2 and 10.0.
-Scrolllock = "scrolllock",
-/// `ctrl-scrolllock`: QEMU 7.2 and 10.0.
-CtrlScrolllock = "ctrl-scrolllock",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=iommufd`.
-///
-/// QEMU 10.0 only. Used by `ObjectAdd.qom-type=iommufd`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddIommufd {
-    /// `fd`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=iothread`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=iothread`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddIothread {
-    /// `aio-max-batch`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "aio-max-batch",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub aio_max_batch: Option<i64>,
-    /// `thread-pool-min`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-min",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_min: Option<i64>,
-    /// `thread-pool-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_max: Option<i64>,
-    /// `poll-max-ns`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "poll-max-ns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub poll_max_ns: Option<i64>,
-    /// `poll-grow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "poll-grow", default, skip_serializing_if = "Option::is_none")]
-    pub poll_grow: Option<i64>,
-    /// `poll-shrink`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "poll-shrink",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub poll_shrink: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=main-loop`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=main-loop`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddMainLoop {
-    /// `aio-max-batch`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "aio-max-batch",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub aio_max_batch: Option<i64>,
-    /// `thread-pool-min`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-min",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_min: Option<i64>,
-    /// `thread-pool-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_max: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=memory-backend-epc`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=memory-backend-epc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddMemoryBackendEpc {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<QueryMemdevReturnPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=memory-backend-file`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=memory-backend-file`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddMemoryBackendFile {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<QueryMemdevReturnPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-    /// `align`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub align: Option<i64>,
-    /// `discard-data`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "discard-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discard_data: Option<bool>,
-    /// `mem-path`: QEMU 7.2 and 10.0.
-    #[serde(rename = "mem-path")]
-    pub mem_path: String,
-    /// `pmem`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pmem: Option<bool>,
-    /// `readonly`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readonly: Option<bool>,
-    /// `offset`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
-    /// `rom`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rom: Option<BlockdevAddFileLocking>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=memory-backend-memfd`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=memory-backend-memfd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddMemoryBackendMemfd {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<QueryMemdevReturnPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-    /// `hugetlb`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hugetlb: Option<bool>,
-    /// `hugetlbsize`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hugetlbsize: Option<i64>,
-    /// `seal`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seal: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=memory-backend-ram`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=memory-backend-ram`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddMemoryBackendRam {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<QueryMemdevReturnPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=memory-backend-shm`.
-///
-/// QEMU 10.0 only. Used by `ObjectAdd.qom-type=memory-backend-shm`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddMemoryBackendShm {
-    /// `dump`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 10.0 only.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<QueryMemdevReturnPolicy>,
-    /// `prealloc`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 10.0 only.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 10.0 only.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 10.0 only.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 10.0 only.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=pr-manager-helper`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=pr-manager-helper`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddPrManagerHelper {
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type`.
-pub enum ObjectAddQomType {
-/// `authz-list`: QEMU 7.2 and 10.0.
-AuthzList = "authz-list",
-/// `authz-listfile`: QEMU 7.2 and 10.0.
-AuthzListfile = "authz-listfile",
-/// `authz-pam`: QEMU 7.2 and 10.0.
-AuthzPam = "authz-pam",
-/// `authz-simple`: QEMU 7.2 and 10.0.
-AuthzSimple = "authz-simple",
-/// `can-bus`: QEMU 7.2 and 10.0.
-CanBus = "can-bus",
-/// `can-host-socketcan`: QEMU 7.2 and 10.0.
-CanHostSocketcan = "can-host-socketcan",
-/// `colo-compare`: QEMU 7.2 and 10.0.
-ColoCompare = "colo-compare",
-/// `cryptodev-backend`: QEMU 7.2 and 10.0.
-CryptodevBackend = "cryptodev-backend",
-/// `cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
-CryptodevBackendBuiltin = "cryptodev-backend-builtin",
-/// `cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
-CryptodevBackendLkcf = "cryptodev-backend-lkcf",
-/// `cryptodev-vhost-user`: QEMU 7.2 and 10.0.
-CryptodevVhostUser = "cryptodev-vhost-user",
-/// `dbus-vmstate`: QEMU 7.2 and 10.0.
-DbusVmstate = "dbus-vmstate",
-/// `filter-buffer`: QEMU 7.2 and 10.0.
-FilterBuffer = "filter-buffer",
-/// `filter-dump`: QEMU 7.2 and 10.0.
-FilterDump = "filter-dump",
-/// `filter-mirror`: QEMU 7.2 and 10.0.
-FilterMirror = "filter-mirror",
-/// `filter-redirector`: QEMU 7.2 and 10.0.
-FilterRedirector = "filter-redirector",
-/// `filter-replay`: QEMU 7.2 and 10.0.
-FilterReplay = "filter-replay",
-/// `filter-rewriter`: QEMU 7.2 and 10.0.
-FilterRewriter = "filter-rewriter",
-/// `input-barrier`: QEMU 7.2 and 10.0.
-InputBarrier = "input-barrier",
-/// `input-linux`: QEMU 7.2 and 10.0.
-InputLinux = "input-linux",
-/// `iothread`: QEMU 7.2 and 10.0.
-Iothread = "iothread",
-/// `main-loop`: QEMU 7.2 and 10.0.
-MainLoop = "main-loop",
-/// `memory-backend-epc`: QEMU 7.2 and 10.0.
-MemoryBackendEpc = "memory-backend-epc",
-/// `memory-backend-file`: QEMU 7.2 and 10.0.
-MemoryBackendFile = "memory-backend-file",
-/// `memory-backend-memfd`: QEMU 7.2 and 10.0.
-MemoryBackendMemfd = "memory-backend-memfd",
-/// `memory-backend-ram`: QEMU 7.2 and 10.0.
-MemoryBackendRam = "memory-backend-ram",
-/// `pef-guest`: QEMU 7.2 and 10.0.
-PefGuest = "pef-guest",
-/// `pr-manager-helper`: QEMU 7.2 and 10.0.
-PrManagerHelper = "pr-manager-helper",
-/// `qtest`: QEMU 7.2 and 10.0.
-Qtest = "qtest",
-/// `rng-builtin`: QEMU 7.2 and 10.0.
-RngBuiltin = "rng-builtin",
-/// `rng-egd`: QEMU 7.2 and 10.0.
-RngEgd = "rng-egd",
-/// `rng-random`: QEMU 7.2 and 10.0.
-RngRandom = "rng-random",
-/// `secret`: QEMU 7.2 and 10.0.
-Secret = "secret",
-/// `secret_keyring`: QEMU 7.2 and 10.0.
-SecretKeyring = "secret_keyring",
-/// `sev-guest`: QEMU 7.2 and 10.0.
-SevGuest = "sev-guest",
-/// `thread-context`: QEMU 7.2 and 10.0.
-ThreadContext = "thread-context",
-/// `s390-pv-guest`: QEMU 7.2 and 10.0.
-S390PvGuest = "s390-pv-guest",
-/// `throttle-group`: QEMU 7.2 and 10.0.
-ThrottleGroup = "throttle-group",
-/// `tls-creds-anon`: QEMU 7.2 and 10.0.
-TlsCredsAnon = "tls-creds-anon",
-/// `tls-creds-psk`: QEMU 7.2 and 10.0.
-TlsCredsPsk = "tls-creds-psk",
-/// `tls-creds-x509`: QEMU 7.2 and 10.0.
-TlsCredsX509 = "tls-creds-x509",
-/// `tls-cipher-suites`: QEMU 7.2 and 10.0.
-TlsCipherSuites = "tls-cipher-suites",
-/// `x-remote-object`: QEMU 7.2 and 10.0.
-XRemoteObject = "x-remote-object",
-/// `x-vfio-user-server`: QEMU 7.2 and 10.0.
-XVfioUserServer = "x-vfio-user-server",
-/// `acpi-generic-initiator`: QEMU 10.0 only.
-AcpiGenericInitiator = "acpi-generic-initiator",
-/// `acpi-generic-port`: QEMU 10.0 only.
-AcpiGenericPort = "acpi-generic-port",
-/// `iommufd`: QEMU 10.0 only.
-Iommufd = "iommufd",
-/// `memory-backend-shm`: QEMU 10.0 only.
-MemoryBackendShm = "memory-backend-shm",
-/// `sev-snp-guest`: QEMU 10.0 only.
-SevSnpGuest = "sev-snp-guest",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=qtest`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=qtest`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddQtest {
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-    /// `log`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=rng-builtin`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=rng-builtin`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddRngBuiltin {
-    /// `opened`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=rng-egd`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=rng-egd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddRngEgd {
-    /// `opened`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened: Option<bool>,
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=rng-random`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=rng-random`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddRngRandom {
-    /// `opened`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened: Option<bool>,
-    /// `filename`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=secret`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=secret`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddSecret {
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `format`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ObjectAddSecretFormat>,
-    /// `keyid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyid: Option<String>,
-    /// `iv`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iv: Option<String>,
-    /// `data`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-    /// `file`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddSecret.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddSecret.format`, `ObjectAddSecretKeyring.format`.
-pub enum ObjectAddSecretFormat {
-/// `raw`: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `base64`: QEMU 7.2 and 10.0.
-Base64 = "base64",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=secret_keyring`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=secret_keyring`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddSecretKeyring {
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `format`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ObjectAddSecretFormat>,
-    /// `keyid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyid: Option<String>,
-    /// `iv`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iv: Option<String>,
-    /// `serial`: QEMU 7.2 and 10.0.
-    pub serial: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=sev-guest`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=sev-guest`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddSevGuest {
-    /// `sev-device`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "sev-device",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sev_device: Option<String>,
-    /// `dh-cert-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dh-cert-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dh_cert_file: Option<String>,
-    /// `session-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "session-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub session_file: Option<String>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<i64>,
-    /// `handle`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<i64>,
-    /// `cbitpos`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cbitpos: Option<i64>,
-    /// `reduced-phys-bits`: QEMU 7.2 and 10.0.
-    #[serde(rename = "reduced-phys-bits")]
-    pub reduced_phys_bits: i64,
-    /// `kernel-hashes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "kernel-hashes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kernel_hashes: Option<bool>,
-    /// `legacy-vm-type`: QEMU 10.0 only.
-    #[serde(
-        rename = "legacy-vm-type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub legacy_vm_type: Option<BlockdevAddFileLocking>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=sev-snp-guest`.
-///
-/// QEMU 10.0 only. Used by `ObjectAdd.qom-type=sev-snp-guest`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddSevSnpGuest {
-    /// `sev-device`: QEMU 10.0 only.
-    #[serde(
-        rename = "sev-device",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sev_device: Option<String>,
-    /// `cbitpos`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cbitpos: Option<i64>,
-    /// `reduced-phys-bits`: QEMU 10.0 only.
-    #[serde(rename = "reduced-phys-bits")]
-    pub reduced_phys_bits: i64,
-    /// `kernel-hashes`: QEMU 10.0 only.
-    #[serde(
-        rename = "kernel-hashes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kernel_hashes: Option<bool>,
-    /// `policy`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<i64>,
-    /// `guest-visible-workarounds`: QEMU 10.0 only.
-    #[serde(
-        rename = "guest-visible-workarounds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub guest_visible_workarounds: Option<String>,
-    /// `id-block`: QEMU 10.0 only.
-    #[serde(rename = "id-block", default, skip_serializing_if = "Option::is_none")]
-    pub id_block: Option<String>,
-    /// `id-auth`: QEMU 10.0 only.
-    #[serde(rename = "id-auth", default, skip_serializing_if = "Option::is_none")]
-    pub id_auth: Option<String>,
-    /// `author-key-enabled`: QEMU 10.0 only.
-    #[serde(
-        rename = "author-key-enabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub author_key_enabled: Option<bool>,
-    /// `host-data`: QEMU 10.0 only.
-    #[serde(rename = "host-data", default, skip_serializing_if = "Option::is_none")]
-    pub host_data: Option<String>,
-    /// `vcek-disabled`: QEMU 10.0 only.
-    #[serde(
-        rename = "vcek-disabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vcek_disabled: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=thread-context`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=thread-context`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddThreadContext {
-    /// `cpu-affinity`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cpu-affinity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cpu_affinity: Option<Vec<i64>>,
-    /// `node-affinity`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "node-affinity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub node_affinity: Option<Vec<i64>>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=throttle-group`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=throttle-group`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddThrottleGroup {
-    /// `limits`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<ObjectAddThrottleGroupLimits>,
-    /// `x-iops-total`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-total",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_total: Option<i64>,
-    /// `x-iops-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_total_max: Option<i64>,
-    /// `x-iops-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_total_max_length: Option<i64>,
-    /// `x-iops-read`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-read",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_read: Option<i64>,
-    /// `x-iops-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_read_max: Option<i64>,
-    /// `x-iops-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_read_max_length: Option<i64>,
-    /// `x-iops-write`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-write",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_write: Option<i64>,
-    /// `x-iops-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_write_max: Option<i64>,
-    /// `x-iops-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_write_max_length: Option<i64>,
-    /// `x-bps-total`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-total",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_total: Option<i64>,
-    /// `x-bps-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_total_max: Option<i64>,
-    /// `x-bps-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_total_max_length: Option<i64>,
-    /// `x-bps-read`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-read",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_read: Option<i64>,
-    /// `x-bps-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_read_max: Option<i64>,
-    /// `x-bps-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_read_max_length: Option<i64>,
-    /// `x-bps-write`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-write",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_write: Option<i64>,
-    /// `x-bps-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_write_max: Option<i64>,
-    /// `x-bps-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_write_max_length: Option<i64>,
-    /// `x-iops-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAddThrottleGroup.limits`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddThrottleGroup.limits`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddThrottleGroupLimits {
-    /// `iops-total`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-total",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_total: Option<i64>,
-    /// `iops-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_total_max: Option<i64>,
-    /// `iops-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_total_max_length: Option<i64>,
-    /// `iops-read`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iops-read", default, skip_serializing_if = "Option::is_none")]
-    pub iops_read: Option<i64>,
-    /// `iops-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_read_max: Option<i64>,
-    /// `iops-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_read_max_length: Option<i64>,
-    /// `iops-write`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-write",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_write: Option<i64>,
-    /// `iops-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_write_max: Option<i64>,
-    /// `iops-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_write_max_length: Option<i64>,
-    /// `bps-total`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bps-total", default, skip_serializing_if = "Option::is_none")]
-    pub bps_total: Option<i64>,
-    /// `bps-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_total_max: Option<i64>,
-    /// `bps-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_total_max_length: Option<i64>,
-    /// `bps-read`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bps-read", default, skip_serializing_if = "Option::is_none")]
-    pub bps_read: Option<i64>,
-    /// `bps-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_read_max: Option<i64>,
-    /// `bps-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_read_max_length: Option<i64>,
-    /// `bps-write`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bps-write", default, skip_serializing_if = "Option::is_none")]
-    pub bps_write: Option<i64>,
-    /// `bps-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_write_max: Option<i64>,
-    /// `bps-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_write_max_length: Option<i64>,
-    /// `iops-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iops-size", default, skip_serializing_if = "Option::is_none")]
-    pub iops_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=tls-cipher-suites`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=tls-cipher-suites`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddTlsCipherSuites {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectAddTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=tls-creds-anon`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=tls-creds-anon`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddTlsCredsAnon {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectAddTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectAddTlsCredsAnon.endpoint`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAddTlsCredsAnon.endpoint`, `ObjectAddTlsCredsPsk.endpoint`, `ObjectAddTlsCredsX509.endpoint`, `ObjectAddTlsCipherSuites.endpoint`.
-pub enum ObjectAddTlsCredsAnonEndpoint {
-/// `client`: QEMU 7.2 and 10.0.
-Client = "client",
-/// `server`: QEMU 7.2 and 10.0.
-Server = "server",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=tls-creds-psk`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=tls-creds-psk`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddTlsCredsPsk {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectAddTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=tls-creds-x509`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=tls-creds-x509`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddTlsCredsX509 {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectAddTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `sanity-check`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "sanity-check",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sanity_check: Option<bool>,
-    /// `passwordid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passwordid: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=x-remote-object`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=x-remote-object`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddXRemoteObject {
-    /// `fd`: QEMU 7.2 and 10.0.
-    pub fd: String,
-    /// `devid`: QEMU 7.2 and 10.0.
-    pub devid: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectAdd.qom-type=x-vfio-user-server`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectAdd.qom-type=x-vfio-user-server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectAddXVfioUserServer {
-    /// `socket`: QEMU 7.2 and 10.0.
-    pub socket: QueryMigrateReturnSocketAddress,
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QmpCapabilities.enable`.
-///
-/// QEMU 7.2 and 10.0. Used by `QmpCapabilities.enable`.
-pub enum QmpCapabilitiesEnable {
-/// `oob`: QEMU 7.2 and 10.0.
-Oob = "oob",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `qom-list-types.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `qom-list-types.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QomListTypesReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `abstract`: QEMU 7.2 and 10.0.
-    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
-    pub abstract_: Option<bool>,
-    /// `parent`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-acpi-ospm-status.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-acpi-ospm-status.ret`, `AcpiDeviceOst.info`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAcpiOspmStatusReturn {
-    /// `device`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    /// `slot`: QEMU 7.2 and 10.0.
-    pub slot: String,
-    /// `slot-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "slot-type")]
-    pub slot_type: QueryAcpiOspmStatusReturnSlotType,
-    /// `source`: QEMU 7.2 and 10.0.
-    pub source: i64,
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryAcpiOspmStatusReturn.slot-type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryAcpiOspmStatusReturn.slot-type`.
-pub enum QueryAcpiOspmStatusReturnSlotType {
-/// `DIMM`: QEMU 7.2 and 10.0.
-Dimm = "DIMM",
-/// `CPU`: QEMU 7.2 and 10.0.
-Cpu = "CPU",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-audiodevs.ret`.
-///
-/// QEMU 10.0 only. Used by `query-audiodevs.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturn {
-    /// `id`: QEMU 10.0 only.
-    pub id: String,
-    /// `timer-period`: QEMU 10.0 only.
-    #[serde(
-        rename = "timer-period",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub timer_period: Option<i64>,
-
-    /// The branch chosen by `driver`, with its members.
-    #[serde(flatten)]
-    pub driver: QueryAudiodevsReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryAudiodevsReturn`], chosen by its member `driver`.
-///
-/// QEMU 10.0 only.
-pub enum QueryAudiodevsReturnBranch: "driver" {
-/// `driver: none`: QEMU 10.0 only.
-None = "none" => QueryAudiodevsReturnNone,
-/// `driver: alsa`: QEMU 10.0 only.
-Alsa = "alsa" => QueryAudiodevsReturnAlsa,
-/// `driver: dbus`: QEMU 10.0 only.
-Dbus = "dbus" => QueryAudiodevsReturnDbus,
-/// `driver: jack`: QEMU 10.0 only.
-Jack = "jack" => QueryAudiodevsReturnJack,
-/// `driver: oss`: QEMU 10.0 only.
-Oss = "oss" => QueryAudiodevsReturnOss,
-/// `driver: pa`: QEMU 10.0 only.
-Pa = "pa" => QueryAudiodevsReturnPa,
-/// `driver: pipewire`: QEMU 10.0 only.
-Pipewire = "pipewire" => QueryAudiodevsReturnPipewire,
-/// `driver: sdl`: QEMU 10.0 only.
-Sdl = "sdl" => QueryAudiodevsReturnSdl,
-/// `driver: spice`: QEMU 10.0 only.
-Spice = "spice" => QueryAudiodevsReturnNone,
-/// `driver: wav`: QEMU 10.0 only.
-Wav = "wav" => QueryAudiodevsReturnWav,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=alsa`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=alsa`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnAlsa {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnAlsaIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnAlsaIn>,
-    /// `threshold`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnAlsa.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnAlsa.in`, `QueryAudiodevsReturnAlsa.out`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnAlsaIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-    /// `dev`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dev: Option<String>,
-    /// `period-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "period-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub period_length: Option<i64>,
-    /// `try-poll`: QEMU 10.0 only.
-    #[serde(rename = "try-poll", default, skip_serializing_if = "Option::is_none")]
-    pub try_poll: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=dbus`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=dbus`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnDbus {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnNoneIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnNoneIn>,
-    /// `nsamples`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nsamples: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver`.
-pub enum QueryAudiodevsReturnDriver {
-/// `none`: QEMU 10.0 only.
-None = "none",
-/// `alsa`: QEMU 10.0 only.
-Alsa = "alsa",
-/// `dbus`: QEMU 10.0 only.
-Dbus = "dbus",
-/// `jack`: QEMU 10.0 only.
-Jack = "jack",
-/// `oss`: QEMU 10.0 only.
-Oss = "oss",
-/// `pa`: QEMU 10.0 only.
-Pa = "pa",
-/// `pipewire`: QEMU 10.0 only.
-Pipewire = "pipewire",
-/// `sdl`: QEMU 10.0 only.
-Sdl = "sdl",
-/// `spice`: QEMU 10.0 only.
-Spice = "spice",
-/// `wav`: QEMU 10.0 only.
-Wav = "wav",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=jack`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=jack`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnJack {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnJackIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnJackIn>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnJack.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnJack.in`, `QueryAudiodevsReturnJack.out`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnJackIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-    /// `server-name`: QEMU 10.0 only.
-    #[serde(
-        rename = "server-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub server_name: Option<String>,
-    /// `client-name`: QEMU 10.0 only.
-    #[serde(
-        rename = "client-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub client_name: Option<String>,
-    /// `connect-ports`: QEMU 10.0 only.
-    #[serde(
-        rename = "connect-ports",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub connect_ports: Option<String>,
-    /// `start-server`: QEMU 10.0 only.
-    #[serde(
-        rename = "start-server",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub start_server: Option<bool>,
-    /// `exact-name`: QEMU 10.0 only.
-    #[serde(
-        rename = "exact-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub exact_name: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=none`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=none`, `QueryAudiodevsReturn.driver=spice`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnNone {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnNoneIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnNoneIn>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnNone.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnNone.in`, `QueryAudiodevsReturnNone.out`, `QueryAudiodevsReturnDbus.in`, `QueryAudiodevsReturnDbus.out`, ....
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnNoneIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnNoneIn.format`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnNoneIn.format`, `QueryAudiodevsReturnAlsaIn.format`, `QueryAudiodevsReturnJackIn.format`, `QueryAudiodevsReturnOssIn.format`, ....
-pub enum QueryAudiodevsReturnNoneInFormat {
-/// `u8`: QEMU 10.0 only.
-U8 = "u8",
-/// `s8`: QEMU 10.0 only.
-S8 = "s8",
-/// `u16`: QEMU 10.0 only.
-U16 = "u16",
-/// `s16`: QEMU 10.0 only.
-S16 = "s16",
-/// `u32`: QEMU 10.0 only.
-U32 = "u32",
-/// `s32`: QEMU 10.0 only.
-S32 = "s32",
-/// `f32`: QEMU 10.0 only.
-F32 = "f32",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=oss`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=oss`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnOss {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnOssIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnOssIn>,
-    /// `try-mmap`: QEMU 10.0 only.
-    #[serde(rename = "try-mmap", default, skip_serializing_if = "Option::is_none")]
-    pub try_mmap: Option<bool>,
-    /// `exclusive`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exclusive: Option<bool>,
-    /// `dsp-policy`: QEMU 10.0 only.
-    #[serde(
-        rename = "dsp-policy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dsp_policy: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnOss.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnOss.in`, `QueryAudiodevsReturnOss.out`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnOssIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-    /// `dev`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dev: Option<String>,
-    /// `buffer-count`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-count",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_count: Option<i64>,
-    /// `try-poll`: QEMU 10.0 only.
-    #[serde(rename = "try-poll", default, skip_serializing_if = "Option::is_none")]
-    pub try_poll: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=pa`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=pa`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnPa {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnPaIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnPaIn>,
-    /// `server`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnPa.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnPa.in`, `QueryAudiodevsReturnPa.out`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnPaIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-    /// `name`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `stream-name`: QEMU 10.0 only.
-    #[serde(
-        rename = "stream-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub stream_name: Option<String>,
-    /// `latency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=pipewire`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=pipewire`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnPipewire {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnPipewireIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnPipewireIn>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnPipewire.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnPipewire.in`, `QueryAudiodevsReturnPipewire.out`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnPipewireIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-    /// `name`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `stream-name`: QEMU 10.0 only.
-    #[serde(
-        rename = "stream-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub stream_name: Option<String>,
-    /// `latency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=sdl`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=sdl`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnSdl {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnSdlIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnSdlIn>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturnSdl.in`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturnSdl.in`, `QueryAudiodevsReturnSdl.out`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnSdlIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<QueryAudiodevsReturnNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-    /// `buffer-count`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-count",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_count: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryAudiodevsReturn.driver=wav`.
-///
-/// QEMU 10.0 only. Used by `QueryAudiodevsReturn.driver=wav`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryAudiodevsReturnWav {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<QueryAudiodevsReturnNoneIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<QueryAudiodevsReturnNoneIn>,
-    /// `path`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-balloon.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-balloon.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBalloonReturn {
-    /// `actual`: QEMU 7.2 and 10.0.
-    pub actual: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-block-exports.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-block-exports.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockExportsReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: BlockExportAddType,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name")]
-    pub node_name: String,
-    /// `shutting-down`: QEMU 7.2 and 10.0.
-    #[serde(rename = "shutting-down")]
-    pub shutting_down: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `query-block-jobs.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-block-jobs.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockJobsReturn {
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `len`: QEMU 7.2 and 10.0.
-    pub len: i64,
-    /// `offset`: QEMU 7.2 and 10.0.
-    pub offset: i64,
-    /// `busy`: QEMU 7.2 and 10.0.
-    pub busy: bool,
-    /// `paused`: QEMU 7.2 and 10.0.
-    pub paused: bool,
-    /// `speed`: QEMU 7.2 and 10.0.
-    pub speed: i64,
-    /// `io-status`: QEMU 7.2 and 10.0.
-    #[serde(rename = "io-status")]
-    pub io_status: QueryBlockReturnIoStatus,
-    /// `ready`: QEMU 7.2 and 10.0.
-    pub ready: bool,
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: QueryBlockJobsReturnStatus,
-    /// `auto-finalize`: QEMU 7.2 and 10.0.
-    #[serde(rename = "auto-finalize")]
-    pub auto_finalize: bool,
-    /// `auto-dismiss`: QEMU 7.2 and 10.0.
-    #[serde(rename = "auto-dismiss")]
-    pub auto_dismiss: bool,
-    /// `error`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryBlockJobsReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryBlockJobsReturn`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryBlockJobsReturnBranch: "type" {
-/// `type: mirror`: QEMU 10.0 only.
-Mirror = "mirror" => QueryBlockJobsReturnMirror,
-} {
-/// `type: commit`, with no more members: QEMU 10.0 only.
-Commit = "commit",
-/// `type: stream`, with no more members: QEMU 10.0 only.
-Stream = "stream",
-/// `type: backup`, with no more members: QEMU 10.0 only.
-Backup = "backup",
-/// `type: create`, with no more members: QEMU 10.0 only.
-Create = "create",
-/// `type: amend`, with no more members: QEMU 10.0 only.
-Amend = "amend",
-/// `type: snapshot-load`, with no more members: QEMU 10.0 only.
-SnapshotLoad = "snapshot-load",
-/// `type: snapshot-save`, with no more members: QEMU 10.0 only.
-SnapshotSave = "snapshot-save",
-/// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
-SnapshotDelete = "snapshot-delete",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockJobsReturn.type=mirror`.
-///
-/// QEMU 10.0 only. Used by `QueryBlockJobsReturn.type=mirror`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockJobsReturnMirror {
-    /// `actively-synced`: QEMU 10.0 only.
-    #[serde(rename = "actively-synced")]
-    pub actively_synced: bool,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryBlockJobsReturn.status`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockJobsReturn.status`, `QueryJobsReturn.status`, `JobStatusChange.status`.
-pub enum QueryBlockJobsReturnStatus {
-/// `undefined`: QEMU 7.2 and 10.0.
-Undefined = "undefined",
-/// `created`: QEMU 7.2 and 10.0.
-Created = "created",
-/// `running`: QEMU 7.2 and 10.0.
-Running = "running",
-/// `paused`: QEMU 7.2 and 10.0.
-Paused = "paused",
-/// `ready`: QEMU 7.2 and 10.0.
-Ready = "ready",
-/// `standby`: QEMU 7.2 and 10.0.
-Standby = "standby",
-/// `waiting`: QEMU 7.2 and 10.0.
-Waiting = "waiting",
-/// `pending`: QEMU 7.2 and 10.0.
-Pending = "pending",
-/// `aborting`: QEMU 7.2 and 10.0.
-Aborting = "aborting",
-/// `concluded`: QEMU 7.2 and 10.0.
-Concluded = "concluded",
-/// `null`: QEMU 7.2 and 10.0.
-Null = "null",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-block.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-block.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockReturn {
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `qdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qdev: Option<String>,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `removable`: QEMU 7.2 and 10.0.
-    pub removable: bool,
-    /// `locked`: QEMU 7.2 and 10.0.
-    pub locked: bool,
-    /// `inserted`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inserted: Option<QueryNamedBlockNodesReturn>,
-    /// `tray_open`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tray_open: Option<bool>,
-    /// `io-status`: QEMU 7.2 and 10.0.
-    #[serde(rename = "io-status", default, skip_serializing_if = "Option::is_none")]
-    pub io_status: Option<QueryBlockReturnIoStatus>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryBlockReturn.io-status`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockReturn.io-status`, `QueryBlockJobsReturn.io-status`.
-pub enum QueryBlockReturnIoStatus {
-/// `ok`: QEMU 7.2 and 10.0.
-Ok = "ok",
-/// `failed`: QEMU 7.2 and 10.0.
-Failed = "failed",
-/// `nospace`: QEMU 7.2 and 10.0.
-Nospace = "nospace",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-blockstats.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-blockstats.ret`, `QueryBlockstatsReturn.parent`, `QueryBlockstatsReturn.backing`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturn {
-    /// `device`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    /// `qdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qdev: Option<String>,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// `stats`: QEMU 7.2 and 10.0.
-    pub stats: QueryBlockstatsReturnStats,
-    /// `driver-specific`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "driver-specific",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub driver_specific: Option<QueryBlockstatsReturnDriverSpecific>,
-    /// `parent`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<QueryBlockstatsReturn>>,
-    /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<Box<QueryBlockstatsReturn>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockstatsReturn.driver-specific`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockstatsReturn.driver-specific`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturnDriverSpecific {
-    /// The branch chosen by `driver`, with its members.
-    #[serde(flatten)]
-    pub driver: QueryBlockstatsReturnDriverSpecificBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryBlockstatsReturnDriverSpecific`], chosen by its member `driver`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryBlockstatsReturnDriverSpecificBranch: "driver" {
-/// `driver: file`: QEMU 7.2 and 10.0.
-File = "file" => QueryBlockstatsReturnDriverSpecificFile,
-/// `driver: host_device`: QEMU 7.2 and 10.0.
-HostDevice = "host_device" => QueryBlockstatsReturnDriverSpecificFile,
-/// `driver: nvme`: QEMU 7.2 and 10.0.
-Nvme = "nvme" => QueryBlockstatsReturnDriverSpecificNvme,
-} {
-/// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug",
-/// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites",
-/// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay",
-/// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-Blkverify = "blkverify",
-/// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-Bochs = "bochs",
-/// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-Cloop = "cloop",
-/// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-Compress = "compress",
-/// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write",
-/// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read",
-/// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-Dmg = "dmg",
-/// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access",
-/// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-Ftp = "ftp",
-/// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-Ftps = "ftps",
-/// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
-Gluster = "gluster",
-/// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom",
-/// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-Http = "http",
-/// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-Https = "https",
-/// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-Iscsi = "iscsi",
-/// `driver: luks`, with no more members: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-Nbd = "nbd",
-/// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
-Nfs = "nfs",
-/// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-NullAio = "null-aio",
-/// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-NullCo = "null-co",
-/// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
-Parallels = "parallels",
-/// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-Preallocate = "preallocate",
-/// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
-Qcow = "qcow",
-/// `driver: qcow2`, with no more members: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2",
-/// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
-Qed = "qed",
-/// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
-Rbd = "rbd",
-/// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-Replication = "replication",
-/// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
-Ssh = "ssh",
-/// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-Throttle = "throttle",
-/// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
-Vdi = "vdi",
-/// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
-Vhdx = "vhdx",
-/// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
-Vmdk = "vmdk",
-/// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
-Vpc = "vpc",
-/// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-Vvfat = "vvfat",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockstatsReturnDriverSpecific.driver=file`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockstatsReturnDriverSpecific.driver=file`, `QueryBlockstatsReturnDriverSpecific.driver=host_device`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturnDriverSpecificFile {
-    /// `discard-nb-ok`: QEMU 7.2 and 10.0.
-    #[serde(rename = "discard-nb-ok")]
-    pub discard_nb_ok: i64,
-    /// `discard-nb-failed`: QEMU 7.2 and 10.0.
-    #[serde(rename = "discard-nb-failed")]
-    pub discard_nb_failed: i64,
-    /// `discard-bytes-ok`: QEMU 7.2 and 10.0.
-    #[serde(rename = "discard-bytes-ok")]
-    pub discard_bytes_ok: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockstatsReturnDriverSpecific.driver=nvme`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockstatsReturnDriverSpecific.driver=nvme`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturnDriverSpecificNvme {
-    /// `completion-errors`: QEMU 7.2 and 10.0.
-    #[serde(rename = "completion-errors")]
-    pub completion_errors: i64,
-    /// `aligned-accesses`: QEMU 7.2 and 10.0.
-    #[serde(rename = "aligned-accesses")]
-    pub aligned_accesses: i64,
-    /// `unaligned-accesses`: QEMU 7.2 and 10.0.
-    #[serde(rename = "unaligned-accesses")]
-    pub unaligned_accesses: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockstatsReturn.stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockstatsReturn.stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturnStats {
-    /// `rd_bytes`: QEMU 7.2 and 10.0.
-    pub rd_bytes: i64,
-    /// `wr_bytes`: QEMU 7.2 and 10.0.
-    pub wr_bytes: i64,
-    /// `unmap_bytes`: QEMU 7.2 and 10.0.
-    pub unmap_bytes: i64,
-    /// `rd_operations`: QEMU 7.2 and 10.0.
-    pub rd_operations: i64,
-    /// `wr_operations`: QEMU 7.2 and 10.0.
-    pub wr_operations: i64,
-    /// `flush_operations`: QEMU 7.2 and 10.0.
-    pub flush_operations: i64,
-    /// `unmap_operations`: QEMU 7.2 and 10.0.
-    pub unmap_operations: i64,
-    /// `rd_total_time_ns`: QEMU 7.2 and 10.0.
-    pub rd_total_time_ns: i64,
-    /// `wr_total_time_ns`: QEMU 7.2 and 10.0.
-    pub wr_total_time_ns: i64,
-    /// `flush_total_time_ns`: QEMU 7.2 and 10.0.
-    pub flush_total_time_ns: i64,
-    /// `unmap_total_time_ns`: QEMU 7.2 and 10.0.
-    pub unmap_total_time_ns: i64,
-    /// `wr_highest_offset`: QEMU 7.2 and 10.0.
-    pub wr_highest_offset: i64,
-    /// `rd_merged`: QEMU 7.2 and 10.0.
-    pub rd_merged: i64,
-    /// `wr_merged`: QEMU 7.2 and 10.0.
-    pub wr_merged: i64,
-    /// `unmap_merged`: QEMU 7.2 and 10.0.
-    pub unmap_merged: i64,
-    /// `idle_time_ns`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_time_ns: Option<i64>,
-    /// `failed_rd_operations`: QEMU 7.2 and 10.0.
-    pub failed_rd_operations: i64,
-    /// `failed_wr_operations`: QEMU 7.2 and 10.0.
-    pub failed_wr_operations: i64,
-    /// `failed_flush_operations`: QEMU 7.2 and 10.0.
-    pub failed_flush_operations: i64,
-    /// `failed_unmap_operations`: QEMU 7.2 and 10.0.
-    pub failed_unmap_operations: i64,
-    /// `invalid_rd_operations`: QEMU 7.2 and 10.0.
-    pub invalid_rd_operations: i64,
-    /// `invalid_wr_operations`: QEMU 7.2 and 10.0.
-    pub invalid_wr_operations: i64,
-    /// `invalid_flush_operations`: QEMU 7.2 and 10.0.
-    pub invalid_flush_operations: i64,
-    /// `invalid_unmap_operations`: QEMU 7.2 and 10.0.
-    pub invalid_unmap_operations: i64,
-    /// `account_invalid`: QEMU 7.2 and 10.0.
-    pub account_invalid: bool,
-    /// `account_failed`: QEMU 7.2 and 10.0.
-    pub account_failed: bool,
-    /// `timed_stats`: QEMU 7.2 and 10.0.
-    pub timed_stats: Vec<QueryBlockstatsReturnStatsTimedStats>,
-    /// `rd_latency_histogram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rd_latency_histogram: Option<QueryBlockstatsReturnStatsRdLatencyHistogram>,
-    /// `wr_latency_histogram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wr_latency_histogram: Option<QueryBlockstatsReturnStatsRdLatencyHistogram>,
-    /// `flush_latency_histogram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flush_latency_histogram: Option<QueryBlockstatsReturnStatsRdLatencyHistogram>,
-    /// `zone_append_bytes`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_bytes: Option<i64>,
-    /// `zone_append_operations`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_operations: Option<i64>,
-    /// `zone_append_total_time_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_total_time_ns: Option<i64>,
-    /// `zone_append_merged`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_merged: Option<i64>,
-    /// `failed_zone_append_operations`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_zone_append_operations: Option<i64>,
-    /// `invalid_zone_append_operations`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid_zone_append_operations: Option<i64>,
-    /// `zone_append_latency_histogram`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_latency_histogram: Option<QueryBlockstatsReturnStatsRdLatencyHistogram>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockstatsReturnStats.rd_latency_histogram`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockstatsReturnStats.rd_latency_histogram`, `QueryBlockstatsReturnStats.wr_latency_histogram`, `QueryBlockstatsReturnStats.flush_latency_histogram`, `QueryBlockstatsReturnStats.zone_append_latency_histogram`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturnStatsRdLatencyHistogram {
-    /// `boundaries`: QEMU 7.2 and 10.0.
-    pub boundaries: Vec<i64>,
-    /// `bins`: QEMU 7.2 and 10.0.
-    pub bins: Vec<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryBlockstatsReturnStats.timed_stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryBlockstatsReturnStats.timed_stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryBlockstatsReturnStatsTimedStats {
-    /// `interval_length`: QEMU 7.2 and 10.0.
-    pub interval_length: i64,
-    /// `min_rd_latency_ns`: QEMU 7.2 and 10.0.
-    pub min_rd_latency_ns: i64,
-    /// `max_rd_latency_ns`: QEMU 7.2 and 10.0.
-    pub max_rd_latency_ns: i64,
-    /// `avg_rd_latency_ns`: QEMU 7.2 and 10.0.
-    pub avg_rd_latency_ns: i64,
-    /// `min_wr_latency_ns`: QEMU 7.2 and 10.0.
-    pub min_wr_latency_ns: i64,
-    /// `max_wr_latency_ns`: QEMU 7.2 and 10.0.
-    pub max_wr_latency_ns: i64,
-    /// `avg_wr_latency_ns`: QEMU 7.2 and 10.0.
-    pub avg_wr_latency_ns: i64,
-    /// `min_flush_latency_ns`: QEMU 7.2 and 10.0.
-    pub min_flush_latency_ns: i64,
-    /// `max_flush_latency_ns`: QEMU 7.2 and 10.0.
-    pub max_flush_latency_ns: i64,
-    /// `avg_flush_latency_ns`: QEMU 7.2 and 10.0.
-    pub avg_flush_latency_ns: i64,
-    /// `avg_rd_queue_depth`: QEMU 7.2 and 10.0.
-    pub avg_rd_queue_depth: f64,
-    /// `avg_wr_queue_depth`: QEMU 7.2 and 10.0.
-    pub avg_wr_queue_depth: f64,
-    /// `min_zone_append_latency_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_zone_append_latency_ns: Option<i64>,
-    /// `max_zone_append_latency_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_zone_append_latency_ns: Option<i64>,
-    /// `avg_zone_append_latency_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg_zone_append_latency_ns: Option<i64>,
-    /// `avg_zone_append_queue_depth`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg_zone_append_queue_depth: Option<f64>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-chardev-backends.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-chardev-backends.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryChardevBackendsReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-chardev.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-chardev.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryChardevReturn {
-    /// `label`: QEMU 7.2 and 10.0.
-    pub label: String,
-    /// `filename`: QEMU 7.2 and 10.0.
-    pub filename: String,
-    /// `frontend-open`: QEMU 7.2 and 10.0.
-    #[serde(rename = "frontend-open")]
-    pub frontend_open: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `query-colo-status.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-colo-status.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryColoStatusReturn {
-    /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: QueryColoStatusReturnMode,
-    /// `last-mode`: QEMU 7.2 and 10.0.
-    #[serde(rename = "last-mode")]
-    pub last_mode: QueryColoStatusReturnMode,
-    /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: QueryColoStatusReturnReason,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryColoStatusReturn.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryColoStatusReturn.mode`, `QueryColoStatusReturn.last-mode`, `ColoExit.mode`.
-pub enum QueryColoStatusReturnMode {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `primary`: QEMU 7.2 and 10.0.
-Primary = "primary",
-/// `secondary`: QEMU 7.2 and 10.0.
-Secondary = "secondary",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryColoStatusReturn.reason`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryColoStatusReturn.reason`, `ColoExit.reason`.
-pub enum QueryColoStatusReturnReason {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `request`: QEMU 7.2 and 10.0.
-Request = "request",
-/// `error`: QEMU 7.2 and 10.0.
-Error = "error",
-/// `processing`: QEMU 7.2 and 10.0.
-Processing = "processing",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-command-line-options.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-command-line-options.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCommandLineOptionsReturn {
-    /// `option`: QEMU 7.2 and 10.0.
-    pub option: String,
-    /// `parameters`: QEMU 7.2 and 10.0.
-    pub parameters: Vec<QueryCommandLineOptionsReturnParameters>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryCommandLineOptionsReturn.parameters`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCommandLineOptionsReturn.parameters`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCommandLineOptionsReturnParameters {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: QueryCommandLineOptionsReturnParametersType,
-    /// `help`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub help: Option<String>,
-    /// `default`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCommandLineOptionsReturnParameters.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCommandLineOptionsReturnParameters.type`.
-pub enum QueryCommandLineOptionsReturnParametersType {
-/// `string`: QEMU 7.2 and 10.0.
-String = "string",
-/// `boolean`: QEMU 7.2 and 10.0.
-Boolean = "boolean",
-/// `number`: QEMU 7.2 and 10.0.
-Number = "number",
-/// `size`: QEMU 7.2 and 10.0.
-Size = "size",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-commands.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-commands.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCommandsReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-cpu-definitions.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-cpu-definitions.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpuDefinitionsReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `migration-safe`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "migration-safe",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub migration_safe: Option<bool>,
-    /// `static`: QEMU 7.2 and 10.0.
-    #[serde(rename = "static")]
-    pub static_: bool,
-    /// `unavailable-features`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unavailable-features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unavailable_features: Option<Vec<String>>,
-    /// `typename`: QEMU 7.2 and 10.0.
-    pub typename: String,
-    /// `alias-of`: QEMU 7.2 and 10.0.
-    #[serde(rename = "alias-of", default, skip_serializing_if = "Option::is_none")]
-    pub alias_of: Option<String>,
-    /// `deprecated`: QEMU 7.2 and 10.0.
-    pub deprecated: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryCpuModelExpansion.model`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.model`, `QueryCpuModelExpansionReturn.model`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpuModelExpansionModel {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `props`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub props: Option<serde_json::Value>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-cpu-model-expansion.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-cpu-model-expansion.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpuModelExpansionReturn {
-    /// `model`: QEMU 7.2 and 10.0.
-    pub model: QueryCpuModelExpansionModel,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCpuModelExpansion.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.type`.
-pub enum QueryCpuModelExpansionType {
-/// `static`: QEMU 7.2 and 10.0.
-Static = "static",
-/// `full`: QEMU 7.2 and 10.0.
-Full = "full",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-cpus-fast.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-cpus-fast.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpusFastReturn {
-    /// `cpu-index`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cpu-index")]
-    pub cpu_index: i64,
-    /// `qom-path`: QEMU 7.2 and 10.0.
-    #[serde(rename = "qom-path")]
-    pub qom_path: String,
-    /// `thread-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "thread-id")]
-    pub thread_id: i64,
-    /// `props`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub props: Option<QueryCpusFastReturnProps>,
-
-    /// The branch chosen by `target`, with its members.
-    #[serde(flatten)]
-    pub target: QueryCpusFastReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryCpusFastReturn`], chosen by its member `target`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryCpusFastReturnBranch: "target" {
-/// `target: s390x`: QEMU 7.2 and 10.0.
-S390x = "s390x" => QueryCpusFastReturnS390x,
-} {
-/// `target: aarch64`, with no more members: QEMU 7.2 and 10.0.
-Aarch64 = "aarch64",
-/// `target: alpha`, with no more members: QEMU 7.2 and 10.0.
-Alpha = "alpha",
-/// `target: arm`, with no more members: QEMU 7.2 and 10.0.
-Arm = "arm",
-/// `target: avr`, with no more members: QEMU 7.2 and 10.0.
-Avr = "avr",
-/// `target: cris`, with no more members: QEMU 7.2 only.
-Cris = "cris",
-/// `target: hppa`, with no more members: QEMU 7.2 and 10.0.
-Hppa = "hppa",
-/// `target: i386`, with no more members: QEMU 7.2 and 10.0.
-I386 = "i386",
-/// `target: loongarch64`, with no more members: QEMU 7.2 and 10.0.
-Loongarch64 = "loongarch64",
-/// `target: m68k`, with no more members: QEMU 7.2 and 10.0.
-M68k = "m68k",
-/// `target: microblaze`, with no more members: QEMU 7.2 and 10.0.
-Microblaze = "microblaze",
-/// `target: microblazeel`, with no more members: QEMU 7.2 and 10.0.
-Microblazeel = "microblazeel",
-/// `target: mips`, with no more members: QEMU 7.2 and 10.0.
-Mips = "mips",
-/// `target: mips64`, with no more members: QEMU 7.2 and 10.0.
-Mips64 = "mips64",
-/// `target: mips64el`, with no more members: QEMU 7.2 and 10.0.
-Mips64el = "mips64el",
-/// `target: mipsel`, with no more members: QEMU 7.2 and 10.0.
-Mipsel = "mipsel",
-/// `target: nios2`, with no more members: QEMU 7.2 only.
-Nios2 = "nios2",
-/// `target: or1k`, with no more members: QEMU 7.2 and 10.0.
-Or1k = "or1k",
-/// `target: ppc`, with no more members: QEMU 7.2 and 10.0.
-Ppc = "ppc",
-/// `target: ppc64`, with no more members: QEMU 7.2 and 10.0.
-Ppc64 = "ppc64",
-/// `target: riscv32`, with no more members: QEMU 7.2 and 10.0.
-Riscv32 = "riscv32",
-/// `target: riscv64`, with no more members: QEMU 7.2 and 10.0.
-Riscv64 = "riscv64",
-/// `target: rx`, with no more members: QEMU 7.2 and 10.0.
-Rx = "rx",
-/// `target: sh4`, with no more members: QEMU 7.2 and 10.0.
-Sh4 = "sh4",
-/// `target: sh4eb`, with no more members: QEMU 7.2 and 10.0.
-Sh4eb = "sh4eb",
-/// `target: sparc`, with no more members: QEMU 7.2 and 10.0.
-Sparc = "sparc",
-/// `target: sparc64`, with no more members: QEMU 7.2 and 10.0.
-Sparc64 = "sparc64",
-/// `target: tricore`, with no more members: QEMU 7.2 and 10.0.
-Tricore = "tricore",
-/// `target: x86_64`, with no more members: QEMU 7.2 and 10.0.
-X86_64 = "x86_64",
-/// `target: xtensa`, with no more members: QEMU 7.2 and 10.0.
-Xtensa = "xtensa",
-/// `target: xtensaeb`, with no more members: QEMU 7.2 and 10.0.
-Xtensaeb = "xtensaeb",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryCpusFastReturn.props`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpusFastReturn.props`, `QueryHotpluggableCpusReturn.props`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpusFastReturnProps {
-    /// `node-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-id", default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<i64>,
-    /// `socket-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "socket-id", default, skip_serializing_if = "Option::is_none")]
-    pub socket_id: Option<i64>,
-    /// `die-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "die-id", default, skip_serializing_if = "Option::is_none")]
-    pub die_id: Option<i64>,
-    /// `cluster-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cluster-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_id: Option<i64>,
-    /// `core-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "core-id", default, skip_serializing_if = "Option::is_none")]
-    pub core_id: Option<i64>,
-    /// `thread-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "thread-id", default, skip_serializing_if = "Option::is_none")]
-    pub thread_id: Option<i64>,
-    /// `drawer-id`: QEMU 10.0 only.
-    #[serde(rename = "drawer-id", default, skip_serializing_if = "Option::is_none")]
-    pub drawer_id: Option<i64>,
-    /// `book-id`: QEMU 10.0 only.
-    #[serde(rename = "book-id", default, skip_serializing_if = "Option::is_none")]
-    pub book_id: Option<i64>,
-    /// `module-id`: QEMU 10.0 only.
-    #[serde(rename = "module-id", default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryCpusFastReturn.target=s390x`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpusFastReturn.target=s390x`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpusFastReturnS390x {
-    /// `cpu-state`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cpu-state")]
-    pub cpu_state: QueryCpusFastReturnS390xCpuState,
-    /// `dedicated`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dedicated: Option<bool>,
-    /// `entitlement`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entitlement: Option<QueryCpusFastReturnS390xEntitlement>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCpusFastReturnS390x.cpu-state`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpusFastReturnS390x.cpu-state`.
-pub enum QueryCpusFastReturnS390xCpuState {
-/// `uninitialized`: QEMU 7.2 and 10.0.
-Uninitialized = "uninitialized",
-/// `stopped`: QEMU 7.2 and 10.0.
-Stopped = "stopped",
-/// `check-stop`: QEMU 7.2 and 10.0.
-CheckStop = "check-stop",
-/// `operating`: QEMU 7.2 and 10.0.
-Operating = "operating",
-/// `load`: QEMU 7.2 and 10.0.
-Load = "load",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCpusFastReturnS390x.entitlement`.
-///
-/// QEMU 10.0 only. Used by `QueryCpusFastReturnS390x.entitlement`.
-pub enum QueryCpusFastReturnS390xEntitlement {
-/// `auto`: QEMU 10.0 only.
-Auto = "auto",
-/// `low`: QEMU 10.0 only.
-Low = "low",
-/// `medium`: QEMU 10.0 only.
-Medium = "medium",
-/// `high`: QEMU 10.0 only.
-High = "high",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCpusFastReturn.target`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpusFastReturn.target`, `QueryTargetReturn.arch`.
-pub enum QueryCpusFastReturnTarget {
-/// `aarch64`: QEMU 7.2 and 10.0.
-Aarch64 = "aarch64",
-/// `alpha`: QEMU 7.2 and 10.0.
-Alpha = "alpha",
-/// `arm`: QEMU 7.2 and 10.0.
-Arm = "arm",
-/// `avr`: QEMU 7.2 and 10.0.
-Avr = "avr",
-/// `cris`: QEMU 7.2 only.
-Cris = "cris",
-/// `hppa`: QEMU 7.2 and 10.0.
-Hppa = "hppa",
-/// `i386`: QEMU 7.2 and 10.0.
-I386 = "i386",
-/// `loongarch64`: QEMU 7.2 and 10.0.
-Loongarch64 = "loongarch64",
-/// `m68k`: QEMU 7.2 and 10.0.
-M68k = "m68k",
-/// `microblaze`: QEMU 7.2 and 10.0.
-Microblaze = "microblaze",
-/// `microblazeel`: QEMU 7.2 and 10.0.
-Microblazeel = "microblazeel",
-/// `mips`: QEMU 7.2 and 10.0.
-Mips = "mips",
-/// `mips64`: QEMU 7.2 and 10.0.
-Mips64 = "mips64",
-/// `mips64el`: QEMU 7.2 and 10.0.
-Mips64el = "mips64el",
-/// `mipsel`: QEMU 7.2 and 10.0.
-Mipsel = "mipsel",
-/// `nios2`: QEMU 7.2 only.
-Nios2 = "nios2",
-/// `or1k`: QEMU 7.2 and 10.0.
-Or1k = "or1k",
-/// `ppc`: QEMU 7.2 and 10.0.
-Ppc = "ppc",
-/// `ppc64`: QEMU 7.2 and 10.0.
-Ppc64 = "ppc64",
-/// `riscv32`: QEMU 7.2 and 10.0.
-Riscv32 = "riscv32",
-/// `riscv64`: QEMU 7.2 and 10.0.
-Riscv64 = "riscv64",
-/// `rx`: QEMU 7.2 and 10.0.
-Rx = "rx",
-/// `s390x`: QEMU 7.2 and 10.0.
-S390x = "s390x",
-/// `sh4`: QEMU 7.2 and 10.0.
-Sh4 = "sh4",
-/// `sh4eb`: QEMU 7.2 and 10.0.
-Sh4eb = "sh4eb",
-/// `sparc`: QEMU 7.2 and 10.0.
-Sparc = "sparc",
-/// `sparc64`: QEMU 7.2 and 10.0.
-Sparc64 = "sparc64",
-/// `tricore`: QEMU 7.2 and 10.0.
-Tricore = "tricore",
-/// `x86_64`: QEMU 7.2 and 10.0.
-X86_64 = "x86_64",
-/// `xtensa`: QEMU 7.2 and 10.0.
-Xtensa = "xtensa",
-/// `xtensaeb`: QEMU 7.2 and 10.0.
-Xtensaeb = "xtensaeb",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-cryptodev.ret`.
-///
-/// QEMU 10.0 only. Used by `query-cryptodev.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCryptodevReturn {
-    /// `id`: QEMU 10.0 only.
-    pub id: String,
-    /// `service`: QEMU 10.0 only.
-    pub service: Vec<QueryCryptodevReturnService>,
-    /// `client`: QEMU 10.0 only.
-    pub client: Vec<QueryCryptodevReturnClient>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryCryptodevReturn.client`.
-///
-/// QEMU 10.0 only. Used by `QueryCryptodevReturn.client`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCryptodevReturnClient {
-    /// `queue`: QEMU 10.0 only.
-    pub queue: i64,
-    /// `type`: QEMU 10.0 only.
-    #[serde(rename = "type")]
-    pub type_: QueryCryptodevReturnClientType,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCryptodevReturnClient.type`.
-///
-/// QEMU 10.0 only. Used by `QueryCryptodevReturnClient.type`.
-pub enum QueryCryptodevReturnClientType {
-/// `builtin`: QEMU 10.0 only.
-Builtin = "builtin",
-/// `vhost-user`: QEMU 10.0 only.
-VhostUser = "vhost-user",
-/// `lkcf`: QEMU 10.0 only.
-Lkcf = "lkcf",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCryptodevReturn.service`.
-///
-/// QEMU 10.0 only. Used by `QueryCryptodevReturn.service`.
-pub enum QueryCryptodevReturnService {
-/// `cipher`: QEMU 10.0 only.
-Cipher = "cipher",
-/// `hash`: QEMU 10.0 only.
-Hash = "hash",
-/// `mac`: QEMU 10.0 only.
-Mac = "mac",
-/// `aead`: QEMU 10.0 only.
-Aead = "aead",
-/// `akcipher`: QEMU 10.0 only.
-Akcipher = "akcipher",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-current-machine.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-current-machine.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCurrentMachineReturn {
-    /// `wakeup-suspend-support`: QEMU 7.2 and 10.0.
-    #[serde(rename = "wakeup-suspend-support")]
-    pub wakeup_suspend_support: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `query-dirty-rate.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-dirty-rate.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDirtyRateReturn {
-    /// `dirty-rate`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dirty-rate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dirty_rate: Option<i64>,
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: QueryDirtyRateReturnStatus,
-    /// `start-time`: QEMU 7.2 and 10.0.
-    #[serde(rename = "start-time")]
-    pub start_time: i64,
-    /// `calc-time`: QEMU 7.2 and 10.0.
-    #[serde(rename = "calc-time")]
-    pub calc_time: i64,
-    /// `sample-pages`: QEMU 7.2 and 10.0.
-    #[serde(rename = "sample-pages")]
-    pub sample_pages: i64,
-    /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: CalcDirtyRateMode,
-    /// `vcpu-dirty-rate`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "vcpu-dirty-rate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vcpu_dirty_rate: Option<Vec<QueryDirtyRateReturnVcpuDirtyRate>>,
-    /// `calc-time-unit`: QEMU 10.0 only; required where present.
-    #[serde(
-        rename = "calc-time-unit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub calc_time_unit: Option<CalcDirtyRateCalcTimeUnit>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryDirtyRateReturn.status`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDirtyRateReturn.status`.
-pub enum QueryDirtyRateReturnStatus {
-/// `unstarted`: QEMU 7.2 and 10.0.
-Unstarted = "unstarted",
-/// `measuring`: QEMU 7.2 and 10.0.
-Measuring = "measuring",
-/// `measured`: QEMU 7.2 and 10.0.
-Measured = "measured",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryDirtyRateReturn.vcpu-dirty-rate`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDirtyRateReturn.vcpu-dirty-rate`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDirtyRateReturnVcpuDirtyRate {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: i64,
-    /// `dirty-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "dirty-rate")]
-    pub dirty_rate: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-display-options.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-display-options.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDisplayOptionsReturn {
-    /// `full-screen`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "full-screen",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub full_screen: Option<bool>,
-    /// `window-close`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "window-close",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub window_close: Option<bool>,
-    /// `show-cursor`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "show-cursor",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub show_cursor: Option<bool>,
-    /// `gl`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gl: Option<QueryDisplayOptionsReturnGl>,
-
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryDisplayOptionsReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryDisplayOptionsReturn`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryDisplayOptionsReturnBranch: "type" {
-/// `type: gtk`: QEMU 7.2 and 10.0.
-Gtk = "gtk" => QueryDisplayOptionsReturnGtk,
-/// `type: curses`: QEMU 7.2 and 10.0.
-Curses = "curses" => QueryDisplayOptionsReturnCurses,
-/// `type: egl-headless`: QEMU 7.2 and 10.0.
-EglHeadless = "egl-headless" => QueryDisplayOptionsReturnEglHeadless,
-/// `type: dbus`: QEMU 7.2 and 10.0.
-Dbus = "dbus" => QueryDisplayOptionsReturnDbus,
-/// `type: sdl`: QEMU 7.2 and 10.0.
-Sdl = "sdl" => QueryDisplayOptionsReturnSdl,
-} {
-/// `type: default`, with no more members: QEMU 7.2 and 10.0.
-Default = "default",
-/// `type: none`, with no more members: QEMU 7.2 and 10.0.
-None = "none",
-/// `type: spice-app`, with no more members: QEMU 7.2 and 10.0.
-SpiceApp = "spice-app",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.type=curses`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.type=curses`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDisplayOptionsReturnCurses {
-    /// `charset`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub charset: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.type=dbus`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.type=dbus`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDisplayOptionsReturnDbus {
-    /// `rendernode`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rendernode: Option<String>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addr: Option<String>,
-    /// `p2p`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p2p: Option<bool>,
-    /// `audiodev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audiodev: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.type=egl-headless`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.type=egl-headless`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDisplayOptionsReturnEglHeadless {
-    /// `rendernode`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rendernode: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.gl`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.gl`.
-pub enum QueryDisplayOptionsReturnGl {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `core`: QEMU 7.2 and 10.0.
-Core = "core",
-/// `es`: QEMU 7.2 and 10.0.
-Es = "es",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.type=gtk`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.type=gtk`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDisplayOptionsReturnGtk {
-    /// `grab-on-hover`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "grab-on-hover",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub grab_on_hover: Option<bool>,
-    /// `zoom-to-fit`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "zoom-to-fit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub zoom_to_fit: Option<bool>,
-    /// `show-tabs`: QEMU 7.2 and 10.0.
-    #[serde(rename = "show-tabs", default, skip_serializing_if = "Option::is_none")]
-    pub show_tabs: Option<bool>,
-    /// `show-menubar`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "show-menubar",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub show_menubar: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.type=sdl`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.type=sdl`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDisplayOptionsReturnSdl {
-    /// `grab-mod`: QEMU 7.2 and 10.0.
-    #[serde(rename = "grab-mod", default, skip_serializing_if = "Option::is_none")]
-    pub grab_mod: Option<QueryDisplayOptionsReturnSdlGrabMod>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturnSdl.grab-mod`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturnSdl.grab-mod`.
-pub enum QueryDisplayOptionsReturnSdlGrabMod {
-/// `lctrl-lalt`: QEMU 7.2 and 10.0.
-LctrlLalt = "lctrl-lalt",
-/// `lshift-lctrl-lalt`: QEMU 7.2 and 10.0.
-LshiftLctrlLalt = "lshift-lctrl-lalt",
-/// `rctrl`: QEMU 7.2 and 10.0.
-Rctrl = "rctrl",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryDisplayOptionsReturn.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDisplayOptionsReturn.type`.
-pub enum QueryDisplayOptionsReturnType {
-/// `default`: QEMU 7.2 and 10.0.
-Default = "default",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `gtk`: QEMU 7.2 and 10.0.
-Gtk = "gtk",
-/// `sdl`: QEMU 7.2 and 10.0.
-Sdl = "sdl",
-/// `egl-headless`: QEMU 7.2 and 10.0.
-EglHeadless = "egl-headless",
-/// `curses`: QEMU 7.2 and 10.0.
-Curses = "curses",
-/// `spice-app`: QEMU 7.2 and 10.0.
-SpiceApp = "spice-app",
-/// `dbus`: QEMU 7.2 and 10.0.
-Dbus = "dbus",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-dump-guest-memory-capability.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-dump-guest-memory-capability.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDumpGuestMemoryCapabilityReturn {
-    /// `formats`: QEMU 7.2 and 10.0.
-    pub formats: Vec<DumpGuestMemoryFormat>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-dump.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-dump.ret`, `DumpCompleted.result`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryDumpReturn {
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: QueryDumpReturnStatus,
-    /// `completed`: QEMU 7.2 and 10.0.
-    pub completed: i64,
-    /// `total`: QEMU 7.2 and 10.0.
-    pub total: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryDumpReturn.status`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryDumpReturn.status`.
-pub enum QueryDumpReturnStatus {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `active`: QEMU 7.2 and 10.0.
-Active = "active",
-/// `completed`: QEMU 7.2 and 10.0.
-Completed = "completed",
-/// `failed`: QEMU 7.2 and 10.0.
-Failed = "failed",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-fdsets.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-fdsets.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryFdsetsReturn {
-    /// `fdset-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "fdset-id")]
-    pub fdset_id: i64,
-    /// `fds`: QEMU 7.2 and 10.0.
-    pub fds: Vec<QueryFdsetsReturnFds>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryFdsetsReturn.fds`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryFdsetsReturn.fds`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryFdsetsReturnFds {
-    /// `fd`: QEMU 7.2 and 10.0.
-    pub fd: i64,
-    /// `opaque`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opaque: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-hotpluggable-cpus.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-hotpluggable-cpus.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryHotpluggableCpusReturn {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `vcpus-count`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vcpus-count")]
-    pub vcpus_count: i64,
-    /// `props`: QEMU 7.2 and 10.0.
-    pub props: QueryCpusFastReturnProps,
-    /// `qom-path`: QEMU 7.2 and 10.0.
-    #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
-    pub qom_path: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-hv-balloon-status-report.ret`.
-///
-/// QEMU 10.0 only. Used by `query-hv-balloon-status-report.ret`, `HV_BALLOON_STATUS_REPORT`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryHvBalloonStatusReportReturn {
-    /// `committed`: QEMU 10.0 only.
-    pub committed: i64,
-    /// `available`: QEMU 10.0 only.
-    pub available: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-iothreads.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-iothreads.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryIothreadsReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `thread-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "thread-id")]
-    pub thread_id: i64,
-    /// `poll-max-ns`: QEMU 7.2 and 10.0.
-    #[serde(rename = "poll-max-ns")]
-    pub poll_max_ns: i64,
-    /// `poll-grow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "poll-grow")]
-    pub poll_grow: i64,
-    /// `poll-shrink`: QEMU 7.2 and 10.0.
-    #[serde(rename = "poll-shrink")]
-    pub poll_shrink: i64,
-    /// `aio-max-batch`: QEMU 7.2 and 10.0.
-    #[serde(rename = "aio-max-batch")]
-    pub aio_max_batch: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-jobs.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-jobs.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryJobsReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `type`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<serde_json::Value>,
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: QueryBlockJobsReturnStatus,
-    /// `current-progress`: QEMU 7.2 and 10.0.
-    #[serde(rename = "current-progress")]
-    pub current_progress: i64,
-    /// `total-progress`: QEMU 7.2 and 10.0.
-    #[serde(rename = "total-progress")]
-    pub total_progress: i64,
-    /// `error`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryJobsReturn.type`.
-///
-/// QEMU 7.2 only. Used by `QueryJobsReturn.type`, `BlockJobCancelled.type`, `BlockJobCompleted.type`, `BlockJobPending.type`, ....
-pub enum QueryJobsReturnType {
-/// `commit`: QEMU 7.2 only.
-Commit = "commit",
-/// `stream`: QEMU 7.2 only.
-Stream = "stream",
-/// `mirror`: QEMU 7.2 only.
-Mirror = "mirror",
-/// `backup`: QEMU 7.2 only.
-Backup = "backup",
-/// `create`: QEMU 7.2 only.
-Create = "create",
-/// `amend`: QEMU 7.2 only.
-Amend = "amend",
-/// `snapshot-load`: QEMU 7.2 only.
-SnapshotLoad = "snapshot-load",
-/// `snapshot-save`: QEMU 7.2 only.
-SnapshotSave = "snapshot-save",
-/// `snapshot-delete`: QEMU 7.2 only.
-SnapshotDelete = "snapshot-delete",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-kvm.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-kvm.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryKvmReturn {
-    /// `enabled`: QEMU 7.2 and 10.0.
-    pub enabled: bool,
-    /// `present`: QEMU 7.2 and 10.0.
-    pub present: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `query-machines.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-machines.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMachinesReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `alias`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
-    /// `is-default`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "is-default",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub is_default: Option<bool>,
-    /// `cpu-max`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cpu-max")]
-    pub cpu_max: i64,
-    /// `hotpluggable-cpus`: QEMU 7.2 and 10.0.
-    #[serde(rename = "hotpluggable-cpus")]
-    pub hotpluggable_cpus: bool,
-    /// `numa-mem-supported`: QEMU 7.2 and 10.0.
-    #[serde(rename = "numa-mem-supported")]
-    pub numa_mem_supported: bool,
-    /// `deprecated`: QEMU 7.2 and 10.0.
-    pub deprecated: bool,
-    /// `default-cpu-type`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "default-cpu-type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub default_cpu_type: Option<String>,
-    /// `default-ram-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "default-ram-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub default_ram_id: Option<String>,
-    /// `acpi`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acpi: Option<bool>,
-    /// `compat-props`: QEMU 10.0 only.
-    #[serde(
-        rename = "compat-props",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub compat_props: Option<Vec<QueryMachinesReturnCompatProps>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMachinesReturn.compat-props`.
-///
-/// QEMU 10.0 only. Used by `QueryMachinesReturn.compat-props`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMachinesReturnCompatProps {
-    /// `qom-type`: QEMU 10.0 only.
-    #[serde(rename = "qom-type")]
-    pub qom_type: String,
-    /// `property`: QEMU 10.0 only.
-    pub property: String,
-    /// `value`: QEMU 10.0 only.
-    pub value: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-memdev.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-memdev.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemdevReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `merge`: QEMU 7.2 and 10.0.
-    pub merge: bool,
-    /// `dump`: QEMU 7.2 and 10.0.
-    pub dump: bool,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    pub prealloc: bool,
-    /// `share`: QEMU 7.2 and 10.0.
-    pub share: bool,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(rename = "host-nodes")]
-    pub host_nodes: Vec<i64>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    pub policy: QueryMemdevReturnPolicy,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryMemdevReturn.policy`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemdevReturn.policy`, `ObjectAddMemoryBackendEpc.policy`, `ObjectAddMemoryBackendFile.policy`, `ObjectAddMemoryBackendMemfd.policy`, ....
-pub enum QueryMemdevReturnPolicy {
-/// `default`: QEMU 7.2 and 10.0.
-Default = "default",
-/// `preferred`: QEMU 7.2 and 10.0.
-Preferred = "preferred",
-/// `bind`: QEMU 7.2 and 10.0.
-Bind = "bind",
-/// `interleave`: QEMU 7.2 and 10.0.
-Interleave = "interleave",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-memory-devices.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-memory-devices.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturn {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryMemoryDevicesReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryMemoryDevicesReturn`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryMemoryDevicesReturnBranch: "type" {
-/// `type: dimm`: QEMU 7.2 and 10.0.
-Dimm = "dimm" => QueryMemoryDevicesReturnDimm,
-/// `type: nvdimm`: QEMU 7.2 and 10.0.
-Nvdimm = "nvdimm" => QueryMemoryDevicesReturnDimm,
-/// `type: virtio-pmem`: QEMU 7.2 and 10.0.
-VirtioPmem = "virtio-pmem" => QueryMemoryDevicesReturnVirtioPmem,
-/// `type: virtio-mem`: QEMU 7.2 and 10.0.
-VirtioMem = "virtio-mem" => QueryMemoryDevicesReturnVirtioMem,
-/// `type: sgx-epc`: QEMU 7.2 and 10.0.
-SgxEpc = "sgx-epc" => QueryMemoryDevicesReturnSgxEpc,
-/// `type: hv-balloon`: QEMU 10.0 only.
-HvBalloon = "hv-balloon" => QueryMemoryDevicesReturnHvBalloon,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturn.type=dimm`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturn.type=dimm`, `QueryMemoryDevicesReturn.type=nvdimm`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnDimm {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryMemoryDevicesReturnDimmData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturnDimm.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturnDimm.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnDimmData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `slot`: QEMU 7.2 and 10.0.
-    pub slot: i64,
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-    /// `hotplugged`: QEMU 7.2 and 10.0.
-    pub hotplugged: bool,
-    /// `hotpluggable`: QEMU 7.2 and 10.0.
-    pub hotpluggable: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturn.type=hv-balloon`.
-///
-/// QEMU 10.0 only. Used by `QueryMemoryDevicesReturn.type=hv-balloon`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnHvBalloon {
-    /// `data`: QEMU 10.0 only.
-    pub data: QueryMemoryDevicesReturnHvBalloonData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturnHvBalloon.data`.
-///
-/// QEMU 10.0 only. Used by `QueryMemoryDevicesReturnHvBalloon.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnHvBalloonData {
-    /// `id`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memaddr: Option<i64>,
-    /// `max-size`: QEMU 10.0 only.
-    #[serde(rename = "max-size")]
-    pub max_size: i64,
-    /// `memdev`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memdev: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturn.type=sgx-epc`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturn.type=sgx-epc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnSgxEpc {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryMemoryDevicesReturnSgxEpcData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturnSgxEpc.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturnSgxEpc.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnSgxEpcData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 7.2 and 10.0.
-    pub memaddr: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturn.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturn.type`.
-pub enum QueryMemoryDevicesReturnType {
-/// `dimm`: QEMU 7.2 and 10.0.
-Dimm = "dimm",
-/// `nvdimm`: QEMU 7.2 and 10.0.
-Nvdimm = "nvdimm",
-/// `virtio-pmem`: QEMU 7.2 and 10.0.
-VirtioPmem = "virtio-pmem",
-/// `virtio-mem`: QEMU 7.2 and 10.0.
-VirtioMem = "virtio-mem",
-/// `sgx-epc`: QEMU 7.2 and 10.0.
-SgxEpc = "sgx-epc",
-/// `hv-balloon`: QEMU 10.0 only.
-HvBalloon = "hv-balloon",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturn.type=virtio-mem`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturn.type=virtio-mem`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnVirtioMem {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryMemoryDevicesReturnVirtioMemData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturnVirtioMem.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturnVirtioMem.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnVirtioMemData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 7.2 and 10.0.
-    pub memaddr: i64,
-    /// `requested-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "requested-size")]
-    pub requested_size: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `max-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "max-size")]
-    pub max_size: i64,
-    /// `block-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "block-size")]
-    pub block_size: i64,
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturn.type=virtio-pmem`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturn.type=virtio-pmem`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnVirtioPmem {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryMemoryDevicesReturnVirtioPmemData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMemoryDevicesReturnVirtioPmem.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMemoryDevicesReturnVirtioPmem.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemoryDevicesReturnVirtioPmemData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 7.2 and 10.0.
-    pub memaddr: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-memory-size-summary.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-memory-size-summary.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMemorySizeSummaryReturn {
-    /// `base-memory`: QEMU 7.2 and 10.0.
-    #[serde(rename = "base-memory")]
-    pub base_memory: i64,
-    /// `plugged-memory`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "plugged-memory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub plugged_memory: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-mice.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-mice.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMiceReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `index`: QEMU 7.2 and 10.0.
-    pub index: i64,
-    /// `current`: QEMU 7.2 and 10.0.
-    pub current: bool,
-    /// `absolute`: QEMU 7.2 and 10.0.
-    pub absolute: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `query-migrate-capabilities.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-migrate-capabilities.ret`, `MigrateSetCapabilities.capabilities`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateCapabilitiesReturn {
-    /// `capability`: QEMU 7.2 and 10.0.
-    pub capability: QueryMigrateCapabilitiesReturnCapability,
-    /// `state`: QEMU 7.2 and 10.0.
-    pub state: bool,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryMigrateCapabilitiesReturn.capability`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateCapabilitiesReturn.capability`.
-pub enum QueryMigrateCapabilitiesReturnCapability {
+/// QEMU 7.2 and 10.0. Used by `MigrationCapabilityStatus.capability`.
+pub enum MigrationCapability {
 /// `xbzrle`: QEMU 7.2 and 10.0.
 Xbzrle = "xbzrle",
 /// `rdma-pin-all`: QEMU 7.2 and 10.0.
@@ -9665,11 +7720,185 @@ MappedRam = "mapped-ram",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `query-migrate-parameters.ret`.
+/// QAPI type `MigrationCapabilityStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-migrate-capabilities.ret`, `MigrateSetCapabilities.capabilities`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationCapabilityStatus {
+    /// `capability`: QEMU 7.2 and 10.0.
+    pub capability: MigrationCapability,
+    /// `state`: QEMU 7.2 and 10.0.
+    pub state: bool,
+}
+
+/// QAPI type `MigrationInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-migrate.ret`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationInfo {
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MigrationStatus>,
+    /// `ram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram: Option<MigrationStats>,
+    /// `disk`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<MigrationStats>,
+    /// `vfio`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vfio: Option<MigrationInfoVfio>,
+    /// `xbzrle-cache`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "xbzrle-cache",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub xbzrle_cache: Option<MigrationInfoXbzrleCache>,
+    /// `total-time`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "total-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub total_time: Option<i64>,
+    /// `expected-downtime`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "expected-downtime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expected_downtime: Option<i64>,
+    /// `downtime`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<i64>,
+    /// `setup-time`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "setup-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub setup_time: Option<i64>,
+    /// `cpu-throttle-percentage`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cpu-throttle-percentage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_throttle_percentage: Option<i64>,
+    /// `error-desc`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "error-desc",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub error_desc: Option<String>,
+    /// `blocked-reasons`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "blocked-reasons",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub blocked_reasons: Option<Vec<String>>,
+    /// `postcopy-blocktime`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "postcopy-blocktime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub postcopy_blocktime: Option<i64>,
+    /// `postcopy-vcpu-blocktime`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "postcopy-vcpu-blocktime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub postcopy_vcpu_blocktime: Option<Vec<i64>>,
+    /// `compression`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<MigrationInfoCompression>,
+    /// `socket-address`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "socket-address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub socket_address: Option<Vec<SocketAddress>>,
+    /// `dirty-limit-throttle-time-per-round`: QEMU 10.0 only.
+    #[serde(
+        rename = "dirty-limit-throttle-time-per-round",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dirty_limit_throttle_time_per_round: Option<i64>,
+    /// `dirty-limit-ring-full-time`: QEMU 10.0 only.
+    #[serde(
+        rename = "dirty-limit-ring-full-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dirty_limit_ring_full_time: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `MigrationInfo.compression`.
+///
+/// QEMU 7.2 only. Used by `MigrationInfo.compression`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationInfoCompression {
+    /// `pages`: QEMU 7.2 only.
+    pub pages: i64,
+    /// `busy`: QEMU 7.2 only.
+    pub busy: i64,
+    /// `busy-rate`: QEMU 7.2 only.
+    #[serde(rename = "busy-rate")]
+    pub busy_rate: f64,
+    /// `compressed-size`: QEMU 7.2 only.
+    #[serde(rename = "compressed-size")]
+    pub compressed_size: i64,
+    /// `compression-rate`: QEMU 7.2 only.
+    #[serde(rename = "compression-rate")]
+    pub compression_rate: f64,
+}
+
+/// A type the schema leaves unnamed, reached as `MigrationInfo.vfio`.
+///
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.vfio`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationInfoVfio {
+    /// `transferred`: QEMU 7.2 and 10.0.
+    pub transferred: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `MigrationInfo.xbzrle-cache`.
+///
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.xbzrle-cache`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationInfoXbzrleCache {
+    /// `cache-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cache-size")]
+    pub cache_size: i64,
+    /// `bytes`: QEMU 7.2 and 10.0.
+    pub bytes: i64,
+    /// `pages`: QEMU 7.2 and 10.0.
+    pub pages: i64,
+    /// `cache-miss`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cache-miss")]
+    pub cache_miss: i64,
+    /// `cache-miss-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cache-miss-rate")]
+    pub cache_miss_rate: f64,
+    /// `encoding-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "encoding-rate")]
+    pub encoding_rate: f64,
+    /// `overflow`: QEMU 7.2 and 10.0.
+    pub overflow: i64,
+}
+
+/// QAPI type `MigrationParameters`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-migrate-parameters.ret`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateParametersReturn {
+pub struct MigrationParameters {
     /// `announce-initial`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-initial",
@@ -9894,140 +8123,11 @@ pub struct QueryMigrateParametersReturn {
     pub direct_io: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-migrate.ret`.
+/// QAPI type `MigrationStats`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-migrate.ret`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturn {
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<MigrateContinueState>,
-    /// `ram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ram: Option<QueryMigrateReturnRam>,
-    /// `disk`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<QueryMigrateReturnRam>,
-    /// `vfio`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vfio: Option<QueryMigrateReturnVfio>,
-    /// `xbzrle-cache`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "xbzrle-cache",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub xbzrle_cache: Option<QueryMigrateReturnXbzrleCache>,
-    /// `total-time`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "total-time",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub total_time: Option<i64>,
-    /// `expected-downtime`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "expected-downtime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub expected_downtime: Option<i64>,
-    /// `downtime`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub downtime: Option<i64>,
-    /// `setup-time`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "setup-time",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub setup_time: Option<i64>,
-    /// `cpu-throttle-percentage`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cpu-throttle-percentage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cpu_throttle_percentage: Option<i64>,
-    /// `error-desc`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "error-desc",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub error_desc: Option<String>,
-    /// `blocked-reasons`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "blocked-reasons",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub blocked_reasons: Option<Vec<String>>,
-    /// `postcopy-blocktime`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "postcopy-blocktime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub postcopy_blocktime: Option<i64>,
-    /// `postcopy-vcpu-blocktime`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "postcopy-vcpu-blocktime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub postcopy_vcpu_blocktime: Option<Vec<i64>>,
-    /// `compression`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compression: Option<QueryMigrateReturnCompression>,
-    /// `socket-address`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "socket-address",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub socket_address: Option<Vec<QueryMigrateReturnSocketAddress>>,
-    /// `dirty-limit-throttle-time-per-round`: QEMU 10.0 only.
-    #[serde(
-        rename = "dirty-limit-throttle-time-per-round",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dirty_limit_throttle_time_per_round: Option<i64>,
-    /// `dirty-limit-ring-full-time`: QEMU 10.0 only.
-    #[serde(
-        rename = "dirty-limit-ring-full-time",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dirty_limit_ring_full_time: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturn.compression`.
-///
-/// QEMU 7.2 only. Used by `QueryMigrateReturn.compression`.
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.ram`, `MigrationInfo.disk`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnCompression {
-    /// `pages`: QEMU 7.2 only.
-    pub pages: i64,
-    /// `busy`: QEMU 7.2 only.
-    pub busy: i64,
-    /// `busy-rate`: QEMU 7.2 only.
-    #[serde(rename = "busy-rate")]
-    pub busy_rate: f64,
-    /// `compressed-size`: QEMU 7.2 only.
-    #[serde(rename = "compressed-size")]
-    pub compressed_size: i64,
-    /// `compression-rate`: QEMU 7.2 only.
-    #[serde(rename = "compression-rate")]
-    pub compression_rate: f64,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturn.ram`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateReturn.ram`, `QueryMigrateReturn.disk`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnRam {
+pub struct MigrationStats {
     /// `transferred`: QEMU 7.2 and 10.0.
     pub transferred: i64,
     /// `remaining`: QEMU 7.2 and 10.0.
@@ -10078,107 +8178,49 @@ pub struct QueryMigrateReturnRam {
     pub dirty_sync_missed_zero_copy: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturn.socket-address`.
+qapi_enum! {
+/// QAPI type `MigrationStatus`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateReturn.socket-address`, `NetdevStreamConnected.addr`, `BlockExportAddVhostUserBlk.addr`, `BlockdevAddGluster.server`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnSocketAddress {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryMigrateReturnSocketAddressBranch,
+/// QEMU 7.2 and 10.0. Used by `MigrateContinue.state`, `MigrationInfo.status`, `Migration.status`.
+pub enum MigrationStatus {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `setup`: QEMU 7.2 and 10.0.
+Setup = "setup",
+/// `cancelling`: QEMU 7.2 and 10.0.
+Cancelling = "cancelling",
+/// `cancelled`: QEMU 7.2 and 10.0.
+Cancelled = "cancelled",
+/// `active`: QEMU 7.2 and 10.0.
+Active = "active",
+/// `postcopy-active`: QEMU 7.2 and 10.0.
+PostcopyActive = "postcopy-active",
+/// `postcopy-paused`: QEMU 7.2 and 10.0.
+PostcopyPaused = "postcopy-paused",
+/// `postcopy-recover`: QEMU 7.2 and 10.0.
+PostcopyRecover = "postcopy-recover",
+/// `completed`: QEMU 7.2 and 10.0.
+Completed = "completed",
+/// `failed`: QEMU 7.2 and 10.0.
+Failed = "failed",
+/// `colo`: QEMU 7.2 and 10.0.
+Colo = "colo",
+/// `pre-switchover`: QEMU 7.2 and 10.0.
+PreSwitchover = "pre-switchover",
+/// `device`: QEMU 7.2 and 10.0.
+Device = "device",
+/// `wait-unplug`: QEMU 7.2 and 10.0.
+WaitUnplug = "wait-unplug",
+/// `postcopy-recover-setup`: QEMU 10.0 only.
+PostcopyRecoverSetup = "postcopy-recover-setup",
+}
 }
 
-qapi_union! {
-/// The branches of [`QueryMigrateReturnSocketAddress`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryMigrateReturnSocketAddressBranch: "type" {
-/// `type: inet`: QEMU 7.2 and 10.0.
-Inet = "inet" => BlockdevAddSshServer,
-/// `type: unix`: QEMU 7.2 and 10.0.
-Unix = "unix" => QueryMigrateReturnSocketAddressUnix,
-/// `type: vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock" => QueryMigrateReturnSocketAddressVsock,
-/// `type: fd`: QEMU 7.2 and 10.0.
-Fd = "fd" => QueryMigrateReturnSocketAddressFd,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturnSocketAddress.type=fd`.
-///
-/// QEMU 10.0 only. Used by `QueryMigrateReturnSocketAddress.type=fd`, `NbdServerStartAddrFd.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnSocketAddressFd {
-    /// `str`: QEMU 10.0 only.
-    pub str: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturnSocketAddress.type=unix`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateReturnSocketAddress.type=unix`, `NbdServerStartAddrUnix.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnSocketAddressUnix {
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-    /// `abstract`: QEMU 7.2 and 10.0.
-    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
-    pub abstract_: Option<bool>,
-    /// `tight`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tight: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturnSocketAddress.type=vsock`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateReturnSocketAddress.type=vsock`, `NbdServerStartAddrVsock.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnSocketAddressVsock {
-    /// `cid`: QEMU 7.2 and 10.0.
-    pub cid: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturn.vfio`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateReturn.vfio`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnVfio {
-    /// `transferred`: QEMU 7.2 and 10.0.
-    pub transferred: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryMigrateReturn.xbzrle-cache`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryMigrateReturn.xbzrle-cache`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrateReturnXbzrleCache {
-    /// `cache-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cache-size")]
-    pub cache_size: i64,
-    /// `bytes`: QEMU 7.2 and 10.0.
-    pub bytes: i64,
-    /// `pages`: QEMU 7.2 and 10.0.
-    pub pages: i64,
-    /// `cache-miss`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cache-miss")]
-    pub cache_miss: i64,
-    /// `cache-miss-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cache-miss-rate")]
-    pub cache_miss_rate: f64,
-    /// `encoding-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "encoding-rate")]
-    pub encoding_rate: f64,
-    /// `overflow`: QEMU 7.2 and 10.0.
-    pub overflow: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-migrationthreads.ret`.
+/// QAPI type `MigrationThreadInfo`.
 ///
 /// QEMU 10.0 only. Used by `query-migrationthreads.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryMigrationthreadsReturn {
+pub struct MigrationThreadInfo {
     /// `name`: QEMU 10.0 only.
     pub name: String,
     /// `thread-id`: QEMU 10.0 only.
@@ -10186,562 +8228,2357 @@ pub struct QueryMigrationthreadsReturn {
     pub thread_id: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `query-name.ret`.
+/// QAPI type `MouseInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-mice.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MouseInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `index`: QEMU 7.2 and 10.0.
+    pub index: i64,
+    /// `current`: QEMU 7.2 and 10.0.
+    pub current: bool,
+    /// `absolute`: QEMU 7.2 and 10.0.
+    pub absolute: bool,
+}
+
+/// QAPI type `NameInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-name.ret`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNameReturn {
+pub struct NameInfo {
     /// `name`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-named-block-nodes.ret`.
+/// A type the schema leaves unnamed, reached as `NbdServerStart.addr`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-named-block-nodes.ret`, `QueryBlockReturn.inserted`.
+/// QEMU 7.2 and 10.0. Used by `NbdServerStart.addr`, `ChardevBackendSocketData.addr`, `ChardevBackendUdpData.remote`, `ChardevBackendUdpData.local`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturn {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: String,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// `ro`: QEMU 7.2 and 10.0.
-    pub ro: bool,
-    /// `drv`: QEMU 7.2 and 10.0.
-    pub drv: String,
-    /// `backing_file`: QEMU 7.2 and 10.0.
+pub struct NbdServerStartAddr {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: NbdServerStartAddrBranch,
+}
+
+qapi_union! {
+/// The branches of [`NbdServerStartAddr`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum NbdServerStartAddrBranch: "type" {
+/// `type: inet`: QEMU 7.2 and 10.0.
+Inet = "inet" => NbdServerStartAddrInet,
+/// `type: unix`: QEMU 7.2 and 10.0.
+Unix = "unix" => NbdServerStartAddrUnix,
+/// `type: vsock`: QEMU 7.2 and 10.0.
+Vsock = "vsock" => NbdServerStartAddrVsock,
+/// `type: fd`: QEMU 7.2 and 10.0.
+Fd = "fd" => NbdServerStartAddrFd,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=fd`.
+///
+/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=fd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NbdServerStartAddrFd {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: FdSocketAddress,
+}
+
+/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=inet`.
+///
+/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=inet`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NbdServerStartAddrInet {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockdevOptionsSshServer,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type`, `SocketAddress.type`.
+pub enum NbdServerStartAddrType {
+/// `inet`: QEMU 7.2 and 10.0.
+Inet = "inet",
+/// `unix`: QEMU 7.2 and 10.0.
+Unix = "unix",
+/// `vsock`: QEMU 7.2 and 10.0.
+Vsock = "vsock",
+/// `fd`: QEMU 7.2 and 10.0.
+Fd = "fd",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=unix`.
+///
+/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=unix`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NbdServerStartAddrUnix {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: SocketAddressUnix,
+}
+
+/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=vsock`.
+///
+/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=vsock`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NbdServerStartAddrVsock {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: SocketAddressVsock,
+}
+
+qapi_enum! {
+/// QAPI type `NetClientDriver`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type`.
+pub enum NetClientDriver {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `nic`: QEMU 7.2 and 10.0.
+Nic = "nic",
+/// `user`: QEMU 7.2 and 10.0.
+User = "user",
+/// `tap`: QEMU 7.2 and 10.0.
+Tap = "tap",
+/// `l2tpv3`: QEMU 7.2 and 10.0.
+L2tpv3 = "l2tpv3",
+/// `socket`: QEMU 7.2 and 10.0.
+Socket = "socket",
+/// `stream`: QEMU 7.2 and 10.0.
+Stream = "stream",
+/// `dgram`: QEMU 7.2 and 10.0.
+Dgram = "dgram",
+/// `vde`: QEMU 7.2 and 10.0.
+Vde = "vde",
+/// `bridge`: QEMU 7.2 and 10.0.
+Bridge = "bridge",
+/// `hubport`: QEMU 7.2 and 10.0.
+Hubport = "hubport",
+/// `netmap`: QEMU 7.2 and 10.0.
+Netmap = "netmap",
+/// `vhost-user`: QEMU 7.2 and 10.0.
+VhostUser = "vhost-user",
+/// `vhost-vdpa`: QEMU 7.2 and 10.0.
+VhostVdpa = "vhost-vdpa",
+}
+}
+
+/// QAPI type `Netdev`.
+///
+/// QEMU 7.2 and 10.0. Used by `netdev_add`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Netdev {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: NetdevBranch,
+}
+
+qapi_union! {
+/// The branches of [`Netdev`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum NetdevBranch: "type" {
+/// `type: nic`: QEMU 7.2 and 10.0.
+Nic = "nic" => NetdevNic,
+/// `type: user`: QEMU 7.2 and 10.0.
+User = "user" => NetdevUser,
+/// `type: tap`: QEMU 7.2 and 10.0.
+Tap = "tap" => NetdevTap,
+/// `type: l2tpv3`: QEMU 7.2 and 10.0.
+L2tpv3 = "l2tpv3" => NetdevL2tpv3,
+/// `type: socket`: QEMU 7.2 and 10.0.
+Socket = "socket" => NetdevSocket,
+/// `type: stream`: QEMU 7.2 and 10.0.
+Stream = "stream" => NetdevStream,
+/// `type: dgram`: QEMU 7.2 and 10.0.
+Dgram = "dgram" => NetdevDgram,
+/// `type: vde`: QEMU 7.2 and 10.0.
+Vde = "vde" => NetdevVde,
+/// `type: bridge`: QEMU 7.2 and 10.0.
+Bridge = "bridge" => NetdevBridge,
+/// `type: hubport`: QEMU 7.2 and 10.0.
+Hubport = "hubport" => NetdevHubport,
+/// `type: netmap`: QEMU 7.2 and 10.0.
+Netmap = "netmap" => NetdevNetmap,
+/// `type: vhost-user`: QEMU 7.2 and 10.0.
+VhostUser = "vhost-user" => NetdevVhostUser,
+/// `type: vhost-vdpa`: QEMU 7.2 and 10.0.
+VhostVdpa = "vhost-vdpa" => NetdevVhostVdpa,
+} {
+/// `type: none`, with no more members: QEMU 7.2 and 10.0.
+None = "none",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=bridge`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=bridge`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevBridge {
+    /// `br`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing_file: Option<String>,
-    /// `backing_file_depth`: QEMU 7.2 and 10.0.
-    pub backing_file_depth: i64,
-    /// `encrypted`: QEMU 7.2 and 10.0.
-    pub encrypted: bool,
-    /// `detect_zeroes`: QEMU 7.2 and 10.0.
-    pub detect_zeroes: BlockdevAddDetectZeroes,
-    /// `bps`: QEMU 7.2 and 10.0.
-    pub bps: i64,
-    /// `bps_rd`: QEMU 7.2 and 10.0.
-    pub bps_rd: i64,
-    /// `bps_wr`: QEMU 7.2 and 10.0.
-    pub bps_wr: i64,
-    /// `iops`: QEMU 7.2 and 10.0.
-    pub iops: i64,
-    /// `iops_rd`: QEMU 7.2 and 10.0.
-    pub iops_rd: i64,
-    /// `iops_wr`: QEMU 7.2 and 10.0.
-    pub iops_wr: i64,
-    /// `image`: QEMU 7.2 and 10.0.
-    pub image: QueryNamedBlockNodesReturnImage,
-    /// `bps_max`: QEMU 7.2 and 10.0.
+    pub br: Option<String>,
+    /// `helper`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_max: Option<i64>,
-    /// `bps_rd_max`: QEMU 7.2 and 10.0.
+    pub helper: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=dgram`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=dgram`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevDgram {
+    /// `local`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_rd_max: Option<i64>,
-    /// `bps_wr_max`: QEMU 7.2 and 10.0.
+    pub local: Option<SocketAddress>,
+    /// `remote`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_wr_max: Option<i64>,
-    /// `iops_max`: QEMU 7.2 and 10.0.
+    pub remote: Option<SocketAddress>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=hubport`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=hubport`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevHubport {
+    /// `hubid`: QEMU 7.2 and 10.0.
+    pub hubid: i64,
+    /// `netdev`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_max: Option<i64>,
-    /// `iops_rd_max`: QEMU 7.2 and 10.0.
+    pub netdev: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=l2tpv3`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=l2tpv3`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevL2tpv3 {
+    /// `src`: QEMU 7.2 and 10.0.
+    pub src: String,
+    /// `dst`: QEMU 7.2 and 10.0.
+    pub dst: String,
+    /// `srcport`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_rd_max: Option<i64>,
-    /// `iops_wr_max`: QEMU 7.2 and 10.0.
+    pub srcport: Option<String>,
+    /// `dstport`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_wr_max: Option<i64>,
-    /// `bps_max_length`: QEMU 7.2 and 10.0.
+    pub dstport: Option<String>,
+    /// `ipv6`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_max_length: Option<i64>,
-    /// `bps_rd_max_length`: QEMU 7.2 and 10.0.
+    pub ipv6: Option<bool>,
+    /// `udp`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_rd_max_length: Option<i64>,
-    /// `bps_wr_max_length`: QEMU 7.2 and 10.0.
+    pub udp: Option<bool>,
+    /// `cookie64`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_wr_max_length: Option<i64>,
-    /// `iops_max_length`: QEMU 7.2 and 10.0.
+    pub cookie64: Option<bool>,
+    /// `counter`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_max_length: Option<i64>,
-    /// `iops_rd_max_length`: QEMU 7.2 and 10.0.
+    pub counter: Option<bool>,
+    /// `pincounter`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_rd_max_length: Option<i64>,
-    /// `iops_wr_max_length`: QEMU 7.2 and 10.0.
+    pub pincounter: Option<bool>,
+    /// `txcookie`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_wr_max_length: Option<i64>,
-    /// `iops_size`: QEMU 7.2 and 10.0.
+    pub txcookie: Option<i64>,
+    /// `rxcookie`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_size: Option<i64>,
+    pub rxcookie: Option<i64>,
+    /// `txsession`: QEMU 7.2 and 10.0.
+    pub txsession: i64,
+    /// `rxsession`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rxsession: Option<i64>,
+    /// `offset`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=netmap`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=netmap`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevNetmap {
+    /// `ifname`: QEMU 7.2 and 10.0.
+    pub ifname: String,
+    /// `devname`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devname: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=nic`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=nic`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevNic {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netdev: Option<String>,
+    /// `macaddr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macaddr: Option<String>,
+    /// `model`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// `vectors`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=socket`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=socket`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevSocket {
+    /// `fd`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<String>,
+    /// `listen`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `connect`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    /// `mcast`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast: Option<String>,
+    /// `localaddr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localaddr: Option<String>,
+    /// `udp`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=stream`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=stream`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevStream {
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: SocketAddress,
+    /// `server`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<bool>,
+    /// `reconnect`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<i64>,
+    /// `reconnect-ms`: QEMU 10.0 only.
+    #[serde(
+        rename = "reconnect-ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reconnect_ms: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=tap`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=tap`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevTap {
+    /// `ifname`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// `fd`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<String>,
+    /// `fds`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<String>,
+    /// `script`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// `downscript`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downscript: Option<String>,
+    /// `br`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub br: Option<String>,
+    /// `helper`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<String>,
+    /// `sndbuf`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sndbuf: Option<i64>,
+    /// `vnet_hdr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr: Option<bool>,
+    /// `vhost`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<bool>,
+    /// `vhostfd`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhostfd: Option<String>,
+    /// `vhostfds`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhostfds: Option<String>,
+    /// `vhostforce`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhostforce: Option<bool>,
+    /// `queues`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<i64>,
+    /// `poll-us`: QEMU 7.2 and 10.0.
+    #[serde(rename = "poll-us", default, skip_serializing_if = "Option::is_none")]
+    pub poll_us: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=user`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=user`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevUser {
+    /// `hostname`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `restrict`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrict: Option<bool>,
+    /// `ipv4`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<bool>,
+    /// `ipv6`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// `ip`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// `net`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
+    /// `host`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `tftp`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tftp: Option<String>,
+    /// `bootfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootfile: Option<String>,
+    /// `dhcpstart`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcpstart: Option<String>,
+    /// `dns`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    /// `dnssearch`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssearch: Option<Vec<NetdevUserDnssearch>>,
+    /// `domainname`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    /// `ipv6-prefix`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "ipv6-prefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_prefix: Option<String>,
+    /// `ipv6-prefixlen`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "ipv6-prefixlen",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_prefixlen: Option<i64>,
+    /// `ipv6-host`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ipv6-host", default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_host: Option<String>,
+    /// `ipv6-dns`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ipv6-dns", default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_dns: Option<String>,
+    /// `smb`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smb: Option<String>,
+    /// `smbserver`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smbserver: Option<String>,
+    /// `hostfwd`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostfwd: Option<Vec<NetdevUserDnssearch>>,
+    /// `guestfwd`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guestfwd: Option<Vec<NetdevUserDnssearch>>,
+    /// `tftp-server-name`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "tftp-server-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tftp_server_name: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `NetdevUser.dnssearch`.
+///
+/// QEMU 10.0 only. Used by `NetdevUser.dnssearch`, `NetdevUser.hostfwd`, `NetdevUser.guestfwd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevUserDnssearch {
+    /// `str`: QEMU 10.0 only.
+    pub str: String,
+}
+
+/// A type the schema leaves unnamed, reached as `Netdev.type=vde`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=vde`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevVde {
+    /// `sock`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<String>,
+    /// `port`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
     /// `group`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// `cache`: QEMU 7.2 and 10.0.
-    pub cache: QueryNamedBlockNodesReturnCache,
-    /// `write_threshold`: QEMU 7.2 and 10.0.
-    pub write_threshold: i64,
-    /// `dirty-bitmaps`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dirty-bitmaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dirty_bitmaps: Option<Vec<QueryNamedBlockNodesReturnDirtyBitmaps>>,
-    /// `active`: QEMU 10.0 only; required where present.
+    /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<bool>,
+    pub mode: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturn.cache`.
+/// A type the schema leaves unnamed, reached as `Netdev.type=vhost-user`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturn.cache`.
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=vhost-user`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnCache {
-    /// `writeback`: QEMU 7.2 and 10.0.
-    pub writeback: bool,
-    /// `direct`: QEMU 7.2 and 10.0.
-    pub direct: bool,
-    /// `no-flush`: QEMU 7.2 and 10.0.
-    #[serde(rename = "no-flush")]
-    pub no_flush: bool,
+pub struct NetdevVhostUser {
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+    /// `vhostforce`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhostforce: Option<bool>,
+    /// `queues`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturn.dirty-bitmaps`.
+/// A type the schema leaves unnamed, reached as `Netdev.type=vhost-vdpa`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturn.dirty-bitmaps`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnDirtyBitmaps {
-    /// `name`: QEMU 7.2 and 10.0.
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=vhost-vdpa`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetdevVhostVdpa {
+    /// `vhostdev`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `count`: QEMU 7.2 and 10.0.
-    pub count: i64,
-    /// `granularity`: QEMU 7.2 and 10.0.
-    pub granularity: i64,
-    /// `recording`: QEMU 7.2 and 10.0.
-    pub recording: bool,
-    /// `busy`: QEMU 7.2 and 10.0.
-    pub busy: bool,
-    /// `persistent`: QEMU 7.2 and 10.0.
-    pub persistent: bool,
-    /// `inconsistent`: QEMU 7.2 and 10.0.
+    pub vhostdev: Option<String>,
+    /// `vhostfd`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inconsistent: Option<bool>,
+    pub vhostfd: Option<String>,
+    /// `queues`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<i64>,
+    /// `x-svq`: QEMU 7.2 and 10.0.
+    #[serde(rename = "x-svq", default, skip_serializing_if = "Option::is_none")]
+    pub x_svq: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturn.image`.
+/// QAPI type `ObjectOptions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturn.image`, `QueryNamedBlockNodesReturnImage.backing-image`, `QueryNamedBlockNodesReturnImageFormatSpecificVmdkData.extents`.
+/// QEMU 7.2 and 10.0. Used by `object-add`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImage {
+pub struct ObjectOptions {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+
+    /// The branch chosen by `qom-type`, with its members.
+    #[serde(flatten)]
+    pub qom_type: ObjectOptionsBranch,
+}
+
+qapi_union! {
+/// The branches of [`ObjectOptions`], chosen by its member `qom-type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum ObjectOptionsBranch: "qom-type" {
+/// `qom-type: authz-list`: QEMU 7.2 and 10.0.
+AuthzList = "authz-list" => ObjectOptionsAuthzList,
+/// `qom-type: authz-listfile`: QEMU 7.2 and 10.0.
+AuthzListfile = "authz-listfile" => ObjectOptionsAuthzListfile,
+/// `qom-type: authz-pam`: QEMU 7.2 and 10.0.
+AuthzPam = "authz-pam" => ObjectOptionsAuthzPam,
+/// `qom-type: authz-simple`: QEMU 7.2 and 10.0.
+AuthzSimple = "authz-simple" => ObjectOptionsAuthzSimple,
+/// `qom-type: can-host-socketcan`: QEMU 7.2 and 10.0.
+CanHostSocketcan = "can-host-socketcan" => ObjectOptionsCanHostSocketcan,
+/// `qom-type: colo-compare`: QEMU 7.2 and 10.0.
+ColoCompare = "colo-compare" => ObjectOptionsColoCompare,
+/// `qom-type: cryptodev-backend`: QEMU 7.2 and 10.0.
+CryptodevBackend = "cryptodev-backend" => ObjectOptionsCryptodevBackend,
+/// `qom-type: cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
+CryptodevBackendBuiltin = "cryptodev-backend-builtin" => ObjectOptionsCryptodevBackend,
+/// `qom-type: cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
+CryptodevBackendLkcf = "cryptodev-backend-lkcf" => ObjectOptionsCryptodevBackend,
+/// `qom-type: cryptodev-vhost-user`: QEMU 7.2 and 10.0.
+CryptodevVhostUser = "cryptodev-vhost-user" => ObjectOptionsCryptodevVhostUser,
+/// `qom-type: dbus-vmstate`: QEMU 7.2 and 10.0.
+DbusVmstate = "dbus-vmstate" => ObjectOptionsDbusVmstate,
+/// `qom-type: filter-buffer`: QEMU 7.2 and 10.0.
+FilterBuffer = "filter-buffer" => ObjectOptionsFilterBuffer,
+/// `qom-type: filter-dump`: QEMU 7.2 and 10.0.
+FilterDump = "filter-dump" => ObjectOptionsFilterDump,
+/// `qom-type: filter-mirror`: QEMU 7.2 and 10.0.
+FilterMirror = "filter-mirror" => ObjectOptionsFilterMirror,
+/// `qom-type: filter-redirector`: QEMU 7.2 and 10.0.
+FilterRedirector = "filter-redirector" => ObjectOptionsFilterRedirector,
+/// `qom-type: filter-replay`: QEMU 7.2 and 10.0.
+FilterReplay = "filter-replay" => ObjectOptionsFilterReplay,
+/// `qom-type: filter-rewriter`: QEMU 7.2 and 10.0.
+FilterRewriter = "filter-rewriter" => ObjectOptionsFilterRewriter,
+/// `qom-type: input-barrier`: QEMU 7.2 and 10.0.
+InputBarrier = "input-barrier" => ObjectOptionsInputBarrier,
+/// `qom-type: input-linux`: QEMU 7.2 and 10.0.
+InputLinux = "input-linux" => ObjectOptionsInputLinux,
+/// `qom-type: iothread`: QEMU 7.2 and 10.0.
+Iothread = "iothread" => ObjectOptionsIothread,
+/// `qom-type: main-loop`: QEMU 7.2 and 10.0.
+MainLoop = "main-loop" => ObjectOptionsMainLoop,
+/// `qom-type: memory-backend-epc`: QEMU 7.2 and 10.0.
+MemoryBackendEpc = "memory-backend-epc" => ObjectOptionsMemoryBackendEpc,
+/// `qom-type: memory-backend-file`: QEMU 7.2 and 10.0.
+MemoryBackendFile = "memory-backend-file" => ObjectOptionsMemoryBackendFile,
+/// `qom-type: memory-backend-memfd`: QEMU 7.2 and 10.0.
+MemoryBackendMemfd = "memory-backend-memfd" => ObjectOptionsMemoryBackendMemfd,
+/// `qom-type: memory-backend-ram`: QEMU 7.2 and 10.0.
+MemoryBackendRam = "memory-backend-ram" => ObjectOptionsMemoryBackendRam,
+/// `qom-type: pr-manager-helper`: QEMU 7.2 and 10.0.
+PrManagerHelper = "pr-manager-helper" => ObjectOptionsPrManagerHelper,
+/// `qom-type: qtest`: QEMU 7.2 and 10.0.
+Qtest = "qtest" => ObjectOptionsQtest,
+/// `qom-type: rng-builtin`: QEMU 7.2 and 10.0.
+RngBuiltin = "rng-builtin" => ObjectOptionsRngBuiltin,
+/// `qom-type: rng-egd`: QEMU 7.2 and 10.0.
+RngEgd = "rng-egd" => ObjectOptionsRngEgd,
+/// `qom-type: rng-random`: QEMU 7.2 and 10.0.
+RngRandom = "rng-random" => ObjectOptionsRngRandom,
+/// `qom-type: secret`: QEMU 7.2 and 10.0.
+Secret = "secret" => ObjectOptionsSecret,
+/// `qom-type: secret_keyring`: QEMU 7.2 and 10.0.
+SecretKeyring = "secret_keyring" => ObjectOptionsSecretKeyring,
+/// `qom-type: sev-guest`: QEMU 7.2 and 10.0.
+SevGuest = "sev-guest" => ObjectOptionsSevGuest,
+/// `qom-type: thread-context`: QEMU 7.2 and 10.0.
+ThreadContext = "thread-context" => ObjectOptionsThreadContext,
+/// `qom-type: throttle-group`: QEMU 7.2 and 10.0.
+ThrottleGroup = "throttle-group" => ObjectOptionsThrottleGroup,
+/// `qom-type: tls-creds-anon`: QEMU 7.2 and 10.0.
+TlsCredsAnon = "tls-creds-anon" => ObjectOptionsTlsCredsAnon,
+/// `qom-type: tls-creds-psk`: QEMU 7.2 and 10.0.
+TlsCredsPsk = "tls-creds-psk" => ObjectOptionsTlsCredsPsk,
+/// `qom-type: tls-creds-x509`: QEMU 7.2 and 10.0.
+TlsCredsX509 = "tls-creds-x509" => ObjectOptionsTlsCredsX509,
+/// `qom-type: tls-cipher-suites`: QEMU 7.2 and 10.0.
+TlsCipherSuites = "tls-cipher-suites" => ObjectOptionsTlsCipherSuites,
+/// `qom-type: x-remote-object`: QEMU 7.2 and 10.0.
+XRemoteObject = "x-remote-object" => ObjectOptionsXRemoteObject,
+/// `qom-type: x-vfio-user-server`: QEMU 7.2 and 10.0.
+XVfioUserServer = "x-vfio-user-server" => ObjectOptionsXVfioUserServer,
+/// `qom-type: acpi-generic-initiator`: QEMU 10.0 only.
+AcpiGenericInitiator = "acpi-generic-initiator" => ObjectOptionsAcpiGenericInitiator,
+/// `qom-type: acpi-generic-port`: QEMU 10.0 only.
+AcpiGenericPort = "acpi-generic-port" => ObjectOptionsAcpiGenericPort,
+/// `qom-type: iommufd`: QEMU 10.0 only.
+Iommufd = "iommufd" => ObjectOptionsIommufd,
+/// `qom-type: memory-backend-shm`: QEMU 10.0 only.
+MemoryBackendShm = "memory-backend-shm" => ObjectOptionsMemoryBackendShm,
+/// `qom-type: sev-snp-guest`: QEMU 10.0 only.
+SevSnpGuest = "sev-snp-guest" => ObjectOptionsSevSnpGuest,
+} {
+/// `qom-type: can-bus`, with no more members: QEMU 7.2 and 10.0.
+CanBus = "can-bus",
+/// `qom-type: pef-guest`, with no more members: QEMU 7.2 and 10.0.
+PefGuest = "pef-guest",
+/// `qom-type: s390-pv-guest`, with no more members: QEMU 7.2 and 10.0.
+S390PvGuest = "s390-pv-guest",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=acpi-generic-initiator`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=acpi-generic-initiator`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsAcpiGenericInitiator {
+    /// `pci-dev`: QEMU 10.0 only.
+    #[serde(rename = "pci-dev")]
+    pub pci_dev: String,
+    /// `node`: QEMU 10.0 only.
+    pub node: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=acpi-generic-port`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=acpi-generic-port`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsAcpiGenericPort {
+    /// `pci-bus`: QEMU 10.0 only.
+    #[serde(rename = "pci-bus")]
+    pub pci_bus: String,
+    /// `node`: QEMU 10.0 only.
+    pub node: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-list`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-list`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsAuthzList {
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ObjectOptionsAuthzListPolicy>,
+    /// `rules`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<ObjectOptionsAuthzListRules>>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ObjectOptionsAuthzList.policy`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsAuthzList.policy`, `ObjectOptionsAuthzListRules.policy`.
+pub enum ObjectOptionsAuthzListPolicy {
+/// `deny`: QEMU 7.2 and 10.0.
+Deny = "deny",
+/// `allow`: QEMU 7.2 and 10.0.
+Allow = "allow",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptionsAuthzList.rules`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsAuthzList.rules`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsAuthzListRules {
+    /// `match`: QEMU 7.2 and 10.0.
+    #[serde(rename = "match")]
+    pub match_: String,
+    /// `policy`: QEMU 7.2 and 10.0.
+    pub policy: ObjectOptionsAuthzListPolicy,
+    /// `format`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ObjectOptionsAuthzListRulesFormat>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ObjectOptionsAuthzListRules.format`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsAuthzListRules.format`.
+pub enum ObjectOptionsAuthzListRulesFormat {
+/// `exact`: QEMU 7.2 and 10.0.
+Exact = "exact",
+/// `glob`: QEMU 7.2 and 10.0.
+Glob = "glob",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-listfile`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-listfile`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsAuthzListfile {
     /// `filename`: QEMU 7.2 and 10.0.
     pub filename: String,
-    /// `format`: QEMU 7.2 and 10.0.
-    pub format: String,
-    /// `dirty-flag`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dirty-flag",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dirty_flag: Option<bool>,
-    /// `actual-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "actual-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub actual_size: Option<i64>,
-    /// `virtual-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "virtual-size")]
-    pub virtual_size: i64,
-    /// `cluster-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_size: Option<i64>,
-    /// `encrypted`: QEMU 7.2 and 10.0.
+    /// `refresh`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypted: Option<bool>,
-    /// `compressed`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compressed: Option<bool>,
-    /// `backing-filename`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-filename",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_filename: Option<String>,
-    /// `full-backing-filename`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "full-backing-filename",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub full_backing_filename: Option<String>,
-    /// `backing-filename-format`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-filename-format",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_filename_format: Option<String>,
-    /// `snapshots`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshots: Option<Vec<BlockdevSnapshotDeleteInternalSyncReturn>>,
-    /// `backing-image`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-image",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_image: Option<Box<QueryNamedBlockNodesReturnImage>>,
-    /// `format-specific`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "format-specific",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub format_specific: Option<QueryNamedBlockNodesReturnImageFormatSpecific>,
+    pub refresh: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImage.format-specific`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-pam`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImage.format-specific`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-pam`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecific {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryNamedBlockNodesReturnImageFormatSpecificBranch,
+pub struct ObjectOptionsAuthzPam {
+    /// `service`: QEMU 7.2 and 10.0.
+    pub service: String,
 }
 
-qapi_union! {
-/// The branches of [`QueryNamedBlockNodesReturnImageFormatSpecific`], chosen by its member `type`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-simple`.
 ///
-/// QEMU 7.2 and 10.0.
-pub enum QueryNamedBlockNodesReturnImageFormatSpecificBranch: "type" {
-/// `type: qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2" => QueryNamedBlockNodesReturnImageFormatSpecificQcow2,
-/// `type: vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk" => QueryNamedBlockNodesReturnImageFormatSpecificVmdk,
-/// `type: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => QueryNamedBlockNodesReturnImageFormatSpecificLuks,
-/// `type: rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd" => QueryNamedBlockNodesReturnImageFormatSpecificRbd,
-/// `type: file`: QEMU 10.0 only.
-File = "file" => QueryNamedBlockNodesReturnImageFormatSpecificFile,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecific.type=file`.
-///
-/// QEMU 10.0 only. Used by `QueryNamedBlockNodesReturnImageFormatSpecific.type=file`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-simple`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificFile {
-    /// `data`: QEMU 10.0 only.
-    pub data: QueryNamedBlockNodesReturnImageFormatSpecificFileData,
+pub struct ObjectOptionsAuthzSimple {
+    /// `identity`: QEMU 7.2 and 10.0.
+    pub identity: String,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificFile.data`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=can-host-socketcan`.
 ///
-/// QEMU 10.0 only. Used by `QueryNamedBlockNodesReturnImageFormatSpecificFile.data`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=can-host-socketcan`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsCanHostSocketcan {
+    /// `if`: QEMU 7.2 and 10.0.
+    #[serde(rename = "if")]
+    pub if_: String,
+    /// `canbus`: QEMU 7.2 and 10.0.
+    pub canbus: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=colo-compare`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=colo-compare`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsColoCompare {
+    /// `primary_in`: QEMU 7.2 and 10.0.
+    pub primary_in: String,
+    /// `secondary_in`: QEMU 7.2 and 10.0.
+    pub secondary_in: String,
+    /// `outdev`: QEMU 7.2 and 10.0.
+    pub outdev: String,
+    /// `iothread`: QEMU 7.2 and 10.0.
+    pub iothread: String,
+    /// `notify_dev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_dev: Option<String>,
+    /// `compare_timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_timeout: Option<i64>,
+    /// `expired_scan_cycle`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_scan_cycle: Option<i64>,
+    /// `max_queue_size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_size: Option<i64>,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=cryptodev-backend`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=cryptodev-backend`, `ObjectOptions.qom-type=cryptodev-backend-builtin`, `ObjectOptions.qom-type=cryptodev-backend-lkcf`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificFileData {
-    /// `extent-size-hint`: QEMU 10.0 only.
-    #[serde(
-        rename = "extent-size-hint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub extent_size_hint: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecific.type=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecific.type=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificLuks {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryNamedBlockNodesReturnImageFormatSpecificLuksData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificLuks.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificLuks.data`, `QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncrypt.format=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificLuksData {
-    /// `cipher-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cipher-alg")]
-    pub cipher_alg: BlockdevCreateOptionsLuksCipherAlg,
-    /// `cipher-mode`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cipher-mode")]
-    pub cipher_mode: BlockdevCreateOptionsLuksCipherMode,
-    /// `ivgen-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ivgen-alg")]
-    pub ivgen_alg: BlockdevCreateOptionsLuksIvgenAlg,
-    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "ivgen-hash-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ivgen_hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
-    /// `hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "hash-alg")]
-    pub hash_alg: BlockdevCreateOptionsLuksIvgenHashAlg,
-    /// `payload-offset`: QEMU 7.2 and 10.0.
-    #[serde(rename = "payload-offset")]
-    pub payload_offset: i64,
-    /// `master-key-iters`: QEMU 7.2 and 10.0.
-    #[serde(rename = "master-key-iters")]
-    pub master_key_iters: i64,
-    /// `uuid`: QEMU 7.2 and 10.0.
-    pub uuid: String,
-    /// `slots`: QEMU 7.2 and 10.0.
-    pub slots: Vec<QueryNamedBlockNodesReturnImageFormatSpecificLuksDataSlots>,
-    /// `detached-header`: QEMU 10.0 only; required where present.
-    #[serde(
-        rename = "detached-header",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub detached_header: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificLuksData.slots`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificLuksData.slots`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificLuksDataSlots {
-    /// `active`: QEMU 7.2 and 10.0.
-    pub active: bool,
-    /// `iters`: QEMU 7.2 and 10.0.
+pub struct ObjectOptionsCryptodevBackend {
+    /// `queues`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iters: Option<i64>,
-    /// `stripes`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stripes: Option<i64>,
-    /// `key-offset`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-offset")]
-    pub key_offset: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecific.type=qcow2`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecific.type=qcow2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificQcow2 {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificQcow2.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificQcow2.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data {
-    /// `compat`: QEMU 7.2 and 10.0.
-    pub compat: String,
-    /// `data-file`: QEMU 7.2 and 10.0.
-    #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
-    pub data_file: Option<String>,
-    /// `data-file-raw`: QEMU 7.2 and 10.0.
+    pub queues: Option<i64>,
+    /// `throttle-bps`: QEMU 10.0 only.
     #[serde(
-        rename = "data-file-raw",
+        rename = "throttle-bps",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub data_file_raw: Option<bool>,
-    /// `extended-l2`: QEMU 7.2 and 10.0.
+    pub throttle_bps: Option<i64>,
+    /// `throttle-ops`: QEMU 10.0 only.
     #[serde(
-        rename = "extended-l2",
+        rename = "throttle-ops",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub extended_l2: Option<bool>,
-    /// `lazy-refcounts`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "lazy-refcounts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lazy_refcounts: Option<bool>,
-    /// `corrupt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub corrupt: Option<bool>,
-    /// `refcount-bits`: QEMU 7.2 and 10.0.
-    #[serde(rename = "refcount-bits")]
-    pub refcount_bits: i64,
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncrypt>,
-    /// `bitmaps`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmaps: Option<Vec<QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataBitmaps>>,
-    /// `compression-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "compression-type")]
-    pub compression_type: BlockdevCreateOptionsQcow2CompressionType,
+    pub throttle_ops: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data.bitmaps`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=cryptodev-vhost-user`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data.bitmaps`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=cryptodev-vhost-user`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataBitmaps {
+pub struct ObjectOptionsCryptodevVhostUser {
+    /// `queues`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<i64>,
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+    /// `throttle-bps`: QEMU 10.0 only.
+    #[serde(
+        rename = "throttle-bps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_bps: Option<i64>,
+    /// `throttle-ops`: QEMU 10.0 only.
+    #[serde(
+        rename = "throttle-ops",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_ops: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=dbus-vmstate`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=dbus-vmstate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsDbusVmstate {
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: String,
+    /// `id-list`: QEMU 7.2 and 10.0.
+    #[serde(rename = "id-list", default, skip_serializing_if = "Option::is_none")]
+    pub id_list: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-buffer`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-buffer`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsFilterBuffer {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ObjectOptionsFilterBufferQueue>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<ObjectOptionsFilterBufferInsert>,
+    /// `interval`: QEMU 7.2 and 10.0.
+    pub interval: i64,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ObjectOptionsFilterBuffer.insert`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsFilterBuffer.insert`, `ObjectOptionsFilterDump.insert`, `ObjectOptionsFilterMirror.insert`, `ObjectOptionsFilterRedirector.insert`, ....
+pub enum ObjectOptionsFilterBufferInsert {
+/// `before`: QEMU 7.2 and 10.0.
+Before = "before",
+/// `behind`: QEMU 7.2 and 10.0.
+Behind = "behind",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ObjectOptionsFilterBuffer.queue`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsFilterBuffer.queue`, `ObjectOptionsFilterDump.queue`, `ObjectOptionsFilterMirror.queue`, `ObjectOptionsFilterRedirector.queue`, ....
+pub enum ObjectOptionsFilterBufferQueue {
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+/// `rx`: QEMU 7.2 and 10.0.
+Rx = "rx",
+/// `tx`: QEMU 7.2 and 10.0.
+Tx = "tx",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-dump`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-dump`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsFilterDump {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ObjectOptionsFilterBufferQueue>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<ObjectOptionsFilterBufferInsert>,
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: String,
+    /// `maxlen`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-mirror`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-mirror`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsFilterMirror {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ObjectOptionsFilterBufferQueue>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<ObjectOptionsFilterBufferInsert>,
+    /// `outdev`: QEMU 7.2 and 10.0.
+    pub outdev: String,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-redirector`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-redirector`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsFilterRedirector {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ObjectOptionsFilterBufferQueue>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<ObjectOptionsFilterBufferInsert>,
+    /// `indev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indev: Option<String>,
+    /// `outdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outdev: Option<String>,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-replay`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-replay`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsFilterReplay {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ObjectOptionsFilterBufferQueue>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<ObjectOptionsFilterBufferInsert>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-rewriter`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-rewriter`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsFilterRewriter {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ObjectOptionsFilterBufferQueue>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<ObjectOptionsFilterBufferInsert>,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=input-barrier`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=input-barrier`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsInputBarrier {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
-    /// `granularity`: QEMU 7.2 and 10.0.
-    pub granularity: i64,
-    /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: Vec<QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataBitmapsFlags>,
+    /// `server`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// `port`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// `x-origin`: QEMU 7.2 and 10.0.
+    #[serde(rename = "x-origin", default, skip_serializing_if = "Option::is_none")]
+    pub x_origin: Option<String>,
+    /// `y-origin`: QEMU 7.2 and 10.0.
+    #[serde(rename = "y-origin", default, skip_serializing_if = "Option::is_none")]
+    pub y_origin: Option<String>,
+    /// `width`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<String>,
+    /// `height`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=input-linux`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=input-linux`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsInputLinux {
+    /// `evdev`: QEMU 7.2 and 10.0.
+    pub evdev: String,
+    /// `grab_all`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grab_all: Option<bool>,
+    /// `repeat`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<bool>,
+    /// `grab-toggle`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "grab-toggle",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grab_toggle: Option<ObjectOptionsInputLinuxGrabToggle>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataBitmaps.flags`.
+/// A type the schema leaves unnamed, reached as `ObjectOptionsInputLinux.grab-toggle`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataBitmaps.flags`.
-pub enum QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataBitmapsFlags {
-/// `in-use`: QEMU 7.2 and 10.0.
-InUse = "in-use",
-/// `auto`: QEMU 7.2 and 10.0.
-Auto = "auto",
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsInputLinux.grab-toggle`.
+pub enum ObjectOptionsInputLinuxGrabToggle {
+/// `ctrl-ctrl`: QEMU 7.2 and 10.0.
+CtrlCtrl = "ctrl-ctrl",
+/// `alt-alt`: QEMU 7.2 and 10.0.
+AltAlt = "alt-alt",
+/// `shift-shift`: QEMU 7.2 and 10.0.
+ShiftShift = "shift-shift",
+/// `meta-meta`: QEMU 7.2 and 10.0.
+MetaMeta = "meta-meta",
+/// `scrolllock`: QEMU 7.2 and 10.0.
+Scrolllock = "scrolllock",
+/// `ctrl-scrolllock`: QEMU 7.2 and 10.0.
+CtrlScrolllock = "ctrl-scrolllock",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data.encrypt`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=iommufd`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificQcow2Data.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncryptBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryNamedBlockNodesReturnImageFormatSpecificQcow2DataEncryptBranch: "format" {
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => QueryNamedBlockNodesReturnImageFormatSpecificLuksData,
-} {
-/// `format: aes`, with no more members: QEMU 7.2 and 10.0.
-Aes = "aes",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecific.type=rbd`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecific.type=rbd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificRbd {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryNamedBlockNodesReturnImageFormatSpecificRbdData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificRbd.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificRbd.data`.
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=iommufd`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificRbdData {
-    /// `encryption-format`: QEMU 7.2 and 10.0.
+pub struct ObjectOptionsIommufd {
+    /// `fd`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=iothread`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=iothread`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsIothread {
+    /// `aio-max-batch`: QEMU 7.2 and 10.0.
     #[serde(
-        rename = "encryption-format",
+        rename = "aio-max-batch",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_format: Option<BlockdevAddRbdEncryptFormat>,
+    pub aio_max_batch: Option<i64>,
+    /// `thread-pool-min`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-min",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_min: Option<i64>,
+    /// `thread-pool-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_max: Option<i64>,
+    /// `poll-max-ns`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "poll-max-ns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub poll_max_ns: Option<i64>,
+    /// `poll-grow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "poll-grow", default, skip_serializing_if = "Option::is_none")]
+    pub poll_grow: Option<i64>,
+    /// `poll-shrink`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "poll-shrink",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub poll_shrink: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=main-loop`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=main-loop`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsMainLoop {
+    /// `aio-max-batch`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "aio-max-batch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aio_max_batch: Option<i64>,
+    /// `thread-pool-min`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-min",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_min: Option<i64>,
+    /// `thread-pool-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_max: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-epc`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-epc`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsMemoryBackendEpc {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<i64>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<MemdevPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<i64>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-file`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-file`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsMemoryBackendFile {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<i64>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<MemdevPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<i64>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+    /// `align`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<i64>,
+    /// `discard-data`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "discard-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub discard_data: Option<bool>,
+    /// `mem-path`: QEMU 7.2 and 10.0.
+    #[serde(rename = "mem-path")]
+    pub mem_path: String,
+    /// `pmem`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pmem: Option<bool>,
+    /// `readonly`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<bool>,
+    /// `offset`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// `rom`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rom: Option<BlockdevOptionsFileLocking>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-memfd`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-memfd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsMemoryBackendMemfd {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<i64>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<MemdevPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<i64>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+    /// `hugetlb`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugetlb: Option<bool>,
+    /// `hugetlbsize`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugetlbsize: Option<i64>,
+    /// `seal`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-ram`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-ram`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsMemoryBackendRam {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<i64>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<MemdevPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<i64>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-shm`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=memory-backend-shm`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsMemoryBackendShm {
+    /// `dump`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 10.0 only.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<i64>>,
+    /// `merge`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<MemdevPolicy>,
+    /// `prealloc`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 10.0 only.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<i64>,
+    /// `prealloc-context`: QEMU 10.0 only.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 10.0 only.
+    pub size: i64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 10.0 only.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=pr-manager-helper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=pr-manager-helper`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsPrManagerHelper {
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=qtest`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=qtest`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsQtest {
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+    /// `log`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=rng-builtin`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-builtin`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsRngBuiltin {
+    /// `opened`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=rng-egd`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-egd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsRngEgd {
+    /// `opened`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<bool>,
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=rng-random`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-random`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsRngRandom {
+    /// `opened`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<bool>,
+    /// `filename`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=secret`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=secret`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsSecret {
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `format`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ObjectOptionsSecretFormat>,
+    /// `keyid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    /// `iv`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+    /// `data`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// `file`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecific.type`.
+/// A type the schema leaves unnamed, reached as `ObjectOptionsSecret.format`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecific.type`.
-pub enum QueryNamedBlockNodesReturnImageFormatSpecificType {
-/// `qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2",
-/// `vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk",
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd",
-/// `file`: QEMU 10.0 only.
-File = "file",
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsSecret.format`, `ObjectOptionsSecretKeyring.format`.
+pub enum ObjectOptionsSecretFormat {
+/// `raw`: QEMU 7.2 and 10.0.
+Raw = "raw",
+/// `base64`: QEMU 7.2 and 10.0.
+Base64 = "base64",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecific.type=vmdk`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=secret_keyring`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecific.type=vmdk`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=secret_keyring`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificVmdk {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryNamedBlockNodesReturnImageFormatSpecificVmdkData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificVmdk.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryNamedBlockNodesReturnImageFormatSpecificVmdk.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificVmdkData {
-    /// `create-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "create-type")]
-    pub create_type: String,
-    /// `cid`: QEMU 7.2 and 10.0.
-    pub cid: i64,
-    /// `parent-cid`: QEMU 7.2 and 10.0.
-    #[serde(rename = "parent-cid")]
-    pub parent_cid: i64,
-    /// `extents`: QEMU 7.2 and 10.0; its type differs between versions, so it is kept as JSON.
+pub struct ObjectOptionsSecretKeyring {
+    /// `loaded`: QEMU 7.2 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extents: Option<serde_json::Value>,
+    pub loaded: Option<bool>,
+    /// `format`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ObjectOptionsSecretFormat>,
+    /// `keyid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    /// `iv`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+    /// `serial`: QEMU 7.2 and 10.0.
+    pub serial: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryNamedBlockNodesReturnImageFormatSpecificVmdkData.extents`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=sev-guest`.
 ///
-/// QEMU 10.0 only. Used by `QueryNamedBlockNodesReturnImageFormatSpecificVmdkData.extents`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=sev-guest`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryNamedBlockNodesReturnImageFormatSpecificVmdkDataExtents {
-    /// `filename`: QEMU 10.0 only.
-    pub filename: String,
-    /// `format`: QEMU 10.0 only.
-    pub format: String,
-    /// `virtual-size`: QEMU 10.0 only.
-    #[serde(rename = "virtual-size")]
-    pub virtual_size: i64,
-    /// `cluster-size`: QEMU 10.0 only.
+pub struct ObjectOptionsSevGuest {
+    /// `sev-device`: QEMU 7.2 and 10.0.
     #[serde(
-        rename = "cluster-size",
+        rename = "sev-device",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cluster_size: Option<i64>,
-    /// `compressed`: QEMU 10.0 only.
+    pub sev_device: Option<String>,
+    /// `dh-cert-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dh-cert-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dh_cert_file: Option<String>,
+    /// `session-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "session-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_file: Option<String>,
+    /// `policy`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compressed: Option<bool>,
+    pub policy: Option<i64>,
+    /// `handle`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<i64>,
+    /// `cbitpos`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cbitpos: Option<i64>,
+    /// `reduced-phys-bits`: QEMU 7.2 and 10.0.
+    #[serde(rename = "reduced-phys-bits")]
+    pub reduced_phys_bits: i64,
+    /// `kernel-hashes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "kernel-hashes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kernel_hashes: Option<bool>,
+    /// `legacy-vm-type`: QEMU 10.0 only.
+    #[serde(
+        rename = "legacy-vm-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub legacy_vm_type: Option<BlockdevOptionsFileLocking>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-pci.ret`.
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=sev-snp-guest`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=sev-snp-guest`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsSevSnpGuest {
+    /// `sev-device`: QEMU 10.0 only.
+    #[serde(
+        rename = "sev-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sev_device: Option<String>,
+    /// `cbitpos`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cbitpos: Option<i64>,
+    /// `reduced-phys-bits`: QEMU 10.0 only.
+    #[serde(rename = "reduced-phys-bits")]
+    pub reduced_phys_bits: i64,
+    /// `kernel-hashes`: QEMU 10.0 only.
+    #[serde(
+        rename = "kernel-hashes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kernel_hashes: Option<bool>,
+    /// `policy`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<i64>,
+    /// `guest-visible-workarounds`: QEMU 10.0 only.
+    #[serde(
+        rename = "guest-visible-workarounds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub guest_visible_workarounds: Option<String>,
+    /// `id-block`: QEMU 10.0 only.
+    #[serde(rename = "id-block", default, skip_serializing_if = "Option::is_none")]
+    pub id_block: Option<String>,
+    /// `id-auth`: QEMU 10.0 only.
+    #[serde(rename = "id-auth", default, skip_serializing_if = "Option::is_none")]
+    pub id_auth: Option<String>,
+    /// `author-key-enabled`: QEMU 10.0 only.
+    #[serde(
+        rename = "author-key-enabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub author_key_enabled: Option<bool>,
+    /// `host-data`: QEMU 10.0 only.
+    #[serde(rename = "host-data", default, skip_serializing_if = "Option::is_none")]
+    pub host_data: Option<String>,
+    /// `vcek-disabled`: QEMU 10.0 only.
+    #[serde(
+        rename = "vcek-disabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vcek_disabled: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=thread-context`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=thread-context`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsThreadContext {
+    /// `cpu-affinity`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cpu-affinity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_affinity: Option<Vec<i64>>,
+    /// `node-affinity`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "node-affinity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_affinity: Option<Vec<i64>>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=throttle-group`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=throttle-group`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsThrottleGroup {
+    /// `limits`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ObjectOptionsThrottleGroupLimits>,
+    /// `x-iops-total`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_total: Option<i64>,
+    /// `x-iops-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_total_max: Option<i64>,
+    /// `x-iops-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_total_max_length: Option<i64>,
+    /// `x-iops-read`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-read",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_read: Option<i64>,
+    /// `x-iops-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_read_max: Option<i64>,
+    /// `x-iops-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_read_max_length: Option<i64>,
+    /// `x-iops-write`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-write",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_write: Option<i64>,
+    /// `x-iops-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_write_max: Option<i64>,
+    /// `x-iops-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_write_max_length: Option<i64>,
+    /// `x-bps-total`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_total: Option<i64>,
+    /// `x-bps-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_total_max: Option<i64>,
+    /// `x-bps-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_total_max_length: Option<i64>,
+    /// `x-bps-read`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-read",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_read: Option<i64>,
+    /// `x-bps-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_read_max: Option<i64>,
+    /// `x-bps-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_read_max_length: Option<i64>,
+    /// `x-bps-write`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-write",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_write: Option<i64>,
+    /// `x-bps-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_write_max: Option<i64>,
+    /// `x-bps-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_write_max_length: Option<i64>,
+    /// `x-iops-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_size: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptionsThrottleGroup.limits`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsThrottleGroup.limits`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsThrottleGroupLimits {
+    /// `iops-total`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_total: Option<i64>,
+    /// `iops-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_total_max: Option<i64>,
+    /// `iops-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_total_max_length: Option<i64>,
+    /// `iops-read`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iops-read", default, skip_serializing_if = "Option::is_none")]
+    pub iops_read: Option<i64>,
+    /// `iops-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_read_max: Option<i64>,
+    /// `iops-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_read_max_length: Option<i64>,
+    /// `iops-write`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-write",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_write: Option<i64>,
+    /// `iops-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_write_max: Option<i64>,
+    /// `iops-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_write_max_length: Option<i64>,
+    /// `bps-total`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bps-total", default, skip_serializing_if = "Option::is_none")]
+    pub bps_total: Option<i64>,
+    /// `bps-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_total_max: Option<i64>,
+    /// `bps-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_total_max_length: Option<i64>,
+    /// `bps-read`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bps-read", default, skip_serializing_if = "Option::is_none")]
+    pub bps_read: Option<i64>,
+    /// `bps-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_read_max: Option<i64>,
+    /// `bps-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_read_max_length: Option<i64>,
+    /// `bps-write`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bps-write", default, skip_serializing_if = "Option::is_none")]
+    pub bps_write: Option<i64>,
+    /// `bps-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_write_max: Option<i64>,
+    /// `bps-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_write_max_length: Option<i64>,
+    /// `iops-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iops-size", default, skip_serializing_if = "Option::is_none")]
+    pub iops_size: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-cipher-suites`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-cipher-suites`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsTlsCipherSuites {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-creds-anon`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-anon`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsTlsCredsAnon {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `ObjectOptionsTlsCredsAnon.endpoint`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptionsTlsCredsAnon.endpoint`, `ObjectOptionsTlsCredsPsk.endpoint`, `ObjectOptionsTlsCredsX509.endpoint`, `ObjectOptionsTlsCipherSuites.endpoint`.
+pub enum ObjectOptionsTlsCredsAnonEndpoint {
+/// `client`: QEMU 7.2 and 10.0.
+Client = "client",
+/// `server`: QEMU 7.2 and 10.0.
+Server = "server",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-creds-psk`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-psk`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsTlsCredsPsk {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-creds-x509`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-x509`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsTlsCredsX509 {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `sanity-check`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "sanity-check",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sanity_check: Option<bool>,
+    /// `passwordid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passwordid: Option<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=x-remote-object`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=x-remote-object`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsXRemoteObject {
+    /// `fd`: QEMU 7.2 and 10.0.
+    pub fd: String,
+    /// `devid`: QEMU 7.2 and 10.0.
+    pub devid: String,
+}
+
+/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=x-vfio-user-server`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=x-vfio-user-server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectOptionsXVfioUserServer {
+    /// `socket`: QEMU 7.2 and 10.0.
+    pub socket: SocketAddress,
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+}
+
+/// QAPI type `ObjectPropertyInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `device-list-properties.ret`, `qom-list.ret`, `qom-list-properties.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectPropertyInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `description`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `default-value`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "default-value",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_value: Option<serde_json::Value>,
+}
+
+qapi_enum! {
+/// QAPI type `ObjectType`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type`.
+pub enum ObjectType {
+/// `authz-list`: QEMU 7.2 and 10.0.
+AuthzList = "authz-list",
+/// `authz-listfile`: QEMU 7.2 and 10.0.
+AuthzListfile = "authz-listfile",
+/// `authz-pam`: QEMU 7.2 and 10.0.
+AuthzPam = "authz-pam",
+/// `authz-simple`: QEMU 7.2 and 10.0.
+AuthzSimple = "authz-simple",
+/// `can-bus`: QEMU 7.2 and 10.0.
+CanBus = "can-bus",
+/// `can-host-socketcan`: QEMU 7.2 and 10.0.
+CanHostSocketcan = "can-host-socketcan",
+/// `colo-compare`: QEMU 7.2 and 10.0.
+ColoCompare = "colo-compare",
+/// `cryptodev-backend`: QEMU 7.2 and 10.0.
+CryptodevBackend = "cryptodev-backend",
+/// `cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
+CryptodevBackendBuiltin = "cryptodev-backend-builtin",
+/// `cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
+CryptodevBackendLkcf = "cryptodev-backend-lkcf",
+/// `cryptodev-vhost-user`: QEMU 7.2 and 10.0.
+CryptodevVhostUser = "cryptodev-vhost-user",
+/// `dbus-vmstate`: QEMU 7.2 and 10.0.
+DbusVmstate = "dbus-vmstate",
+/// `filter-buffer`: QEMU 7.2 and 10.0.
+FilterBuffer = "filter-buffer",
+/// `filter-dump`: QEMU 7.2 and 10.0.
+FilterDump = "filter-dump",
+/// `filter-mirror`: QEMU 7.2 and 10.0.
+FilterMirror = "filter-mirror",
+/// `filter-redirector`: QEMU 7.2 and 10.0.
+FilterRedirector = "filter-redirector",
+/// `filter-replay`: QEMU 7.2 and 10.0.
+FilterReplay = "filter-replay",
+/// `filter-rewriter`: QEMU 7.2 and 10.0.
+FilterRewriter = "filter-rewriter",
+/// `input-barrier`: QEMU 7.2 and 10.0.
+InputBarrier = "input-barrier",
+/// `input-linux`: QEMU 7.2 and 10.0.
+InputLinux = "input-linux",
+/// `iothread`: QEMU 7.2 and 10.0.
+Iothread = "iothread",
+/// `main-loop`: QEMU 7.2 and 10.0.
+MainLoop = "main-loop",
+/// `memory-backend-epc`: QEMU 7.2 and 10.0.
+MemoryBackendEpc = "memory-backend-epc",
+/// `memory-backend-file`: QEMU 7.2 and 10.0.
+MemoryBackendFile = "memory-backend-file",
+/// `memory-backend-memfd`: QEMU 7.2 and 10.0.
+MemoryBackendMemfd = "memory-backend-memfd",
+/// `memory-backend-ram`: QEMU 7.2 and 10.0.
+MemoryBackendRam = "memory-backend-ram",
+/// `pef-guest`: QEMU 7.2 and 10.0.
+PefGuest = "pef-guest",
+/// `pr-manager-helper`: QEMU 7.2 and 10.0.
+PrManagerHelper = "pr-manager-helper",
+/// `qtest`: QEMU 7.2 and 10.0.
+Qtest = "qtest",
+/// `rng-builtin`: QEMU 7.2 and 10.0.
+RngBuiltin = "rng-builtin",
+/// `rng-egd`: QEMU 7.2 and 10.0.
+RngEgd = "rng-egd",
+/// `rng-random`: QEMU 7.2 and 10.0.
+RngRandom = "rng-random",
+/// `secret`: QEMU 7.2 and 10.0.
+Secret = "secret",
+/// `secret_keyring`: QEMU 7.2 and 10.0.
+SecretKeyring = "secret_keyring",
+/// `sev-guest`: QEMU 7.2 and 10.0.
+SevGuest = "sev-guest",
+/// `thread-context`: QEMU 7.2 and 10.0.
+ThreadContext = "thread-context",
+/// `s390-pv-guest`: QEMU 7.2 and 10.0.
+S390PvGuest = "s390-pv-guest",
+/// `throttle-group`: QEMU 7.2 and 10.0.
+ThrottleGroup = "throttle-group",
+/// `tls-creds-anon`: QEMU 7.2 and 10.0.
+TlsCredsAnon = "tls-creds-anon",
+/// `tls-creds-psk`: QEMU 7.2 and 10.0.
+TlsCredsPsk = "tls-creds-psk",
+/// `tls-creds-x509`: QEMU 7.2 and 10.0.
+TlsCredsX509 = "tls-creds-x509",
+/// `tls-cipher-suites`: QEMU 7.2 and 10.0.
+TlsCipherSuites = "tls-cipher-suites",
+/// `x-remote-object`: QEMU 7.2 and 10.0.
+XRemoteObject = "x-remote-object",
+/// `x-vfio-user-server`: QEMU 7.2 and 10.0.
+XVfioUserServer = "x-vfio-user-server",
+/// `acpi-generic-initiator`: QEMU 10.0 only.
+AcpiGenericInitiator = "acpi-generic-initiator",
+/// `acpi-generic-port`: QEMU 10.0 only.
+AcpiGenericPort = "acpi-generic-port",
+/// `iommufd`: QEMU 10.0 only.
+Iommufd = "iommufd",
+/// `memory-backend-shm`: QEMU 10.0 only.
+MemoryBackendShm = "memory-backend-shm",
+/// `sev-snp-guest`: QEMU 10.0 only.
+SevSnpGuest = "sev-snp-guest",
+}
+}
+
+/// QAPI type `ObjectTypeInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `qom-list-types.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectTypeInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `abstract`: QEMU 7.2 and 10.0.
+    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
+    pub abstract_: Option<bool>,
+    /// `parent`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// QAPI type `PRManagerInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-pr-managers.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PRManagerInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `connected`: QEMU 7.2 and 10.0.
+    pub connected: bool,
+}
+
+/// QAPI type `PciInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-pci.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturn {
+pub struct PciInfo {
     /// `bus`: QEMU 7.2 and 10.0.
     pub bus: i64,
     /// `devices`: QEMU 7.2 and 10.0.
-    pub devices: Vec<QueryPciReturnDevices>,
+    pub devices: Vec<PciInfoDevices>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturn.devices`.
+/// A type the schema leaves unnamed, reached as `PciInfo.devices`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturn.devices`, `QueryPciReturnDevicesPciBridge.devices`.
+/// QEMU 7.2 and 10.0. Used by `PciInfo.devices`, `PciInfoDevicesPciBridge.devices`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevices {
+pub struct PciInfoDevices {
     /// `bus`: QEMU 7.2 and 10.0.
     pub bus: i64,
     /// `slot`: QEMU 7.2 and 10.0.
@@ -10749,9 +10586,9 @@ pub struct QueryPciReturnDevices {
     /// `function`: QEMU 7.2 and 10.0.
     pub function: i64,
     /// `class_info`: QEMU 7.2 and 10.0.
-    pub class_info: QueryPciReturnDevicesClassInfo,
+    pub class_info: PciInfoDevicesClassInfo,
     /// `id`: QEMU 7.2 and 10.0.
-    pub id: QueryPciReturnDevicesId,
+    pub id: PciInfoDevicesId,
     /// `irq`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irq: Option<i64>,
@@ -10761,16 +10598,16 @@ pub struct QueryPciReturnDevices {
     pub qdev_id: String,
     /// `pci_bridge`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pci_bridge: Option<QueryPciReturnDevicesPciBridge>,
+    pub pci_bridge: Option<PciInfoDevicesPciBridge>,
     /// `regions`: QEMU 7.2 and 10.0.
-    pub regions: Vec<QueryPciReturnDevicesRegions>,
+    pub regions: Vec<PciInfoDevicesRegions>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturnDevices.class_info`.
+/// A type the schema leaves unnamed, reached as `PciInfoDevices.class_info`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturnDevices.class_info`.
+/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.class_info`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevicesClassInfo {
+pub struct PciInfoDevicesClassInfo {
     /// `desc`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desc: Option<String>,
@@ -10778,11 +10615,11 @@ pub struct QueryPciReturnDevicesClassInfo {
     pub class: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturnDevices.id`.
+/// A type the schema leaves unnamed, reached as `PciInfoDevices.id`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturnDevices.id`.
+/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.id`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevicesId {
+pub struct PciInfoDevicesId {
     /// `device`: QEMU 7.2 and 10.0.
     pub device: i64,
     /// `vendor`: QEMU 7.2 and 10.0.
@@ -10799,23 +10636,23 @@ pub struct QueryPciReturnDevicesId {
     pub subsystem_vendor: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturnDevices.pci_bridge`.
+/// A type the schema leaves unnamed, reached as `PciInfoDevices.pci_bridge`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturnDevices.pci_bridge`.
+/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.pci_bridge`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevicesPciBridge {
+pub struct PciInfoDevicesPciBridge {
     /// `bus`: QEMU 7.2 and 10.0.
-    pub bus: QueryPciReturnDevicesPciBridgeBus,
+    pub bus: PciInfoDevicesPciBridgeBus,
     /// `devices`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub devices: Option<Vec<QueryPciReturnDevices>>,
+    pub devices: Option<Vec<PciInfoDevices>>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturnDevicesPciBridge.bus`.
+/// A type the schema leaves unnamed, reached as `PciInfoDevicesPciBridge.bus`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturnDevicesPciBridge.bus`.
+/// QEMU 7.2 and 10.0. Used by `PciInfoDevicesPciBridge.bus`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevicesPciBridgeBus {
+pub struct PciInfoDevicesPciBridgeBus {
     /// `number`: QEMU 7.2 and 10.0.
     pub number: i64,
     /// `secondary`: QEMU 7.2 and 10.0.
@@ -10823,29 +10660,29 @@ pub struct QueryPciReturnDevicesPciBridgeBus {
     /// `subordinate`: QEMU 7.2 and 10.0.
     pub subordinate: i64,
     /// `io_range`: QEMU 7.2 and 10.0.
-    pub io_range: QueryPciReturnDevicesPciBridgeBusIoRange,
+    pub io_range: PciInfoDevicesPciBridgeBusIoRange,
     /// `memory_range`: QEMU 7.2 and 10.0.
-    pub memory_range: QueryPciReturnDevicesPciBridgeBusIoRange,
+    pub memory_range: PciInfoDevicesPciBridgeBusIoRange,
     /// `prefetchable_range`: QEMU 7.2 and 10.0.
-    pub prefetchable_range: QueryPciReturnDevicesPciBridgeBusIoRange,
+    pub prefetchable_range: PciInfoDevicesPciBridgeBusIoRange,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturnDevicesPciBridgeBus.io_range`.
+/// A type the schema leaves unnamed, reached as `PciInfoDevicesPciBridgeBus.io_range`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturnDevicesPciBridgeBus.io_range`, `QueryPciReturnDevicesPciBridgeBus.memory_range`, `QueryPciReturnDevicesPciBridgeBus.prefetchable_range`.
+/// QEMU 7.2 and 10.0. Used by `PciInfoDevicesPciBridgeBus.io_range`, `PciInfoDevicesPciBridgeBus.memory_range`, `PciInfoDevicesPciBridgeBus.prefetchable_range`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevicesPciBridgeBusIoRange {
+pub struct PciInfoDevicesPciBridgeBusIoRange {
     /// `base`: QEMU 7.2 and 10.0.
     pub base: i64,
     /// `limit`: QEMU 7.2 and 10.0.
     pub limit: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryPciReturnDevices.regions`.
+/// A type the schema leaves unnamed, reached as `PciInfoDevices.regions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryPciReturnDevices.regions`.
+/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.regions`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPciReturnDevicesRegions {
+pub struct PciInfoDevicesRegions {
     /// `bar`: QEMU 7.2 and 10.0.
     pub bar: i64,
     /// `type`: QEMU 7.2 and 10.0.
@@ -10863,242 +10700,183 @@ pub struct QueryPciReturnDevicesRegions {
     pub mem_type_64: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-pr-managers.ret`.
+/// QAPI type `QCryptodevInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-pr-managers.ret`.
+/// QEMU 10.0 only. Used by `query-cryptodev.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryPrManagersReturn {
-    /// `id`: QEMU 7.2 and 10.0.
+pub struct QCryptodevInfo {
+    /// `id`: QEMU 10.0 only.
     pub id: String,
-    /// `connected`: QEMU 7.2 and 10.0.
-    pub connected: bool,
+    /// `service`: QEMU 10.0 only.
+    pub service: Vec<QCryptodevInfoService>,
+    /// `client`: QEMU 10.0 only.
+    pub client: Vec<QCryptodevInfoClient>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-qmp-schema.ret`.
+/// A type the schema leaves unnamed, reached as `QCryptodevInfo.client`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-qmp-schema.ret`.
+/// QEMU 10.0 only. Used by `QCryptodevInfo.client`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturn {
+pub struct QCryptodevInfoClient {
+    /// `queue`: QEMU 10.0 only.
+    pub queue: i64,
+    /// `type`: QEMU 10.0 only.
+    #[serde(rename = "type")]
+    pub type_: QCryptodevInfoClientType,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `QCryptodevInfoClient.type`.
+///
+/// QEMU 10.0 only. Used by `QCryptodevInfoClient.type`.
+pub enum QCryptodevInfoClientType {
+/// `builtin`: QEMU 10.0 only.
+Builtin = "builtin",
+/// `vhost-user`: QEMU 10.0 only.
+VhostUser = "vhost-user",
+/// `lkcf`: QEMU 10.0 only.
+Lkcf = "lkcf",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `QCryptodevInfo.service`.
+///
+/// QEMU 10.0 only. Used by `QCryptodevInfo.service`.
+pub enum QCryptodevInfoService {
+/// `cipher`: QEMU 10.0 only.
+Cipher = "cipher",
+/// `hash`: QEMU 10.0 only.
+Hash = "hash",
+/// `mac`: QEMU 10.0 only.
+Mac = "mac",
+/// `aead`: QEMU 10.0 only.
+Aead = "aead",
+/// `akcipher`: QEMU 10.0 only.
+Akcipher = "akcipher",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `QmpCapabilities.enable`.
+///
+/// QEMU 7.2 and 10.0. Used by `QmpCapabilities.enable`.
+pub enum QmpCapabilitiesEnable {
+/// `oob`: QEMU 7.2 and 10.0.
+Oob = "oob",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `QueryCpuModelExpansion.model`.
+///
+/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.model`, `CpuModelExpansionInfo.model`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QueryCpuModelExpansionModel {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
-    /// `features`: QEMU 7.2 and 10.0.
+    /// `props`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<String>>,
+    pub props: Option<serde_json::Value>,
+}
 
-    /// The branch chosen by `meta-type`, with its members.
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `QueryCpuModelExpansion.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.type`.
+pub enum QueryCpuModelExpansionType {
+/// `static`: QEMU 7.2 and 10.0.
+Static = "static",
+/// `full`: QEMU 7.2 and 10.0.
+Full = "full",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `query-stats`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QueryStats {
+    /// `providers`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<QueryStatsProviders>>,
+
+    /// The branch chosen by `target`, with its members.
     #[serde(flatten)]
-    pub meta_type: QueryQmpSchemaReturnBranch,
+    pub target: QueryStatsBranch,
 }
 
 qapi_union! {
-/// The branches of [`QueryQmpSchemaReturn`], chosen by its member `meta-type`.
+/// The branches of [`QueryStats`], chosen by its member `target`.
 ///
 /// QEMU 7.2 and 10.0.
-pub enum QueryQmpSchemaReturnBranch: "meta-type" {
-/// `meta-type: builtin`: QEMU 7.2 and 10.0.
-Builtin = "builtin" => QueryQmpSchemaReturnBuiltin,
-/// `meta-type: enum`: QEMU 7.2 and 10.0.
-Enum = "enum" => QueryQmpSchemaReturnEnum,
-/// `meta-type: array`: QEMU 7.2 and 10.0.
-Array = "array" => QueryQmpSchemaReturnArray,
-/// `meta-type: object`: QEMU 7.2 and 10.0.
-Object = "object" => QueryQmpSchemaReturnObject,
-/// `meta-type: alternate`: QEMU 7.2 and 10.0.
-Alternate = "alternate" => QueryQmpSchemaReturnAlternate,
-/// `meta-type: command`: QEMU 7.2 and 10.0.
-Command = "command" => QueryQmpSchemaReturnCommand,
-/// `meta-type: event`: QEMU 7.2 and 10.0.
-Event = "event" => QueryQmpSchemaReturnEvent,
+pub enum QueryStatsBranch: "target" {
+/// `target: vcpu`: QEMU 7.2 and 10.0.
+Vcpu = "vcpu" => QueryStatsVcpu,
 } {
+/// `target: vm`, with no more members: QEMU 7.2 and 10.0.
+Vm = "vm",
+/// `target: cryptodev`, with no more members: QEMU 10.0 only.
+Cryptodev = "cryptodev",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=alternate`.
+/// A type the schema leaves unnamed, reached as `QueryStats.providers`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=alternate`.
+/// QEMU 7.2 and 10.0. Used by `QueryStats.providers`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnAlternate {
-    /// `members`: QEMU 7.2 and 10.0.
-    pub members: Vec<QueryQmpSchemaReturnAlternateMembers>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturnAlternate.members`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturnAlternate.members`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnAlternateMembers {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=array`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=array`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnArray {
-    /// `element-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "element-type")]
-    pub element_type: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=builtin`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=builtin`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnBuiltin {
-    /// `json-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "json-type")]
-    pub json_type: QueryQmpSchemaReturnBuiltinJsonType,
+pub struct QueryStatsProviders {
+    /// `provider`: QEMU 7.2 and 10.0.
+    pub provider: StatsResultProvider,
+    /// `names`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturnBuiltin.json-type`.
+/// A type the schema leaves unnamed, reached as `QueryStats.target`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturnBuiltin.json-type`.
-pub enum QueryQmpSchemaReturnBuiltinJsonType {
-/// `string`: QEMU 7.2 and 10.0.
-String = "string",
-/// `number`: QEMU 7.2 and 10.0.
-Number = "number",
-/// `int`: QEMU 7.2 and 10.0.
-Int = "int",
-/// `boolean`: QEMU 7.2 and 10.0.
-Boolean = "boolean",
-/// `null`: QEMU 7.2 and 10.0.
-Null = "null",
-/// `object`: QEMU 7.2 and 10.0.
-Object = "object",
-/// `array`: QEMU 7.2 and 10.0.
-Array = "array",
-/// `value`: QEMU 7.2 and 10.0.
-Value = "value",
+/// QEMU 7.2 and 10.0. Used by `QueryStats.target`, `StatsSchema.target`.
+pub enum QueryStatsTarget {
+/// `vm`: QEMU 7.2 and 10.0.
+Vm = "vm",
+/// `vcpu`: QEMU 7.2 and 10.0.
+Vcpu = "vcpu",
+/// `cryptodev`: QEMU 10.0 only.
+Cryptodev = "cryptodev",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=command`.
+/// A type the schema leaves unnamed, reached as `QueryStats.target=vcpu`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=command`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnCommand {
-    /// `arg-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "arg-type")]
-    pub arg_type: String,
-    /// `ret-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ret-type")]
-    pub ret_type: String,
-    /// `allow-oob`: QEMU 7.2 and 10.0.
-    #[serde(rename = "allow-oob", default, skip_serializing_if = "Option::is_none")]
-    pub allow_oob: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=enum`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=enum`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnEnum {
-    /// `members`: QEMU 7.2 and 10.0.
-    pub members: Vec<QueryQmpSchemaReturnEnumMembers>,
-    /// `values`: QEMU 7.2 and 10.0.
-    pub values: Vec<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturnEnum.members`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturnEnum.members`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnEnumMembers {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `features`: QEMU 7.2 and 10.0.
+/// QEMU 7.2 and 10.0. Used by `QueryStats.target=vcpu`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QueryStatsVcpu {
+    /// `vcpus`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<String>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=event`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=event`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnEvent {
-    /// `arg-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "arg-type")]
-    pub arg_type: String,
+    pub vcpus: Option<Vec<String>>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type`.
+/// A type the schema leaves unnamed, reached as `QuorumReportBad.type`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type`.
-pub enum QueryQmpSchemaReturnMetaType {
-/// `builtin`: QEMU 7.2 and 10.0.
-Builtin = "builtin",
-/// `enum`: QEMU 7.2 and 10.0.
-Enum = "enum",
-/// `array`: QEMU 7.2 and 10.0.
-Array = "array",
-/// `object`: QEMU 7.2 and 10.0.
-Object = "object",
-/// `alternate`: QEMU 7.2 and 10.0.
-Alternate = "alternate",
-/// `command`: QEMU 7.2 and 10.0.
-Command = "command",
-/// `event`: QEMU 7.2 and 10.0.
-Event = "event",
+/// QEMU 7.2 and 10.0. Used by `QuorumReportBad.type`.
+pub enum QuorumReportBadType {
+/// `read`: QEMU 7.2 and 10.0.
+Read = "read",
+/// `write`: QEMU 7.2 and 10.0.
+Write = "write",
+/// `flush`: QEMU 7.2 and 10.0.
+Flush = "flush",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturn.meta-type=object`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturn.meta-type=object`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnObject {
-    /// `members`: QEMU 7.2 and 10.0.
-    pub members: Vec<QueryQmpSchemaReturnObjectMembers>,
-    /// `tag`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// `variants`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variants: Option<Vec<QueryQmpSchemaReturnObjectVariants>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturnObject.members`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturnObject.members`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnObjectMembers {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `default`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<serde_json::Value>,
-    /// `features`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<String>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryQmpSchemaReturnObject.variants`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryQmpSchemaReturnObject.variants`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryQmpSchemaReturnObjectVariants {
-    /// `case`: QEMU 7.2 and 10.0.
-    pub case: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-replay.ret`.
+/// QAPI type `ReplayInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-replay.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryReplayReturn {
+pub struct ReplayInfo {
     /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: QueryReplayReturnMode,
+    pub mode: ReplayInfoMode,
     /// `filename`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
@@ -11107,10 +10885,10 @@ pub struct QueryReplayReturn {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryReplayReturn.mode`.
+/// A type the schema leaves unnamed, reached as `ReplayInfo.mode`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryReplayReturn.mode`.
-pub enum QueryReplayReturnMode {
+/// QEMU 7.2 and 10.0. Used by `ReplayInfo.mode`.
+pub enum ReplayInfoMode {
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
 /// `record`: QEMU 7.2 and 10.0.
@@ -11120,28 +10898,62 @@ Play = "play",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `query-rocker-of-dpa-flows.ret`.
+/// QAPI type `ReplicationStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-xen-replication-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationStatus {
+    /// `error`: QEMU 7.2 and 10.0.
+    pub error: bool,
+    /// `desc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `RequestEbpf.id`.
+///
+/// QEMU 10.0 only. Used by `RequestEbpf.id`.
+pub enum RequestEbpfId {
+/// `rss`: QEMU 10.0 only.
+Rss = "rss",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `RingbufRead.format`.
+///
+/// QEMU 7.2 and 10.0. Used by `RingbufRead.format`, `RingbufWrite.format`.
+pub enum RingbufReadFormat {
+/// `utf8`: QEMU 7.2 and 10.0.
+Utf8 = "utf8",
+/// `base64`: QEMU 7.2 and 10.0.
+Base64 = "base64",
+}
+}
+
+/// QAPI type `RockerOfDpaFlow`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-rocker-of-dpa-flows.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerOfDpaFlowsReturn {
+pub struct RockerOfDpaFlow {
     /// `cookie`: QEMU 7.2 and 10.0.
     pub cookie: i64,
     /// `hits`: QEMU 7.2 and 10.0.
     pub hits: i64,
     /// `key`: QEMU 7.2 and 10.0.
-    pub key: QueryRockerOfDpaFlowsReturnKey,
+    pub key: RockerOfDpaFlowKey,
     /// `mask`: QEMU 7.2 and 10.0.
-    pub mask: QueryRockerOfDpaFlowsReturnMask,
+    pub mask: RockerOfDpaFlowMask,
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: QueryRockerOfDpaFlowsReturnAction,
+    pub action: RockerOfDpaFlowAction,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryRockerOfDpaFlowsReturn.action`.
+/// A type the schema leaves unnamed, reached as `RockerOfDpaFlow.action`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryRockerOfDpaFlowsReturn.action`.
+/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.action`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerOfDpaFlowsReturnAction {
+pub struct RockerOfDpaFlowAction {
     /// `goto-tbl`: QEMU 7.2 and 10.0.
     #[serde(rename = "goto-tbl", default, skip_serializing_if = "Option::is_none")]
     pub goto_tbl: Option<i64>,
@@ -11170,11 +10982,11 @@ pub struct QueryRockerOfDpaFlowsReturnAction {
     pub out_pport: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryRockerOfDpaFlowsReturn.key`.
+/// A type the schema leaves unnamed, reached as `RockerOfDpaFlow.key`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryRockerOfDpaFlowsReturn.key`.
+/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.key`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerOfDpaFlowsReturnKey {
+pub struct RockerOfDpaFlowKey {
     /// `priority`: QEMU 7.2 and 10.0.
     pub priority: i64,
     /// `tbl-id`: QEMU 7.2 and 10.0.
@@ -11209,11 +11021,11 @@ pub struct QueryRockerOfDpaFlowsReturnKey {
     pub ip_dst: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `QueryRockerOfDpaFlowsReturn.mask`.
+/// A type the schema leaves unnamed, reached as `RockerOfDpaFlow.mask`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryRockerOfDpaFlowsReturn.mask`.
+/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.mask`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerOfDpaFlowsReturnMask {
+pub struct RockerOfDpaFlowMask {
     /// `in-pport`: QEMU 7.2 and 10.0.
     #[serde(rename = "in-pport", default, skip_serializing_if = "Option::is_none")]
     pub in_pport: Option<i64>,
@@ -11237,11 +11049,11 @@ pub struct QueryRockerOfDpaFlowsReturnMask {
     pub ip_tos: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-rocker-of-dpa-groups.ret`.
+/// QAPI type `RockerOfDpaGroup`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-rocker-of-dpa-groups.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerOfDpaGroupsReturn {
+pub struct RockerOfDpaGroup {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: i64,
     /// `type`: QEMU 7.2 and 10.0.
@@ -11294,11 +11106,11 @@ pub struct QueryRockerOfDpaGroupsReturn {
     pub ttl_check: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `query-rocker-ports.ret`.
+/// QAPI type `RockerPort`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-rocker-ports.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerPortsReturn {
+pub struct RockerPort {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `enabled`: QEMU 7.2 and 10.0.
@@ -11309,16 +11121,16 @@ pub struct QueryRockerPortsReturn {
     /// `speed`: QEMU 7.2 and 10.0.
     pub speed: i64,
     /// `duplex`: QEMU 7.2 and 10.0.
-    pub duplex: QueryRockerPortsReturnDuplex,
+    pub duplex: RockerPortDuplex,
     /// `autoneg`: QEMU 7.2 and 10.0.
-    pub autoneg: QueryRockerPortsReturnAutoneg,
+    pub autoneg: RockerPortAutoneg,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryRockerPortsReturn.autoneg`.
+/// A type the schema leaves unnamed, reached as `RockerPort.autoneg`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryRockerPortsReturn.autoneg`.
-pub enum QueryRockerPortsReturnAutoneg {
+/// QEMU 7.2 and 10.0. Used by `RockerPort.autoneg`.
+pub enum RockerPortAutoneg {
 /// `off`: QEMU 7.2 and 10.0.
 Off = "off",
 /// `on`: QEMU 7.2 and 10.0.
@@ -11327,10 +11139,10 @@ On = "on",
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryRockerPortsReturn.duplex`.
+/// A type the schema leaves unnamed, reached as `RockerPort.duplex`.
 ///
-/// QEMU 7.2 and 10.0. Used by `QueryRockerPortsReturn.duplex`.
-pub enum QueryRockerPortsReturnDuplex {
+/// QEMU 7.2 and 10.0. Used by `RockerPort.duplex`.
+pub enum RockerPortDuplex {
 /// `half`: QEMU 7.2 and 10.0.
 Half = "half",
 /// `full`: QEMU 7.2 and 10.0.
@@ -11338,981 +11150,17 @@ Full = "full",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `query-rocker.ret`.
+/// QAPI type `RockerSwitch`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-rocker.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRockerReturn {
+pub struct RockerSwitch {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `id`: QEMU 7.2 and 10.0.
     pub id: i64,
     /// `ports`: QEMU 7.2 and 10.0.
     pub ports: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-rx-filter.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-rx-filter.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryRxFilterReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `promiscuous`: QEMU 7.2 and 10.0.
-    pub promiscuous: bool,
-    /// `multicast`: QEMU 7.2 and 10.0.
-    pub multicast: QueryRxFilterReturnMulticast,
-    /// `unicast`: QEMU 7.2 and 10.0.
-    pub unicast: QueryRxFilterReturnMulticast,
-    /// `vlan`: QEMU 7.2 and 10.0.
-    pub vlan: QueryRxFilterReturnMulticast,
-    /// `broadcast-allowed`: QEMU 7.2 and 10.0.
-    #[serde(rename = "broadcast-allowed")]
-    pub broadcast_allowed: bool,
-    /// `multicast-overflow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "multicast-overflow")]
-    pub multicast_overflow: bool,
-    /// `unicast-overflow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "unicast-overflow")]
-    pub unicast_overflow: bool,
-    /// `main-mac`: QEMU 7.2 and 10.0.
-    #[serde(rename = "main-mac")]
-    pub main_mac: String,
-    /// `vlan-table`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vlan-table")]
-    pub vlan_table: Vec<i64>,
-    /// `unicast-table`: QEMU 7.2 and 10.0.
-    #[serde(rename = "unicast-table")]
-    pub unicast_table: Vec<String>,
-    /// `multicast-table`: QEMU 7.2 and 10.0.
-    #[serde(rename = "multicast-table")]
-    pub multicast_table: Vec<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryRxFilterReturn.multicast`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryRxFilterReturn.multicast`, `QueryRxFilterReturn.unicast`, `QueryRxFilterReturn.vlan`.
-pub enum QueryRxFilterReturnMulticast {
-/// `normal`: QEMU 7.2 and 10.0.
-Normal = "normal",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-sev-attestation-report.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-sev-attestation-report.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySevAttestationReportReturn {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-sev-capabilities.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-sev-capabilities.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySevCapabilitiesReturn {
-    /// `pdh`: QEMU 7.2 and 10.0.
-    pub pdh: String,
-    /// `cert-chain`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cert-chain")]
-    pub cert_chain: String,
-    /// `cpu0-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cpu0-id")]
-    pub cpu0_id: String,
-    /// `cbitpos`: QEMU 7.2 and 10.0.
-    pub cbitpos: i64,
-    /// `reduced-phys-bits`: QEMU 7.2 and 10.0.
-    #[serde(rename = "reduced-phys-bits")]
-    pub reduced_phys_bits: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-sev-launch-measure.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-sev-launch-measure.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySevLaunchMeasureReturn {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-sev.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-sev.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySevReturn {
-    /// `enabled`: QEMU 7.2 and 10.0.
-    pub enabled: bool,
-    /// `api-major`: QEMU 7.2 and 10.0.
-    #[serde(rename = "api-major")]
-    pub api_major: i64,
-    /// `api-minor`: QEMU 7.2 and 10.0.
-    #[serde(rename = "api-minor")]
-    pub api_minor: i64,
-    /// `build-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "build-id")]
-    pub build_id: i64,
-    /// `policy`: QEMU 7.2 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<i64>,
-    /// `state`: QEMU 7.2 and 10.0.
-    pub state: QuerySevReturnState,
-    /// `handle`: QEMU 7.2 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<i64>,
-
-    /// The branch chosen by `sev-type`, with its members.
-    #[serde(flatten)]
-    pub sev_type: QuerySevReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QuerySevReturn`], chosen by its member `sev-type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QuerySevReturnBranch: "sev-type" {
-/// `sev-type: sev`: QEMU 10.0 only.
-Sev = "sev" => QuerySevReturnSev,
-/// `sev-type: sev-snp`: QEMU 10.0 only.
-SevSnp = "sev-snp" => QuerySevReturnSevSnp,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QuerySevReturn.sev-type=sev`.
-///
-/// QEMU 10.0 only. Used by `QuerySevReturn.sev-type=sev`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySevReturnSev {
-    /// `policy`: QEMU 10.0 only.
-    pub policy: i64,
-    /// `handle`: QEMU 10.0 only.
-    pub handle: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `QuerySevReturn.sev-type=sev-snp`.
-///
-/// QEMU 10.0 only. Used by `QuerySevReturn.sev-type=sev-snp`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySevReturnSevSnp {
-    /// `snp-policy`: QEMU 10.0 only.
-    #[serde(rename = "snp-policy")]
-    pub snp_policy: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QuerySevReturn.sev-type`.
-///
-/// QEMU 10.0 only. Used by `QuerySevReturn.sev-type`.
-pub enum QuerySevReturnSevType {
-/// `sev`: QEMU 10.0 only.
-Sev = "sev",
-/// `sev-snp`: QEMU 10.0 only.
-SevSnp = "sev-snp",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QuerySevReturn.state`.
-///
-/// QEMU 7.2 and 10.0. Used by `QuerySevReturn.state`.
-pub enum QuerySevReturnState {
-/// `uninit`: QEMU 7.2 and 10.0.
-Uninit = "uninit",
-/// `launch-update`: QEMU 7.2 and 10.0.
-LaunchUpdate = "launch-update",
-/// `launch-secret`: QEMU 7.2 and 10.0.
-LaunchSecret = "launch-secret",
-/// `running`: QEMU 7.2 and 10.0.
-Running = "running",
-/// `send-update`: QEMU 7.2 and 10.0.
-SendUpdate = "send-update",
-/// `receive-update`: QEMU 7.2 and 10.0.
-ReceiveUpdate = "receive-update",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-sgx.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-sgx.ret`, `query-sgx-capabilities.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySgxReturn {
-    /// `sgx`: QEMU 7.2 and 10.0.
-    pub sgx: bool,
-    /// `sgx1`: QEMU 7.2 and 10.0.
-    pub sgx1: bool,
-    /// `sgx2`: QEMU 7.2 and 10.0.
-    pub sgx2: bool,
-    /// `flc`: QEMU 7.2 and 10.0.
-    pub flc: bool,
-    /// `section-size`: QEMU 7.2 only; required where present.
-    #[serde(
-        rename = "section-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub section_size: Option<i64>,
-    /// `sections`: QEMU 7.2 and 10.0.
-    pub sections: Vec<QuerySgxReturnSections>,
-}
-
-/// A type the schema leaves unnamed, reached as `QuerySgxReturn.sections`.
-///
-/// QEMU 7.2 and 10.0. Used by `QuerySgxReturn.sections`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySgxReturnSections {
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-spice.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-spice.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySpiceReturn {
-    /// `enabled`: QEMU 7.2 and 10.0.
-    pub enabled: bool,
-    /// `migrated`: QEMU 7.2 and 10.0.
-    pub migrated: bool,
-    /// `host`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// `port`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i64>,
-    /// `tls-port`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-port", default, skip_serializing_if = "Option::is_none")]
-    pub tls_port: Option<i64>,
-    /// `auth`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<String>,
-    /// `compiled-version`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "compiled-version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub compiled_version: Option<String>,
-    /// `mouse-mode`: QEMU 7.2 and 10.0.
-    #[serde(rename = "mouse-mode")]
-    pub mouse_mode: QuerySpiceReturnMouseMode,
-    /// `channels`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<QuerySpiceReturnChannels>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QuerySpiceReturn.channels`.
-///
-/// QEMU 7.2 and 10.0. Used by `QuerySpiceReturn.channels`, `SpiceInitialized.client`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QuerySpiceReturnChannels {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-    /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
-    /// `connection-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "connection-id")]
-    pub connection_id: i64,
-    /// `channel-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "channel-type")]
-    pub channel_type: i64,
-    /// `channel-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "channel-id")]
-    pub channel_id: i64,
-    /// `tls`: QEMU 7.2 and 10.0.
-    pub tls: bool,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QuerySpiceReturn.mouse-mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `QuerySpiceReturn.mouse-mode`.
-pub enum QuerySpiceReturnMouseMode {
-/// `client`: QEMU 7.2 and 10.0.
-Client = "client",
-/// `server`: QEMU 7.2 and 10.0.
-Server = "server",
-/// `unknown`: QEMU 7.2 and 10.0.
-Unknown = "unknown",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStats {
-    /// `providers`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub providers: Option<Vec<QueryStatsProviders>>,
-
-    /// The branch chosen by `target`, with its members.
-    #[serde(flatten)]
-    pub target: QueryStatsBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryStats`], chosen by its member `target`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryStatsBranch: "target" {
-/// `target: vcpu`: QEMU 7.2 and 10.0.
-Vcpu = "vcpu" => QueryStatsVcpu,
-} {
-/// `target: vm`, with no more members: QEMU 7.2 and 10.0.
-Vm = "vm",
-/// `target: cryptodev`, with no more members: QEMU 10.0 only.
-Cryptodev = "cryptodev",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStats.providers`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStats.providers`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsProviders {
-    /// `provider`: QEMU 7.2 and 10.0.
-    pub provider: QueryStatsReturnProvider,
-    /// `names`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub names: Option<Vec<String>>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-stats.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-stats.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsReturn {
-    /// `provider`: QEMU 7.2 and 10.0.
-    pub provider: QueryStatsReturnProvider,
-    /// `qom-path`: QEMU 7.2 and 10.0.
-    #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
-    pub qom_path: Option<String>,
-    /// `stats`: QEMU 7.2 and 10.0.
-    pub stats: Vec<QueryStatsReturnStats>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryStatsReturn.provider`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStatsReturn.provider`, `QueryStatsSchemas.provider`, `QueryStatsSchemasReturn.provider`, `QueryStatsProviders.provider`.
-pub enum QueryStatsReturnProvider {
-/// `kvm`: QEMU 7.2 and 10.0.
-Kvm = "kvm",
-/// `cryptodev`: QEMU 10.0 only.
-Cryptodev = "cryptodev",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStatsReturn.stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStatsReturn.stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsReturnStats {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `value`: QEMU 7.2 and 10.0.
-    pub value: QueryStatsReturnStatsValue,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStatsReturnStats.value`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStatsReturnStats.value`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum QueryStatsReturnStatsValue {
-    /// QEMU 7.2 and 10.0.
-    Bool(bool),
-    /// QEMU 7.2 and 10.0.
-    Int(i64),
-    /// QEMU 7.2 and 10.0.
-    Array(Vec<i64>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-/// A type the schema leaves unnamed, reached as `query-stats-schemas.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-stats-schemas.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsSchemasReturn {
-    /// `provider`: QEMU 7.2 and 10.0.
-    pub provider: QueryStatsReturnProvider,
-    /// `target`: QEMU 7.2 and 10.0.
-    pub target: QueryStatsTarget,
-    /// `stats`: QEMU 7.2 and 10.0.
-    pub stats: Vec<QueryStatsSchemasReturnStats>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStatsSchemasReturn.stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStatsSchemasReturn.stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsSchemasReturnStats {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: QueryStatsSchemasReturnStatsType,
-    /// `unit`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<QueryStatsSchemasReturnStatsUnit>,
-    /// `base`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<i64>,
-    /// `exponent`: QEMU 7.2 and 10.0.
-    pub exponent: i64,
-    /// `bucket-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bucket-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bucket_size: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryStatsSchemasReturnStats.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStatsSchemasReturnStats.type`.
-pub enum QueryStatsSchemasReturnStatsType {
-/// `cumulative`: QEMU 7.2 and 10.0.
-Cumulative = "cumulative",
-/// `instant`: QEMU 7.2 and 10.0.
-Instant = "instant",
-/// `peak`: QEMU 7.2 and 10.0.
-Peak = "peak",
-/// `linear-histogram`: QEMU 7.2 and 10.0.
-LinearHistogram = "linear-histogram",
-/// `log2-histogram`: QEMU 7.2 and 10.0.
-Log2Histogram = "log2-histogram",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryStatsSchemasReturnStats.unit`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStatsSchemasReturnStats.unit`.
-pub enum QueryStatsSchemasReturnStatsUnit {
-/// `bytes`: QEMU 7.2 and 10.0.
-Bytes = "bytes",
-/// `seconds`: QEMU 7.2 and 10.0.
-Seconds = "seconds",
-/// `cycles`: QEMU 7.2 and 10.0.
-Cycles = "cycles",
-/// `boolean`: QEMU 7.2 and 10.0.
-Boolean = "boolean",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryStats.target`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStats.target`, `QueryStatsSchemasReturn.target`.
-pub enum QueryStatsTarget {
-/// `vm`: QEMU 7.2 and 10.0.
-Vm = "vm",
-/// `vcpu`: QEMU 7.2 and 10.0.
-Vcpu = "vcpu",
-/// `cryptodev`: QEMU 10.0 only.
-Cryptodev = "cryptodev",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStats.target=vcpu`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStats.target=vcpu`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsVcpu {
-    /// `vcpus`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vcpus: Option<Vec<String>>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-target.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-target.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTargetReturn {
-    /// `arch`: QEMU 7.2 and 10.0.
-    pub arch: QueryCpusFastReturnTarget,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `query-tpm-models.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-tpm-models.ret`, `QueryTpmReturn.model`.
-pub enum QueryTpmModelsReturn {
-/// `tpm-tis`: QEMU 7.2 and 10.0.
-TpmTis = "tpm-tis",
-/// `tpm-crb`: QEMU 7.2 and 10.0.
-TpmCrb = "tpm-crb",
-/// `tpm-spapr`: QEMU 7.2 and 10.0.
-TpmSpapr = "tpm-spapr",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-tpm.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-tpm.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTpmReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `model`: QEMU 7.2 and 10.0.
-    pub model: QueryTpmModelsReturn,
-    /// `options`: QEMU 7.2 and 10.0.
-    pub options: QueryTpmReturnOptions,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryTpmReturn.options`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryTpmReturn.options`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTpmReturnOptions {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryTpmReturnOptionsBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryTpmReturnOptions`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryTpmReturnOptionsBranch: "type" {
-/// `type: passthrough`: QEMU 7.2 and 10.0.
-Passthrough = "passthrough" => QueryTpmReturnOptionsPassthrough,
-/// `type: emulator`: QEMU 7.2 and 10.0.
-Emulator = "emulator" => QueryTpmReturnOptionsEmulator,
-} {
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryTpmReturnOptions.type=emulator`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryTpmReturnOptions.type=emulator`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTpmReturnOptionsEmulator {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryTpmReturnOptionsEmulatorData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryTpmReturnOptionsEmulator.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryTpmReturnOptionsEmulator.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTpmReturnOptionsEmulatorData {
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryTpmReturnOptions.type=passthrough`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryTpmReturnOptions.type=passthrough`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTpmReturnOptionsPassthrough {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: QueryTpmReturnOptionsPassthroughData,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryTpmReturnOptionsPassthrough.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryTpmReturnOptionsPassthrough.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryTpmReturnOptionsPassthroughData {
-    /// `path`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// `cancel-path`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cancel-path",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cancel_path: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `query-tpm-types.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-tpm-types.ret`, `QueryTpmReturnOptions.type`.
-pub enum QueryTpmTypesReturn {
-/// `passthrough`: QEMU 7.2 and 10.0.
-Passthrough = "passthrough",
-/// `emulator`: QEMU 7.2 and 10.0.
-Emulator = "emulator",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-uuid.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-uuid.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryUuidReturn {
-    /// `UUID`: QEMU 7.2 and 10.0.
-    #[serde(rename = "UUID")]
-    pub uuid: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-vcpu-dirty-limit.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-vcpu-dirty-limit.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVcpuDirtyLimitReturn {
-    /// `cpu-index`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cpu-index")]
-    pub cpu_index: i64,
-    /// `limit-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "limit-rate")]
-    pub limit_rate: i64,
-    /// `current-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "current-rate")]
-    pub current_rate: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-version.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-version.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVersionReturn {
-    /// `qemu`: QEMU 7.2 and 10.0.
-    pub qemu: QueryVersionReturnQemu,
-    /// `package`: QEMU 7.2 and 10.0.
-    pub package: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryVersionReturn.qemu`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryVersionReturn.qemu`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVersionReturnQemu {
-    /// `major`: QEMU 7.2 and 10.0.
-    pub major: i64,
-    /// `minor`: QEMU 7.2 and 10.0.
-    pub minor: i64,
-    /// `micro`: QEMU 7.2 and 10.0.
-    pub micro: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `query-vm-generation-id.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-vm-generation-id.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVmGenerationIdReturn {
-    /// `guid`: QEMU 7.2 and 10.0.
-    pub guid: String,
-}
-
-/// A type the schema leaves unnamed, reached as `query-vnc.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-vnc.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVncReturn {
-    /// `enabled`: QEMU 7.2 and 10.0.
-    pub enabled: bool,
-    /// `host`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// `family`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<QueryVncReturnFamily>,
-    /// `service`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// `auth`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<String>,
-    /// `clients`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clients: Option<Vec<QueryVncReturnClients>>,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryVncReturn.clients`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryVncReturn.clients`, `QueryVncServersReturn.clients`, `VncDisconnected.client`, `VncInitialized.client`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVncReturnClients {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `service`: QEMU 7.2 and 10.0.
-    pub service: String,
-    /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
-    /// `websocket`: QEMU 7.2 and 10.0.
-    pub websocket: bool,
-    /// `x509_dname`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x509_dname: Option<String>,
-    /// `sasl_username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sasl_username: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryVncReturn.family`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryVncReturn.family`, `QuerySpiceReturnChannels.family`, `QueryVncReturnClients.family`, `QueryVncServersReturnServer.family`, ....
-pub enum QueryVncReturnFamily {
-/// `ipv4`: QEMU 7.2 and 10.0.
-Ipv4 = "ipv4",
-/// `ipv6`: QEMU 7.2 and 10.0.
-Ipv6 = "ipv6",
-/// `unix`: QEMU 7.2 and 10.0.
-Unix = "unix",
-/// `vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock",
-/// `unknown`: QEMU 7.2 and 10.0.
-Unknown = "unknown",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-vnc-servers.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-vnc-servers.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVncServersReturn {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `server`: QEMU 7.2 and 10.0.
-    pub server: Vec<QueryVncServersReturnServer>,
-    /// `clients`: QEMU 7.2 and 10.0.
-    pub clients: Vec<QueryVncReturnClients>,
-    /// `auth`: QEMU 7.2 and 10.0.
-    pub auth: QueryVncServersReturnAuth,
-    /// `vencrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vencrypt: Option<QueryVncServersReturnVencrypt>,
-    /// `display`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryVncServersReturn.auth`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryVncServersReturn.auth`, `QueryVncServersReturnServer.auth`.
-pub enum QueryVncServersReturnAuth {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc",
-/// `ra2`: QEMU 7.2 and 10.0.
-Ra2 = "ra2",
-/// `ra2ne`: QEMU 7.2 and 10.0.
-Ra2ne = "ra2ne",
-/// `tight`: QEMU 7.2 and 10.0.
-Tight = "tight",
-/// `ultra`: QEMU 7.2 and 10.0.
-Ultra = "ultra",
-/// `tls`: QEMU 7.2 and 10.0.
-Tls = "tls",
-/// `vencrypt`: QEMU 7.2 and 10.0.
-Vencrypt = "vencrypt",
-/// `sasl`: QEMU 7.2 and 10.0.
-Sasl = "sasl",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryVncServersReturn.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryVncServersReturn.server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryVncServersReturnServer {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `service`: QEMU 7.2 and 10.0.
-    pub service: String,
-    /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
-    /// `websocket`: QEMU 7.2 and 10.0.
-    pub websocket: bool,
-    /// `auth`: QEMU 7.2 and 10.0.
-    pub auth: QueryVncServersReturnAuth,
-    /// `vencrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vencrypt: Option<QueryVncServersReturnVencrypt>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryVncServersReturn.vencrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryVncServersReturn.vencrypt`, `QueryVncServersReturnServer.vencrypt`.
-pub enum QueryVncServersReturnVencrypt {
-/// `plain`: QEMU 7.2 and 10.0.
-Plain = "plain",
-/// `tls-none`: QEMU 7.2 and 10.0.
-TlsNone = "tls-none",
-/// `x509-none`: QEMU 7.2 and 10.0.
-X509None = "x509-none",
-/// `tls-vnc`: QEMU 7.2 and 10.0.
-TlsVnc = "tls-vnc",
-/// `x509-vnc`: QEMU 7.2 and 10.0.
-X509Vnc = "x509-vnc",
-/// `tls-plain`: QEMU 7.2 and 10.0.
-TlsPlain = "tls-plain",
-/// `x509-plain`: QEMU 7.2 and 10.0.
-X509Plain = "x509-plain",
-/// `tls-sasl`: QEMU 7.2 and 10.0.
-TlsSasl = "tls-sasl",
-/// `x509-sasl`: QEMU 7.2 and 10.0.
-X509Sasl = "x509-sasl",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-xen-replication-status.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-xen-replication-status.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryXenReplicationStatusReturn {
-    /// `error`: QEMU 7.2 and 10.0.
-    pub error: bool,
-    /// `desc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desc: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `query-yank.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-yank.ret`, `Yank.instances`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryYankReturn {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: QueryYankReturnBranch,
-}
-
-qapi_union! {
-/// The branches of [`QueryYankReturn`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryYankReturnBranch: "type" {
-/// `type: block-node`: QEMU 7.2 and 10.0.
-BlockNode = "block-node" => QueryYankReturnBlockNode,
-/// `type: chardev`: QEMU 7.2 and 10.0.
-Chardev = "chardev" => QueryYankReturnChardev,
-} {
-/// `type: migration`, with no more members: QEMU 7.2 and 10.0.
-Migration = "migration",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryYankReturn.type=block-node`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryYankReturn.type=block-node`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryYankReturnBlockNode {
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name")]
-    pub node_name: String,
-}
-
-/// A type the schema leaves unnamed, reached as `QueryYankReturn.type=chardev`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryYankReturn.type=chardev`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryYankReturnChardev {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryYankReturn.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryYankReturn.type`.
-pub enum QueryYankReturnType {
-/// `block-node`: QEMU 7.2 and 10.0.
-BlockNode = "block-node",
-/// `chardev`: QEMU 7.2 and 10.0.
-Chardev = "chardev",
-/// `migration`: QEMU 7.2 and 10.0.
-Migration = "migration",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QuorumReportBad.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QuorumReportBad.type`.
-pub enum QuorumReportBadType {
-/// `read`: QEMU 7.2 and 10.0.
-Read = "read",
-/// `write`: QEMU 7.2 and 10.0.
-Write = "write",
-/// `flush`: QEMU 7.2 and 10.0.
-Flush = "flush",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RequestEbpf.id`.
-///
-/// QEMU 10.0 only. Used by `RequestEbpf.id`.
-pub enum RequestEbpfId {
-/// `rss`: QEMU 10.0 only.
-Rss = "rss",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `request-ebpf.ret`.
-///
-/// QEMU 10.0 only. Used by `request-ebpf.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RequestEbpfReturn {
-    /// `object`: QEMU 10.0 only.
-    pub object: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `Reset.reason`.
-///
-/// QEMU 7.2 and 10.0. Used by `Reset.reason`, `Shutdown.reason`.
-pub enum ResetReason {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `host-error`: QEMU 7.2 and 10.0.
-HostError = "host-error",
-/// `host-qmp-quit`: QEMU 7.2 and 10.0.
-HostQmpQuit = "host-qmp-quit",
-/// `host-qmp-system-reset`: QEMU 7.2 and 10.0.
-HostQmpSystemReset = "host-qmp-system-reset",
-/// `host-signal`: QEMU 7.2 and 10.0.
-HostSignal = "host-signal",
-/// `host-ui`: QEMU 7.2 and 10.0.
-HostUi = "host-ui",
-/// `guest-shutdown`: QEMU 7.2 and 10.0.
-GuestShutdown = "guest-shutdown",
-/// `guest-reset`: QEMU 7.2 and 10.0.
-GuestReset = "guest-reset",
-/// `guest-panic`: QEMU 7.2 and 10.0.
-GuestPanic = "guest-panic",
-/// `subsystem-reset`: QEMU 7.2 and 10.0.
-SubsystemReset = "subsystem-reset",
-/// `snapshot-load`: QEMU 7.2 and 10.0.
-SnapshotLoad = "snapshot-load",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RingbufRead.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `RingbufRead.format`, `RingbufWrite.format`.
-pub enum RingbufReadFormat {
-/// `utf8`: QEMU 7.2 and 10.0.
-Utf8 = "utf8",
-/// `base64`: QEMU 7.2 and 10.0.
-Base64 = "base64",
-}
 }
 
 qapi_enum! {
@@ -12352,6 +11200,276 @@ Watchdog = "watchdog",
 GuestPanicked = "guest-panicked",
 /// `colo`: QEMU 7.2 and 10.0.
 Colo = "colo",
+}
+}
+
+/// QAPI type `RxFilterInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-rx-filter.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RxFilterInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `promiscuous`: QEMU 7.2 and 10.0.
+    pub promiscuous: bool,
+    /// `multicast`: QEMU 7.2 and 10.0.
+    pub multicast: RxFilterInfoMulticast,
+    /// `unicast`: QEMU 7.2 and 10.0.
+    pub unicast: RxFilterInfoMulticast,
+    /// `vlan`: QEMU 7.2 and 10.0.
+    pub vlan: RxFilterInfoMulticast,
+    /// `broadcast-allowed`: QEMU 7.2 and 10.0.
+    #[serde(rename = "broadcast-allowed")]
+    pub broadcast_allowed: bool,
+    /// `multicast-overflow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "multicast-overflow")]
+    pub multicast_overflow: bool,
+    /// `unicast-overflow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "unicast-overflow")]
+    pub unicast_overflow: bool,
+    /// `main-mac`: QEMU 7.2 and 10.0.
+    #[serde(rename = "main-mac")]
+    pub main_mac: String,
+    /// `vlan-table`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vlan-table")]
+    pub vlan_table: Vec<i64>,
+    /// `unicast-table`: QEMU 7.2 and 10.0.
+    #[serde(rename = "unicast-table")]
+    pub unicast_table: Vec<String>,
+    /// `multicast-table`: QEMU 7.2 and 10.0.
+    #[serde(rename = "multicast-table")]
+    pub multicast_table: Vec<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `RxFilterInfo.multicast`.
+///
+/// QEMU 7.2 and 10.0. Used by `RxFilterInfo.multicast`, `RxFilterInfo.unicast`, `RxFilterInfo.vlan`.
+pub enum RxFilterInfoMulticast {
+/// `normal`: QEMU 7.2 and 10.0.
+Normal = "normal",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+}
+}
+
+/// QAPI type `SchemaInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-qmp-schema.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `features`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+
+    /// The branch chosen by `meta-type`, with its members.
+    #[serde(flatten)]
+    pub meta_type: SchemaInfoBranch,
+}
+
+qapi_union! {
+/// The branches of [`SchemaInfo`], chosen by its member `meta-type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum SchemaInfoBranch: "meta-type" {
+/// `meta-type: builtin`: QEMU 7.2 and 10.0.
+Builtin = "builtin" => SchemaInfoBuiltin,
+/// `meta-type: enum`: QEMU 7.2 and 10.0.
+Enum = "enum" => SchemaInfoEnum,
+/// `meta-type: array`: QEMU 7.2 and 10.0.
+Array = "array" => SchemaInfoArray,
+/// `meta-type: object`: QEMU 7.2 and 10.0.
+Object = "object" => SchemaInfoObject,
+/// `meta-type: alternate`: QEMU 7.2 and 10.0.
+Alternate = "alternate" => SchemaInfoAlternate,
+/// `meta-type: command`: QEMU 7.2 and 10.0.
+Command = "command" => SchemaInfoCommand,
+/// `meta-type: event`: QEMU 7.2 and 10.0.
+Event = "event" => SchemaInfoEvent,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=alternate`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=alternate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoAlternate {
+    /// `members`: QEMU 7.2 and 10.0.
+    pub members: Vec<SchemaInfoAlternateMembers>,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfoAlternate.members`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoAlternate.members`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoAlternateMembers {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=array`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=array`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoArray {
+    /// `element-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "element-type")]
+    pub element_type: String,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=builtin`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=builtin`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoBuiltin {
+    /// `json-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "json-type")]
+    pub json_type: SchemaInfoBuiltinJsonType,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `SchemaInfoBuiltin.json-type`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoBuiltin.json-type`.
+pub enum SchemaInfoBuiltinJsonType {
+/// `string`: QEMU 7.2 and 10.0.
+String = "string",
+/// `number`: QEMU 7.2 and 10.0.
+Number = "number",
+/// `int`: QEMU 7.2 and 10.0.
+Int = "int",
+/// `boolean`: QEMU 7.2 and 10.0.
+Boolean = "boolean",
+/// `null`: QEMU 7.2 and 10.0.
+Null = "null",
+/// `object`: QEMU 7.2 and 10.0.
+Object = "object",
+/// `array`: QEMU 7.2 and 10.0.
+Array = "array",
+/// `value`: QEMU 7.2 and 10.0.
+Value = "value",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=command`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=command`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoCommand {
+    /// `arg-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "arg-type")]
+    pub arg_type: String,
+    /// `ret-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ret-type")]
+    pub ret_type: String,
+    /// `allow-oob`: QEMU 7.2 and 10.0.
+    #[serde(rename = "allow-oob", default, skip_serializing_if = "Option::is_none")]
+    pub allow_oob: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=enum`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=enum`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoEnum {
+    /// `members`: QEMU 7.2 and 10.0.
+    pub members: Vec<SchemaInfoEnumMembers>,
+    /// `values`: QEMU 7.2 and 10.0.
+    pub values: Vec<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfoEnum.members`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoEnum.members`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoEnumMembers {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `features`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=event`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=event`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoEvent {
+    /// `arg-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "arg-type")]
+    pub arg_type: String,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=object`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=object`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoObject {
+    /// `members`: QEMU 7.2 and 10.0.
+    pub members: Vec<SchemaInfoObjectMembers>,
+    /// `tag`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `variants`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<SchemaInfoObjectVariants>>,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfoObject.members`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoObject.members`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoObjectMembers {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `default`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// `features`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+}
+
+/// A type the schema leaves unnamed, reached as `SchemaInfoObject.variants`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoObject.variants`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoObjectVariants {
+    /// `case`: QEMU 7.2 and 10.0.
+    pub case: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+qapi_enum! {
+/// QAPI type `SchemaMetaType`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type`.
+pub enum SchemaMetaType {
+/// `builtin`: QEMU 7.2 and 10.0.
+Builtin = "builtin",
+/// `enum`: QEMU 7.2 and 10.0.
+Enum = "enum",
+/// `array`: QEMU 7.2 and 10.0.
+Array = "array",
+/// `object`: QEMU 7.2 and 10.0.
+Object = "object",
+/// `alternate`: QEMU 7.2 and 10.0.
+Alternate = "alternate",
+/// `command`: QEMU 7.2 and 10.0.
+Command = "command",
+/// `event`: QEMU 7.2 and 10.0.
+Event = "event",
 }
 }
 
@@ -13093,6 +12211,287 @@ pub struct SetPasswordVnc {
     pub display: Option<String>,
 }
 
+/// QAPI type `SevAttestationReport`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-sev-attestation-report.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevAttestationReport {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: String,
+}
+
+/// QAPI type `SevCapability`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-sev-capabilities.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevCapability {
+    /// `pdh`: QEMU 7.2 and 10.0.
+    pub pdh: String,
+    /// `cert-chain`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cert-chain")]
+    pub cert_chain: String,
+    /// `cpu0-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cpu0-id")]
+    pub cpu0_id: String,
+    /// `cbitpos`: QEMU 7.2 and 10.0.
+    pub cbitpos: i64,
+    /// `reduced-phys-bits`: QEMU 7.2 and 10.0.
+    #[serde(rename = "reduced-phys-bits")]
+    pub reduced_phys_bits: i64,
+}
+
+/// QAPI type `SevInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-sev.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevInfo {
+    /// `enabled`: QEMU 7.2 and 10.0.
+    pub enabled: bool,
+    /// `api-major`: QEMU 7.2 and 10.0.
+    #[serde(rename = "api-major")]
+    pub api_major: i64,
+    /// `api-minor`: QEMU 7.2 and 10.0.
+    #[serde(rename = "api-minor")]
+    pub api_minor: i64,
+    /// `build-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "build-id")]
+    pub build_id: i64,
+    /// `policy`: QEMU 7.2 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<i64>,
+    /// `state`: QEMU 7.2 and 10.0.
+    pub state: SevInfoState,
+    /// `handle`: QEMU 7.2 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<i64>,
+
+    /// The branch chosen by `sev-type`, with its members.
+    #[serde(flatten)]
+    pub sev_type: SevInfoBranch,
+}
+
+qapi_union! {
+/// The branches of [`SevInfo`], chosen by its member `sev-type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum SevInfoBranch: "sev-type" {
+/// `sev-type: sev`: QEMU 10.0 only.
+Sev = "sev" => SevInfoSev,
+/// `sev-type: sev-snp`: QEMU 10.0 only.
+SevSnp = "sev-snp" => SevInfoSevSnp,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `SevInfo.sev-type=sev`.
+///
+/// QEMU 10.0 only. Used by `SevInfo.sev-type=sev`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevInfoSev {
+    /// `policy`: QEMU 10.0 only.
+    pub policy: i64,
+    /// `handle`: QEMU 10.0 only.
+    pub handle: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `SevInfo.sev-type=sev-snp`.
+///
+/// QEMU 10.0 only. Used by `SevInfo.sev-type=sev-snp`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevInfoSevSnp {
+    /// `snp-policy`: QEMU 10.0 only.
+    #[serde(rename = "snp-policy")]
+    pub snp_policy: i64,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `SevInfo.sev-type`.
+///
+/// QEMU 10.0 only. Used by `SevInfo.sev-type`.
+pub enum SevInfoSevType {
+/// `sev`: QEMU 10.0 only.
+Sev = "sev",
+/// `sev-snp`: QEMU 10.0 only.
+SevSnp = "sev-snp",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `SevInfo.state`.
+///
+/// QEMU 7.2 and 10.0. Used by `SevInfo.state`.
+pub enum SevInfoState {
+/// `uninit`: QEMU 7.2 and 10.0.
+Uninit = "uninit",
+/// `launch-update`: QEMU 7.2 and 10.0.
+LaunchUpdate = "launch-update",
+/// `launch-secret`: QEMU 7.2 and 10.0.
+LaunchSecret = "launch-secret",
+/// `running`: QEMU 7.2 and 10.0.
+Running = "running",
+/// `send-update`: QEMU 7.2 and 10.0.
+SendUpdate = "send-update",
+/// `receive-update`: QEMU 7.2 and 10.0.
+ReceiveUpdate = "receive-update",
+}
+}
+
+/// QAPI type `SevLaunchMeasureInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-sev-launch-measure.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevLaunchMeasureInfo {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: String,
+}
+
+/// QAPI type `SgxInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-sgx.ret`, `query-sgx-capabilities.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SgxInfo {
+    /// `sgx`: QEMU 7.2 and 10.0.
+    pub sgx: bool,
+    /// `sgx1`: QEMU 7.2 and 10.0.
+    pub sgx1: bool,
+    /// `sgx2`: QEMU 7.2 and 10.0.
+    pub sgx2: bool,
+    /// `flc`: QEMU 7.2 and 10.0.
+    pub flc: bool,
+    /// `section-size`: QEMU 7.2 only; required where present.
+    #[serde(
+        rename = "section-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub section_size: Option<i64>,
+    /// `sections`: QEMU 7.2 and 10.0.
+    pub sections: Vec<SgxInfoSections>,
+}
+
+/// A type the schema leaves unnamed, reached as `SgxInfo.sections`.
+///
+/// QEMU 7.2 and 10.0. Used by `SgxInfo.sections`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SgxInfoSections {
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+}
+
+qapi_enum! {
+/// QAPI type `ShutdownCause`.
+///
+/// QEMU 7.2 and 10.0. Used by `Reset.reason`, `Shutdown.reason`.
+pub enum ShutdownCause {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `host-error`: QEMU 7.2 and 10.0.
+HostError = "host-error",
+/// `host-qmp-quit`: QEMU 7.2 and 10.0.
+HostQmpQuit = "host-qmp-quit",
+/// `host-qmp-system-reset`: QEMU 7.2 and 10.0.
+HostQmpSystemReset = "host-qmp-system-reset",
+/// `host-signal`: QEMU 7.2 and 10.0.
+HostSignal = "host-signal",
+/// `host-ui`: QEMU 7.2 and 10.0.
+HostUi = "host-ui",
+/// `guest-shutdown`: QEMU 7.2 and 10.0.
+GuestShutdown = "guest-shutdown",
+/// `guest-reset`: QEMU 7.2 and 10.0.
+GuestReset = "guest-reset",
+/// `guest-panic`: QEMU 7.2 and 10.0.
+GuestPanic = "guest-panic",
+/// `subsystem-reset`: QEMU 7.2 and 10.0.
+SubsystemReset = "subsystem-reset",
+/// `snapshot-load`: QEMU 7.2 and 10.0.
+SnapshotLoad = "snapshot-load",
+}
+}
+
+/// QAPI type `SnapshotInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot-delete-internal-sync.ret`, `ImageInfo.snapshots`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `vm-state-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vm-state-size")]
+    pub vm_state_size: i64,
+    /// `date-sec`: QEMU 7.2 and 10.0.
+    #[serde(rename = "date-sec")]
+    pub date_sec: i64,
+    /// `date-nsec`: QEMU 7.2 and 10.0.
+    #[serde(rename = "date-nsec")]
+    pub date_nsec: i64,
+    /// `vm-clock-sec`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vm-clock-sec")]
+    pub vm_clock_sec: i64,
+    /// `vm-clock-nsec`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vm-clock-nsec")]
+    pub vm_clock_nsec: i64,
+    /// `icount`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icount: Option<i64>,
+}
+
+/// QAPI type `SocketAddress`.
+///
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.socket-address`, `NetdevStreamConnected.addr`, `BlockExportAddVhostUserBlk.addr`, `BlockdevOptionsGluster.server`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SocketAddress {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: SocketAddressBranch,
+}
+
+qapi_union! {
+/// The branches of [`SocketAddress`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum SocketAddressBranch: "type" {
+/// `type: inet`: QEMU 7.2 and 10.0.
+Inet = "inet" => BlockdevOptionsSshServer,
+/// `type: unix`: QEMU 7.2 and 10.0.
+Unix = "unix" => SocketAddressUnix,
+/// `type: vsock`: QEMU 7.2 and 10.0.
+Vsock = "vsock" => SocketAddressVsock,
+/// `type: fd`: QEMU 7.2 and 10.0.
+Fd = "fd" => FdSocketAddress,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `SocketAddress.type=unix`.
+///
+/// QEMU 7.2 and 10.0. Used by `SocketAddress.type=unix`, `NbdServerStartAddrUnix.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SocketAddressUnix {
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+    /// `abstract`: QEMU 7.2 and 10.0.
+    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
+    pub abstract_: Option<bool>,
+    /// `tight`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tight: Option<bool>,
+}
+
+/// A type the schema leaves unnamed, reached as `SocketAddress.type=vsock`.
+///
+/// QEMU 7.2 and 10.0. Used by `SocketAddress.type=vsock`, `NbdServerStartAddrVsock.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SocketAddressVsock {
+    /// `cid`: QEMU 7.2 and 10.0.
+    pub cid: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+}
+
 /// A type the schema leaves unnamed, reached as `SpiceConnected.server`.
 ///
 /// QEMU 7.2 and 10.0. Used by `SpiceConnected.server`, `SpiceConnected.client`, `SpiceDisconnected.server`, `SpiceDisconnected.client`.
@@ -13103,7 +12502,81 @@ pub struct SpiceConnectedServer {
     /// `port`: QEMU 7.2 and 10.0.
     pub port: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
+    pub family: VncInfoFamily,
+}
+
+/// QAPI type `SpiceInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-spice.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SpiceInfo {
+    /// `enabled`: QEMU 7.2 and 10.0.
+    pub enabled: bool,
+    /// `migrated`: QEMU 7.2 and 10.0.
+    pub migrated: bool,
+    /// `host`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `port`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// `tls-port`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tls-port", default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<i64>,
+    /// `auth`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// `compiled-version`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "compiled-version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub compiled_version: Option<String>,
+    /// `mouse-mode`: QEMU 7.2 and 10.0.
+    #[serde(rename = "mouse-mode")]
+    pub mouse_mode: SpiceInfoMouseMode,
+    /// `channels`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<SpiceInfoChannels>>,
+}
+
+/// A type the schema leaves unnamed, reached as `SpiceInfo.channels`.
+///
+/// QEMU 7.2 and 10.0. Used by `SpiceInfo.channels`, `SpiceInitialized.client`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SpiceInfoChannels {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+    /// `family`: QEMU 7.2 and 10.0.
+    pub family: VncInfoFamily,
+    /// `connection-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "connection-id")]
+    pub connection_id: i64,
+    /// `channel-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "channel-type")]
+    pub channel_type: i64,
+    /// `channel-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "channel-id")]
+    pub channel_id: i64,
+    /// `tls`: QEMU 7.2 and 10.0.
+    pub tls: bool,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `SpiceInfo.mouse-mode`.
+///
+/// QEMU 7.2 and 10.0. Used by `SpiceInfo.mouse-mode`.
+pub enum SpiceInfoMouseMode {
+/// `client`: QEMU 7.2 and 10.0.
+Client = "client",
+/// `server`: QEMU 7.2 and 10.0.
+Server = "server",
+/// `unknown`: QEMU 7.2 and 10.0.
+Unknown = "unknown",
+}
 }
 
 /// A type the schema leaves unnamed, reached as `SpiceInitialized.server`.
@@ -13116,10 +12589,139 @@ pub struct SpiceInitializedServer {
     /// `port`: QEMU 7.2 and 10.0.
     pub port: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
+    pub family: VncInfoFamily,
     /// `auth`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+}
+
+/// QAPI type `StatsResult`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-stats.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsResult {
+    /// `provider`: QEMU 7.2 and 10.0.
+    pub provider: StatsResultProvider,
+    /// `qom-path`: QEMU 7.2 and 10.0.
+    #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
+    pub qom_path: Option<String>,
+    /// `stats`: QEMU 7.2 and 10.0.
+    pub stats: Vec<StatsResultStats>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `StatsResult.provider`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsResult.provider`, `QueryStatsSchemas.provider`, `StatsSchema.provider`, `QueryStatsProviders.provider`.
+pub enum StatsResultProvider {
+/// `kvm`: QEMU 7.2 and 10.0.
+Kvm = "kvm",
+/// `cryptodev`: QEMU 10.0 only.
+Cryptodev = "cryptodev",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `StatsResult.stats`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsResult.stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsResultStats {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `value`: QEMU 7.2 and 10.0.
+    pub value: StatsResultStatsValue,
+}
+
+/// A type the schema leaves unnamed, reached as `StatsResultStats.value`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsResultStats.value`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum StatsResultStatsValue {
+    /// QEMU 7.2 and 10.0.
+    Bool(bool),
+    /// QEMU 7.2 and 10.0.
+    Int(i64),
+    /// QEMU 7.2 and 10.0.
+    Array(Vec<i64>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+/// QAPI type `StatsSchema`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-stats-schemas.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsSchema {
+    /// `provider`: QEMU 7.2 and 10.0.
+    pub provider: StatsResultProvider,
+    /// `target`: QEMU 7.2 and 10.0.
+    pub target: QueryStatsTarget,
+    /// `stats`: QEMU 7.2 and 10.0.
+    pub stats: Vec<StatsSchemaStats>,
+}
+
+/// A type the schema leaves unnamed, reached as `StatsSchema.stats`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsSchema.stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsSchemaStats {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: StatsSchemaStatsType,
+    /// `unit`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<StatsSchemaStatsUnit>,
+    /// `base`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<i64>,
+    /// `exponent`: QEMU 7.2 and 10.0.
+    pub exponent: i64,
+    /// `bucket-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bucket-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bucket_size: Option<i64>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `StatsSchemaStats.type`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsSchemaStats.type`.
+pub enum StatsSchemaStatsType {
+/// `cumulative`: QEMU 7.2 and 10.0.
+Cumulative = "cumulative",
+/// `instant`: QEMU 7.2 and 10.0.
+Instant = "instant",
+/// `peak`: QEMU 7.2 and 10.0.
+Peak = "peak",
+/// `linear-histogram`: QEMU 7.2 and 10.0.
+LinearHistogram = "linear-histogram",
+/// `log2-histogram`: QEMU 7.2 and 10.0.
+Log2Histogram = "log2-histogram",
+}
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `StatsSchemaStats.unit`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsSchemaStats.unit`.
+pub enum StatsSchemaStatsUnit {
+/// `bytes`: QEMU 7.2 and 10.0.
+Bytes = "bytes",
+/// `seconds`: QEMU 7.2 and 10.0.
+Seconds = "seconds",
+/// `cycles`: QEMU 7.2 and 10.0.
+Cycles = "cycles",
+/// `boolean`: QEMU 7.2 and 10.0.
+Boolean = "boolean",
+}
 }
 
 /// QAPI type `StatusInfo`.
@@ -13136,25 +12738,210 @@ pub struct StatusInfo {
     pub status: RunState,
 }
 
-/// A type the schema leaves unnamed, reached as `trace-event-get-state.ret`.
+qapi_enum! {
+/// QAPI type `SysEmuTarget`.
+///
+/// QEMU 7.2 and 10.0. Used by `CpuInfoFast.target`, `TargetInfo.arch`.
+pub enum SysEmuTarget {
+/// `aarch64`: QEMU 7.2 and 10.0.
+Aarch64 = "aarch64",
+/// `alpha`: QEMU 7.2 and 10.0.
+Alpha = "alpha",
+/// `arm`: QEMU 7.2 and 10.0.
+Arm = "arm",
+/// `avr`: QEMU 7.2 and 10.0.
+Avr = "avr",
+/// `cris`: QEMU 7.2 only.
+Cris = "cris",
+/// `hppa`: QEMU 7.2 and 10.0.
+Hppa = "hppa",
+/// `i386`: QEMU 7.2 and 10.0.
+I386 = "i386",
+/// `loongarch64`: QEMU 7.2 and 10.0.
+Loongarch64 = "loongarch64",
+/// `m68k`: QEMU 7.2 and 10.0.
+M68k = "m68k",
+/// `microblaze`: QEMU 7.2 and 10.0.
+Microblaze = "microblaze",
+/// `microblazeel`: QEMU 7.2 and 10.0.
+Microblazeel = "microblazeel",
+/// `mips`: QEMU 7.2 and 10.0.
+Mips = "mips",
+/// `mips64`: QEMU 7.2 and 10.0.
+Mips64 = "mips64",
+/// `mips64el`: QEMU 7.2 and 10.0.
+Mips64el = "mips64el",
+/// `mipsel`: QEMU 7.2 and 10.0.
+Mipsel = "mipsel",
+/// `nios2`: QEMU 7.2 only.
+Nios2 = "nios2",
+/// `or1k`: QEMU 7.2 and 10.0.
+Or1k = "or1k",
+/// `ppc`: QEMU 7.2 and 10.0.
+Ppc = "ppc",
+/// `ppc64`: QEMU 7.2 and 10.0.
+Ppc64 = "ppc64",
+/// `riscv32`: QEMU 7.2 and 10.0.
+Riscv32 = "riscv32",
+/// `riscv64`: QEMU 7.2 and 10.0.
+Riscv64 = "riscv64",
+/// `rx`: QEMU 7.2 and 10.0.
+Rx = "rx",
+/// `s390x`: QEMU 7.2 and 10.0.
+S390x = "s390x",
+/// `sh4`: QEMU 7.2 and 10.0.
+Sh4 = "sh4",
+/// `sh4eb`: QEMU 7.2 and 10.0.
+Sh4eb = "sh4eb",
+/// `sparc`: QEMU 7.2 and 10.0.
+Sparc = "sparc",
+/// `sparc64`: QEMU 7.2 and 10.0.
+Sparc64 = "sparc64",
+/// `tricore`: QEMU 7.2 and 10.0.
+Tricore = "tricore",
+/// `x86_64`: QEMU 7.2 and 10.0.
+X86_64 = "x86_64",
+/// `xtensa`: QEMU 7.2 and 10.0.
+Xtensa = "xtensa",
+/// `xtensaeb`: QEMU 7.2 and 10.0.
+Xtensaeb = "xtensaeb",
+}
+}
+
+/// QAPI type `TPMInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-tpm.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `model`: QEMU 7.2 and 10.0.
+    pub model: TpmModel,
+    /// `options`: QEMU 7.2 and 10.0.
+    pub options: TPMInfoOptions,
+}
+
+/// A type the schema leaves unnamed, reached as `TPMInfo.options`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMInfo.options`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMInfoOptions {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: TPMInfoOptionsBranch,
+}
+
+qapi_union! {
+/// The branches of [`TPMInfoOptions`], chosen by its member `type`.
+///
+/// QEMU 7.2 and 10.0.
+pub enum TPMInfoOptionsBranch: "type" {
+/// `type: passthrough`: QEMU 7.2 and 10.0.
+Passthrough = "passthrough" => TPMInfoOptionsPassthrough,
+/// `type: emulator`: QEMU 7.2 and 10.0.
+Emulator = "emulator" => TPMInfoOptionsEmulator,
+} {
+}
+}
+
+/// A type the schema leaves unnamed, reached as `TPMInfoOptions.type=emulator`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMInfoOptions.type=emulator`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMInfoOptionsEmulator {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: TPMInfoOptionsEmulatorData,
+}
+
+/// A type the schema leaves unnamed, reached as `TPMInfoOptionsEmulator.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMInfoOptionsEmulator.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMInfoOptionsEmulatorData {
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+}
+
+/// A type the schema leaves unnamed, reached as `TPMInfoOptions.type=passthrough`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMInfoOptions.type=passthrough`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMInfoOptionsPassthrough {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: TPMInfoOptionsPassthroughData,
+}
+
+/// A type the schema leaves unnamed, reached as `TPMInfoOptionsPassthrough.data`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMInfoOptionsPassthrough.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMInfoOptionsPassthroughData {
+    /// `path`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `cancel-path`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cancel-path",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cancel_path: Option<String>,
+}
+
+/// QAPI type `TargetInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-target.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TargetInfo {
+    /// `arch`: QEMU 7.2 and 10.0.
+    pub arch: SysEmuTarget,
+}
+
+qapi_enum! {
+/// QAPI type `TpmModel`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-tpm-models.ret`, `TPMInfo.model`.
+pub enum TpmModel {
+/// `tpm-tis`: QEMU 7.2 and 10.0.
+TpmTis = "tpm-tis",
+/// `tpm-crb`: QEMU 7.2 and 10.0.
+TpmCrb = "tpm-crb",
+/// `tpm-spapr`: QEMU 7.2 and 10.0.
+TpmSpapr = "tpm-spapr",
+}
+}
+
+qapi_enum! {
+/// QAPI type `TpmType`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-tpm-types.ret`, `TPMInfoOptions.type`.
+pub enum TpmType {
+/// `passthrough`: QEMU 7.2 and 10.0.
+Passthrough = "passthrough",
+/// `emulator`: QEMU 7.2 and 10.0.
+Emulator = "emulator",
+}
+}
+
+/// QAPI type `TraceEventInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `trace-event-get-state.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TraceEventGetStateReturn {
+pub struct TraceEventInfo {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `state`: QEMU 7.2 and 10.0.
-    pub state: TraceEventGetStateReturnState,
+    pub state: TraceEventInfoState,
     /// `vcpu`: QEMU 7.2 only; required where present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpu: Option<bool>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `TraceEventGetStateReturn.state`.
+/// A type the schema leaves unnamed, reached as `TraceEventInfo.state`.
 ///
-/// QEMU 7.2 and 10.0. Used by `TraceEventGetStateReturn.state`.
-pub enum TraceEventGetStateReturnState {
+/// QEMU 7.2 and 10.0. Used by `TraceEventInfo.state`.
+pub enum TraceEventInfoState {
 /// `unavailable`: QEMU 7.2 and 10.0.
 Unavailable = "unavailable",
 /// `disabled`: QEMU 7.2 and 10.0.
@@ -13346,6 +13133,40 @@ Grouped = "grouped",
 }
 }
 
+/// QAPI type `UuidInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-uuid.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UuidInfo {
+    /// `UUID`: QEMU 7.2 and 10.0.
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+}
+
+/// QAPI type `VersionInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-version.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionInfo {
+    /// `qemu`: QEMU 7.2 and 10.0.
+    pub qemu: VersionTriple,
+    /// `package`: QEMU 7.2 and 10.0.
+    pub package: String,
+}
+
+/// QAPI type `VersionTriple`.
+///
+/// QEMU 7.2 and 10.0. Used by `VersionInfo.qemu`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionTriple {
+    /// `major`: QEMU 7.2 and 10.0.
+    pub major: i64,
+    /// `minor`: QEMU 7.2 and 10.0.
+    pub minor: i64,
+    /// `micro`: QEMU 7.2 and 10.0.
+    pub micro: i64,
+}
+
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `VfioMigration.device-state`.
 ///
@@ -13368,6 +13189,325 @@ PreCopyP2p = "pre-copy-p2p",
 }
 }
 
+/// QAPI type `VirtQueueStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-query-virtio-queue-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtQueueStatus {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `queue-index`: QEMU 7.2 and 10.0.
+    #[serde(rename = "queue-index")]
+    pub queue_index: i64,
+    /// `inuse`: QEMU 7.2 and 10.0.
+    pub inuse: i64,
+    /// `vring-num`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vring-num")]
+    pub vring_num: i64,
+    /// `vring-num-default`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vring-num-default")]
+    pub vring_num_default: i64,
+    /// `vring-align`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vring-align")]
+    pub vring_align: i64,
+    /// `vring-desc`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vring-desc")]
+    pub vring_desc: i64,
+    /// `vring-avail`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vring-avail")]
+    pub vring_avail: i64,
+    /// `vring-used`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vring-used")]
+    pub vring_used: i64,
+    /// `last-avail-idx`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "last-avail-idx",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_avail_idx: Option<i64>,
+    /// `shadow-avail-idx`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "shadow-avail-idx",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shadow_avail_idx: Option<i64>,
+    /// `used-idx`: QEMU 7.2 and 10.0.
+    #[serde(rename = "used-idx")]
+    pub used_idx: i64,
+    /// `signalled-used`: QEMU 7.2 and 10.0.
+    #[serde(rename = "signalled-used")]
+    pub signalled_used: i64,
+    /// `signalled-used-valid`: QEMU 7.2 and 10.0.
+    #[serde(rename = "signalled-used-valid")]
+    pub signalled_used_valid: bool,
+}
+
+/// QAPI type `VirtVhostQueueStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-query-virtio-vhost-queue-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtVhostQueueStatus {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `kick`: QEMU 7.2 and 10.0.
+    pub kick: i64,
+    /// `call`: QEMU 7.2 and 10.0.
+    pub call: i64,
+    /// `desc`: QEMU 7.2 and 10.0.
+    pub desc: i64,
+    /// `avail`: QEMU 7.2 and 10.0.
+    pub avail: i64,
+    /// `used`: QEMU 7.2 and 10.0.
+    pub used: i64,
+    /// `num`: QEMU 7.2 and 10.0.
+    pub num: i64,
+    /// `desc-phys`: QEMU 7.2 and 10.0.
+    #[serde(rename = "desc-phys")]
+    pub desc_phys: i64,
+    /// `desc-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "desc-size")]
+    pub desc_size: i64,
+    /// `avail-phys`: QEMU 7.2 and 10.0.
+    #[serde(rename = "avail-phys")]
+    pub avail_phys: i64,
+    /// `avail-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "avail-size")]
+    pub avail_size: i64,
+    /// `used-phys`: QEMU 7.2 and 10.0.
+    #[serde(rename = "used-phys")]
+    pub used_phys: i64,
+    /// `used-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "used-size")]
+    pub used_size: i64,
+}
+
+/// QAPI type `VirtioInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-query-virtio.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioInfo {
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+}
+
+/// QAPI type `VirtioQueueElement`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-query-virtio-queue-element.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioQueueElement {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `index`: QEMU 7.2 and 10.0.
+    pub index: i64,
+    /// `descs`: QEMU 7.2 and 10.0.
+    pub descs: Vec<VirtioQueueElementDescs>,
+    /// `avail`: QEMU 7.2 and 10.0.
+    pub avail: VirtioQueueElementAvail,
+    /// `used`: QEMU 7.2 and 10.0.
+    pub used: VirtioQueueElementUsed,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioQueueElement.avail`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioQueueElement.avail`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioQueueElementAvail {
+    /// `flags`: QEMU 7.2 and 10.0.
+    pub flags: i64,
+    /// `idx`: QEMU 7.2 and 10.0.
+    pub idx: i64,
+    /// `ring`: QEMU 7.2 and 10.0.
+    pub ring: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioQueueElement.descs`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioQueueElement.descs`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioQueueElementDescs {
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: i64,
+    /// `len`: QEMU 7.2 and 10.0.
+    pub len: i64,
+    /// `flags`: QEMU 7.2 and 10.0.
+    pub flags: Vec<String>,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioQueueElement.used`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioQueueElement.used`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioQueueElementUsed {
+    /// `flags`: QEMU 7.2 and 10.0.
+    pub flags: i64,
+    /// `idx`: QEMU 7.2 and 10.0.
+    pub idx: i64,
+}
+
+/// QAPI type `VirtioStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-query-virtio-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioStatus {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `device-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "device-id")]
+    pub device_id: i64,
+    /// `vhost-started`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vhost-started")]
+    pub vhost_started: bool,
+    /// `device-endian`: QEMU 7.2 and 10.0.
+    #[serde(rename = "device-endian")]
+    pub device_endian: String,
+    /// `guest-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "guest-features")]
+    pub guest_features: VirtioStatusGuestFeatures,
+    /// `host-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "host-features")]
+    pub host_features: VirtioStatusGuestFeatures,
+    /// `backend-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "backend-features")]
+    pub backend_features: VirtioStatusGuestFeatures,
+    /// `num-vqs`: QEMU 7.2 and 10.0.
+    #[serde(rename = "num-vqs")]
+    pub num_vqs: i64,
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: VirtioStatusStatus,
+    /// `isr`: QEMU 7.2 and 10.0.
+    pub isr: i64,
+    /// `queue-sel`: QEMU 7.2 and 10.0.
+    #[serde(rename = "queue-sel")]
+    pub queue_sel: i64,
+    /// `vm-running`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vm-running")]
+    pub vm_running: bool,
+    /// `broken`: QEMU 7.2 and 10.0.
+    pub broken: bool,
+    /// `disabled`: QEMU 7.2 and 10.0.
+    pub disabled: bool,
+    /// `use-started`: QEMU 7.2 and 10.0.
+    #[serde(rename = "use-started")]
+    pub use_started: bool,
+    /// `started`: QEMU 7.2 and 10.0.
+    pub started: bool,
+    /// `start-on-kick`: QEMU 7.2 and 10.0.
+    #[serde(rename = "start-on-kick")]
+    pub start_on_kick: bool,
+    /// `disable-legacy-check`: QEMU 7.2 and 10.0.
+    #[serde(rename = "disable-legacy-check")]
+    pub disable_legacy_check: bool,
+    /// `bus-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bus-name")]
+    pub bus_name: String,
+    /// `use-guest-notifier-mask`: QEMU 7.2 and 10.0.
+    #[serde(rename = "use-guest-notifier-mask")]
+    pub use_guest_notifier_mask: bool,
+    /// `vhost-dev`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vhost-dev", default, skip_serializing_if = "Option::is_none")]
+    pub vhost_dev: Option<VirtioStatusVhostDev>,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioStatus.guest-features`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatus.guest-features`, `VirtioStatus.host-features`, `VirtioStatus.backend-features`, `VirtioStatusVhostDev.features`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioStatusGuestFeatures {
+    /// `transports`: QEMU 7.2 and 10.0.
+    pub transports: Vec<String>,
+    /// `dev-features`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dev-features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dev_features: Option<Vec<String>>,
+    /// `unknown-dev-features`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unknown-dev-features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unknown_dev_features: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioStatus.status`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatus.status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioStatusStatus {
+    /// `statuses`: QEMU 7.2 and 10.0.
+    pub statuses: Vec<String>,
+    /// `unknown-statuses`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unknown-statuses",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unknown_statuses: Option<i64>,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioStatus.vhost-dev`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatus.vhost-dev`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioStatusVhostDev {
+    /// `n-mem-sections`: QEMU 7.2 and 10.0.
+    #[serde(rename = "n-mem-sections")]
+    pub n_mem_sections: i64,
+    /// `n-tmp-sections`: QEMU 7.2 and 10.0.
+    #[serde(rename = "n-tmp-sections")]
+    pub n_tmp_sections: i64,
+    /// `nvqs`: QEMU 7.2 and 10.0.
+    pub nvqs: i64,
+    /// `vq-index`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vq-index")]
+    pub vq_index: i64,
+    /// `features`: QEMU 7.2 and 10.0.
+    pub features: VirtioStatusGuestFeatures,
+    /// `acked-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "acked-features")]
+    pub acked_features: VirtioStatusGuestFeatures,
+    /// `backend-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "backend-features")]
+    pub backend_features: VirtioStatusGuestFeatures,
+    /// `protocol-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "protocol-features")]
+    pub protocol_features: VirtioStatusVhostDevProtocolFeatures,
+    /// `max-queues`: QEMU 7.2 and 10.0.
+    #[serde(rename = "max-queues")]
+    pub max_queues: i64,
+    /// `backend-cap`: QEMU 7.2 and 10.0.
+    #[serde(rename = "backend-cap")]
+    pub backend_cap: i64,
+    /// `log-enabled`: QEMU 7.2 and 10.0.
+    #[serde(rename = "log-enabled")]
+    pub log_enabled: bool,
+    /// `log-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "log-size")]
+    pub log_size: i64,
+}
+
+/// A type the schema leaves unnamed, reached as `VirtioStatusVhostDev.protocol-features`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatusVhostDev.protocol-features`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioStatusVhostDevProtocolFeatures {
+    /// `protocols`: QEMU 7.2 and 10.0.
+    pub protocols: Vec<String>,
+    /// `unknown-protocols`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unknown-protocols",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unknown_protocols: Option<i64>,
+}
+
 /// A type the schema leaves unnamed, reached as `VncConnected.client`.
 ///
 /// QEMU 7.2 and 10.0. Used by `VncConnected.client`.
@@ -13378,7 +13518,7 @@ pub struct VncConnectedClient {
     /// `service`: QEMU 7.2 and 10.0.
     pub service: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
+    pub family: VncInfoFamily,
     /// `websocket`: QEMU 7.2 and 10.0.
     pub websocket: bool,
 }
@@ -13393,12 +13533,168 @@ pub struct VncConnectedServer {
     /// `service`: QEMU 7.2 and 10.0.
     pub service: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: QueryVncReturnFamily,
+    pub family: VncInfoFamily,
     /// `websocket`: QEMU 7.2 and 10.0.
     pub websocket: bool,
     /// `auth`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+}
+
+/// QAPI type `VncInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-vnc.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VncInfo {
+    /// `enabled`: QEMU 7.2 and 10.0.
+    pub enabled: bool,
+    /// `host`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `family`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<VncInfoFamily>,
+    /// `service`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// `auth`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// `clients`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<VncInfoClients>>,
+}
+
+/// QAPI type `VncInfo2`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-vnc-servers.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VncInfo2 {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `server`: QEMU 7.2 and 10.0.
+    pub server: Vec<VncInfo2Server>,
+    /// `clients`: QEMU 7.2 and 10.0.
+    pub clients: Vec<VncInfoClients>,
+    /// `auth`: QEMU 7.2 and 10.0.
+    pub auth: VncInfo2Auth,
+    /// `vencrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vencrypt: Option<VncInfo2Vencrypt>,
+    /// `display`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `VncInfo2.auth`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo2.auth`, `VncInfo2Server.auth`.
+pub enum VncInfo2Auth {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `vnc`: QEMU 7.2 and 10.0.
+Vnc = "vnc",
+/// `ra2`: QEMU 7.2 and 10.0.
+Ra2 = "ra2",
+/// `ra2ne`: QEMU 7.2 and 10.0.
+Ra2ne = "ra2ne",
+/// `tight`: QEMU 7.2 and 10.0.
+Tight = "tight",
+/// `ultra`: QEMU 7.2 and 10.0.
+Ultra = "ultra",
+/// `tls`: QEMU 7.2 and 10.0.
+Tls = "tls",
+/// `vencrypt`: QEMU 7.2 and 10.0.
+Vencrypt = "vencrypt",
+/// `sasl`: QEMU 7.2 and 10.0.
+Sasl = "sasl",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `VncInfo2.server`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo2.server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VncInfo2Server {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `service`: QEMU 7.2 and 10.0.
+    pub service: String,
+    /// `family`: QEMU 7.2 and 10.0.
+    pub family: VncInfoFamily,
+    /// `websocket`: QEMU 7.2 and 10.0.
+    pub websocket: bool,
+    /// `auth`: QEMU 7.2 and 10.0.
+    pub auth: VncInfo2Auth,
+    /// `vencrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vencrypt: Option<VncInfo2Vencrypt>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `VncInfo2.vencrypt`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo2.vencrypt`, `VncInfo2Server.vencrypt`.
+pub enum VncInfo2Vencrypt {
+/// `plain`: QEMU 7.2 and 10.0.
+Plain = "plain",
+/// `tls-none`: QEMU 7.2 and 10.0.
+TlsNone = "tls-none",
+/// `x509-none`: QEMU 7.2 and 10.0.
+X509None = "x509-none",
+/// `tls-vnc`: QEMU 7.2 and 10.0.
+TlsVnc = "tls-vnc",
+/// `x509-vnc`: QEMU 7.2 and 10.0.
+X509Vnc = "x509-vnc",
+/// `tls-plain`: QEMU 7.2 and 10.0.
+TlsPlain = "tls-plain",
+/// `x509-plain`: QEMU 7.2 and 10.0.
+X509Plain = "x509-plain",
+/// `tls-sasl`: QEMU 7.2 and 10.0.
+TlsSasl = "tls-sasl",
+/// `x509-sasl`: QEMU 7.2 and 10.0.
+X509Sasl = "x509-sasl",
+}
+}
+
+/// A type the schema leaves unnamed, reached as `VncInfo.clients`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo.clients`, `VncInfo2.clients`, `VncDisconnected.client`, `VncInitialized.client`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VncInfoClients {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `service`: QEMU 7.2 and 10.0.
+    pub service: String,
+    /// `family`: QEMU 7.2 and 10.0.
+    pub family: VncInfoFamily,
+    /// `websocket`: QEMU 7.2 and 10.0.
+    pub websocket: bool,
+    /// `x509_dname`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509_dname: Option<String>,
+    /// `sasl_username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_username: Option<String>,
+}
+
+qapi_enum! {
+/// A type the schema leaves unnamed, reached as `VncInfo.family`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo.family`, `SpiceInfoChannels.family`, `VncInfoClients.family`, `VncInfo2Server.family`, ....
+pub enum VncInfoFamily {
+/// `ipv4`: QEMU 7.2 and 10.0.
+Ipv4 = "ipv4",
+/// `ipv6`: QEMU 7.2 and 10.0.
+Ipv6 = "ipv6",
+/// `unix`: QEMU 7.2 and 10.0.
+Unix = "unix",
+/// `vsock`: QEMU 7.2 and 10.0.
+Vsock = "vsock",
+/// `unknown`: QEMU 7.2 and 10.0.
+Unknown = "unknown",
+}
 }
 
 /// A type the schema leaves unnamed, reached as `XBlockdevAmend.options`.
@@ -13613,31 +13909,22 @@ pub struct XBlockdevAmendOptionsQcow2EncryptLuks {
     pub secret: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `x-debug-block-dirty-bitmap-sha256.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `x-debug-block-dirty-bitmap-sha256.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XDebugBlockDirtyBitmapSha256Return {
-    /// `sha256`: QEMU 7.2 and 10.0.
-    pub sha256: String,
-}
-
-/// A type the schema leaves unnamed, reached as `x-debug-query-block-graph.ret`.
+/// QAPI type `XDbgBlockGraph`.
 ///
 /// QEMU 7.2 and 10.0. Used by `x-debug-query-block-graph.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XDebugQueryBlockGraphReturn {
+pub struct XDbgBlockGraph {
     /// `nodes`: QEMU 7.2 and 10.0.
-    pub nodes: Vec<XDebugQueryBlockGraphReturnNodes>,
+    pub nodes: Vec<XDbgBlockGraphNodes>,
     /// `edges`: QEMU 7.2 and 10.0.
-    pub edges: Vec<XDebugQueryBlockGraphReturnEdges>,
+    pub edges: Vec<XDbgBlockGraphEdges>,
 }
 
-/// A type the schema leaves unnamed, reached as `XDebugQueryBlockGraphReturn.edges`.
+/// A type the schema leaves unnamed, reached as `XDbgBlockGraph.edges`.
 ///
-/// QEMU 7.2 and 10.0. Used by `XDebugQueryBlockGraphReturn.edges`.
+/// QEMU 7.2 and 10.0. Used by `XDbgBlockGraph.edges`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XDebugQueryBlockGraphReturnEdges {
+pub struct XDbgBlockGraphEdges {
     /// `parent`: QEMU 7.2 and 10.0.
     pub parent: i64,
     /// `child`: QEMU 7.2 and 10.0.
@@ -13645,31 +13932,31 @@ pub struct XDebugQueryBlockGraphReturnEdges {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `perm`: QEMU 7.2 and 10.0.
-    pub perm: Vec<BlockdevAddBlkdebugTakeChildPerms>,
+    pub perm: Vec<BlockdevOptionsBlkdebugTakeChildPerms>,
     /// `shared-perm`: QEMU 7.2 and 10.0.
     #[serde(rename = "shared-perm")]
-    pub shared_perm: Vec<BlockdevAddBlkdebugTakeChildPerms>,
+    pub shared_perm: Vec<BlockdevOptionsBlkdebugTakeChildPerms>,
 }
 
-/// A type the schema leaves unnamed, reached as `XDebugQueryBlockGraphReturn.nodes`.
+/// A type the schema leaves unnamed, reached as `XDbgBlockGraph.nodes`.
 ///
-/// QEMU 7.2 and 10.0. Used by `XDebugQueryBlockGraphReturn.nodes`.
+/// QEMU 7.2 and 10.0. Used by `XDbgBlockGraph.nodes`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XDebugQueryBlockGraphReturnNodes {
+pub struct XDbgBlockGraphNodes {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: i64,
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type")]
-    pub type_: XDebugQueryBlockGraphReturnNodesType,
+    pub type_: XDbgBlockGraphNodesType,
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `XDebugQueryBlockGraphReturnNodes.type`.
+/// A type the schema leaves unnamed, reached as `XDbgBlockGraphNodes.type`.
 ///
-/// QEMU 7.2 and 10.0. Used by `XDebugQueryBlockGraphReturnNodes.type`.
-pub enum XDebugQueryBlockGraphReturnNodesType {
+/// QEMU 7.2 and 10.0. Used by `XDbgBlockGraphNodes.type`.
+pub enum XDbgBlockGraphNodesType {
 /// `block-backend`: QEMU 7.2 and 10.0.
 BlockBackend = "block-backend",
 /// `block-job`: QEMU 7.2 and 10.0.
@@ -13679,384 +13966,60 @@ BlockDriver = "block-driver",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `x-query-interrupt-controllers.ret`.
+/// QAPI type `YankInstance`.
 ///
-/// QEMU 10.0 only. Used by `x-query-interrupt-controllers.ret`, `x-query-irq.ret`, `x-query-jit.ret`, `x-query-numa.ret`, ....
+/// QEMU 7.2 and 10.0. Used by `query-yank.ret`, `Yank.instances`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryInterruptControllersReturn {
-    /// `human-readable-text`: QEMU 10.0 only.
-    #[serde(rename = "human-readable-text")]
-    pub human_readable_text: String,
+pub struct YankInstance {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: YankInstanceBranch,
 }
 
-/// A type the schema leaves unnamed, reached as `x-query-irq.ret`.
+qapi_union! {
+/// The branches of [`YankInstance`], chosen by its member `type`.
 ///
-/// QEMU 7.2 only. Used by `x-query-irq.ret`, `x-query-jit.ret`, `x-query-numa.ret`, `x-query-opcount.ret`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryIrqReturn {
-    /// `human-readable-text`: QEMU 7.2 only.
-    #[serde(rename = "human-readable-text")]
-    pub human_readable_text: String,
+/// QEMU 7.2 and 10.0.
+pub enum YankInstanceBranch: "type" {
+/// `type: block-node`: QEMU 7.2 and 10.0.
+BlockNode = "block-node" => YankInstanceBlockNode,
+/// `type: chardev`: QEMU 7.2 and 10.0.
+Chardev = "chardev" => YankInstanceChardev,
+} {
+/// `type: migration`, with no more members: QEMU 7.2 and 10.0.
+Migration = "migration",
+}
 }
 
-/// A type the schema leaves unnamed, reached as `x-query-virtio-queue-element.ret`.
+/// A type the schema leaves unnamed, reached as `YankInstance.type=block-node`.
 ///
-/// QEMU 7.2 and 10.0. Used by `x-query-virtio-queue-element.ret`.
+/// QEMU 7.2 and 10.0. Used by `YankInstance.type=block-node`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioQueueElementReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `index`: QEMU 7.2 and 10.0.
-    pub index: i64,
-    /// `descs`: QEMU 7.2 and 10.0.
-    pub descs: Vec<XQueryVirtioQueueElementReturnDescs>,
-    /// `avail`: QEMU 7.2 and 10.0.
-    pub avail: XQueryVirtioQueueElementReturnAvail,
-    /// `used`: QEMU 7.2 and 10.0.
-    pub used: XQueryVirtioQueueElementReturnUsed,
+pub struct YankInstanceBlockNode {
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name")]
+    pub node_name: String,
 }
 
-/// A type the schema leaves unnamed, reached as `XQueryVirtioQueueElementReturn.avail`.
+/// A type the schema leaves unnamed, reached as `YankInstance.type=chardev`.
 ///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioQueueElementReturn.avail`.
+/// QEMU 7.2 and 10.0. Used by `YankInstance.type=chardev`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioQueueElementReturnAvail {
-    /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: i64,
-    /// `idx`: QEMU 7.2 and 10.0.
-    pub idx: i64,
-    /// `ring`: QEMU 7.2 and 10.0.
-    pub ring: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `XQueryVirtioQueueElementReturn.descs`.
-///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioQueueElementReturn.descs`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioQueueElementReturnDescs {
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: i64,
-    /// `len`: QEMU 7.2 and 10.0.
-    pub len: i64,
-    /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: Vec<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `XQueryVirtioQueueElementReturn.used`.
-///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioQueueElementReturn.used`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioQueueElementReturnUsed {
-    /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: i64,
-    /// `idx`: QEMU 7.2 and 10.0.
-    pub idx: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `x-query-virtio-queue-status.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `x-query-virtio-queue-status.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioQueueStatusReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `queue-index`: QEMU 7.2 and 10.0.
-    #[serde(rename = "queue-index")]
-    pub queue_index: i64,
-    /// `inuse`: QEMU 7.2 and 10.0.
-    pub inuse: i64,
-    /// `vring-num`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vring-num")]
-    pub vring_num: i64,
-    /// `vring-num-default`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vring-num-default")]
-    pub vring_num_default: i64,
-    /// `vring-align`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vring-align")]
-    pub vring_align: i64,
-    /// `vring-desc`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vring-desc")]
-    pub vring_desc: i64,
-    /// `vring-avail`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vring-avail")]
-    pub vring_avail: i64,
-    /// `vring-used`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vring-used")]
-    pub vring_used: i64,
-    /// `last-avail-idx`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "last-avail-idx",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub last_avail_idx: Option<i64>,
-    /// `shadow-avail-idx`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "shadow-avail-idx",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub shadow_avail_idx: Option<i64>,
-    /// `used-idx`: QEMU 7.2 and 10.0.
-    #[serde(rename = "used-idx")]
-    pub used_idx: i64,
-    /// `signalled-used`: QEMU 7.2 and 10.0.
-    #[serde(rename = "signalled-used")]
-    pub signalled_used: i64,
-    /// `signalled-used-valid`: QEMU 7.2 and 10.0.
-    #[serde(rename = "signalled-used-valid")]
-    pub signalled_used_valid: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `x-query-virtio.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `x-query-virtio.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioReturn {
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-}
-
-/// A type the schema leaves unnamed, reached as `x-query-virtio-status.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `x-query-virtio-status.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioStatusReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `device-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "device-id")]
-    pub device_id: i64,
-    /// `vhost-started`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vhost-started")]
-    pub vhost_started: bool,
-    /// `device-endian`: QEMU 7.2 and 10.0.
-    #[serde(rename = "device-endian")]
-    pub device_endian: String,
-    /// `guest-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "guest-features")]
-    pub guest_features: XQueryVirtioStatusReturnGuestFeatures,
-    /// `host-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "host-features")]
-    pub host_features: XQueryVirtioStatusReturnGuestFeatures,
-    /// `backend-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "backend-features")]
-    pub backend_features: XQueryVirtioStatusReturnGuestFeatures,
-    /// `num-vqs`: QEMU 7.2 and 10.0.
-    #[serde(rename = "num-vqs")]
-    pub num_vqs: i64,
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: XQueryVirtioStatusReturnStatus,
-    /// `isr`: QEMU 7.2 and 10.0.
-    pub isr: i64,
-    /// `queue-sel`: QEMU 7.2 and 10.0.
-    #[serde(rename = "queue-sel")]
-    pub queue_sel: i64,
-    /// `vm-running`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vm-running")]
-    pub vm_running: bool,
-    /// `broken`: QEMU 7.2 and 10.0.
-    pub broken: bool,
-    /// `disabled`: QEMU 7.2 and 10.0.
-    pub disabled: bool,
-    /// `use-started`: QEMU 7.2 and 10.0.
-    #[serde(rename = "use-started")]
-    pub use_started: bool,
-    /// `started`: QEMU 7.2 and 10.0.
-    pub started: bool,
-    /// `start-on-kick`: QEMU 7.2 and 10.0.
-    #[serde(rename = "start-on-kick")]
-    pub start_on_kick: bool,
-    /// `disable-legacy-check`: QEMU 7.2 and 10.0.
-    #[serde(rename = "disable-legacy-check")]
-    pub disable_legacy_check: bool,
-    /// `bus-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bus-name")]
-    pub bus_name: String,
-    /// `use-guest-notifier-mask`: QEMU 7.2 and 10.0.
-    #[serde(rename = "use-guest-notifier-mask")]
-    pub use_guest_notifier_mask: bool,
-    /// `vhost-dev`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vhost-dev", default, skip_serializing_if = "Option::is_none")]
-    pub vhost_dev: Option<XQueryVirtioStatusReturnVhostDev>,
-}
-
-/// A type the schema leaves unnamed, reached as `XQueryVirtioStatusReturn.guest-features`.
-///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioStatusReturn.guest-features`, `XQueryVirtioStatusReturn.host-features`, `XQueryVirtioStatusReturn.backend-features`, `XQueryVirtioStatusReturnVhostDev.features`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioStatusReturnGuestFeatures {
-    /// `transports`: QEMU 7.2 and 10.0.
-    pub transports: Vec<String>,
-    /// `dev-features`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dev-features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dev_features: Option<Vec<String>>,
-    /// `unknown-dev-features`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unknown-dev-features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unknown_dev_features: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `XQueryVirtioStatusReturn.status`.
-///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioStatusReturn.status`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioStatusReturnStatus {
-    /// `statuses`: QEMU 7.2 and 10.0.
-    pub statuses: Vec<String>,
-    /// `unknown-statuses`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unknown-statuses",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unknown_statuses: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `XQueryVirtioStatusReturn.vhost-dev`.
-///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioStatusReturn.vhost-dev`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioStatusReturnVhostDev {
-    /// `n-mem-sections`: QEMU 7.2 and 10.0.
-    #[serde(rename = "n-mem-sections")]
-    pub n_mem_sections: i64,
-    /// `n-tmp-sections`: QEMU 7.2 and 10.0.
-    #[serde(rename = "n-tmp-sections")]
-    pub n_tmp_sections: i64,
-    /// `nvqs`: QEMU 7.2 and 10.0.
-    pub nvqs: i64,
-    /// `vq-index`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vq-index")]
-    pub vq_index: i64,
-    /// `features`: QEMU 7.2 and 10.0.
-    pub features: XQueryVirtioStatusReturnGuestFeatures,
-    /// `acked-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "acked-features")]
-    pub acked_features: XQueryVirtioStatusReturnGuestFeatures,
-    /// `backend-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "backend-features")]
-    pub backend_features: XQueryVirtioStatusReturnGuestFeatures,
-    /// `protocol-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "protocol-features")]
-    pub protocol_features: XQueryVirtioStatusReturnVhostDevProtocolFeatures,
-    /// `max-queues`: QEMU 7.2 and 10.0.
-    #[serde(rename = "max-queues")]
-    pub max_queues: i64,
-    /// `backend-cap`: QEMU 7.2 and 10.0.
-    #[serde(rename = "backend-cap")]
-    pub backend_cap: i64,
-    /// `log-enabled`: QEMU 7.2 and 10.0.
-    #[serde(rename = "log-enabled")]
-    pub log_enabled: bool,
-    /// `log-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "log-size")]
-    pub log_size: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `XQueryVirtioStatusReturnVhostDev.protocol-features`.
-///
-/// QEMU 7.2 and 10.0. Used by `XQueryVirtioStatusReturnVhostDev.protocol-features`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioStatusReturnVhostDevProtocolFeatures {
-    /// `protocols`: QEMU 7.2 and 10.0.
-    pub protocols: Vec<String>,
-    /// `unknown-protocols`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unknown-protocols",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unknown_protocols: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `x-query-virtio-vhost-queue-status.ret`.
-///
-/// QEMU 7.2 and 10.0. Used by `x-query-virtio-vhost-queue-status.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XQueryVirtioVhostQueueStatusReturn {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `kick`: QEMU 7.2 and 10.0.
-    pub kick: i64,
-    /// `call`: QEMU 7.2 and 10.0.
-    pub call: i64,
-    /// `desc`: QEMU 7.2 and 10.0.
-    pub desc: i64,
-    /// `avail`: QEMU 7.2 and 10.0.
-    pub avail: i64,
-    /// `used`: QEMU 7.2 and 10.0.
-    pub used: i64,
-    /// `num`: QEMU 7.2 and 10.0.
-    pub num: i64,
-    /// `desc-phys`: QEMU 7.2 and 10.0.
-    #[serde(rename = "desc-phys")]
-    pub desc_phys: i64,
-    /// `desc-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "desc-size")]
-    pub desc_size: i64,
-    /// `avail-phys`: QEMU 7.2 and 10.0.
-    #[serde(rename = "avail-phys")]
-    pub avail_phys: i64,
-    /// `avail-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "avail-size")]
-    pub avail_size: i64,
-    /// `used-phys`: QEMU 7.2 and 10.0.
-    #[serde(rename = "used-phys")]
-    pub used_phys: i64,
-    /// `used-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "used-size")]
-    pub used_size: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `xen-event-list.ret`.
-///
-/// QEMU 10.0 only. Used by `xen-event-list.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XenEventListReturn {
-    /// `port`: QEMU 10.0 only.
-    pub port: i64,
-    /// `vcpu`: QEMU 10.0 only.
-    pub vcpu: i64,
-    /// `type`: QEMU 10.0 only.
-    #[serde(rename = "type")]
-    pub type_: XenEventListReturnType,
-    /// `remote-domain`: QEMU 10.0 only.
-    #[serde(rename = "remote-domain")]
-    pub remote_domain: String,
-    /// `target`: QEMU 10.0 only.
-    pub target: i64,
-    /// `pending`: QEMU 10.0 only.
-    pub pending: bool,
-    /// `masked`: QEMU 10.0 only.
-    pub masked: bool,
+pub struct YankInstanceChardev {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `XenEventListReturn.type`.
+/// A type the schema leaves unnamed, reached as `YankInstance.type`.
 ///
-/// QEMU 10.0 only. Used by `XenEventListReturn.type`.
-pub enum XenEventListReturnType {
-/// `closed`: QEMU 10.0 only.
-Closed = "closed",
-/// `unbound`: QEMU 10.0 only.
-Unbound = "unbound",
-/// `interdomain`: QEMU 10.0 only.
-Interdomain = "interdomain",
-/// `pirq`: QEMU 10.0 only.
-Pirq = "pirq",
-/// `virq`: QEMU 10.0 only.
-Virq = "virq",
-/// `ipi`: QEMU 10.0 only.
-Ipi = "ipi",
+/// QEMU 7.2 and 10.0. Used by `YankInstance.type`.
+pub enum YankInstanceType {
+/// `block-node`: QEMU 7.2 and 10.0.
+BlockNode = "block-node",
+/// `chardev`: QEMU 7.2 and 10.0.
+Chardev = "chardev",
+/// `migration`: QEMU 7.2 and 10.0.
+Migration = "migration",
 }
 }
