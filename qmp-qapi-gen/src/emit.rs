@@ -169,8 +169,12 @@ impl<'a> Ctx<'a> {
         let mut out = String::new();
         let mut taken = Vec::new();
         let mut all_optional = true;
+        // A union's base member that a branch also has (it moved between
+        // versions) is left to the branch: the flattened branch only sees
+        // the members the base does not take.
+        let in_branches = self.branch_members(owner);
         for m in members {
-            if Some(m.name.as_str()) == skip {
+            if Some(m.name.as_str()) == skip || (skip.is_some() && in_branches.contains(&m.name)) {
                 continue;
             }
             let field = unique(snake(&m.name), &mut taken);
@@ -217,6 +221,26 @@ impl<'a> Ctx<'a> {
             let _ = writeln!(out, "pub {field}: {ty},");
         }
         (out, all_optional)
+    }
+
+    fn branch_members(&self, owner: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if let Some(Type {
+            def: Def2::Object { variants, .. },
+            ..
+        }) = self.merged.types.get(owner)
+        {
+            for (_, t, _) in variants {
+                if let Some(Type {
+                    def: Def2::Object { members, .. },
+                    ..
+                }) = self.merged.types.get(t)
+                {
+                    out.extend(members.iter().map(|m| m.name.clone()));
+                }
+            }
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -90,6 +90,8 @@ macro_rules! qapi_union {
             $( $(#[$vmeta])* $variant(Box<$ty>), )*
             $( $(#[$umeta])* $unit, )*
             /// A branch this crate does not know: its tag and its members.
+            /// The tag is empty when the object had none (a QEMU from
+            /// before the type became a union).
             Other {
                 /// The tag's value.
                 tag: String,
@@ -116,7 +118,9 @@ macro_rules! qapi_union {
                     $( Self::$unit => serde_json::Map::new(), )*
                     Self::Other { data, .. } => data.clone(),
                 };
-                map.insert($tag.into(), serde_json::Value::String(self.tag().into()));
+                if !self.tag().is_empty() {
+                    map.insert($tag.into(), serde_json::Value::String(self.tag().into()));
+                }
                 serde::Serialize::serialize(&map, s)
             }
         }

@@ -26,7 +26,9 @@ pub(crate) fn split<'de, D: serde::Deserializer<'de>>(
         Some(_) => Err(D::Error::custom(alloc::format!(
             "union tag `{tag}` is not a string"
         ))),
-        None => Err(D::Error::missing_field(tag)),
+        // A QEMU from before the type became a union: no tag, no branch;
+        // its members are kept in the `Other` branch.
+        None => Ok((String::new(), map)),
     }
 }
 

@@ -12256,14 +12256,8 @@ pub struct SevInfo {
     /// `build-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "build-id")]
     pub build_id: i64,
-    /// `policy`: QEMU 7.2 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<i64>,
     /// `state`: QEMU 7.2 and 10.0.
     pub state: SevInfoState,
-    /// `handle`: QEMU 7.2 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<i64>,
 
     /// The branch chosen by `sev-type`, with its members.
     #[serde(flatten)]
