@@ -5,10 +5,10 @@
 //! A missing QEMU skips with a `SKIPPED` line on stderr, or fails when
 //! `QMP_REQUIRE_PEERS` is set.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use qmp_qapi::commands::{self, QueryStatus};
 use qmp_qapi::events::Event;
@@ -113,7 +113,7 @@ fn every_query_decodes(test: &str, builder: QemuBuilder) {
         .filter(|e| e["meta-type"] == "command")
         .filter(|c| {
             let n = c["name"].as_str().unwrap_or("");
-            (n.starts_with("query-") || n.starts_with("x-query-"))
+            n.starts_with("query-") || n.starts_with("x-query-")
         })
         .filter(|c| no_required_args(c))
         .filter_map(|c| c["name"].as_str())
