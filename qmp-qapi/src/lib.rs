@@ -40,6 +40,8 @@ mod generated;
 
 pub use generated::{commands, events, types};
 
+pub mod qga;
+
 /// A typed event's data: `NAME` is the event it belongs to.
 pub trait QapiEvent: serde::de::DeserializeOwned {
     /// The event name, as in `{"event": NAME}`.

@@ -15,7 +15,7 @@ macro_rules! qapi_enum {
         pub enum $name {
             $( $(#[$vmeta])* $variant, )*
             /// A value this crate does not know, as QEMU sent it.
-            Other(String),
+            Other(alloc::string::String),
         }
 
         impl $name {
@@ -87,16 +87,16 @@ macro_rules! qapi_union {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
         pub enum $name {
-            $( $(#[$vmeta])* $variant(Box<$ty>), )*
+            $( $(#[$vmeta])* $variant(alloc::boxed::Box<$ty>), )*
             $( $(#[$umeta])* $unit, )*
             /// A branch this crate does not know: its tag and its members.
             /// The tag is empty when the object had none (a QEMU from
             /// before the type became a union).
             Other {
                 /// The tag's value.
-                tag: String,
+                tag: alloc::string::String,
                 /// The branch's members.
-                data: serde_json::Map<String, serde_json::Value>,
+                data: serde_json::Map<alloc::string::String, serde_json::Value>,
             },
         }
 
