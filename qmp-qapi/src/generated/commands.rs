@@ -177,7 +177,7 @@ impl qmp_proto::Command for BlockDirtyBitmapAdd {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-clear`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockDirtyBitmapClear(pub types::BlockDirtyBitmapClear);
+pub struct BlockDirtyBitmapClear(pub types::BlockDirtyBitmap);
 
 impl qmp_proto::Command for BlockDirtyBitmapClear {
     const NAME: &'static str = "block-dirty-bitmap-clear";
@@ -189,7 +189,7 @@ impl qmp_proto::Command for BlockDirtyBitmapClear {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-disable`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockDirtyBitmapDisable(pub types::BlockDirtyBitmapClear);
+pub struct BlockDirtyBitmapDisable(pub types::BlockDirtyBitmap);
 
 impl qmp_proto::Command for BlockDirtyBitmapDisable {
     const NAME: &'static str = "block-dirty-bitmap-disable";
@@ -201,7 +201,7 @@ impl qmp_proto::Command for BlockDirtyBitmapDisable {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-enable`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockDirtyBitmapEnable(pub types::BlockDirtyBitmapClear);
+pub struct BlockDirtyBitmapEnable(pub types::BlockDirtyBitmap);
 
 impl qmp_proto::Command for BlockDirtyBitmapEnable {
     const NAME: &'static str = "block-dirty-bitmap-enable";
@@ -225,7 +225,7 @@ impl qmp_proto::Command for BlockDirtyBitmapMerge {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-remove`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockDirtyBitmapRemove(pub types::BlockDirtyBitmapClear);
+pub struct BlockDirtyBitmapRemove(pub types::BlockDirtyBitmap);
 
 impl qmp_proto::Command for BlockDirtyBitmapRemove {
     const NAME: &'static str = "block-dirty-bitmap-remove";
@@ -2005,17 +2005,17 @@ pub struct MigrateSetParameters {
     pub cpu_throttle_tailslow: Option<bool>,
     /// `tls-creds`: QEMU 7.2 and 10.0.
     #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
-    pub tls_creds: Option<types::MigrateSetParametersTlsCreds>,
+    pub tls_creds: Option<types::StrOrNull>,
     /// `tls-hostname`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "tls-hostname",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub tls_hostname: Option<types::MigrateSetParametersTlsCreds>,
+    pub tls_hostname: Option<types::StrOrNull>,
     /// `tls-authz`: QEMU 7.2 and 10.0.
     #[serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")]
-    pub tls_authz: Option<types::MigrateSetParametersTlsCreds>,
+    pub tls_authz: Option<types::StrOrNull>,
     /// `max-bandwidth`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "max-bandwidth",
@@ -3756,7 +3756,7 @@ pub struct XBlockdevSetIothread {
     #[serde(rename = "node-name")]
     pub node_name: String,
     /// `iothread`: QEMU 7.2 and 10.0.
-    pub iothread: types::MigrateSetParametersTlsCreds,
+    pub iothread: types::StrOrNull,
     /// `force`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -3783,7 +3783,7 @@ impl qmp_proto::Command for XColoLostHeartbeat {
 /// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-debug-block-dirty-bitmap-sha256`)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct XDebugBlockDirtyBitmapSha256(pub types::BlockDirtyBitmapClear);
+pub struct XDebugBlockDirtyBitmapSha256(pub types::BlockDirtyBitmap);
 
 impl qmp_proto::Command for XDebugBlockDirtyBitmapSha256 {
     const NAME: &'static str = "x-debug-block-dirty-bitmap-sha256";

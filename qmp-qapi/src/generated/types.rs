@@ -985,6 +985,17 @@ pub struct BlockDeviceStatsTimedStats {
     pub avg_zone_append_queue_depth: Option<f64>,
 }
 
+/// QAPI type `BlockDirtyBitmap`.
+///
+/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-clear`, `block-dirty-bitmap-disable`, `block-dirty-bitmap-enable`, `block-dirty-bitmap-remove`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmap {
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: String,
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+}
+
 /// A type the schema leaves unnamed, reached as `block-dirty-bitmap-add`.
 ///
 /// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-add`, `TransactionActionsBlockDirtyBitmapAdd.data`.
@@ -1005,17 +1016,6 @@ pub struct BlockDirtyBitmapAdd {
     pub disabled: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `block-dirty-bitmap-clear`.
-///
-/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-clear`, `block-dirty-bitmap-disable`, `block-dirty-bitmap-enable`, `block-dirty-bitmap-remove`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDirtyBitmapClear {
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: String,
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-}
-
 /// A type the schema leaves unnamed, reached as `block-dirty-bitmap-merge`.
 ///
 /// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-merge`, `TransactionActionsBlockDirtyBitmapMerge.data`.
@@ -1026,21 +1026,21 @@ pub struct BlockDirtyBitmapMerge {
     /// `target`: QEMU 7.2 and 10.0.
     pub target: String,
     /// `bitmaps`: QEMU 7.2 and 10.0.
-    pub bitmaps: Vec<BlockDirtyBitmapMergeBitmaps>,
+    pub bitmaps: Vec<BlockDirtyBitmapOrStr>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockDirtyBitmapMerge.bitmaps`.
+/// QAPI type `BlockDirtyBitmapOrStr`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockDirtyBitmapMerge.bitmaps`, `BlockExportAddNbd.bitmaps`.
 ///
 /// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-pub enum BlockDirtyBitmapMergeBitmaps {
+pub enum BlockDirtyBitmapOrStr {
     /// QEMU 7.2 and 10.0.
     Str(String),
     /// QEMU 7.2 and 10.0.
-    BlockDirtyBitmapClear(Box<BlockDirtyBitmapClear>),
+    BlockDirtyBitmap(Box<BlockDirtyBitmap>),
     /// A value of a JSON type this crate does not expect.
     Other(serde_json::Value),
 }
@@ -1170,7 +1170,7 @@ pub struct BlockExportAddNbd {
     pub description: Option<String>,
     /// `bitmaps`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmaps: Option<Vec<BlockDirtyBitmapMergeBitmaps>>,
+    pub bitmaps: Option<Vec<BlockDirtyBitmapOrStr>>,
     /// `allocation-depth`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "allocation-depth",
@@ -1957,7 +1957,7 @@ pub struct BlockdevCreateOptionsLuks {
     pub iter_time: Option<i64>,
     /// `file`: QEMU 7.2 and 10.0; optional in 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<BlockdevOptionsBlkdebugImage>,
+    pub file: Option<BlockdevRef>,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `preallocation`: QEMU 7.2 and 10.0.
@@ -1965,7 +1965,7 @@ pub struct BlockdevCreateOptionsLuks {
     pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
     /// `header`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<BlockdevOptionsBlkdebugImage>,
+    pub header: Option<BlockdevRef>,
 }
 
 qapi_enum! {
@@ -2073,7 +2073,7 @@ pub struct BlockdevCreateOptionsNfs {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsParallels {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `cluster-size`: QEMU 7.2 and 10.0.
@@ -2091,7 +2091,7 @@ pub struct BlockdevCreateOptionsParallels {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsQcow {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `backing-file`: QEMU 7.2 and 10.0.
@@ -2112,10 +2112,10 @@ pub struct BlockdevCreateOptionsQcow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsQcow2 {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `data-file`: QEMU 7.2 and 10.0.
     #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
-    pub data_file: Option<BlockdevOptionsBlkdebugImage>,
+    pub data_file: Option<BlockdevRef>,
     /// `data-file-raw`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "data-file-raw",
@@ -2294,7 +2294,7 @@ pub struct BlockdevCreateOptionsQcowEncryptLuks {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsQed {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `backing-file`: QEMU 7.2 and 10.0.
@@ -2424,7 +2424,7 @@ pub struct BlockdevCreateOptionsSsh {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVdi {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `preallocation`: QEMU 7.2 and 10.0.
@@ -2438,7 +2438,7 @@ pub struct BlockdevCreateOptionsVdi {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVhdx {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `log-size`: QEMU 7.2 and 10.0.
@@ -2481,12 +2481,12 @@ Fixed = "fixed",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVmdk {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `extents`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extents: Option<Vec<BlockdevOptionsBlkdebugImage>>,
+    pub extents: Option<Vec<BlockdevRef>>,
     /// `subformat`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subformat: Option<BlockdevCreateOptionsVmdkSubformat>,
@@ -2559,7 +2559,7 @@ StreamOptimized = "streamOptimized",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreateOptionsVpc {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `size`: QEMU 7.2 and 10.0.
     pub size: i64,
     /// `subformat`: QEMU 7.2 and 10.0.
@@ -2692,7 +2692,7 @@ WriteBlocking = "write-blocking",
 
 /// QAPI type `BlockdevOptions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `blockdev-add`, `BlockdevReopen.options`, `BlockdevOptionsBlkdebugImage|object`, `BlockdevOptionsQcow2Backing|object`.
+/// QEMU 7.2 and 10.0. Used by `blockdev-add`, `BlockdevReopen.options`, `BlockdevRef|object`, `BlockdevRefOrNull|object`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptions {
     /// `node-name`: QEMU 7.2 and 10.0.
@@ -2751,23 +2751,23 @@ Blkverify = "blkverify" => BlockdevOptionsBlkverify,
 /// `driver: blkreplay`: QEMU 7.2 and 10.0.
 Blkreplay = "blkreplay" => BlockdevOptionsBlkreplay,
 /// `driver: bochs`: QEMU 7.2 and 10.0.
-Bochs = "bochs" => BlockdevOptionsBochs,
+Bochs = "bochs" => BlockdevOptionsGenericFormat,
 /// `driver: cloop`: QEMU 7.2 and 10.0.
-Cloop = "cloop" => BlockdevOptionsBochs,
+Cloop = "cloop" => BlockdevOptionsGenericFormat,
 /// `driver: compress`: QEMU 7.2 and 10.0.
-Compress = "compress" => BlockdevOptionsBochs,
+Compress = "compress" => BlockdevOptionsGenericFormat,
 /// `driver: copy-before-write`: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCopyBeforeWrite,
+CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCbw,
 /// `driver: copy-on-read`: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read" => BlockdevOptionsCopyOnRead,
+CopyOnRead = "copy-on-read" => BlockdevOptionsCor,
 /// `driver: dmg`: QEMU 7.2 and 10.0.
-Dmg = "dmg" => BlockdevOptionsBochs,
+Dmg = "dmg" => BlockdevOptionsGenericFormat,
 /// `driver: file`: QEMU 7.2 and 10.0.
 File = "file" => BlockdevOptionsFile,
 /// `driver: ftp`: QEMU 7.2 and 10.0.
-Ftp = "ftp" => BlockdevOptionsFtp,
+Ftp = "ftp" => BlockdevOptionsCurlFtp,
 /// `driver: ftps`: QEMU 7.2 and 10.0.
-Ftps = "ftps" => BlockdevOptionsFtps,
+Ftps = "ftps" => BlockdevOptionsCurlFtps,
 /// `driver: gluster`: QEMU 7.2 and 10.0.
 Gluster = "gluster" => BlockdevOptionsGluster,
 /// `driver: host_cdrom`: QEMU 7.2 and 10.0.
@@ -2775,9 +2775,9 @@ HostCdrom = "host_cdrom" => BlockdevOptionsFile,
 /// `driver: host_device`: QEMU 7.2 and 10.0.
 HostDevice = "host_device" => BlockdevOptionsFile,
 /// `driver: http`: QEMU 7.2 and 10.0.
-Http = "http" => BlockdevOptionsHttp,
+Http = "http" => BlockdevOptionsCurlHttp,
 /// `driver: https`: QEMU 7.2 and 10.0.
-Https = "https" => BlockdevOptionsHttps,
+Https = "https" => BlockdevOptionsCurlHttps,
 /// `driver: iscsi`: QEMU 7.2 and 10.0.
 Iscsi = "iscsi" => BlockdevOptionsIscsi,
 /// `driver: luks`: QEMU 7.2 and 10.0.
@@ -2787,13 +2787,13 @@ Nbd = "nbd" => BlockdevOptionsNbd,
 /// `driver: nfs`: QEMU 7.2 and 10.0.
 Nfs = "nfs" => BlockdevOptionsNfs,
 /// `driver: null-aio`: QEMU 7.2 and 10.0.
-NullAio = "null-aio" => BlockdevOptionsNullAio,
+NullAio = "null-aio" => BlockdevOptionsNull,
 /// `driver: null-co`: QEMU 7.2 and 10.0.
-NullCo = "null-co" => BlockdevOptionsNullAio,
+NullCo = "null-co" => BlockdevOptionsNull,
 /// `driver: nvme`: QEMU 7.2 and 10.0.
 Nvme = "nvme" => BlockdevOptionsNvme,
 /// `driver: parallels`: QEMU 7.2 and 10.0.
-Parallels = "parallels" => BlockdevOptionsBochs,
+Parallels = "parallels" => BlockdevOptionsGenericFormat,
 /// `driver: preallocate`: QEMU 7.2 and 10.0.
 Preallocate = "preallocate" => BlockdevOptionsPreallocate,
 /// `driver: qcow2`: QEMU 7.2 and 10.0.
@@ -2801,7 +2801,7 @@ Qcow2 = "qcow2" => BlockdevOptionsQcow2,
 /// `driver: qcow`: QEMU 7.2 and 10.0.
 Qcow = "qcow" => BlockdevOptionsQcow,
 /// `driver: qed`: QEMU 7.2 and 10.0.
-Qed = "qed" => BlockdevOptionsQed,
+Qed = "qed" => BlockdevOptionsGenericCOWFormat,
 /// `driver: quorum`: QEMU 7.2 and 10.0.
 Quorum = "quorum" => BlockdevOptionsQuorum,
 /// `driver: raw`: QEMU 7.2 and 10.0.
@@ -2811,19 +2811,19 @@ Rbd = "rbd" => BlockdevOptionsRbd,
 /// `driver: replication`: QEMU 7.2 and 10.0.
 Replication = "replication" => BlockdevOptionsReplication,
 /// `driver: snapshot-access`: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access" => BlockdevOptionsBochs,
+SnapshotAccess = "snapshot-access" => BlockdevOptionsGenericFormat,
 /// `driver: ssh`: QEMU 7.2 and 10.0.
 Ssh = "ssh" => BlockdevOptionsSsh,
 /// `driver: throttle`: QEMU 7.2 and 10.0.
 Throttle = "throttle" => BlockdevOptionsThrottle,
 /// `driver: vdi`: QEMU 7.2 and 10.0.
-Vdi = "vdi" => BlockdevOptionsBochs,
+Vdi = "vdi" => BlockdevOptionsGenericFormat,
 /// `driver: vhdx`: QEMU 7.2 and 10.0.
-Vhdx = "vhdx" => BlockdevOptionsBochs,
+Vhdx = "vhdx" => BlockdevOptionsGenericFormat,
 /// `driver: vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk" => BlockdevOptionsQed,
+Vmdk = "vmdk" => BlockdevOptionsGenericCOWFormat,
 /// `driver: vpc`: QEMU 7.2 and 10.0.
-Vpc = "vpc" => BlockdevOptionsBochs,
+Vpc = "vpc" => BlockdevOptionsGenericFormat,
 /// `driver: vvfat`: QEMU 7.2 and 10.0.
 Vvfat = "vvfat" => BlockdevOptionsVvfat,
 } {
@@ -2836,7 +2836,7 @@ Vvfat = "vvfat" => BlockdevOptionsVvfat,
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsBlkdebug {
     /// `image`: QEMU 7.2 and 10.0.
-    pub image: BlockdevOptionsBlkdebugImage,
+    pub image: BlockdevRef,
     /// `config`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
@@ -2902,22 +2902,6 @@ pub struct BlockdevOptionsBlkdebug {
         skip_serializing_if = "Option::is_none"
     )]
     pub unshare_child_perms: Option<Vec<BlockdevOptionsBlkdebugTakeChildPerms>>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.image`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.image`, `BlockdevOptionsBlklogwrites.file`, `BlockdevOptionsBlklogwrites.log`, `BlockdevOptionsBlkverify.test`, ....
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockdevOptionsBlkdebugImage {
-    /// QEMU 7.2 and 10.0.
-    Str(String),
-    /// QEMU 7.2 and 10.0.
-    BlockdevOptions(Box<BlockdevOptions>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.inject-error`.
@@ -3107,9 +3091,9 @@ Resize = "resize",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsBlklogwrites {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `log`: QEMU 7.2 and 10.0.
-    pub log: BlockdevOptionsBlkdebugImage,
+    pub log: BlockdevRef,
     /// `log-sector-size`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "log-sector-size",
@@ -3139,7 +3123,7 @@ pub struct BlockdevOptionsBlklogwrites {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsBlkreplay {
     /// `image`: QEMU 7.2 and 10.0.
-    pub image: BlockdevOptionsBlkdebugImage,
+    pub image: BlockdevRef,
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkverify`.
@@ -3148,18 +3132,9 @@ pub struct BlockdevOptionsBlkreplay {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsBlkverify {
     /// `test`: QEMU 7.2 and 10.0.
-    pub test: BlockdevOptionsBlkdebugImage,
+    pub test: BlockdevRef,
     /// `raw`: QEMU 7.2 and 10.0.
-    pub raw: BlockdevOptionsBlkdebugImage,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=bochs`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=bochs`, `BlockdevOptions.driver=cloop`, `BlockdevOptions.driver=compress`, `BlockdevOptions.driver=dmg`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsBochs {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub raw: BlockdevRef,
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.cache`.
@@ -3175,25 +3150,25 @@ pub struct BlockdevOptionsCache {
     pub no_flush: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=copy-before-write`.
+/// QAPI type `BlockdevOptionsCbw`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=copy-before-write`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsCopyBeforeWrite {
+pub struct BlockdevOptionsCbw {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `target`: QEMU 7.2 and 10.0.
-    pub target: BlockdevOptionsBlkdebugImage,
+    pub target: BlockdevRef,
     /// `bitmap`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmap: Option<BlockDirtyBitmapClear>,
+    pub bitmap: Option<BlockDirtyBitmap>,
     /// `on-cbw-error`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "on-cbw-error",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_cbw_error: Option<BlockdevOptionsCopyBeforeWriteOnCbwError>,
+    pub on_cbw_error: Option<BlockdevOptionsCbwOnCbwError>,
     /// `cbw-timeout`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cbw-timeout",
@@ -3211,10 +3186,10 @@ pub struct BlockdevOptionsCopyBeforeWrite {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsCopyBeforeWrite.on-cbw-error`.
+/// A type the schema leaves unnamed, reached as `BlockdevOptionsCbw.on-cbw-error`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsCopyBeforeWrite.on-cbw-error`.
-pub enum BlockdevOptionsCopyBeforeWriteOnCbwError {
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsCbw.on-cbw-error`.
+pub enum BlockdevOptionsCbwOnCbwError {
 /// `break-guest-write`: QEMU 7.2 and 10.0.
 BreakGuestWrite = "break-guest-write",
 /// `break-snapshot`: QEMU 7.2 and 10.0.
@@ -3222,16 +3197,198 @@ BreakSnapshot = "break-snapshot",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=copy-on-read`.
+/// QAPI type `BlockdevOptionsCor`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=copy-on-read`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsCopyOnRead {
+pub struct BlockdevOptionsCor {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `bottom`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bottom: Option<String>,
+}
+
+/// QAPI type `BlockdevOptionsCurlFtp`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ftp`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCurlFtp {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+}
+
+/// QAPI type `BlockdevOptionsCurlFtps`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ftps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCurlFtps {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+    /// `sslverify`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslverify: Option<bool>,
+}
+
+/// QAPI type `BlockdevOptionsCurlHttp`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=http`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCurlHttp {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+    /// `cookie`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// `cookie-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cookie-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cookie_secret: Option<String>,
+}
+
+/// QAPI type `BlockdevOptionsCurlHttps`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=https`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsCurlHttps {
+    /// `url`: QEMU 7.2 and 10.0.
+    pub url: String,
+    /// `readahead`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readahead: Option<i64>,
+    /// `timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_secret: Option<String>,
+    /// `proxy-username`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-username",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_username: Option<String>,
+    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "proxy-password-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy_password_secret: Option<String>,
+    /// `cookie`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// `sslverify`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslverify: Option<bool>,
+    /// `cookie-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cookie-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cookie_secret: Option<String>,
 }
 
 qapi_enum! {
@@ -3331,85 +3488,25 @@ Off = "off",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=ftp`.
+/// QAPI type `BlockdevOptionsGenericCOWFormat`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ftp`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qed`, `BlockdevOptions.driver=vmdk`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsFtp {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
+pub struct BlockdevOptionsGenericCOWFormat {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `backing`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
+    pub backing: Option<BlockdevRefOrNull>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=ftps`.
+/// QAPI type `BlockdevOptionsGenericFormat`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ftps`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=bochs`, `BlockdevOptions.driver=cloop`, `BlockdevOptions.driver=compress`, `BlockdevOptions.driver=dmg`, ....
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsFtps {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-    /// `sslverify`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sslverify: Option<bool>,
+pub struct BlockdevOptionsGenericFormat {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=gluster`.
@@ -3429,107 +3526,6 @@ pub struct BlockdevOptionsGluster {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=http`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=http`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsHttp {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-    /// `cookie`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cookie: Option<String>,
-    /// `cookie-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cookie-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cookie_secret: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=https`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=https`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsHttps {
-    /// `url`: QEMU 7.2 and 10.0.
-    pub url: String,
-    /// `readahead`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readahead: Option<i64>,
-    /// `timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<i64>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub password_secret: Option<String>,
-    /// `proxy-username`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-username",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_username: Option<String>,
-    /// `proxy-password-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "proxy-password-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub proxy_password_secret: Option<String>,
-    /// `cookie`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cookie: Option<String>,
-    /// `sslverify`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sslverify: Option<bool>,
-    /// `cookie-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cookie-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cookie_secret: Option<String>,
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=iscsi`.
@@ -3609,7 +3605,7 @@ Iser = "iser",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsLuks {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `key-secret`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "key-secret",
@@ -3619,7 +3615,7 @@ pub struct BlockdevOptionsLuks {
     pub key_secret: Option<String>,
     /// `header`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<BlockdevOptionsBlkdebugImage>,
+    pub header: Option<BlockdevRef>,
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nbd`.
@@ -3728,11 +3724,11 @@ Inet = "inet",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=null-aio`.
+/// QAPI type `BlockdevOptionsNull`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=null-aio`, `BlockdevOptions.driver=null-co`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsNullAio {
+pub struct BlockdevOptionsNull {
     /// `size`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
@@ -3769,7 +3765,7 @@ pub struct BlockdevOptionsNvme {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsPreallocate {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `prealloc-align`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "prealloc-align",
@@ -3792,10 +3788,10 @@ pub struct BlockdevOptionsPreallocate {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsQcow {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `backing`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<BlockdevOptionsQcow2Backing>,
+    pub backing: Option<BlockdevRefOrNull>,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt: Option<BlockdevOptionsQcowEncrypt>,
@@ -3807,10 +3803,10 @@ pub struct BlockdevOptionsQcow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsQcow2 {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `backing`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<BlockdevOptionsQcow2Backing>,
+    pub backing: Option<BlockdevRefOrNull>,
     /// `lazy-refcounts`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "lazy-refcounts",
@@ -3845,7 +3841,7 @@ pub struct BlockdevOptionsQcow2 {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub overlap_check: Option<BlockdevOptionsQcow2OverlapCheck>,
+    pub overlap_check: Option<Qcow2OverlapChecks>,
     /// `cache-size`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cache-size",
@@ -3886,7 +3882,7 @@ pub struct BlockdevOptionsQcow2 {
     pub encrypt: Option<BlockdevOptionsQcow2Encrypt>,
     /// `data-file`: QEMU 7.2 and 10.0.
     #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
-    pub data_file: Option<BlockdevOptionsBlkdebugImage>,
+    pub data_file: Option<BlockdevRef>,
     /// `discard-no-unref`: QEMU 10.0 only.
     #[serde(
         rename = "discard-no-unref",
@@ -3894,24 +3890,6 @@ pub struct BlockdevOptionsQcow2 {
         skip_serializing_if = "Option::is_none"
     )]
     pub discard_no_unref: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.backing`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.backing`, `BlockdevOptionsQcow.backing`, `BlockdevOptionsQed.backing`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockdevOptionsQcow2Backing {
-    /// QEMU 7.2 and 10.0.
-    Null,
-    /// QEMU 7.2 and 10.0.
-    Str(String),
-    /// QEMU 7.2 and 10.0.
-    BlockdevOptions(Box<BlockdevOptions>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.encrypt`.
@@ -3977,103 +3955,6 @@ pub struct BlockdevOptionsQcow2EncryptLuks {
     pub key_secret: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.overlap-check`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.overlap-check`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockdevOptionsQcow2OverlapCheck {
-    /// QEMU 7.2 and 10.0.
-    BlockdevOptionsQcow2OverlapCheckEnum(BlockdevOptionsQcow2OverlapCheckEnum),
-    /// QEMU 7.2 and 10.0.
-    BlockdevOptionsQcow2OverlapCheckObject(Box<BlockdevOptionsQcow2OverlapCheckObject>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2OverlapCheck|enum`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2OverlapCheck|enum`, `BlockdevOptionsQcow2OverlapCheckObject.template`.
-pub enum BlockdevOptionsQcow2OverlapCheckEnum {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `constant`: QEMU 7.2 and 10.0.
-Constant = "constant",
-/// `cached`: QEMU 7.2 and 10.0.
-Cached = "cached",
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2OverlapCheck|object`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2OverlapCheck|object`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsQcow2OverlapCheckObject {
-    /// `template`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<BlockdevOptionsQcow2OverlapCheckEnum>,
-    /// `main-header`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "main-header",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub main_header: Option<bool>,
-    /// `active-l1`: QEMU 7.2 and 10.0.
-    #[serde(rename = "active-l1", default, skip_serializing_if = "Option::is_none")]
-    pub active_l1: Option<bool>,
-    /// `active-l2`: QEMU 7.2 and 10.0.
-    #[serde(rename = "active-l2", default, skip_serializing_if = "Option::is_none")]
-    pub active_l2: Option<bool>,
-    /// `refcount-table`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-table",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_table: Option<bool>,
-    /// `refcount-block`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-block",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_block: Option<bool>,
-    /// `snapshot-table`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "snapshot-table",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub snapshot_table: Option<bool>,
-    /// `inactive-l1`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inactive-l1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inactive_l1: Option<bool>,
-    /// `inactive-l2`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inactive-l2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inactive_l2: Option<bool>,
-    /// `bitmap-directory`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bitmap-directory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bitmap_directory: Option<bool>,
-}
-
 /// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow.encrypt`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow.encrypt`.
@@ -4105,18 +3986,6 @@ Aes = "aes",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=qed`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qed`, `BlockdevOptions.driver=vmdk`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsQed {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
-    /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<BlockdevOptionsQcow2Backing>,
-}
-
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=quorum`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=quorum`.
@@ -4126,7 +3995,7 @@ pub struct BlockdevOptionsQuorum {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blkverify: Option<bool>,
     /// `children`: QEMU 7.2 and 10.0.
-    pub children: Vec<BlockdevOptionsBlkdebugImage>,
+    pub children: Vec<BlockdevRef>,
     /// `vote-threshold`: QEMU 7.2 and 10.0.
     #[serde(rename = "vote-threshold")]
     pub vote_threshold: i64,
@@ -4164,7 +4033,7 @@ Fifo = "fifo",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsRaw {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `offset`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
@@ -4318,7 +4187,7 @@ pub struct BlockdevOptionsRbdServer {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsReplication {
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
     /// `mode`: QEMU 7.2 and 10.0.
     pub mode: BlockdevOptionsReplicationMode,
     /// `top-id`: QEMU 7.2 and 10.0.
@@ -4466,7 +4335,7 @@ pub struct BlockdevOptionsThrottle {
     #[serde(rename = "throttle-group")]
     pub throttle_group: String,
     /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevOptionsBlkdebugImage,
+    pub file: BlockdevRef,
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=vvfat`.
@@ -4488,6 +4357,40 @@ pub struct BlockdevOptionsVvfat {
     /// `rw`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rw: Option<bool>,
+}
+
+/// QAPI type `BlockdevRef`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.image`, `BlockdevOptionsBlklogwrites.file`, `BlockdevOptionsBlklogwrites.log`, `BlockdevOptionsBlkverify.test`, ....
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BlockdevRef {
+    /// QEMU 7.2 and 10.0.
+    Str(String),
+    /// QEMU 7.2 and 10.0.
+    BlockdevOptions(Box<BlockdevOptions>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+/// QAPI type `BlockdevRefOrNull`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.backing`, `BlockdevOptionsQcow.backing`, `BlockdevOptionsGenericCOWFormat.backing`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BlockdevRefOrNull {
+    /// QEMU 7.2 and 10.0.
+    Null,
+    /// QEMU 7.2 and 10.0.
+    Str(String),
+    /// QEMU 7.2 and 10.0.
+    BlockdevOptions(Box<BlockdevOptions>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
 }
 
 /// A type the schema leaves unnamed, reached as `blockdev-snapshot`.
@@ -7634,22 +7537,6 @@ Zstd = "zstd",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `MigrateSetParameters.tls-creds`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.tls-creds`, `MigrateSetParameters.tls-hostname`, `MigrateSetParameters.tls-authz`, `XBlockdevSetIothread.iothread`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum MigrateSetParametersTlsCreds {
-    /// QEMU 7.2 and 10.0.
-    Null,
-    /// QEMU 7.2 and 10.0.
-    Str(String),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `MigrateSetParameters.zero-page-detection`.
 ///
@@ -10757,6 +10644,103 @@ Akcipher = "akcipher",
 }
 }
 
+/// QAPI type `Qcow2OverlapCheckFlags`.
+///
+/// QEMU 7.2 and 10.0. Used by `Qcow2OverlapChecks|object`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Qcow2OverlapCheckFlags {
+    /// `template`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Qcow2OverlapCheckMode>,
+    /// `main-header`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "main-header",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub main_header: Option<bool>,
+    /// `active-l1`: QEMU 7.2 and 10.0.
+    #[serde(rename = "active-l1", default, skip_serializing_if = "Option::is_none")]
+    pub active_l1: Option<bool>,
+    /// `active-l2`: QEMU 7.2 and 10.0.
+    #[serde(rename = "active-l2", default, skip_serializing_if = "Option::is_none")]
+    pub active_l2: Option<bool>,
+    /// `refcount-table`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-table",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_table: Option<bool>,
+    /// `refcount-block`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-block",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_block: Option<bool>,
+    /// `snapshot-table`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "snapshot-table",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_table: Option<bool>,
+    /// `inactive-l1`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inactive-l1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inactive_l1: Option<bool>,
+    /// `inactive-l2`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inactive-l2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inactive_l2: Option<bool>,
+    /// `bitmap-directory`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bitmap-directory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bitmap_directory: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `Qcow2OverlapCheckMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `Qcow2OverlapChecks|enum`, `Qcow2OverlapCheckFlags.template`.
+pub enum Qcow2OverlapCheckMode {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `constant`: QEMU 7.2 and 10.0.
+Constant = "constant",
+/// `cached`: QEMU 7.2 and 10.0.
+Cached = "cached",
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+}
+}
+
+/// QAPI type `Qcow2OverlapChecks`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.overlap-check`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Qcow2OverlapChecks {
+    /// QEMU 7.2 and 10.0.
+    Qcow2OverlapCheckMode(Qcow2OverlapCheckMode),
+    /// QEMU 7.2 and 10.0.
+    Qcow2OverlapCheckFlags(Box<Qcow2OverlapCheckFlags>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
 qapi_enum! {
 /// A type the schema leaves unnamed, reached as `QmpCapabilities.enable`.
 ///
@@ -12589,6 +12573,17 @@ pub struct SpiceInitializedServer {
     pub auth: Option<String>,
 }
 
+/// QAPI type `Stats`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsResult.stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `value`: QEMU 7.2 and 10.0.
+    pub value: StatsValue,
+}
+
 /// QAPI type `StatsResult`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-stats.ret`.
@@ -12600,7 +12595,7 @@ pub struct StatsResult {
     #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
     pub qom_path: Option<String>,
     /// `stats`: QEMU 7.2 and 10.0.
-    pub stats: Vec<StatsResultStats>,
+    pub stats: Vec<Stats>,
 }
 
 qapi_enum! {
@@ -12613,35 +12608,6 @@ Kvm = "kvm",
 /// `cryptodev`: QEMU 10.0 only.
 Cryptodev = "cryptodev",
 }
-}
-
-/// A type the schema leaves unnamed, reached as `StatsResult.stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `StatsResult.stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StatsResultStats {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `value`: QEMU 7.2 and 10.0.
-    pub value: StatsResultStatsValue,
-}
-
-/// A type the schema leaves unnamed, reached as `StatsResultStats.value`.
-///
-/// QEMU 7.2 and 10.0. Used by `StatsResultStats.value`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum StatsResultStatsValue {
-    /// QEMU 7.2 and 10.0.
-    Bool(bool),
-    /// QEMU 7.2 and 10.0.
-    Int(i64),
-    /// QEMU 7.2 and 10.0.
-    Array(Vec<i64>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
 }
 
 /// QAPI type `StatsSchema`.
@@ -12718,6 +12684,24 @@ Boolean = "boolean",
 }
 }
 
+/// QAPI type `StatsValue`.
+///
+/// QEMU 7.2 and 10.0. Used by `Stats.value`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum StatsValue {
+    /// QEMU 7.2 and 10.0.
+    Bool(bool),
+    /// QEMU 7.2 and 10.0.
+    Int(i64),
+    /// QEMU 7.2 and 10.0.
+    Array(Vec<i64>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
 /// QAPI type `StatusInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-status.ret`.
@@ -12730,6 +12714,22 @@ pub struct StatusInfo {
     pub singlestep: Option<bool>,
     /// `status`: QEMU 7.2 and 10.0.
     pub status: RunState,
+}
+
+/// QAPI type `StrOrNull`.
+///
+/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.tls-creds`, `MigrateSetParameters.tls-hostname`, `MigrateSetParameters.tls-authz`, `XBlockdevSetIothread.iothread`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum StrOrNull {
+    /// QEMU 7.2 and 10.0.
+    Null,
+    /// QEMU 7.2 and 10.0.
+    Str(String),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
 }
 
 qapi_enum! {
@@ -13021,7 +13021,7 @@ pub struct TransactionActionsBlockDirtyBitmapMerge {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TransactionActionsBlockDirtyBitmapRemove {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockDirtyBitmapClear,
+    pub data: BlockDirtyBitmap,
 }
 
 /// A type the schema leaves unnamed, reached as `TransactionActions.type=blockdev-backup`.
