@@ -318,7 +318,9 @@ impl<'a> Ctx<'a> {
             }
         }
         let mut taken = vec!["Other".to_owned()];
-        let _ = writeln!(out, "qapi_union! {{");
+        let outer = out;
+        let mut body = String::new();
+        let out = &mut body;
         doc(
             out,
             &format!(
@@ -357,7 +359,21 @@ impl<'a> Ctx<'a> {
                 );
             }
         }
-        let _ = writeln!(out, "}}\n}}\n");
+        let _ = writeln!(out, "}}");
+        // rustfmt cannot parse the macro's input, so it is indented here:
+        // the enum one level in, its branches two.
+        let _ = writeln!(outer, "qapi_union! {{");
+        let mut depth = 1;
+        for line in body.lines() {
+            if line.starts_with('}') {
+                depth -= 1;
+            }
+            let _ = writeln!(outer, "{}{line}", "    ".repeat(depth));
+            if line.ends_with('{') {
+                depth += 1;
+            }
+        }
+        let _ = writeln!(outer, "}}\n");
     }
 
     fn alternate_item(&self, out: &mut String, name: &str, t: &Type, members: &[(Ty, Mask)]) {

@@ -72,32 +72,32 @@ pub struct Audiodev {
 }
 
 qapi_union! {
-/// The branches of [`Audiodev`], chosen by its member `driver`.
-///
-/// QEMU 10.0 only.
-pub enum AudiodevBranch: "driver" {
-/// `driver: none`: QEMU 10.0 only.
-None = "none" => AudiodevNone,
-/// `driver: alsa`: QEMU 10.0 only.
-Alsa = "alsa" => AudiodevAlsa,
-/// `driver: dbus`: QEMU 10.0 only.
-Dbus = "dbus" => AudiodevDbus,
-/// `driver: jack`: QEMU 10.0 only.
-Jack = "jack" => AudiodevJack,
-/// `driver: oss`: QEMU 10.0 only.
-Oss = "oss" => AudiodevOss,
-/// `driver: pa`: QEMU 10.0 only.
-Pa = "pa" => AudiodevPa,
-/// `driver: pipewire`: QEMU 10.0 only.
-Pipewire = "pipewire" => AudiodevPipewire,
-/// `driver: sdl`: QEMU 10.0 only.
-Sdl = "sdl" => AudiodevSdl,
-/// `driver: spice`: QEMU 10.0 only.
-Spice = "spice" => AudiodevNone,
-/// `driver: wav`: QEMU 10.0 only.
-Wav = "wav" => AudiodevWav,
-} {
-}
+    /// The branches of [`Audiodev`], chosen by its member `driver`.
+    ///
+    /// QEMU 10.0 only.
+    pub enum AudiodevBranch: "driver" {
+        /// `driver: none`: QEMU 10.0 only.
+        None = "none" => AudiodevNone,
+        /// `driver: alsa`: QEMU 10.0 only.
+        Alsa = "alsa" => AudiodevAlsa,
+        /// `driver: dbus`: QEMU 10.0 only.
+        Dbus = "dbus" => AudiodevDbus,
+        /// `driver: jack`: QEMU 10.0 only.
+        Jack = "jack" => AudiodevJack,
+        /// `driver: oss`: QEMU 10.0 only.
+        Oss = "oss" => AudiodevOss,
+        /// `driver: pa`: QEMU 10.0 only.
+        Pa = "pa" => AudiodevPa,
+        /// `driver: pipewire`: QEMU 10.0 only.
+        Pipewire = "pipewire" => AudiodevPipewire,
+        /// `driver: sdl`: QEMU 10.0 only.
+        Sdl = "sdl" => AudiodevSdl,
+        /// `driver: spice`: QEMU 10.0 only.
+        Spice = "spice" => AudiodevNone,
+        /// `driver: wav`: QEMU 10.0 only.
+        Wav = "wav" => AudiodevWav,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `Audiodev.driver=alsa`.
@@ -1108,20 +1108,20 @@ pub struct BlockExportAdd {
 }
 
 qapi_union! {
-/// The branches of [`BlockExportAdd`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockExportAddBranch: "type" {
-/// `type: nbd`: QEMU 7.2 and 10.0.
-Nbd = "nbd" => BlockExportAddNbd,
-/// `type: vhost-user-blk`: QEMU 7.2 and 10.0.
-VhostUserBlk = "vhost-user-blk" => BlockExportAddVhostUserBlk,
-/// `type: fuse`: QEMU 7.2 and 10.0.
-Fuse = "fuse" => BlockExportAddFuse,
-/// `type: vduse-blk`: QEMU 7.2 and 10.0.
-VduseBlk = "vduse-blk" => BlockExportAddVduseBlk,
-} {
-}
+    /// The branches of [`BlockExportAdd`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockExportAddBranch: "type" {
+        /// `type: nbd`: QEMU 7.2 and 10.0.
+        Nbd = "nbd" => BlockExportAddNbd,
+        /// `type: vhost-user-blk`: QEMU 7.2 and 10.0.
+        VhostUserBlk = "vhost-user-blk" => BlockExportAddVhostUserBlk,
+        /// `type: fuse`: QEMU 7.2 and 10.0.
+        Fuse = "fuse" => BlockExportAddFuse,
+        /// `type: vduse-blk`: QEMU 7.2 and 10.0.
+        VduseBlk = "vduse-blk" => BlockExportAddVduseBlk,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockExportAdd.type=fuse`.
@@ -1324,30 +1324,30 @@ pub struct BlockJobChange {
 }
 
 qapi_union! {
-/// The branches of [`BlockJobChange`], chosen by its member `type`.
-///
-/// QEMU 10.0 only.
-pub enum BlockJobChangeBranch: "type" {
-/// `type: mirror`: QEMU 10.0 only.
-Mirror = "mirror" => BlockJobChangeMirror,
-} {
-/// `type: commit`, with no more members: QEMU 10.0 only.
-Commit = "commit",
-/// `type: stream`, with no more members: QEMU 10.0 only.
-Stream = "stream",
-/// `type: backup`, with no more members: QEMU 10.0 only.
-Backup = "backup",
-/// `type: create`, with no more members: QEMU 10.0 only.
-Create = "create",
-/// `type: amend`, with no more members: QEMU 10.0 only.
-Amend = "amend",
-/// `type: snapshot-load`, with no more members: QEMU 10.0 only.
-SnapshotLoad = "snapshot-load",
-/// `type: snapshot-save`, with no more members: QEMU 10.0 only.
-SnapshotSave = "snapshot-save",
-/// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
-SnapshotDelete = "snapshot-delete",
-}
+    /// The branches of [`BlockJobChange`], chosen by its member `type`.
+    ///
+    /// QEMU 10.0 only.
+    pub enum BlockJobChangeBranch: "type" {
+        /// `type: mirror`: QEMU 10.0 only.
+        Mirror = "mirror" => BlockJobChangeMirror,
+    } {
+        /// `type: commit`, with no more members: QEMU 10.0 only.
+        Commit = "commit",
+        /// `type: stream`, with no more members: QEMU 10.0 only.
+        Stream = "stream",
+        /// `type: backup`, with no more members: QEMU 10.0 only.
+        Backup = "backup",
+        /// `type: create`, with no more members: QEMU 10.0 only.
+        Create = "create",
+        /// `type: amend`, with no more members: QEMU 10.0 only.
+        Amend = "amend",
+        /// `type: snapshot-load`, with no more members: QEMU 10.0 only.
+        SnapshotLoad = "snapshot-load",
+        /// `type: snapshot-save`, with no more members: QEMU 10.0 only.
+        SnapshotSave = "snapshot-save",
+        /// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
+        SnapshotDelete = "snapshot-delete",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockJobChange.type=mirror`.
@@ -1400,30 +1400,30 @@ pub struct BlockJobInfo {
 }
 
 qapi_union! {
-/// The branches of [`BlockJobInfo`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockJobInfoBranch: "type" {
-/// `type: mirror`: QEMU 10.0 only.
-Mirror = "mirror" => BlockJobInfoMirror,
-} {
-/// `type: commit`, with no more members: QEMU 10.0 only.
-Commit = "commit",
-/// `type: stream`, with no more members: QEMU 10.0 only.
-Stream = "stream",
-/// `type: backup`, with no more members: QEMU 10.0 only.
-Backup = "backup",
-/// `type: create`, with no more members: QEMU 10.0 only.
-Create = "create",
-/// `type: amend`, with no more members: QEMU 10.0 only.
-Amend = "amend",
-/// `type: snapshot-load`, with no more members: QEMU 10.0 only.
-SnapshotLoad = "snapshot-load",
-/// `type: snapshot-save`, with no more members: QEMU 10.0 only.
-SnapshotSave = "snapshot-save",
-/// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
-SnapshotDelete = "snapshot-delete",
-}
+    /// The branches of [`BlockJobInfo`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockJobInfoBranch: "type" {
+        /// `type: mirror`: QEMU 10.0 only.
+        Mirror = "mirror" => BlockJobInfoMirror,
+    } {
+        /// `type: commit`, with no more members: QEMU 10.0 only.
+        Commit = "commit",
+        /// `type: stream`, with no more members: QEMU 10.0 only.
+        Stream = "stream",
+        /// `type: backup`, with no more members: QEMU 10.0 only.
+        Backup = "backup",
+        /// `type: create`, with no more members: QEMU 10.0 only.
+        Create = "create",
+        /// `type: amend`, with no more members: QEMU 10.0 only.
+        Amend = "amend",
+        /// `type: snapshot-load`, with no more members: QEMU 10.0 only.
+        SnapshotLoad = "snapshot-load",
+        /// `type: snapshot-save`, with no more members: QEMU 10.0 only.
+        SnapshotSave = "snapshot-save",
+        /// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
+        SnapshotDelete = "snapshot-delete",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockJobInfo.type=mirror`.
@@ -1478,96 +1478,96 @@ pub struct BlockStatsDriverSpecific {
 }
 
 qapi_union! {
-/// The branches of [`BlockStatsDriverSpecific`], chosen by its member `driver`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockStatsDriverSpecificBranch: "driver" {
-/// `driver: file`: QEMU 7.2 and 10.0.
-File = "file" => BlockStatsDriverSpecificFile,
-/// `driver: host_device`: QEMU 7.2 and 10.0.
-HostDevice = "host_device" => BlockStatsDriverSpecificFile,
-/// `driver: nvme`: QEMU 7.2 and 10.0.
-Nvme = "nvme" => BlockStatsDriverSpecificNvme,
-} {
-/// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug",
-/// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites",
-/// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay",
-/// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-Blkverify = "blkverify",
-/// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-Bochs = "bochs",
-/// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-Cloop = "cloop",
-/// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-Compress = "compress",
-/// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write",
-/// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read",
-/// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-Dmg = "dmg",
-/// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access",
-/// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-Ftp = "ftp",
-/// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-Ftps = "ftps",
-/// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
-Gluster = "gluster",
-/// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom",
-/// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-Http = "http",
-/// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-Https = "https",
-/// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-Iscsi = "iscsi",
-/// `driver: luks`, with no more members: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-Nbd = "nbd",
-/// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
-Nfs = "nfs",
-/// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-NullAio = "null-aio",
-/// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-NullCo = "null-co",
-/// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
-Parallels = "parallels",
-/// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-Preallocate = "preallocate",
-/// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
-Qcow = "qcow",
-/// `driver: qcow2`, with no more members: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2",
-/// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
-Qed = "qed",
-/// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
-Rbd = "rbd",
-/// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-Replication = "replication",
-/// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
-Ssh = "ssh",
-/// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-Throttle = "throttle",
-/// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
-Vdi = "vdi",
-/// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
-Vhdx = "vhdx",
-/// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
-Vmdk = "vmdk",
-/// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
-Vpc = "vpc",
-/// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-Vvfat = "vvfat",
-}
+    /// The branches of [`BlockStatsDriverSpecific`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockStatsDriverSpecificBranch: "driver" {
+        /// `driver: file`: QEMU 7.2 and 10.0.
+        File = "file" => BlockStatsDriverSpecificFile,
+        /// `driver: host_device`: QEMU 7.2 and 10.0.
+        HostDevice = "host_device" => BlockStatsDriverSpecificFile,
+        /// `driver: nvme`: QEMU 7.2 and 10.0.
+        Nvme = "nvme" => BlockStatsDriverSpecificNvme,
+    } {
+        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug",
+        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites",
+        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay",
+        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify",
+        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
+        Bochs = "bochs",
+        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
+        Cloop = "cloop",
+        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
+        Compress = "compress",
+        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write",
+        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read",
+        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
+        Dmg = "dmg",
+        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access",
+        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
+        Ftp = "ftp",
+        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
+        Ftps = "ftps",
+        /// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
+        Gluster = "gluster",
+        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom",
+        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
+        Http = "http",
+        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
+        Https = "https",
+        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi",
+        /// `driver: luks`, with no more members: QEMU 7.2 and 10.0.
+        Luks = "luks",
+        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
+        Nbd = "nbd",
+        /// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
+        Nfs = "nfs",
+        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
+        NullAio = "null-aio",
+        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
+        NullCo = "null-co",
+        /// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
+        Parallels = "parallels",
+        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate",
+        /// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
+        Qcow = "qcow",
+        /// `driver: qcow2`, with no more members: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2",
+        /// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
+        Qed = "qed",
+        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
+        Quorum = "quorum",
+        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
+        Raw = "raw",
+        /// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
+        Rbd = "rbd",
+        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
+        Replication = "replication",
+        /// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
+        Ssh = "ssh",
+        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
+        Throttle = "throttle",
+        /// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
+        Vdi = "vdi",
+        /// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx",
+        /// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk",
+        /// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
+        Vpc = "vpc",
+        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockStatsDriverSpecific.driver=file`.
@@ -1767,96 +1767,96 @@ pub struct BlockdevCreateOptions {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevCreateOptions`], chosen by its member `driver`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevCreateOptionsBranch: "driver" {
-/// `driver: file`: QEMU 7.2 and 10.0.
-File = "file" => BlockdevCreateOptionsFile,
-/// `driver: gluster`: QEMU 7.2 and 10.0.
-Gluster = "gluster" => BlockdevCreateOptionsGluster,
-/// `driver: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevCreateOptionsLuks,
-/// `driver: nfs`: QEMU 7.2 and 10.0.
-Nfs = "nfs" => BlockdevCreateOptionsNfs,
-/// `driver: parallels`: QEMU 7.2 and 10.0.
-Parallels = "parallels" => BlockdevCreateOptionsParallels,
-/// `driver: qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow" => BlockdevCreateOptionsQcow,
-/// `driver: qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2" => BlockdevCreateOptionsQcow2,
-/// `driver: qed`: QEMU 7.2 and 10.0.
-Qed = "qed" => BlockdevCreateOptionsQed,
-/// `driver: rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd" => BlockdevCreateOptionsRbd,
-/// `driver: ssh`: QEMU 7.2 and 10.0.
-Ssh = "ssh" => BlockdevCreateOptionsSsh,
-/// `driver: vdi`: QEMU 7.2 and 10.0.
-Vdi = "vdi" => BlockdevCreateOptionsVdi,
-/// `driver: vhdx`: QEMU 7.2 and 10.0.
-Vhdx = "vhdx" => BlockdevCreateOptionsVhdx,
-/// `driver: vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk" => BlockdevCreateOptionsVmdk,
-/// `driver: vpc`: QEMU 7.2 and 10.0.
-Vpc = "vpc" => BlockdevCreateOptionsVpc,
-} {
-/// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug",
-/// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites",
-/// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay",
-/// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-Blkverify = "blkverify",
-/// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-Bochs = "bochs",
-/// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-Cloop = "cloop",
-/// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-Compress = "compress",
-/// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write",
-/// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read",
-/// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-Dmg = "dmg",
-/// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access",
-/// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-Ftp = "ftp",
-/// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-Ftps = "ftps",
-/// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom",
-/// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
-HostDevice = "host_device",
-/// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-Http = "http",
-/// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-Https = "https",
-/// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-Iscsi = "iscsi",
-/// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-Nbd = "nbd",
-/// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-NullAio = "null-aio",
-/// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-NullCo = "null-co",
-/// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
-Nvme = "nvme",
-/// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-Preallocate = "preallocate",
-/// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-Replication = "replication",
-/// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-Throttle = "throttle",
-/// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-Vvfat = "vvfat",
-}
+    /// The branches of [`BlockdevCreateOptions`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevCreateOptionsBranch: "driver" {
+        /// `driver: file`: QEMU 7.2 and 10.0.
+        File = "file" => BlockdevCreateOptionsFile,
+        /// `driver: gluster`: QEMU 7.2 and 10.0.
+        Gluster = "gluster" => BlockdevCreateOptionsGluster,
+        /// `driver: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevCreateOptionsLuks,
+        /// `driver: nfs`: QEMU 7.2 and 10.0.
+        Nfs = "nfs" => BlockdevCreateOptionsNfs,
+        /// `driver: parallels`: QEMU 7.2 and 10.0.
+        Parallels = "parallels" => BlockdevCreateOptionsParallels,
+        /// `driver: qcow`: QEMU 7.2 and 10.0.
+        Qcow = "qcow" => BlockdevCreateOptionsQcow,
+        /// `driver: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => BlockdevCreateOptionsQcow2,
+        /// `driver: qed`: QEMU 7.2 and 10.0.
+        Qed = "qed" => BlockdevCreateOptionsQed,
+        /// `driver: rbd`: QEMU 7.2 and 10.0.
+        Rbd = "rbd" => BlockdevCreateOptionsRbd,
+        /// `driver: ssh`: QEMU 7.2 and 10.0.
+        Ssh = "ssh" => BlockdevCreateOptionsSsh,
+        /// `driver: vdi`: QEMU 7.2 and 10.0.
+        Vdi = "vdi" => BlockdevCreateOptionsVdi,
+        /// `driver: vhdx`: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx" => BlockdevCreateOptionsVhdx,
+        /// `driver: vmdk`: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk" => BlockdevCreateOptionsVmdk,
+        /// `driver: vpc`: QEMU 7.2 and 10.0.
+        Vpc = "vpc" => BlockdevCreateOptionsVpc,
+    } {
+        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug",
+        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites",
+        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay",
+        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify",
+        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
+        Bochs = "bochs",
+        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
+        Cloop = "cloop",
+        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
+        Compress = "compress",
+        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write",
+        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read",
+        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
+        Dmg = "dmg",
+        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access",
+        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
+        Ftp = "ftp",
+        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
+        Ftps = "ftps",
+        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom",
+        /// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
+        HostDevice = "host_device",
+        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
+        Http = "http",
+        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
+        Https = "https",
+        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi",
+        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
+        Nbd = "nbd",
+        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
+        NullAio = "null-aio",
+        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
+        NullCo = "null-co",
+        /// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
+        Nvme = "nvme",
+        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate",
+        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
+        Quorum = "quorum",
+        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
+        Raw = "raw",
+        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
+        Replication = "replication",
+        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
+        Throttle = "throttle",
+        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=file`.
@@ -2220,16 +2220,16 @@ pub struct BlockdevCreateOptionsQcowEncrypt {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevCreateOptionsQcowEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevCreateOptionsQcowEncryptBranch: "format" {
-/// `format: qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow" => BlockdevOptionsQcow2EncryptAes,
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevCreateOptionsQcowEncryptLuks,
-} {
-}
+    /// The branches of [`BlockdevCreateOptionsQcowEncrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevCreateOptionsQcowEncryptBranch: "format" {
+        /// `format: qcow`: QEMU 7.2 and 10.0.
+        Qcow = "qcow" => BlockdevOptionsQcow2EncryptAes,
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevCreateOptionsQcowEncryptLuks,
+    } {
+    }
 }
 
 qapi_enum! {
@@ -2359,18 +2359,18 @@ pub struct BlockdevCreateOptionsRbdEncrypt {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevCreateOptionsRbdEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevCreateOptionsRbdEncryptBranch: "format" {
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevCreateOptionsRbdEncryptLuks,
-/// `format: luks2`: QEMU 7.2 and 10.0.
-Luks2 = "luks2" => BlockdevCreateOptionsRbdEncryptLuks2,
-} {
-/// `format: luks-any`, with no more members: QEMU 10.0 only.
-LuksAny = "luks-any",
-}
+    /// The branches of [`BlockdevCreateOptionsRbdEncrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevCreateOptionsRbdEncryptBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevCreateOptionsRbdEncryptLuks,
+        /// `format: luks2`: QEMU 7.2 and 10.0.
+        Luks2 = "luks2" => BlockdevCreateOptionsRbdEncryptLuks2,
+    } {
+        /// `format: luks-any`, with no more members: QEMU 10.0 only.
+        LuksAny = "luks-any",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsRbdEncrypt.format=luks`.
@@ -2738,96 +2738,96 @@ pub struct BlockdevOptions {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevOptions`], chosen by its member `driver`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevOptionsBranch: "driver" {
-/// `driver: blkdebug`: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug" => BlockdevOptionsBlkdebug,
-/// `driver: blklogwrites`: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites" => BlockdevOptionsBlklogwrites,
-/// `driver: blkverify`: QEMU 7.2 and 10.0.
-Blkverify = "blkverify" => BlockdevOptionsBlkverify,
-/// `driver: blkreplay`: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay" => BlockdevOptionsBlkreplay,
-/// `driver: bochs`: QEMU 7.2 and 10.0.
-Bochs = "bochs" => BlockdevOptionsGenericFormat,
-/// `driver: cloop`: QEMU 7.2 and 10.0.
-Cloop = "cloop" => BlockdevOptionsGenericFormat,
-/// `driver: compress`: QEMU 7.2 and 10.0.
-Compress = "compress" => BlockdevOptionsGenericFormat,
-/// `driver: copy-before-write`: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCbw,
-/// `driver: copy-on-read`: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read" => BlockdevOptionsCor,
-/// `driver: dmg`: QEMU 7.2 and 10.0.
-Dmg = "dmg" => BlockdevOptionsGenericFormat,
-/// `driver: file`: QEMU 7.2 and 10.0.
-File = "file" => BlockdevOptionsFile,
-/// `driver: ftp`: QEMU 7.2 and 10.0.
-Ftp = "ftp" => BlockdevOptionsCurlFtp,
-/// `driver: ftps`: QEMU 7.2 and 10.0.
-Ftps = "ftps" => BlockdevOptionsCurlFtps,
-/// `driver: gluster`: QEMU 7.2 and 10.0.
-Gluster = "gluster" => BlockdevOptionsGluster,
-/// `driver: host_cdrom`: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom" => BlockdevOptionsFile,
-/// `driver: host_device`: QEMU 7.2 and 10.0.
-HostDevice = "host_device" => BlockdevOptionsFile,
-/// `driver: http`: QEMU 7.2 and 10.0.
-Http = "http" => BlockdevOptionsCurlHttp,
-/// `driver: https`: QEMU 7.2 and 10.0.
-Https = "https" => BlockdevOptionsCurlHttps,
-/// `driver: iscsi`: QEMU 7.2 and 10.0.
-Iscsi = "iscsi" => BlockdevOptionsIscsi,
-/// `driver: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevOptionsLuks,
-/// `driver: nbd`: QEMU 7.2 and 10.0.
-Nbd = "nbd" => BlockdevOptionsNbd,
-/// `driver: nfs`: QEMU 7.2 and 10.0.
-Nfs = "nfs" => BlockdevOptionsNfs,
-/// `driver: null-aio`: QEMU 7.2 and 10.0.
-NullAio = "null-aio" => BlockdevOptionsNull,
-/// `driver: null-co`: QEMU 7.2 and 10.0.
-NullCo = "null-co" => BlockdevOptionsNull,
-/// `driver: nvme`: QEMU 7.2 and 10.0.
-Nvme = "nvme" => BlockdevOptionsNvme,
-/// `driver: parallels`: QEMU 7.2 and 10.0.
-Parallels = "parallels" => BlockdevOptionsGenericFormat,
-/// `driver: preallocate`: QEMU 7.2 and 10.0.
-Preallocate = "preallocate" => BlockdevOptionsPreallocate,
-/// `driver: qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2" => BlockdevOptionsQcow2,
-/// `driver: qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow" => BlockdevOptionsQcow,
-/// `driver: qed`: QEMU 7.2 and 10.0.
-Qed = "qed" => BlockdevOptionsGenericCOWFormat,
-/// `driver: quorum`: QEMU 7.2 and 10.0.
-Quorum = "quorum" => BlockdevOptionsQuorum,
-/// `driver: raw`: QEMU 7.2 and 10.0.
-Raw = "raw" => BlockdevOptionsRaw,
-/// `driver: rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd" => BlockdevOptionsRbd,
-/// `driver: replication`: QEMU 7.2 and 10.0.
-Replication = "replication" => BlockdevOptionsReplication,
-/// `driver: snapshot-access`: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access" => BlockdevOptionsGenericFormat,
-/// `driver: ssh`: QEMU 7.2 and 10.0.
-Ssh = "ssh" => BlockdevOptionsSsh,
-/// `driver: throttle`: QEMU 7.2 and 10.0.
-Throttle = "throttle" => BlockdevOptionsThrottle,
-/// `driver: vdi`: QEMU 7.2 and 10.0.
-Vdi = "vdi" => BlockdevOptionsGenericFormat,
-/// `driver: vhdx`: QEMU 7.2 and 10.0.
-Vhdx = "vhdx" => BlockdevOptionsGenericFormat,
-/// `driver: vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk" => BlockdevOptionsGenericCOWFormat,
-/// `driver: vpc`: QEMU 7.2 and 10.0.
-Vpc = "vpc" => BlockdevOptionsGenericFormat,
-/// `driver: vvfat`: QEMU 7.2 and 10.0.
-Vvfat = "vvfat" => BlockdevOptionsVvfat,
-} {
-}
+    /// The branches of [`BlockdevOptions`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevOptionsBranch: "driver" {
+        /// `driver: blkdebug`: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug" => BlockdevOptionsBlkdebug,
+        /// `driver: blklogwrites`: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites" => BlockdevOptionsBlklogwrites,
+        /// `driver: blkverify`: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify" => BlockdevOptionsBlkverify,
+        /// `driver: blkreplay`: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay" => BlockdevOptionsBlkreplay,
+        /// `driver: bochs`: QEMU 7.2 and 10.0.
+        Bochs = "bochs" => BlockdevOptionsGenericFormat,
+        /// `driver: cloop`: QEMU 7.2 and 10.0.
+        Cloop = "cloop" => BlockdevOptionsGenericFormat,
+        /// `driver: compress`: QEMU 7.2 and 10.0.
+        Compress = "compress" => BlockdevOptionsGenericFormat,
+        /// `driver: copy-before-write`: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCbw,
+        /// `driver: copy-on-read`: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read" => BlockdevOptionsCor,
+        /// `driver: dmg`: QEMU 7.2 and 10.0.
+        Dmg = "dmg" => BlockdevOptionsGenericFormat,
+        /// `driver: file`: QEMU 7.2 and 10.0.
+        File = "file" => BlockdevOptionsFile,
+        /// `driver: ftp`: QEMU 7.2 and 10.0.
+        Ftp = "ftp" => BlockdevOptionsCurlFtp,
+        /// `driver: ftps`: QEMU 7.2 and 10.0.
+        Ftps = "ftps" => BlockdevOptionsCurlFtps,
+        /// `driver: gluster`: QEMU 7.2 and 10.0.
+        Gluster = "gluster" => BlockdevOptionsGluster,
+        /// `driver: host_cdrom`: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom" => BlockdevOptionsFile,
+        /// `driver: host_device`: QEMU 7.2 and 10.0.
+        HostDevice = "host_device" => BlockdevOptionsFile,
+        /// `driver: http`: QEMU 7.2 and 10.0.
+        Http = "http" => BlockdevOptionsCurlHttp,
+        /// `driver: https`: QEMU 7.2 and 10.0.
+        Https = "https" => BlockdevOptionsCurlHttps,
+        /// `driver: iscsi`: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi" => BlockdevOptionsIscsi,
+        /// `driver: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevOptionsLuks,
+        /// `driver: nbd`: QEMU 7.2 and 10.0.
+        Nbd = "nbd" => BlockdevOptionsNbd,
+        /// `driver: nfs`: QEMU 7.2 and 10.0.
+        Nfs = "nfs" => BlockdevOptionsNfs,
+        /// `driver: null-aio`: QEMU 7.2 and 10.0.
+        NullAio = "null-aio" => BlockdevOptionsNull,
+        /// `driver: null-co`: QEMU 7.2 and 10.0.
+        NullCo = "null-co" => BlockdevOptionsNull,
+        /// `driver: nvme`: QEMU 7.2 and 10.0.
+        Nvme = "nvme" => BlockdevOptionsNvme,
+        /// `driver: parallels`: QEMU 7.2 and 10.0.
+        Parallels = "parallels" => BlockdevOptionsGenericFormat,
+        /// `driver: preallocate`: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate" => BlockdevOptionsPreallocate,
+        /// `driver: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => BlockdevOptionsQcow2,
+        /// `driver: qcow`: QEMU 7.2 and 10.0.
+        Qcow = "qcow" => BlockdevOptionsQcow,
+        /// `driver: qed`: QEMU 7.2 and 10.0.
+        Qed = "qed" => BlockdevOptionsGenericCOWFormat,
+        /// `driver: quorum`: QEMU 7.2 and 10.0.
+        Quorum = "quorum" => BlockdevOptionsQuorum,
+        /// `driver: raw`: QEMU 7.2 and 10.0.
+        Raw = "raw" => BlockdevOptionsRaw,
+        /// `driver: rbd`: QEMU 7.2 and 10.0.
+        Rbd = "rbd" => BlockdevOptionsRbd,
+        /// `driver: replication`: QEMU 7.2 and 10.0.
+        Replication = "replication" => BlockdevOptionsReplication,
+        /// `driver: snapshot-access`: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access" => BlockdevOptionsGenericFormat,
+        /// `driver: ssh`: QEMU 7.2 and 10.0.
+        Ssh = "ssh" => BlockdevOptionsSsh,
+        /// `driver: throttle`: QEMU 7.2 and 10.0.
+        Throttle = "throttle" => BlockdevOptionsThrottle,
+        /// `driver: vdi`: QEMU 7.2 and 10.0.
+        Vdi = "vdi" => BlockdevOptionsGenericFormat,
+        /// `driver: vhdx`: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx" => BlockdevOptionsGenericFormat,
+        /// `driver: vmdk`: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk" => BlockdevOptionsGenericCOWFormat,
+        /// `driver: vpc`: QEMU 7.2 and 10.0.
+        Vpc = "vpc" => BlockdevOptionsGenericFormat,
+        /// `driver: vvfat`: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat" => BlockdevOptionsVvfat,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkdebug`.
@@ -3903,16 +3903,16 @@ pub struct BlockdevOptionsQcow2Encrypt {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevOptionsQcow2Encrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevOptionsQcow2EncryptBranch: "format" {
-/// `format: aes`: QEMU 7.2 and 10.0.
-Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevOptionsQcow2EncryptLuks,
-} {
-}
+    /// The branches of [`BlockdevOptionsQcow2Encrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevOptionsQcow2EncryptBranch: "format" {
+        /// `format: aes`: QEMU 7.2 and 10.0.
+        Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevOptionsQcow2EncryptLuks,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format=aes`.
@@ -3966,14 +3966,14 @@ pub struct BlockdevOptionsQcowEncrypt {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevOptionsQcowEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevOptionsQcowEncryptBranch: "format" {
-/// `format: aes`: QEMU 7.2 and 10.0.
-Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
-} {
-}
+    /// The branches of [`BlockdevOptionsQcowEncrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevOptionsQcowEncryptBranch: "format" {
+        /// `format: aes`: QEMU 7.2 and 10.0.
+        Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
+    } {
+    }
 }
 
 qapi_enum! {
@@ -4112,18 +4112,18 @@ pub struct BlockdevOptionsRbdEncrypt {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevOptionsRbdEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevOptionsRbdEncryptBranch: "format" {
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => BlockdevOptionsRbdEncryptLuks,
-/// `format: luks2`: QEMU 7.2 and 10.0.
-Luks2 = "luks2" => BlockdevOptionsRbdEncryptLuks2,
-/// `format: luks-any`: QEMU 10.0 only.
-LuksAny = "luks-any" => BlockdevOptionsRbdEncryptLuksAny,
-} {
-}
+    /// The branches of [`BlockdevOptionsRbdEncrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevOptionsRbdEncryptBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevOptionsRbdEncryptLuks,
+        /// `format: luks2`: QEMU 7.2 and 10.0.
+        Luks2 = "luks2" => BlockdevOptionsRbdEncryptLuks2,
+        /// `format: luks-any`: QEMU 10.0 only.
+        LuksAny = "luks-any" => BlockdevOptionsRbdEncryptLuksAny,
+    } {
+    }
 }
 
 qapi_enum! {
@@ -4239,18 +4239,18 @@ pub struct BlockdevOptionsSshHostKeyCheck {
 }
 
 qapi_union! {
-/// The branches of [`BlockdevOptionsSshHostKeyCheck`], chosen by its member `mode`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum BlockdevOptionsSshHostKeyCheckBranch: "mode" {
-/// `mode: hash`: QEMU 7.2 and 10.0.
-Hash = "hash" => BlockdevOptionsSshHostKeyCheckHash,
-} {
-/// `mode: none`, with no more members: QEMU 7.2 and 10.0.
-None = "none",
-/// `mode: known_hosts`, with no more members: QEMU 7.2 and 10.0.
-KnownHosts = "known_hosts",
-}
+    /// The branches of [`BlockdevOptionsSshHostKeyCheck`], chosen by its member `mode`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevOptionsSshHostKeyCheckBranch: "mode" {
+        /// `mode: hash`: QEMU 7.2 and 10.0.
+        Hash = "hash" => BlockdevOptionsSshHostKeyCheckHash,
+    } {
+        /// `mode: none`, with no more members: QEMU 7.2 and 10.0.
+        None = "none",
+        /// `mode: known_hosts`, with no more members: QEMU 7.2 and 10.0.
+        KnownHosts = "known_hosts",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheck.mode=hash`.
@@ -4537,58 +4537,58 @@ pub struct ChardevBackend {
 }
 
 qapi_union! {
-/// The branches of [`ChardevBackend`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum ChardevBackendBranch: "type" {
-/// `type: file`: QEMU 7.2 and 10.0.
-File = "file" => ChardevBackendFile,
-/// `type: serial`: QEMU 7.2 and 10.0.
-Serial = "serial" => ChardevBackendSerial,
-/// `type: parallel`: QEMU 7.2 and 10.0.
-Parallel = "parallel" => ChardevBackendSerial,
-/// `type: pipe`: QEMU 7.2 and 10.0.
-Pipe = "pipe" => ChardevBackendSerial,
-/// `type: socket`: QEMU 7.2 and 10.0.
-Socket = "socket" => ChardevBackendSocket,
-/// `type: udp`: QEMU 7.2 and 10.0.
-Udp = "udp" => ChardevBackendUdp,
-/// `type: pty`: QEMU 7.2 and 10.0.
-Pty = "pty" => ChardevBackendPty,
-/// `type: null`: QEMU 7.2 and 10.0.
-Null = "null" => ChardevCommonWrapper,
-/// `type: mux`: QEMU 7.2 and 10.0.
-Mux = "mux" => ChardevBackendMux,
-/// `type: msmouse`: QEMU 7.2 and 10.0.
-Msmouse = "msmouse" => ChardevCommonWrapper,
-/// `type: wctablet`: QEMU 7.2 and 10.0.
-Wctablet = "wctablet" => ChardevCommonWrapper,
-/// `type: braille`: QEMU 7.2 and 10.0.
-Braille = "braille" => ChardevCommonWrapper,
-/// `type: testdev`: QEMU 7.2 and 10.0.
-Testdev = "testdev" => ChardevCommonWrapper,
-/// `type: stdio`: QEMU 7.2 and 10.0.
-Stdio = "stdio" => ChardevBackendStdio,
-/// `type: console`: QEMU 7.2 only.
-Console = "console" => ChardevCommonWrapper,
-/// `type: spicevmc`: QEMU 7.2 and 10.0.
-Spicevmc = "spicevmc" => ChardevBackendSpicevmc,
-/// `type: spiceport`: QEMU 7.2 and 10.0.
-Spiceport = "spiceport" => ChardevBackendSpiceport,
-/// `type: qemu-vdagent`: QEMU 7.2 and 10.0.
-QemuVdagent = "qemu-vdagent" => ChardevBackendQemuVdagent,
-/// `type: dbus`: QEMU 7.2 and 10.0.
-Dbus = "dbus" => ChardevBackendDbus,
-/// `type: vc`: QEMU 7.2 and 10.0.
-Vc = "vc" => ChardevBackendVc,
-/// `type: ringbuf`: QEMU 7.2 and 10.0.
-Ringbuf = "ringbuf" => ChardevBackendRingbuf,
-/// `type: memory`: QEMU 7.2 and 10.0.
-Memory = "memory" => ChardevBackendRingbuf,
-/// `type: hub`: QEMU 10.0 only.
-Hub = "hub" => ChardevBackendHub,
-} {
-}
+    /// The branches of [`ChardevBackend`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum ChardevBackendBranch: "type" {
+        /// `type: file`: QEMU 7.2 and 10.0.
+        File = "file" => ChardevBackendFile,
+        /// `type: serial`: QEMU 7.2 and 10.0.
+        Serial = "serial" => ChardevBackendSerial,
+        /// `type: parallel`: QEMU 7.2 and 10.0.
+        Parallel = "parallel" => ChardevBackendSerial,
+        /// `type: pipe`: QEMU 7.2 and 10.0.
+        Pipe = "pipe" => ChardevBackendSerial,
+        /// `type: socket`: QEMU 7.2 and 10.0.
+        Socket = "socket" => ChardevBackendSocket,
+        /// `type: udp`: QEMU 7.2 and 10.0.
+        Udp = "udp" => ChardevBackendUdp,
+        /// `type: pty`: QEMU 7.2 and 10.0.
+        Pty = "pty" => ChardevBackendPty,
+        /// `type: null`: QEMU 7.2 and 10.0.
+        Null = "null" => ChardevCommonWrapper,
+        /// `type: mux`: QEMU 7.2 and 10.0.
+        Mux = "mux" => ChardevBackendMux,
+        /// `type: msmouse`: QEMU 7.2 and 10.0.
+        Msmouse = "msmouse" => ChardevCommonWrapper,
+        /// `type: wctablet`: QEMU 7.2 and 10.0.
+        Wctablet = "wctablet" => ChardevCommonWrapper,
+        /// `type: braille`: QEMU 7.2 and 10.0.
+        Braille = "braille" => ChardevCommonWrapper,
+        /// `type: testdev`: QEMU 7.2 and 10.0.
+        Testdev = "testdev" => ChardevCommonWrapper,
+        /// `type: stdio`: QEMU 7.2 and 10.0.
+        Stdio = "stdio" => ChardevBackendStdio,
+        /// `type: console`: QEMU 7.2 only.
+        Console = "console" => ChardevCommonWrapper,
+        /// `type: spicevmc`: QEMU 7.2 and 10.0.
+        Spicevmc = "spicevmc" => ChardevBackendSpicevmc,
+        /// `type: spiceport`: QEMU 7.2 and 10.0.
+        Spiceport = "spiceport" => ChardevBackendSpiceport,
+        /// `type: qemu-vdagent`: QEMU 7.2 and 10.0.
+        QemuVdagent = "qemu-vdagent" => ChardevBackendQemuVdagent,
+        /// `type: dbus`: QEMU 7.2 and 10.0.
+        Dbus = "dbus" => ChardevBackendDbus,
+        /// `type: vc`: QEMU 7.2 and 10.0.
+        Vc = "vc" => ChardevBackendVc,
+        /// `type: ringbuf`: QEMU 7.2 and 10.0.
+        Ringbuf = "ringbuf" => ChardevBackendRingbuf,
+        /// `type: memory`: QEMU 7.2 and 10.0.
+        Memory = "memory" => ChardevBackendRingbuf,
+        /// `type: hub`: QEMU 10.0 only.
+        Hub = "hub" => ChardevBackendHub,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `ChardevBackend.type=dbus`.
@@ -5208,74 +5208,74 @@ pub struct CpuInfoFast {
 }
 
 qapi_union! {
-/// The branches of [`CpuInfoFast`], chosen by its member `target`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum CpuInfoFastBranch: "target" {
-/// `target: s390x`: QEMU 7.2 and 10.0.
-S390x = "s390x" => CpuInfoFastS390x,
-} {
-/// `target: aarch64`, with no more members: QEMU 7.2 and 10.0.
-Aarch64 = "aarch64",
-/// `target: alpha`, with no more members: QEMU 7.2 and 10.0.
-Alpha = "alpha",
-/// `target: arm`, with no more members: QEMU 7.2 and 10.0.
-Arm = "arm",
-/// `target: avr`, with no more members: QEMU 7.2 and 10.0.
-Avr = "avr",
-/// `target: cris`, with no more members: QEMU 7.2 only.
-Cris = "cris",
-/// `target: hppa`, with no more members: QEMU 7.2 and 10.0.
-Hppa = "hppa",
-/// `target: i386`, with no more members: QEMU 7.2 and 10.0.
-I386 = "i386",
-/// `target: loongarch64`, with no more members: QEMU 7.2 and 10.0.
-Loongarch64 = "loongarch64",
-/// `target: m68k`, with no more members: QEMU 7.2 and 10.0.
-M68k = "m68k",
-/// `target: microblaze`, with no more members: QEMU 7.2 and 10.0.
-Microblaze = "microblaze",
-/// `target: microblazeel`, with no more members: QEMU 7.2 and 10.0.
-Microblazeel = "microblazeel",
-/// `target: mips`, with no more members: QEMU 7.2 and 10.0.
-Mips = "mips",
-/// `target: mips64`, with no more members: QEMU 7.2 and 10.0.
-Mips64 = "mips64",
-/// `target: mips64el`, with no more members: QEMU 7.2 and 10.0.
-Mips64el = "mips64el",
-/// `target: mipsel`, with no more members: QEMU 7.2 and 10.0.
-Mipsel = "mipsel",
-/// `target: nios2`, with no more members: QEMU 7.2 only.
-Nios2 = "nios2",
-/// `target: or1k`, with no more members: QEMU 7.2 and 10.0.
-Or1k = "or1k",
-/// `target: ppc`, with no more members: QEMU 7.2 and 10.0.
-Ppc = "ppc",
-/// `target: ppc64`, with no more members: QEMU 7.2 and 10.0.
-Ppc64 = "ppc64",
-/// `target: riscv32`, with no more members: QEMU 7.2 and 10.0.
-Riscv32 = "riscv32",
-/// `target: riscv64`, with no more members: QEMU 7.2 and 10.0.
-Riscv64 = "riscv64",
-/// `target: rx`, with no more members: QEMU 7.2 and 10.0.
-Rx = "rx",
-/// `target: sh4`, with no more members: QEMU 7.2 and 10.0.
-Sh4 = "sh4",
-/// `target: sh4eb`, with no more members: QEMU 7.2 and 10.0.
-Sh4eb = "sh4eb",
-/// `target: sparc`, with no more members: QEMU 7.2 and 10.0.
-Sparc = "sparc",
-/// `target: sparc64`, with no more members: QEMU 7.2 and 10.0.
-Sparc64 = "sparc64",
-/// `target: tricore`, with no more members: QEMU 7.2 and 10.0.
-Tricore = "tricore",
-/// `target: x86_64`, with no more members: QEMU 7.2 and 10.0.
-X86_64 = "x86_64",
-/// `target: xtensa`, with no more members: QEMU 7.2 and 10.0.
-Xtensa = "xtensa",
-/// `target: xtensaeb`, with no more members: QEMU 7.2 and 10.0.
-Xtensaeb = "xtensaeb",
-}
+    /// The branches of [`CpuInfoFast`], chosen by its member `target`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum CpuInfoFastBranch: "target" {
+        /// `target: s390x`: QEMU 7.2 and 10.0.
+        S390x = "s390x" => CpuInfoFastS390x,
+    } {
+        /// `target: aarch64`, with no more members: QEMU 7.2 and 10.0.
+        Aarch64 = "aarch64",
+        /// `target: alpha`, with no more members: QEMU 7.2 and 10.0.
+        Alpha = "alpha",
+        /// `target: arm`, with no more members: QEMU 7.2 and 10.0.
+        Arm = "arm",
+        /// `target: avr`, with no more members: QEMU 7.2 and 10.0.
+        Avr = "avr",
+        /// `target: cris`, with no more members: QEMU 7.2 only.
+        Cris = "cris",
+        /// `target: hppa`, with no more members: QEMU 7.2 and 10.0.
+        Hppa = "hppa",
+        /// `target: i386`, with no more members: QEMU 7.2 and 10.0.
+        I386 = "i386",
+        /// `target: loongarch64`, with no more members: QEMU 7.2 and 10.0.
+        Loongarch64 = "loongarch64",
+        /// `target: m68k`, with no more members: QEMU 7.2 and 10.0.
+        M68k = "m68k",
+        /// `target: microblaze`, with no more members: QEMU 7.2 and 10.0.
+        Microblaze = "microblaze",
+        /// `target: microblazeel`, with no more members: QEMU 7.2 and 10.0.
+        Microblazeel = "microblazeel",
+        /// `target: mips`, with no more members: QEMU 7.2 and 10.0.
+        Mips = "mips",
+        /// `target: mips64`, with no more members: QEMU 7.2 and 10.0.
+        Mips64 = "mips64",
+        /// `target: mips64el`, with no more members: QEMU 7.2 and 10.0.
+        Mips64el = "mips64el",
+        /// `target: mipsel`, with no more members: QEMU 7.2 and 10.0.
+        Mipsel = "mipsel",
+        /// `target: nios2`, with no more members: QEMU 7.2 only.
+        Nios2 = "nios2",
+        /// `target: or1k`, with no more members: QEMU 7.2 and 10.0.
+        Or1k = "or1k",
+        /// `target: ppc`, with no more members: QEMU 7.2 and 10.0.
+        Ppc = "ppc",
+        /// `target: ppc64`, with no more members: QEMU 7.2 and 10.0.
+        Ppc64 = "ppc64",
+        /// `target: riscv32`, with no more members: QEMU 7.2 and 10.0.
+        Riscv32 = "riscv32",
+        /// `target: riscv64`, with no more members: QEMU 7.2 and 10.0.
+        Riscv64 = "riscv64",
+        /// `target: rx`, with no more members: QEMU 7.2 and 10.0.
+        Rx = "rx",
+        /// `target: sh4`, with no more members: QEMU 7.2 and 10.0.
+        Sh4 = "sh4",
+        /// `target: sh4eb`, with no more members: QEMU 7.2 and 10.0.
+        Sh4eb = "sh4eb",
+        /// `target: sparc`, with no more members: QEMU 7.2 and 10.0.
+        Sparc = "sparc",
+        /// `target: sparc64`, with no more members: QEMU 7.2 and 10.0.
+        Sparc64 = "sparc64",
+        /// `target: tricore`, with no more members: QEMU 7.2 and 10.0.
+        Tricore = "tricore",
+        /// `target: x86_64`, with no more members: QEMU 7.2 and 10.0.
+        X86_64 = "x86_64",
+        /// `target: xtensa`, with no more members: QEMU 7.2 and 10.0.
+        Xtensa = "xtensa",
+        /// `target: xtensaeb`, with no more members: QEMU 7.2 and 10.0.
+        Xtensaeb = "xtensaeb",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `CpuInfoFast.props`.
@@ -5631,28 +5631,28 @@ pub struct DisplayOptions {
 }
 
 qapi_union! {
-/// The branches of [`DisplayOptions`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum DisplayOptionsBranch: "type" {
-/// `type: gtk`: QEMU 7.2 and 10.0.
-Gtk = "gtk" => DisplayOptionsGtk,
-/// `type: curses`: QEMU 7.2 and 10.0.
-Curses = "curses" => DisplayOptionsCurses,
-/// `type: egl-headless`: QEMU 7.2 and 10.0.
-EglHeadless = "egl-headless" => DisplayOptionsEglHeadless,
-/// `type: dbus`: QEMU 7.2 and 10.0.
-Dbus = "dbus" => DisplayOptionsDbus,
-/// `type: sdl`: QEMU 7.2 and 10.0.
-Sdl = "sdl" => DisplayOptionsSdl,
-} {
-/// `type: default`, with no more members: QEMU 7.2 and 10.0.
-Default = "default",
-/// `type: none`, with no more members: QEMU 7.2 and 10.0.
-None = "none",
-/// `type: spice-app`, with no more members: QEMU 7.2 and 10.0.
-SpiceApp = "spice-app",
-}
+    /// The branches of [`DisplayOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum DisplayOptionsBranch: "type" {
+        /// `type: gtk`: QEMU 7.2 and 10.0.
+        Gtk = "gtk" => DisplayOptionsGtk,
+        /// `type: curses`: QEMU 7.2 and 10.0.
+        Curses = "curses" => DisplayOptionsCurses,
+        /// `type: egl-headless`: QEMU 7.2 and 10.0.
+        EglHeadless = "egl-headless" => DisplayOptionsEglHeadless,
+        /// `type: dbus`: QEMU 7.2 and 10.0.
+        Dbus = "dbus" => DisplayOptionsDbus,
+        /// `type: sdl`: QEMU 7.2 and 10.0.
+        Sdl = "sdl" => DisplayOptionsSdl,
+    } {
+        /// `type: default`, with no more members: QEMU 7.2 and 10.0.
+        Default = "default",
+        /// `type: none`, with no more members: QEMU 7.2 and 10.0.
+        None = "none",
+        /// `type: spice-app`, with no more members: QEMU 7.2 and 10.0.
+        SpiceApp = "spice-app",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `DisplayOptions.type=curses`.
@@ -5800,14 +5800,14 @@ pub struct DisplayReload {
 }
 
 qapi_union! {
-/// The branches of [`DisplayReload`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum DisplayReloadBranch: "type" {
-/// `type: vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc" => DisplayReloadVnc,
-} {
-}
+    /// The branches of [`DisplayReload`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum DisplayReloadBranch: "type" {
+        /// `type: vnc`: QEMU 7.2 and 10.0.
+        Vnc = "vnc" => DisplayReloadVnc,
+    } {
+    }
 }
 
 qapi_enum! {
@@ -5841,14 +5841,14 @@ pub struct DisplayUpdate {
 }
 
 qapi_union! {
-/// The branches of [`DisplayUpdate`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum DisplayUpdateBranch: "type" {
-/// `type: vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc" => DisplayUpdateVnc,
-} {
-}
+    /// The branches of [`DisplayUpdate`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum DisplayUpdateBranch: "type" {
+        /// `type: vnc`: QEMU 7.2 and 10.0.
+        Vnc = "vnc" => DisplayUpdateVnc,
+    } {
+    }
 }
 
 qapi_enum! {
@@ -6082,16 +6082,16 @@ pub struct ExpirePassword {
 }
 
 qapi_union! {
-/// The branches of [`ExpirePassword`], chosen by its member `protocol`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum ExpirePasswordBranch: "protocol" {
-/// `protocol: vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc" => ExpirePasswordVnc,
-} {
-/// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
-Spice = "spice",
-}
+    /// The branches of [`ExpirePassword`], chosen by its member `protocol`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum ExpirePasswordBranch: "protocol" {
+        /// `protocol: vnc`: QEMU 7.2 and 10.0.
+        Vnc = "vnc" => ExpirePasswordVnc,
+    } {
+        /// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
+        Spice = "spice",
+    }
 }
 
 qapi_enum! {
@@ -6174,16 +6174,16 @@ pub struct GuestCrashloadedInfo {
 }
 
 qapi_union! {
-/// The branches of [`GuestCrashloadedInfo`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum GuestCrashloadedInfoBranch: "type" {
-/// `type: hyper-v`: QEMU 7.2 and 10.0.
-HyperV = "hyper-v" => GuestCrashloadedInfoHyperV,
-/// `type: s390`: QEMU 7.2 and 10.0.
-S390 = "s390" => GuestCrashloadedInfoS390,
-} {
-}
+    /// The branches of [`GuestCrashloadedInfo`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum GuestCrashloadedInfoBranch: "type" {
+        /// `type: hyper-v`: QEMU 7.2 and 10.0.
+        HyperV = "hyper-v" => GuestCrashloadedInfoHyperV,
+        /// `type: s390`: QEMU 7.2 and 10.0.
+        S390 = "s390" => GuestCrashloadedInfoS390,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `GuestCrashloadedInfo.type=hyper-v`.
@@ -6412,22 +6412,22 @@ pub struct ImageInfoSpecific {
 }
 
 qapi_union! {
-/// The branches of [`ImageInfoSpecific`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum ImageInfoSpecificBranch: "type" {
-/// `type: qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2" => ImageInfoSpecificQcow2,
-/// `type: vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk" => ImageInfoSpecificVmdkWrapper,
-/// `type: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => ImageInfoSpecificLuks,
-/// `type: rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd" => ImageInfoSpecificRbd,
-/// `type: file`: QEMU 10.0 only.
-File = "file" => ImageInfoSpecificFile,
-} {
-}
+    /// The branches of [`ImageInfoSpecific`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum ImageInfoSpecificBranch: "type" {
+        /// `type: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => ImageInfoSpecificQcow2,
+        /// `type: vmdk`: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk" => ImageInfoSpecificVmdkWrapper,
+        /// `type: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => ImageInfoSpecificLuks,
+        /// `type: rbd`: QEMU 7.2 and 10.0.
+        Rbd = "rbd" => ImageInfoSpecificRbd,
+        /// `type: file`: QEMU 10.0 only.
+        File = "file" => ImageInfoSpecificFile,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=file`.
@@ -6616,16 +6616,16 @@ pub struct ImageInfoSpecificQcow2DataEncrypt {
 }
 
 qapi_union! {
-/// The branches of [`ImageInfoSpecificQcow2DataEncrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum ImageInfoSpecificQcow2DataEncryptBranch: "format" {
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => ImageInfoSpecificLuksData,
-} {
-/// `format: aes`, with no more members: QEMU 7.2 and 10.0.
-Aes = "aes",
-}
+    /// The branches of [`ImageInfoSpecificQcow2DataEncrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum ImageInfoSpecificQcow2DataEncryptBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => ImageInfoSpecificLuksData,
+    } {
+        /// `format: aes`, with no more members: QEMU 7.2 and 10.0.
+        Aes = "aes",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=rbd`.
@@ -6731,22 +6731,22 @@ pub struct InputSendEventEvents {
 }
 
 qapi_union! {
-/// The branches of [`InputSendEventEvents`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum InputSendEventEventsBranch: "type" {
-/// `type: key`: QEMU 7.2 and 10.0.
-Key = "key" => InputSendEventEventsKey,
-/// `type: btn`: QEMU 7.2 and 10.0.
-Btn = "btn" => InputSendEventEventsBtn,
-/// `type: rel`: QEMU 7.2 and 10.0.
-Rel = "rel" => InputSendEventEventsRel,
-/// `type: abs`: QEMU 7.2 and 10.0.
-Abs = "abs" => InputSendEventEventsRel,
-/// `type: mtt`: QEMU 10.0 only.
-Mtt = "mtt" => InputSendEventEventsMtt,
-} {
-}
+    /// The branches of [`InputSendEventEvents`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum InputSendEventEventsBranch: "type" {
+        /// `type: key`: QEMU 7.2 and 10.0.
+        Key = "key" => InputSendEventEventsKey,
+        /// `type: btn`: QEMU 7.2 and 10.0.
+        Btn = "btn" => InputSendEventEventsBtn,
+        /// `type: rel`: QEMU 7.2 and 10.0.
+        Rel = "rel" => InputSendEventEventsRel,
+        /// `type: abs`: QEMU 7.2 and 10.0.
+        Abs = "abs" => InputSendEventEventsRel,
+        /// `type: mtt`: QEMU 10.0 only.
+        Mtt = "mtt" => InputSendEventEventsMtt,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `InputSendEventEvents.type=btn`.
@@ -7138,24 +7138,24 @@ pub struct MemoryDeviceInfo {
 }
 
 qapi_union! {
-/// The branches of [`MemoryDeviceInfo`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum MemoryDeviceInfoBranch: "type" {
-/// `type: dimm`: QEMU 7.2 and 10.0.
-Dimm = "dimm" => MemoryDeviceInfoDimm,
-/// `type: nvdimm`: QEMU 7.2 and 10.0.
-Nvdimm = "nvdimm" => MemoryDeviceInfoDimm,
-/// `type: virtio-pmem`: QEMU 7.2 and 10.0.
-VirtioPmem = "virtio-pmem" => MemoryDeviceInfoVirtioPmem,
-/// `type: virtio-mem`: QEMU 7.2 and 10.0.
-VirtioMem = "virtio-mem" => MemoryDeviceInfoVirtioMem,
-/// `type: sgx-epc`: QEMU 7.2 and 10.0.
-SgxEpc = "sgx-epc" => MemoryDeviceInfoSgxEpc,
-/// `type: hv-balloon`: QEMU 10.0 only.
-HvBalloon = "hv-balloon" => MemoryDeviceInfoHvBalloon,
-} {
-}
+    /// The branches of [`MemoryDeviceInfo`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum MemoryDeviceInfoBranch: "type" {
+        /// `type: dimm`: QEMU 7.2 and 10.0.
+        Dimm = "dimm" => MemoryDeviceInfoDimm,
+        /// `type: nvdimm`: QEMU 7.2 and 10.0.
+        Nvdimm = "nvdimm" => MemoryDeviceInfoDimm,
+        /// `type: virtio-pmem`: QEMU 7.2 and 10.0.
+        VirtioPmem = "virtio-pmem" => MemoryDeviceInfoVirtioPmem,
+        /// `type: virtio-mem`: QEMU 7.2 and 10.0.
+        VirtioMem = "virtio-mem" => MemoryDeviceInfoVirtioMem,
+        /// `type: sgx-epc`: QEMU 7.2 and 10.0.
+        SgxEpc = "sgx-epc" => MemoryDeviceInfoSgxEpc,
+        /// `type: hv-balloon`: QEMU 10.0 only.
+        HvBalloon = "hv-balloon" => MemoryDeviceInfoHvBalloon,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=dimm`.
@@ -7407,20 +7407,20 @@ pub struct MigrateChannelsAddr {
 }
 
 qapi_union! {
-/// The branches of [`MigrateChannelsAddr`], chosen by its member `transport`.
-///
-/// QEMU 10.0 only.
-pub enum MigrateChannelsAddrBranch: "transport" {
-/// `transport: socket`: QEMU 10.0 only.
-Socket = "socket" => SocketAddress,
-/// `transport: exec`: QEMU 10.0 only.
-Exec = "exec" => MigrateChannelsAddrExec,
-/// `transport: rdma`: QEMU 10.0 only.
-Rdma = "rdma" => BlockdevOptionsSshServer,
-/// `transport: file`: QEMU 10.0 only.
-File = "file" => MigrateChannelsAddrFile,
-} {
-}
+    /// The branches of [`MigrateChannelsAddr`], chosen by its member `transport`.
+    ///
+    /// QEMU 10.0 only.
+    pub enum MigrateChannelsAddrBranch: "transport" {
+        /// `transport: socket`: QEMU 10.0 only.
+        Socket = "socket" => SocketAddress,
+        /// `transport: exec`: QEMU 10.0 only.
+        Exec = "exec" => MigrateChannelsAddrExec,
+        /// `transport: rdma`: QEMU 10.0 only.
+        Rdma = "rdma" => BlockdevOptionsSshServer,
+        /// `transport: file`: QEMU 10.0 only.
+        File = "file" => MigrateChannelsAddrFile,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `MigrateChannelsAddr.transport=exec`.
@@ -8151,20 +8151,20 @@ pub struct NbdServerStartAddr {
 }
 
 qapi_union! {
-/// The branches of [`NbdServerStartAddr`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum NbdServerStartAddrBranch: "type" {
-/// `type: inet`: QEMU 7.2 and 10.0.
-Inet = "inet" => NbdServerStartAddrInet,
-/// `type: unix`: QEMU 7.2 and 10.0.
-Unix = "unix" => NbdServerStartAddrUnix,
-/// `type: vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock" => NbdServerStartAddrVsock,
-/// `type: fd`: QEMU 7.2 and 10.0.
-Fd = "fd" => NbdServerStartAddrFd,
-} {
-}
+    /// The branches of [`NbdServerStartAddr`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum NbdServerStartAddrBranch: "type" {
+        /// `type: inet`: QEMU 7.2 and 10.0.
+        Inet = "inet" => NbdServerStartAddrInet,
+        /// `type: unix`: QEMU 7.2 and 10.0.
+        Unix = "unix" => NbdServerStartAddrUnix,
+        /// `type: vsock`: QEMU 7.2 and 10.0.
+        Vsock = "vsock" => NbdServerStartAddrVsock,
+        /// `type: fd`: QEMU 7.2 and 10.0.
+        Fd = "fd" => NbdServerStartAddrFd,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=fd`.
@@ -8269,40 +8269,40 @@ pub struct Netdev {
 }
 
 qapi_union! {
-/// The branches of [`Netdev`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum NetdevBranch: "type" {
-/// `type: nic`: QEMU 7.2 and 10.0.
-Nic = "nic" => NetdevNic,
-/// `type: user`: QEMU 7.2 and 10.0.
-User = "user" => NetdevUser,
-/// `type: tap`: QEMU 7.2 and 10.0.
-Tap = "tap" => NetdevTap,
-/// `type: l2tpv3`: QEMU 7.2 and 10.0.
-L2tpv3 = "l2tpv3" => NetdevL2tpv3,
-/// `type: socket`: QEMU 7.2 and 10.0.
-Socket = "socket" => NetdevSocket,
-/// `type: stream`: QEMU 7.2 and 10.0.
-Stream = "stream" => NetdevStream,
-/// `type: dgram`: QEMU 7.2 and 10.0.
-Dgram = "dgram" => NetdevDgram,
-/// `type: vde`: QEMU 7.2 and 10.0.
-Vde = "vde" => NetdevVde,
-/// `type: bridge`: QEMU 7.2 and 10.0.
-Bridge = "bridge" => NetdevBridge,
-/// `type: hubport`: QEMU 7.2 and 10.0.
-Hubport = "hubport" => NetdevHubport,
-/// `type: netmap`: QEMU 7.2 and 10.0.
-Netmap = "netmap" => NetdevNetmap,
-/// `type: vhost-user`: QEMU 7.2 and 10.0.
-VhostUser = "vhost-user" => NetdevVhostUser,
-/// `type: vhost-vdpa`: QEMU 7.2 and 10.0.
-VhostVdpa = "vhost-vdpa" => NetdevVhostVdpa,
-} {
-/// `type: none`, with no more members: QEMU 7.2 and 10.0.
-None = "none",
-}
+    /// The branches of [`Netdev`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum NetdevBranch: "type" {
+        /// `type: nic`: QEMU 7.2 and 10.0.
+        Nic = "nic" => NetdevNic,
+        /// `type: user`: QEMU 7.2 and 10.0.
+        User = "user" => NetdevUser,
+        /// `type: tap`: QEMU 7.2 and 10.0.
+        Tap = "tap" => NetdevTap,
+        /// `type: l2tpv3`: QEMU 7.2 and 10.0.
+        L2tpv3 = "l2tpv3" => NetdevL2tpv3,
+        /// `type: socket`: QEMU 7.2 and 10.0.
+        Socket = "socket" => NetdevSocket,
+        /// `type: stream`: QEMU 7.2 and 10.0.
+        Stream = "stream" => NetdevStream,
+        /// `type: dgram`: QEMU 7.2 and 10.0.
+        Dgram = "dgram" => NetdevDgram,
+        /// `type: vde`: QEMU 7.2 and 10.0.
+        Vde = "vde" => NetdevVde,
+        /// `type: bridge`: QEMU 7.2 and 10.0.
+        Bridge = "bridge" => NetdevBridge,
+        /// `type: hubport`: QEMU 7.2 and 10.0.
+        Hubport = "hubport" => NetdevHubport,
+        /// `type: netmap`: QEMU 7.2 and 10.0.
+        Netmap = "netmap" => NetdevNetmap,
+        /// `type: vhost-user`: QEMU 7.2 and 10.0.
+        VhostUser = "vhost-user" => NetdevVhostUser,
+        /// `type: vhost-vdpa`: QEMU 7.2 and 10.0.
+        VhostVdpa = "vhost-vdpa" => NetdevVhostVdpa,
+    } {
+        /// `type: none`, with no more members: QEMU 7.2 and 10.0.
+        None = "none",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `Netdev.type=bridge`.
@@ -8683,110 +8683,110 @@ pub struct ObjectOptions {
 }
 
 qapi_union! {
-/// The branches of [`ObjectOptions`], chosen by its member `qom-type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum ObjectOptionsBranch: "qom-type" {
-/// `qom-type: authz-list`: QEMU 7.2 and 10.0.
-AuthzList = "authz-list" => ObjectOptionsAuthzList,
-/// `qom-type: authz-listfile`: QEMU 7.2 and 10.0.
-AuthzListfile = "authz-listfile" => ObjectOptionsAuthzListfile,
-/// `qom-type: authz-pam`: QEMU 7.2 and 10.0.
-AuthzPam = "authz-pam" => ObjectOptionsAuthzPam,
-/// `qom-type: authz-simple`: QEMU 7.2 and 10.0.
-AuthzSimple = "authz-simple" => ObjectOptionsAuthzSimple,
-/// `qom-type: can-host-socketcan`: QEMU 7.2 and 10.0.
-CanHostSocketcan = "can-host-socketcan" => ObjectOptionsCanHostSocketcan,
-/// `qom-type: colo-compare`: QEMU 7.2 and 10.0.
-ColoCompare = "colo-compare" => ObjectOptionsColoCompare,
-/// `qom-type: cryptodev-backend`: QEMU 7.2 and 10.0.
-CryptodevBackend = "cryptodev-backend" => ObjectOptionsCryptodevBackend,
-/// `qom-type: cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
-CryptodevBackendBuiltin = "cryptodev-backend-builtin" => ObjectOptionsCryptodevBackend,
-/// `qom-type: cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
-CryptodevBackendLkcf = "cryptodev-backend-lkcf" => ObjectOptionsCryptodevBackend,
-/// `qom-type: cryptodev-vhost-user`: QEMU 7.2 and 10.0.
-CryptodevVhostUser = "cryptodev-vhost-user" => ObjectOptionsCryptodevVhostUser,
-/// `qom-type: dbus-vmstate`: QEMU 7.2 and 10.0.
-DbusVmstate = "dbus-vmstate" => ObjectOptionsDbusVmstate,
-/// `qom-type: filter-buffer`: QEMU 7.2 and 10.0.
-FilterBuffer = "filter-buffer" => ObjectOptionsFilterBuffer,
-/// `qom-type: filter-dump`: QEMU 7.2 and 10.0.
-FilterDump = "filter-dump" => ObjectOptionsFilterDump,
-/// `qom-type: filter-mirror`: QEMU 7.2 and 10.0.
-FilterMirror = "filter-mirror" => ObjectOptionsFilterMirror,
-/// `qom-type: filter-redirector`: QEMU 7.2 and 10.0.
-FilterRedirector = "filter-redirector" => ObjectOptionsFilterRedirector,
-/// `qom-type: filter-replay`: QEMU 7.2 and 10.0.
-FilterReplay = "filter-replay" => ObjectOptionsFilterReplay,
-/// `qom-type: filter-rewriter`: QEMU 7.2 and 10.0.
-FilterRewriter = "filter-rewriter" => ObjectOptionsFilterRewriter,
-/// `qom-type: input-barrier`: QEMU 7.2 and 10.0.
-InputBarrier = "input-barrier" => ObjectOptionsInputBarrier,
-/// `qom-type: input-linux`: QEMU 7.2 and 10.0.
-InputLinux = "input-linux" => ObjectOptionsInputLinux,
-/// `qom-type: iothread`: QEMU 7.2 and 10.0.
-Iothread = "iothread" => ObjectOptionsIothread,
-/// `qom-type: main-loop`: QEMU 7.2 and 10.0.
-MainLoop = "main-loop" => ObjectOptionsMainLoop,
-/// `qom-type: memory-backend-epc`: QEMU 7.2 and 10.0.
-MemoryBackendEpc = "memory-backend-epc" => ObjectOptionsMemoryBackendEpc,
-/// `qom-type: memory-backend-file`: QEMU 7.2 and 10.0.
-MemoryBackendFile = "memory-backend-file" => ObjectOptionsMemoryBackendFile,
-/// `qom-type: memory-backend-memfd`: QEMU 7.2 and 10.0.
-MemoryBackendMemfd = "memory-backend-memfd" => ObjectOptionsMemoryBackendMemfd,
-/// `qom-type: memory-backend-ram`: QEMU 7.2 and 10.0.
-MemoryBackendRam = "memory-backend-ram" => ObjectOptionsMemoryBackendRam,
-/// `qom-type: pr-manager-helper`: QEMU 7.2 and 10.0.
-PrManagerHelper = "pr-manager-helper" => ObjectOptionsPrManagerHelper,
-/// `qom-type: qtest`: QEMU 7.2 and 10.0.
-Qtest = "qtest" => ObjectOptionsQtest,
-/// `qom-type: rng-builtin`: QEMU 7.2 and 10.0.
-RngBuiltin = "rng-builtin" => ObjectOptionsRngBuiltin,
-/// `qom-type: rng-egd`: QEMU 7.2 and 10.0.
-RngEgd = "rng-egd" => ObjectOptionsRngEgd,
-/// `qom-type: rng-random`: QEMU 7.2 and 10.0.
-RngRandom = "rng-random" => ObjectOptionsRngRandom,
-/// `qom-type: secret`: QEMU 7.2 and 10.0.
-Secret = "secret" => ObjectOptionsSecret,
-/// `qom-type: secret_keyring`: QEMU 7.2 and 10.0.
-SecretKeyring = "secret_keyring" => ObjectOptionsSecretKeyring,
-/// `qom-type: sev-guest`: QEMU 7.2 and 10.0.
-SevGuest = "sev-guest" => ObjectOptionsSevGuest,
-/// `qom-type: thread-context`: QEMU 7.2 and 10.0.
-ThreadContext = "thread-context" => ObjectOptionsThreadContext,
-/// `qom-type: throttle-group`: QEMU 7.2 and 10.0.
-ThrottleGroup = "throttle-group" => ObjectOptionsThrottleGroup,
-/// `qom-type: tls-creds-anon`: QEMU 7.2 and 10.0.
-TlsCredsAnon = "tls-creds-anon" => ObjectOptionsTlsCredsAnon,
-/// `qom-type: tls-creds-psk`: QEMU 7.2 and 10.0.
-TlsCredsPsk = "tls-creds-psk" => ObjectOptionsTlsCredsPsk,
-/// `qom-type: tls-creds-x509`: QEMU 7.2 and 10.0.
-TlsCredsX509 = "tls-creds-x509" => ObjectOptionsTlsCredsX509,
-/// `qom-type: tls-cipher-suites`: QEMU 7.2 and 10.0.
-TlsCipherSuites = "tls-cipher-suites" => ObjectOptionsTlsCipherSuites,
-/// `qom-type: x-remote-object`: QEMU 7.2 and 10.0.
-XRemoteObject = "x-remote-object" => ObjectOptionsXRemoteObject,
-/// `qom-type: x-vfio-user-server`: QEMU 7.2 and 10.0.
-XVfioUserServer = "x-vfio-user-server" => ObjectOptionsXVfioUserServer,
-/// `qom-type: acpi-generic-initiator`: QEMU 10.0 only.
-AcpiGenericInitiator = "acpi-generic-initiator" => ObjectOptionsAcpiGenericInitiator,
-/// `qom-type: acpi-generic-port`: QEMU 10.0 only.
-AcpiGenericPort = "acpi-generic-port" => ObjectOptionsAcpiGenericPort,
-/// `qom-type: iommufd`: QEMU 10.0 only.
-Iommufd = "iommufd" => ObjectOptionsIommufd,
-/// `qom-type: memory-backend-shm`: QEMU 10.0 only.
-MemoryBackendShm = "memory-backend-shm" => ObjectOptionsMemoryBackendShm,
-/// `qom-type: sev-snp-guest`: QEMU 10.0 only.
-SevSnpGuest = "sev-snp-guest" => ObjectOptionsSevSnpGuest,
-} {
-/// `qom-type: can-bus`, with no more members: QEMU 7.2 and 10.0.
-CanBus = "can-bus",
-/// `qom-type: pef-guest`, with no more members: QEMU 7.2 and 10.0.
-PefGuest = "pef-guest",
-/// `qom-type: s390-pv-guest`, with no more members: QEMU 7.2 and 10.0.
-S390PvGuest = "s390-pv-guest",
-}
+    /// The branches of [`ObjectOptions`], chosen by its member `qom-type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum ObjectOptionsBranch: "qom-type" {
+        /// `qom-type: authz-list`: QEMU 7.2 and 10.0.
+        AuthzList = "authz-list" => ObjectOptionsAuthzList,
+        /// `qom-type: authz-listfile`: QEMU 7.2 and 10.0.
+        AuthzListfile = "authz-listfile" => ObjectOptionsAuthzListfile,
+        /// `qom-type: authz-pam`: QEMU 7.2 and 10.0.
+        AuthzPam = "authz-pam" => ObjectOptionsAuthzPam,
+        /// `qom-type: authz-simple`: QEMU 7.2 and 10.0.
+        AuthzSimple = "authz-simple" => ObjectOptionsAuthzSimple,
+        /// `qom-type: can-host-socketcan`: QEMU 7.2 and 10.0.
+        CanHostSocketcan = "can-host-socketcan" => ObjectOptionsCanHostSocketcan,
+        /// `qom-type: colo-compare`: QEMU 7.2 and 10.0.
+        ColoCompare = "colo-compare" => ObjectOptionsColoCompare,
+        /// `qom-type: cryptodev-backend`: QEMU 7.2 and 10.0.
+        CryptodevBackend = "cryptodev-backend" => ObjectOptionsCryptodevBackend,
+        /// `qom-type: cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
+        CryptodevBackendBuiltin = "cryptodev-backend-builtin" => ObjectOptionsCryptodevBackend,
+        /// `qom-type: cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
+        CryptodevBackendLkcf = "cryptodev-backend-lkcf" => ObjectOptionsCryptodevBackend,
+        /// `qom-type: cryptodev-vhost-user`: QEMU 7.2 and 10.0.
+        CryptodevVhostUser = "cryptodev-vhost-user" => ObjectOptionsCryptodevVhostUser,
+        /// `qom-type: dbus-vmstate`: QEMU 7.2 and 10.0.
+        DbusVmstate = "dbus-vmstate" => ObjectOptionsDbusVmstate,
+        /// `qom-type: filter-buffer`: QEMU 7.2 and 10.0.
+        FilterBuffer = "filter-buffer" => ObjectOptionsFilterBuffer,
+        /// `qom-type: filter-dump`: QEMU 7.2 and 10.0.
+        FilterDump = "filter-dump" => ObjectOptionsFilterDump,
+        /// `qom-type: filter-mirror`: QEMU 7.2 and 10.0.
+        FilterMirror = "filter-mirror" => ObjectOptionsFilterMirror,
+        /// `qom-type: filter-redirector`: QEMU 7.2 and 10.0.
+        FilterRedirector = "filter-redirector" => ObjectOptionsFilterRedirector,
+        /// `qom-type: filter-replay`: QEMU 7.2 and 10.0.
+        FilterReplay = "filter-replay" => ObjectOptionsFilterReplay,
+        /// `qom-type: filter-rewriter`: QEMU 7.2 and 10.0.
+        FilterRewriter = "filter-rewriter" => ObjectOptionsFilterRewriter,
+        /// `qom-type: input-barrier`: QEMU 7.2 and 10.0.
+        InputBarrier = "input-barrier" => ObjectOptionsInputBarrier,
+        /// `qom-type: input-linux`: QEMU 7.2 and 10.0.
+        InputLinux = "input-linux" => ObjectOptionsInputLinux,
+        /// `qom-type: iothread`: QEMU 7.2 and 10.0.
+        Iothread = "iothread" => ObjectOptionsIothread,
+        /// `qom-type: main-loop`: QEMU 7.2 and 10.0.
+        MainLoop = "main-loop" => ObjectOptionsMainLoop,
+        /// `qom-type: memory-backend-epc`: QEMU 7.2 and 10.0.
+        MemoryBackendEpc = "memory-backend-epc" => ObjectOptionsMemoryBackendEpc,
+        /// `qom-type: memory-backend-file`: QEMU 7.2 and 10.0.
+        MemoryBackendFile = "memory-backend-file" => ObjectOptionsMemoryBackendFile,
+        /// `qom-type: memory-backend-memfd`: QEMU 7.2 and 10.0.
+        MemoryBackendMemfd = "memory-backend-memfd" => ObjectOptionsMemoryBackendMemfd,
+        /// `qom-type: memory-backend-ram`: QEMU 7.2 and 10.0.
+        MemoryBackendRam = "memory-backend-ram" => ObjectOptionsMemoryBackendRam,
+        /// `qom-type: pr-manager-helper`: QEMU 7.2 and 10.0.
+        PrManagerHelper = "pr-manager-helper" => ObjectOptionsPrManagerHelper,
+        /// `qom-type: qtest`: QEMU 7.2 and 10.0.
+        Qtest = "qtest" => ObjectOptionsQtest,
+        /// `qom-type: rng-builtin`: QEMU 7.2 and 10.0.
+        RngBuiltin = "rng-builtin" => ObjectOptionsRngBuiltin,
+        /// `qom-type: rng-egd`: QEMU 7.2 and 10.0.
+        RngEgd = "rng-egd" => ObjectOptionsRngEgd,
+        /// `qom-type: rng-random`: QEMU 7.2 and 10.0.
+        RngRandom = "rng-random" => ObjectOptionsRngRandom,
+        /// `qom-type: secret`: QEMU 7.2 and 10.0.
+        Secret = "secret" => ObjectOptionsSecret,
+        /// `qom-type: secret_keyring`: QEMU 7.2 and 10.0.
+        SecretKeyring = "secret_keyring" => ObjectOptionsSecretKeyring,
+        /// `qom-type: sev-guest`: QEMU 7.2 and 10.0.
+        SevGuest = "sev-guest" => ObjectOptionsSevGuest,
+        /// `qom-type: thread-context`: QEMU 7.2 and 10.0.
+        ThreadContext = "thread-context" => ObjectOptionsThreadContext,
+        /// `qom-type: throttle-group`: QEMU 7.2 and 10.0.
+        ThrottleGroup = "throttle-group" => ObjectOptionsThrottleGroup,
+        /// `qom-type: tls-creds-anon`: QEMU 7.2 and 10.0.
+        TlsCredsAnon = "tls-creds-anon" => ObjectOptionsTlsCredsAnon,
+        /// `qom-type: tls-creds-psk`: QEMU 7.2 and 10.0.
+        TlsCredsPsk = "tls-creds-psk" => ObjectOptionsTlsCredsPsk,
+        /// `qom-type: tls-creds-x509`: QEMU 7.2 and 10.0.
+        TlsCredsX509 = "tls-creds-x509" => ObjectOptionsTlsCredsX509,
+        /// `qom-type: tls-cipher-suites`: QEMU 7.2 and 10.0.
+        TlsCipherSuites = "tls-cipher-suites" => ObjectOptionsTlsCipherSuites,
+        /// `qom-type: x-remote-object`: QEMU 7.2 and 10.0.
+        XRemoteObject = "x-remote-object" => ObjectOptionsXRemoteObject,
+        /// `qom-type: x-vfio-user-server`: QEMU 7.2 and 10.0.
+        XVfioUserServer = "x-vfio-user-server" => ObjectOptionsXVfioUserServer,
+        /// `qom-type: acpi-generic-initiator`: QEMU 10.0 only.
+        AcpiGenericInitiator = "acpi-generic-initiator" => ObjectOptionsAcpiGenericInitiator,
+        /// `qom-type: acpi-generic-port`: QEMU 10.0 only.
+        AcpiGenericPort = "acpi-generic-port" => ObjectOptionsAcpiGenericPort,
+        /// `qom-type: iommufd`: QEMU 10.0 only.
+        Iommufd = "iommufd" => ObjectOptionsIommufd,
+        /// `qom-type: memory-backend-shm`: QEMU 10.0 only.
+        MemoryBackendShm = "memory-backend-shm" => ObjectOptionsMemoryBackendShm,
+        /// `qom-type: sev-snp-guest`: QEMU 10.0 only.
+        SevSnpGuest = "sev-snp-guest" => ObjectOptionsSevSnpGuest,
+    } {
+        /// `qom-type: can-bus`, with no more members: QEMU 7.2 and 10.0.
+        CanBus = "can-bus",
+        /// `qom-type: pef-guest`, with no more members: QEMU 7.2 and 10.0.
+        PefGuest = "pef-guest",
+        /// `qom-type: s390-pv-guest`, with no more members: QEMU 7.2 and 10.0.
+        S390PvGuest = "s390-pv-guest",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=acpi-generic-initiator`.
@@ -10790,18 +10790,18 @@ pub struct QueryStats {
 }
 
 qapi_union! {
-/// The branches of [`QueryStats`], chosen by its member `target`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum QueryStatsBranch: "target" {
-/// `target: vcpu`: QEMU 7.2 and 10.0.
-Vcpu = "vcpu" => QueryStatsVcpu,
-} {
-/// `target: vm`, with no more members: QEMU 7.2 and 10.0.
-Vm = "vm",
-/// `target: cryptodev`, with no more members: QEMU 10.0 only.
-Cryptodev = "cryptodev",
-}
+    /// The branches of [`QueryStats`], chosen by its member `target`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum QueryStatsBranch: "target" {
+        /// `target: vcpu`: QEMU 7.2 and 10.0.
+        Vcpu = "vcpu" => QueryStatsVcpu,
+    } {
+        /// `target: vm`, with no more members: QEMU 7.2 and 10.0.
+        Vm = "vm",
+        /// `target: cryptodev`, with no more members: QEMU 10.0 only.
+        Cryptodev = "cryptodev",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `QueryStats.providers`.
@@ -11256,26 +11256,26 @@ pub struct SchemaInfo {
 }
 
 qapi_union! {
-/// The branches of [`SchemaInfo`], chosen by its member `meta-type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum SchemaInfoBranch: "meta-type" {
-/// `meta-type: builtin`: QEMU 7.2 and 10.0.
-Builtin = "builtin" => SchemaInfoBuiltin,
-/// `meta-type: enum`: QEMU 7.2 and 10.0.
-Enum = "enum" => SchemaInfoEnum,
-/// `meta-type: array`: QEMU 7.2 and 10.0.
-Array = "array" => SchemaInfoArray,
-/// `meta-type: object`: QEMU 7.2 and 10.0.
-Object = "object" => SchemaInfoObject,
-/// `meta-type: alternate`: QEMU 7.2 and 10.0.
-Alternate = "alternate" => SchemaInfoAlternate,
-/// `meta-type: command`: QEMU 7.2 and 10.0.
-Command = "command" => SchemaInfoCommand,
-/// `meta-type: event`: QEMU 7.2 and 10.0.
-Event = "event" => SchemaInfoEvent,
-} {
-}
+    /// The branches of [`SchemaInfo`], chosen by its member `meta-type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SchemaInfoBranch: "meta-type" {
+        /// `meta-type: builtin`: QEMU 7.2 and 10.0.
+        Builtin = "builtin" => SchemaInfoBuiltin,
+        /// `meta-type: enum`: QEMU 7.2 and 10.0.
+        Enum = "enum" => SchemaInfoEnum,
+        /// `meta-type: array`: QEMU 7.2 and 10.0.
+        Array = "array" => SchemaInfoArray,
+        /// `meta-type: object`: QEMU 7.2 and 10.0.
+        Object = "object" => SchemaInfoObject,
+        /// `meta-type: alternate`: QEMU 7.2 and 10.0.
+        Alternate = "alternate" => SchemaInfoAlternate,
+        /// `meta-type: command`: QEMU 7.2 and 10.0.
+        Command = "command" => SchemaInfoCommand,
+        /// `meta-type: event`: QEMU 7.2 and 10.0.
+        Event = "event" => SchemaInfoEvent,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=alternate`.
@@ -11480,16 +11480,16 @@ pub struct SendKeyKeys {
 }
 
 qapi_union! {
-/// The branches of [`SendKeyKeys`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum SendKeyKeysBranch: "type" {
-/// `type: number`: QEMU 7.2 and 10.0.
-Number = "number" => SendKeyKeysNumber,
-/// `type: qcode`: QEMU 7.2 and 10.0.
-Qcode = "qcode" => SendKeyKeysQcode,
-} {
-}
+    /// The branches of [`SendKeyKeys`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SendKeyKeysBranch: "type" {
+        /// `type: number`: QEMU 7.2 and 10.0.
+        Number = "number" => SendKeyKeysNumber,
+        /// `type: qcode`: QEMU 7.2 and 10.0.
+        Qcode = "qcode" => SendKeyKeysQcode,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `SendKeyKeys.type=number`.
@@ -11927,22 +11927,22 @@ pub struct SetNumaNode {
 }
 
 qapi_union! {
-/// The branches of [`SetNumaNode`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum SetNumaNodeBranch: "type" {
-/// `type: node`: QEMU 7.2 and 10.0.
-Node = "node" => SetNumaNodeNode,
-/// `type: dist`: QEMU 7.2 and 10.0.
-Dist = "dist" => SetNumaNodeDist,
-/// `type: cpu`: QEMU 7.2 and 10.0.
-Cpu = "cpu" => SetNumaNodeCpu,
-/// `type: hmat-lb`: QEMU 7.2 and 10.0.
-HmatLb = "hmat-lb" => SetNumaNodeHmatLb,
-/// `type: hmat-cache`: QEMU 7.2 and 10.0.
-HmatCache = "hmat-cache" => SetNumaNodeHmatCache,
-} {
-}
+    /// The branches of [`SetNumaNode`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SetNumaNodeBranch: "type" {
+        /// `type: node`: QEMU 7.2 and 10.0.
+        Node = "node" => SetNumaNodeNode,
+        /// `type: dist`: QEMU 7.2 and 10.0.
+        Dist = "dist" => SetNumaNodeDist,
+        /// `type: cpu`: QEMU 7.2 and 10.0.
+        Cpu = "cpu" => SetNumaNodeCpu,
+        /// `type: hmat-lb`: QEMU 7.2 and 10.0.
+        HmatLb = "hmat-lb" => SetNumaNodeHmatLb,
+        /// `type: hmat-cache`: QEMU 7.2 and 10.0.
+        HmatCache = "hmat-cache" => SetNumaNodeHmatCache,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `SetNumaNode.type=cpu`.
@@ -12159,16 +12159,16 @@ pub struct SetPassword {
 }
 
 qapi_union! {
-/// The branches of [`SetPassword`], chosen by its member `protocol`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum SetPasswordBranch: "protocol" {
-/// `protocol: vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc" => SetPasswordVnc,
-} {
-/// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
-Spice = "spice",
-}
+    /// The branches of [`SetPassword`], chosen by its member `protocol`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SetPasswordBranch: "protocol" {
+        /// `protocol: vnc`: QEMU 7.2 and 10.0.
+        Vnc = "vnc" => SetPasswordVnc,
+    } {
+        /// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
+        Spice = "spice",
+    }
 }
 
 qapi_enum! {
@@ -12249,16 +12249,16 @@ pub struct SevInfo {
 }
 
 qapi_union! {
-/// The branches of [`SevInfo`], chosen by its member `sev-type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum SevInfoBranch: "sev-type" {
-/// `sev-type: sev`: QEMU 10.0 only.
-Sev = "sev" => SevInfoSev,
-/// `sev-type: sev-snp`: QEMU 10.0 only.
-SevSnp = "sev-snp" => SevInfoSevSnp,
-} {
-}
+    /// The branches of [`SevInfo`], chosen by its member `sev-type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SevInfoBranch: "sev-type" {
+        /// `sev-type: sev`: QEMU 10.0 only.
+        Sev = "sev" => SevInfoSev,
+        /// `sev-type: sev-snp`: QEMU 10.0 only.
+        SevSnp = "sev-snp" => SevInfoSevSnp,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `SevInfo.sev-type=sev`.
@@ -12428,20 +12428,20 @@ pub struct SocketAddress {
 }
 
 qapi_union! {
-/// The branches of [`SocketAddress`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum SocketAddressBranch: "type" {
-/// `type: inet`: QEMU 7.2 and 10.0.
-Inet = "inet" => BlockdevOptionsSshServer,
-/// `type: unix`: QEMU 7.2 and 10.0.
-Unix = "unix" => SocketAddressUnix,
-/// `type: vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock" => SocketAddressVsock,
-/// `type: fd`: QEMU 7.2 and 10.0.
-Fd = "fd" => FdSocketAddress,
-} {
-}
+    /// The branches of [`SocketAddress`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SocketAddressBranch: "type" {
+        /// `type: inet`: QEMU 7.2 and 10.0.
+        Inet = "inet" => BlockdevOptionsSshServer,
+        /// `type: unix`: QEMU 7.2 and 10.0.
+        Unix = "unix" => SocketAddressUnix,
+        /// `type: vsock`: QEMU 7.2 and 10.0.
+        Vsock = "vsock" => SocketAddressVsock,
+        /// `type: fd`: QEMU 7.2 and 10.0.
+        Fd = "fd" => FdSocketAddress,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `SocketAddress.type=unix`.
@@ -12826,16 +12826,16 @@ pub struct TPMInfoOptions {
 }
 
 qapi_union! {
-/// The branches of [`TPMInfoOptions`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum TPMInfoOptionsBranch: "type" {
-/// `type: passthrough`: QEMU 7.2 and 10.0.
-Passthrough = "passthrough" => TPMInfoOptionsPassthrough,
-/// `type: emulator`: QEMU 7.2 and 10.0.
-Emulator = "emulator" => TPMInfoOptionsEmulator,
-} {
-}
+    /// The branches of [`TPMInfoOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum TPMInfoOptionsBranch: "type" {
+        /// `type: passthrough`: QEMU 7.2 and 10.0.
+        Passthrough = "passthrough" => TPMInfoOptionsPassthrough,
+        /// `type: emulator`: QEMU 7.2 and 10.0.
+        Emulator = "emulator" => TPMInfoOptionsEmulator,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `TPMInfoOptions.type=emulator`.
@@ -12956,36 +12956,36 @@ pub struct TransactionActions {
 }
 
 qapi_union! {
-/// The branches of [`TransactionActions`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum TransactionActionsBranch: "type" {
-/// `type: abort`: QEMU 7.2 and 10.0.
-Abort = "abort" => TransactionActionsAbort,
-/// `type: block-dirty-bitmap-add`: QEMU 7.2 and 10.0.
-BlockDirtyBitmapAdd = "block-dirty-bitmap-add" => TransactionActionsBlockDirtyBitmapAdd,
-/// `type: block-dirty-bitmap-remove`: QEMU 7.2 and 10.0.
-BlockDirtyBitmapRemove = "block-dirty-bitmap-remove" => TransactionActionsBlockDirtyBitmapRemove,
-/// `type: block-dirty-bitmap-clear`: QEMU 7.2 and 10.0.
-BlockDirtyBitmapClear = "block-dirty-bitmap-clear" => TransactionActionsBlockDirtyBitmapRemove,
-/// `type: block-dirty-bitmap-enable`: QEMU 7.2 and 10.0.
-BlockDirtyBitmapEnable = "block-dirty-bitmap-enable" => TransactionActionsBlockDirtyBitmapRemove,
-/// `type: block-dirty-bitmap-disable`: QEMU 7.2 and 10.0.
-BlockDirtyBitmapDisable = "block-dirty-bitmap-disable" => TransactionActionsBlockDirtyBitmapRemove,
-/// `type: block-dirty-bitmap-merge`: QEMU 7.2 and 10.0.
-BlockDirtyBitmapMerge = "block-dirty-bitmap-merge" => TransactionActionsBlockDirtyBitmapMerge,
-/// `type: blockdev-backup`: QEMU 7.2 and 10.0.
-BlockdevBackup = "blockdev-backup" => TransactionActionsBlockdevBackup,
-/// `type: blockdev-snapshot`: QEMU 7.2 and 10.0.
-BlockdevSnapshot = "blockdev-snapshot" => TransactionActionsBlockdevSnapshot,
-/// `type: blockdev-snapshot-internal-sync`: QEMU 7.2 and 10.0.
-BlockdevSnapshotInternalSync = "blockdev-snapshot-internal-sync" => TransactionActionsBlockdevSnapshotInternalSync,
-/// `type: blockdev-snapshot-sync`: QEMU 7.2 and 10.0.
-BlockdevSnapshotSync = "blockdev-snapshot-sync" => TransactionActionsBlockdevSnapshotSync,
-/// `type: drive-backup`: QEMU 7.2 and 10.0.
-DriveBackup = "drive-backup" => TransactionActionsDriveBackup,
-} {
-}
+    /// The branches of [`TransactionActions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum TransactionActionsBranch: "type" {
+        /// `type: abort`: QEMU 7.2 and 10.0.
+        Abort = "abort" => TransactionActionsAbort,
+        /// `type: block-dirty-bitmap-add`: QEMU 7.2 and 10.0.
+        BlockDirtyBitmapAdd = "block-dirty-bitmap-add" => TransactionActionsBlockDirtyBitmapAdd,
+        /// `type: block-dirty-bitmap-remove`: QEMU 7.2 and 10.0.
+        BlockDirtyBitmapRemove = "block-dirty-bitmap-remove" => TransactionActionsBlockDirtyBitmapRemove,
+        /// `type: block-dirty-bitmap-clear`: QEMU 7.2 and 10.0.
+        BlockDirtyBitmapClear = "block-dirty-bitmap-clear" => TransactionActionsBlockDirtyBitmapRemove,
+        /// `type: block-dirty-bitmap-enable`: QEMU 7.2 and 10.0.
+        BlockDirtyBitmapEnable = "block-dirty-bitmap-enable" => TransactionActionsBlockDirtyBitmapRemove,
+        /// `type: block-dirty-bitmap-disable`: QEMU 7.2 and 10.0.
+        BlockDirtyBitmapDisable = "block-dirty-bitmap-disable" => TransactionActionsBlockDirtyBitmapRemove,
+        /// `type: block-dirty-bitmap-merge`: QEMU 7.2 and 10.0.
+        BlockDirtyBitmapMerge = "block-dirty-bitmap-merge" => TransactionActionsBlockDirtyBitmapMerge,
+        /// `type: blockdev-backup`: QEMU 7.2 and 10.0.
+        BlockdevBackup = "blockdev-backup" => TransactionActionsBlockdevBackup,
+        /// `type: blockdev-snapshot`: QEMU 7.2 and 10.0.
+        BlockdevSnapshot = "blockdev-snapshot" => TransactionActionsBlockdevSnapshot,
+        /// `type: blockdev-snapshot-internal-sync`: QEMU 7.2 and 10.0.
+        BlockdevSnapshotInternalSync = "blockdev-snapshot-internal-sync" => TransactionActionsBlockdevSnapshotInternalSync,
+        /// `type: blockdev-snapshot-sync`: QEMU 7.2 and 10.0.
+        BlockdevSnapshotSync = "blockdev-snapshot-sync" => TransactionActionsBlockdevSnapshotSync,
+        /// `type: drive-backup`: QEMU 7.2 and 10.0.
+        DriveBackup = "drive-backup" => TransactionActionsDriveBackup,
+    } {
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `TransactionActions.type=abort`.
@@ -13702,96 +13702,96 @@ pub struct XBlockdevAmendOptions {
 }
 
 qapi_union! {
-/// The branches of [`XBlockdevAmendOptions`], chosen by its member `driver`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum XBlockdevAmendOptionsBranch: "driver" {
-/// `driver: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => XBlockdevAmendOptionsLuks,
-/// `driver: qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2" => XBlockdevAmendOptionsQcow2,
-} {
-/// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug",
-/// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites",
-/// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay",
-/// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-Blkverify = "blkverify",
-/// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-Bochs = "bochs",
-/// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-Cloop = "cloop",
-/// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-Compress = "compress",
-/// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write",
-/// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read",
-/// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-Dmg = "dmg",
-/// `driver: file`, with no more members: QEMU 7.2 and 10.0.
-File = "file",
-/// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access",
-/// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-Ftp = "ftp",
-/// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-Ftps = "ftps",
-/// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
-Gluster = "gluster",
-/// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom",
-/// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
-HostDevice = "host_device",
-/// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-Http = "http",
-/// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-Https = "https",
-/// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-Iscsi = "iscsi",
-/// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-Nbd = "nbd",
-/// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
-Nfs = "nfs",
-/// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-NullAio = "null-aio",
-/// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-NullCo = "null-co",
-/// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
-Nvme = "nvme",
-/// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
-Parallels = "parallels",
-/// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-Preallocate = "preallocate",
-/// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
-Qcow = "qcow",
-/// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
-Qed = "qed",
-/// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
-Rbd = "rbd",
-/// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-Replication = "replication",
-/// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
-Ssh = "ssh",
-/// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-Throttle = "throttle",
-/// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
-Vdi = "vdi",
-/// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
-Vhdx = "vhdx",
-/// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
-Vmdk = "vmdk",
-/// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
-Vpc = "vpc",
-/// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-Vvfat = "vvfat",
-}
+    /// The branches of [`XBlockdevAmendOptions`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum XBlockdevAmendOptionsBranch: "driver" {
+        /// `driver: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => XBlockdevAmendOptionsLuks,
+        /// `driver: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => XBlockdevAmendOptionsQcow2,
+    } {
+        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug",
+        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites",
+        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay",
+        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify",
+        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
+        Bochs = "bochs",
+        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
+        Cloop = "cloop",
+        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
+        Compress = "compress",
+        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write",
+        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read",
+        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
+        Dmg = "dmg",
+        /// `driver: file`, with no more members: QEMU 7.2 and 10.0.
+        File = "file",
+        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access",
+        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
+        Ftp = "ftp",
+        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
+        Ftps = "ftps",
+        /// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
+        Gluster = "gluster",
+        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom",
+        /// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
+        HostDevice = "host_device",
+        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
+        Http = "http",
+        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
+        Https = "https",
+        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi",
+        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
+        Nbd = "nbd",
+        /// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
+        Nfs = "nfs",
+        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
+        NullAio = "null-aio",
+        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
+        NullCo = "null-co",
+        /// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
+        Nvme = "nvme",
+        /// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
+        Parallels = "parallels",
+        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate",
+        /// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
+        Qcow = "qcow",
+        /// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
+        Qed = "qed",
+        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
+        Quorum = "quorum",
+        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
+        Raw = "raw",
+        /// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
+        Rbd = "rbd",
+        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
+        Replication = "replication",
+        /// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
+        Ssh = "ssh",
+        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
+        Throttle = "throttle",
+        /// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
+        Vdi = "vdi",
+        /// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx",
+        /// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk",
+        /// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
+        Vpc = "vpc",
+        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `XBlockdevAmendOptions.driver=luks`.
@@ -13859,16 +13859,16 @@ pub struct XBlockdevAmendOptionsQcow2Encrypt {
 }
 
 qapi_union! {
-/// The branches of [`XBlockdevAmendOptionsQcow2Encrypt`], chosen by its member `format`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum XBlockdevAmendOptionsQcow2EncryptBranch: "format" {
-/// `format: luks`: QEMU 7.2 and 10.0.
-Luks = "luks" => XBlockdevAmendOptionsQcow2EncryptLuks,
-} {
-/// `format: qcow`, with no more members: QEMU 7.2 and 10.0.
-Qcow = "qcow",
-}
+    /// The branches of [`XBlockdevAmendOptionsQcow2Encrypt`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum XBlockdevAmendOptionsQcow2EncryptBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => XBlockdevAmendOptionsQcow2EncryptLuks,
+    } {
+        /// `format: qcow`, with no more members: QEMU 7.2 and 10.0.
+        Qcow = "qcow",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `XBlockdevAmendOptionsQcow2Encrypt.format=luks`.
@@ -13971,18 +13971,18 @@ pub struct YankInstance {
 }
 
 qapi_union! {
-/// The branches of [`YankInstance`], chosen by its member `type`.
-///
-/// QEMU 7.2 and 10.0.
-pub enum YankInstanceBranch: "type" {
-/// `type: block-node`: QEMU 7.2 and 10.0.
-BlockNode = "block-node" => YankInstanceBlockNode,
-/// `type: chardev`: QEMU 7.2 and 10.0.
-Chardev = "chardev" => YankInstanceChardev,
-} {
-/// `type: migration`, with no more members: QEMU 7.2 and 10.0.
-Migration = "migration",
-}
+    /// The branches of [`YankInstance`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum YankInstanceBranch: "type" {
+        /// `type: block-node`: QEMU 7.2 and 10.0.
+        BlockNode = "block-node" => YankInstanceBlockNode,
+        /// `type: chardev`: QEMU 7.2 and 10.0.
+        Chardev = "chardev" => YankInstanceChardev,
+    } {
+        /// `type: migration`, with no more members: QEMU 7.2 and 10.0.
+        Migration = "migration",
+    }
 }
 
 /// A type the schema leaves unnamed, reached as `YankInstance.type=block-node`.
