@@ -14,7 +14,7 @@ use qmp_qapi::commands::{self, QueryStatus};
 use qmp_qapi::events::Event;
 use qmp_qapi::types::RunState;
 use qmp_std::{Config, EventFilter, QemuBuilder};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn peers_required() -> bool {
     std::env::var_os("QMP_REQUIRE_PEERS").is_some_and(|v| !v.is_empty() && v != "0")
@@ -145,14 +145,25 @@ fn every_query_decodes(test: &str, builder: QemuBuilder) {
     );
     assert!(decoded > 40, "{test}: only {decoded} queries answered");
 
-    // The typed path end to end, and the events a stop/cont produces.
+    // The typed path end to end, and the events it produces: stop/cont,
+    // a backup job between two null-co nodes, a reset.
     let events = qmp.subscribe(EventFilter::all());
     let status = qmp.execute(&QueryStatus).expect("query-status");
     assert_eq!(status.status, RunState::Prelaunch);
     qmp.execute(&commands::Cont).expect("cont");
     qmp.execute(&commands::Stop).expect("stop");
+    let target = json!({"driver": "null-co", "node-name": "target0", "size": 1_048_576});
+    qmp.execute(&commands::BlockdevAdd(
+        serde_json::from_value(target).unwrap(),
+    ))
+    .expect("blockdev-add");
+    let backup = json!({"job-id": "job0", "device": "disk0", "target": "target0", "sync": "full"});
+    qmp.execute(&commands::BlockdevBackup(
+        serde_json::from_value(backup).unwrap(),
+    ))
+    .expect("blockdev-backup");
     let mut seen = Vec::new();
-    while let Ok(Ok(event)) = events.recv_timeout(Duration::from_secs(2)) {
+    while let Ok(Ok(event)) = events.recv_timeout(Duration::from_secs(5)) {
         let data = event.data().map(|d| d.as_str());
         let typed = Event::try_decode(event.name(), data)
             .unwrap_or_else(|e| panic!("{test}: {} did not decode: {e}", event.name()));
@@ -165,14 +176,28 @@ fn every_query_decodes(test: &str, builder: QemuBuilder) {
             .expect("round trip");
         assert_eq!(typed, again);
         seen.push(event.name().to_owned());
-        if event.name() == "STOP" {
-            break;
+        match &typed {
+            Event::BlockJobCompleted(done) => {
+                assert_eq!(done.device, "job0");
+                qmp.execute(&commands::SystemReset).expect("system_reset");
+            }
+            Event::Reset(_) => break,
+            _ => {}
         }
     }
-    assert!(
-        seen.iter().any(|n| n == "RESUME"),
-        "{test}: events {seen:?}"
-    );
+    for name in [
+        "RESUME",
+        "STOP",
+        "JOB_STATUS_CHANGE",
+        "BLOCK_JOB_COMPLETED",
+        "RESET",
+    ] {
+        assert!(
+            seen.iter().any(|n| n == name),
+            "{test}: no {name} in {seen:?}"
+        );
+    }
+    let _ = std::io::stderr().write_all(format!("{test}: events decoded: {seen:?}\n").as_bytes());
 }
 
 #[test]
