@@ -1,0 +1,215 @@
+//! Real replies decode: every argument-less query of QEMU 7.2 (and of 10.0
+//! when `QMP_QEMU10` names it; see scripts/prepare-qemu10.sh), sent raw and
+//! decoded into its typed result, and the events a session produces.
+//!
+//! A missing QEMU skips with a `SKIPPED` line on stderr, or fails when
+//! `QMP_REQUIRE_PEERS` is set.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use qmp_qapi::commands::{self, QueryStatus};
+use qmp_qapi::events::Event;
+use qmp_qapi::types::RunState;
+use qmp_std::{Config, EventFilter, QemuBuilder};
+use serde_json::{Value, json};
+
+fn peers_required() -> bool {
+    std::env::var_os("QMP_REQUIRE_PEERS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn skip(test: &str, why: &str) {
+    assert!(
+        !peers_required(),
+        "{test}: {why}, and QMP_REQUIRE_PEERS is set so the test may not be skipped"
+    );
+    // Straight to stderr: libtest would capture eprintln! of a passing test.
+    let _ = std::io::stderr().write_all(format!("SKIPPED {test}: {why}\n").as_bytes());
+}
+
+fn runs(program: &std::ffi::OsStr) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// QEMU 7.2: `$QMP_QEMU` or `qemu-system-x86_64`.
+fn qemu7(test: &str) -> Option<QemuBuilder> {
+    let program = std::env::var_os("QMP_QEMU")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "qemu-system-x86_64".into());
+    if !runs(&program) {
+        skip(test, &format!("{} not found", program.to_string_lossy()));
+        return None;
+    }
+    Some(QemuBuilder::new().binary(PathBuf::from(program)))
+}
+
+/// QEMU 10.0: `$QMP_QEMU10`, run with `-L $QMP_QEMU10_DATA` (default: the
+/// `share/qemu` beside its `bin`).
+fn qemu10(test: &str) -> Option<QemuBuilder> {
+    let Some(program) = std::env::var_os("QMP_QEMU10").filter(|v| !v.is_empty()) else {
+        skip(
+            test,
+            "QMP_QEMU10 is not set (run scripts/prepare-qemu10.sh and export what it prints)",
+        );
+        return None;
+    };
+    let program = PathBuf::from(program);
+    if !runs(program.as_os_str()) {
+        skip(
+            test,
+            &format!("QMP_QEMU10={} does not run", program.display()),
+        );
+        return None;
+    }
+    let data = std::env::var_os("QMP_QEMU10_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| program.join("../../share/qemu"));
+    Some(QemuBuilder::new().binary(program).arg("-L").arg(data))
+}
+
+/// A small pc (paused, TCG) with a disk, a balloon, a generation id and
+/// USB, so more queries have something to say.
+fn machine(builder: QemuBuilder) -> QemuBuilder {
+    builder.machine("pc").paused(true).args([
+        "-blockdev",
+        "driver=null-co,node-name=disk0,size=1048576",
+        "-device",
+        "virtio-blk-pci,drive=disk0,id=vblk0",
+        "-device",
+        "virtio-balloon-pci,id=balloon0",
+        "-device",
+        "vmgenid,id=vmgenid0",
+        "-usb",
+    ])
+}
+
+fn every_query_decodes(test: &str, builder: QemuBuilder) {
+    let (_qemu, qmp) =
+        qmp_std::launch(machine(builder), Config::default()).expect("launching QEMU");
+    let version = qmp.greeting().version.to_string();
+    let schema: Vec<Value> = qmp
+        .execute_raw("query-qmp-schema", ())
+        .expect("query-qmp-schema")
+        .decode()
+        .expect("schema is JSON");
+    let by_name: BTreeMap<&str, &Value> = schema
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e)))
+        .collect();
+    let no_required_args = |c: &Value| {
+        let args = &by_name[c["arg-type"].as_str().unwrap_or("")];
+        args["members"]
+            .as_array()
+            .is_none_or(|m| m.iter().all(|m| m.get("default").is_some()))
+            && args.get("variants").is_none()
+    };
+    let queries: Vec<&str> = schema
+        .iter()
+        .filter(|e| e["meta-type"] == "command")
+        .filter(|c| {
+            let n = c["name"].as_str().unwrap_or("");
+            n.starts_with("query-") || n.starts_with("x-query-")
+        })
+        .filter(|c| no_required_args(c))
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let (mut decoded, mut refused, mut failed) = (0, Vec::new(), Vec::new());
+    for name in &queries {
+        match qmp.execute_raw(name, ()) {
+            Ok(json) => match commands::decode_return(name, json.as_str()) {
+                Some(Ok(())) => decoded += 1,
+                Some(Err(e)) => failed.push(format!("{name}: {e}: {}", json.as_str())),
+                None => failed.push(format!("{name}: not in the catalogue")),
+            },
+            Err(e) if e.command_error().is_some() => refused.push(*name),
+            Err(e) => panic!("{test}: {name}: {e}"),
+        }
+    }
+    let _ = std::io::stderr().write_all(
+        format!(
+            "{test}: QEMU {version}: {decoded} of {} queries decoded; refused by QEMU (not \
+             decodable here): {refused:?}\n",
+            queries.len()
+        )
+        .as_bytes(),
+    );
+    assert!(
+        failed.is_empty(),
+        "{test}: QEMU {version}:\n{}",
+        failed.join("\n")
+    );
+    assert!(decoded > 40, "{test}: only {decoded} queries answered");
+
+    // The typed path end to end, and the events it produces: stop/cont,
+    // a backup job between two null-co nodes, a reset.
+    let events = qmp.subscribe(EventFilter::all());
+    let status = qmp.execute(&QueryStatus).expect("query-status");
+    assert_eq!(status.status, RunState::Prelaunch);
+    qmp.execute(&commands::Cont).expect("cont");
+    qmp.execute(&commands::Stop).expect("stop");
+    let target = json!({"driver": "null-co", "node-name": "target0", "size": 1_048_576});
+    qmp.execute(&commands::BlockdevAdd(
+        serde_json::from_value(target).unwrap(),
+    ))
+    .expect("blockdev-add");
+    let backup = json!({"job-id": "job0", "device": "disk0", "target": "target0", "sync": "full"});
+    qmp.execute(&commands::BlockdevBackup(
+        serde_json::from_value(backup).unwrap(),
+    ))
+    .expect("blockdev-backup");
+    let mut seen = Vec::new();
+    while let Ok(Ok(event)) = events.recv_timeout(Duration::from_secs(5)) {
+        let data = event.data().map(|d| d.as_str());
+        let typed = Event::try_decode(event.name(), data)
+            .unwrap_or_else(|e| panic!("{test}: {} did not decode: {e}", event.name()));
+        assert!(
+            !matches!(typed, Event::Unknown { .. }),
+            "{test}: {} is not in the catalogue",
+            event.name()
+        );
+        let again = Event::try_decode(typed.name(), Some(&typed.data().unwrap().to_string()))
+            .expect("round trip");
+        assert_eq!(typed, again);
+        seen.push(event.name().to_owned());
+        match &typed {
+            Event::BlockJobCompleted(done) => {
+                assert_eq!(done.device, "job0");
+                qmp.execute(&commands::SystemReset).expect("system_reset");
+            }
+            Event::Reset(_) => break,
+            _ => {}
+        }
+    }
+    for name in [
+        "RESUME",
+        "STOP",
+        "JOB_STATUS_CHANGE",
+        "BLOCK_JOB_COMPLETED",
+        "RESET",
+    ] {
+        assert!(
+            seen.iter().any(|n| n == name),
+            "{test}: no {name} in {seen:?}"
+        );
+    }
+    let _ = std::io::stderr().write_all(format!("{test}: events decoded: {seen:?}\n").as_bytes());
+}
+
+#[test]
+fn qemu_7_2_replies_decode() {
+    if let Some(builder) = qemu7("qemu_7_2_replies_decode") {
+        every_query_decodes("qemu_7_2_replies_decode", builder);
+    }
+}
+
+#[test]
+fn qemu_10_0_replies_decode() {
+    if let Some(builder) = qemu10("qemu_10_0_replies_decode") {
+        every_query_decodes("qemu_10_0_replies_decode", builder);
+    }
+}

@@ -1,0 +1,177 @@
+//! The guest agent's typed commands against a real qemu-ga (run on this
+//! host, as the tests' own user), and the catalogue against its `guest-info`.
+//!
+//! A missing qemu-ga skips with a `SKIPPED` line on stderr, or fails when
+//! `QMP_REQUIRE_PEERS` is set.
+
+use std::io::Write;
+
+use qmp_qapi::qga::{self, GuestAgentInfo};
+use qmp_std::{Config, GuestAgentBuilder};
+
+fn program() -> Option<std::path::PathBuf> {
+    let name = std::env::var_os("QMP_QEMU_GA")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "qemu-ga".into());
+    let path = std::path::PathBuf::from(&name);
+    if path.components().count() > 1 {
+        return path.is_file().then_some(path);
+    }
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join(&name))
+        .find(|p| p.is_file())
+}
+
+fn skip(test: &str, why: &str) {
+    let required = std::env::var_os("QMP_REQUIRE_PEERS").is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(!required, "{test}: {why}, and QMP_REQUIRE_PEERS is set");
+    let _ = std::io::stderr().write_all(format!("SKIPPED {test}: {why}\n").as_bytes());
+}
+
+fn names(info: &GuestAgentInfo) -> Vec<&str> {
+    let mut n: Vec<&str> = info
+        .supported_commands
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    n.sort_unstable();
+    n
+}
+
+fn catalogue() -> Vec<&'static str> {
+    qga::COMMANDS.iter().map(|(n, _)| *n).collect()
+}
+
+#[test]
+fn catalogue_matches_captured_guest_info() {
+    let captured: GuestAgentInfo = serde_json::from_str(include_str!("../schema/qga-7.2.json"))
+        .expect("qga-7.2.json decodes as GuestAgentInfo");
+    assert_eq!(names(&captured), catalogue());
+}
+
+#[test]
+fn typed_commands_against_qemu_ga() {
+    const TEST: &str = "typed_commands_against_qemu_ga";
+    let Some(program) = program() else {
+        skip(
+            TEST,
+            "qemu-ga not found (install: apt-get install qemu-guest-agent)",
+        );
+        return;
+    };
+    let agent = GuestAgentBuilder::new()
+        .binary(program)
+        .spawn()
+        .expect("starting qemu-ga");
+    let ga = qmp_std::connect_guest_agent(agent.socket_path(), Config::default())
+        .expect("connecting to qemu-ga");
+
+    let info = ga.execute(&qga::GuestInfo).expect("guest-info");
+    // Every command the live agent lists is in the catalogue.
+    for name in names(&info) {
+        assert!(
+            catalogue().contains(&name),
+            "{name} missing from qga::COMMANDS"
+        );
+    }
+    ga.execute(&qga::GuestPing).expect("guest-ping");
+    assert!(ga.execute(&qga::GuestGetTime).expect("guest-get-time") > 0);
+    assert_eq!(
+        ga.execute(&qga::GuestSync { id: 42 }).expect("guest-sync"),
+        42
+    );
+    ga.execute(&qga::GuestGetHostName)
+        .expect("guest-get-host-name");
+    ga.execute(&qga::GuestGetTimezone)
+        .expect("guest-get-timezone");
+    ga.execute(&qga::GuestGetOsinfo).expect("guest-get-osinfo");
+    ga.execute(&qga::GuestGetUsers).expect("guest-get-users");
+    assert!(
+        !ga.execute(&qga::GuestGetVcpus)
+            .expect("guest-get-vcpus")
+            .is_empty()
+    );
+    ga.execute(&qga::GuestNetworkGetInterfaces)
+        .expect("interfaces");
+    ga.execute(&qga::GuestFsfreezeStatus)
+        .expect("guest-fsfreeze-status");
+    // These read host details a container may not have: an error reply is
+    // fine, a reply that does not decode is not.
+    let optional = [
+        ga.execute(&qga::GuestGetFsinfo).map(drop),
+        ga.execute(&qga::GuestGetDisks).map(drop),
+        ga.execute(&qga::GuestGetMemoryBlocks).map(drop),
+        ga.execute(&qga::GuestGetMemoryBlockInfo).map(drop),
+        ga.execute(&qga::GuestGetDiskstats).map(drop),
+        ga.execute(&qga::GuestGetCpustats).map(drop),
+    ];
+    for result in optional {
+        if let Err(e) = result {
+            assert!(e.command_error().is_some(), "{TEST}: {e}");
+        }
+    }
+
+    // A file round trip.
+    let dir = std::env::temp_dir().join(format!("qmp-qapi-qga-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("file.txt");
+    let path_str = path.to_str().unwrap().to_owned();
+    let handle = ga
+        .execute(&qga::GuestFileOpen {
+            path: path_str.clone(),
+            mode: Some("w+".into()),
+        })
+        .expect("guest-file-open");
+    let written = ga
+        .execute(&qga::GuestFileWrite {
+            handle,
+            buf_b64: "aGVsbG8=".into(),
+            count: None,
+        })
+        .expect("guest-file-write");
+    assert_eq!(written.count, 5);
+    ga.execute(&qga::GuestFileFlush { handle }).expect("flush");
+    let sought = ga
+        .execute(&qga::GuestFileSeek {
+            handle,
+            offset: 0,
+            whence: qga::GuestFileWhence::Name(qga::QgaSeek::Set),
+        })
+        .expect("guest-file-seek");
+    assert_eq!(sought.position, 0);
+    let read = ga
+        .execute(&qga::GuestFileRead {
+            handle,
+            count: Some(100),
+        })
+        .expect("guest-file-read");
+    assert_eq!((read.count, read.buf_b64.as_str()), (5, "aGVsbG8="));
+    ga.execute(&qga::GuestFileClose { handle }).expect("close");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A program and its output.
+    let started = ga
+        .execute(&qga::GuestExec {
+            path: "/bin/echo".into(),
+            arg: Some(vec!["hi".into()]),
+            capture_output: Some(true.into()),
+            ..Default::default()
+        })
+        .expect("guest-exec");
+    let mut status = None;
+    for _ in 0..200 {
+        let s = ga
+            .execute(&qga::GuestExecStatus { pid: started.pid })
+            .expect("guest-exec-status");
+        if s.exited {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(core::time::Duration::from_millis(10));
+    }
+    let status = status.expect("echo ended");
+    assert_eq!(status.exitcode, Some(0));
+    assert_eq!(status.out_data.as_deref(), Some("aGkK"));
+}
