@@ -1,0 +1,3 @@
+//! `qmp`: see `qmp --help` and the crate documentation.
+
+fn main() {}
