@@ -12,11 +12,14 @@
 
 pub mod args;
 pub mod cli;
+pub mod events;
 pub mod failure;
+pub mod info;
 pub mod jsonfmt;
 pub mod oneshot;
 pub mod output;
 pub mod request;
+pub mod schema;
 pub mod target;
 
 use core::sync::atomic::AtomicU32;
@@ -84,6 +87,23 @@ fn run_cli(cli: &Cli) -> Result<u8, Failure> {
         let request = oneshot::request(cli.hmp, name, args, cli.oob)?;
         let session = target::connect(&cli.target, &cli.child, &deadline, &qemu_pid)?;
         oneshot::run(&session.peer, &request, &deadline, style, cli.hmp)?;
+        return Ok(0);
+    }
+    if cli.hmp && (cli.events || cli.info) {
+        return Err(Failure::other(
+            "-H runs HMP commands; it does not go with --events or --info",
+        ));
+    }
+    let session = target::connect(&cli.target, &cli.child, &deadline, &qemu_pid)?;
+    if cli.events {
+        let client = session.peer.qmp("--events")?;
+        events::watch(client, &cli.filter, cli.count, &deadline)?;
+        return Ok(0);
+    }
+    if cli.info {
+        let client = session.peer.qmp("--info")?;
+        let text = info::info(client, cli.schema, &deadline)?;
+        output::line(&style.format(&text))?;
         return Ok(0);
     }
     Err(Failure::other("not implemented yet: give a COMMAND"))

@@ -1,0 +1,383 @@
+//! The live schema (`query-qmp-schema`), as far as `qmp` needs it: counts
+//! for `--info --schema`, and for the shell the command names, the argument
+//! names of each command (dotted paths into nested objects), their types and
+//! the values of enums.
+//!
+//! Everything `qmp` knows of the schema goes through this module, so the
+//! typed schema of `qmp-qapi` can replace it here alone.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Nested objects deeper than this are not followed (the schema has
+/// recursive types; a hostile one could nest without end).
+const MAX_DEPTH: usize = 8;
+/// Argument paths listed per command at most: with nesting, a schema (QEMU's
+/// own, or a hostile one) could make the list grow exponentially.
+const MAX_PATHS: usize = 4096;
+
+/// A member of an object type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its type's (introspection) name.
+    pub type_name: String,
+    /// True when it may be left out.
+    pub optional: bool,
+}
+
+/// A type of the schema, as introspection describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Type {
+    /// An object: its members, and the object types of its variants (a
+    /// union's members depend on its tag; all are offered).
+    Object {
+        /// The members every variant has.
+        members: Vec<Member>,
+        /// The types of the variants.
+        variants: Vec<String>,
+    },
+    /// An enum and its values.
+    Enum(Vec<String>),
+    /// An array of `element`.
+    Array(String),
+    /// One of several types.
+    Alternate(Vec<String>),
+    /// A built-in JSON type (`int`, `str`, `bool`, `number`, `null`, `value`).
+    Builtin(String),
+}
+
+/// The parts of a live schema `qmp` uses.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    /// Commands and their argument type names.
+    pub commands: BTreeMap<String, String>,
+    /// Event names.
+    pub events: Vec<String>,
+    /// Every type by name.
+    pub types: HashMap<String, Type>,
+}
+
+#[derive(Deserialize)]
+struct Entity {
+    name: String,
+    #[serde(rename = "meta-type")]
+    meta_type: String,
+    #[serde(rename = "arg-type", default)]
+    arg_type: Option<String>,
+    #[serde(default)]
+    members: Vec<Value>,
+    #[serde(default)]
+    variants: Vec<Variant>,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(rename = "element-type", default)]
+    element_type: Option<String>,
+    #[serde(rename = "json-type", default)]
+    json_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Variant {
+    #[serde(rename = "type")]
+    type_name: String,
+}
+
+/// Counts of a schema, for `--info --schema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Commands.
+    pub commands: usize,
+    /// Events.
+    pub events: usize,
+    /// Types (objects, enums, arrays, alternates and built-ins).
+    pub types: usize,
+}
+
+impl Schema {
+    /// Reads the reply of `query-qmp-schema`; entities it cannot read are
+    /// skipped (a newer QEMU may describe things this does not know).
+    pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
+        let entities: Vec<Value> = serde_json::from_str(json)?;
+        let mut schema = Schema::default();
+        for value in entities {
+            let Ok(e) = Entity::deserialize(value) else {
+                continue;
+            };
+            match e.meta_type.as_str() {
+                "command" => {
+                    schema
+                        .commands
+                        .insert(e.name, e.arg_type.unwrap_or_default());
+                }
+                "event" => schema.events.push(e.name),
+                "object" => {
+                    let members = e.members.iter().filter_map(member).collect();
+                    let variants = e.variants.into_iter().map(|v| v.type_name).collect();
+                    schema
+                        .types
+                        .insert(e.name, Type::Object { members, variants });
+                }
+                "enum" => {
+                    // 7.2 gives both `values` and `members: [{"name"}]`.
+                    let mut values = e.values;
+                    if values.is_empty() {
+                        values = e.members.iter().filter_map(name_of).collect();
+                    }
+                    schema.types.insert(e.name, Type::Enum(values));
+                }
+                "array" => {
+                    let element = e.element_type.unwrap_or_default();
+                    schema.types.insert(e.name, Type::Array(element));
+                }
+                "alternate" => {
+                    let types = e.members.iter().filter_map(type_of).collect();
+                    schema.types.insert(e.name, Type::Alternate(types));
+                }
+                "builtin" => {
+                    let json = e.json_type.unwrap_or_default();
+                    schema.types.insert(e.name, Type::Builtin(json));
+                }
+                _ => {}
+            }
+        }
+        schema.events.sort();
+        Ok(schema)
+    }
+
+    /// The counts.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            commands: self.commands.len(),
+            events: self.events.len(),
+            types: self.types.len(),
+        }
+    }
+
+    /// The command names, sorted.
+    pub fn command_names(&self) -> impl Iterator<Item = &str> {
+        self.commands.keys().map(String::as_str)
+    }
+
+    /// The arguments of `command`, dotted paths for members of nested
+    /// objects (`file.driver`), in schema order; empty for an unknown command.
+    pub fn arguments(&self, command: &str) -> Vec<(String, &Member)> {
+        let mut out = Vec::new();
+        if let Some(arg_type) = self.commands.get(command) {
+            let mut seen = std::collections::HashSet::new();
+            self.collect(arg_type, "", 0, &mut seen, &mut out);
+        }
+        out
+    }
+
+    fn collect<'a>(
+        &'a self,
+        type_name: &str,
+        prefix: &str,
+        depth: usize,
+        seen: &mut std::collections::HashSet<(String, String)>,
+        out: &mut Vec<(String, &'a Member)>,
+    ) {
+        if depth > MAX_DEPTH
+            || out.len() >= MAX_PATHS
+            || !seen.insert((type_name.to_owned(), prefix.to_owned()))
+        {
+            return;
+        }
+        let Some(Type::Object { members, variants }) = self.types.get(type_name) else {
+            return;
+        };
+        for m in members {
+            let path = format!("{prefix}{}", m.name);
+            // The same set remembers paths listed (an empty type name marks them).
+            if out.len() >= MAX_PATHS || !seen.insert((String::new(), path.clone())) {
+                continue;
+            }
+            out.push((path.clone(), m));
+            self.collect(&m.type_name, &format!("{path}."), depth + 1, seen, out);
+        }
+        for v in variants {
+            self.collect(v, prefix, depth + 1, seen, out);
+        }
+    }
+
+    /// The values `path` of `command` accepts, when its type is an enum (or
+    /// an alternate with one, or `bool`).
+    pub fn values(&self, command: &str, path: &str) -> Vec<String> {
+        let args = self.arguments(command);
+        let Some((_, member)) = args.iter().find(|(p, _)| p == path) else {
+            return Vec::new();
+        };
+        self.values_of(&member.type_name)
+    }
+
+    fn values_of(&self, type_name: &str) -> Vec<String> {
+        match self.types.get(type_name) {
+            Some(Type::Enum(values)) => values.clone(),
+            Some(Type::Builtin(json)) if json == "boolean" => {
+                vec!["true".to_owned(), "false".to_owned()]
+            }
+            Some(Type::Alternate(types)) => types
+                .iter()
+                .filter(|t| *t != type_name)
+                .flat_map(|t| match self.types.get(t) {
+                    Some(Type::Enum(v)) => v.clone(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A readable name for a type: built-ins by their JSON type, enums with
+    /// their values, arrays as `[T]`; objects as `object`.
+    pub fn describe(&self, type_name: &str) -> String {
+        self.describe_at(type_name, 0)
+    }
+
+    fn describe_at(&self, type_name: &str, depth: usize) -> String {
+        if depth > MAX_DEPTH {
+            return "...".to_owned();
+        }
+        match self.types.get(type_name) {
+            Some(Type::Builtin(json)) => json.clone(),
+            Some(Type::Enum(values)) => format!("one of {}", values.join(", ")),
+            Some(Type::Array(element)) => format!("[{}]", self.describe_at(element, depth + 1)),
+            Some(Type::Alternate(types)) => types
+                .iter()
+                .map(|t| self.describe_at(t, depth + 1))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            Some(Type::Object { .. }) => "object".to_owned(),
+            None => type_name.to_owned(),
+        }
+    }
+
+    /// `help COMMAND`: one line per argument, `name (type)`, optional ones
+    /// in brackets; `None` for an unknown command.
+    pub fn help(&self, command: &str) -> Option<String> {
+        self.commands.get(command)?;
+        let args = self.arguments(command);
+        let mut text = String::from(command);
+        if args.is_empty() {
+            text.push_str(": no arguments");
+        }
+        for (path, m) in args {
+            let indent = "  ".repeat(path.matches('.').count() + 1);
+            let shown = if m.optional {
+                format!("[{path}]")
+            } else {
+                path.clone()
+            };
+            text.push_str(&format!(
+                "\n{indent}{shown}: {}",
+                self.describe(&m.type_name)
+            ));
+        }
+        Some(text)
+    }
+}
+
+fn member(v: &Value) -> Option<Member> {
+    Some(Member {
+        name: v.get("name")?.as_str()?.to_owned(),
+        type_name: v.get("type")?.as_str()?.to_owned(),
+        optional: v.get("default").is_some(),
+    })
+}
+
+fn name_of(v: &Value) -> Option<String> {
+    Some(v.get("name")?.as_str()?.to_owned())
+}
+
+fn type_of(v: &Value) -> Option<String> {
+    Some(v.get("type")?.as_str()?.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"[
+        {"name": "blockdev-add", "meta-type": "command", "arg-type": "1", "ret-type": "0"},
+        {"name": "stop", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
+        {"name": "STOP", "meta-type": "event", "arg-type": "0"},
+        {"name": "0", "meta-type": "object", "members": []},
+        {"name": "1", "meta-type": "object", "tag": "driver",
+         "members": [{"name": "driver", "type": "2"}, {"name": "node-name", "type": "str", "default": null},
+                     {"name": "file", "type": "4", "default": null}],
+         "variants": [{"case": "null-co", "type": "3"}]},
+        {"name": "2", "meta-type": "enum", "values": ["null-co", "qcow2"]},
+        {"name": "3", "meta-type": "object", "members": [{"name": "size", "type": "int", "default": null},
+                     {"name": "read-zeroes", "type": "bool", "default": null}]},
+        {"name": "4", "meta-type": "alternate", "members": [{"type": "1"}, {"type": "str"}]},
+        {"name": "5", "meta-type": "array", "element-type": "str"},
+        {"name": "6", "meta-type": "enum", "members": [{"name": "a"}]},
+        {"name": "int", "meta-type": "builtin", "json-type": "int"},
+        {"name": "str", "meta-type": "builtin", "json-type": "string"},
+        {"name": "bool", "meta-type": "builtin", "json-type": "boolean"},
+        {"name": "odd", "meta-type": "from-the-future"},
+        {"meta-type": "nameless"}
+    ]"#;
+
+    #[test]
+    fn reads_what_the_shell_needs() {
+        let s = Schema::parse(SCHEMA).unwrap();
+        assert_eq!(
+            s.summary(),
+            Summary {
+                commands: 2,
+                events: 1,
+                types: 10
+            }
+        );
+        assert_eq!(
+            s.command_names().collect::<Vec<_>>(),
+            ["blockdev-add", "stop"]
+        );
+        let args: Vec<String> = s
+            .arguments("blockdev-add")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(args, ["driver", "node-name", "file", "size", "read-zeroes"]);
+        assert_eq!(s.values("blockdev-add", "driver"), ["null-co", "qcow2"]);
+        assert_eq!(s.values("blockdev-add", "read-zeroes"), ["true", "false"]);
+        assert!(s.values("nope", "x").is_empty());
+        assert_eq!(s.types.get("6"), Some(&Type::Enum(vec!["a".to_owned()])));
+        let help = s.help("blockdev-add").unwrap();
+        assert!(help.contains("  driver: one of null-co, qcow2"), "{help}");
+        assert!(help.contains("  [size]: int"), "{help}");
+        assert_eq!(s.help("stop").unwrap(), "stop: no arguments");
+        assert!(s.help("nope").is_none());
+        assert_eq!(s.describe("5"), "[string]");
+    }
+
+    #[test]
+    fn hostile_schemas_end() {
+        assert!(Schema::parse("{}").is_err());
+        // A type that contains itself is followed a few levels only.
+        let s = Schema::parse(
+            r#"[{"name": "c", "meta-type": "command", "arg-type": "t"},
+                {"name": "t", "meta-type": "object", "members": [{"name": "t", "type": "t"}],
+                 "variants": [{"case": "x", "type": "t"}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(s.arguments("c").len(), MAX_DEPTH + 1);
+        // Wide and deep: the list stops at its cap, quickly.
+        let mut entities =
+            vec![r#"{"name": "c", "meta-type": "command", "arg-type": "t"}"#.to_owned()];
+        let members: Vec<String> = (0..50)
+            .map(|i| format!(r#"{{"name": "m{i}", "type": "t"}}"#))
+            .collect();
+        entities.push(format!(
+            r#"{{"name": "t", "meta-type": "object", "members": [{}]}}"#,
+            members.join(",")
+        ));
+        let s = Schema::parse(&format!("[{}]", entities.join(","))).unwrap();
+        assert_eq!(s.arguments("c").len(), MAX_PATHS);
+    }
+}
