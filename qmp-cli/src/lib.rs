@@ -16,14 +16,17 @@ pub mod events;
 pub mod failure;
 pub mod info;
 pub mod jsonfmt;
+pub mod line;
 pub mod oneshot;
 pub mod output;
 pub mod request;
 pub mod schema;
+pub mod script;
 pub mod target;
 
 use core::sync::atomic::AtomicU32;
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -106,5 +109,14 @@ fn run_cli(cli: &Cli) -> Result<u8, Failure> {
         output::line(&style.format(&text))?;
         return Ok(0);
     }
-    Err(Failure::other("not implemented yet: give a COMMAND"))
+    if std::io::stdin().is_terminal() {
+        return Err(Failure::other("not implemented yet: the shell"));
+    }
+    script::run(
+        &session.peer,
+        std::io::stdin().lock(),
+        cli.hmp,
+        cli.oob,
+        &deadline,
+    )
 }
