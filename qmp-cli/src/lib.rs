@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod cli;
+pub mod complete;
 pub mod events;
 pub mod failure;
 pub mod info;
@@ -22,6 +23,7 @@ pub mod output;
 pub mod request;
 pub mod schema;
 pub mod script;
+pub mod shell;
 pub mod target;
 
 use core::sync::atomic::AtomicU32;
@@ -110,7 +112,7 @@ fn run_cli(cli: &Cli) -> Result<u8, Failure> {
         return Ok(0);
     }
     if std::io::stdin().is_terminal() {
-        return Err(Failure::other("not implemented yet: the shell"));
+        return shell::run(&session.peer, cli.hmp, cli.oob, &deadline);
     }
     script::run(
         &session.peer,

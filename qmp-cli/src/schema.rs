@@ -148,6 +148,38 @@ impl Schema {
         Ok(schema)
     }
 
+    /// A schema of command names alone, for a peer that has no
+    /// introspection (a guest agent lists its commands in `guest-info`).
+    pub fn from_command_names<I: IntoIterator<Item = String>>(names: I) -> Self {
+        Schema {
+            commands: names.into_iter().map(|n| (n, String::new())).collect(),
+            ..Schema::default()
+        }
+    }
+
+    /// The action names `transaction` accepts (the values of its actions'
+    /// `type`).
+    pub fn transaction_actions(&self) -> Vec<String> {
+        let member_type = |type_name: &str, member: &str| match self.types.get(type_name) {
+            Some(Type::Object { members, .. }) => members
+                .iter()
+                .find(|m| m.name == member)
+                .map(|m| m.type_name.clone()),
+            _ => None,
+        };
+        let Some(actions) = self
+            .commands
+            .get("transaction")
+            .and_then(|t| member_type(t, "actions"))
+        else {
+            return Vec::new();
+        };
+        let Some(Type::Array(element)) = self.types.get(&actions) else {
+            return Vec::new();
+        };
+        member_type(element, "type").map_or_else(Vec::new, |t| self.values_of(&t))
+    }
+
     /// The counts.
     pub fn summary(&self) -> Summary {
         Summary {
