@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Nested objects deeper than this are not followed (the schema has
 /// recursive types; a hostile one could nest without end).
@@ -17,6 +17,9 @@ const MAX_DEPTH: usize = 8;
 /// Argument paths listed per command at most: with nesting, a schema (QEMU's
 /// own, or a hostile one) could make the list grow exponentially.
 const MAX_PATHS: usize = 4096;
+/// Values nested deeper than this are not checked (QEMU caps nesting at
+/// 1024; a check this deep has long stopped being useful).
+const CHECK_DEPTH: usize = 64;
 
 /// A member of an object type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +40,10 @@ pub enum Type {
     Object {
         /// The members every variant has.
         members: Vec<Member>,
-        /// The types of the variants.
-        variants: Vec<String>,
+        /// The member whose value selects the variant (a union's tag).
+        tag: Option<String>,
+        /// The variants: the tag value (case) and the type of its members.
+        variants: Vec<(String, String)>,
     },
     /// An enum and its values.
     Enum(Vec<String>),
@@ -73,6 +78,8 @@ struct Entity {
     #[serde(default)]
     variants: Vec<Variant>,
     #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
     values: Vec<String>,
     #[serde(rename = "element-type", default)]
     element_type: Option<String>,
@@ -82,6 +89,7 @@ struct Entity {
 
 #[derive(Deserialize)]
 struct Variant {
+    case: String,
     #[serde(rename = "type")]
     type_name: String,
 }
@@ -116,10 +124,20 @@ impl Schema {
                 "event" => schema.events.push(e.name),
                 "object" => {
                     let members = e.members.iter().filter_map(member).collect();
-                    let variants = e.variants.into_iter().map(|v| v.type_name).collect();
-                    schema
-                        .types
-                        .insert(e.name, Type::Object { members, variants });
+                    let variants = e
+                        .variants
+                        .into_iter()
+                        .map(|v| (v.case, v.type_name))
+                        .collect();
+                    let tag = e.tag;
+                    schema.types.insert(
+                        e.name,
+                        Type::Object {
+                            members,
+                            tag,
+                            variants,
+                        },
+                    );
                 }
                 "enum" => {
                     // 7.2 gives both `values` and `members: [{"name"}]`.
@@ -219,7 +237,10 @@ impl Schema {
         {
             return;
         }
-        let Some(Type::Object { members, variants }) = self.types.get(type_name) else {
+        let Some(Type::Object {
+            members, variants, ..
+        }) = self.types.get(type_name)
+        else {
             return;
         };
         for m in members {
@@ -231,7 +252,7 @@ impl Schema {
             out.push((path.clone(), m));
             self.collect(&m.type_name, &format!("{path}."), depth + 1, seen, out);
         }
-        for v in variants {
+        for (_, v) in variants {
             self.collect(v, prefix, depth + 1, seen, out);
         }
     }
@@ -313,6 +334,128 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// Checks `arguments` of `command` against the schema before they are
+    /// sent: unknown members (with the allowed names), missing required
+    /// members, values of the wrong JSON type, enum values not allowed (with
+    /// the allowed values); each mistake named by its JSON path
+    /// (`arguments.file.driver`). Commands the schema does not describe are
+    /// not checked (QEMU answers them).
+    pub fn check(&self, command: &str, arguments: &Map<String, Value>) -> Result<(), String> {
+        match self.commands.get(command) {
+            Some(arg_type) if !arg_type.is_empty() => {
+                let value = Value::Object(arguments.clone());
+                self.check_value(arg_type, &value, "arguments", 0)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_value(
+        &self,
+        type_name: &str,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), String> {
+        if depth > CHECK_DEPTH {
+            return Ok(());
+        }
+        let Some(t) = self.types.get(type_name) else {
+            return Ok(());
+        };
+        let wrong = |what: &str| Err(format!("{path}: expected {what}, got {value}"));
+        match t {
+            Type::Builtin(json) => {
+                let fits = match json.as_str() {
+                    "int" => value.is_i64() || value.is_u64(),
+                    "number" => value.is_number(),
+                    "string" => value.is_string(),
+                    "boolean" => value.is_boolean(),
+                    "null" => value.is_null(),
+                    _ => true,
+                };
+                if fits { Ok(()) } else { wrong(json) }
+            }
+            Type::Enum(values) => match value.as_str() {
+                Some(v) if values.iter().any(|allowed| allowed == v) => Ok(()),
+                Some(v) => Err(format!(
+                    "{path}: \"{v}\" is not one of: {}",
+                    values.join(", ")
+                )),
+                None => wrong(&format!("one of: {}", values.join(", "))),
+            },
+            Type::Array(element) => match value.as_array() {
+                Some(items) => items.iter().enumerate().try_for_each(|(i, item)| {
+                    self.check_value(element, item, &format!("{path}[{i}]"), depth + 1)
+                }),
+                None => wrong("an array"),
+            },
+            Type::Alternate(types) => {
+                let mut first = None;
+                for t in types {
+                    match self.check_value(t, value, path, depth + 1) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => {
+                            first.get_or_insert(e);
+                        }
+                    }
+                }
+                first.map_or(Ok(()), Err)
+            }
+            Type::Object {
+                members,
+                tag,
+                variants,
+            } => {
+                let Some(object) = value.as_object() else {
+                    return wrong("an object");
+                };
+                let case = tag
+                    .as_ref()
+                    .and_then(|tag| object.get(tag))
+                    .and_then(Value::as_str);
+                // The tag's variant, or every variant while the tag is unknown.
+                let chosen: Vec<&str> = variants
+                    .iter()
+                    .filter(|(c, _)| case.is_none_or(|case| case == c))
+                    .map(|(_, t)| t.as_str())
+                    .collect();
+                let mut allowed: Vec<&Member> = members.iter().collect();
+                for t in &chosen {
+                    if let Some(Type::Object { members, .. }) = self.types.get(*t) {
+                        allowed.extend(members.iter());
+                    }
+                }
+                for (key, v) in object {
+                    let Some(m) = allowed.iter().find(|m| m.name == *key) else {
+                        let mut names: Vec<&str> =
+                            allowed.iter().map(|m| m.name.as_str()).collect();
+                        names.sort_unstable();
+                        names.dedup();
+                        return Err(format!(
+                            "{path}.{key}: no such member; allowed: {}",
+                            names.join(", ")
+                        ));
+                    };
+                    self.check_value(&m.type_name, v, &format!("{path}.{key}"), depth + 1)?;
+                }
+                let required_from_variant = chosen.len() == 1;
+                for m in allowed.iter().take(if required_from_variant {
+                    allowed.len()
+                } else {
+                    members.len()
+                }) {
+                    if !m.optional && !object.contains_key(&m.name) {
+                        return Err(format!("{path}: missing member {}", m.name));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 fn member(v: &Value) -> Option<Member> {
     Some(Member {
         name: v.get("name")?.as_str()?.to_owned(),
@@ -386,6 +529,44 @@ mod tests {
         assert_eq!(s.help("stop").unwrap(), "stop: no arguments");
         assert!(s.help("nope").is_none());
         assert_eq!(s.describe("5"), "[string]");
+    }
+
+    #[test]
+    fn checks_arguments_before_sending() {
+        let s = Schema::parse(SCHEMA).unwrap();
+        let check = |v: serde_json::Value| s.check("blockdev-add", v.as_object().unwrap());
+        assert_eq!(
+            check(serde_json::json!({"driver": "null-co", "size": 1})),
+            Ok(())
+        );
+        assert_eq!(
+            check(serde_json::json!({"driver": "nope"})),
+            Err("arguments.driver: \"nope\" is not one of: null-co, qcow2".to_owned())
+        );
+        assert_eq!(
+            check(serde_json::json!({"driver": "null-co", "sise": 1})),
+            Err("arguments.sise: no such member; allowed: driver, file, node-name, read-zeroes, size"
+                .to_owned())
+        );
+        assert_eq!(
+            check(serde_json::json!({"driver": "null-co", "size": "1"})),
+            Err("arguments.size: expected int, got \"1\"".to_owned())
+        );
+        assert_eq!(
+            check(serde_json::json!({"node-name": "x"})),
+            Err("arguments: missing member driver".to_owned())
+        );
+        // An alternate: an object of the union, or a string.
+        assert_eq!(
+            check(serde_json::json!({"driver": "qcow2", "file": "node0"})),
+            Ok(())
+        );
+        assert!(check(serde_json::json!({"driver": "qcow2", "file": {"driver": 1}})).is_err());
+        // Commands the schema does not know are left to QEMU.
+        assert_eq!(s.check("nope", &Map::new()), Ok(()));
+        assert_eq!(s.check("stop", &Map::new()), Ok(()));
+        let qga = Schema::from_command_names(["guest-ping".to_owned()]);
+        assert_eq!(qga.check("guest-ping", &Map::new()), Ok(()));
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! `help COMMAND` (its arguments from the live schema), `quit` / `exit` /
 //! Ctrl-D to leave; Ctrl-C drops the line (and an open transaction).
 //!
+//! Before a command is sent its arguments are checked against the live
+//! schema: an unknown member (with the allowed names), a missing one, a value
+//! of the wrong type or an enum value not allowed (with the allowed values)
+//! is reported by its JSON path and nothing is sent. A whole JSON request
+//! (`{"execute": ...}`) is sent unchecked.
+//!
 //! Replies are printed as pretty JSON on stdout, QMP errors as `qmp: CLASS:
 //! DESC` on stderr. Events are printed as JSON lines as they arrive, above
 //! the line being typed, which stays as it was (rustyline's external
@@ -248,6 +254,13 @@ fn read_loop(
             }
         };
         request.oob |= oob;
+        // A whole JSON request is sent as typed: the way past a check that
+        // is wrong about this QEMU.
+        let checked = !(hmp || line.trim_start().starts_with('{'));
+        if checked && let Err(mistake) = schema.check(&request.name, &request.arguments) {
+            output::error_line(&Failure::other(format!("not sent: {mistake}")));
+            continue;
+        }
         match peer.call(request.call(deadline)) {
             Ok(reply) if request.name == crate::request::HMP_COMMAND && hmp => {
                 let text = output::hmp_text(reply.as_str());

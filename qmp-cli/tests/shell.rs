@@ -1,6 +1,7 @@
 //! The interactive shell driven through a pseudo-terminal, against a real
 //! QEMU: a command and its reply, Tab completion from the live schema, an
-//! event arriving while a line is half typed, history across two runs, quit.
+//! event arriving while a line is half typed, the schema check, history
+//! across two runs, quit.
 
 mod common;
 
@@ -97,6 +98,12 @@ impl Terminal {
         }
     }
 
+    /// True when `text` shows after what earlier waits consumed.
+    fn shows(&self, text: &str) -> bool {
+        let screen = self.screen.lock().expect("screen");
+        String::from_utf8_lossy(&screen[self.seen..]).contains(text)
+    }
+
     fn quit(mut self) {
         self.type_keys("quit\r");
         assert_eq!(wait_limited(&mut self.child, SHOW), Some(0));
@@ -153,6 +160,15 @@ fn shell_command_completion_event_history_quit() {
     t.type_keys("help qom-get\r");
     t.wait_for("property: string");
 
+    // Arguments are checked against the schema before anything is sent.
+    t.type_keys("blockdev-add driver=null-co node-name=n1 sise=1\r");
+    t.wait_for("qmp: not sent: arguments.sise: no such member; allowed: ");
+    t.type_keys("blockdev-add driver=null-cow node-name=n1\r");
+    t.wait_for("arguments.driver: \"null-cow\" is not one of: ");
+    t.type_keys("qom-get path=/machine\r");
+    t.wait_for("qmp: not sent: arguments: missing member property");
+    t.wait_for("(qmp) ");
+
     // A transaction, one action per line.
     t.type_keys("transaction(\r");
     t.wait_for("(transaction) ");
@@ -175,8 +191,15 @@ fn shell_command_completion_event_history_quit() {
     t.wait_for("(qmp) ");
     t.type_keys("\x1b[A");
     t.wait_for("quit");
-    t.type_keys("\x1b[A\x1b[A\x1b[A\x1b[A\x1b[A");
-    t.wait_for("qom-get path=/machine property=type");
+    let wanted = "(qmp) qom-get path=/machine property=type";
+    for _ in 0..20 {
+        if t.shows(wanted) {
+            break;
+        }
+        t.type_keys("\x1b[A");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.wait_for(wanted);
     t.type_keys("\r");
     t.wait_for("\"none-machine\"");
     t.wait_for("(qmp) ");
