@@ -23,6 +23,14 @@ TARGET: --socket PATH, --tcp HOST:PORT, --qga PATH, --stdio COMMAND -- CHILD...
 QEMU (qemu-system-x86_64 -machine none, plus --launch-args) runs for the length
 of the call.
 
+Scripts (stdin not a terminal): one command per line (NAME ARGS, NAME {JSON},
+{\"execute\": ...}, # comments, transaction( ... )), one reply line each:
+{\"return\": ...} or {\"error\": {\"class\": ..., \"desc\": ...}}.
+Shell (stdin a terminal): Tab completes commands, arguments and enum values
+from the live schema; arguments are checked before sending; events show as
+they arrive; help [COMMAND]; quit or Ctrl-D. History: $QMP_HISTORY, else
+$XDG_STATE_HOME/qmp/history, else ~/.local/state/qmp/history.
+
 Exit status: 0 success; 1 a command returned a QMP error (class and description
 on stderr); 2 anything else (usage, connection, protocol, timeout), one line on
 stderr.
