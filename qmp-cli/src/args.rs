@@ -13,6 +13,11 @@ use core::fmt;
 
 use serde_json::{Map, Value};
 
+/// Parts of one dotted key at most. serde_json reads JSON nested 128 deep at
+/// most, and building or printing deeper values recurses: a key of a
+/// hundred thousand dots must be an error, not a stack overflow.
+pub const MAX_KEY_PARTS: usize = 100;
+
 /// A mistake in typed arguments, naming the token at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgError {
@@ -97,7 +102,10 @@ fn insert_pair(members: &mut Vec<(String, Node)>, token: &str) -> Result<(), Arg
     let Some((key, value)) = token.split_once('=') else {
         return Err(err(token, "expected key=value"));
     };
-    let parts: Vec<&str> = key.split('.').collect();
+    let parts: Vec<&str> = key.split('.').take(MAX_KEY_PARTS + 1).collect();
+    if parts.len() > MAX_KEY_PARTS {
+        return Err(err(token, "too many dotted parts in the key (at most 100)"));
+    }
     if parts.iter().any(|p| p.is_empty()) {
         return Err(err(token, "empty key, or an empty part of a dotted key"));
     }
@@ -189,6 +197,19 @@ mod tests {
         for bad in ["=1", ".a=1", "a.=1", "a..b=1"] {
             assert_eq!(parse(&[bad]).unwrap_err().token, bad);
         }
+    }
+
+    #[test]
+    fn deep_keys_are_refused_not_overflowed() {
+        let deep = format!("{}=1", vec!["a"; 100_000].join("."));
+        assert!(
+            parse(&[deep.as_str()])
+                .unwrap_err()
+                .why
+                .contains("dotted parts")
+        );
+        let ok = format!("{}=1", vec!["a"; MAX_KEY_PARTS].join("."));
+        assert!(parse(&[ok.as_str()]).is_ok());
     }
 
     #[test]
