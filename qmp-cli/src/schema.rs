@@ -20,6 +20,9 @@ const MAX_PATHS: usize = 4096;
 /// Values nested deeper than this are not checked (QEMU caps nesting at
 /// 1024; a check this deep has long stopped being useful).
 const CHECK_DEPTH: usize = 64;
+/// Types visited by one check at most: alternates try every branch, so a
+/// hostile schema could make the work grow exponentially with the depth.
+const CHECK_BUDGET: usize = 100_000;
 
 /// A member of an object type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,7 +348,8 @@ impl Schema {
         match self.commands.get(command) {
             Some(arg_type) if !arg_type.is_empty() => {
                 let value = Value::Object(arguments.clone());
-                self.check_value(arg_type, &value, "arguments", 0)
+                let mut budget = CHECK_BUDGET;
+                self.check_value(arg_type, &value, "arguments", 0, &mut budget)
             }
             _ => Ok(()),
         }
@@ -357,10 +361,13 @@ impl Schema {
         value: &Value,
         path: &str,
         depth: usize,
+        budget: &mut usize,
     ) -> Result<(), String> {
-        if depth > CHECK_DEPTH {
+        // Past the depth or the budget the check gives up, and QEMU judges.
+        if depth > CHECK_DEPTH || *budget == 0 {
             return Ok(());
         }
+        *budget -= 1;
         let Some(t) = self.types.get(type_name) else {
             return Ok(());
         };
@@ -387,14 +394,14 @@ impl Schema {
             },
             Type::Array(element) => match value.as_array() {
                 Some(items) => items.iter().enumerate().try_for_each(|(i, item)| {
-                    self.check_value(element, item, &format!("{path}[{i}]"), depth + 1)
+                    self.check_value(element, item, &format!("{path}[{i}]"), depth + 1, budget)
                 }),
                 None => wrong("an array"),
             },
             Type::Alternate(types) => {
                 let mut first = None;
                 for t in types {
-                    match self.check_value(t, value, path, depth + 1) {
+                    match self.check_value(t, value, path, depth + 1, budget) {
                         Ok(()) => return Ok(()),
                         Err(e) => {
                             first.get_or_insert(e);
@@ -438,7 +445,8 @@ impl Schema {
                             names.join(", ")
                         ));
                     };
-                    self.check_value(&m.type_name, v, &format!("{path}.{key}"), depth + 1)?;
+                    let at = format!("{path}.{key}");
+                    self.check_value(&m.type_name, v, &at, depth + 1, budget)?;
                 }
                 let required_from_variant = chosen.len() == 1;
                 for m in allowed.iter().take(if required_from_variant {
@@ -592,5 +600,18 @@ mod tests {
         ));
         let s = Schema::parse(&format!("[{}]", entities.join(","))).unwrap();
         assert_eq!(s.arguments("c").len(), MAX_PATHS);
+
+        // An alternate of itself, twice: without the budget, 2^64 steps.
+        let s = Schema::parse(
+            r#"[{"name": "c", "meta-type": "command", "arg-type": "o"},
+                {"name": "o", "meta-type": "object", "members": [{"name": "a", "type": "t"}]},
+                {"name": "t", "meta-type": "alternate", "members": [{"type": "t"}, {"type": "t"}, {"type": "int"}]},
+                {"name": "int", "meta-type": "builtin", "json-type": "int"}]"#,
+        )
+        .unwrap();
+        let args = serde_json::json!({"a": "not an int"});
+        let started = std::time::Instant::now();
+        let _ = s.check("c", args.as_object().unwrap());
+        assert!(started.elapsed() < core::time::Duration::from_secs(5));
     }
 }
