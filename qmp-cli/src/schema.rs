@@ -20,6 +20,8 @@ const MAX_PATHS: usize = 4096;
 /// Values nested deeper than this are not checked (QEMU caps nesting at
 /// 1024; a check this deep has long stopped being useful).
 const CHECK_DEPTH: usize = 64;
+/// How deep a type's description goes (`[[int]]` is depth 2).
+const DESCRIBE_DEPTH: usize = 3;
 /// Types visited by one check at most: alternates try every branch, so a
 /// hostile schema could make the work grow exponentially with the depth.
 const CHECK_BUDGET: usize = 100_000;
@@ -295,7 +297,8 @@ impl Schema {
     }
 
     fn describe_at(&self, type_name: &str, depth: usize) -> String {
-        if depth > MAX_DEPTH {
+        // Shallow: alternates and arrays of them branch at every level.
+        if depth > DESCRIBE_DEPTH {
             return "...".to_owned();
         }
         match self.types.get(type_name) {
@@ -612,6 +615,7 @@ mod tests {
         let args = serde_json::json!({"a": "not an int"});
         let started = std::time::Instant::now();
         let _ = s.check("c", args.as_object().unwrap());
+        let _ = s.help("c");
         assert!(started.elapsed() < core::time::Duration::from_secs(5));
     }
 }
