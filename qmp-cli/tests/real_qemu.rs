@@ -353,3 +353,23 @@ abort
     let out = run(qmp(&["--socket", arg(vm.first())]), Some("query-status\n"));
     assert_eq!(out.code, Some(0), "{out:?}");
 }
+
+#[test]
+fn a_monitor_on_tcp() {
+    let Some(builder) = qmp_testsuite::peers::require_qemu("a_monitor_on_tcp") else {
+        return;
+    };
+    // A free port, as the kernel picks one (released just before QEMU takes it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let _qemu = builder
+        .arg("-qmp")
+        .arg(format!("tcp:127.0.0.1:{port},server=on,wait=off"))
+        .spawn()
+        .expect("spawn QEMU");
+    let addr = format!("127.0.0.1:{port}");
+    let out = run(qmp(&["--tcp", &addr, "query-status"]), None);
+    assert_eq!(json_of(out.ok())["status"], "running");
+}
