@@ -55,8 +55,8 @@ impl Deadline {
 
     /// Starts a thread that ends the process (exit status 2) if the run is
     /// still going a moment after the deadline: the last guard against a hang
-    /// (a stuck write to stdout, say). It kills the private QEMU first, whose
-    /// pid is in `qemu_pid` (0 for none).
+    /// (a stuck write to stdout, say). It kills the private QEMU or the
+    /// `--stdio` child first, whose pid is in `qemu_pid` (0 for none).
     pub fn arm_watchdog(&self, qemu_pid: Arc<AtomicU32>) {
         let Some(at) = self.at else {
             return;
@@ -140,7 +140,8 @@ pub const INSTALL_HINT: &str = "install it (Debian, Ubuntu: sudo apt-get install
      set QMP_QEMU to its path, or name a running QEMU's monitor with --socket PATH";
 
 /// Connects to what `target` names (or launches a private QEMU), within
-/// `deadline`. `qemu_pid` receives the private QEMU's pid for the watchdog.
+/// `deadline`. `qemu_pid` receives the pid of the private QEMU or of the
+/// `--stdio` child, for the watchdog.
 pub fn connect(
     target: &Target,
     child: &[String],
@@ -182,7 +183,11 @@ pub fn connect(
         };
         let mut command = Command::new(program);
         command.args(args);
-        return qmp_std::connect_child(command, config)
+        // Spawned here rather than by connect_child, for its pid: the
+        // watchdog kills it too.
+        let child = qmp_std::ChildStdio::spawn(command).map_err(Failure::other)?;
+        qemu_pid.store(child.id(), Ordering::SeqCst);
+        return qmp_std::connect(child, config)
             .map(qmp)
             .map_err(|e| fail(e, program));
     }
