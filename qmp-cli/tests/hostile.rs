@@ -251,3 +251,29 @@ fn usage_mistakes_are_one_line() {
         out.failed(2);
     }
 }
+
+#[test]
+fn the_watchdog_ends_a_script_waiting_on_stdin() {
+    let mock = MockQemu::start().expect("mock");
+    let started = std::time::Instant::now();
+    // stdin stays open and silent: only the --timeout can end the run.
+    let mut child = qmp(&["--socket", arg(mock.path()), "--timeout", "0.5"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn qmp");
+    let stdin = child.stdin.take();
+    let code = common::wait_limited(&mut child, Duration::from_secs(20));
+    drop(stdin);
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "qmp: timed out after 0.5s (the run did not end by itself)\n"
+    );
+    assert!(started.elapsed() < BOUND, "{:?}", started.elapsed());
+}
