@@ -55,7 +55,7 @@ pub struct Cli {
     /// Print the events QEMU sends, one JSON line each, instead of running a
     /// command. Ends after --count events, at the end of the connection, at
     /// --timeout (exit 0 when no --count was given) or on Ctrl-C.
-    #[arg(long, conflicts_with_all = ["info", "hmp"])]
+    #[arg(long, conflicts_with_all = ["info", "hmp", "command"])]
     pub events: bool,
 
     /// With --events: stop after N events (exit 2 if --timeout or the end of
@@ -68,7 +68,7 @@ pub struct Cli {
     pub filter: Vec<String>,
 
     /// Print the greeting (version, capabilities) instead of running a command.
-    #[arg(long, conflicts_with = "hmp")]
+    #[arg(long, conflicts_with_all = ["hmp", "command"])]
     pub info: bool,
 
     /// With --info: add a summary of the live schema (query-qmp-schema).
@@ -189,5 +189,7 @@ mod tests {
         assert!(parse(&["--timeout", "-1", "x"]).is_err());
         assert!(parse(&["--timeout", "nan", "x"]).is_err());
         assert!(parse(&["--pretty", "--compact", "x"]).is_err());
+        assert!(parse(&["--events", "query-status"]).is_err());
+        assert!(parse(&["--info", "query-status"]).is_err());
     }
 }
