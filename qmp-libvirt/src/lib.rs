@@ -25,7 +25,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod conn;
 pub mod error;
+
 pub mod wire;
 
+pub use conn::{CallId, Config, Connection, Output, Reply};
 pub use error::{Error, ErrorKind, LibvirtError, ProtocolError, UsageError};
