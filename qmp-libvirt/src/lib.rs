@@ -27,7 +27,7 @@ extern crate std;
 
 pub mod conn;
 pub mod error;
-
+pub mod uri;
 pub mod wire;
 
 pub use conn::{CallId, Config, Connection, Output, Reply};
