@@ -25,6 +25,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod blocking;
 pub mod conn;
 pub mod error;
 pub mod uri;
