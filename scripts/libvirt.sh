@@ -10,6 +10,8 @@
 #   smoke URI                  transient domain, query-status, STOP/RESUME events, destroy.
 #   domain-create URI NAME     a transient TCG domain: qemu, x86_64, pc, 64 MiB, no disks/graphics.
 #   domain-destroy URI NAME    destroys it; a domain that is already gone is not an error.
+#   domain-define URI NAME     the same domain defined (persistent) but not started.
+#   domain-undefine URI NAME   removes a defined domain; one already gone is not an error.
 #
 # URIs of a started daemon: qemu:///system?socket=DIR/libvirt-sock and
 # qemu+tcp://127.0.0.1:PORT/system.
@@ -28,7 +30,7 @@ READY_TIMEOUT=${LIBVIRT_READY_TIMEOUT:-60}
 
 die() { echo "libvirt.sh: $*" >&2; exit 1; }
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 qemu_conf() {
   # root QEMU without DAC, namespaces or cgroups: the machine has no systemd and no KVM.
@@ -185,6 +187,27 @@ cmd_domain_destroy() {
   fi
 }
 
+cmd_domain_define() {
+  [ $# -eq 2 ] || usage
+  local uri=$1 name=$2 x
+  x=$(mktemp -d); chmod 755 "$x"
+  domain_xml "$name" >"$x/domain.xml"; chmod 644 "$x/domain.xml"
+  if ! virsh -c "$uri" define "$x/domain.xml" >/dev/null; then rm -rf "$x"; die "define $name failed"; fi
+  rm -rf "$x"
+}
+
+cmd_domain_undefine() {
+  [ $# -eq 2 ] || usage
+  local uri=$1 name=$2 err
+  cmd_domain_destroy "$uri" "$name"
+  if ! err=$(virsh -c "$uri" undefine "$name" 2>&1 >/dev/null); then
+    case "$err" in
+      *"failed to get domain"*|*"Domain not found"*) ;;
+      *) die "undefine $name: $err" ;;
+    esac
+  fi
+}
+
 cmd_smoke() {
   [ $# -eq 1 ] || usage
   local uri=$1 name ev pid status
@@ -216,5 +239,7 @@ case "$cmd" in
   smoke) cmd_smoke "$@" ;;
   domain-create) cmd_domain_create "$@" ;;
   domain-destroy) cmd_domain_destroy "$@" ;;
+  domain-define) cmd_domain_define "$@" ;;
+  domain-undefine) cmd_domain_undefine "$@" ;;
   *) usage ;;
 esac

@@ -274,7 +274,10 @@ impl Client {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            self.pump(Some(deadline))?;
+            match self.pump(Some(deadline)) {
+                Err(ClientError::Timeout(_)) => return Ok(None),
+                other => other?,
+            }
         }
     }
 
@@ -289,6 +292,23 @@ impl Client {
             None => Ok(()),
             Some(e) => Err(e.into()),
         }
+    }
+
+    /// Makes any call on the connection and sends it, without waiting: for
+    /// several calls in flight at once. Wait with
+    /// [`wait_reply`](Self::wait_reply).
+    pub fn start_call(
+        &mut self,
+        call: impl FnOnce(&mut Connection) -> Result<CallId, Error>,
+    ) -> Result<CallId, ClientError> {
+        let id = call(&mut self.conn)?;
+        self.flush()?;
+        Ok(id)
+    }
+
+    /// Waits for the reply to a call made with [`start_call`](Self::start_call).
+    pub fn wait_reply(&mut self, id: CallId) -> Result<Reply, ClientError> {
+        self.wait(id)
     }
 
     fn domain_reply(&mut self, id: CallId) -> Result<Domain, ClientError> {
@@ -351,7 +371,9 @@ impl Client {
                 // The socket is gone: every waiting call fails with the daemon gone.
                 self.conn.receive_eof();
                 self.drain();
-                return Err(e.into());
+                if !is_gone(&e) {
+                    return Err(e.into());
+                }
             }
         }
         self.drain();
@@ -374,7 +396,16 @@ impl Client {
 
     fn flush(&mut self) -> Result<(), ClientError> {
         while !self.conn.pending_transmit().is_empty() {
-            let n = self.stream.write(self.conn.pending_transmit())?;
+            let n = match self.stream.write(self.conn.pending_transmit()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_gone(&e) => {
+                    self.conn.receive_eof();
+                    self.drain();
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
             }
@@ -384,4 +415,16 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The daemon went away: reported as [`Error::Disconnected`], like end of
+/// stream, not as an I/O error.
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }

@@ -69,6 +69,10 @@ struct Peer {
     unix_uri: String,
     tcp_uri: Option<String>,
     domain: String,
+    /// Transient domains made by the test besides `domain`.
+    extra: std::sync::Mutex<Vec<String>>,
+    /// Defined (not started) domains made by the test.
+    defined: std::sync::Mutex<Vec<String>>,
     started: Option<PathBuf>,
 }
 
@@ -80,6 +84,8 @@ impl Peer {
                 unix_uri,
                 tcp_uri: std::env::var("QMP_LIBVIRT_TCP_URI").ok(),
                 domain,
+                extra: Default::default(),
+                defined: Default::default(),
                 started: None,
             };
             peer.create_domain();
@@ -112,6 +118,8 @@ impl Peer {
             unix_uri: format!("qemu:///system?socket={dir_str}/libvirt-sock"),
             tcp_uri: Some(format!("qemu+tcp://127.0.0.1:{port}/system")),
             domain,
+            extra: Default::default(),
+            defined: Default::default(),
             started: Some(dir),
         };
         peer.create_domain();
@@ -123,11 +131,53 @@ impl Peer {
             panic!("{e}");
         }
     }
+
+    /// Another running domain, named after the main one.
+    fn create_extra(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.domain);
+        self.extra.lock().unwrap().push(name.clone());
+        if let Err(e) = run_script(&["domain-create", &self.unix_uri, &name]) {
+            panic!("{e}");
+        }
+        name
+    }
+
+    /// A defined domain that is not running.
+    fn define(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.domain);
+        self.defined.lock().unwrap().push(name.clone());
+        if let Err(e) = run_script(&["domain-define", &self.unix_uri, &name]) {
+            panic!("{e}");
+        }
+        name
+    }
+
+    /// The pid in one of the private daemon's pid files (`None` for a daemon
+    /// this test did not start).
+    fn pid(&self, file: &str) -> Option<String> {
+        let dir = self.started.as_ref()?;
+        let pid = std::fs::read_to_string(dir.join("state").join(file)).ok()?;
+        Some(pid.trim().to_owned())
+    }
+}
+
+fn kill(signal: &str, pid: &str) {
+    let ok = Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {signal} {pid}");
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = run_script(&["domain-destroy", &self.unix_uri, &self.domain]);
+        for name in self.extra.lock().unwrap().iter() {
+            let _ = run_script(&["domain-destroy", &self.unix_uri, name]);
+        }
+        for name in self.defined.lock().unwrap().iter() {
+            let _ = run_script(&["domain-undefine", &self.unix_uri, name]);
+        }
         if let Some(dir) = &self.started {
             let _ = run_script(&["stop", dir.to_str().unwrap_or_default()]);
         }
@@ -207,15 +257,145 @@ fn next_named(client: &mut Client, name: &str) -> qmp_libvirt::wire::MonitorEven
     }
 }
 
-#[test]
-fn real_libvirtd_unix_and_tcp() {
-    let Some(peer) = Peer::start("real_libvirtd_unix_and_tcp") else {
+/// Two domains over one connection, and events of every domain from one
+/// registration.
+fn two_domains(peer: &Peer) {
+    let second = peer.create_extra("b");
+    let mut client = Client::connect(&peer.unix_uri).unwrap();
+    let a = client.lookup_domain_by_name(&peer.domain).unwrap();
+    let b = client.lookup_domain_by_name(&second).unwrap();
+    assert_ne!(a.uuid, b.uuid);
+    let callback = client.register_monitor_events(None, Some("STOP")).unwrap();
+    for dom in [&a, &b] {
+        client
+            .monitor_command(dom, r#"{"execute":"stop"}"#)
+            .unwrap();
+    }
+    let mut stopped = vec![
+        next_named(&mut client, "STOP").domain.name,
+        next_named(&mut client, "STOP").domain.name,
+    ];
+    stopped.sort();
+    let mut expected = vec![a.name.clone(), b.name.clone()];
+    expected.sort();
+    assert_eq!(stopped, expected);
+    for dom in [&a, &b] {
+        client
+            .monitor_command(dom, r#"{"execute":"cont"}"#)
+            .unwrap();
+    }
+    // Filtered by name: the RESUMEs do not come.
+    assert_eq!(client.next_event(Duration::from_millis(500)).unwrap(), None);
+    client.deregister_monitor_events(callback).unwrap();
+    client.close().unwrap();
+}
+
+fn not_running(peer: &Peer) {
+    let name = peer.define("off");
+    let mut client = Client::connect(&peer.unix_uri).unwrap();
+    let dom = client.lookup_domain_by_name(&name).unwrap();
+    assert_eq!(dom.id, -1);
+    match client.monitor_command(&dom, r#"{"execute":"query-status"}"#) {
+        Err(ClientError::Rpc(e)) => {
+            assert_eq!(e.kind(), Some(ErrorKind::DomainNotRunning), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    client.close().unwrap();
+}
+
+/// A monitor command waits on a frozen QEMU; destroying the domain fails it.
+fn destroyed_while_pending(peer: &Peer, name: &str) {
+    let Some(qemu) = peer.pid(&format!("run/qemu/{name}.pid")) else {
         return;
+    };
+    let mut client = Client::connect(&peer.unix_uri).unwrap();
+    let dom = client.lookup_domain_by_name(name).unwrap();
+    kill("-STOP", &qemu);
+    let pending = client
+        .start_call(|c| c.monitor_command(&dom, r#"{"execute":"query-status"}"#))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let destroyed = Instant::now();
+    run_script(&["domain-destroy", &peer.unix_uri, name]).unwrap();
+    match client.wait_reply(pending) {
+        Err(ClientError::Rpc(e)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "destroyed while pending: {e} ({:?}, {:?} after the destroy began)",
+                e.kind(),
+                destroyed.elapsed()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.lookup_domain_by_name(name) {
+        Err(ClientError::Rpc(e)) => assert_eq!(e.kind(), Some(ErrorKind::NoDomain), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    client.close().unwrap();
+}
+
+/// libvirtd drops connections whose keepalive PINGs go unanswered for about
+/// 30 s; a client waiting for events answers them.
+fn keepalive_idle(uri: String, idle: Duration) {
+    let mut client = Client::connect(&uri).unwrap();
+    assert!(client.keepalive());
+    let before = client.get_version().unwrap();
+    assert_eq!(client.next_event(idle).unwrap(), None);
+    assert_eq!(client.get_version().unwrap(), before);
+    client.close().unwrap();
+}
+
+/// libvirtd dies with calls in flight: every one fails, at once.
+fn daemon_killed_while_pending(peer: &Peer) {
+    let Some(daemon) = peer.pid("libvirtd.pid") else {
+        return;
+    };
+    let mut client = Client::connect(&peer.unix_uri).unwrap();
+    let dom = client.lookup_domain_by_name(&peer.domain).unwrap();
+    kill("-STOP", &daemon);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            client
+                .start_call(|c| c.monitor_command(&dom, r#"{"execute":"query-status"}"#))
+                .unwrap()
+        })
+        .collect();
+    kill("-KILL", &daemon);
+    let killed = Instant::now();
+    for id in calls {
+        match client.wait_reply(id) {
+            Err(ClientError::Rpc(Error::Disconnected)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn real_libvirtd() {
+    let Some(peer) = Peer::start("real_libvirtd") else {
+        return;
+    };
+    // One connection idles through several keepalive rounds meanwhile.
+    let idle = {
+        let uri = peer.unix_uri.clone();
+        std::thread::spawn(move || keepalive_idle(uri, Duration::from_secs(40)))
     };
     exercise(&peer.unix_uri, &peer.domain);
     if let Some(tcp) = &peer.tcp_uri {
         exercise(tcp, &peer.domain);
     }
+    two_domains(&peer);
+    not_running(&peer);
+    destroyed_while_pending(&peer, &format!("{}-b", peer.domain));
+    idle.join().expect("the idle connection survived 40 s");
+    daemon_killed_while_pending(&peer);
 }
 
 #[test]
@@ -246,5 +426,4 @@ fn no_daemon_is_a_clear_error_at_once() {
         other => panic!("{other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(1));
-    let _ = Error::Disconnected;
 }
