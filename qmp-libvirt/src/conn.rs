@@ -19,8 +19,9 @@ pub struct Config {
     /// Open read-only (monitor commands are then refused by libvirt).
     pub read_only: bool,
     /// Ask for keepalive after opening. The daemon then PINGs the connection
-    /// every few seconds and closes it when PONGs stop; PONGs are sent
-    /// automatically as the connection receives the PINGs.
+    /// every 5 s and closes it when 30 s pass without a PONG; PONGs are sent
+    /// automatically as the connection receives the PINGs, so the owner must
+    /// keep reading (and flushing) while idle.
     pub keepalive: bool,
     /// The largest message accepted or sent (header and payload; libvirt's
     /// own limit, 16 MiB, by default).

@@ -419,6 +419,16 @@ fn too_many_calls() {
 }
 
 #[test]
+fn connection_stays_small() {
+    // Buffers live on the heap: the state machine itself is a few words.
+    assert!(
+        core::mem::size_of::<Connection>() <= 256,
+        "{}",
+        core::mem::size_of::<Connection>()
+    );
+}
+
+#[test]
 fn errors_stay_small() {
     assert!(
         core::mem::size_of::<Error>() <= 40,
