@@ -316,9 +316,9 @@ impl Connection {
     pub fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
         let pending = self.tx.len() - self.tx_sent;
         if n > pending {
-            return Err(UsageError::MessageTooLarge {
-                size: n,
-                limit: u32::try_from(pending).unwrap_or(u32::MAX),
+            return Err(UsageError::AdvancedPastPending {
+                written: n,
+                pending,
             });
         }
         self.tx_sent += n;
@@ -487,6 +487,12 @@ impl Connection {
     /// dropped. False when no such call was waiting.
     pub fn abandon(&mut self, id: CallId) -> bool {
         if self.waiting.remove(&id.0).is_some() {
+            // Bounded like the calls: replies that never come must not pile
+            // up; the oldest serial is forgotten (its late reply, if it ever
+            // comes, is reported as unmatched).
+            if self.abandoned.len() >= self.config.max_calls {
+                self.abandoned.pop_first();
+            }
             self.abandoned.insert(id.0);
             true
         } else {

@@ -76,6 +76,13 @@ pub enum UsageError {
         /// The limit.
         limit: usize,
     },
+    /// `advance_transmit` was told more bytes were written than were pending.
+    AdvancedPastPending {
+        /// The bytes reported written.
+        written: usize,
+        /// The bytes that were pending.
+        pending: usize,
+    },
 }
 
 impl fmt::Display for UsageError {
@@ -93,6 +100,10 @@ impl fmt::Display for UsageError {
             Self::TooManyCalls { limit } => {
                 write!(f, "{limit} libvirt calls are already waiting for replies")
             }
+            Self::AdvancedPastPending { written, pending } => write!(
+                f,
+                "advance_transmit({written}) but only {pending} bytes were pending"
+            ),
         }
     }
 }

@@ -436,3 +436,36 @@ fn errors_stay_small() {
         core::mem::size_of::<Error>()
     );
 }
+
+#[test]
+fn advancing_past_pending_is_a_usage_error() {
+    let mut conn = Connection::new(Config::new("qemu:///system"));
+    let pending = conn.pending_transmit().len();
+    assert_eq!(
+        conn.advance_transmit(pending + 1),
+        Err(UsageError::AdvancedPastPending {
+            written: pending + 1,
+            pending
+        })
+    );
+    assert_eq!(conn.pending_transmit().len(), pending, "nothing changed");
+}
+
+#[test]
+fn abandoned_serials_are_bounded() {
+    let mut config = Config::new("qemu:///system");
+    config.max_calls = 2;
+    let mut conn = open(config);
+    let first = conn.get_version().unwrap();
+    let calls = sent(&mut conn);
+    assert!(conn.abandon(first));
+    for _ in 0..2 {
+        let id = conn.get_version().unwrap();
+        assert!(conn.abandon(id));
+    }
+    let _ = sent(&mut conn);
+    // The oldest abandoned serial was forgotten: its reply is a stray now.
+    conn.receive(&reply(&calls[0].0, |o| xdr::put_u64(o, 1)))
+        .unwrap();
+    assert_eq!(outputs(&mut conn), [Output::Unmatched { serial: first.0 }]);
+}

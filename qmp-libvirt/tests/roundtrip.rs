@@ -172,3 +172,84 @@ proptest! {
         while conn.poll_output().is_some() {}
     }
 }
+
+/// libvirtd's messages from a capture (events and keepalive PINGs), framed
+/// anew.
+fn captured_messages() -> Vec<u8> {
+    let path = format!(
+        "{}/tests/data/virsh-events-keepalive.server.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let stream = std::fs::read(path).unwrap();
+    let mut rest = &stream[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = wire::packet_len(rest, wire::MESSAGE_MAX).unwrap().unwrap();
+        let (h, p) = wire::decode_packet(&rest[..len]).unwrap();
+        if h.kind == MessageType::Message {
+            wire::encode_packet(&mut out, &h, |o| o.extend_from_slice(p));
+        }
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// An open connection (auth none, opened, no keepalive asked).
+fn opened() -> Connection {
+    let mut config = Config::new("qemu:///system");
+    config.keepalive = false;
+    let mut conn = Connection::new(config);
+    for serial in 0..2 {
+        let mut bytes = Vec::new();
+        let procedure = if serial == 0 {
+            wire::remote_proc::AUTH_LIST
+        } else {
+            wire::remote_proc::CONNECT_OPEN
+        };
+        let h = Header {
+            kind: MessageType::Reply,
+            ..Header::call(wire::program::REMOTE, procedure, serial)
+        };
+        wire::encode_packet(&mut bytes, &h, |o| {
+            if serial == 0 {
+                AuthType::encode_list(o, &[AuthType::None]);
+            }
+        });
+        conn.receive(&bytes).unwrap();
+    }
+    assert!(conn.is_open());
+    while conn.poll_output().is_some() {}
+    let n = conn.pending_transmit().len();
+    conn.advance_transmit(n).unwrap();
+    conn
+}
+
+fn run(chunks: &[&[u8]]) -> (Vec<qmp_libvirt::Output>, Vec<u8>) {
+    let mut conn = opened();
+    let mut outputs = Vec::new();
+    for chunk in chunks {
+        conn.receive(chunk).unwrap();
+        outputs.extend(core::iter::from_fn(|| conn.poll_output()));
+    }
+    (outputs, conn.pending_transmit().to_vec())
+}
+
+proptest! {
+    /// Split anywhere, the same events come out and the same PONGs go back.
+    #[test]
+    fn split_input_gives_the_same_outputs(cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+        let bytes = captured_messages();
+        let whole = run(&[&bytes]);
+        prop_assert_eq!(whole.0.len(), 2, "STOP and RESUME");
+        prop_assert!(!whole.1.is_empty(), "PONGs");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for c in cuts.into_iter().chain([bytes.len()]) {
+            chunks.push(&bytes[start..c]);
+            start = c;
+        }
+        prop_assert_eq!(run(&chunks), whole);
+    }
+}
