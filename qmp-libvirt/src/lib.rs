@@ -15,8 +15,23 @@
 //!   `qemu+tcp://host/system`, `?socket=PATH`), resolved to where to connect
 //!   and the name to open.
 //!
-//! Nothing here does I/O except the blocking transport behind the `std`
-//! feature.
+//! Nothing here does I/O except [`blocking`], a minimal transport behind the
+//! `std` feature:
+//!
+//! ```no_run
+//! # #[cfg(feature = "std")]
+//! # fn main() -> Result<(), qmp_libvirt::blocking::ClientError> {
+//! use qmp_libvirt::blocking::Client;
+//!
+//! let mut client = Client::connect("qemu+tcp://127.0.0.1/system")?;
+//! let vm = client.lookup_domain_by_name("vm1")?;
+//! let reply = client.monitor_command(&vm, r#"{"execute":"query-status"}"#)?;
+//! println!("{reply}");
+//! client.close()
+//! # }
+//! # #[cfg(not(feature = "std"))]
+//! # fn main() {}
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
