@@ -88,7 +88,7 @@ mod tests {
             "QEMU exited; its stderr ended with: qemu: bad | qemu: worse"
         );
         let f = Failure::Command(CommandError {
-            class: "GenericError".into(),
+            class: qmp_std::ErrorClass::GenericError,
             desc: "two\nlines".into(),
         });
         assert_eq!(f.to_string(), "GenericError: two | lines");
