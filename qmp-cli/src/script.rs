@@ -55,7 +55,8 @@ pub fn run(
                 ))?;
             }
             Err(Error::Command(e)) => {
-                let error = serde_json::json!({"error": {"class": e.class.as_str(), "desc": e.desc}});
+                let error =
+                    serde_json::json!({"error": {"class": e.class.as_str(), "desc": e.desc}});
                 output::line(&error.to_string())?;
                 status = status.max(EXIT_COMMAND);
             }
