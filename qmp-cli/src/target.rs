@@ -135,6 +135,18 @@ pub struct Session {
     pub qemu: Option<Qemu>,
 }
 
+impl Drop for Session {
+    /// Closes the connection before the process can end: closing kills a
+    /// `--stdio` child at once, where the end of the last handle leaves that
+    /// to the connection's reader thread, which an exiting process never runs.
+    fn drop(&mut self) {
+        match &self.peer {
+            Peer::Qmp(c) => c.close(),
+            Peer::Qga(a) => a.close(),
+        }
+    }
+}
+
 /// The install hint printed when no QEMU can be found.
 pub const INSTALL_HINT: &str = "install it (Debian, Ubuntu: sudo apt-get install qemu-system-x86), \
      set QMP_QEMU to its path, or name a running QEMU's monitor with --socket PATH";

@@ -311,6 +311,43 @@ fn a_child_on_stdio() {
     out.failed(2);
 }
 
+/// The `--stdio` child does not outlive `qmp`.
+#[test]
+fn a_child_on_stdio_ends_with_qmp() {
+    let Some(qemu) = qmp_testsuite::peers::require_program(
+        "a_child_on_stdio_ends_with_qmp",
+        "qemu-system-x86_64",
+    ) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("qmp-cli-stdio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pid_file = dir.join("pid");
+    let script = format!(
+        "echo $$ > '{}'; exec '{}' -machine none -qmp stdio -display none -nodefaults",
+        pid_file.display(),
+        qemu.display()
+    );
+    let out = run(
+        qmp(&["--stdio", "query-status", "--", "sh", "-c", &script]),
+        None,
+    );
+    assert_eq!(json_of(out.ok())["status"], "running");
+    let pid = std::fs::read_to_string(&pid_file).expect("the child wrote its pid");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    // Killed before qmp exited; init reaps it shortly after.
+    let gone = (0..100).any(|_| {
+        let alive =
+            std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| !stat.contains(") Z "));
+        if alive {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !alive
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(gone, "the --stdio child (pid {}) outlived qmp", pid.trim());
+}
+
 #[test]
 fn commands_from_stdin_one_reply_per_line() {
     let Some(vm) = TwoMonitors::start("commands_from_stdin_one_reply_per_line") else {
