@@ -18,6 +18,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) derived: &'a HashMap<String, String>,
     /// Command or event name -> its QAPI module, for reference links.
     pub(crate) modules: &'a HashMap<String, String>,
+    /// `Type.member` -> its QAPI integer type, where it is not `int`.
+    pub(crate) ints: &'a HashMap<String, String>,
     pub(crate) all: Mask,
     /// Fields that need a Box to break a cycle: (type, member).
     boxed: BTreeSet<(String, String)>,
@@ -54,12 +56,14 @@ impl<'a> Ctx<'a> {
         merged: &'a Merged,
         derived: &'a HashMap<String, String>,
         modules: &'a HashMap<String, String>,
+        ints: &'a HashMap<String, String>,
         all: Mask,
     ) -> Self {
         let mut ctx = Ctx {
             merged,
             derived,
             modules,
+            ints,
             all,
             boxed: BTreeSet::new(),
         };
@@ -134,9 +138,39 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn link(&self, kind: &str, name: &str) -> String {
+    /// A member's Rust type: its QAPI integer type picks the width
+    /// (unsigned ones exactly, `size` as `u64`; signed ones stay `i64`).
+    fn member_ty(&self, owner: &str, member: &str, ty: &Ty, prefix: &str) -> String {
+        fn width(ty: &Ty, rust: &str) -> Option<String> {
+            match ty {
+                Ty::Builtin(b) if b == "int" => Some(rust.to_owned()),
+                Ty::Array(t) => width(t, rust).map(|t| format!("Vec<{t}>")),
+                _ => None,
+            }
+        }
+        let rust = match self
+            .ints
+            .get(&format!("{owner}.{member}"))
+            .map(String::as_str)
+        {
+            Some("uint8") => "u8",
+            Some("uint16") => "u16",
+            Some("uint32") => "u32",
+            Some("uint64" | "size") => "u64",
+            _ => "i64",
+        };
+        width(ty, rust).unwrap_or_else(|| self.ty(ty, prefix))
+    }
+
+    /// The reference entry of a command or event. The reference describes
+    /// the newest QEMU; an item it no longer has names its module instead.
+    fn link(&self, kind: &str, name: &str, present: Mask) -> String {
+        let newest = 1 << (VERSIONS.len() - 1);
         match self.modules.get(name) {
-            Some(m) => format!("[QMP reference]({REF}#{kind}-QMP-{m}.{name})"),
+            Some(m) if present & newest != 0 => {
+                format!("[QMP reference]({REF}#{kind}-QMP-{m}.{name})")
+            }
+            Some(m) => format!("Gone from the current [QMP reference]({REF}); QAPI module `{m}`."),
             None => format!("[QMP reference]({REF}) (`{name}`)"),
         }
     }
@@ -181,7 +215,7 @@ impl<'a> Ctx<'a> {
             let mut ty = if m.conflict {
                 "serde_json::Value".to_owned()
             } else {
-                self.ty(&m.ty, prefix)
+                self.member_ty(owner, &m.name, &m.ty, prefix)
             };
             if self.boxed.contains(&(owner.to_owned(), m.name.clone())) {
                 ty = format!("Box<{ty}>");
@@ -499,7 +533,7 @@ impl<'a> Ctx<'a> {
             let mut d = format!(
                 "`{cname}`: {}.\n\n{}",
                 since(c.present, self.all),
-                self.link("command", cname)
+                self.link("command", cname, c.present)
             );
             if c.oob {
                 d.push_str("\n\nAllowed out of band (`exec-oob`).");
@@ -576,7 +610,7 @@ impl<'a> Ctx<'a> {
             let d = format!(
                 "`{ename}`: {}.\n\n{}",
                 since(e.present, self.all),
-                self.link("event", ename)
+                self.link("event", ename, e.present)
             );
             let t = &self.merged.types[&e.data];
             if self.is_empty(&e.data) {

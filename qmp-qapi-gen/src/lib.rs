@@ -18,6 +18,9 @@ mod case;
 mod emit;
 mod merge;
 mod model;
+mod source;
+
+pub use source::Tables;
 
 /// The schema versions, in the order their bits are numbered.
 pub const VERSIONS: [&str; 2] = ["7.2", "10.0"];
@@ -42,17 +45,39 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The captured schemas, in the order of [`VERSIONS`].
+fn schemas(repo: &Path) -> Result<Vec<(&'static str, serde_json::Value)>, String> {
+    VERSIONS
+        .iter()
+        .map(|v| {
+            let path = repo.join(format!("qmp-qapi/schema/qemu-{v}.json"));
+            let json = serde_json::from_str(&read(&path)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((*v, json))
+        })
+        .collect()
+}
+
+/// Learns the names, integer and modules tables from QEMU QAPI source
+/// trees, starting from the names table already in `repo`. Each tree is the
+/// `qapi/` folder of a QEMU checkout, with the schema version it belongs to
+/// (`None`: every version); the first tree that knows a thing wins.
+pub fn learn_from_source(repo: &Path, dirs: &[(Option<&str>, &Path)]) -> Result<Tables, String> {
+    let table = model::parse_table(&read(&repo.join("qmp-qapi-gen/names.txt"))?)?;
+    source::learn(&schemas(repo)?, &table, dirs)
+}
+
 /// Generates every file from the repository at `repo`.
 pub fn generate(repo: &Path) -> Result<Output, String> {
     let table = model::parse_table(&read(&repo.join("qmp-qapi-gen/names.txt"))?)?;
     let modules = model::parse_table(&read(&repo.join("qmp-qapi-gen/modules.txt"))?)?;
+    let ints = model::parse_table(&read(&repo.join("qmp-qapi-gen/ints.txt"))?)?;
     let mut versions = Vec::new();
     let mut summary = Vec::new();
-    for v in VERSIONS {
+    for (v, json) in schemas(repo)? {
         let path = repo.join(format!("qmp-qapi/schema/qemu-{v}.json"));
-        let json: serde_json::Value =
-            serde_json::from_str(&read(&path)?).map_err(|e| format!("{}: {e}", path.display()))?;
-        let loaded = model::load(&json, &table).map_err(|e| format!("{}: {e}", path.display()))?;
+        let loaded =
+            model::load(&json, &table, v).map_err(|e| format!("{}: {e}", path.display()))?;
         summary.push(format!(
             "QEMU {v}: {} commands, {} events, {} types",
             loaded.commands.len(),
@@ -78,7 +103,7 @@ pub fn generate(repo: &Path) -> Result<Output, String> {
         counts["commands"], counts["events"], counts["types"]
     ));
     let all = (1u8 << VERSIONS.len()) - 1;
-    let ctx = emit::Ctx::new(&merged, &derived, &modules, all);
+    let ctx = emit::Ctx::new(&merged, &derived, &modules, &ints, all);
     let out = Path::new(OUT_DIR);
     let files = vec![
         (out.join("mod.rs"), emit::module_file()),

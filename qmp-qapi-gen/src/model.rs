@@ -152,8 +152,9 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// Loads one schema and names its types.
-pub(crate) fn load(schema: &Value, table: &Table) -> Result<Version, String> {
+/// Loads one schema (of QEMU `version`) and names its types. A table key
+/// `key@version` applies to that version only, and before a plain `key`.
+pub(crate) fn load(schema: &Value, table: &Table, version: &str) -> Result<Version, String> {
     let list = schema.as_array().ok_or("schema is not a JSON array")?;
     let raw = Raw {
         entries: list
@@ -227,6 +228,9 @@ pub(crate) fn load(schema: &Value, table: &Table) -> Result<Version, String> {
 
     let mut names: HashMap<&str, String> = HashMap::new();
     let mut taken: Vec<String> = Vec::new();
+    // Names made from a use keep clear of every name the table gives, so a
+    // table name found later never meets a derived one.
+    let mut reserved: Vec<String> = table.values().cloned().collect();
     let mut derived = Vec::new();
     let keys_of = |t: &str, names: &HashMap<&str, String>| -> Vec<String> {
         incoming[t]
@@ -247,7 +251,12 @@ pub(crate) fn load(schema: &Value, table: &Table) -> Result<Version, String> {
                 if names.contains_key(t) {
                     continue;
                 }
-                if let Some(name) = keys_of(t, &names).iter().find_map(|k| table.get(k)) {
+                let keys = keys_of(t, &names);
+                let name = keys
+                    .iter()
+                    .find_map(|k| table.get(&format!("{k}@{version}")))
+                    .or_else(|| keys.iter().find_map(|k| table.get(k)));
+                if let Some(name) = name {
                     if taken.contains(name) {
                         return Err(format!("names table gives {name} to two types"));
                     }
@@ -279,7 +288,9 @@ pub(crate) fn load(schema: &Value, table: &Table) -> Result<Version, String> {
         let name = if empty.contains(&t) {
             "Empty".to_owned()
         } else {
-            crate::case::unique(base, &mut taken)
+            let name = crate::case::unique(base, &mut reserved);
+            taken.push(name.clone());
+            name
         };
         derived.push((key, name.clone()));
         names.insert(t, name);

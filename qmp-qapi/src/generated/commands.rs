@@ -12,7 +12,7 @@ use crate::Versions;
 
 /// `add-fd`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`add-fd`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.add-fd)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AddFd {
     /// `fdset-id`: QEMU 7.2 and 10.0.
@@ -30,7 +30,7 @@ impl qmp_proto::Command for AddFd {
 
 /// `add_client`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`add_client`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.add_client)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AddClient {
     /// `protocol`: QEMU 7.2 and 10.0.
@@ -52,7 +52,7 @@ impl qmp_proto::Command for AddClient {
 
 /// `announce-self`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`announce-self`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.announce-self)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AnnounceSelf {
     /// `initial`: QEMU 7.2 and 10.0.
@@ -78,7 +78,7 @@ impl qmp_proto::Command for AnnounceSelf {
 
 /// `balloon`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`balloon`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.balloon)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Balloon {
     /// `value`: QEMU 7.2 and 10.0.
@@ -92,7 +92,7 @@ impl qmp_proto::Command for Balloon {
 
 /// `block-commit`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-commit`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-commit)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockCommit {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -124,7 +124,7 @@ pub struct BlockCommit {
     pub speed: Option<i64>,
     /// `on-error`: QEMU 7.2 and 10.0.
     #[serde(rename = "on-error", default, skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<types::BlockCommitOnError>,
+    pub on_error: Option<types::BlockdevOnError>,
     /// `filter-node-name`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "filter-node-name",
@@ -162,7 +162,7 @@ impl qmp_proto::Command for BlockCommit {
 
 /// `block-dirty-bitmap-add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockDirtyBitmapAdd(pub types::BlockDirtyBitmapAdd);
@@ -174,7 +174,7 @@ impl qmp_proto::Command for BlockDirtyBitmapAdd {
 
 /// `block-dirty-bitmap-clear`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-clear`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-clear)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockDirtyBitmapClear(pub types::BlockDirtyBitmap);
@@ -186,7 +186,7 @@ impl qmp_proto::Command for BlockDirtyBitmapClear {
 
 /// `block-dirty-bitmap-disable`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-disable`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-disable)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockDirtyBitmapDisable(pub types::BlockDirtyBitmap);
@@ -198,7 +198,7 @@ impl qmp_proto::Command for BlockDirtyBitmapDisable {
 
 /// `block-dirty-bitmap-enable`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-enable`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-enable)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockDirtyBitmapEnable(pub types::BlockDirtyBitmap);
@@ -210,7 +210,7 @@ impl qmp_proto::Command for BlockDirtyBitmapEnable {
 
 /// `block-dirty-bitmap-merge`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-merge`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-merge)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockDirtyBitmapMerge(pub types::BlockDirtyBitmapMerge);
@@ -222,7 +222,7 @@ impl qmp_proto::Command for BlockDirtyBitmapMerge {
 
 /// `block-dirty-bitmap-remove`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-dirty-bitmap-remove`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-remove)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockDirtyBitmapRemove(pub types::BlockDirtyBitmap);
@@ -234,10 +234,10 @@ impl qmp_proto::Command for BlockDirtyBitmapRemove {
 
 /// `block-export-add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-export-add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.block-export-add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockExportAdd(pub types::BlockExportAdd);
+pub struct BlockExportAdd(pub types::BlockExportOptions);
 
 impl qmp_proto::Command for BlockExportAdd {
     const NAME: &'static str = "block-export-add";
@@ -246,14 +246,14 @@ impl qmp_proto::Command for BlockExportAdd {
 
 /// `block-export-del`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-export-del`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.block-export-del)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockExportDel {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<types::BlockExportDelMode>,
+    pub mode: Option<types::BlockExportRemoveMode>,
 }
 
 impl qmp_proto::Command for BlockExportDel {
@@ -263,7 +263,7 @@ impl qmp_proto::Command for BlockExportDel {
 
 /// `block-job-cancel`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-cancel`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-cancel)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobCancel {
     /// `device`: QEMU 7.2 and 10.0.
@@ -280,10 +280,10 @@ impl qmp_proto::Command for BlockJobCancel {
 
 /// `block-job-change`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-change`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-change)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockJobChange(pub types::BlockJobChange);
+pub struct BlockJobChange(pub types::BlockJobChangeOptions);
 
 impl qmp_proto::Command for BlockJobChange {
     const NAME: &'static str = "block-job-change";
@@ -292,7 +292,7 @@ impl qmp_proto::Command for BlockJobChange {
 
 /// `block-job-complete`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-complete`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-complete)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobComplete {
     /// `device`: QEMU 7.2 and 10.0.
@@ -306,7 +306,7 @@ impl qmp_proto::Command for BlockJobComplete {
 
 /// `block-job-dismiss`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-dismiss`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-dismiss)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobDismiss {
     /// `id`: QEMU 7.2 and 10.0.
@@ -320,7 +320,7 @@ impl qmp_proto::Command for BlockJobDismiss {
 
 /// `block-job-finalize`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-finalize`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-finalize)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobFinalize {
     /// `id`: QEMU 7.2 and 10.0.
@@ -334,7 +334,7 @@ impl qmp_proto::Command for BlockJobFinalize {
 
 /// `block-job-pause`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-pause`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-pause)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobPause {
     /// `device`: QEMU 7.2 and 10.0.
@@ -348,7 +348,7 @@ impl qmp_proto::Command for BlockJobPause {
 
 /// `block-job-resume`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-resume`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-resume)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobResume {
     /// `device`: QEMU 7.2 and 10.0.
@@ -362,7 +362,7 @@ impl qmp_proto::Command for BlockJobResume {
 
 /// `block-job-set-speed`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-job-set-speed`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-set-speed)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobSetSpeed {
     /// `device`: QEMU 7.2 and 10.0.
@@ -378,42 +378,42 @@ impl qmp_proto::Command for BlockJobSetSpeed {
 
 /// `block-latency-histogram-set`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-latency-histogram-set`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.block-latency-histogram-set)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockLatencyHistogramSet {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
     /// `boundaries`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boundaries: Option<Vec<i64>>,
+    pub boundaries: Option<Vec<u64>>,
     /// `boundaries-read`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "boundaries-read",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub boundaries_read: Option<Vec<i64>>,
+    pub boundaries_read: Option<Vec<u64>>,
     /// `boundaries-write`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "boundaries-write",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub boundaries_write: Option<Vec<i64>>,
+    pub boundaries_write: Option<Vec<u64>>,
     /// `boundaries-flush`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "boundaries-flush",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub boundaries_flush: Option<Vec<i64>>,
+    pub boundaries_flush: Option<Vec<u64>>,
     /// `boundaries-zap`: QEMU 10.0 only.
     #[serde(
         rename = "boundaries-zap",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub boundaries_zap: Option<Vec<i64>>,
+    pub boundaries_zap: Option<Vec<u64>>,
 }
 
 impl qmp_proto::Command for BlockLatencyHistogramSet {
@@ -423,7 +423,7 @@ impl qmp_proto::Command for BlockLatencyHistogramSet {
 
 /// `block-set-write-threshold`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-set-write-threshold`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-set-write-threshold)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockSetWriteThreshold {
     /// `node-name`: QEMU 7.2 and 10.0.
@@ -431,7 +431,7 @@ pub struct BlockSetWriteThreshold {
     pub node_name: String,
     /// `write-threshold`: QEMU 7.2 and 10.0.
     #[serde(rename = "write-threshold")]
-    pub write_threshold: i64,
+    pub write_threshold: u64,
 }
 
 impl qmp_proto::Command for BlockSetWriteThreshold {
@@ -441,7 +441,7 @@ impl qmp_proto::Command for BlockSetWriteThreshold {
 
 /// `block-stream`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block-stream`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-stream)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockStream {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -470,7 +470,7 @@ pub struct BlockStream {
     pub speed: Option<i64>,
     /// `on-error`: QEMU 7.2 and 10.0.
     #[serde(rename = "on-error", default, skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<types::BlockCommitOnError>,
+    pub on_error: Option<types::BlockdevOnError>,
     /// `filter-node-name`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "filter-node-name",
@@ -508,7 +508,7 @@ impl qmp_proto::Command for BlockStream {
 
 /// `block_resize`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block_resize`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block_resize)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockResize {
     /// `device`: QEMU 7.2 and 10.0.
@@ -528,7 +528,7 @@ impl qmp_proto::Command for BlockResize {
 
 /// `block_set_io_throttle`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`block_set_io_throttle`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.block_set_io_throttle)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockSetIoThrottle {
     /// `device`: QEMU 7.2 and 10.0.
@@ -600,7 +600,7 @@ impl qmp_proto::Command for BlockSetIoThrottle {
 
 /// `blockdev-add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockdevAdd(pub types::BlockdevOptions);
@@ -612,7 +612,7 @@ impl qmp_proto::Command for BlockdevAdd {
 
 /// `blockdev-backup`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-backup`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-backup)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockdevBackup(pub types::BlockdevBackup);
@@ -624,7 +624,7 @@ impl qmp_proto::Command for BlockdevBackup {
 
 /// `blockdev-change-medium`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-change-medium`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-change-medium)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevChangeMedium {
     /// `device`: QEMU 7.2 and 10.0.
@@ -647,7 +647,7 @@ pub struct BlockdevChangeMedium {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub read_only_mode: Option<types::BlockdevChangeMediumReadOnlyMode>,
+    pub read_only_mode: Option<types::BlockdevChangeReadOnlyMode>,
 }
 
 impl qmp_proto::Command for BlockdevChangeMedium {
@@ -657,7 +657,7 @@ impl qmp_proto::Command for BlockdevChangeMedium {
 
 /// `blockdev-close-tray`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-close-tray`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-close-tray)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCloseTray {
     /// `device`: QEMU 7.2 and 10.0.
@@ -675,7 +675,7 @@ impl qmp_proto::Command for BlockdevCloseTray {
 
 /// `blockdev-create`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-create`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-create)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevCreate {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -692,7 +692,7 @@ impl qmp_proto::Command for BlockdevCreate {
 
 /// `blockdev-del`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-del`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-del)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevDel {
     /// `node-name`: QEMU 7.2 and 10.0.
@@ -707,7 +707,7 @@ impl qmp_proto::Command for BlockdevDel {
 
 /// `blockdev-insert-medium`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-insert-medium`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-insert-medium)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevInsertMedium {
     /// `id`: QEMU 7.2 and 10.0.
@@ -724,7 +724,7 @@ impl qmp_proto::Command for BlockdevInsertMedium {
 
 /// `blockdev-mirror`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-mirror`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-mirror)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevMirror {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -738,13 +738,13 @@ pub struct BlockdevMirror {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
     /// `sync`: QEMU 7.2 and 10.0.
-    pub sync: types::BlockdevBackupSync,
+    pub sync: types::MirrorSyncMode,
     /// `speed`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed: Option<i64>,
     /// `granularity`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granularity: Option<i64>,
+    pub granularity: Option<u32>,
     /// `buf-size`: QEMU 7.2 and 10.0.
     #[serde(rename = "buf-size", default, skip_serializing_if = "Option::is_none")]
     pub buf_size: Option<i64>,
@@ -754,14 +754,14 @@ pub struct BlockdevMirror {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_source_error: Option<types::BlockCommitOnError>,
+    pub on_source_error: Option<types::BlockdevOnError>,
     /// `on-target-error`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "on-target-error",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_target_error: Option<types::BlockCommitOnError>,
+    pub on_target_error: Option<types::BlockdevOnError>,
     /// `filter-node-name`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "filter-node-name",
@@ -771,7 +771,7 @@ pub struct BlockdevMirror {
     pub filter_node_name: Option<String>,
     /// `copy-mode`: QEMU 7.2 and 10.0.
     #[serde(rename = "copy-mode", default, skip_serializing_if = "Option::is_none")]
-    pub copy_mode: Option<types::BlockdevMirrorCopyMode>,
+    pub copy_mode: Option<types::MirrorCopyMode>,
     /// `auto-finalize`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "auto-finalize",
@@ -795,7 +795,7 @@ impl qmp_proto::Command for BlockdevMirror {
 
 /// `blockdev-open-tray`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-open-tray`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-open-tray)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOpenTray {
     /// `device`: QEMU 7.2 and 10.0.
@@ -816,7 +816,7 @@ impl qmp_proto::Command for BlockdevOpenTray {
 
 /// `blockdev-remove-medium`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-remove-medium`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-remove-medium)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevRemoveMedium {
     /// `id`: QEMU 7.2 and 10.0.
@@ -830,7 +830,7 @@ impl qmp_proto::Command for BlockdevRemoveMedium {
 
 /// `blockdev-reopen`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-reopen`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-reopen)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevReopen {
     /// `options`: QEMU 7.2 and 10.0.
@@ -844,7 +844,7 @@ impl qmp_proto::Command for BlockdevReopen {
 
 /// `blockdev-set-active`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-set-active`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-set-active)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevSetActive {
     /// `node-name`: QEMU 10.0 only.
@@ -861,7 +861,7 @@ impl qmp_proto::Command for BlockdevSetActive {
 
 /// `blockdev-snapshot`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-snapshot`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockdevSnapshot(pub types::BlockdevSnapshot);
@@ -873,7 +873,7 @@ impl qmp_proto::Command for BlockdevSnapshot {
 
 /// `blockdev-snapshot-delete-internal-sync`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-snapshot-delete-internal-sync`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-delete-internal-sync)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevSnapshotDeleteInternalSync {
     /// `device`: QEMU 7.2 and 10.0.
@@ -893,10 +893,10 @@ impl qmp_proto::Command for BlockdevSnapshotDeleteInternalSync {
 
 /// `blockdev-snapshot-internal-sync`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-snapshot-internal-sync`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-internal-sync)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct BlockdevSnapshotInternalSync(pub types::BlockdevSnapshotInternalSync);
+pub struct BlockdevSnapshotInternalSync(pub types::BlockdevSnapshotInternal);
 
 impl qmp_proto::Command for BlockdevSnapshotInternalSync {
     const NAME: &'static str = "blockdev-snapshot-internal-sync";
@@ -905,7 +905,7 @@ impl qmp_proto::Command for BlockdevSnapshotInternalSync {
 
 /// `blockdev-snapshot-sync`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`blockdev-snapshot-sync`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-sync)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct BlockdevSnapshotSync(pub types::BlockdevSnapshotSync);
@@ -917,7 +917,7 @@ impl qmp_proto::Command for BlockdevSnapshotSync {
 
 /// `calc-dirty-rate`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`calc-dirty-rate`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.calc-dirty-rate)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CalcDirtyRate {
     /// `calc-time`: QEMU 7.2 and 10.0.
@@ -932,14 +932,14 @@ pub struct CalcDirtyRate {
     pub sample_pages: Option<i64>,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<types::CalcDirtyRateMode>,
+    pub mode: Option<types::DirtyRateMeasureMode>,
     /// `calc-time-unit`: QEMU 10.0 only.
     #[serde(
         rename = "calc-time-unit",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub calc_time_unit: Option<types::CalcDirtyRateCalcTimeUnit>,
+    pub calc_time_unit: Option<types::TimeUnit>,
 }
 
 impl qmp_proto::Command for CalcDirtyRate {
@@ -949,7 +949,7 @@ impl qmp_proto::Command for CalcDirtyRate {
 
 /// `cancel-vcpu-dirty-limit`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cancel-vcpu-dirty-limit`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.cancel-vcpu-dirty-limit)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CancelVcpuDirtyLimit {
     /// `cpu-index`: QEMU 7.2 and 10.0.
@@ -964,7 +964,7 @@ impl qmp_proto::Command for CancelVcpuDirtyLimit {
 
 /// `change-backing-file`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`change-backing-file`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.change-backing-file)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeBackingFile {
     /// `device`: QEMU 7.2 and 10.0.
@@ -984,7 +984,7 @@ impl qmp_proto::Command for ChangeBackingFile {
 
 /// `change-vnc-password`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`change-vnc-password`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.change-vnc-password)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeVncPassword {
     /// `password`: QEMU 7.2 and 10.0.
@@ -998,7 +998,7 @@ impl qmp_proto::Command for ChangeVncPassword {
 
 /// `chardev-add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`chardev-add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChardevAdd {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1014,7 +1014,7 @@ impl qmp_proto::Command for ChardevAdd {
 
 /// `chardev-change`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`chardev-change`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-change)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChardevChange {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1030,7 +1030,7 @@ impl qmp_proto::Command for ChardevChange {
 
 /// `chardev-remove`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`chardev-remove`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-remove)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChardevRemove {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1044,7 +1044,7 @@ impl qmp_proto::Command for ChardevRemove {
 
 /// `chardev-send-break`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`chardev-send-break`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-send-break)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChardevSendBreak {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1058,7 +1058,7 @@ impl qmp_proto::Command for ChardevSendBreak {
 
 /// `client_migrate_info`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`client_migrate_info`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.client_migrate_info)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClientMigrateInfo {
     /// `protocol`: QEMU 7.2 and 10.0.
@@ -1087,7 +1087,7 @@ impl qmp_proto::Command for ClientMigrateInfo {
 
 /// `closefd`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`closefd`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.closefd)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Closefd {
     /// `fdname`: QEMU 7.2 and 10.0.
@@ -1101,7 +1101,7 @@ impl qmp_proto::Command for Closefd {
 
 /// `cont`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cont`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.cont)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cont;
 
@@ -1112,24 +1112,24 @@ impl qmp_proto::Command for Cont {
 
 /// `cxl-add-dynamic-capacity`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-add-dynamic-capacity`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-add-dynamic-capacity)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlAddDynamicCapacity {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `host-id`: QEMU 10.0 only.
     #[serde(rename = "host-id")]
-    pub host_id: i64,
+    pub host_id: u16,
     /// `selection-policy`: QEMU 10.0 only.
     #[serde(rename = "selection-policy")]
-    pub selection_policy: types::CxlAddDynamicCapacitySelectionPolicy,
+    pub selection_policy: types::CxlExtentSelectionPolicy,
     /// `region`: QEMU 10.0 only.
-    pub region: i64,
+    pub region: u8,
     /// `tag`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// `extents`: QEMU 10.0 only.
-    pub extents: Vec<types::CxlAddDynamicCapacityExtents>,
+    pub extents: Vec<types::CxlDynamicCapacityExtent>,
 }
 
 impl qmp_proto::Command for CxlAddDynamicCapacity {
@@ -1139,14 +1139,14 @@ impl qmp_proto::Command for CxlAddDynamicCapacity {
 
 /// `cxl-inject-correctable-error`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-inject-correctable-error`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-correctable-error)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlInjectCorrectableError {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `type`: QEMU 10.0 only.
     #[serde(rename = "type")]
-    pub type_: types::CxlInjectCorrectableErrorType,
+    pub type_: types::CxlCorErrorType,
 }
 
 impl qmp_proto::Command for CxlInjectCorrectableError {
@@ -1156,61 +1156,61 @@ impl qmp_proto::Command for CxlInjectCorrectableError {
 
 /// `cxl-inject-dram-event`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-inject-dram-event`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-dram-event)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlInjectDramEvent {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `log`: QEMU 10.0 only.
-    pub log: types::CxlInjectDramEventLog,
+    pub log: types::CxlEventLog,
     /// `flags`: QEMU 10.0 only.
-    pub flags: i64,
+    pub flags: u8,
     /// `dpa`: QEMU 10.0 only.
-    pub dpa: i64,
+    pub dpa: u64,
     /// `descriptor`: QEMU 10.0 only.
-    pub descriptor: i64,
+    pub descriptor: u8,
     /// `type`: QEMU 10.0 only.
     #[serde(rename = "type")]
-    pub type_: i64,
+    pub type_: u8,
     /// `transaction-type`: QEMU 10.0 only.
     #[serde(rename = "transaction-type")]
-    pub transaction_type: i64,
+    pub transaction_type: u8,
     /// `channel`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<i64>,
+    pub channel: Option<u8>,
     /// `rank`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rank: Option<i64>,
+    pub rank: Option<u8>,
     /// `nibble-mask`: QEMU 10.0 only.
     #[serde(
         rename = "nibble-mask",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub nibble_mask: Option<i64>,
+    pub nibble_mask: Option<u32>,
     /// `bank-group`: QEMU 10.0 only.
     #[serde(
         rename = "bank-group",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub bank_group: Option<i64>,
+    pub bank_group: Option<u8>,
     /// `bank`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bank: Option<i64>,
+    pub bank: Option<u8>,
     /// `row`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub row: Option<i64>,
+    pub row: Option<u32>,
     /// `column`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<i64>,
+    pub column: Option<u16>,
     /// `correction-mask`: QEMU 10.0 only.
     #[serde(
         rename = "correction-mask",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub correction_mask: Option<Vec<i64>>,
+    pub correction_mask: Option<Vec<u64>>,
 }
 
 impl qmp_proto::Command for CxlInjectDramEvent {
@@ -1220,34 +1220,34 @@ impl qmp_proto::Command for CxlInjectDramEvent {
 
 /// `cxl-inject-general-media-event`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-inject-general-media-event`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-general-media-event)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlInjectGeneralMediaEvent {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `log`: QEMU 10.0 only.
-    pub log: types::CxlInjectDramEventLog,
+    pub log: types::CxlEventLog,
     /// `flags`: QEMU 10.0 only.
-    pub flags: i64,
+    pub flags: u8,
     /// `dpa`: QEMU 10.0 only.
-    pub dpa: i64,
+    pub dpa: u64,
     /// `descriptor`: QEMU 10.0 only.
-    pub descriptor: i64,
+    pub descriptor: u8,
     /// `type`: QEMU 10.0 only.
     #[serde(rename = "type")]
-    pub type_: i64,
+    pub type_: u8,
     /// `transaction-type`: QEMU 10.0 only.
     #[serde(rename = "transaction-type")]
-    pub transaction_type: i64,
+    pub transaction_type: u8,
     /// `channel`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<i64>,
+    pub channel: Option<u8>,
     /// `rank`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rank: Option<i64>,
+    pub rank: Option<u8>,
     /// `device`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<i64>,
+    pub device: Option<u32>,
     /// `component-id`: QEMU 10.0 only.
     #[serde(
         rename = "component-id",
@@ -1264,41 +1264,41 @@ impl qmp_proto::Command for CxlInjectGeneralMediaEvent {
 
 /// `cxl-inject-memory-module-event`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-inject-memory-module-event`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-memory-module-event)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlInjectMemoryModuleEvent {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `log`: QEMU 10.0 only.
-    pub log: types::CxlInjectDramEventLog,
+    pub log: types::CxlEventLog,
     /// `flags`: QEMU 10.0 only.
-    pub flags: i64,
+    pub flags: u8,
     /// `type`: QEMU 10.0 only.
     #[serde(rename = "type")]
-    pub type_: i64,
+    pub type_: u8,
     /// `health-status`: QEMU 10.0 only.
     #[serde(rename = "health-status")]
-    pub health_status: i64,
+    pub health_status: u8,
     /// `media-status`: QEMU 10.0 only.
     #[serde(rename = "media-status")]
-    pub media_status: i64,
+    pub media_status: u8,
     /// `additional-status`: QEMU 10.0 only.
     #[serde(rename = "additional-status")]
-    pub additional_status: i64,
+    pub additional_status: u8,
     /// `life-used`: QEMU 10.0 only.
     #[serde(rename = "life-used")]
-    pub life_used: i64,
+    pub life_used: u8,
     /// `temperature`: QEMU 10.0 only.
     pub temperature: i64,
     /// `dirty-shutdown-count`: QEMU 10.0 only.
     #[serde(rename = "dirty-shutdown-count")]
-    pub dirty_shutdown_count: i64,
+    pub dirty_shutdown_count: u32,
     /// `corrected-volatile-error-count`: QEMU 10.0 only.
     #[serde(rename = "corrected-volatile-error-count")]
-    pub corrected_volatile_error_count: i64,
+    pub corrected_volatile_error_count: u32,
     /// `corrected-persistent-error-count`: QEMU 10.0 only.
     #[serde(rename = "corrected-persistent-error-count")]
-    pub corrected_persistent_error_count: i64,
+    pub corrected_persistent_error_count: u32,
 }
 
 impl qmp_proto::Command for CxlInjectMemoryModuleEvent {
@@ -1308,15 +1308,15 @@ impl qmp_proto::Command for CxlInjectMemoryModuleEvent {
 
 /// `cxl-inject-poison`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-inject-poison`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-poison)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlInjectPoison {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `start`: QEMU 10.0 only.
-    pub start: i64,
+    pub start: u64,
     /// `length`: QEMU 10.0 only.
-    pub length: i64,
+    pub length: u64,
 }
 
 impl qmp_proto::Command for CxlInjectPoison {
@@ -1326,13 +1326,13 @@ impl qmp_proto::Command for CxlInjectPoison {
 
 /// `cxl-inject-uncorrectable-errors`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-inject-uncorrectable-errors`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-uncorrectable-errors)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlInjectUncorrectableErrors {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `errors`: QEMU 10.0 only.
-    pub errors: Vec<types::CxlInjectUncorrectableErrorsErrors>,
+    pub errors: Vec<types::CXLUncorErrorRecord>,
 }
 
 impl qmp_proto::Command for CxlInjectUncorrectableErrors {
@@ -1342,17 +1342,17 @@ impl qmp_proto::Command for CxlInjectUncorrectableErrors {
 
 /// `cxl-release-dynamic-capacity`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`cxl-release-dynamic-capacity`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-release-dynamic-capacity)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CxlReleaseDynamicCapacity {
     /// `path`: QEMU 10.0 only.
     pub path: String,
     /// `host-id`: QEMU 10.0 only.
     #[serde(rename = "host-id")]
-    pub host_id: i64,
+    pub host_id: u16,
     /// `removal-policy`: QEMU 10.0 only.
     #[serde(rename = "removal-policy")]
-    pub removal_policy: types::CxlReleaseDynamicCapacityRemovalPolicy,
+    pub removal_policy: types::CxlExtentRemovalPolicy,
     /// `forced-removal`: QEMU 10.0 only.
     #[serde(
         rename = "forced-removal",
@@ -1368,12 +1368,12 @@ pub struct CxlReleaseDynamicCapacity {
     )]
     pub sanitize_on_release: Option<bool>,
     /// `region`: QEMU 10.0 only.
-    pub region: i64,
+    pub region: u8,
     /// `tag`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// `extents`: QEMU 10.0 only.
-    pub extents: Vec<types::CxlAddDynamicCapacityExtents>,
+    pub extents: Vec<types::CxlDynamicCapacityExtent>,
 }
 
 impl qmp_proto::Command for CxlReleaseDynamicCapacity {
@@ -1383,7 +1383,7 @@ impl qmp_proto::Command for CxlReleaseDynamicCapacity {
 
 /// `device-list-properties`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`device-list-properties`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device-list-properties)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceListProperties {
     /// `typename`: QEMU 7.2 and 10.0.
@@ -1397,7 +1397,7 @@ impl qmp_proto::Command for DeviceListProperties {
 
 /// `device-sync-config`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`device-sync-config`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device-sync-config)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceSyncConfig {
     /// `id`: QEMU 10.0 only.
@@ -1411,7 +1411,7 @@ impl qmp_proto::Command for DeviceSyncConfig {
 
 /// `device_add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`device_add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device_add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceAdd {
     /// `driver`: QEMU 7.2 and 10.0.
@@ -1435,7 +1435,7 @@ impl qmp_proto::Command for DeviceAdd {
 
 /// `device_del`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`device_del`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device_del)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceDel {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1449,10 +1449,10 @@ impl qmp_proto::Command for DeviceDel {
 
 /// `display-reload`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`display-reload`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.display-reload)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct DisplayReload(pub types::DisplayReload);
+pub struct DisplayReload(pub types::DisplayReloadOptions);
 
 impl qmp_proto::Command for DisplayReload {
     const NAME: &'static str = "display-reload";
@@ -1461,10 +1461,10 @@ impl qmp_proto::Command for DisplayReload {
 
 /// `display-update`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`display-update`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.display-update)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct DisplayUpdate(pub types::DisplayUpdate);
+pub struct DisplayUpdate(pub types::DisplayUpdateOptions);
 
 impl qmp_proto::Command for DisplayUpdate {
     const NAME: &'static str = "display-update";
@@ -1473,7 +1473,7 @@ impl qmp_proto::Command for DisplayUpdate {
 
 /// `drive-backup`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`drive-backup`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.drive-backup)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct DriveBackup(pub types::DriveBackup);
@@ -1485,7 +1485,7 @@ impl qmp_proto::Command for DriveBackup {
 
 /// `drive-mirror`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`drive-mirror`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.drive-mirror)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriveMirror {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -1505,16 +1505,16 @@ pub struct DriveMirror {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
     /// `sync`: QEMU 7.2 and 10.0.
-    pub sync: types::BlockdevBackupSync,
+    pub sync: types::MirrorSyncMode,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<types::BlockdevSnapshotSyncMode>,
+    pub mode: Option<types::NewImageMode>,
     /// `speed`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed: Option<i64>,
     /// `granularity`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granularity: Option<i64>,
+    pub granularity: Option<u32>,
     /// `buf-size`: QEMU 7.2 and 10.0.
     #[serde(rename = "buf-size", default, skip_serializing_if = "Option::is_none")]
     pub buf_size: Option<i64>,
@@ -1524,20 +1524,20 @@ pub struct DriveMirror {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_source_error: Option<types::BlockCommitOnError>,
+    pub on_source_error: Option<types::BlockdevOnError>,
     /// `on-target-error`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "on-target-error",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_target_error: Option<types::BlockCommitOnError>,
+    pub on_target_error: Option<types::BlockdevOnError>,
     /// `unmap`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmap: Option<bool>,
     /// `copy-mode`: QEMU 7.2 and 10.0.
     #[serde(rename = "copy-mode", default, skip_serializing_if = "Option::is_none")]
-    pub copy_mode: Option<types::BlockdevMirrorCopyMode>,
+    pub copy_mode: Option<types::MirrorCopyMode>,
     /// `auto-finalize`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "auto-finalize",
@@ -1561,7 +1561,7 @@ impl qmp_proto::Command for DriveMirror {
 
 /// `dump-guest-memory`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`dump-guest-memory`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-dump.dump-guest-memory)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DumpGuestMemory {
     /// `paging`: QEMU 7.2 and 10.0.
@@ -1589,7 +1589,7 @@ impl qmp_proto::Command for DumpGuestMemory {
 
 /// `dumpdtb`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`dumpdtb`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.dumpdtb)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dumpdtb {
     /// `filename`: QEMU 7.2 and 10.0.
@@ -1603,7 +1603,7 @@ impl qmp_proto::Command for Dumpdtb {
 
 /// `eject`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`eject`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.eject)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Eject {
     /// `device`: QEMU 7.2 and 10.0.
@@ -1624,10 +1624,10 @@ impl qmp_proto::Command for Eject {
 
 /// `expire_password`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`expire_password`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.expire_password)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct ExpirePassword(pub types::ExpirePassword);
+pub struct ExpirePassword(pub types::ExpirePasswordOptions);
 
 impl qmp_proto::Command for ExpirePassword {
     const NAME: &'static str = "expire_password";
@@ -1636,7 +1636,7 @@ impl qmp_proto::Command for ExpirePassword {
 
 /// `getfd`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`getfd`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.getfd)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Getfd {
     /// `fdname`: QEMU 7.2 and 10.0.
@@ -1650,7 +1650,7 @@ impl qmp_proto::Command for Getfd {
 
 /// `human-monitor-command`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`human-monitor-command`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.human-monitor-command)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HumanMonitorCommand {
     /// `command-line`: QEMU 7.2 and 10.0.
@@ -1668,7 +1668,7 @@ impl qmp_proto::Command for HumanMonitorCommand {
 
 /// `inject-nmi`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`inject-nmi`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.inject-nmi)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InjectNmi;
 
@@ -1679,7 +1679,7 @@ impl qmp_proto::Command for InjectNmi {
 
 /// `input-send-event`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`input-send-event`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.input-send-event)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InputSendEvent {
     /// `device`: QEMU 7.2 and 10.0.
@@ -1689,7 +1689,7 @@ pub struct InputSendEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<i64>,
     /// `events`: QEMU 7.2 and 10.0.
-    pub events: Vec<types::InputSendEventEvents>,
+    pub events: Vec<types::InputEvent>,
 }
 
 impl qmp_proto::Command for InputSendEvent {
@@ -1699,7 +1699,7 @@ impl qmp_proto::Command for InputSendEvent {
 
 /// `job-cancel`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`job-cancel`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-cancel)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobCancel {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1713,7 +1713,7 @@ impl qmp_proto::Command for JobCancel {
 
 /// `job-complete`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`job-complete`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-complete)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobComplete {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1727,7 +1727,7 @@ impl qmp_proto::Command for JobComplete {
 
 /// `job-dismiss`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`job-dismiss`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-dismiss)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobDismiss {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1741,7 +1741,7 @@ impl qmp_proto::Command for JobDismiss {
 
 /// `job-finalize`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`job-finalize`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-finalize)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobFinalize {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1755,7 +1755,7 @@ impl qmp_proto::Command for JobFinalize {
 
 /// `job-pause`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`job-pause`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-pause)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobPause {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1769,7 +1769,7 @@ impl qmp_proto::Command for JobPause {
 
 /// `job-resume`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`job-resume`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-resume)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobResume {
     /// `id`: QEMU 7.2 and 10.0.
@@ -1783,13 +1783,13 @@ impl qmp_proto::Command for JobResume {
 
 /// `memsave`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`memsave`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.memsave)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Memsave {
     /// `val`: QEMU 7.2 and 10.0.
-    pub val: i64,
+    pub val: u64,
     /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
+    pub size: u64,
     /// `filename`: QEMU 7.2 and 10.0.
     pub filename: String,
     /// `cpu-index`: QEMU 7.2 and 10.0.
@@ -1804,7 +1804,7 @@ impl qmp_proto::Command for Memsave {
 
 /// `migrate`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Migrate {
     /// `uri`: QEMU 7.2 and 10.0; optional in 10.0.
@@ -1824,7 +1824,7 @@ pub struct Migrate {
     pub resume: Option<bool>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<types::MigrateChannels>>,
+    pub channels: Option<Vec<types::MigrationChannel>>,
 }
 
 impl qmp_proto::Command for Migrate {
@@ -1834,7 +1834,7 @@ impl qmp_proto::Command for Migrate {
 
 /// `migrate-continue`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-continue`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-continue)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateContinue {
     /// `state`: QEMU 7.2 and 10.0.
@@ -1848,7 +1848,7 @@ impl qmp_proto::Command for MigrateContinue {
 
 /// `migrate-incoming`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-incoming`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-incoming)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateIncoming {
     /// `uri`: QEMU 7.2 and 10.0; optional in 10.0.
@@ -1856,7 +1856,7 @@ pub struct MigrateIncoming {
     pub uri: Option<String>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<types::MigrateChannels>>,
+    pub channels: Option<Vec<types::MigrationChannel>>,
     /// `exit-on-error`: QEMU 10.0 only.
     #[serde(
         rename = "exit-on-error",
@@ -1873,7 +1873,7 @@ impl qmp_proto::Command for MigrateIncoming {
 
 /// `migrate-pause`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-pause`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-pause)
 ///
 /// Allowed out of band (`exec-oob`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -1886,7 +1886,7 @@ impl qmp_proto::Command for MigratePause {
 
 /// `migrate-recover`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-recover`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-recover)
 ///
 /// Allowed out of band (`exec-oob`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1902,7 +1902,7 @@ impl qmp_proto::Command for MigrateRecover {
 
 /// `migrate-set-capabilities`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-set-capabilities`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-set-capabilities)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateSetCapabilities {
     /// `capabilities`: QEMU 7.2 and 10.0.
@@ -1916,7 +1916,7 @@ impl qmp_proto::Command for MigrateSetCapabilities {
 
 /// `migrate-set-parameters`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-set-parameters`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-set-parameters)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateSetParameters {
     /// `announce-initial`: QEMU 7.2 and 10.0.
@@ -1925,42 +1925,42 @@ pub struct MigrateSetParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_initial: Option<i64>,
+    pub announce_initial: Option<u64>,
     /// `announce-max`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-max",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_max: Option<i64>,
+    pub announce_max: Option<u64>,
     /// `announce-rounds`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-rounds",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_rounds: Option<i64>,
+    pub announce_rounds: Option<u64>,
     /// `announce-step`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-step",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_step: Option<i64>,
+    pub announce_step: Option<u64>,
     /// `compress-level`: QEMU 7.2 only.
     #[serde(
         rename = "compress-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub compress_level: Option<i64>,
+    pub compress_level: Option<u8>,
     /// `compress-threads`: QEMU 7.2 only.
     #[serde(
         rename = "compress-threads",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub compress_threads: Option<i64>,
+    pub compress_threads: Option<u8>,
     /// `compress-wait-thread`: QEMU 7.2 only.
     #[serde(
         rename = "compress-wait-thread",
@@ -1974,28 +1974,28 @@ pub struct MigrateSetParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub decompress_threads: Option<i64>,
+    pub decompress_threads: Option<u8>,
     /// `throttle-trigger-threshold`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "throttle-trigger-threshold",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub throttle_trigger_threshold: Option<i64>,
+    pub throttle_trigger_threshold: Option<u8>,
     /// `cpu-throttle-initial`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cpu-throttle-initial",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cpu_throttle_initial: Option<i64>,
+    pub cpu_throttle_initial: Option<u8>,
     /// `cpu-throttle-increment`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cpu-throttle-increment",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cpu_throttle_increment: Option<i64>,
+    pub cpu_throttle_increment: Option<u8>,
     /// `cpu-throttle-tailslow`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cpu-throttle-tailslow",
@@ -2022,21 +2022,21 @@ pub struct MigrateSetParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_bandwidth: Option<i64>,
+    pub max_bandwidth: Option<u64>,
     /// `downtime-limit`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "downtime-limit",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub downtime_limit: Option<i64>,
+    pub downtime_limit: Option<u64>,
     /// `x-checkpoint-delay`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "x-checkpoint-delay",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub x_checkpoint_delay: Option<i64>,
+    pub x_checkpoint_delay: Option<u32>,
     /// `block-incremental`: QEMU 7.2 only.
     #[serde(
         rename = "block-incremental",
@@ -2050,94 +2050,94 @@ pub struct MigrateSetParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_channels: Option<i64>,
+    pub multifd_channels: Option<u8>,
     /// `xbzrle-cache-size`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "xbzrle-cache-size",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub xbzrle_cache_size: Option<i64>,
+    pub xbzrle_cache_size: Option<u64>,
     /// `max-postcopy-bandwidth`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "max-postcopy-bandwidth",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_postcopy_bandwidth: Option<i64>,
+    pub max_postcopy_bandwidth: Option<u64>,
     /// `max-cpu-throttle`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "max-cpu-throttle",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_cpu_throttle: Option<i64>,
+    pub max_cpu_throttle: Option<u8>,
     /// `multifd-compression`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "multifd-compression",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_compression: Option<types::MigrateSetParametersMultifdCompression>,
+    pub multifd_compression: Option<types::MultiFDCompression>,
     /// `multifd-zlib-level`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "multifd-zlib-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_zlib_level: Option<i64>,
+    pub multifd_zlib_level: Option<u8>,
     /// `multifd-zstd-level`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "multifd-zstd-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_zstd_level: Option<i64>,
+    pub multifd_zstd_level: Option<u8>,
     /// `block-bitmap-mapping`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "block-bitmap-mapping",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub block_bitmap_mapping: Option<Vec<types::MigrateSetParametersBlockBitmapMapping>>,
+    pub block_bitmap_mapping: Option<Vec<types::BitmapMigrationNodeAlias>>,
     /// `avail-switchover-bandwidth`: QEMU 10.0 only.
     #[serde(
         rename = "avail-switchover-bandwidth",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub avail_switchover_bandwidth: Option<i64>,
+    pub avail_switchover_bandwidth: Option<u64>,
     /// `multifd-qatzip-level`: QEMU 10.0 only.
     #[serde(
         rename = "multifd-qatzip-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_qatzip_level: Option<i64>,
+    pub multifd_qatzip_level: Option<u8>,
     /// `x-vcpu-dirty-limit-period`: QEMU 10.0 only.
     #[serde(
         rename = "x-vcpu-dirty-limit-period",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub x_vcpu_dirty_limit_period: Option<i64>,
+    pub x_vcpu_dirty_limit_period: Option<u64>,
     /// `vcpu-dirty-limit`: QEMU 10.0 only.
     #[serde(
         rename = "vcpu-dirty-limit",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vcpu_dirty_limit: Option<i64>,
+    pub vcpu_dirty_limit: Option<u64>,
     /// `mode`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<types::MigrateSetParametersMode>,
+    pub mode: Option<types::MigMode>,
     /// `zero-page-detection`: QEMU 10.0 only.
     #[serde(
         rename = "zero-page-detection",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub zero_page_detection: Option<types::MigrateSetParametersZeroPageDetection>,
+    pub zero_page_detection: Option<types::ZeroPageDetection>,
     /// `direct-io`: QEMU 10.0 only.
     #[serde(rename = "direct-io", default, skip_serializing_if = "Option::is_none")]
     pub direct_io: Option<bool>,
@@ -2150,7 +2150,7 @@ impl qmp_proto::Command for MigrateSetParameters {
 
 /// `migrate-start-postcopy`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate-start-postcopy`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-start-postcopy)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateStartPostcopy;
 
@@ -2161,7 +2161,7 @@ impl qmp_proto::Command for MigrateStartPostcopy {
 
 /// `migrate_cancel`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`migrate_cancel`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate_cancel)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateCancel;
 
@@ -2172,7 +2172,7 @@ impl qmp_proto::Command for MigrateCancel {
 
 /// `nbd-server-add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`nbd-server-add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.nbd-server-add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NbdServerAdd {
     /// `name`: QEMU 7.2 and 10.0.
@@ -2198,14 +2198,14 @@ impl qmp_proto::Command for NbdServerAdd {
 
 /// `nbd-server-remove`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`nbd-server-remove`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.nbd-server-remove)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NbdServerRemove {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<types::BlockExportDelMode>,
+    pub mode: Option<types::BlockExportRemoveMode>,
 }
 
 impl qmp_proto::Command for NbdServerRemove {
@@ -2215,11 +2215,11 @@ impl qmp_proto::Command for NbdServerRemove {
 
 /// `nbd-server-start`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`nbd-server-start`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.nbd-server-start)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NbdServerStart {
     /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: types::NbdServerStartAddr,
+    pub addr: types::SocketAddressLegacy,
     /// `tls-creds`: QEMU 7.2 and 10.0.
     #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
     pub tls_creds: Option<String>,
@@ -2232,14 +2232,14 @@ pub struct NbdServerStart {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_connections: Option<i64>,
+    pub max_connections: Option<u32>,
     /// `handshake-max-seconds`: QEMU 10.0 only.
     #[serde(
         rename = "handshake-max-seconds",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub handshake_max_seconds: Option<i64>,
+    pub handshake_max_seconds: Option<u32>,
 }
 
 impl qmp_proto::Command for NbdServerStart {
@@ -2249,7 +2249,7 @@ impl qmp_proto::Command for NbdServerStart {
 
 /// `nbd-server-stop`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`nbd-server-stop`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.nbd-server-stop)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NbdServerStop;
 
@@ -2260,7 +2260,7 @@ impl qmp_proto::Command for NbdServerStop {
 
 /// `netdev_add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`netdev_add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.netdev_add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct NetdevAdd(pub types::Netdev);
@@ -2272,7 +2272,7 @@ impl qmp_proto::Command for NetdevAdd {
 
 /// `netdev_del`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`netdev_del`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.netdev_del)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetdevDel {
     /// `id`: QEMU 7.2 and 10.0.
@@ -2286,7 +2286,7 @@ impl qmp_proto::Command for NetdevDel {
 
 /// `object-add`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`object-add`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.object-add)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ObjectAdd(pub types::ObjectOptions);
@@ -2298,7 +2298,7 @@ impl qmp_proto::Command for ObjectAdd {
 
 /// `object-del`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`object-del`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.object-del)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectDel {
     /// `id`: QEMU 7.2 and 10.0.
@@ -2312,13 +2312,13 @@ impl qmp_proto::Command for ObjectDel {
 
 /// `pmemsave`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`pmemsave`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.pmemsave)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pmemsave {
     /// `val`: QEMU 7.2 and 10.0.
-    pub val: i64,
+    pub val: u64,
     /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
+    pub size: u64,
     /// `filename`: QEMU 7.2 and 10.0.
     pub filename: String,
 }
@@ -2330,12 +2330,12 @@ impl qmp_proto::Command for Pmemsave {
 
 /// `qmp_capabilities`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`qmp_capabilities`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-control.qmp_capabilities)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QmpCapabilities {
     /// `enable`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enable: Option<Vec<types::QmpCapabilitiesEnable>>,
+    pub enable: Option<Vec<types::QMPCapability>>,
 }
 
 impl qmp_proto::Command for QmpCapabilities {
@@ -2345,7 +2345,7 @@ impl qmp_proto::Command for QmpCapabilities {
 
 /// `qom-get`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`qom-get`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-get)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QomGet {
     /// `path`: QEMU 7.2 and 10.0.
@@ -2361,7 +2361,7 @@ impl qmp_proto::Command for QomGet {
 
 /// `qom-list`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`qom-list`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QomList {
     /// `path`: QEMU 7.2 and 10.0.
@@ -2375,7 +2375,7 @@ impl qmp_proto::Command for QomList {
 
 /// `qom-list-properties`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`qom-list-properties`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list-properties)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QomListProperties {
     /// `typename`: QEMU 7.2 and 10.0.
@@ -2389,7 +2389,7 @@ impl qmp_proto::Command for QomListProperties {
 
 /// `qom-list-types`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`qom-list-types`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list-types)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QomListTypes {
     /// `implements`: QEMU 7.2 and 10.0.
@@ -2407,7 +2407,7 @@ impl qmp_proto::Command for QomListTypes {
 
 /// `qom-set`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`qom-set`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-set)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QomSet {
     /// `path`: QEMU 7.2 and 10.0.
@@ -2425,7 +2425,7 @@ impl qmp_proto::Command for QomSet {
 
 /// `query-acpi-ospm-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-acpi-ospm-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-acpi.query-acpi-ospm-status)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryAcpiOspmStatus;
 
@@ -2436,7 +2436,7 @@ impl qmp_proto::Command for QueryAcpiOspmStatus {
 
 /// `query-audiodevs`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-audiodevs`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-audio.query-audiodevs)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryAudiodevs;
 
@@ -2447,7 +2447,7 @@ impl qmp_proto::Command for QueryAudiodevs {
 
 /// `query-balloon`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-balloon`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-balloon)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryBalloon;
 
@@ -2458,7 +2458,7 @@ impl qmp_proto::Command for QueryBalloon {
 
 /// `query-block`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-block`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-block)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryBlock;
 
@@ -2469,7 +2469,7 @@ impl qmp_proto::Command for QueryBlock {
 
 /// `query-block-exports`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-block-exports`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.query-block-exports)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryBlockExports;
 
@@ -2480,7 +2480,7 @@ impl qmp_proto::Command for QueryBlockExports {
 
 /// `query-block-jobs`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-block-jobs`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-block-jobs)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryBlockJobs;
 
@@ -2491,7 +2491,7 @@ impl qmp_proto::Command for QueryBlockJobs {
 
 /// `query-blockstats`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-blockstats`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-blockstats)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryBlockstats {
     /// `query-nodes`: QEMU 7.2 and 10.0.
@@ -2510,7 +2510,7 @@ impl qmp_proto::Command for QueryBlockstats {
 
 /// `query-chardev`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-chardev`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.query-chardev)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryChardev;
 
@@ -2521,7 +2521,7 @@ impl qmp_proto::Command for QueryChardev {
 
 /// `query-chardev-backends`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-chardev-backends`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.query-chardev-backends)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryChardevBackends;
 
@@ -2532,7 +2532,7 @@ impl qmp_proto::Command for QueryChardevBackends {
 
 /// `query-colo-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-colo-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-colo-status)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryColoStatus;
 
@@ -2543,7 +2543,7 @@ impl qmp_proto::Command for QueryColoStatus {
 
 /// `query-command-line-options`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-command-line-options`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.query-command-line-options)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCommandLineOptions {
     /// `option`: QEMU 7.2 and 10.0.
@@ -2558,7 +2558,7 @@ impl qmp_proto::Command for QueryCommandLineOptions {
 
 /// `query-commands`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-commands`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-control.query-commands)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCommands;
 
@@ -2569,7 +2569,7 @@ impl qmp_proto::Command for QueryCommands {
 
 /// `query-cpu-definitions`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-cpu-definitions`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine-target.query-cpu-definitions)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCpuDefinitions;
 
@@ -2580,14 +2580,14 @@ impl qmp_proto::Command for QueryCpuDefinitions {
 
 /// `query-cpu-model-expansion`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-cpu-model-expansion`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine-target.query-cpu-model-expansion)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCpuModelExpansion {
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type")]
-    pub type_: types::QueryCpuModelExpansionType,
+    pub type_: types::CpuModelExpansionType,
     /// `model`: QEMU 7.2 and 10.0.
-    pub model: types::QueryCpuModelExpansionModel,
+    pub model: types::CpuModelInfo,
 }
 
 impl qmp_proto::Command for QueryCpuModelExpansion {
@@ -2597,7 +2597,7 @@ impl qmp_proto::Command for QueryCpuModelExpansion {
 
 /// `query-cpus-fast`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-cpus-fast`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-cpus-fast)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCpusFast;
 
@@ -2608,7 +2608,7 @@ impl qmp_proto::Command for QueryCpusFast {
 
 /// `query-cryptodev`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-cryptodev`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cryptodev.query-cryptodev)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCryptodev;
 
@@ -2619,7 +2619,7 @@ impl qmp_proto::Command for QueryCryptodev {
 
 /// `query-current-machine`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-current-machine`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-current-machine)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryCurrentMachine;
 
@@ -2630,7 +2630,7 @@ impl qmp_proto::Command for QueryCurrentMachine {
 
 /// `query-dirty-rate`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-dirty-rate`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-dirty-rate)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryDirtyRate {
     /// `calc-time-unit`: QEMU 10.0 only.
@@ -2639,7 +2639,7 @@ pub struct QueryDirtyRate {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub calc_time_unit: Option<types::CalcDirtyRateCalcTimeUnit>,
+    pub calc_time_unit: Option<types::TimeUnit>,
 }
 
 impl qmp_proto::Command for QueryDirtyRate {
@@ -2649,7 +2649,7 @@ impl qmp_proto::Command for QueryDirtyRate {
 
 /// `query-display-options`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-display-options`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.query-display-options)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryDisplayOptions;
 
@@ -2660,7 +2660,7 @@ impl qmp_proto::Command for QueryDisplayOptions {
 
 /// `query-dump`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-dump`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-dump.query-dump)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryDump;
 
@@ -2671,7 +2671,7 @@ impl qmp_proto::Command for QueryDump {
 
 /// `query-dump-guest-memory-capability`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-dump-guest-memory-capability`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-dump.query-dump-guest-memory-capability)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryDumpGuestMemoryCapability;
 
@@ -2682,7 +2682,7 @@ impl qmp_proto::Command for QueryDumpGuestMemoryCapability {
 
 /// `query-fdsets`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-fdsets`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.query-fdsets)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryFdsets;
 
@@ -2693,7 +2693,7 @@ impl qmp_proto::Command for QueryFdsets {
 
 /// `query-hotpluggable-cpus`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-hotpluggable-cpus`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-hotpluggable-cpus)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryHotpluggableCpus;
 
@@ -2704,7 +2704,7 @@ impl qmp_proto::Command for QueryHotpluggableCpus {
 
 /// `query-hv-balloon-status-report`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-hv-balloon-status-report`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-hv-balloon-status-report)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryHvBalloonStatusReport;
 
@@ -2715,7 +2715,7 @@ impl qmp_proto::Command for QueryHvBalloonStatusReport {
 
 /// `query-iothreads`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-iothreads`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.query-iothreads)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryIothreads;
 
@@ -2726,7 +2726,7 @@ impl qmp_proto::Command for QueryIothreads {
 
 /// `query-jobs`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-jobs`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.query-jobs)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryJobs;
 
@@ -2737,7 +2737,7 @@ impl qmp_proto::Command for QueryJobs {
 
 /// `query-kvm`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-kvm`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-kvm)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryKvm;
 
@@ -2748,7 +2748,7 @@ impl qmp_proto::Command for QueryKvm {
 
 /// `query-machines`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-machines`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-machines)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMachines {
     /// `compat-props`: QEMU 10.0 only.
@@ -2767,7 +2767,7 @@ impl qmp_proto::Command for QueryMachines {
 
 /// `query-memdev`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-memdev`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-memdev)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMemdev;
 
@@ -2778,7 +2778,7 @@ impl qmp_proto::Command for QueryMemdev {
 
 /// `query-memory-devices`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-memory-devices`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-memory-devices)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMemoryDevices;
 
@@ -2789,7 +2789,7 @@ impl qmp_proto::Command for QueryMemoryDevices {
 
 /// `query-memory-size-summary`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-memory-size-summary`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-memory-size-summary)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMemorySizeSummary;
 
@@ -2800,7 +2800,7 @@ impl qmp_proto::Command for QueryMemorySizeSummary {
 
 /// `query-mice`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-mice`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.query-mice)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMice;
 
@@ -2811,7 +2811,7 @@ impl qmp_proto::Command for QueryMice {
 
 /// `query-migrate`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-migrate`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-migrate)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMigrate;
 
@@ -2822,7 +2822,7 @@ impl qmp_proto::Command for QueryMigrate {
 
 /// `query-migrate-capabilities`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-migrate-capabilities`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-migrate-capabilities)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMigrateCapabilities;
 
@@ -2833,7 +2833,7 @@ impl qmp_proto::Command for QueryMigrateCapabilities {
 
 /// `query-migrate-parameters`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-migrate-parameters`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-migrate-parameters)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMigrateParameters;
 
@@ -2844,7 +2844,7 @@ impl qmp_proto::Command for QueryMigrateParameters {
 
 /// `query-migrationthreads`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-migrationthreads`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-migrationthreads)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryMigrationthreads;
 
@@ -2855,7 +2855,7 @@ impl qmp_proto::Command for QueryMigrationthreads {
 
 /// `query-name`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-name`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.query-name)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryName;
 
@@ -2866,7 +2866,7 @@ impl qmp_proto::Command for QueryName {
 
 /// `query-named-block-nodes`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-named-block-nodes`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-named-block-nodes)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryNamedBlockNodes {
     /// `flat`: QEMU 7.2 and 10.0.
@@ -2881,7 +2881,7 @@ impl qmp_proto::Command for QueryNamedBlockNodes {
 
 /// `query-pci`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-pci`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-pci.query-pci)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryPci;
 
@@ -2892,7 +2892,7 @@ impl qmp_proto::Command for QueryPci {
 
 /// `query-pr-managers`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-pr-managers`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.query-pr-managers)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryPrManagers;
 
@@ -2903,7 +2903,7 @@ impl qmp_proto::Command for QueryPrManagers {
 
 /// `query-qmp-schema`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-qmp-schema`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-introspect.query-qmp-schema)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryQmpSchema;
 
@@ -2914,7 +2914,7 @@ impl qmp_proto::Command for QueryQmpSchema {
 
 /// `query-replay`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-replay`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.query-replay)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryReplay;
 
@@ -2925,7 +2925,7 @@ impl qmp_proto::Command for QueryReplay {
 
 /// `query-rocker`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-rocker`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRocker {
     /// `name`: QEMU 7.2 and 10.0.
@@ -2939,14 +2939,14 @@ impl qmp_proto::Command for QueryRocker {
 
 /// `query-rocker-of-dpa-flows`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-rocker-of-dpa-flows`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-of-dpa-flows)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRockerOfDpaFlows {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `tbl-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "tbl-id", default, skip_serializing_if = "Option::is_none")]
-    pub tbl_id: Option<i64>,
+    pub tbl_id: Option<u32>,
 }
 
 impl qmp_proto::Command for QueryRockerOfDpaFlows {
@@ -2956,14 +2956,14 @@ impl qmp_proto::Command for QueryRockerOfDpaFlows {
 
 /// `query-rocker-of-dpa-groups`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-rocker-of-dpa-groups`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-of-dpa-groups)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRockerOfDpaGroups {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<i64>,
+    pub type_: Option<u8>,
 }
 
 impl qmp_proto::Command for QueryRockerOfDpaGroups {
@@ -2973,7 +2973,7 @@ impl qmp_proto::Command for QueryRockerOfDpaGroups {
 
 /// `query-rocker-ports`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-rocker-ports`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-ports)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRockerPorts {
     /// `name`: QEMU 7.2 and 10.0.
@@ -2987,7 +2987,7 @@ impl qmp_proto::Command for QueryRockerPorts {
 
 /// `query-rx-filter`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-rx-filter`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.query-rx-filter)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRxFilter {
     /// `name`: QEMU 7.2 and 10.0.
@@ -3002,7 +3002,7 @@ impl qmp_proto::Command for QueryRxFilter {
 
 /// `query-sev`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-sev`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sev)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySev;
 
@@ -3013,7 +3013,7 @@ impl qmp_proto::Command for QuerySev {
 
 /// `query-sev-attestation-report`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-sev-attestation-report`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sev-attestation-report)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySevAttestationReport {
     /// `mnonce`: QEMU 7.2 and 10.0.
@@ -3027,7 +3027,7 @@ impl qmp_proto::Command for QuerySevAttestationReport {
 
 /// `query-sev-capabilities`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-sev-capabilities`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sev-capabilities)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySevCapabilities;
 
@@ -3038,7 +3038,7 @@ impl qmp_proto::Command for QuerySevCapabilities {
 
 /// `query-sev-launch-measure`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-sev-launch-measure`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sev-launch-measure)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySevLaunchMeasure;
 
@@ -3049,29 +3049,29 @@ impl qmp_proto::Command for QuerySevLaunchMeasure {
 
 /// `query-sgx`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-sgx`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sgx)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySgx;
 
 impl qmp_proto::Command for QuerySgx {
     const NAME: &'static str = "query-sgx";
-    type Returns = types::SgxInfo;
+    type Returns = types::SGXInfo;
 }
 
 /// `query-sgx-capabilities`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-sgx-capabilities`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sgx-capabilities)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySgxCapabilities;
 
 impl qmp_proto::Command for QuerySgxCapabilities {
     const NAME: &'static str = "query-sgx-capabilities";
-    type Returns = types::SgxInfo;
+    type Returns = types::SGXInfo;
 }
 
 /// `query-spice`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-spice`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.query-spice)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuerySpice;
 
@@ -3082,10 +3082,10 @@ impl qmp_proto::Command for QuerySpice {
 
 /// `query-stats`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-stats`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-stats.query-stats)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct QueryStats(pub types::QueryStats);
+pub struct QueryStats(pub types::StatsFilter);
 
 impl qmp_proto::Command for QueryStats {
     const NAME: &'static str = "query-stats";
@@ -3094,12 +3094,12 @@ impl qmp_proto::Command for QueryStats {
 
 /// `query-stats-schemas`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-stats-schemas`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-stats.query-stats-schemas)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryStatsSchemas {
     /// `provider`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<types::StatsResultProvider>,
+    pub provider: Option<types::StatsProvider>,
 }
 
 impl qmp_proto::Command for QueryStatsSchemas {
@@ -3109,7 +3109,7 @@ impl qmp_proto::Command for QueryStatsSchemas {
 
 /// `query-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.query-status)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryStatus;
 
@@ -3120,7 +3120,7 @@ impl qmp_proto::Command for QueryStatus {
 
 /// `query-target`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-target`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-target)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryTarget;
 
@@ -3131,7 +3131,7 @@ impl qmp_proto::Command for QueryTarget {
 
 /// `query-tpm`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-tpm`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-tpm.query-tpm)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryTpm;
 
@@ -3142,7 +3142,7 @@ impl qmp_proto::Command for QueryTpm {
 
 /// `query-tpm-models`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-tpm-models`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-tpm.query-tpm-models)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryTpmModels;
 
@@ -3153,7 +3153,7 @@ impl qmp_proto::Command for QueryTpmModels {
 
 /// `query-tpm-types`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-tpm-types`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-tpm.query-tpm-types)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryTpmTypes;
 
@@ -3164,7 +3164,7 @@ impl qmp_proto::Command for QueryTpmTypes {
 
 /// `query-uuid`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-uuid`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-uuid)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryUuid;
 
@@ -3175,7 +3175,7 @@ impl qmp_proto::Command for QueryUuid {
 
 /// `query-vcpu-dirty-limit`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-vcpu-dirty-limit`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-vcpu-dirty-limit)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryVcpuDirtyLimit;
 
@@ -3186,7 +3186,7 @@ impl qmp_proto::Command for QueryVcpuDirtyLimit {
 
 /// `query-version`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-version`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-control.query-version)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryVersion;
 
@@ -3197,7 +3197,7 @@ impl qmp_proto::Command for QueryVersion {
 
 /// `query-vm-generation-id`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-vm-generation-id`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-vm-generation-id)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryVmGenerationId;
 
@@ -3208,7 +3208,7 @@ impl qmp_proto::Command for QueryVmGenerationId {
 
 /// `query-vnc`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-vnc`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.query-vnc)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryVnc;
 
@@ -3219,7 +3219,7 @@ impl qmp_proto::Command for QueryVnc {
 
 /// `query-vnc-servers`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-vnc-servers`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.query-vnc-servers)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryVncServers;
 
@@ -3230,7 +3230,7 @@ impl qmp_proto::Command for QueryVncServers {
 
 /// `query-xen-replication-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-xen-replication-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-xen-replication-status)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryXenReplicationStatus;
 
@@ -3241,7 +3241,7 @@ impl qmp_proto::Command for QueryXenReplicationStatus {
 
 /// `query-yank`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`query-yank`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-yank.query-yank)
 ///
 /// Allowed out of band (`exec-oob`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -3254,7 +3254,7 @@ impl qmp_proto::Command for QueryYank {
 
 /// `quit`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`quit`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-control.quit)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quit;
 
@@ -3265,7 +3265,7 @@ impl qmp_proto::Command for Quit {
 
 /// `remove-fd`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`remove-fd`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.remove-fd)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RemoveFd {
     /// `fdset-id`: QEMU 7.2 and 10.0.
@@ -3283,7 +3283,7 @@ impl qmp_proto::Command for RemoveFd {
 
 /// `replay-break`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`replay-break`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-break)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayBreak {
     /// `icount`: QEMU 7.2 and 10.0.
@@ -3297,7 +3297,7 @@ impl qmp_proto::Command for ReplayBreak {
 
 /// `replay-delete-break`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`replay-delete-break`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-delete-break)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayDeleteBreak;
 
@@ -3308,7 +3308,7 @@ impl qmp_proto::Command for ReplayDeleteBreak {
 
 /// `replay-seek`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`replay-seek`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-seek)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReplaySeek {
     /// `icount`: QEMU 7.2 and 10.0.
@@ -3322,11 +3322,11 @@ impl qmp_proto::Command for ReplaySeek {
 
 /// `request-ebpf`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`request-ebpf`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ebpf.request-ebpf)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestEbpf {
     /// `id`: QEMU 10.0 only.
-    pub id: types::RequestEbpfId,
+    pub id: types::EbpfProgramID,
 }
 
 impl qmp_proto::Command for RequestEbpf {
@@ -3336,7 +3336,7 @@ impl qmp_proto::Command for RequestEbpf {
 
 /// `ringbuf-read`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`ringbuf-read`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.ringbuf-read)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RingbufRead {
     /// `device`: QEMU 7.2 and 10.0.
@@ -3345,7 +3345,7 @@ pub struct RingbufRead {
     pub size: i64,
     /// `format`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<types::RingbufReadFormat>,
+    pub format: Option<types::DataFormat>,
 }
 
 impl qmp_proto::Command for RingbufRead {
@@ -3355,7 +3355,7 @@ impl qmp_proto::Command for RingbufRead {
 
 /// `ringbuf-write`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`ringbuf-write`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.ringbuf-write)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RingbufWrite {
     /// `device`: QEMU 7.2 and 10.0.
@@ -3364,7 +3364,7 @@ pub struct RingbufWrite {
     pub data: String,
     /// `format`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<types::RingbufReadFormat>,
+    pub format: Option<types::DataFormat>,
 }
 
 impl qmp_proto::Command for RingbufWrite {
@@ -3374,7 +3374,7 @@ impl qmp_proto::Command for RingbufWrite {
 
 /// `rtc-reset-reinjection`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`rtc-reset-reinjection`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.rtc-reset-reinjection)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RtcResetReinjection;
 
@@ -3385,7 +3385,7 @@ impl qmp_proto::Command for RtcResetReinjection {
 
 /// `screendump`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`screendump`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.screendump)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Screendump {
     /// `filename`: QEMU 7.2 and 10.0.
@@ -3398,7 +3398,7 @@ pub struct Screendump {
     pub head: Option<i64>,
     /// `format`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<types::ScreendumpFormat>,
+    pub format: Option<types::ImageFormat>,
 }
 
 impl qmp_proto::Command for Screendump {
@@ -3408,11 +3408,11 @@ impl qmp_proto::Command for Screendump {
 
 /// `send-key`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`send-key`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.send-key)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SendKey {
     /// `keys`: QEMU 7.2 and 10.0.
-    pub keys: Vec<types::SendKeyKeys>,
+    pub keys: Vec<types::KeyValue>,
     /// `hold-time`: QEMU 7.2 and 10.0.
     #[serde(rename = "hold-time", default, skip_serializing_if = "Option::is_none")]
     pub hold_time: Option<i64>,
@@ -3425,21 +3425,21 @@ impl qmp_proto::Command for SendKey {
 
 /// `set-action`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`set-action`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.set-action)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetAction {
     /// `reboot`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reboot: Option<types::SetActionReboot>,
+    pub reboot: Option<types::RebootAction>,
     /// `shutdown`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shutdown: Option<types::SetActionShutdown>,
+    pub shutdown: Option<types::ShutdownAction>,
     /// `panic`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub panic: Option<types::SetActionPanic>,
+    pub panic: Option<types::PanicAction>,
     /// `watchdog`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watchdog: Option<types::SetActionWatchdog>,
+    pub watchdog: Option<types::WatchdogAction>,
 }
 
 impl qmp_proto::Command for SetAction {
@@ -3449,10 +3449,10 @@ impl qmp_proto::Command for SetAction {
 
 /// `set-numa-node`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`set-numa-node`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.set-numa-node)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct SetNumaNode(pub types::SetNumaNode);
+pub struct SetNumaNode(pub types::NumaOptions);
 
 impl qmp_proto::Command for SetNumaNode {
     const NAME: &'static str = "set-numa-node";
@@ -3461,7 +3461,7 @@ impl qmp_proto::Command for SetNumaNode {
 
 /// `set-vcpu-dirty-limit`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`set-vcpu-dirty-limit`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.set-vcpu-dirty-limit)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetVcpuDirtyLimit {
     /// `cpu-index`: QEMU 7.2 and 10.0.
@@ -3469,7 +3469,7 @@ pub struct SetVcpuDirtyLimit {
     pub cpu_index: Option<i64>,
     /// `dirty-rate`: QEMU 7.2 and 10.0.
     #[serde(rename = "dirty-rate")]
-    pub dirty_rate: i64,
+    pub dirty_rate: u64,
 }
 
 impl qmp_proto::Command for SetVcpuDirtyLimit {
@@ -3479,7 +3479,7 @@ impl qmp_proto::Command for SetVcpuDirtyLimit {
 
 /// `set_link`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`set_link`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.set_link)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetLink {
     /// `name`: QEMU 7.2 and 10.0.
@@ -3495,10 +3495,10 @@ impl qmp_proto::Command for SetLink {
 
 /// `set_password`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`set_password`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.set_password)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct SetPassword(pub types::SetPassword);
+pub struct SetPassword(pub types::SetPasswordOptions);
 
 impl qmp_proto::Command for SetPassword {
     const NAME: &'static str = "set_password";
@@ -3507,7 +3507,7 @@ impl qmp_proto::Command for SetPassword {
 
 /// `sev-inject-launch-secret`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`sev-inject-launch-secret`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.sev-inject-launch-secret)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SevInjectLaunchSecret {
     /// `packet-header`: QEMU 7.2 and 10.0.
@@ -3517,7 +3517,7 @@ pub struct SevInjectLaunchSecret {
     pub secret: String,
     /// `gpa`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpa: Option<i64>,
+    pub gpa: Option<u64>,
 }
 
 impl qmp_proto::Command for SevInjectLaunchSecret {
@@ -3527,7 +3527,7 @@ impl qmp_proto::Command for SevInjectLaunchSecret {
 
 /// `snapshot-delete`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`snapshot-delete`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-delete)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotDelete {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -3546,7 +3546,7 @@ impl qmp_proto::Command for SnapshotDelete {
 
 /// `snapshot-load`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`snapshot-load`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-load)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotLoad {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -3567,7 +3567,7 @@ impl qmp_proto::Command for SnapshotLoad {
 
 /// `snapshot-save`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`snapshot-save`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-save)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotSave {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -3588,7 +3588,7 @@ impl qmp_proto::Command for SnapshotSave {
 
 /// `stop`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`stop`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.stop)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stop;
 
@@ -3599,7 +3599,7 @@ impl qmp_proto::Command for Stop {
 
 /// `system_powerdown`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`system_powerdown`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.system_powerdown)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SystemPowerdown;
 
@@ -3610,7 +3610,7 @@ impl qmp_proto::Command for SystemPowerdown {
 
 /// `system_reset`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`system_reset`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.system_reset)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SystemReset;
 
@@ -3621,7 +3621,7 @@ impl qmp_proto::Command for SystemReset {
 
 /// `system_wakeup`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`system_wakeup`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.system_wakeup)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SystemWakeup;
 
@@ -3632,7 +3632,7 @@ impl qmp_proto::Command for SystemWakeup {
 
 /// `trace-event-get-state`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`trace-event-get-state`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-trace.trace-event-get-state)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TraceEventGetState {
     /// `name`: QEMU 7.2 and 10.0.
@@ -3649,7 +3649,7 @@ impl qmp_proto::Command for TraceEventGetState {
 
 /// `trace-event-set-state`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`trace-event-set-state`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-trace.trace-event-set-state)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TraceEventSetState {
     /// `name`: QEMU 7.2 and 10.0.
@@ -3675,11 +3675,11 @@ impl qmp_proto::Command for TraceEventSetState {
 
 /// `transaction`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`transaction`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-transaction.transaction)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Transaction {
     /// `actions`: QEMU 7.2 and 10.0.
-    pub actions: Vec<types::TransactionActions>,
+    pub actions: Vec<types::TransactionAction>,
     /// `properties`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<types::TransactionProperties>,
@@ -3692,11 +3692,11 @@ impl qmp_proto::Command for Transaction {
 
 /// `watchdog-set-action`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`watchdog-set-action`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.watchdog-set-action)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WatchdogSetAction {
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: types::SetActionWatchdog,
+    pub action: types::WatchdogAction,
 }
 
 impl qmp_proto::Command for WatchdogSetAction {
@@ -3706,7 +3706,7 @@ impl qmp_proto::Command for WatchdogSetAction {
 
 /// `x-blockdev-amend`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-blockdev-amend`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.x-blockdev-amend)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XBlockdevAmend {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -3716,7 +3716,7 @@ pub struct XBlockdevAmend {
     #[serde(rename = "node-name")]
     pub node_name: String,
     /// `options`: QEMU 7.2 and 10.0.
-    pub options: types::XBlockdevAmendOptions,
+    pub options: types::BlockdevAmendOptions,
     /// `force`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -3729,7 +3729,7 @@ impl qmp_proto::Command for XBlockdevAmend {
 
 /// `x-blockdev-change`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-blockdev-change`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.x-blockdev-change)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XBlockdevChange {
     /// `parent`: QEMU 7.2 and 10.0.
@@ -3749,7 +3749,7 @@ impl qmp_proto::Command for XBlockdevChange {
 
 /// `x-blockdev-set-iothread`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-blockdev-set-iothread`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.x-blockdev-set-iothread)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XBlockdevSetIothread {
     /// `node-name`: QEMU 7.2 and 10.0.
@@ -3769,7 +3769,7 @@ impl qmp_proto::Command for XBlockdevSetIothread {
 
 /// `x-colo-lost-heartbeat`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-colo-lost-heartbeat`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.x-colo-lost-heartbeat)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XColoLostHeartbeat;
 
@@ -3780,7 +3780,7 @@ impl qmp_proto::Command for XColoLostHeartbeat {
 
 /// `x-debug-block-dirty-bitmap-sha256`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-debug-block-dirty-bitmap-sha256`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.x-debug-block-dirty-bitmap-sha256)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct XDebugBlockDirtyBitmapSha256(pub types::BlockDirtyBitmap);
@@ -3792,7 +3792,7 @@ impl qmp_proto::Command for XDebugBlockDirtyBitmapSha256 {
 
 /// `x-debug-query-block-graph`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-debug-query-block-graph`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.x-debug-query-block-graph)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XDebugQueryBlockGraph;
 
@@ -3803,7 +3803,7 @@ impl qmp_proto::Command for XDebugQueryBlockGraph {
 
 /// `x-exit-preconfig`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-exit-preconfig`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.x-exit-preconfig)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XExitPreconfig;
 
@@ -3814,7 +3814,7 @@ impl qmp_proto::Command for XExitPreconfig {
 
 /// `x-query-interrupt-controllers`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-interrupt-controllers`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-interrupt-controllers)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryInterruptControllers;
 
@@ -3825,7 +3825,7 @@ impl qmp_proto::Command for XQueryInterruptControllers {
 
 /// `x-query-irq`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-irq`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-irq)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryIrq;
 
@@ -3836,7 +3836,7 @@ impl qmp_proto::Command for XQueryIrq {
 
 /// `x-query-jit`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-jit`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-jit)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryJit;
 
@@ -3847,7 +3847,7 @@ impl qmp_proto::Command for XQueryJit {
 
 /// `x-query-numa`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-numa`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-numa)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryNuma;
 
@@ -3858,7 +3858,7 @@ impl qmp_proto::Command for XQueryNuma {
 
 /// `x-query-opcount`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-opcount`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-opcount)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryOpcount;
 
@@ -3869,7 +3869,7 @@ impl qmp_proto::Command for XQueryOpcount {
 
 /// `x-query-profile`: QEMU 7.2 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-profile`)
+/// Gone from the current [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html); QAPI module `machine`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryProfile;
 
@@ -3880,7 +3880,7 @@ impl qmp_proto::Command for XQueryProfile {
 
 /// `x-query-ramblock`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-ramblock`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-ramblock)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryRamblock;
 
@@ -3891,7 +3891,7 @@ impl qmp_proto::Command for XQueryRamblock {
 
 /// `x-query-rdma`: QEMU 7.2 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-rdma`)
+/// Gone from the current [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html); QAPI module `machine`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryRdma;
 
@@ -3902,7 +3902,7 @@ impl qmp_proto::Command for XQueryRdma {
 
 /// `x-query-roms`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-roms`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-roms)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryRoms;
 
@@ -3913,7 +3913,7 @@ impl qmp_proto::Command for XQueryRoms {
 
 /// `x-query-usb`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-usb`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.x-query-usb)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryUsb;
 
@@ -3924,7 +3924,7 @@ impl qmp_proto::Command for XQueryUsb {
 
 /// `x-query-virtio`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-virtio`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-virtio.x-query-virtio)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryVirtio;
 
@@ -3935,16 +3935,16 @@ impl qmp_proto::Command for XQueryVirtio {
 
 /// `x-query-virtio-queue-element`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-virtio-queue-element`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-virtio.x-query-virtio-queue-element)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryVirtioQueueElement {
     /// `path`: QEMU 7.2 and 10.0.
     pub path: String,
     /// `queue`: QEMU 7.2 and 10.0.
-    pub queue: i64,
+    pub queue: u16,
     /// `index`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<i64>,
+    pub index: Option<u16>,
 }
 
 impl qmp_proto::Command for XQueryVirtioQueueElement {
@@ -3954,13 +3954,13 @@ impl qmp_proto::Command for XQueryVirtioQueueElement {
 
 /// `x-query-virtio-queue-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-virtio-queue-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-virtio.x-query-virtio-queue-status)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryVirtioQueueStatus {
     /// `path`: QEMU 7.2 and 10.0.
     pub path: String,
     /// `queue`: QEMU 7.2 and 10.0.
-    pub queue: i64,
+    pub queue: u16,
 }
 
 impl qmp_proto::Command for XQueryVirtioQueueStatus {
@@ -3970,7 +3970,7 @@ impl qmp_proto::Command for XQueryVirtioQueueStatus {
 
 /// `x-query-virtio-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-virtio-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-virtio.x-query-virtio-status)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryVirtioStatus {
     /// `path`: QEMU 7.2 and 10.0.
@@ -3984,13 +3984,13 @@ impl qmp_proto::Command for XQueryVirtioStatus {
 
 /// `x-query-virtio-vhost-queue-status`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`x-query-virtio-vhost-queue-status`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-virtio.x-query-virtio-vhost-queue-status)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XQueryVirtioVhostQueueStatus {
     /// `path`: QEMU 7.2 and 10.0.
     pub path: String,
     /// `queue`: QEMU 7.2 and 10.0.
-    pub queue: i64,
+    pub queue: u16,
 }
 
 impl qmp_proto::Command for XQueryVirtioVhostQueueStatus {
@@ -4000,7 +4000,7 @@ impl qmp_proto::Command for XQueryVirtioVhostQueueStatus {
 
 /// `xen-colo-do-checkpoint`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-colo-do-checkpoint`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-colo-do-checkpoint)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XenColoDoCheckpoint;
 
@@ -4011,11 +4011,11 @@ impl qmp_proto::Command for XenColoDoCheckpoint {
 
 /// `xen-event-inject`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-event-inject`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.xen-event-inject)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XenEventInject {
     /// `port`: QEMU 10.0 only.
-    pub port: i64,
+    pub port: u32,
 }
 
 impl qmp_proto::Command for XenEventInject {
@@ -4025,7 +4025,7 @@ impl qmp_proto::Command for XenEventInject {
 
 /// `xen-event-list`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-event-list`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.xen-event-list)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XenEventList;
 
@@ -4036,7 +4036,7 @@ impl qmp_proto::Command for XenEventList {
 
 /// `xen-load-devices-state`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-load-devices-state`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-load-devices-state)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XenLoadDevicesState {
     /// `filename`: QEMU 7.2 and 10.0.
@@ -4050,7 +4050,7 @@ impl qmp_proto::Command for XenLoadDevicesState {
 
 /// `xen-save-devices-state`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-save-devices-state`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-save-devices-state)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XenSaveDevicesState {
     /// `filename`: QEMU 7.2 and 10.0.
@@ -4067,7 +4067,7 @@ impl qmp_proto::Command for XenSaveDevicesState {
 
 /// `xen-set-global-dirty-log`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-set-global-dirty-log`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-set-global-dirty-log)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XenSetGlobalDirtyLog {
     /// `enable`: QEMU 7.2 and 10.0.
@@ -4081,7 +4081,7 @@ impl qmp_proto::Command for XenSetGlobalDirtyLog {
 
 /// `xen-set-replication`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`xen-set-replication`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-set-replication)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XenSetReplication {
     /// `enable`: QEMU 7.2 and 10.0.
@@ -4100,7 +4100,7 @@ impl qmp_proto::Command for XenSetReplication {
 
 /// `yank`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`yank`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-yank.yank)
 ///
 /// Allowed out of band (`exec-oob`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -10,7 +10,7 @@ use crate::{QapiEvent, Versions};
 
 /// `ACPI_DEVICE_OST`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`ACPI_DEVICE_OST`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-acpi.ACPI_DEVICE_OST)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcpiDeviceOst {
     /// `info`: QEMU 7.2 and 10.0.
@@ -23,7 +23,7 @@ impl QapiEvent for AcpiDeviceOst {
 
 /// `BALLOON_CHANGE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BALLOON_CHANGE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.BALLOON_CHANGE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BalloonChange {
     /// `actual`: QEMU 7.2 and 10.0.
@@ -36,7 +36,7 @@ impl QapiEvent for BalloonChange {
 
 /// `BLOCK_EXPORT_DELETED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_EXPORT_DELETED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-export.BLOCK_EXPORT_DELETED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockExportDeleted {
     /// `id`: QEMU 7.2 and 10.0.
@@ -49,7 +49,7 @@ impl QapiEvent for BlockExportDeleted {
 
 /// `BLOCK_IMAGE_CORRUPTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_IMAGE_CORRUPTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_IMAGE_CORRUPTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockImageCorrupted {
     /// `device`: QEMU 7.2 and 10.0.
@@ -75,7 +75,7 @@ impl QapiEvent for BlockImageCorrupted {
 
 /// `BLOCK_IO_ERROR`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_IO_ERROR`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_IO_ERROR)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockIoError {
     /// `device`: QEMU 7.2 and 10.0.
@@ -103,7 +103,7 @@ impl QapiEvent for BlockIoError {
 
 /// `BLOCK_JOB_CANCELLED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_CANCELLED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_CANCELLED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobCancelled {
     /// `type`: QEMU 7.2 and 10.0.
@@ -125,7 +125,7 @@ impl QapiEvent for BlockJobCancelled {
 
 /// `BLOCK_JOB_COMPLETED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_COMPLETED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_COMPLETED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobCompleted {
     /// `type`: QEMU 7.2 and 10.0.
@@ -150,7 +150,7 @@ impl QapiEvent for BlockJobCompleted {
 
 /// `BLOCK_JOB_ERROR`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_ERROR`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_ERROR)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobError {
     /// `device`: QEMU 7.2 and 10.0.
@@ -167,7 +167,7 @@ impl QapiEvent for BlockJobError {
 
 /// `BLOCK_JOB_PENDING`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_PENDING`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_PENDING)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobPending {
     /// `type`: QEMU 7.2 and 10.0.
@@ -183,7 +183,7 @@ impl QapiEvent for BlockJobPending {
 
 /// `BLOCK_JOB_READY`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_JOB_READY`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_READY)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockJobReady {
     /// `type`: QEMU 7.2 and 10.0.
@@ -205,7 +205,7 @@ impl QapiEvent for BlockJobReady {
 
 /// `BLOCK_WRITE_THRESHOLD`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`BLOCK_WRITE_THRESHOLD`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_WRITE_THRESHOLD)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockWriteThreshold {
     /// `node-name`: QEMU 7.2 and 10.0.
@@ -213,10 +213,10 @@ pub struct BlockWriteThreshold {
     pub node_name: String,
     /// `amount-exceeded`: QEMU 7.2 and 10.0.
     #[serde(rename = "amount-exceeded")]
-    pub amount_exceeded: i64,
+    pub amount_exceeded: u64,
     /// `write-threshold`: QEMU 7.2 and 10.0.
     #[serde(rename = "write-threshold")]
-    pub write_threshold: i64,
+    pub write_threshold: u64,
 }
 
 impl QapiEvent for BlockWriteThreshold {
@@ -225,13 +225,13 @@ impl QapiEvent for BlockWriteThreshold {
 
 /// `COLO_EXIT`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`COLO_EXIT`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.COLO_EXIT)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ColoExit {
     /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: types::COLOStatusMode,
+    pub mode: types::COLOMode,
     /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: types::COLOStatusReason,
+    pub reason: types::COLOExitReason,
 }
 
 impl QapiEvent for ColoExit {
@@ -240,7 +240,7 @@ impl QapiEvent for ColoExit {
 
 /// `DEVICE_DELETED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`DEVICE_DELETED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-qdev.DEVICE_DELETED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceDeleted {
     /// `device`: QEMU 7.2 and 10.0.
@@ -256,7 +256,7 @@ impl QapiEvent for DeviceDeleted {
 
 /// `DEVICE_TRAY_MOVED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`DEVICE_TRAY_MOVED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block.DEVICE_TRAY_MOVED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceTrayMoved {
     /// `device`: QEMU 7.2 and 10.0.
@@ -274,7 +274,7 @@ impl QapiEvent for DeviceTrayMoved {
 
 /// `DEVICE_UNPLUG_GUEST_ERROR`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`DEVICE_UNPLUG_GUEST_ERROR`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-qdev.DEVICE_UNPLUG_GUEST_ERROR)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceUnplugGuestError {
     /// `device`: QEMU 7.2 and 10.0.
@@ -290,7 +290,7 @@ impl QapiEvent for DeviceUnplugGuestError {
 
 /// `DUMP_COMPLETED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`DUMP_COMPLETED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-dump.DUMP_COMPLETED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DumpCompleted {
     /// `result`: QEMU 7.2 and 10.0.
@@ -306,7 +306,7 @@ impl QapiEvent for DumpCompleted {
 
 /// `FAILOVER_NEGOTIATED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`FAILOVER_NEGOTIATED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.FAILOVER_NEGOTIATED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FailoverNegotiated {
     /// `device-id`: QEMU 7.2 and 10.0.
@@ -320,14 +320,14 @@ impl QapiEvent for FailoverNegotiated {
 
 /// `GUEST_CRASHLOADED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`GUEST_CRASHLOADED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_CRASHLOADED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GuestCrashloaded {
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: types::GuestCrashloadedAction,
+    pub action: types::GuestPanicAction,
     /// `info`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub info: Option<types::GuestCrashloadedInfo>,
+    pub info: Option<types::GuestPanicInformation>,
 }
 
 impl QapiEvent for GuestCrashloaded {
@@ -336,14 +336,14 @@ impl QapiEvent for GuestCrashloaded {
 
 /// `GUEST_PANICKED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`GUEST_PANICKED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_PANICKED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GuestPanicked {
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: types::GuestCrashloadedAction,
+    pub action: types::GuestPanicAction,
     /// `info`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub info: Option<types::GuestCrashloadedInfo>,
+    pub info: Option<types::GuestPanicInformation>,
 }
 
 impl QapiEvent for GuestPanicked {
@@ -352,7 +352,7 @@ impl QapiEvent for GuestPanicked {
 
 /// `GUEST_PVSHUTDOWN`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`GUEST_PVSHUTDOWN`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_PVSHUTDOWN)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GuestPvshutdown {}
 
@@ -362,7 +362,7 @@ impl QapiEvent for GuestPvshutdown {
 
 /// `HV_BALLOON_STATUS_REPORT`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`HV_BALLOON_STATUS_REPORT`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.HV_BALLOON_STATUS_REPORT)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct HvBalloonStatusReport(pub types::HvBalloonInfo);
@@ -373,7 +373,7 @@ impl QapiEvent for HvBalloonStatusReport {
 
 /// `JOB_STATUS_CHANGE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`JOB_STATUS_CHANGE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-job.JOB_STATUS_CHANGE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobStatusChange {
     /// `id`: QEMU 7.2 and 10.0.
@@ -388,14 +388,14 @@ impl QapiEvent for JobStatusChange {
 
 /// `MEMORY_DEVICE_SIZE_CHANGE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`MEMORY_DEVICE_SIZE_CHANGE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.MEMORY_DEVICE_SIZE_CHANGE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryDeviceSizeChange {
     /// `id`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
+    pub size: u64,
     /// `qom-path`: QEMU 7.2 and 10.0.
     #[serde(rename = "qom-path")]
     pub qom_path: String,
@@ -407,7 +407,7 @@ impl QapiEvent for MemoryDeviceSizeChange {
 
 /// `MEMORY_FAILURE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`MEMORY_FAILURE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.MEMORY_FAILURE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryFailure {
     /// `recipient`: QEMU 7.2 and 10.0.
@@ -424,7 +424,7 @@ impl QapiEvent for MemoryFailure {
 
 /// `MEM_UNPLUG_ERROR`: QEMU 7.2 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`MEM_UNPLUG_ERROR`)
+/// Gone from the current [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html); QAPI module `machine`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemUnplugError {
     /// `device`: QEMU 7.2 only.
@@ -439,7 +439,7 @@ impl QapiEvent for MemUnplugError {
 
 /// `MIGRATION`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`MIGRATION`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.MIGRATION)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Migration {
     /// `status`: QEMU 7.2 and 10.0.
@@ -452,7 +452,7 @@ impl QapiEvent for Migration {
 
 /// `MIGRATION_PASS`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`MIGRATION_PASS`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.MIGRATION_PASS)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MigrationPass {
     /// `pass`: QEMU 7.2 and 10.0.
@@ -465,7 +465,7 @@ impl QapiEvent for MigrationPass {
 
 /// `NETDEV_STREAM_CONNECTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`NETDEV_STREAM_CONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_STREAM_CONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetdevStreamConnected {
     /// `netdev-id`: QEMU 7.2 and 10.0.
@@ -481,7 +481,7 @@ impl QapiEvent for NetdevStreamConnected {
 
 /// `NETDEV_STREAM_DISCONNECTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`NETDEV_STREAM_DISCONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_STREAM_DISCONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetdevStreamDisconnected {
     /// `netdev-id`: QEMU 7.2 and 10.0.
@@ -495,7 +495,7 @@ impl QapiEvent for NetdevStreamDisconnected {
 
 /// `NETDEV_VHOST_USER_CONNECTED`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`NETDEV_VHOST_USER_CONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_VHOST_USER_CONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetdevVhostUserConnected {
     /// `netdev-id`: QEMU 10.0 only.
@@ -512,7 +512,7 @@ impl QapiEvent for NetdevVhostUserConnected {
 
 /// `NETDEV_VHOST_USER_DISCONNECTED`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`NETDEV_VHOST_USER_DISCONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_VHOST_USER_DISCONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetdevVhostUserDisconnected {
     /// `netdev-id`: QEMU 10.0 only.
@@ -526,7 +526,7 @@ impl QapiEvent for NetdevVhostUserDisconnected {
 
 /// `NIC_RX_FILTER_CHANGED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`NIC_RX_FILTER_CHANGED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NIC_RX_FILTER_CHANGED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NicRxFilterChanged {
     /// `name`: QEMU 7.2 and 10.0.
@@ -542,7 +542,7 @@ impl QapiEvent for NicRxFilterChanged {
 
 /// `POWERDOWN`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`POWERDOWN`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.POWERDOWN)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Powerdown {}
 
@@ -552,7 +552,7 @@ impl QapiEvent for Powerdown {
 
 /// `PR_MANAGER_STATUS_CHANGED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`PR_MANAGER_STATUS_CHANGED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block.PR_MANAGER_STATUS_CHANGED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PrManagerStatusChanged {
     /// `id`: QEMU 7.2 and 10.0.
@@ -567,7 +567,7 @@ impl QapiEvent for PrManagerStatusChanged {
 
 /// `QUORUM_FAILURE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`QUORUM_FAILURE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.QUORUM_FAILURE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumFailure {
     /// `reference`: QEMU 7.2 and 10.0.
@@ -586,12 +586,12 @@ impl QapiEvent for QuorumFailure {
 
 /// `QUORUM_REPORT_BAD`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`QUORUM_REPORT_BAD`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.QUORUM_REPORT_BAD)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumReportBad {
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type")]
-    pub type_: types::QuorumReportBadType,
+    pub type_: types::QuorumOpType,
     /// `error`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -612,7 +612,7 @@ impl QapiEvent for QuorumReportBad {
 
 /// `RDMA_GID_STATUS_CHANGED`: QEMU 7.2 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`RDMA_GID_STATUS_CHANGED`)
+/// Gone from the current [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html); QAPI module `rdma`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RdmaGidStatusChanged {
     /// `netdev`: QEMU 7.2 only.
@@ -622,10 +622,10 @@ pub struct RdmaGidStatusChanged {
     pub gid_status: bool,
     /// `subnet-prefix`: QEMU 7.2 only.
     #[serde(rename = "subnet-prefix")]
-    pub subnet_prefix: i64,
+    pub subnet_prefix: u64,
     /// `interface-id`: QEMU 7.2 only.
     #[serde(rename = "interface-id")]
-    pub interface_id: i64,
+    pub interface_id: u64,
 }
 
 impl QapiEvent for RdmaGidStatusChanged {
@@ -634,7 +634,7 @@ impl QapiEvent for RdmaGidStatusChanged {
 
 /// `RESET`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`RESET`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.RESET)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reset {
     /// `guest`: QEMU 7.2 and 10.0.
@@ -649,7 +649,7 @@ impl QapiEvent for Reset {
 
 /// `RESUME`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`RESUME`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.RESUME)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Resume {}
 
@@ -659,7 +659,7 @@ impl QapiEvent for Resume {
 
 /// `RTC_CHANGE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`RTC_CHANGE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-misc.RTC_CHANGE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RtcChange {
     /// `offset`: QEMU 7.2 and 10.0.
@@ -675,7 +675,7 @@ impl QapiEvent for RtcChange {
 
 /// `SHUTDOWN`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SHUTDOWN`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SHUTDOWN)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Shutdown {
     /// `guest`: QEMU 7.2 and 10.0.
@@ -690,13 +690,13 @@ impl QapiEvent for Shutdown {
 
 /// `SPICE_CONNECTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SPICE_CONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_CONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpiceConnected {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: types::SpiceConnectedServer,
+    pub server: types::SpiceBasicInfo,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::SpiceConnectedServer,
+    pub client: types::SpiceBasicInfo,
 }
 
 impl QapiEvent for SpiceConnected {
@@ -705,13 +705,13 @@ impl QapiEvent for SpiceConnected {
 
 /// `SPICE_DISCONNECTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SPICE_DISCONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_DISCONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpiceDisconnected {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: types::SpiceConnectedServer,
+    pub server: types::SpiceBasicInfo,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::SpiceConnectedServer,
+    pub client: types::SpiceBasicInfo,
 }
 
 impl QapiEvent for SpiceDisconnected {
@@ -720,13 +720,13 @@ impl QapiEvent for SpiceDisconnected {
 
 /// `SPICE_INITIALIZED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SPICE_INITIALIZED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_INITIALIZED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpiceInitialized {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: types::SpiceInitializedServer,
+    pub server: types::SpiceServerInfo,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::SpiceInfoChannels,
+    pub client: types::SpiceChannel,
 }
 
 impl QapiEvent for SpiceInitialized {
@@ -735,7 +735,7 @@ impl QapiEvent for SpiceInitialized {
 
 /// `SPICE_MIGRATE_COMPLETED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SPICE_MIGRATE_COMPLETED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_MIGRATE_COMPLETED)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpiceMigrateCompleted {}
 
@@ -745,7 +745,7 @@ impl QapiEvent for SpiceMigrateCompleted {
 
 /// `STOP`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`STOP`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.STOP)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stop {}
 
@@ -755,7 +755,7 @@ impl QapiEvent for Stop {
 
 /// `SUSPEND`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SUSPEND`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SUSPEND)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Suspend {}
 
@@ -765,7 +765,7 @@ impl QapiEvent for Suspend {
 
 /// `SUSPEND_DISK`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`SUSPEND_DISK`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SUSPEND_DISK)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SuspendDisk {}
 
@@ -775,7 +775,7 @@ impl QapiEvent for SuspendDisk {
 
 /// `UNPLUG_PRIMARY`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`UNPLUG_PRIMARY`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.UNPLUG_PRIMARY)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UnplugPrimary {
     /// `device-id`: QEMU 7.2 and 10.0.
@@ -789,7 +789,7 @@ impl QapiEvent for UnplugPrimary {
 
 /// `VFIO_MIGRATION`: QEMU 10.0 only.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`VFIO_MIGRATION`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-vfio.VFIO_MIGRATION)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VfioMigration {
     /// `device-id`: QEMU 10.0 only.
@@ -800,7 +800,7 @@ pub struct VfioMigration {
     pub qom_path: String,
     /// `device-state`: QEMU 10.0 only.
     #[serde(rename = "device-state")]
-    pub device_state: types::VfioMigrationDeviceState,
+    pub device_state: types::QapiVfioMigrationState,
 }
 
 impl QapiEvent for VfioMigration {
@@ -809,7 +809,7 @@ impl QapiEvent for VfioMigration {
 
 /// `VFU_CLIENT_HANGUP`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`VFU_CLIENT_HANGUP`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-misc.VFU_CLIENT_HANGUP)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VfuClientHangup {
     /// `vfu-id`: QEMU 7.2 and 10.0.
@@ -832,13 +832,13 @@ impl QapiEvent for VfuClientHangup {
 
 /// `VNC_CONNECTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`VNC_CONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_CONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VncConnected {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: types::VncConnectedServer,
+    pub server: types::VncServerInfo,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::VncConnectedClient,
+    pub client: types::VncBasicInfo,
 }
 
 impl QapiEvent for VncConnected {
@@ -847,13 +847,13 @@ impl QapiEvent for VncConnected {
 
 /// `VNC_DISCONNECTED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`VNC_DISCONNECTED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_DISCONNECTED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VncDisconnected {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: types::VncConnectedServer,
+    pub server: types::VncServerInfo,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::VncInfoClients,
+    pub client: types::VncClientInfo,
 }
 
 impl QapiEvent for VncDisconnected {
@@ -862,13 +862,13 @@ impl QapiEvent for VncDisconnected {
 
 /// `VNC_INITIALIZED`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`VNC_INITIALIZED`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_INITIALIZED)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VncInitialized {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: types::VncConnectedServer,
+    pub server: types::VncServerInfo,
     /// `client`: QEMU 7.2 and 10.0.
-    pub client: types::VncInfoClients,
+    pub client: types::VncClientInfo,
 }
 
 impl QapiEvent for VncInitialized {
@@ -877,7 +877,7 @@ impl QapiEvent for VncInitialized {
 
 /// `VSERPORT_CHANGE`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`VSERPORT_CHANGE`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-char.VSERPORT_CHANGE)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VserportChange {
     /// `id`: QEMU 7.2 and 10.0.
@@ -892,7 +892,7 @@ impl QapiEvent for VserportChange {
 
 /// `WAKEUP`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`WAKEUP`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.WAKEUP)
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Wakeup {}
 
@@ -902,11 +902,11 @@ impl QapiEvent for Wakeup {
 
 /// `WATCHDOG`: QEMU 7.2 and 10.0.
 ///
-/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) (`WATCHDOG`)
+/// [QMP reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.WATCHDOG)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Watchdog {
     /// `action`: QEMU 7.2 and 10.0.
-    pub action: types::SetActionWatchdog,
+    pub action: types::WatchdogAction,
 }
 
 impl QapiEvent for Watchdog {

@@ -20,7 +20,7 @@ pub struct ACPIOSTInfo {
     pub slot: String,
     /// `slot-type`: QEMU 7.2 and 10.0.
     #[serde(rename = "slot-type")]
-    pub slot_type: ACPIOSTInfoSlotType,
+    pub slot_type: ACPISlotType,
     /// `source`: QEMU 7.2 and 10.0.
     pub source: i64,
     /// `status`: QEMU 7.2 and 10.0.
@@ -28,14 +28,65 @@ pub struct ACPIOSTInfo {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ACPIOSTInfo.slot-type`.
+/// QAPI type `ACPISlotType`.
 ///
 /// QEMU 7.2 and 10.0. Used by `ACPIOSTInfo.slot-type`.
-pub enum ACPIOSTInfoSlotType {
+pub enum ACPISlotType {
 /// `DIMM`: QEMU 7.2 and 10.0.
 Dimm = "DIMM",
 /// `CPU`: QEMU 7.2 and 10.0.
 Cpu = "CPU",
+}
+}
+
+/// QAPI type `Abort`.
+///
+/// QEMU 7.2 and 10.0. Used by `AbortWrapper.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Abort {}
+
+/// QAPI type `AbortWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=abort`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbortWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: Abort,
+}
+
+/// QAPI type `AcpiGenericInitiatorProperties`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=acpi-generic-initiator`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AcpiGenericInitiatorProperties {
+    /// `pci-dev`: QEMU 10.0 only.
+    #[serde(rename = "pci-dev")]
+    pub pci_dev: String,
+    /// `node`: QEMU 10.0 only.
+    pub node: u32,
+}
+
+/// QAPI type `AcpiGenericPortProperties`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=acpi-generic-port`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AcpiGenericPortProperties {
+    /// `pci-bus`: QEMU 10.0 only.
+    #[serde(rename = "pci-bus")]
+    pub pci_bus: String,
+    /// `node`: QEMU 10.0 only.
+    pub node: u32,
+}
+
+qapi_enum! {
+/// QAPI type `ActionCompletionMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionProperties.completion-mode`.
+pub enum ActionCompletionMode {
+/// `individual`: QEMU 7.2 and 10.0.
+Individual = "individual",
+/// `grouped`: QEMU 7.2 and 10.0.
+Grouped = "grouped",
 }
 }
 
@@ -51,6 +102,28 @@ pub struct AddfdInfo {
     pub fd: i64,
 }
 
+qapi_enum! {
+/// QAPI type `AudioFormat`.
+///
+/// QEMU 10.0 only. Used by `AudiodevPerDirectionOptions.format`, `AudiodevAlsaPerDirectionOptions.format`, `AudiodevJackPerDirectionOptions.format`, `AudiodevOssPerDirectionOptions.format`, ....
+pub enum AudioFormat {
+/// `u8`: QEMU 10.0 only.
+U8 = "u8",
+/// `s8`: QEMU 10.0 only.
+S8 = "s8",
+/// `u16`: QEMU 10.0 only.
+U16 = "u16",
+/// `s16`: QEMU 10.0 only.
+S16 = "s16",
+/// `u32`: QEMU 10.0 only.
+U32 = "u32",
+/// `s32`: QEMU 10.0 only.
+S32 = "s32",
+/// `f32`: QEMU 10.0 only.
+F32 = "f32",
+}
+}
+
 /// QAPI type `Audiodev`.
 ///
 /// QEMU 10.0 only. Used by `query-audiodevs.ret`.
@@ -64,7 +137,7 @@ pub struct Audiodev {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub timer_period: Option<i64>,
+    pub timer_period: Option<u32>,
 
     /// The branch chosen by `driver`, with its members.
     #[serde(flatten)]
@@ -77,50 +150,50 @@ qapi_union! {
     /// QEMU 10.0 only.
     pub enum AudiodevBranch: "driver" {
         /// `driver: none`: QEMU 10.0 only.
-        None = "none" => AudiodevNone,
+        None = "none" => AudiodevGenericOptions,
         /// `driver: alsa`: QEMU 10.0 only.
-        Alsa = "alsa" => AudiodevAlsa,
+        Alsa = "alsa" => AudiodevAlsaOptions,
         /// `driver: dbus`: QEMU 10.0 only.
-        Dbus = "dbus" => AudiodevDbus,
+        Dbus = "dbus" => AudiodevDBusOptions,
         /// `driver: jack`: QEMU 10.0 only.
-        Jack = "jack" => AudiodevJack,
+        Jack = "jack" => AudiodevJackOptions,
         /// `driver: oss`: QEMU 10.0 only.
-        Oss = "oss" => AudiodevOss,
+        Oss = "oss" => AudiodevOssOptions,
         /// `driver: pa`: QEMU 10.0 only.
-        Pa = "pa" => AudiodevPa,
+        Pa = "pa" => AudiodevPaOptions,
         /// `driver: pipewire`: QEMU 10.0 only.
-        Pipewire = "pipewire" => AudiodevPipewire,
+        Pipewire = "pipewire" => AudiodevPipewireOptions,
         /// `driver: sdl`: QEMU 10.0 only.
-        Sdl = "sdl" => AudiodevSdl,
+        Sdl = "sdl" => AudiodevSdlOptions,
         /// `driver: spice`: QEMU 10.0 only.
-        Spice = "spice" => AudiodevNone,
+        Spice = "spice" => AudiodevGenericOptions,
         /// `driver: wav`: QEMU 10.0 only.
-        Wav = "wav" => AudiodevWav,
+        Wav = "wav" => AudiodevWavOptions,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=alsa`.
+/// QAPI type `AudiodevAlsaOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=alsa`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevAlsa {
+pub struct AudiodevAlsaOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevAlsaIn>,
+    pub in_: Option<AudiodevAlsaPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevAlsaIn>,
+    pub out: Option<AudiodevAlsaPerDirectionOptions>,
     /// `threshold`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<i64>,
+    pub threshold: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `AudiodevAlsa.in`.
+/// QAPI type `AudiodevAlsaPerDirectionOptions`.
 ///
-/// QEMU 10.0 only. Used by `AudiodevAlsa.in`, `AudiodevAlsa.out`.
+/// QEMU 10.0 only. Used by `AudiodevAlsaOptions.in`, `AudiodevAlsaOptions.out`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevAlsaIn {
+pub struct AudiodevAlsaPerDirectionOptions {
     /// `mixing-engine`: QEMU 10.0 only.
     #[serde(
         rename = "mixing-engine",
@@ -137,23 +210,23 @@ pub struct AudiodevAlsaIn {
     pub fixed_settings: Option<bool>,
     /// `frequency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
+    pub frequency: Option<u32>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
+    pub channels: Option<u32>,
     /// `voices`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
+    pub voices: Option<u32>,
     /// `format`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
+    pub format: Option<AudioFormat>,
     /// `buffer-length`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-length",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_length: Option<i64>,
+    pub buffer_length: Option<u32>,
     /// `dev`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
@@ -163,30 +236,30 @@ pub struct AudiodevAlsaIn {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub period_length: Option<i64>,
+    pub period_length: Option<u32>,
     /// `try-poll`: QEMU 10.0 only.
     #[serde(rename = "try-poll", default, skip_serializing_if = "Option::is_none")]
     pub try_poll: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=dbus`.
+/// QAPI type `AudiodevDBusOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=dbus`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevDbus {
+pub struct AudiodevDBusOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevNoneIn>,
+    pub in_: Option<AudiodevPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevNoneIn>,
+    pub out: Option<AudiodevPerDirectionOptions>,
     /// `nsamples`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nsamples: Option<i64>,
+    pub nsamples: Option<u32>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `Audiodev.driver`.
+/// QAPI type `AudiodevDriver`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver`.
 pub enum AudiodevDriver {
@@ -213,24 +286,37 @@ Wav = "wav",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=jack`.
+/// QAPI type `AudiodevGenericOptions`.
+///
+/// QEMU 10.0 only. Used by `Audiodev.driver=none`, `Audiodev.driver=spice`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevGenericOptions {
+    /// `in`: QEMU 10.0 only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<AudiodevPerDirectionOptions>,
+    /// `out`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<AudiodevPerDirectionOptions>,
+}
+
+/// QAPI type `AudiodevJackOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=jack`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevJack {
+pub struct AudiodevJackOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevJackIn>,
+    pub in_: Option<AudiodevJackPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevJackIn>,
+    pub out: Option<AudiodevJackPerDirectionOptions>,
 }
 
-/// A type the schema leaves unnamed, reached as `AudiodevJack.in`.
+/// QAPI type `AudiodevJackPerDirectionOptions`.
 ///
-/// QEMU 10.0 only. Used by `AudiodevJack.in`, `AudiodevJack.out`.
+/// QEMU 10.0 only. Used by `AudiodevJackOptions.in`, `AudiodevJackOptions.out`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevJackIn {
+pub struct AudiodevJackPerDirectionOptions {
     /// `mixing-engine`: QEMU 10.0 only.
     #[serde(
         rename = "mixing-engine",
@@ -247,23 +333,23 @@ pub struct AudiodevJackIn {
     pub fixed_settings: Option<bool>,
     /// `frequency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
+    pub frequency: Option<u32>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
+    pub channels: Option<u32>,
     /// `voices`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
+    pub voices: Option<u32>,
     /// `format`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
+    pub format: Option<AudioFormat>,
     /// `buffer-length`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-length",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_length: Option<i64>,
+    pub buffer_length: Option<u32>,
     /// `server-name`: QEMU 10.0 only.
     #[serde(
         rename = "server-name",
@@ -301,92 +387,17 @@ pub struct AudiodevJackIn {
     pub exact_name: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=none`.
-///
-/// QEMU 10.0 only. Used by `Audiodev.driver=none`, `Audiodev.driver=spice`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevNone {
-    /// `in`: QEMU 10.0 only.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevNoneIn>,
-    /// `out`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevNoneIn>,
-}
-
-/// A type the schema leaves unnamed, reached as `AudiodevNone.in`.
-///
-/// QEMU 10.0 only. Used by `AudiodevNone.in`, `AudiodevNone.out`, `AudiodevDbus.in`, `AudiodevDbus.out`, ....
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevNoneIn {
-    /// `mixing-engine`: QEMU 10.0 only.
-    #[serde(
-        rename = "mixing-engine",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub mixing_engine: Option<bool>,
-    /// `fixed-settings`: QEMU 10.0 only.
-    #[serde(
-        rename = "fixed-settings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_settings: Option<bool>,
-    /// `frequency`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
-    /// `channels`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
-    /// `voices`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
-    /// `format`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
-    /// `buffer-length`: QEMU 10.0 only.
-    #[serde(
-        rename = "buffer-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub buffer_length: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `AudiodevNoneIn.format`.
-///
-/// QEMU 10.0 only. Used by `AudiodevNoneIn.format`, `AudiodevAlsaIn.format`, `AudiodevJackIn.format`, `AudiodevOssIn.format`, ....
-pub enum AudiodevNoneInFormat {
-/// `u8`: QEMU 10.0 only.
-U8 = "u8",
-/// `s8`: QEMU 10.0 only.
-S8 = "s8",
-/// `u16`: QEMU 10.0 only.
-U16 = "u16",
-/// `s16`: QEMU 10.0 only.
-S16 = "s16",
-/// `u32`: QEMU 10.0 only.
-U32 = "u32",
-/// `s32`: QEMU 10.0 only.
-S32 = "s32",
-/// `f32`: QEMU 10.0 only.
-F32 = "f32",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=oss`.
+/// QAPI type `AudiodevOssOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=oss`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevOss {
+pub struct AudiodevOssOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevOssIn>,
+    pub in_: Option<AudiodevOssPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevOssIn>,
+    pub out: Option<AudiodevOssPerDirectionOptions>,
     /// `try-mmap`: QEMU 10.0 only.
     #[serde(rename = "try-mmap", default, skip_serializing_if = "Option::is_none")]
     pub try_mmap: Option<bool>,
@@ -399,14 +410,14 @@ pub struct AudiodevOss {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub dsp_policy: Option<i64>,
+    pub dsp_policy: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `AudiodevOss.in`.
+/// QAPI type `AudiodevOssPerDirectionOptions`.
 ///
-/// QEMU 10.0 only. Used by `AudiodevOss.in`, `AudiodevOss.out`.
+/// QEMU 10.0 only. Used by `AudiodevOssOptions.in`, `AudiodevOssOptions.out`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevOssIn {
+pub struct AudiodevOssPerDirectionOptions {
     /// `mixing-engine`: QEMU 10.0 only.
     #[serde(
         rename = "mixing-engine",
@@ -423,23 +434,23 @@ pub struct AudiodevOssIn {
     pub fixed_settings: Option<bool>,
     /// `frequency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
+    pub frequency: Option<u32>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
+    pub channels: Option<u32>,
     /// `voices`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
+    pub voices: Option<u32>,
     /// `format`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
+    pub format: Option<AudioFormat>,
     /// `buffer-length`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-length",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_length: Option<i64>,
+    pub buffer_length: Option<u32>,
     /// `dev`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
@@ -449,33 +460,33 @@ pub struct AudiodevOssIn {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_count: Option<i64>,
+    pub buffer_count: Option<u32>,
     /// `try-poll`: QEMU 10.0 only.
     #[serde(rename = "try-poll", default, skip_serializing_if = "Option::is_none")]
     pub try_poll: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=pa`.
+/// QAPI type `AudiodevPaOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=pa`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevPa {
+pub struct AudiodevPaOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevPaIn>,
+    pub in_: Option<AudiodevPaPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevPaIn>,
+    pub out: Option<AudiodevPaPerDirectionOptions>,
     /// `server`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `AudiodevPa.in`.
+/// QAPI type `AudiodevPaPerDirectionOptions`.
 ///
-/// QEMU 10.0 only. Used by `AudiodevPa.in`, `AudiodevPa.out`.
+/// QEMU 10.0 only. Used by `AudiodevPaOptions.in`, `AudiodevPaOptions.out`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevPaIn {
+pub struct AudiodevPaPerDirectionOptions {
     /// `mixing-engine`: QEMU 10.0 only.
     #[serde(
         rename = "mixing-engine",
@@ -492,23 +503,23 @@ pub struct AudiodevPaIn {
     pub fixed_settings: Option<bool>,
     /// `frequency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
+    pub frequency: Option<u32>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
+    pub channels: Option<u32>,
     /// `voices`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
+    pub voices: Option<u32>,
     /// `format`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
+    pub format: Option<AudioFormat>,
     /// `buffer-length`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-length",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_length: Option<i64>,
+    pub buffer_length: Option<u32>,
     /// `name`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -521,27 +532,67 @@ pub struct AudiodevPaIn {
     pub stream_name: Option<String>,
     /// `latency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<i64>,
+    pub latency: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=pipewire`.
+/// QAPI type `AudiodevPerDirectionOptions`.
+///
+/// QEMU 10.0 only. Used by `AudiodevGenericOptions.in`, `AudiodevGenericOptions.out`, `AudiodevDBusOptions.in`, `AudiodevDBusOptions.out`, ....
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AudiodevPerDirectionOptions {
+    /// `mixing-engine`: QEMU 10.0 only.
+    #[serde(
+        rename = "mixing-engine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mixing_engine: Option<bool>,
+    /// `fixed-settings`: QEMU 10.0 only.
+    #[serde(
+        rename = "fixed-settings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_settings: Option<bool>,
+    /// `frequency`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<u32>,
+    /// `channels`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u32>,
+    /// `voices`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voices: Option<u32>,
+    /// `format`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudioFormat>,
+    /// `buffer-length`: QEMU 10.0 only.
+    #[serde(
+        rename = "buffer-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer_length: Option<u32>,
+}
+
+/// QAPI type `AudiodevPipewireOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=pipewire`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevPipewire {
+pub struct AudiodevPipewireOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevPipewireIn>,
+    pub in_: Option<AudiodevPipewirePerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevPipewireIn>,
+    pub out: Option<AudiodevPipewirePerDirectionOptions>,
 }
 
-/// A type the schema leaves unnamed, reached as `AudiodevPipewire.in`.
+/// QAPI type `AudiodevPipewirePerDirectionOptions`.
 ///
-/// QEMU 10.0 only. Used by `AudiodevPipewire.in`, `AudiodevPipewire.out`.
+/// QEMU 10.0 only. Used by `AudiodevPipewireOptions.in`, `AudiodevPipewireOptions.out`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevPipewireIn {
+pub struct AudiodevPipewirePerDirectionOptions {
     /// `mixing-engine`: QEMU 10.0 only.
     #[serde(
         rename = "mixing-engine",
@@ -558,23 +609,23 @@ pub struct AudiodevPipewireIn {
     pub fixed_settings: Option<bool>,
     /// `frequency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
+    pub frequency: Option<u32>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
+    pub channels: Option<u32>,
     /// `voices`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
+    pub voices: Option<u32>,
     /// `format`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
+    pub format: Option<AudioFormat>,
     /// `buffer-length`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-length",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_length: Option<i64>,
+    pub buffer_length: Option<u32>,
     /// `name`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -587,27 +638,27 @@ pub struct AudiodevPipewireIn {
     pub stream_name: Option<String>,
     /// `latency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<i64>,
+    pub latency: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=sdl`.
+/// QAPI type `AudiodevSdlOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=sdl`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevSdl {
+pub struct AudiodevSdlOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevSdlIn>,
+    pub in_: Option<AudiodevSdlPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevSdlIn>,
+    pub out: Option<AudiodevSdlPerDirectionOptions>,
 }
 
-/// A type the schema leaves unnamed, reached as `AudiodevSdl.in`.
+/// QAPI type `AudiodevSdlPerDirectionOptions`.
 ///
-/// QEMU 10.0 only. Used by `AudiodevSdl.in`, `AudiodevSdl.out`.
+/// QEMU 10.0 only. Used by `AudiodevSdlOptions.in`, `AudiodevSdlOptions.out`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevSdlIn {
+pub struct AudiodevSdlPerDirectionOptions {
     /// `mixing-engine`: QEMU 10.0 only.
     #[serde(
         rename = "mixing-engine",
@@ -624,1098 +675,96 @@ pub struct AudiodevSdlIn {
     pub fixed_settings: Option<bool>,
     /// `frequency`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency: Option<i64>,
+    pub frequency: Option<u32>,
     /// `channels`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<i64>,
+    pub channels: Option<u32>,
     /// `voices`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voices: Option<i64>,
+    pub voices: Option<u32>,
     /// `format`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<AudiodevNoneInFormat>,
+    pub format: Option<AudioFormat>,
     /// `buffer-length`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-length",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_length: Option<i64>,
+    pub buffer_length: Option<u32>,
     /// `buffer-count`: QEMU 10.0 only.
     #[serde(
         rename = "buffer-count",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub buffer_count: Option<i64>,
+    pub buffer_count: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `Audiodev.driver=wav`.
+/// QAPI type `AudiodevWavOptions`.
 ///
 /// QEMU 10.0 only. Used by `Audiodev.driver=wav`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AudiodevWav {
+pub struct AudiodevWavOptions {
     /// `in`: QEMU 10.0 only.
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<AudiodevNoneIn>,
+    pub in_: Option<AudiodevPerDirectionOptions>,
     /// `out`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out: Option<AudiodevNoneIn>,
+    pub out: Option<AudiodevPerDirectionOptions>,
     /// `path`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
 
-/// QAPI type `BalloonInfo`.
+/// QAPI type `AuthZListFileProperties`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-balloon.ret`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-listfile`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BalloonInfo {
-    /// `actual`: QEMU 7.2 and 10.0.
-    pub actual: i64,
+pub struct AuthZListFileProperties {
+    /// `filename`: QEMU 7.2 and 10.0.
+    pub filename: String,
+    /// `refresh`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<bool>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockCommit.on-error`.
+/// QAPI type `AuthZListProperties`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockCommit.on-error`, `BlockStream.on-error`, `BlockdevBackup.on-source-error`, `BlockdevBackup.on-target-error`, ....
-pub enum BlockCommitOnError {
-/// `report`: QEMU 7.2 and 10.0.
-Report = "report",
-/// `ignore`: QEMU 7.2 and 10.0.
-Ignore = "ignore",
-/// `enospc`: QEMU 7.2 and 10.0.
-Enospc = "enospc",
-/// `stop`: QEMU 7.2 and 10.0.
-Stop = "stop",
-/// `auto`: QEMU 7.2 and 10.0.
-Auto = "auto",
-}
-}
-
-/// QAPI type `BlockDeviceInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-named-block-nodes.ret`, `BlockInfo.inserted`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDeviceInfo {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: String,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// `ro`: QEMU 7.2 and 10.0.
-    pub ro: bool,
-    /// `drv`: QEMU 7.2 and 10.0.
-    pub drv: String,
-    /// `backing_file`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing_file: Option<String>,
-    /// `backing_file_depth`: QEMU 7.2 and 10.0.
-    pub backing_file_depth: i64,
-    /// `encrypted`: QEMU 7.2 and 10.0.
-    pub encrypted: bool,
-    /// `detect_zeroes`: QEMU 7.2 and 10.0.
-    pub detect_zeroes: BlockdevOptionsDetectZeroes,
-    /// `bps`: QEMU 7.2 and 10.0.
-    pub bps: i64,
-    /// `bps_rd`: QEMU 7.2 and 10.0.
-    pub bps_rd: i64,
-    /// `bps_wr`: QEMU 7.2 and 10.0.
-    pub bps_wr: i64,
-    /// `iops`: QEMU 7.2 and 10.0.
-    pub iops: i64,
-    /// `iops_rd`: QEMU 7.2 and 10.0.
-    pub iops_rd: i64,
-    /// `iops_wr`: QEMU 7.2 and 10.0.
-    pub iops_wr: i64,
-    /// `image`: QEMU 7.2 and 10.0.
-    pub image: ImageInfo,
-    /// `bps_max`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_max: Option<i64>,
-    /// `bps_rd_max`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_rd_max: Option<i64>,
-    /// `bps_wr_max`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_wr_max: Option<i64>,
-    /// `iops_max`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_max: Option<i64>,
-    /// `iops_rd_max`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_rd_max: Option<i64>,
-    /// `iops_wr_max`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_wr_max: Option<i64>,
-    /// `bps_max_length`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_max_length: Option<i64>,
-    /// `bps_rd_max_length`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_rd_max_length: Option<i64>,
-    /// `bps_wr_max_length`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bps_wr_max_length: Option<i64>,
-    /// `iops_max_length`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_max_length: Option<i64>,
-    /// `iops_rd_max_length`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_rd_max_length: Option<i64>,
-    /// `iops_wr_max_length`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_wr_max_length: Option<i64>,
-    /// `iops_size`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iops_size: Option<i64>,
-    /// `group`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// `cache`: QEMU 7.2 and 10.0.
-    pub cache: BlockDeviceInfoCache,
-    /// `write_threshold`: QEMU 7.2 and 10.0.
-    pub write_threshold: i64,
-    /// `dirty-bitmaps`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dirty-bitmaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dirty_bitmaps: Option<Vec<BlockDeviceInfoDirtyBitmaps>>,
-    /// `active`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockDeviceInfo.cache`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.cache`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDeviceInfoCache {
-    /// `writeback`: QEMU 7.2 and 10.0.
-    pub writeback: bool,
-    /// `direct`: QEMU 7.2 and 10.0.
-    pub direct: bool,
-    /// `no-flush`: QEMU 7.2 and 10.0.
-    #[serde(rename = "no-flush")]
-    pub no_flush: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockDeviceInfo.dirty-bitmaps`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.dirty-bitmaps`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDeviceInfoDirtyBitmaps {
-    /// `name`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `count`: QEMU 7.2 and 10.0.
-    pub count: i64,
-    /// `granularity`: QEMU 7.2 and 10.0.
-    pub granularity: i64,
-    /// `recording`: QEMU 7.2 and 10.0.
-    pub recording: bool,
-    /// `busy`: QEMU 7.2 and 10.0.
-    pub busy: bool,
-    /// `persistent`: QEMU 7.2 and 10.0.
-    pub persistent: bool,
-    /// `inconsistent`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inconsistent: Option<bool>,
-}
-
-qapi_enum! {
-/// QAPI type `BlockDeviceIoStatus`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockInfo.io-status`, `BlockJobInfo.io-status`.
-pub enum BlockDeviceIoStatus {
-/// `ok`: QEMU 7.2 and 10.0.
-Ok = "ok",
-/// `failed`: QEMU 7.2 and 10.0.
-Failed = "failed",
-/// `nospace`: QEMU 7.2 and 10.0.
-Nospace = "nospace",
-}
-}
-
-/// QAPI type `BlockDeviceStats`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockStats.stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDeviceStats {
-    /// `rd_bytes`: QEMU 7.2 and 10.0.
-    pub rd_bytes: i64,
-    /// `wr_bytes`: QEMU 7.2 and 10.0.
-    pub wr_bytes: i64,
-    /// `unmap_bytes`: QEMU 7.2 and 10.0.
-    pub unmap_bytes: i64,
-    /// `rd_operations`: QEMU 7.2 and 10.0.
-    pub rd_operations: i64,
-    /// `wr_operations`: QEMU 7.2 and 10.0.
-    pub wr_operations: i64,
-    /// `flush_operations`: QEMU 7.2 and 10.0.
-    pub flush_operations: i64,
-    /// `unmap_operations`: QEMU 7.2 and 10.0.
-    pub unmap_operations: i64,
-    /// `rd_total_time_ns`: QEMU 7.2 and 10.0.
-    pub rd_total_time_ns: i64,
-    /// `wr_total_time_ns`: QEMU 7.2 and 10.0.
-    pub wr_total_time_ns: i64,
-    /// `flush_total_time_ns`: QEMU 7.2 and 10.0.
-    pub flush_total_time_ns: i64,
-    /// `unmap_total_time_ns`: QEMU 7.2 and 10.0.
-    pub unmap_total_time_ns: i64,
-    /// `wr_highest_offset`: QEMU 7.2 and 10.0.
-    pub wr_highest_offset: i64,
-    /// `rd_merged`: QEMU 7.2 and 10.0.
-    pub rd_merged: i64,
-    /// `wr_merged`: QEMU 7.2 and 10.0.
-    pub wr_merged: i64,
-    /// `unmap_merged`: QEMU 7.2 and 10.0.
-    pub unmap_merged: i64,
-    /// `idle_time_ns`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_time_ns: Option<i64>,
-    /// `failed_rd_operations`: QEMU 7.2 and 10.0.
-    pub failed_rd_operations: i64,
-    /// `failed_wr_operations`: QEMU 7.2 and 10.0.
-    pub failed_wr_operations: i64,
-    /// `failed_flush_operations`: QEMU 7.2 and 10.0.
-    pub failed_flush_operations: i64,
-    /// `failed_unmap_operations`: QEMU 7.2 and 10.0.
-    pub failed_unmap_operations: i64,
-    /// `invalid_rd_operations`: QEMU 7.2 and 10.0.
-    pub invalid_rd_operations: i64,
-    /// `invalid_wr_operations`: QEMU 7.2 and 10.0.
-    pub invalid_wr_operations: i64,
-    /// `invalid_flush_operations`: QEMU 7.2 and 10.0.
-    pub invalid_flush_operations: i64,
-    /// `invalid_unmap_operations`: QEMU 7.2 and 10.0.
-    pub invalid_unmap_operations: i64,
-    /// `account_invalid`: QEMU 7.2 and 10.0.
-    pub account_invalid: bool,
-    /// `account_failed`: QEMU 7.2 and 10.0.
-    pub account_failed: bool,
-    /// `timed_stats`: QEMU 7.2 and 10.0.
-    pub timed_stats: Vec<BlockDeviceStatsTimedStats>,
-    /// `rd_latency_histogram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rd_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
-    /// `wr_latency_histogram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wr_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
-    /// `flush_latency_histogram`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flush_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
-    /// `zone_append_bytes`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_bytes: Option<i64>,
-    /// `zone_append_operations`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_operations: Option<i64>,
-    /// `zone_append_total_time_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_total_time_ns: Option<i64>,
-    /// `zone_append_merged`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_merged: Option<i64>,
-    /// `failed_zone_append_operations`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_zone_append_operations: Option<i64>,
-    /// `invalid_zone_append_operations`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid_zone_append_operations: Option<i64>,
-    /// `zone_append_latency_histogram`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_append_latency_histogram: Option<BlockDeviceStatsRdLatencyHistogram>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockDeviceStats.rd_latency_histogram`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockDeviceStats.rd_latency_histogram`, `BlockDeviceStats.wr_latency_histogram`, `BlockDeviceStats.flush_latency_histogram`, `BlockDeviceStats.zone_append_latency_histogram`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDeviceStatsRdLatencyHistogram {
-    /// `boundaries`: QEMU 7.2 and 10.0.
-    pub boundaries: Vec<i64>,
-    /// `bins`: QEMU 7.2 and 10.0.
-    pub bins: Vec<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockDeviceStats.timed_stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockDeviceStats.timed_stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDeviceStatsTimedStats {
-    /// `interval_length`: QEMU 7.2 and 10.0.
-    pub interval_length: i64,
-    /// `min_rd_latency_ns`: QEMU 7.2 and 10.0.
-    pub min_rd_latency_ns: i64,
-    /// `max_rd_latency_ns`: QEMU 7.2 and 10.0.
-    pub max_rd_latency_ns: i64,
-    /// `avg_rd_latency_ns`: QEMU 7.2 and 10.0.
-    pub avg_rd_latency_ns: i64,
-    /// `min_wr_latency_ns`: QEMU 7.2 and 10.0.
-    pub min_wr_latency_ns: i64,
-    /// `max_wr_latency_ns`: QEMU 7.2 and 10.0.
-    pub max_wr_latency_ns: i64,
-    /// `avg_wr_latency_ns`: QEMU 7.2 and 10.0.
-    pub avg_wr_latency_ns: i64,
-    /// `min_flush_latency_ns`: QEMU 7.2 and 10.0.
-    pub min_flush_latency_ns: i64,
-    /// `max_flush_latency_ns`: QEMU 7.2 and 10.0.
-    pub max_flush_latency_ns: i64,
-    /// `avg_flush_latency_ns`: QEMU 7.2 and 10.0.
-    pub avg_flush_latency_ns: i64,
-    /// `avg_rd_queue_depth`: QEMU 7.2 and 10.0.
-    pub avg_rd_queue_depth: f64,
-    /// `avg_wr_queue_depth`: QEMU 7.2 and 10.0.
-    pub avg_wr_queue_depth: f64,
-    /// `min_zone_append_latency_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_zone_append_latency_ns: Option<i64>,
-    /// `max_zone_append_latency_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_zone_append_latency_ns: Option<i64>,
-    /// `avg_zone_append_latency_ns`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg_zone_append_latency_ns: Option<i64>,
-    /// `avg_zone_append_queue_depth`: QEMU 10.0 only; required where present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg_zone_append_queue_depth: Option<f64>,
-}
-
-/// QAPI type `BlockDirtyBitmap`.
-///
-/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-clear`, `block-dirty-bitmap-disable`, `block-dirty-bitmap-enable`, `block-dirty-bitmap-remove`, ....
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDirtyBitmap {
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: String,
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-}
-
-/// A type the schema leaves unnamed, reached as `block-dirty-bitmap-add`.
-///
-/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-add`, `TransactionActionsBlockDirtyBitmapAdd.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDirtyBitmapAdd {
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: String,
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `granularity`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granularity: Option<i64>,
-    /// `persistent`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub persistent: Option<bool>,
-    /// `disabled`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `block-dirty-bitmap-merge`.
-///
-/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-merge`, `TransactionActionsBlockDirtyBitmapMerge.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDirtyBitmapMerge {
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: String,
-    /// `target`: QEMU 7.2 and 10.0.
-    pub target: String,
-    /// `bitmaps`: QEMU 7.2 and 10.0.
-    pub bitmaps: Vec<BlockDirtyBitmapOrStr>,
-}
-
-/// QAPI type `BlockDirtyBitmapOrStr`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockDirtyBitmapMerge.bitmaps`, `BlockExportAddNbd.bitmaps`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum BlockDirtyBitmapOrStr {
-    /// QEMU 7.2 and 10.0.
-    Str(String),
-    /// QEMU 7.2 and 10.0.
-    BlockDirtyBitmap(Box<BlockDirtyBitmap>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-/// QAPI type `BlockDirtyBitmapSha256`.
-///
-/// QEMU 7.2 and 10.0. Used by `x-debug-block-dirty-bitmap-sha256.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockDirtyBitmapSha256 {
-    /// `sha256`: QEMU 7.2 and 10.0.
-    pub sha256: String,
-}
-
-qapi_enum! {
-/// QAPI type `BlockErrorAction`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockIoError.action`, `BlockJobError.action`.
-pub enum BlockErrorAction {
-/// `ignore`: QEMU 7.2 and 10.0.
-Ignore = "ignore",
-/// `report`: QEMU 7.2 and 10.0.
-Report = "report",
-/// `stop`: QEMU 7.2 and 10.0.
-Stop = "stop",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `block-export-add`.
-///
-/// QEMU 7.2 and 10.0. Used by `block-export-add`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockExportAdd {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `fixed-iothread`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "fixed-iothread",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub fixed_iothread: Option<bool>,
-    /// `iothread`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iothread: Option<String>,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name")]
-    pub node_name: String,
-    /// `writable`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writable: Option<bool>,
-    /// `writethrough`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writethrough: Option<bool>,
-    /// `allow-inactive`: QEMU 10.0 only.
-    #[serde(
-        rename = "allow-inactive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allow_inactive: Option<bool>,
-
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: BlockExportAddBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockExportAdd`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockExportAddBranch: "type" {
-        /// `type: nbd`: QEMU 7.2 and 10.0.
-        Nbd = "nbd" => BlockExportAddNbd,
-        /// `type: vhost-user-blk`: QEMU 7.2 and 10.0.
-        VhostUserBlk = "vhost-user-blk" => BlockExportAddVhostUserBlk,
-        /// `type: fuse`: QEMU 7.2 and 10.0.
-        Fuse = "fuse" => BlockExportAddFuse,
-        /// `type: vduse-blk`: QEMU 7.2 and 10.0.
-        VduseBlk = "vduse-blk" => BlockExportAddVduseBlk,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockExportAdd.type=fuse`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type=fuse`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockExportAddFuse {
-    /// `mountpoint`: QEMU 7.2 and 10.0.
-    pub mountpoint: String,
-    /// `growable`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub growable: Option<bool>,
-    /// `allow-other`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "allow-other",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allow_other: Option<BlockExportAddFuseAllowOther>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockExportAddFuse.allow-other`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAddFuse.allow-other`.
-pub enum BlockExportAddFuseAllowOther {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `auto`: QEMU 7.2 and 10.0.
-Auto = "auto",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockExportAdd.type=nbd`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type=nbd`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-list`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockExportAddNbd {
-    /// `name`: QEMU 7.2 and 10.0.
+pub struct AuthZListProperties {
+    /// `policy`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `description`: QEMU 7.2 and 10.0.
+    pub policy: Option<QAuthZListPolicy>,
+    /// `rules`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// `bitmaps`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmaps: Option<Vec<BlockDirtyBitmapOrStr>>,
-    /// `allocation-depth`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "allocation-depth",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub allocation_depth: Option<bool>,
+    pub rules: Option<Vec<QAuthZListRule>>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockExportAdd.type`.
+/// QAPI type `AuthZPAMProperties`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type`, `BlockExportInfo.type`.
-pub enum BlockExportAddType {
-/// `nbd`: QEMU 7.2 and 10.0.
-Nbd = "nbd",
-/// `vhost-user-blk`: QEMU 7.2 and 10.0.
-VhostUserBlk = "vhost-user-blk",
-/// `fuse`: QEMU 7.2 and 10.0.
-Fuse = "fuse",
-/// `vduse-blk`: QEMU 7.2 and 10.0.
-VduseBlk = "vduse-blk",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockExportAdd.type=vduse-blk`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type=vduse-blk`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-pam`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockExportAddVduseBlk {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `num-queues`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "num-queues",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub num_queues: Option<i64>,
-    /// `queue-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "queue-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub queue_size: Option<i64>,
-    /// `logical-block-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "logical-block-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub logical_block_size: Option<i64>,
-    /// `serial`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
+pub struct AuthZPAMProperties {
+    /// `service`: QEMU 7.2 and 10.0.
+    pub service: String,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockExportAdd.type=vhost-user-blk`.
+/// QAPI type `AuthZSimpleProperties`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockExportAdd.type=vhost-user-blk`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-simple`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockExportAddVhostUserBlk {
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: SocketAddress,
-    /// `logical-block-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "logical-block-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub logical_block_size: Option<i64>,
-    /// `num-queues`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "num-queues",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub num_queues: Option<i64>,
+pub struct AuthZSimpleProperties {
+    /// `identity`: QEMU 7.2 and 10.0.
+    pub identity: String,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockExportDel.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockExportDel.mode`, `NbdServerRemove.mode`.
-pub enum BlockExportDelMode {
-/// `safe`: QEMU 7.2 and 10.0.
-Safe = "safe",
-/// `hard`: QEMU 7.2 and 10.0.
-Hard = "hard",
-}
-}
-
-/// QAPI type `BlockExportInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-block-exports.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockExportInfo {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: BlockExportAddType,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name")]
-    pub node_name: String,
-    /// `shutting-down`: QEMU 7.2 and 10.0.
-    #[serde(rename = "shutting-down")]
-    pub shutting_down: bool,
-}
-
-/// QAPI type `BlockInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-block.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockInfo {
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `qdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qdev: Option<String>,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `removable`: QEMU 7.2 and 10.0.
-    pub removable: bool,
-    /// `locked`: QEMU 7.2 and 10.0.
-    pub locked: bool,
-    /// `inserted`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inserted: Option<BlockDeviceInfo>,
-    /// `tray_open`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tray_open: Option<bool>,
-    /// `io-status`: QEMU 7.2 and 10.0.
-    #[serde(rename = "io-status", default, skip_serializing_if = "Option::is_none")]
-    pub io_status: Option<BlockDeviceIoStatus>,
-}
-
-/// A type the schema leaves unnamed, reached as `block-job-change`.
-///
-/// QEMU 10.0 only. Used by `block-job-change`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockJobChange {
-    /// `id`: QEMU 10.0 only.
-    pub id: String,
-
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: BlockJobChangeBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockJobChange`], chosen by its member `type`.
-    ///
-    /// QEMU 10.0 only.
-    pub enum BlockJobChangeBranch: "type" {
-        /// `type: mirror`: QEMU 10.0 only.
-        Mirror = "mirror" => BlockJobChangeMirror,
-    } {
-        /// `type: commit`, with no more members: QEMU 10.0 only.
-        Commit = "commit",
-        /// `type: stream`, with no more members: QEMU 10.0 only.
-        Stream = "stream",
-        /// `type: backup`, with no more members: QEMU 10.0 only.
-        Backup = "backup",
-        /// `type: create`, with no more members: QEMU 10.0 only.
-        Create = "create",
-        /// `type: amend`, with no more members: QEMU 10.0 only.
-        Amend = "amend",
-        /// `type: snapshot-load`, with no more members: QEMU 10.0 only.
-        SnapshotLoad = "snapshot-load",
-        /// `type: snapshot-save`, with no more members: QEMU 10.0 only.
-        SnapshotSave = "snapshot-save",
-        /// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
-        SnapshotDelete = "snapshot-delete",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockJobChange.type=mirror`.
-///
-/// QEMU 10.0 only. Used by `BlockJobChange.type=mirror`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockJobChangeMirror {
-    /// `copy-mode`: QEMU 10.0 only.
-    #[serde(rename = "copy-mode")]
-    pub copy_mode: BlockdevMirrorCopyMode,
-}
-
-/// QAPI type `BlockJobInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-block-jobs.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockJobInfo {
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `len`: QEMU 7.2 and 10.0.
-    pub len: i64,
-    /// `offset`: QEMU 7.2 and 10.0.
-    pub offset: i64,
-    /// `busy`: QEMU 7.2 and 10.0.
-    pub busy: bool,
-    /// `paused`: QEMU 7.2 and 10.0.
-    pub paused: bool,
-    /// `speed`: QEMU 7.2 and 10.0.
-    pub speed: i64,
-    /// `io-status`: QEMU 7.2 and 10.0.
-    #[serde(rename = "io-status")]
-    pub io_status: BlockDeviceIoStatus,
-    /// `ready`: QEMU 7.2 and 10.0.
-    pub ready: bool,
-    /// `status`: QEMU 7.2 and 10.0.
-    pub status: JobStatus,
-    /// `auto-finalize`: QEMU 7.2 and 10.0.
-    #[serde(rename = "auto-finalize")]
-    pub auto_finalize: bool,
-    /// `auto-dismiss`: QEMU 7.2 and 10.0.
-    #[serde(rename = "auto-dismiss")]
-    pub auto_dismiss: bool,
-    /// `error`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: BlockJobInfoBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockJobInfo`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockJobInfoBranch: "type" {
-        /// `type: mirror`: QEMU 10.0 only.
-        Mirror = "mirror" => BlockJobInfoMirror,
-    } {
-        /// `type: commit`, with no more members: QEMU 10.0 only.
-        Commit = "commit",
-        /// `type: stream`, with no more members: QEMU 10.0 only.
-        Stream = "stream",
-        /// `type: backup`, with no more members: QEMU 10.0 only.
-        Backup = "backup",
-        /// `type: create`, with no more members: QEMU 10.0 only.
-        Create = "create",
-        /// `type: amend`, with no more members: QEMU 10.0 only.
-        Amend = "amend",
-        /// `type: snapshot-load`, with no more members: QEMU 10.0 only.
-        SnapshotLoad = "snapshot-load",
-        /// `type: snapshot-save`, with no more members: QEMU 10.0 only.
-        SnapshotSave = "snapshot-save",
-        /// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
-        SnapshotDelete = "snapshot-delete",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockJobInfo.type=mirror`.
-///
-/// QEMU 10.0 only. Used by `BlockJobInfo.type=mirror`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockJobInfoMirror {
-    /// `actively-synced`: QEMU 10.0 only.
-    #[serde(rename = "actively-synced")]
-    pub actively_synced: bool,
-}
-
-/// QAPI type `BlockStats`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-blockstats.ret`, `BlockStats.parent`, `BlockStats.backing`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockStats {
-    /// `device`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    /// `qdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qdev: Option<String>,
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// `stats`: QEMU 7.2 and 10.0.
-    pub stats: BlockDeviceStats,
-    /// `driver-specific`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "driver-specific",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub driver_specific: Option<BlockStatsDriverSpecific>,
-    /// `parent`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<BlockStats>>,
-    /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backing: Option<Box<BlockStats>>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockStats.driver-specific`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockStats.driver-specific`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockStatsDriverSpecific {
-    /// The branch chosen by `driver`, with its members.
-    #[serde(flatten)]
-    pub driver: BlockStatsDriverSpecificBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockStatsDriverSpecific`], chosen by its member `driver`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockStatsDriverSpecificBranch: "driver" {
-        /// `driver: file`: QEMU 7.2 and 10.0.
-        File = "file" => BlockStatsDriverSpecificFile,
-        /// `driver: host_device`: QEMU 7.2 and 10.0.
-        HostDevice = "host_device" => BlockStatsDriverSpecificFile,
-        /// `driver: nvme`: QEMU 7.2 and 10.0.
-        Nvme = "nvme" => BlockStatsDriverSpecificNvme,
-    } {
-        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-        Blkdebug = "blkdebug",
-        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-        Blklogwrites = "blklogwrites",
-        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-        Blkreplay = "blkreplay",
-        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-        Blkverify = "blkverify",
-        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-        Bochs = "bochs",
-        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-        Cloop = "cloop",
-        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-        Compress = "compress",
-        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-        CopyBeforeWrite = "copy-before-write",
-        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-        CopyOnRead = "copy-on-read",
-        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-        Dmg = "dmg",
-        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-        SnapshotAccess = "snapshot-access",
-        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-        Ftp = "ftp",
-        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-        Ftps = "ftps",
-        /// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
-        Gluster = "gluster",
-        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-        HostCdrom = "host_cdrom",
-        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-        Http = "http",
-        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-        Https = "https",
-        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-        Iscsi = "iscsi",
-        /// `driver: luks`, with no more members: QEMU 7.2 and 10.0.
-        Luks = "luks",
-        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-        Nbd = "nbd",
-        /// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
-        Nfs = "nfs",
-        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-        NullAio = "null-aio",
-        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-        NullCo = "null-co",
-        /// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
-        Parallels = "parallels",
-        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-        Preallocate = "preallocate",
-        /// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
-        Qcow = "qcow",
-        /// `driver: qcow2`, with no more members: QEMU 7.2 and 10.0.
-        Qcow2 = "qcow2",
-        /// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
-        Qed = "qed",
-        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-        Quorum = "quorum",
-        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-        Raw = "raw",
-        /// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
-        Rbd = "rbd",
-        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-        Replication = "replication",
-        /// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
-        Ssh = "ssh",
-        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-        Throttle = "throttle",
-        /// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
-        Vdi = "vdi",
-        /// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
-        Vhdx = "vhdx",
-        /// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
-        Vmdk = "vmdk",
-        /// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
-        Vpc = "vpc",
-        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-        Vvfat = "vvfat",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockStatsDriverSpecific.driver=file`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockStatsDriverSpecific.driver=file`, `BlockStatsDriverSpecific.driver=host_device`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockStatsDriverSpecificFile {
-    /// `discard-nb-ok`: QEMU 7.2 and 10.0.
-    #[serde(rename = "discard-nb-ok")]
-    pub discard_nb_ok: i64,
-    /// `discard-nb-failed`: QEMU 7.2 and 10.0.
-    #[serde(rename = "discard-nb-failed")]
-    pub discard_nb_failed: i64,
-    /// `discard-bytes-ok`: QEMU 7.2 and 10.0.
-    #[serde(rename = "discard-bytes-ok")]
-    pub discard_bytes_ok: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockStatsDriverSpecific.driver=nvme`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockStatsDriverSpecific.driver=nvme`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockStatsDriverSpecificNvme {
-    /// `completion-errors`: QEMU 7.2 and 10.0.
-    #[serde(rename = "completion-errors")]
-    pub completion_errors: i64,
-    /// `aligned-accesses`: QEMU 7.2 and 10.0.
-    #[serde(rename = "aligned-accesses")]
-    pub aligned_accesses: i64,
-    /// `unaligned-accesses`: QEMU 7.2 and 10.0.
-    #[serde(rename = "unaligned-accesses")]
-    pub unaligned_accesses: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `blockdev-backup`.
-///
-/// QEMU 7.2 and 10.0. Used by `blockdev-backup`, `TransactionActionsBlockdevBackup.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevBackup {
-    /// `job-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "job-id", default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `sync`: QEMU 7.2 and 10.0.
-    pub sync: BlockdevBackupSync,
-    /// `speed`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub speed: Option<i64>,
-    /// `bitmap`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmap: Option<String>,
-    /// `bitmap-mode`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bitmap-mode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bitmap_mode: Option<BlockdevBackupBitmapMode>,
-    /// `compress`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compress: Option<bool>,
-    /// `on-source-error`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "on-source-error",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub on_source_error: Option<BlockCommitOnError>,
-    /// `on-target-error`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "on-target-error",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub on_target_error: Option<BlockCommitOnError>,
-    /// `auto-finalize`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "auto-finalize",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub auto_finalize: Option<bool>,
-    /// `auto-dismiss`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "auto-dismiss",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub auto_dismiss: Option<bool>,
-    /// `filter-node-name`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "filter-node-name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub filter_node_name: Option<String>,
-    /// `x-perf`: QEMU 7.2 and 10.0.
-    #[serde(rename = "x-perf", default, skip_serializing_if = "Option::is_none")]
-    pub x_perf: Option<BlockdevBackupXPerf>,
-    /// `target`: QEMU 7.2 and 10.0.
-    pub target: String,
-    /// `discard-source`: QEMU 10.0 only.
-    #[serde(
-        rename = "discard-source",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discard_source: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevBackup.bitmap-mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevBackup.bitmap-mode`, `DriveBackup.bitmap-mode`.
-pub enum BlockdevBackupBitmapMode {
-/// `on-success`: QEMU 7.2 and 10.0.
-OnSuccess = "on-success",
-/// `never`: QEMU 7.2 and 10.0.
-Never = "never",
-/// `always`: QEMU 7.2 and 10.0.
-Always = "always",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevBackup.sync`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevBackup.sync`, `BlockdevMirror.sync`, `DriveBackup.sync`, `DriveMirror.sync`.
-pub enum BlockdevBackupSync {
-/// `top`: QEMU 7.2 and 10.0.
-Top = "top",
-/// `full`: QEMU 7.2 and 10.0.
-Full = "full",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `incremental`: QEMU 7.2 and 10.0.
-Incremental = "incremental",
-/// `bitmap`: QEMU 7.2 and 10.0.
-Bitmap = "bitmap",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevBackup.x-perf`.
+/// QAPI type `BackupPerf`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevBackup.x-perf`, `DriveBackup.x-perf`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevBackupXPerf {
+pub struct BackupPerf {
     /// `use-copy-range`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "use-copy-range",
@@ -1739,1203 +788,75 @@ pub struct BlockdevBackupXPerf {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub min_cluster_size: Option<i64>,
+    pub min_cluster_size: Option<u64>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevChangeMedium.read-only-mode`.
+/// QAPI type `BalloonInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevChangeMedium.read-only-mode`.
-pub enum BlockdevChangeMediumReadOnlyMode {
-/// `retain`: QEMU 7.2 and 10.0.
-Retain = "retain",
-/// `read-only`: QEMU 7.2 and 10.0.
-ReadOnly = "read-only",
-/// `read-write`: QEMU 7.2 and 10.0.
-ReadWrite = "read-write",
-}
-}
-
-/// QAPI type `BlockdevCreateOptions`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreate.options`.
+/// QEMU 7.2 and 10.0. Used by `query-balloon.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptions {
-    /// The branch chosen by `driver`, with its members.
-    #[serde(flatten)]
-    pub driver: BlockdevCreateOptionsBranch,
+pub struct BalloonInfo {
+    /// `actual`: QEMU 7.2 and 10.0.
+    pub actual: i64,
 }
 
-qapi_union! {
-    /// The branches of [`BlockdevCreateOptions`], chosen by its member `driver`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevCreateOptionsBranch: "driver" {
-        /// `driver: file`: QEMU 7.2 and 10.0.
-        File = "file" => BlockdevCreateOptionsFile,
-        /// `driver: gluster`: QEMU 7.2 and 10.0.
-        Gluster = "gluster" => BlockdevCreateOptionsGluster,
-        /// `driver: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => BlockdevCreateOptionsLuks,
-        /// `driver: nfs`: QEMU 7.2 and 10.0.
-        Nfs = "nfs" => BlockdevCreateOptionsNfs,
-        /// `driver: parallels`: QEMU 7.2 and 10.0.
-        Parallels = "parallels" => BlockdevCreateOptionsParallels,
-        /// `driver: qcow`: QEMU 7.2 and 10.0.
-        Qcow = "qcow" => BlockdevCreateOptionsQcow,
-        /// `driver: qcow2`: QEMU 7.2 and 10.0.
-        Qcow2 = "qcow2" => BlockdevCreateOptionsQcow2,
-        /// `driver: qed`: QEMU 7.2 and 10.0.
-        Qed = "qed" => BlockdevCreateOptionsQed,
-        /// `driver: rbd`: QEMU 7.2 and 10.0.
-        Rbd = "rbd" => BlockdevCreateOptionsRbd,
-        /// `driver: ssh`: QEMU 7.2 and 10.0.
-        Ssh = "ssh" => BlockdevCreateOptionsSsh,
-        /// `driver: vdi`: QEMU 7.2 and 10.0.
-        Vdi = "vdi" => BlockdevCreateOptionsVdi,
-        /// `driver: vhdx`: QEMU 7.2 and 10.0.
-        Vhdx = "vhdx" => BlockdevCreateOptionsVhdx,
-        /// `driver: vmdk`: QEMU 7.2 and 10.0.
-        Vmdk = "vmdk" => BlockdevCreateOptionsVmdk,
-        /// `driver: vpc`: QEMU 7.2 and 10.0.
-        Vpc = "vpc" => BlockdevCreateOptionsVpc,
-    } {
-        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-        Blkdebug = "blkdebug",
-        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-        Blklogwrites = "blklogwrites",
-        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-        Blkreplay = "blkreplay",
-        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-        Blkverify = "blkverify",
-        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-        Bochs = "bochs",
-        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-        Cloop = "cloop",
-        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-        Compress = "compress",
-        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-        CopyBeforeWrite = "copy-before-write",
-        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-        CopyOnRead = "copy-on-read",
-        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-        Dmg = "dmg",
-        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-        SnapshotAccess = "snapshot-access",
-        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-        Ftp = "ftp",
-        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-        Ftps = "ftps",
-        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-        HostCdrom = "host_cdrom",
-        /// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
-        HostDevice = "host_device",
-        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-        Http = "http",
-        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-        Https = "https",
-        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-        Iscsi = "iscsi",
-        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-        Nbd = "nbd",
-        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-        NullAio = "null-aio",
-        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-        NullCo = "null-co",
-        /// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
-        Nvme = "nvme",
-        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-        Preallocate = "preallocate",
-        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-        Quorum = "quorum",
-        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-        Raw = "raw",
-        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-        Replication = "replication",
-        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-        Throttle = "throttle",
-        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-        Vvfat = "vvfat",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=file`.
+/// QAPI type `BitmapMigrationBitmapAlias`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=file`.
+/// QEMU 7.2 and 10.0. Used by `BitmapMigrationNodeAlias.bitmaps`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsFile {
-    /// `filename`: QEMU 7.2 and 10.0.
-    pub filename: String,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `preallocation`: QEMU 7.2 and 10.0.
+pub struct BitmapMigrationBitmapAlias {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `alias`: QEMU 7.2 and 10.0.
+    pub alias: String,
+    /// `transform`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
-    /// `nocow`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nocow: Option<bool>,
-    /// `extent-size-hint`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "extent-size-hint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub extent_size_hint: Option<i64>,
+    pub transform: Option<BitmapMigrationBitmapAliasTransform>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsFile.preallocation`.
+/// QAPI type `BitmapMigrationBitmapAliasTransform`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsFile.preallocation`, `BlockdevCreateOptionsGluster.preallocation`, `BlockdevCreateOptionsLuks.preallocation`, `BlockdevCreateOptionsQcow2.preallocation`, ....
-pub enum BlockdevCreateOptionsFilePreallocation {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `metadata`: QEMU 7.2 and 10.0.
-Metadata = "metadata",
-/// `falloc`: QEMU 7.2 and 10.0.
-Falloc = "falloc",
-/// `full`: QEMU 7.2 and 10.0.
-Full = "full",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=gluster`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=gluster`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsGluster {
-    /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevOptionsGluster,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `preallocation`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-    /// `cipher-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cipher-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cipher_alg: Option<BlockdevCreateOptionsLuksCipherAlg>,
-    /// `cipher-mode`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cipher-mode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cipher_mode: Option<BlockdevCreateOptionsLuksCipherMode>,
-    /// `ivgen-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ivgen-alg", default, skip_serializing_if = "Option::is_none")]
-    pub ivgen_alg: Option<BlockdevCreateOptionsLuksIvgenAlg>,
-    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "ivgen-hash-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ivgen_hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
-    /// `hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "hash-alg", default, skip_serializing_if = "Option::is_none")]
-    pub hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
-    /// `iter-time`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
-    pub iter_time: Option<i64>,
-    /// `file`: QEMU 7.2 and 10.0; optional in 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<BlockdevRef>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `preallocation`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
-    /// `header`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<BlockdevRef>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsLuks.cipher-alg`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.cipher-alg`, `BlockdevCreateOptionsQcowEncryptLuks.cipher-alg`, `BlockdevCreateOptionsRbdEncryptLuks.cipher-alg`, `BlockdevCreateOptionsRbdEncryptLuks2.cipher-alg`, ....
-pub enum BlockdevCreateOptionsLuksCipherAlg {
-/// `aes-128`: QEMU 7.2 and 10.0.
-Aes128 = "aes-128",
-/// `aes-192`: QEMU 7.2 and 10.0.
-Aes192 = "aes-192",
-/// `aes-256`: QEMU 7.2 and 10.0.
-Aes256 = "aes-256",
-/// `des`: QEMU 7.2 and 10.0.
-Des = "des",
-/// `3des`: QEMU 7.2 and 10.0.
-V3des = "3des",
-/// `cast5-128`: QEMU 7.2 and 10.0.
-Cast5_128 = "cast5-128",
-/// `serpent-128`: QEMU 7.2 and 10.0.
-Serpent128 = "serpent-128",
-/// `serpent-192`: QEMU 7.2 and 10.0.
-Serpent192 = "serpent-192",
-/// `serpent-256`: QEMU 7.2 and 10.0.
-Serpent256 = "serpent-256",
-/// `twofish-128`: QEMU 7.2 and 10.0.
-Twofish128 = "twofish-128",
-/// `twofish-192`: QEMU 7.2 and 10.0.
-Twofish192 = "twofish-192",
-/// `twofish-256`: QEMU 7.2 and 10.0.
-Twofish256 = "twofish-256",
-/// `sm4`: QEMU 10.0 only.
-Sm4 = "sm4",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsLuks.cipher-mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.cipher-mode`, `BlockdevCreateOptionsQcowEncryptLuks.cipher-mode`, `ImageInfoSpecificLuksData.cipher-mode`.
-pub enum BlockdevCreateOptionsLuksCipherMode {
-/// `ecb`: QEMU 7.2 and 10.0.
-Ecb = "ecb",
-/// `cbc`: QEMU 7.2 and 10.0.
-Cbc = "cbc",
-/// `xts`: QEMU 7.2 and 10.0.
-Xts = "xts",
-/// `ctr`: QEMU 7.2 and 10.0.
-Ctr = "ctr",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsLuks.ivgen-alg`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.ivgen-alg`, `BlockdevCreateOptionsQcowEncryptLuks.ivgen-alg`, `ImageInfoSpecificLuksData.ivgen-alg`.
-pub enum BlockdevCreateOptionsLuksIvgenAlg {
-/// `plain`: QEMU 7.2 and 10.0.
-Plain = "plain",
-/// `plain64`: QEMU 7.2 and 10.0.
-Plain64 = "plain64",
-/// `essiv`: QEMU 7.2 and 10.0.
-Essiv = "essiv",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsLuks.ivgen-hash-alg`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLuks.ivgen-hash-alg`, `BlockdevCreateOptionsLuks.hash-alg`, `BlockdevCreateOptionsQcowEncryptLuks.ivgen-hash-alg`, `BlockdevCreateOptionsQcowEncryptLuks.hash-alg`, ....
-pub enum BlockdevCreateOptionsLuksIvgenHashAlg {
-/// `md5`: QEMU 7.2 and 10.0.
-Md5 = "md5",
-/// `sha1`: QEMU 7.2 and 10.0.
-Sha1 = "sha1",
-/// `sha224`: QEMU 7.2 and 10.0.
-Sha224 = "sha224",
-/// `sha256`: QEMU 7.2 and 10.0.
-Sha256 = "sha256",
-/// `sha384`: QEMU 7.2 and 10.0.
-Sha384 = "sha384",
-/// `sha512`: QEMU 7.2 and 10.0.
-Sha512 = "sha512",
-/// `ripemd160`: QEMU 7.2 and 10.0.
-Ripemd160 = "ripemd160",
-/// `sm3`: QEMU 10.0 only.
-Sm3 = "sm3",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=nfs`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=nfs`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsNfs {
-    /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevOptionsNfs,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=parallels`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=parallels`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsParallels {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `cluster-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=qcow`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=qcow`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsQcow {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `backing-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_file: Option<String>,
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevCreateOptionsQcowEncrypt>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=qcow2`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=qcow2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsQcow2 {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `data-file`: QEMU 7.2 and 10.0.
-    #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
-    pub data_file: Option<BlockdevRef>,
-    /// `data-file-raw`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "data-file-raw",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub data_file_raw: Option<bool>,
-    /// `extended-l2`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "extended-l2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub extended_l2: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `version`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<BlockdevCreateOptionsQcow2Version>,
-    /// `backing-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_file: Option<String>,
-    /// `backing-fmt`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-fmt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_fmt: Option<BlockdevDriver>,
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevCreateOptionsQcowEncrypt>,
-    /// `cluster-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_size: Option<i64>,
-    /// `preallocation`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
-    /// `lazy-refcounts`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "lazy-refcounts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lazy_refcounts: Option<bool>,
-    /// `refcount-bits`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-bits",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_bits: Option<i64>,
-    /// `compression-type`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "compression-type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub compression_type: Option<BlockdevCreateOptionsQcow2CompressionType>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsQcow2.compression-type`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow2.compression-type`, `ImageInfoSpecificQcow2Data.compression-type`.
-pub enum BlockdevCreateOptionsQcow2CompressionType {
-/// `zlib`: QEMU 7.2 and 10.0.
-Zlib = "zlib",
-/// `zstd`: QEMU 7.2 and 10.0.
-Zstd = "zstd",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsQcow2.version`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow2.version`.
-pub enum BlockdevCreateOptionsQcow2Version {
-/// `v2`: QEMU 7.2 and 10.0.
-V2 = "v2",
-/// `v3`: QEMU 7.2 and 10.0.
-V3 = "v3",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsQcow.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow.encrypt`, `BlockdevCreateOptionsQcow2.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsQcowEncrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevCreateOptionsQcowEncryptBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevCreateOptionsQcowEncrypt`], chosen by its member `format`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevCreateOptionsQcowEncryptBranch: "format" {
-        /// `format: qcow`: QEMU 7.2 and 10.0.
-        Qcow = "qcow" => BlockdevOptionsQcow2EncryptAes,
-        /// `format: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => BlockdevCreateOptionsQcowEncryptLuks,
-    } {
-    }
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsQcowEncrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcowEncrypt.format`, `XBlockdevAmendOptionsQcow2Encrypt.format`.
-pub enum BlockdevCreateOptionsQcowEncryptFormat {
-/// `qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow",
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsQcowEncrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcowEncrypt.format=luks`.
+/// QEMU 7.2 and 10.0. Used by `BitmapMigrationBitmapAlias.transform`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsQcowEncryptLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-    /// `cipher-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cipher-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cipher_alg: Option<BlockdevCreateOptionsLuksCipherAlg>,
-    /// `cipher-mode`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cipher-mode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cipher_mode: Option<BlockdevCreateOptionsLuksCipherMode>,
-    /// `ivgen-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ivgen-alg", default, skip_serializing_if = "Option::is_none")]
-    pub ivgen_alg: Option<BlockdevCreateOptionsLuksIvgenAlg>,
-    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "ivgen-hash-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ivgen_hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
-    /// `hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "hash-alg", default, skip_serializing_if = "Option::is_none")]
-    pub hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
-    /// `iter-time`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
-    pub iter_time: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=qed`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=qed`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsQed {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `backing-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_file: Option<String>,
-    /// `backing-fmt`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-fmt",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_fmt: Option<BlockdevDriver>,
-    /// `cluster-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_size: Option<i64>,
-    /// `table-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "table-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub table_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=rbd`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=rbd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsRbd {
-    /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevOptionsRbd,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `cluster-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_size: Option<i64>,
-    /// `encrypt`: QEMU 7.2 and 10.0.
+pub struct BitmapMigrationBitmapAliasTransform {
+    /// `persistent`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevCreateOptionsRbdEncrypt>,
+    pub persistent: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsRbd.encrypt`.
+/// QAPI type `BitmapMigrationNodeAlias`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsRbd.encrypt`.
+/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.block-bitmap-mapping`, `MigrationParameters.block-bitmap-mapping`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsRbdEncrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevCreateOptionsRbdEncryptBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevCreateOptionsRbdEncrypt`], chosen by its member `format`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevCreateOptionsRbdEncryptBranch: "format" {
-        /// `format: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => BlockdevCreateOptionsRbdEncryptLuks,
-        /// `format: luks2`: QEMU 7.2 and 10.0.
-        Luks2 = "luks2" => BlockdevCreateOptionsRbdEncryptLuks2,
-    } {
-        /// `format: luks-any`, with no more members: QEMU 10.0 only.
-        LuksAny = "luks-any",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsRbdEncrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsRbdEncrypt.format=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsRbdEncryptLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-    /// `cipher-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cipher-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cipher_alg: Option<BlockdevCreateOptionsLuksCipherAlg>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsRbdEncrypt.format=luks2`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsRbdEncrypt.format=luks2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsRbdEncryptLuks2 {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-    /// `cipher-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cipher-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cipher_alg: Option<BlockdevCreateOptionsLuksCipherAlg>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=ssh`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=ssh`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsSsh {
-    /// `location`: QEMU 7.2 and 10.0.
-    pub location: BlockdevOptionsSsh,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=vdi`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vdi`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsVdi {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `preallocation`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preallocation: Option<BlockdevCreateOptionsFilePreallocation>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=vhdx`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vhdx`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsVhdx {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `log-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "log-size", default, skip_serializing_if = "Option::is_none")]
-    pub log_size: Option<i64>,
-    /// `block-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "block-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub block_size: Option<i64>,
-    /// `subformat`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subformat: Option<BlockdevCreateOptionsVhdxSubformat>,
-    /// `block-state-zero`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "block-state-zero",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub block_state_zero: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsVhdx.subformat`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVhdx.subformat`.
-pub enum BlockdevCreateOptionsVhdxSubformat {
-/// `dynamic`: QEMU 7.2 and 10.0.
-Dynamic = "dynamic",
-/// `fixed`: QEMU 7.2 and 10.0.
-Fixed = "fixed",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=vmdk`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vmdk`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsVmdk {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `extents`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extents: Option<Vec<BlockdevRef>>,
-    /// `subformat`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subformat: Option<BlockdevCreateOptionsVmdkSubformat>,
-    /// `backing-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "backing-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub backing_file: Option<String>,
-    /// `adapter-type`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "adapter-type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub adapter_type: Option<BlockdevCreateOptionsVmdkAdapterType>,
-    /// `hwversion`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hwversion: Option<String>,
-    /// `toolsversion`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub toolsversion: Option<String>,
-    /// `zeroed-grain`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "zeroed-grain",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub zeroed_grain: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsVmdk.adapter-type`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVmdk.adapter-type`.
-pub enum BlockdevCreateOptionsVmdkAdapterType {
-/// `ide`: QEMU 7.2 and 10.0.
-Ide = "ide",
-/// `buslogic`: QEMU 7.2 and 10.0.
-Buslogic = "buslogic",
-/// `lsilogic`: QEMU 7.2 and 10.0.
-Lsilogic = "lsilogic",
-/// `legacyESX`: QEMU 7.2 and 10.0.
-LegacyESX = "legacyESX",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsVmdk.subformat`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVmdk.subformat`.
-pub enum BlockdevCreateOptionsVmdkSubformat {
-/// `monolithicSparse`: QEMU 7.2 and 10.0.
-MonolithicSparse = "monolithicSparse",
-/// `monolithicFlat`: QEMU 7.2 and 10.0.
-MonolithicFlat = "monolithicFlat",
-/// `twoGbMaxExtentSparse`: QEMU 7.2 and 10.0.
-TwoGbMaxExtentSparse = "twoGbMaxExtentSparse",
-/// `twoGbMaxExtentFlat`: QEMU 7.2 and 10.0.
-TwoGbMaxExtentFlat = "twoGbMaxExtentFlat",
-/// `streamOptimized`: QEMU 7.2 and 10.0.
-StreamOptimized = "streamOptimized",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptions.driver=vpc`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vpc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevCreateOptionsVpc {
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: BlockdevRef,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `subformat`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subformat: Option<BlockdevCreateOptionsVpcSubformat>,
-    /// `force-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "force-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub force_size: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevCreateOptionsVpc.subformat`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVpc.subformat`.
-pub enum BlockdevCreateOptionsVpcSubformat {
-/// `dynamic`: QEMU 7.2 and 10.0.
-Dynamic = "dynamic",
-/// `fixed`: QEMU 7.2 and 10.0.
-Fixed = "fixed",
-}
-}
-
-qapi_enum! {
-/// QAPI type `BlockdevDriver`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver`, `BlockdevCreateOptions.driver`, `BlockStatsDriverSpecific.driver`, `XBlockdevAmendOptions.driver`, ....
-pub enum BlockdevDriver {
-/// `blkdebug`: QEMU 7.2 and 10.0.
-Blkdebug = "blkdebug",
-/// `blklogwrites`: QEMU 7.2 and 10.0.
-Blklogwrites = "blklogwrites",
-/// `blkreplay`: QEMU 7.2 and 10.0.
-Blkreplay = "blkreplay",
-/// `blkverify`: QEMU 7.2 and 10.0.
-Blkverify = "blkverify",
-/// `bochs`: QEMU 7.2 and 10.0.
-Bochs = "bochs",
-/// `cloop`: QEMU 7.2 and 10.0.
-Cloop = "cloop",
-/// `compress`: QEMU 7.2 and 10.0.
-Compress = "compress",
-/// `copy-before-write`: QEMU 7.2 and 10.0.
-CopyBeforeWrite = "copy-before-write",
-/// `copy-on-read`: QEMU 7.2 and 10.0.
-CopyOnRead = "copy-on-read",
-/// `dmg`: QEMU 7.2 and 10.0.
-Dmg = "dmg",
-/// `file`: QEMU 7.2 and 10.0.
-File = "file",
-/// `snapshot-access`: QEMU 7.2 and 10.0.
-SnapshotAccess = "snapshot-access",
-/// `ftp`: QEMU 7.2 and 10.0.
-Ftp = "ftp",
-/// `ftps`: QEMU 7.2 and 10.0.
-Ftps = "ftps",
-/// `gluster`: QEMU 7.2 and 10.0.
-Gluster = "gluster",
-/// `host_cdrom`: QEMU 7.2 and 10.0.
-HostCdrom = "host_cdrom",
-/// `host_device`: QEMU 7.2 and 10.0.
-HostDevice = "host_device",
-/// `http`: QEMU 7.2 and 10.0.
-Http = "http",
-/// `https`: QEMU 7.2 and 10.0.
-Https = "https",
-/// `iscsi`: QEMU 7.2 and 10.0.
-Iscsi = "iscsi",
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `nbd`: QEMU 7.2 and 10.0.
-Nbd = "nbd",
-/// `nfs`: QEMU 7.2 and 10.0.
-Nfs = "nfs",
-/// `null-aio`: QEMU 7.2 and 10.0.
-NullAio = "null-aio",
-/// `null-co`: QEMU 7.2 and 10.0.
-NullCo = "null-co",
-/// `nvme`: QEMU 7.2 and 10.0.
-Nvme = "nvme",
-/// `parallels`: QEMU 7.2 and 10.0.
-Parallels = "parallels",
-/// `preallocate`: QEMU 7.2 and 10.0.
-Preallocate = "preallocate",
-/// `qcow`: QEMU 7.2 and 10.0.
-Qcow = "qcow",
-/// `qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2",
-/// `qed`: QEMU 7.2 and 10.0.
-Qed = "qed",
-/// `quorum`: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `raw`: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd",
-/// `replication`: QEMU 7.2 and 10.0.
-Replication = "replication",
-/// `ssh`: QEMU 7.2 and 10.0.
-Ssh = "ssh",
-/// `throttle`: QEMU 7.2 and 10.0.
-Throttle = "throttle",
-/// `vdi`: QEMU 7.2 and 10.0.
-Vdi = "vdi",
-/// `vhdx`: QEMU 7.2 and 10.0.
-Vhdx = "vhdx",
-/// `vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk",
-/// `vpc`: QEMU 7.2 and 10.0.
-Vpc = "vpc",
-/// `vvfat`: QEMU 7.2 and 10.0.
-Vvfat = "vvfat",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevMirror.copy-mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevMirror.copy-mode`, `DriveMirror.copy-mode`, `BlockJobChangeMirror.copy-mode`.
-pub enum BlockdevMirrorCopyMode {
-/// `background`: QEMU 7.2 and 10.0.
-Background = "background",
-/// `write-blocking`: QEMU 7.2 and 10.0.
-WriteBlocking = "write-blocking",
-}
-}
-
-/// QAPI type `BlockdevOptions`.
-///
-/// QEMU 7.2 and 10.0. Used by `blockdev-add`, `BlockdevReopen.options`, `BlockdevRef|object`, `BlockdevRefOrNull|object`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptions {
+pub struct BitmapMigrationNodeAlias {
     /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// `discard`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discard: Option<BlockdevOptionsDiscard>,
-    /// `cache`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache: Option<BlockdevOptionsCache>,
-    /// `read-only`: QEMU 7.2 and 10.0.
-    #[serde(rename = "read-only", default, skip_serializing_if = "Option::is_none")]
-    pub read_only: Option<bool>,
-    /// `auto-read-only`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "auto-read-only",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub auto_read_only: Option<bool>,
-    /// `force-share`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "force-share",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub force_share: Option<bool>,
-    /// `detect-zeroes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "detect-zeroes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub detect_zeroes: Option<BlockdevOptionsDetectZeroes>,
-    /// `active`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<bool>,
-
-    /// The branch chosen by `driver`, with its members.
-    #[serde(flatten)]
-    pub driver: BlockdevOptionsBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevOptions`], chosen by its member `driver`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevOptionsBranch: "driver" {
-        /// `driver: blkdebug`: QEMU 7.2 and 10.0.
-        Blkdebug = "blkdebug" => BlockdevOptionsBlkdebug,
-        /// `driver: blklogwrites`: QEMU 7.2 and 10.0.
-        Blklogwrites = "blklogwrites" => BlockdevOptionsBlklogwrites,
-        /// `driver: blkverify`: QEMU 7.2 and 10.0.
-        Blkverify = "blkverify" => BlockdevOptionsBlkverify,
-        /// `driver: blkreplay`: QEMU 7.2 and 10.0.
-        Blkreplay = "blkreplay" => BlockdevOptionsBlkreplay,
-        /// `driver: bochs`: QEMU 7.2 and 10.0.
-        Bochs = "bochs" => BlockdevOptionsGenericFormat,
-        /// `driver: cloop`: QEMU 7.2 and 10.0.
-        Cloop = "cloop" => BlockdevOptionsGenericFormat,
-        /// `driver: compress`: QEMU 7.2 and 10.0.
-        Compress = "compress" => BlockdevOptionsGenericFormat,
-        /// `driver: copy-before-write`: QEMU 7.2 and 10.0.
-        CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCbw,
-        /// `driver: copy-on-read`: QEMU 7.2 and 10.0.
-        CopyOnRead = "copy-on-read" => BlockdevOptionsCor,
-        /// `driver: dmg`: QEMU 7.2 and 10.0.
-        Dmg = "dmg" => BlockdevOptionsGenericFormat,
-        /// `driver: file`: QEMU 7.2 and 10.0.
-        File = "file" => BlockdevOptionsFile,
-        /// `driver: ftp`: QEMU 7.2 and 10.0.
-        Ftp = "ftp" => BlockdevOptionsCurlFtp,
-        /// `driver: ftps`: QEMU 7.2 and 10.0.
-        Ftps = "ftps" => BlockdevOptionsCurlFtps,
-        /// `driver: gluster`: QEMU 7.2 and 10.0.
-        Gluster = "gluster" => BlockdevOptionsGluster,
-        /// `driver: host_cdrom`: QEMU 7.2 and 10.0.
-        HostCdrom = "host_cdrom" => BlockdevOptionsFile,
-        /// `driver: host_device`: QEMU 7.2 and 10.0.
-        HostDevice = "host_device" => BlockdevOptionsFile,
-        /// `driver: http`: QEMU 7.2 and 10.0.
-        Http = "http" => BlockdevOptionsCurlHttp,
-        /// `driver: https`: QEMU 7.2 and 10.0.
-        Https = "https" => BlockdevOptionsCurlHttps,
-        /// `driver: iscsi`: QEMU 7.2 and 10.0.
-        Iscsi = "iscsi" => BlockdevOptionsIscsi,
-        /// `driver: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => BlockdevOptionsLuks,
-        /// `driver: nbd`: QEMU 7.2 and 10.0.
-        Nbd = "nbd" => BlockdevOptionsNbd,
-        /// `driver: nfs`: QEMU 7.2 and 10.0.
-        Nfs = "nfs" => BlockdevOptionsNfs,
-        /// `driver: null-aio`: QEMU 7.2 and 10.0.
-        NullAio = "null-aio" => BlockdevOptionsNull,
-        /// `driver: null-co`: QEMU 7.2 and 10.0.
-        NullCo = "null-co" => BlockdevOptionsNull,
-        /// `driver: nvme`: QEMU 7.2 and 10.0.
-        Nvme = "nvme" => BlockdevOptionsNvme,
-        /// `driver: parallels`: QEMU 7.2 and 10.0.
-        Parallels = "parallels" => BlockdevOptionsGenericFormat,
-        /// `driver: preallocate`: QEMU 7.2 and 10.0.
-        Preallocate = "preallocate" => BlockdevOptionsPreallocate,
-        /// `driver: qcow2`: QEMU 7.2 and 10.0.
-        Qcow2 = "qcow2" => BlockdevOptionsQcow2,
-        /// `driver: qcow`: QEMU 7.2 and 10.0.
-        Qcow = "qcow" => BlockdevOptionsQcow,
-        /// `driver: qed`: QEMU 7.2 and 10.0.
-        Qed = "qed" => BlockdevOptionsGenericCOWFormat,
-        /// `driver: quorum`: QEMU 7.2 and 10.0.
-        Quorum = "quorum" => BlockdevOptionsQuorum,
-        /// `driver: raw`: QEMU 7.2 and 10.0.
-        Raw = "raw" => BlockdevOptionsRaw,
-        /// `driver: rbd`: QEMU 7.2 and 10.0.
-        Rbd = "rbd" => BlockdevOptionsRbd,
-        /// `driver: replication`: QEMU 7.2 and 10.0.
-        Replication = "replication" => BlockdevOptionsReplication,
-        /// `driver: snapshot-access`: QEMU 7.2 and 10.0.
-        SnapshotAccess = "snapshot-access" => BlockdevOptionsGenericFormat,
-        /// `driver: ssh`: QEMU 7.2 and 10.0.
-        Ssh = "ssh" => BlockdevOptionsSsh,
-        /// `driver: throttle`: QEMU 7.2 and 10.0.
-        Throttle = "throttle" => BlockdevOptionsThrottle,
-        /// `driver: vdi`: QEMU 7.2 and 10.0.
-        Vdi = "vdi" => BlockdevOptionsGenericFormat,
-        /// `driver: vhdx`: QEMU 7.2 and 10.0.
-        Vhdx = "vhdx" => BlockdevOptionsGenericFormat,
-        /// `driver: vmdk`: QEMU 7.2 and 10.0.
-        Vmdk = "vmdk" => BlockdevOptionsGenericCOWFormat,
-        /// `driver: vpc`: QEMU 7.2 and 10.0.
-        Vpc = "vpc" => BlockdevOptionsGenericFormat,
-        /// `driver: vvfat`: QEMU 7.2 and 10.0.
-        Vvfat = "vvfat" => BlockdevOptionsVvfat,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkdebug`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkdebug`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsBlkdebug {
-    /// `image`: QEMU 7.2 and 10.0.
-    pub image: BlockdevRef,
-    /// `config`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
-    /// `align`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub align: Option<i64>,
-    /// `max-transfer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "max-transfer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_transfer: Option<i64>,
-    /// `opt-write-zero`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "opt-write-zero",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub opt_write_zero: Option<i64>,
-    /// `max-write-zero`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "max-write-zero",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_write_zero: Option<i64>,
-    /// `opt-discard`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "opt-discard",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub opt_discard: Option<i64>,
-    /// `max-discard`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "max-discard",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_discard: Option<i64>,
-    /// `inject-error`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inject-error",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inject_error: Option<Vec<BlockdevOptionsBlkdebugInjectError>>,
-    /// `set-state`: QEMU 7.2 and 10.0.
-    #[serde(rename = "set-state", default, skip_serializing_if = "Option::is_none")]
-    pub set_state: Option<Vec<BlockdevOptionsBlkdebugSetState>>,
-    /// `take-child-perms`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "take-child-perms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub take_child_perms: Option<Vec<BlockdevOptionsBlkdebugTakeChildPerms>>,
-    /// `unshare-child-perms`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unshare-child-perms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unshare_child_perms: Option<Vec<BlockdevOptionsBlkdebugTakeChildPerms>>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.inject-error`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.inject-error`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsBlkdebugInjectError {
-    /// `event`: QEMU 7.2 and 10.0.
-    pub event: BlockdevOptionsBlkdebugInjectErrorEvent,
-    /// `state`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<i64>,
-    /// `iotype`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iotype: Option<BlockdevOptionsBlkdebugInjectErrorIotype>,
-    /// `errno`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errno: Option<i64>,
-    /// `sector`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sector: Option<i64>,
-    /// `once`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub once: Option<bool>,
-    /// `immediately`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub immediately: Option<bool>,
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    /// `alias`: QEMU 7.2 and 10.0.
+    pub alias: String,
+    /// `bitmaps`: QEMU 7.2 and 10.0.
+    pub bitmaps: Vec<BitmapMigrationBitmapAlias>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebugInjectError.event`.
+/// QAPI type `BitmapSyncMode`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebugInjectError.event`, `BlockdevOptionsBlkdebugSetState.event`.
-pub enum BlockdevOptionsBlkdebugInjectErrorEvent {
+/// QEMU 7.2 and 10.0. Used by `BlockdevBackup.bitmap-mode`, `DriveBackup.bitmap-mode`.
+pub enum BitmapSyncMode {
+/// `on-success`: QEMU 7.2 and 10.0.
+OnSuccess = "on-success",
+/// `never`: QEMU 7.2 and 10.0.
+Never = "never",
+/// `always`: QEMU 7.2 and 10.0.
+Always = "always",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlkdebugEvent`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlkdebugInjectErrorOptions.event`, `BlkdebugSetStateOptions.event`.
+pub enum BlkdebugEvent {
 /// `l1_update`: QEMU 7.2 and 10.0.
 L1Update = "l1_update",
 /// `l1_grow_alloc_table`: QEMU 7.2 and 10.0.
@@ -3036,10 +957,10 @@ None = "none",
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebugInjectError.iotype`.
+/// QAPI type `BlkdebugIOType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebugInjectError.iotype`.
-pub enum BlockdevOptionsBlkdebugInjectErrorIotype {
+/// QEMU 7.2 and 10.0. Used by `BlkdebugInjectErrorOptions.iotype`.
+pub enum BlkdebugIOType {
 /// `read`: QEMU 7.2 and 10.0.
 Read = "read",
 /// `write`: QEMU 7.2 and 10.0.
@@ -3055,13 +976,40 @@ BlockStatus = "block-status",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.set-state`.
+/// QAPI type `BlkdebugInjectErrorOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.inject-error`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlkdebugInjectErrorOptions {
+    /// `event`: QEMU 7.2 and 10.0.
+    pub event: BlkdebugEvent,
+    /// `state`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<i64>,
+    /// `iotype`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iotype: Option<BlkdebugIOType>,
+    /// `errno`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i64>,
+    /// `sector`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sector: Option<i64>,
+    /// `once`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once: Option<bool>,
+    /// `immediately`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediately: Option<bool>,
+}
+
+/// QAPI type `BlkdebugSetStateOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.set-state`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsBlkdebugSetState {
+pub struct BlkdebugSetStateOptions {
     /// `event`: QEMU 7.2 and 10.0.
-    pub event: BlockdevOptionsBlkdebugInjectErrorEvent,
+    pub event: BlkdebugEvent,
     /// `state`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<i64>,
@@ -3069,11 +1017,753 @@ pub struct BlockdevOptionsBlkdebugSetState {
     pub new_state: i64,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsBlkdebug.take-child-perms`.
+/// QAPI type `BlockDeviceInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.take-child-perms`, `BlockdevOptionsBlkdebug.unshare-child-perms`, `XDbgBlockGraphEdges.perm`, `XDbgBlockGraphEdges.shared-perm`.
-pub enum BlockdevOptionsBlkdebugTakeChildPerms {
+/// QEMU 7.2 and 10.0. Used by `query-named-block-nodes.ret`, `BlockInfo.inserted`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceInfo {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: String,
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// `ro`: QEMU 7.2 and 10.0.
+    pub ro: bool,
+    /// `drv`: QEMU 7.2 and 10.0.
+    pub drv: String,
+    /// `backing_file`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_file: Option<String>,
+    /// `backing_file_depth`: QEMU 7.2 and 10.0.
+    pub backing_file_depth: i64,
+    /// `encrypted`: QEMU 7.2 and 10.0.
+    pub encrypted: bool,
+    /// `detect_zeroes`: QEMU 7.2 and 10.0.
+    pub detect_zeroes: BlockdevDetectZeroesOptions,
+    /// `bps`: QEMU 7.2 and 10.0.
+    pub bps: i64,
+    /// `bps_rd`: QEMU 7.2 and 10.0.
+    pub bps_rd: i64,
+    /// `bps_wr`: QEMU 7.2 and 10.0.
+    pub bps_wr: i64,
+    /// `iops`: QEMU 7.2 and 10.0.
+    pub iops: i64,
+    /// `iops_rd`: QEMU 7.2 and 10.0.
+    pub iops_rd: i64,
+    /// `iops_wr`: QEMU 7.2 and 10.0.
+    pub iops_wr: i64,
+    /// `image`: QEMU 7.2 and 10.0.
+    pub image: ImageInfo,
+    /// `bps_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_max: Option<i64>,
+    /// `bps_rd_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_rd_max: Option<i64>,
+    /// `bps_wr_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_wr_max: Option<i64>,
+    /// `iops_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_max: Option<i64>,
+    /// `iops_rd_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_rd_max: Option<i64>,
+    /// `iops_wr_max`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_wr_max: Option<i64>,
+    /// `bps_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_max_length: Option<i64>,
+    /// `bps_rd_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_rd_max_length: Option<i64>,
+    /// `bps_wr_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps_wr_max_length: Option<i64>,
+    /// `iops_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_max_length: Option<i64>,
+    /// `iops_rd_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_rd_max_length: Option<i64>,
+    /// `iops_wr_max_length`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_wr_max_length: Option<i64>,
+    /// `iops_size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_size: Option<i64>,
+    /// `group`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `cache`: QEMU 7.2 and 10.0.
+    pub cache: BlockdevCacheInfo,
+    /// `write_threshold`: QEMU 7.2 and 10.0.
+    pub write_threshold: i64,
+    /// `dirty-bitmaps`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dirty-bitmaps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dirty_bitmaps: Option<Vec<BlockDirtyInfo>>,
+    /// `active`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockDeviceIoStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockInfo.io-status`, `BlockJobInfo.io-status`.
+pub enum BlockDeviceIoStatus {
+/// `ok`: QEMU 7.2 and 10.0.
+Ok = "ok",
+/// `failed`: QEMU 7.2 and 10.0.
+Failed = "failed",
+/// `nospace`: QEMU 7.2 and 10.0.
+Nospace = "nospace",
+}
+}
+
+/// QAPI type `BlockDeviceStats`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockStats.stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceStats {
+    /// `rd_bytes`: QEMU 7.2 and 10.0.
+    pub rd_bytes: i64,
+    /// `wr_bytes`: QEMU 7.2 and 10.0.
+    pub wr_bytes: i64,
+    /// `unmap_bytes`: QEMU 7.2 and 10.0.
+    pub unmap_bytes: i64,
+    /// `rd_operations`: QEMU 7.2 and 10.0.
+    pub rd_operations: i64,
+    /// `wr_operations`: QEMU 7.2 and 10.0.
+    pub wr_operations: i64,
+    /// `flush_operations`: QEMU 7.2 and 10.0.
+    pub flush_operations: i64,
+    /// `unmap_operations`: QEMU 7.2 and 10.0.
+    pub unmap_operations: i64,
+    /// `rd_total_time_ns`: QEMU 7.2 and 10.0.
+    pub rd_total_time_ns: i64,
+    /// `wr_total_time_ns`: QEMU 7.2 and 10.0.
+    pub wr_total_time_ns: i64,
+    /// `flush_total_time_ns`: QEMU 7.2 and 10.0.
+    pub flush_total_time_ns: i64,
+    /// `unmap_total_time_ns`: QEMU 7.2 and 10.0.
+    pub unmap_total_time_ns: i64,
+    /// `wr_highest_offset`: QEMU 7.2 and 10.0.
+    pub wr_highest_offset: i64,
+    /// `rd_merged`: QEMU 7.2 and 10.0.
+    pub rd_merged: i64,
+    /// `wr_merged`: QEMU 7.2 and 10.0.
+    pub wr_merged: i64,
+    /// `unmap_merged`: QEMU 7.2 and 10.0.
+    pub unmap_merged: i64,
+    /// `idle_time_ns`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_time_ns: Option<i64>,
+    /// `failed_rd_operations`: QEMU 7.2 and 10.0.
+    pub failed_rd_operations: i64,
+    /// `failed_wr_operations`: QEMU 7.2 and 10.0.
+    pub failed_wr_operations: i64,
+    /// `failed_flush_operations`: QEMU 7.2 and 10.0.
+    pub failed_flush_operations: i64,
+    /// `failed_unmap_operations`: QEMU 7.2 and 10.0.
+    pub failed_unmap_operations: i64,
+    /// `invalid_rd_operations`: QEMU 7.2 and 10.0.
+    pub invalid_rd_operations: i64,
+    /// `invalid_wr_operations`: QEMU 7.2 and 10.0.
+    pub invalid_wr_operations: i64,
+    /// `invalid_flush_operations`: QEMU 7.2 and 10.0.
+    pub invalid_flush_operations: i64,
+    /// `invalid_unmap_operations`: QEMU 7.2 and 10.0.
+    pub invalid_unmap_operations: i64,
+    /// `account_invalid`: QEMU 7.2 and 10.0.
+    pub account_invalid: bool,
+    /// `account_failed`: QEMU 7.2 and 10.0.
+    pub account_failed: bool,
+    /// `timed_stats`: QEMU 7.2 and 10.0.
+    pub timed_stats: Vec<BlockDeviceTimedStats>,
+    /// `rd_latency_histogram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rd_latency_histogram: Option<BlockLatencyHistogramInfo>,
+    /// `wr_latency_histogram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wr_latency_histogram: Option<BlockLatencyHistogramInfo>,
+    /// `flush_latency_histogram`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_latency_histogram: Option<BlockLatencyHistogramInfo>,
+    /// `zone_append_bytes`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_bytes: Option<i64>,
+    /// `zone_append_operations`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_operations: Option<i64>,
+    /// `zone_append_total_time_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_total_time_ns: Option<i64>,
+    /// `zone_append_merged`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_merged: Option<i64>,
+    /// `failed_zone_append_operations`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_zone_append_operations: Option<i64>,
+    /// `invalid_zone_append_operations`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_zone_append_operations: Option<i64>,
+    /// `zone_append_latency_histogram`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_append_latency_histogram: Option<BlockLatencyHistogramInfo>,
+}
+
+/// QAPI type `BlockDeviceTimedStats`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceStats.timed_stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDeviceTimedStats {
+    /// `interval_length`: QEMU 7.2 and 10.0.
+    pub interval_length: i64,
+    /// `min_rd_latency_ns`: QEMU 7.2 and 10.0.
+    pub min_rd_latency_ns: i64,
+    /// `max_rd_latency_ns`: QEMU 7.2 and 10.0.
+    pub max_rd_latency_ns: i64,
+    /// `avg_rd_latency_ns`: QEMU 7.2 and 10.0.
+    pub avg_rd_latency_ns: i64,
+    /// `min_wr_latency_ns`: QEMU 7.2 and 10.0.
+    pub min_wr_latency_ns: i64,
+    /// `max_wr_latency_ns`: QEMU 7.2 and 10.0.
+    pub max_wr_latency_ns: i64,
+    /// `avg_wr_latency_ns`: QEMU 7.2 and 10.0.
+    pub avg_wr_latency_ns: i64,
+    /// `min_flush_latency_ns`: QEMU 7.2 and 10.0.
+    pub min_flush_latency_ns: i64,
+    /// `max_flush_latency_ns`: QEMU 7.2 and 10.0.
+    pub max_flush_latency_ns: i64,
+    /// `avg_flush_latency_ns`: QEMU 7.2 and 10.0.
+    pub avg_flush_latency_ns: i64,
+    /// `avg_rd_queue_depth`: QEMU 7.2 and 10.0.
+    pub avg_rd_queue_depth: f64,
+    /// `avg_wr_queue_depth`: QEMU 7.2 and 10.0.
+    pub avg_wr_queue_depth: f64,
+    /// `min_zone_append_latency_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_zone_append_latency_ns: Option<i64>,
+    /// `max_zone_append_latency_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_zone_append_latency_ns: Option<i64>,
+    /// `avg_zone_append_latency_ns`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_zone_append_latency_ns: Option<i64>,
+    /// `avg_zone_append_queue_depth`: QEMU 10.0 only; required where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_zone_append_queue_depth: Option<f64>,
+}
+
+/// QAPI type `BlockDirtyBitmap`.
+///
+/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-clear`, `block-dirty-bitmap-disable`, `block-dirty-bitmap-enable`, `block-dirty-bitmap-remove`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmap {
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: String,
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+}
+
+/// QAPI type `BlockDirtyBitmapAdd`.
+///
+/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-add`, `BlockDirtyBitmapAddWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapAdd {
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: String,
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `granularity`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<u32>,
+    /// `persistent`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
+    /// `disabled`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// QAPI type `BlockDirtyBitmapAddWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=block-dirty-bitmap-add`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapAddWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockDirtyBitmapAdd,
+}
+
+/// QAPI type `BlockDirtyBitmapMerge`.
+///
+/// QEMU 7.2 and 10.0. Used by `block-dirty-bitmap-merge`, `BlockDirtyBitmapMergeWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapMerge {
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: String,
+    /// `target`: QEMU 7.2 and 10.0.
+    pub target: String,
+    /// `bitmaps`: QEMU 7.2 and 10.0.
+    pub bitmaps: Vec<BlockDirtyBitmapOrStr>,
+}
+
+/// QAPI type `BlockDirtyBitmapMergeWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=block-dirty-bitmap-merge`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapMergeWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockDirtyBitmapMerge,
+}
+
+/// QAPI type `BlockDirtyBitmapOrStr`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDirtyBitmapMerge.bitmaps`, `BlockExportOptionsNbd.bitmaps`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum BlockDirtyBitmapOrStr {
+    /// QEMU 7.2 and 10.0.
+    Str(String),
+    /// QEMU 7.2 and 10.0.
+    BlockDirtyBitmap(Box<BlockDirtyBitmap>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+/// QAPI type `BlockDirtyBitmapSha256`.
+///
+/// QEMU 7.2 and 10.0. Used by `x-debug-block-dirty-bitmap-sha256.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapSha256 {
+    /// `sha256`: QEMU 7.2 and 10.0.
+    pub sha256: String,
+}
+
+/// QAPI type `BlockDirtyBitmapWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=block-dirty-bitmap-remove`, `TransactionAction.type=block-dirty-bitmap-clear`, `TransactionAction.type=block-dirty-bitmap-enable`, `TransactionAction.type=block-dirty-bitmap-disable`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyBitmapWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockDirtyBitmap,
+}
+
+/// QAPI type `BlockDirtyInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.dirty-bitmaps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockDirtyInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `count`: QEMU 7.2 and 10.0.
+    pub count: i64,
+    /// `granularity`: QEMU 7.2 and 10.0.
+    pub granularity: u32,
+    /// `recording`: QEMU 7.2 and 10.0.
+    pub recording: bool,
+    /// `busy`: QEMU 7.2 and 10.0.
+    pub busy: bool,
+    /// `persistent`: QEMU 7.2 and 10.0.
+    pub persistent: bool,
+    /// `inconsistent`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconsistent: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockErrorAction`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockIoError.action`, `BlockJobError.action`.
+pub enum BlockErrorAction {
+/// `ignore`: QEMU 7.2 and 10.0.
+Ignore = "ignore",
+/// `report`: QEMU 7.2 and 10.0.
+Report = "report",
+/// `stop`: QEMU 7.2 and 10.0.
+Stop = "stop",
+}
+}
+
+/// QAPI type `BlockExportInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-block-exports.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: BlockExportType,
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    /// `shutting-down`: QEMU 7.2 and 10.0.
+    #[serde(rename = "shutting-down")]
+    pub shutting_down: bool,
+}
+
+/// QAPI type `BlockExportOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `block-export-add`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportOptions {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: String,
+    /// `fixed-iothread`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "fixed-iothread",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fixed_iothread: Option<bool>,
+    /// `iothread`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iothread: Option<String>,
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    /// `writable`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable: Option<bool>,
+    /// `writethrough`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writethrough: Option<bool>,
+    /// `allow-inactive`: QEMU 10.0 only.
+    #[serde(
+        rename = "allow-inactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_inactive: Option<bool>,
+
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: BlockExportOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockExportOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockExportOptionsBranch: "type" {
+        /// `type: nbd`: QEMU 7.2 and 10.0.
+        Nbd = "nbd" => BlockExportOptionsNbd,
+        /// `type: vhost-user-blk`: QEMU 7.2 and 10.0.
+        VhostUserBlk = "vhost-user-blk" => BlockExportOptionsVhostUserBlk,
+        /// `type: fuse`: QEMU 7.2 and 10.0.
+        Fuse = "fuse" => BlockExportOptionsFuse,
+        /// `type: vduse-blk`: QEMU 7.2 and 10.0.
+        VduseBlk = "vduse-blk" => BlockExportOptionsVduseBlk,
+    } {
+    }
+}
+
+/// QAPI type `BlockExportOptionsFuse`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportOptions.type=fuse`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportOptionsFuse {
+    /// `mountpoint`: QEMU 7.2 and 10.0.
+    pub mountpoint: String,
+    /// `growable`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growable: Option<bool>,
+    /// `allow-other`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "allow-other",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_other: Option<FuseExportAllowOther>,
+}
+
+/// QAPI type `BlockExportOptionsNbd`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportOptions.type=nbd`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportOptionsNbd {
+    /// `name`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `description`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `bitmaps`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmaps: Option<Vec<BlockDirtyBitmapOrStr>>,
+    /// `allocation-depth`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "allocation-depth",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allocation_depth: Option<bool>,
+}
+
+/// QAPI type `BlockExportOptionsVduseBlk`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportOptions.type=vduse-blk`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportOptionsVduseBlk {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `num-queues`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "num-queues",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub num_queues: Option<u16>,
+    /// `queue-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "queue-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub queue_size: Option<u16>,
+    /// `logical-block-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "logical-block-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub logical_block_size: Option<u64>,
+    /// `serial`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+}
+
+/// QAPI type `BlockExportOptionsVhostUserBlk`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportOptions.type=vhost-user-blk`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockExportOptionsVhostUserBlk {
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: SocketAddress,
+    /// `logical-block-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "logical-block-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub logical_block_size: Option<u64>,
+    /// `num-queues`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "num-queues",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub num_queues: Option<u16>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockExportRemoveMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportDel.mode`, `NbdServerRemove.mode`.
+pub enum BlockExportRemoveMode {
+/// `safe`: QEMU 7.2 and 10.0.
+Safe = "safe",
+/// `hard`: QEMU 7.2 and 10.0.
+Hard = "hard",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockExportType`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportOptions.type`, `BlockExportInfo.type`.
+pub enum BlockExportType {
+/// `nbd`: QEMU 7.2 and 10.0.
+Nbd = "nbd",
+/// `vhost-user-blk`: QEMU 7.2 and 10.0.
+VhostUserBlk = "vhost-user-blk",
+/// `fuse`: QEMU 7.2 and 10.0.
+Fuse = "fuse",
+/// `vduse-blk`: QEMU 7.2 and 10.0.
+VduseBlk = "vduse-blk",
+}
+}
+
+/// QAPI type `BlockInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-block.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockInfo {
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `qdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdev: Option<String>,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `removable`: QEMU 7.2 and 10.0.
+    pub removable: bool,
+    /// `locked`: QEMU 7.2 and 10.0.
+    pub locked: bool,
+    /// `inserted`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserted: Option<BlockDeviceInfo>,
+    /// `tray_open`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tray_open: Option<bool>,
+    /// `io-status`: QEMU 7.2 and 10.0.
+    #[serde(rename = "io-status", default, skip_serializing_if = "Option::is_none")]
+    pub io_status: Option<BlockDeviceIoStatus>,
+}
+
+/// QAPI type `BlockJobChangeOptions`.
+///
+/// QEMU 10.0 only. Used by `block-job-change`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockJobChangeOptions {
+    /// `id`: QEMU 10.0 only.
+    pub id: String,
+
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: BlockJobChangeOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockJobChangeOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 10.0 only.
+    pub enum BlockJobChangeOptionsBranch: "type" {
+        /// `type: mirror`: QEMU 10.0 only.
+        Mirror = "mirror" => BlockJobChangeOptionsMirror,
+    } {
+        /// `type: commit`, with no more members: QEMU 10.0 only.
+        Commit = "commit",
+        /// `type: stream`, with no more members: QEMU 10.0 only.
+        Stream = "stream",
+        /// `type: backup`, with no more members: QEMU 10.0 only.
+        Backup = "backup",
+        /// `type: create`, with no more members: QEMU 10.0 only.
+        Create = "create",
+        /// `type: amend`, with no more members: QEMU 10.0 only.
+        Amend = "amend",
+        /// `type: snapshot-load`, with no more members: QEMU 10.0 only.
+        SnapshotLoad = "snapshot-load",
+        /// `type: snapshot-save`, with no more members: QEMU 10.0 only.
+        SnapshotSave = "snapshot-save",
+        /// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
+        SnapshotDelete = "snapshot-delete",
+    }
+}
+
+/// QAPI type `BlockJobChangeOptionsMirror`.
+///
+/// QEMU 10.0 only. Used by `BlockJobChangeOptions.type=mirror`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockJobChangeOptionsMirror {
+    /// `copy-mode`: QEMU 10.0 only.
+    #[serde(rename = "copy-mode")]
+    pub copy_mode: MirrorCopyMode,
+}
+
+/// QAPI type `BlockJobInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-block-jobs.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockJobInfo {
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `len`: QEMU 7.2 and 10.0.
+    pub len: i64,
+    /// `offset`: QEMU 7.2 and 10.0.
+    pub offset: i64,
+    /// `busy`: QEMU 7.2 and 10.0.
+    pub busy: bool,
+    /// `paused`: QEMU 7.2 and 10.0.
+    pub paused: bool,
+    /// `speed`: QEMU 7.2 and 10.0.
+    pub speed: i64,
+    /// `io-status`: QEMU 7.2 and 10.0.
+    #[serde(rename = "io-status")]
+    pub io_status: BlockDeviceIoStatus,
+    /// `ready`: QEMU 7.2 and 10.0.
+    pub ready: bool,
+    /// `status`: QEMU 7.2 and 10.0.
+    pub status: JobStatus,
+    /// `auto-finalize`: QEMU 7.2 and 10.0.
+    #[serde(rename = "auto-finalize")]
+    pub auto_finalize: bool,
+    /// `auto-dismiss`: QEMU 7.2 and 10.0.
+    #[serde(rename = "auto-dismiss")]
+    pub auto_dismiss: bool,
+    /// `error`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: BlockJobInfoBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockJobInfo`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockJobInfoBranch: "type" {
+        /// `type: mirror`: QEMU 10.0 only.
+        Mirror = "mirror" => BlockJobInfoMirror,
+    } {
+        /// `type: commit`, with no more members: QEMU 10.0 only.
+        Commit = "commit",
+        /// `type: stream`, with no more members: QEMU 10.0 only.
+        Stream = "stream",
+        /// `type: backup`, with no more members: QEMU 10.0 only.
+        Backup = "backup",
+        /// `type: create`, with no more members: QEMU 10.0 only.
+        Create = "create",
+        /// `type: amend`, with no more members: QEMU 10.0 only.
+        Amend = "amend",
+        /// `type: snapshot-load`, with no more members: QEMU 10.0 only.
+        SnapshotLoad = "snapshot-load",
+        /// `type: snapshot-save`, with no more members: QEMU 10.0 only.
+        SnapshotSave = "snapshot-save",
+        /// `type: snapshot-delete`, with no more members: QEMU 10.0 only.
+        SnapshotDelete = "snapshot-delete",
+    }
+}
+
+/// QAPI type `BlockJobInfoMirror`.
+///
+/// QEMU 10.0 only. Used by `BlockJobInfo.type=mirror`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockJobInfoMirror {
+    /// `actively-synced`: QEMU 10.0 only.
+    #[serde(rename = "actively-synced")]
+    pub actively_synced: bool,
+}
+
+/// QAPI type `BlockLatencyHistogramInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceStats.rd_latency_histogram`, `BlockDeviceStats.wr_latency_histogram`, `BlockDeviceStats.flush_latency_histogram`, `BlockDeviceStats.zone_append_latency_histogram`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockLatencyHistogramInfo {
+    /// `boundaries`: QEMU 7.2 and 10.0.
+    pub boundaries: Vec<u64>,
+    /// `bins`: QEMU 7.2 and 10.0.
+    pub bins: Vec<u64>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockPermission`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsBlkdebug.take-child-perms`, `BlockdevOptionsBlkdebug.unshare-child-perms`, `XDbgBlockGraphEdge.perm`, `XDbgBlockGraphEdge.shared-perm`.
+pub enum BlockPermission {
 /// `consistent-read`: QEMU 7.2 and 10.0.
 ConsistentRead = "consistent-read",
 /// `write`: QEMU 7.2 and 10.0.
@@ -3085,7 +1775,1315 @@ Resize = "resize",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blklogwrites`.
+/// QAPI type `BlockStats`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-blockstats.ret`, `BlockStats.parent`, `BlockStats.backing`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockStats {
+    /// `device`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `qdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdev: Option<String>,
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// `stats`: QEMU 7.2 and 10.0.
+    pub stats: BlockDeviceStats,
+    /// `driver-specific`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "driver-specific",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub driver_specific: Option<BlockStatsSpecific>,
+    /// `parent`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<BlockStats>>,
+    /// `backing`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<Box<BlockStats>>,
+}
+
+/// QAPI type `BlockStatsSpecific`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockStats.driver-specific`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockStatsSpecific {
+    /// The branch chosen by `driver`, with its members.
+    #[serde(flatten)]
+    pub driver: BlockStatsSpecificBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockStatsSpecific`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockStatsSpecificBranch: "driver" {
+        /// `driver: file`: QEMU 7.2 and 10.0.
+        File = "file" => BlockStatsSpecificFile,
+        /// `driver: host_device`: QEMU 7.2 and 10.0.
+        HostDevice = "host_device" => BlockStatsSpecificFile,
+        /// `driver: nvme`: QEMU 7.2 and 10.0.
+        Nvme = "nvme" => BlockStatsSpecificNvme,
+    } {
+        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug",
+        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites",
+        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay",
+        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify",
+        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
+        Bochs = "bochs",
+        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
+        Cloop = "cloop",
+        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
+        Compress = "compress",
+        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write",
+        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read",
+        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
+        Dmg = "dmg",
+        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access",
+        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
+        Ftp = "ftp",
+        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
+        Ftps = "ftps",
+        /// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
+        Gluster = "gluster",
+        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom",
+        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
+        Http = "http",
+        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
+        Https = "https",
+        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi",
+        /// `driver: luks`, with no more members: QEMU 7.2 and 10.0.
+        Luks = "luks",
+        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
+        Nbd = "nbd",
+        /// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
+        Nfs = "nfs",
+        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
+        NullAio = "null-aio",
+        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
+        NullCo = "null-co",
+        /// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
+        Parallels = "parallels",
+        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate",
+        /// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
+        Qcow = "qcow",
+        /// `driver: qcow2`, with no more members: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2",
+        /// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
+        Qed = "qed",
+        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
+        Quorum = "quorum",
+        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
+        Raw = "raw",
+        /// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
+        Rbd = "rbd",
+        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
+        Replication = "replication",
+        /// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
+        Ssh = "ssh",
+        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
+        Throttle = "throttle",
+        /// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
+        Vdi = "vdi",
+        /// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx",
+        /// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk",
+        /// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
+        Vpc = "vpc",
+        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat",
+    }
+}
+
+/// QAPI type `BlockStatsSpecificFile`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockStatsSpecific.driver=file`, `BlockStatsSpecific.driver=host_device`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockStatsSpecificFile {
+    /// `discard-nb-ok`: QEMU 7.2 and 10.0.
+    #[serde(rename = "discard-nb-ok")]
+    pub discard_nb_ok: u64,
+    /// `discard-nb-failed`: QEMU 7.2 and 10.0.
+    #[serde(rename = "discard-nb-failed")]
+    pub discard_nb_failed: u64,
+    /// `discard-bytes-ok`: QEMU 7.2 and 10.0.
+    #[serde(rename = "discard-bytes-ok")]
+    pub discard_bytes_ok: u64,
+}
+
+/// QAPI type `BlockStatsSpecificNvme`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockStatsSpecific.driver=nvme`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockStatsSpecificNvme {
+    /// `completion-errors`: QEMU 7.2 and 10.0.
+    #[serde(rename = "completion-errors")]
+    pub completion_errors: u64,
+    /// `aligned-accesses`: QEMU 7.2 and 10.0.
+    #[serde(rename = "aligned-accesses")]
+    pub aligned_accesses: u64,
+    /// `unaligned-accesses`: QEMU 7.2 and 10.0.
+    #[serde(rename = "unaligned-accesses")]
+    pub unaligned_accesses: u64,
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevAioOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsFile.aio`.
+pub enum BlockdevAioOptions {
+/// `threads`: QEMU 7.2 and 10.0.
+Threads = "threads",
+/// `native`: QEMU 7.2 and 10.0.
+Native = "native",
+/// `io_uring`: QEMU 7.2 and 10.0.
+IoUring = "io_uring",
+}
+}
+
+/// QAPI type `BlockdevAmendOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `XBlockdevAmend.options`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevAmendOptions {
+    /// The branch chosen by `driver`, with its members.
+    #[serde(flatten)]
+    pub driver: BlockdevAmendOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockdevAmendOptions`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevAmendOptionsBranch: "driver" {
+        /// `driver: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevAmendOptionsLUKS,
+        /// `driver: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => BlockdevAmendOptionsQcow2,
+    } {
+        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug",
+        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites",
+        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay",
+        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify",
+        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
+        Bochs = "bochs",
+        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
+        Cloop = "cloop",
+        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
+        Compress = "compress",
+        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write",
+        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read",
+        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
+        Dmg = "dmg",
+        /// `driver: file`, with no more members: QEMU 7.2 and 10.0.
+        File = "file",
+        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access",
+        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
+        Ftp = "ftp",
+        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
+        Ftps = "ftps",
+        /// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
+        Gluster = "gluster",
+        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom",
+        /// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
+        HostDevice = "host_device",
+        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
+        Http = "http",
+        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
+        Https = "https",
+        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi",
+        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
+        Nbd = "nbd",
+        /// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
+        Nfs = "nfs",
+        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
+        NullAio = "null-aio",
+        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
+        NullCo = "null-co",
+        /// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
+        Nvme = "nvme",
+        /// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
+        Parallels = "parallels",
+        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate",
+        /// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
+        Qcow = "qcow",
+        /// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
+        Qed = "qed",
+        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
+        Quorum = "quorum",
+        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
+        Raw = "raw",
+        /// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
+        Rbd = "rbd",
+        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
+        Replication = "replication",
+        /// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
+        Ssh = "ssh",
+        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
+        Throttle = "throttle",
+        /// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
+        Vdi = "vdi",
+        /// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx",
+        /// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk",
+        /// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
+        Vpc = "vpc",
+        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat",
+    }
+}
+
+/// QAPI type `BlockdevAmendOptionsLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevAmendOptions.driver=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevAmendOptionsLUKS {
+    /// `state`: QEMU 7.2 and 10.0.
+    pub state: QCryptoBlockLUKSKeyslotState,
+    /// `new-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "new-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub new_secret: Option<String>,
+    /// `old-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "old-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub old_secret: Option<String>,
+    /// `keyslot`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyslot: Option<i64>,
+    /// `iter-time`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
+    pub iter_time: Option<i64>,
+    /// `secret`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// QAPI type `BlockdevAmendOptionsQcow2`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevAmendOptions.driver=qcow2`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevAmendOptionsQcow2 {
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<QCryptoBlockAmendOptions>,
+}
+
+/// QAPI type `BlockdevBackup`.
+///
+/// QEMU 7.2 and 10.0. Used by `blockdev-backup`, `BlockdevBackupWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevBackup {
+    /// `job-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "job-id", default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `sync`: QEMU 7.2 and 10.0.
+    pub sync: MirrorSyncMode,
+    /// `speed`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<i64>,
+    /// `bitmap`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<String>,
+    /// `bitmap-mode`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bitmap-mode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bitmap_mode: Option<BitmapSyncMode>,
+    /// `compress`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
+    /// `on-source-error`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "on-source-error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub on_source_error: Option<BlockdevOnError>,
+    /// `on-target-error`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "on-target-error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub on_target_error: Option<BlockdevOnError>,
+    /// `auto-finalize`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "auto-finalize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_finalize: Option<bool>,
+    /// `auto-dismiss`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "auto-dismiss",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_dismiss: Option<bool>,
+    /// `filter-node-name`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "filter-node-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub filter_node_name: Option<String>,
+    /// `x-perf`: QEMU 7.2 and 10.0.
+    #[serde(rename = "x-perf", default, skip_serializing_if = "Option::is_none")]
+    pub x_perf: Option<BackupPerf>,
+    /// `target`: QEMU 7.2 and 10.0.
+    pub target: String,
+    /// `discard-source`: QEMU 10.0 only.
+    #[serde(
+        rename = "discard-source",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub discard_source: Option<bool>,
+}
+
+/// QAPI type `BlockdevBackupWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=blockdev-backup`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevBackupWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockdevBackup,
+}
+
+/// QAPI type `BlockdevCacheInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockDeviceInfo.cache`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCacheInfo {
+    /// `writeback`: QEMU 7.2 and 10.0.
+    pub writeback: bool,
+    /// `direct`: QEMU 7.2 and 10.0.
+    pub direct: bool,
+    /// `no-flush`: QEMU 7.2 and 10.0.
+    #[serde(rename = "no-flush")]
+    pub no_flush: bool,
+}
+
+/// QAPI type `BlockdevCacheOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.cache`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCacheOptions {
+    /// `direct`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<bool>,
+    /// `no-flush`: QEMU 7.2 and 10.0.
+    #[serde(rename = "no-flush", default, skip_serializing_if = "Option::is_none")]
+    pub no_flush: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevChangeReadOnlyMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevChangeMedium.read-only-mode`.
+pub enum BlockdevChangeReadOnlyMode {
+/// `retain`: QEMU 7.2 and 10.0.
+Retain = "retain",
+/// `read-only`: QEMU 7.2 and 10.0.
+ReadOnly = "read-only",
+/// `read-write`: QEMU 7.2 and 10.0.
+ReadWrite = "read-write",
+}
+}
+
+/// QAPI type `BlockdevCreateOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreate.options`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptions {
+    /// The branch chosen by `driver`, with its members.
+    #[serde(flatten)]
+    pub driver: BlockdevCreateOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockdevCreateOptions`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevCreateOptionsBranch: "driver" {
+        /// `driver: file`: QEMU 7.2 and 10.0.
+        File = "file" => BlockdevCreateOptionsFile,
+        /// `driver: gluster`: QEMU 7.2 and 10.0.
+        Gluster = "gluster" => BlockdevCreateOptionsGluster,
+        /// `driver: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevCreateOptionsLUKS,
+        /// `driver: nfs`: QEMU 7.2 and 10.0.
+        Nfs = "nfs" => BlockdevCreateOptionsNfs,
+        /// `driver: parallels`: QEMU 7.2 and 10.0.
+        Parallels = "parallels" => BlockdevCreateOptionsParallels,
+        /// `driver: qcow`: QEMU 7.2 and 10.0.
+        Qcow = "qcow" => BlockdevCreateOptionsQcow,
+        /// `driver: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => BlockdevCreateOptionsQcow2,
+        /// `driver: qed`: QEMU 7.2 and 10.0.
+        Qed = "qed" => BlockdevCreateOptionsQed,
+        /// `driver: rbd`: QEMU 7.2 and 10.0.
+        Rbd = "rbd" => BlockdevCreateOptionsRbd,
+        /// `driver: ssh`: QEMU 7.2 and 10.0.
+        Ssh = "ssh" => BlockdevCreateOptionsSsh,
+        /// `driver: vdi`: QEMU 7.2 and 10.0.
+        Vdi = "vdi" => BlockdevCreateOptionsVdi,
+        /// `driver: vhdx`: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx" => BlockdevCreateOptionsVhdx,
+        /// `driver: vmdk`: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk" => BlockdevCreateOptionsVmdk,
+        /// `driver: vpc`: QEMU 7.2 and 10.0.
+        Vpc = "vpc" => BlockdevCreateOptionsVpc,
+    } {
+        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug",
+        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites",
+        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay",
+        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify",
+        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
+        Bochs = "bochs",
+        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
+        Cloop = "cloop",
+        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
+        Compress = "compress",
+        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write",
+        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read",
+        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
+        Dmg = "dmg",
+        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access",
+        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
+        Ftp = "ftp",
+        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
+        Ftps = "ftps",
+        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom",
+        /// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
+        HostDevice = "host_device",
+        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
+        Http = "http",
+        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
+        Https = "https",
+        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi",
+        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
+        Nbd = "nbd",
+        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
+        NullAio = "null-aio",
+        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
+        NullCo = "null-co",
+        /// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
+        Nvme = "nvme",
+        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate",
+        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
+        Quorum = "quorum",
+        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
+        Raw = "raw",
+        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
+        Replication = "replication",
+        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
+        Throttle = "throttle",
+        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat",
+    }
+}
+
+/// QAPI type `BlockdevCreateOptionsFile`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=file`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsFile {
+    /// `filename`: QEMU 7.2 and 10.0.
+    pub filename: String,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `preallocation`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preallocation: Option<PreallocMode>,
+    /// `nocow`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nocow: Option<bool>,
+    /// `extent-size-hint`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "extent-size-hint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extent_size_hint: Option<u64>,
+}
+
+/// QAPI type `BlockdevCreateOptionsGluster`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=gluster`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsGluster {
+    /// `location`: QEMU 7.2 and 10.0.
+    pub location: BlockdevOptionsGluster,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `preallocation`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preallocation: Option<PreallocMode>,
+}
+
+/// QAPI type `BlockdevCreateOptionsLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsLUKS {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+    /// `cipher-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cipher-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cipher_alg: Option<QCryptoCipherAlgo>,
+    /// `cipher-mode`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cipher-mode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cipher_mode: Option<QCryptoCipherMode>,
+    /// `ivgen-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ivgen-alg", default, skip_serializing_if = "Option::is_none")]
+    pub ivgen_alg: Option<QCryptoIVGenAlgo>,
+    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "ivgen-hash-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ivgen_hash_alg: Option<QCryptoHashAlgo>,
+    /// `hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "hash-alg", default, skip_serializing_if = "Option::is_none")]
+    pub hash_alg: Option<QCryptoHashAlgo>,
+    /// `iter-time`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
+    pub iter_time: Option<i64>,
+    /// `file`: QEMU 7.2 and 10.0; optional in 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<BlockdevRef>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `preallocation`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preallocation: Option<PreallocMode>,
+    /// `header`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<BlockdevRef>,
+}
+
+/// QAPI type `BlockdevCreateOptionsNfs`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=nfs`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsNfs {
+    /// `location`: QEMU 7.2 and 10.0.
+    pub location: BlockdevOptionsNfs,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+}
+
+/// QAPI type `BlockdevCreateOptionsParallels`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=parallels`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsParallels {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `cluster-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_size: Option<u64>,
+}
+
+/// QAPI type `BlockdevCreateOptionsQcow`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=qcow`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsQcow {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `backing-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_file: Option<String>,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<QCryptoBlockCreateOptions>,
+}
+
+/// QAPI type `BlockdevCreateOptionsQcow2`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=qcow2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsQcow2 {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `data-file`: QEMU 7.2 and 10.0.
+    #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
+    pub data_file: Option<BlockdevRef>,
+    /// `data-file-raw`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "data-file-raw",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data_file_raw: Option<bool>,
+    /// `extended-l2`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "extended-l2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extended_l2: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `version`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<BlockdevQcow2Version>,
+    /// `backing-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_file: Option<String>,
+    /// `backing-fmt`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-fmt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_fmt: Option<BlockdevDriver>,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<QCryptoBlockCreateOptions>,
+    /// `cluster-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_size: Option<u64>,
+    /// `preallocation`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preallocation: Option<PreallocMode>,
+    /// `lazy-refcounts`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "lazy-refcounts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lazy_refcounts: Option<bool>,
+    /// `refcount-bits`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-bits",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_bits: Option<i64>,
+    /// `compression-type`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "compression-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub compression_type: Option<Qcow2CompressionType>,
+}
+
+/// QAPI type `BlockdevCreateOptionsQed`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=qed`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsQed {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `backing-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_file: Option<String>,
+    /// `backing-fmt`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-fmt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_fmt: Option<BlockdevDriver>,
+    /// `cluster-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_size: Option<u64>,
+    /// `table-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "table-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub table_size: Option<i64>,
+}
+
+/// QAPI type `BlockdevCreateOptionsRbd`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=rbd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsRbd {
+    /// `location`: QEMU 7.2 and 10.0.
+    pub location: BlockdevOptionsRbd,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `cluster-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_size: Option<u64>,
+    /// `encrypt`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<RbdEncryptionCreateOptions>,
+}
+
+/// QAPI type `BlockdevCreateOptionsSsh`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=ssh`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsSsh {
+    /// `location`: QEMU 7.2 and 10.0.
+    pub location: BlockdevOptionsSsh,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+}
+
+/// QAPI type `BlockdevCreateOptionsVdi`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vdi`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsVdi {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `preallocation`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preallocation: Option<PreallocMode>,
+}
+
+/// QAPI type `BlockdevCreateOptionsVhdx`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vhdx`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsVhdx {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `log-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "log-size", default, skip_serializing_if = "Option::is_none")]
+    pub log_size: Option<u64>,
+    /// `block-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "block-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub block_size: Option<u64>,
+    /// `subformat`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subformat: Option<BlockdevVhdxSubformat>,
+    /// `block-state-zero`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "block-state-zero",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub block_state_zero: Option<bool>,
+}
+
+/// QAPI type `BlockdevCreateOptionsVmdk`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vmdk`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsVmdk {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `extents`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extents: Option<Vec<BlockdevRef>>,
+    /// `subformat`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subformat: Option<BlockdevVmdkSubformat>,
+    /// `backing-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "backing-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backing_file: Option<String>,
+    /// `adapter-type`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "adapter-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adapter_type: Option<BlockdevVmdkAdapterType>,
+    /// `hwversion`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hwversion: Option<String>,
+    /// `toolsversion`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolsversion: Option<String>,
+    /// `zeroed-grain`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "zeroed-grain",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub zeroed_grain: Option<bool>,
+}
+
+/// QAPI type `BlockdevCreateOptionsVpc`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptions.driver=vpc`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevCreateOptionsVpc {
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: BlockdevRef,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `subformat`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subformat: Option<BlockdevVpcSubformat>,
+    /// `force-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "force-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub force_size: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevDetectZeroesOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.detect-zeroes`, `BlockDeviceInfo.detect_zeroes`.
+pub enum BlockdevDetectZeroesOptions {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `unmap`: QEMU 7.2 and 10.0.
+Unmap = "unmap",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevDiscardOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.discard`.
+pub enum BlockdevDiscardOptions {
+/// `ignore`: QEMU 7.2 and 10.0.
+Ignore = "ignore",
+/// `unmap`: QEMU 7.2 and 10.0.
+Unmap = "unmap",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevDriver`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver`, `BlockdevCreateOptions.driver`, `BlockStatsSpecific.driver`, `BlockdevAmendOptions.driver`, ....
+pub enum BlockdevDriver {
+/// `blkdebug`: QEMU 7.2 and 10.0.
+Blkdebug = "blkdebug",
+/// `blklogwrites`: QEMU 7.2 and 10.0.
+Blklogwrites = "blklogwrites",
+/// `blkreplay`: QEMU 7.2 and 10.0.
+Blkreplay = "blkreplay",
+/// `blkverify`: QEMU 7.2 and 10.0.
+Blkverify = "blkverify",
+/// `bochs`: QEMU 7.2 and 10.0.
+Bochs = "bochs",
+/// `cloop`: QEMU 7.2 and 10.0.
+Cloop = "cloop",
+/// `compress`: QEMU 7.2 and 10.0.
+Compress = "compress",
+/// `copy-before-write`: QEMU 7.2 and 10.0.
+CopyBeforeWrite = "copy-before-write",
+/// `copy-on-read`: QEMU 7.2 and 10.0.
+CopyOnRead = "copy-on-read",
+/// `dmg`: QEMU 7.2 and 10.0.
+Dmg = "dmg",
+/// `file`: QEMU 7.2 and 10.0.
+File = "file",
+/// `snapshot-access`: QEMU 7.2 and 10.0.
+SnapshotAccess = "snapshot-access",
+/// `ftp`: QEMU 7.2 and 10.0.
+Ftp = "ftp",
+/// `ftps`: QEMU 7.2 and 10.0.
+Ftps = "ftps",
+/// `gluster`: QEMU 7.2 and 10.0.
+Gluster = "gluster",
+/// `host_cdrom`: QEMU 7.2 and 10.0.
+HostCdrom = "host_cdrom",
+/// `host_device`: QEMU 7.2 and 10.0.
+HostDevice = "host_device",
+/// `http`: QEMU 7.2 and 10.0.
+Http = "http",
+/// `https`: QEMU 7.2 and 10.0.
+Https = "https",
+/// `iscsi`: QEMU 7.2 and 10.0.
+Iscsi = "iscsi",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+/// `nbd`: QEMU 7.2 and 10.0.
+Nbd = "nbd",
+/// `nfs`: QEMU 7.2 and 10.0.
+Nfs = "nfs",
+/// `null-aio`: QEMU 7.2 and 10.0.
+NullAio = "null-aio",
+/// `null-co`: QEMU 7.2 and 10.0.
+NullCo = "null-co",
+/// `nvme`: QEMU 7.2 and 10.0.
+Nvme = "nvme",
+/// `parallels`: QEMU 7.2 and 10.0.
+Parallels = "parallels",
+/// `preallocate`: QEMU 7.2 and 10.0.
+Preallocate = "preallocate",
+/// `qcow`: QEMU 7.2 and 10.0.
+Qcow = "qcow",
+/// `qcow2`: QEMU 7.2 and 10.0.
+Qcow2 = "qcow2",
+/// `qed`: QEMU 7.2 and 10.0.
+Qed = "qed",
+/// `quorum`: QEMU 7.2 and 10.0.
+Quorum = "quorum",
+/// `raw`: QEMU 7.2 and 10.0.
+Raw = "raw",
+/// `rbd`: QEMU 7.2 and 10.0.
+Rbd = "rbd",
+/// `replication`: QEMU 7.2 and 10.0.
+Replication = "replication",
+/// `ssh`: QEMU 7.2 and 10.0.
+Ssh = "ssh",
+/// `throttle`: QEMU 7.2 and 10.0.
+Throttle = "throttle",
+/// `vdi`: QEMU 7.2 and 10.0.
+Vdi = "vdi",
+/// `vhdx`: QEMU 7.2 and 10.0.
+Vhdx = "vhdx",
+/// `vmdk`: QEMU 7.2 and 10.0.
+Vmdk = "vmdk",
+/// `vpc`: QEMU 7.2 and 10.0.
+Vpc = "vpc",
+/// `vvfat`: QEMU 7.2 and 10.0.
+Vvfat = "vvfat",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevOnError`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockCommit.on-error`, `BlockStream.on-error`, `BlockdevBackup.on-source-error`, `BlockdevBackup.on-target-error`, ....
+pub enum BlockdevOnError {
+/// `report`: QEMU 7.2 and 10.0.
+Report = "report",
+/// `ignore`: QEMU 7.2 and 10.0.
+Ignore = "ignore",
+/// `enospc`: QEMU 7.2 and 10.0.
+Enospc = "enospc",
+/// `stop`: QEMU 7.2 and 10.0.
+Stop = "stop",
+/// `auto`: QEMU 7.2 and 10.0.
+Auto = "auto",
+}
+}
+
+/// QAPI type `BlockdevOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `blockdev-add`, `BlockdevReopen.options`, `BlockdevRef|object`, `BlockdevRefOrNull|object`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptions {
+    /// `node-name`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-name", default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// `discard`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard: Option<BlockdevDiscardOptions>,
+    /// `cache`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<BlockdevCacheOptions>,
+    /// `read-only`: QEMU 7.2 and 10.0.
+    #[serde(rename = "read-only", default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// `auto-read-only`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "auto-read-only",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_read_only: Option<bool>,
+    /// `force-share`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "force-share",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub force_share: Option<bool>,
+    /// `detect-zeroes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "detect-zeroes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub detect_zeroes: Option<BlockdevDetectZeroesOptions>,
+    /// `active`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+
+    /// The branch chosen by `driver`, with its members.
+    #[serde(flatten)]
+    pub driver: BlockdevOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockdevOptions`], chosen by its member `driver`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevOptionsBranch: "driver" {
+        /// `driver: blkdebug`: QEMU 7.2 and 10.0.
+        Blkdebug = "blkdebug" => BlockdevOptionsBlkdebug,
+        /// `driver: blklogwrites`: QEMU 7.2 and 10.0.
+        Blklogwrites = "blklogwrites" => BlockdevOptionsBlklogwrites,
+        /// `driver: blkverify`: QEMU 7.2 and 10.0.
+        Blkverify = "blkverify" => BlockdevOptionsBlkverify,
+        /// `driver: blkreplay`: QEMU 7.2 and 10.0.
+        Blkreplay = "blkreplay" => BlockdevOptionsBlkreplay,
+        /// `driver: bochs`: QEMU 7.2 and 10.0.
+        Bochs = "bochs" => BlockdevOptionsGenericFormat,
+        /// `driver: cloop`: QEMU 7.2 and 10.0.
+        Cloop = "cloop" => BlockdevOptionsGenericFormat,
+        /// `driver: compress`: QEMU 7.2 and 10.0.
+        Compress = "compress" => BlockdevOptionsGenericFormat,
+        /// `driver: copy-before-write`: QEMU 7.2 and 10.0.
+        CopyBeforeWrite = "copy-before-write" => BlockdevOptionsCbw,
+        /// `driver: copy-on-read`: QEMU 7.2 and 10.0.
+        CopyOnRead = "copy-on-read" => BlockdevOptionsCor,
+        /// `driver: dmg`: QEMU 7.2 and 10.0.
+        Dmg = "dmg" => BlockdevOptionsGenericFormat,
+        /// `driver: file`: QEMU 7.2 and 10.0.
+        File = "file" => BlockdevOptionsFile,
+        /// `driver: ftp`: QEMU 7.2 and 10.0.
+        Ftp = "ftp" => BlockdevOptionsCurlFtp,
+        /// `driver: ftps`: QEMU 7.2 and 10.0.
+        Ftps = "ftps" => BlockdevOptionsCurlFtps,
+        /// `driver: gluster`: QEMU 7.2 and 10.0.
+        Gluster = "gluster" => BlockdevOptionsGluster,
+        /// `driver: host_cdrom`: QEMU 7.2 and 10.0.
+        HostCdrom = "host_cdrom" => BlockdevOptionsFile,
+        /// `driver: host_device`: QEMU 7.2 and 10.0.
+        HostDevice = "host_device" => BlockdevOptionsFile,
+        /// `driver: http`: QEMU 7.2 and 10.0.
+        Http = "http" => BlockdevOptionsCurlHttp,
+        /// `driver: https`: QEMU 7.2 and 10.0.
+        Https = "https" => BlockdevOptionsCurlHttps,
+        /// `driver: iscsi`: QEMU 7.2 and 10.0.
+        Iscsi = "iscsi" => BlockdevOptionsIscsi,
+        /// `driver: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => BlockdevOptionsLUKS,
+        /// `driver: nbd`: QEMU 7.2 and 10.0.
+        Nbd = "nbd" => BlockdevOptionsNbd,
+        /// `driver: nfs`: QEMU 7.2 and 10.0.
+        Nfs = "nfs" => BlockdevOptionsNfs,
+        /// `driver: null-aio`: QEMU 7.2 and 10.0.
+        NullAio = "null-aio" => BlockdevOptionsNull,
+        /// `driver: null-co`: QEMU 7.2 and 10.0.
+        NullCo = "null-co" => BlockdevOptionsNull,
+        /// `driver: nvme`: QEMU 7.2 and 10.0.
+        Nvme = "nvme" => BlockdevOptionsNVMe,
+        /// `driver: parallels`: QEMU 7.2 and 10.0.
+        Parallels = "parallels" => BlockdevOptionsGenericFormat,
+        /// `driver: preallocate`: QEMU 7.2 and 10.0.
+        Preallocate = "preallocate" => BlockdevOptionsPreallocate,
+        /// `driver: qcow2`: QEMU 7.2 and 10.0.
+        Qcow2 = "qcow2" => BlockdevOptionsQcow2,
+        /// `driver: qcow`: QEMU 7.2 and 10.0.
+        Qcow = "qcow" => BlockdevOptionsQcow,
+        /// `driver: qed`: QEMU 7.2 and 10.0.
+        Qed = "qed" => BlockdevOptionsGenericCOWFormat,
+        /// `driver: quorum`: QEMU 7.2 and 10.0.
+        Quorum = "quorum" => BlockdevOptionsQuorum,
+        /// `driver: raw`: QEMU 7.2 and 10.0.
+        Raw = "raw" => BlockdevOptionsRaw,
+        /// `driver: rbd`: QEMU 7.2 and 10.0.
+        Rbd = "rbd" => BlockdevOptionsRbd,
+        /// `driver: replication`: QEMU 7.2 and 10.0.
+        Replication = "replication" => BlockdevOptionsReplication,
+        /// `driver: snapshot-access`: QEMU 7.2 and 10.0.
+        SnapshotAccess = "snapshot-access" => BlockdevOptionsGenericFormat,
+        /// `driver: ssh`: QEMU 7.2 and 10.0.
+        Ssh = "ssh" => BlockdevOptionsSsh,
+        /// `driver: throttle`: QEMU 7.2 and 10.0.
+        Throttle = "throttle" => BlockdevOptionsThrottle,
+        /// `driver: vdi`: QEMU 7.2 and 10.0.
+        Vdi = "vdi" => BlockdevOptionsGenericFormat,
+        /// `driver: vhdx`: QEMU 7.2 and 10.0.
+        Vhdx = "vhdx" => BlockdevOptionsGenericFormat,
+        /// `driver: vmdk`: QEMU 7.2 and 10.0.
+        Vmdk = "vmdk" => BlockdevOptionsGenericCOWFormat,
+        /// `driver: vpc`: QEMU 7.2 and 10.0.
+        Vpc = "vpc" => BlockdevOptionsGenericFormat,
+        /// `driver: vvfat`: QEMU 7.2 and 10.0.
+        Vvfat = "vvfat" => BlockdevOptionsVVFAT,
+    } {
+    }
+}
+
+/// QAPI type `BlockdevOptionsBlkdebug`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkdebug`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsBlkdebug {
+    /// `image`: QEMU 7.2 and 10.0.
+    pub image: BlockdevRef,
+    /// `config`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// `align`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<i64>,
+    /// `max-transfer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "max-transfer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_transfer: Option<i64>,
+    /// `opt-write-zero`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "opt-write-zero",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opt_write_zero: Option<i64>,
+    /// `max-write-zero`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "max-write-zero",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_write_zero: Option<i64>,
+    /// `opt-discard`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "opt-discard",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opt_discard: Option<i64>,
+    /// `max-discard`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "max-discard",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_discard: Option<i64>,
+    /// `inject-error`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inject-error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inject_error: Option<Vec<BlkdebugInjectErrorOptions>>,
+    /// `set-state`: QEMU 7.2 and 10.0.
+    #[serde(rename = "set-state", default, skip_serializing_if = "Option::is_none")]
+    pub set_state: Option<Vec<BlkdebugSetStateOptions>>,
+    /// `take-child-perms`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "take-child-perms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub take_child_perms: Option<Vec<BlockPermission>>,
+    /// `unshare-child-perms`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unshare-child-perms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unshare_child_perms: Option<Vec<BlockPermission>>,
+}
+
+/// QAPI type `BlockdevOptionsBlklogwrites`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blklogwrites`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3100,7 +3098,7 @@ pub struct BlockdevOptionsBlklogwrites {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub log_sector_size: Option<i64>,
+    pub log_sector_size: Option<u32>,
     /// `log-append`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "log-append",
@@ -3114,10 +3112,10 @@ pub struct BlockdevOptionsBlklogwrites {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub log_super_update_interval: Option<i64>,
+    pub log_super_update_interval: Option<u64>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkreplay`.
+/// QAPI type `BlockdevOptionsBlkreplay`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkreplay`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3126,7 +3124,7 @@ pub struct BlockdevOptionsBlkreplay {
     pub image: BlockdevRef,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=blkverify`.
+/// QAPI type `BlockdevOptionsBlkverify`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=blkverify`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3135,19 +3133,6 @@ pub struct BlockdevOptionsBlkverify {
     pub test: BlockdevRef,
     /// `raw`: QEMU 7.2 and 10.0.
     pub raw: BlockdevRef,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.cache`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.cache`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsCache {
-    /// `direct`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct: Option<bool>,
-    /// `no-flush`: QEMU 7.2 and 10.0.
-    #[serde(rename = "no-flush", default, skip_serializing_if = "Option::is_none")]
-    pub no_flush: Option<bool>,
 }
 
 /// QAPI type `BlockdevOptionsCbw`.
@@ -3168,33 +3153,21 @@ pub struct BlockdevOptionsCbw {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_cbw_error: Option<BlockdevOptionsCbwOnCbwError>,
+    pub on_cbw_error: Option<OnCbwError>,
     /// `cbw-timeout`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cbw-timeout",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cbw_timeout: Option<i64>,
+    pub cbw_timeout: Option<u32>,
     /// `min-cluster-size`: QEMU 10.0 only.
     #[serde(
         rename = "min-cluster-size",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub min_cluster_size: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsCbw.on-cbw-error`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsCbw.on-cbw-error`.
-pub enum BlockdevOptionsCbwOnCbwError {
-/// `break-guest-write`: QEMU 7.2 and 10.0.
-BreakGuestWrite = "break-guest-write",
-/// `break-snapshot`: QEMU 7.2 and 10.0.
-BreakSnapshot = "break-snapshot",
-}
+    pub min_cluster_size: Option<u64>,
 }
 
 /// QAPI type `BlockdevOptionsCor`.
@@ -3391,33 +3364,7 @@ pub struct BlockdevOptionsCurlHttps {
     pub cookie_secret: Option<String>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.detect-zeroes`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.detect-zeroes`, `BlockDeviceInfo.detect_zeroes`.
-pub enum BlockdevOptionsDetectZeroes {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `unmap`: QEMU 7.2 and 10.0.
-Unmap = "unmap",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.discard`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.discard`.
-pub enum BlockdevOptionsDiscard {
-/// `ignore`: QEMU 7.2 and 10.0.
-Ignore = "ignore",
-/// `unmap`: QEMU 7.2 and 10.0.
-Unmap = "unmap",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=file`.
+/// QAPI type `BlockdevOptionsFile`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=file`, `BlockdevOptions.driver=host_cdrom`, `BlockdevOptions.driver=host_device`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3433,10 +3380,10 @@ pub struct BlockdevOptionsFile {
     pub pr_manager: Option<String>,
     /// `locking`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locking: Option<BlockdevOptionsFileLocking>,
+    pub locking: Option<OnOffAuto>,
     /// `aio`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aio: Option<BlockdevOptionsFileAio>,
+    pub aio: Option<BlockdevAioOptions>,
     /// `aio-max-batch`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "aio-max-batch",
@@ -3460,34 +3407,6 @@ pub struct BlockdevOptionsFile {
     pub x_check_cache_dropped: Option<bool>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsFile.aio`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsFile.aio`.
-pub enum BlockdevOptionsFileAio {
-/// `threads`: QEMU 7.2 and 10.0.
-Threads = "threads",
-/// `native`: QEMU 7.2 and 10.0.
-Native = "native",
-/// `io_uring`: QEMU 7.2 and 10.0.
-IoUring = "io_uring",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsFile.locking`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsFile.locking`, `ObjectOptionsMemoryBackendFile.rom`, `ObjectOptionsSevGuest.legacy-vm-type`.
-pub enum BlockdevOptionsFileLocking {
-/// `auto`: QEMU 7.2 and 10.0.
-Auto = "auto",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-}
-}
-
 /// QAPI type `BlockdevOptionsGenericCOWFormat`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qed`, `BlockdevOptions.driver=vmdk`.
@@ -3509,7 +3428,7 @@ pub struct BlockdevOptionsGenericFormat {
     pub file: BlockdevRef,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=gluster`.
+/// QAPI type `BlockdevOptionsGluster`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=gluster`, `BlockdevCreateOptionsGluster.location`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3528,13 +3447,13 @@ pub struct BlockdevOptionsGluster {
     pub logfile: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=iscsi`.
+/// QAPI type `BlockdevOptionsIscsi`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=iscsi`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsIscsi {
     /// `transport`: QEMU 7.2 and 10.0.
-    pub transport: BlockdevOptionsIscsiTransport,
+    pub transport: IscsiTransport,
     /// `portal`: QEMU 7.2 and 10.0.
     pub portal: String,
     /// `target`: QEMU 7.2 and 10.0.
@@ -3565,45 +3484,17 @@ pub struct BlockdevOptionsIscsi {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub header_digest: Option<BlockdevOptionsIscsiHeaderDigest>,
+    pub header_digest: Option<IscsiHeaderDigest>,
     /// `timeout`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsIscsi.header-digest`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsIscsi.header-digest`.
-pub enum BlockdevOptionsIscsiHeaderDigest {
-/// `crc32c`: QEMU 7.2 and 10.0.
-Crc32c = "crc32c",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `crc32c-none`: QEMU 7.2 and 10.0.
-Crc32cNone = "crc32c-none",
-/// `none-crc32c`: QEMU 7.2 and 10.0.
-NoneCrc32c = "none-crc32c",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsIscsi.transport`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsIscsi.transport`.
-pub enum BlockdevOptionsIscsiTransport {
-/// `tcp`: QEMU 7.2 and 10.0.
-Tcp = "tcp",
-/// `iser`: QEMU 7.2 and 10.0.
-Iser = "iser",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=luks`.
+/// QAPI type `BlockdevOptionsLUKS`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=luks`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsLuks {
+pub struct BlockdevOptionsLUKS {
     /// `file`: QEMU 7.2 and 10.0.
     pub file: BlockdevRef,
     /// `key-secret`: QEMU 7.2 and 10.0.
@@ -3618,7 +3509,18 @@ pub struct BlockdevOptionsLuks {
     pub header: Option<BlockdevRef>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nbd`.
+/// QAPI type `BlockdevOptionsNVMe`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nvme`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevOptionsNVMe {
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+    /// `namespace`: QEMU 7.2 and 10.0.
+    pub namespace: i64,
+}
+
+/// QAPI type `BlockdevOptionsNbd`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nbd`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3651,23 +3553,23 @@ pub struct BlockdevOptionsNbd {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub reconnect_delay: Option<i64>,
+    pub reconnect_delay: Option<u32>,
     /// `open-timeout`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "open-timeout",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub open_timeout: Option<i64>,
+    pub open_timeout: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nfs`.
+/// QAPI type `BlockdevOptionsNfs`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nfs`, `BlockdevCreateOptionsNfs.location`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsNfs {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: BlockdevOptionsNfsServer,
+    pub server: NFSServer,
     /// `path`: QEMU 7.2 and 10.0.
     pub path: String,
     /// `user`: QEMU 7.2 and 10.0.
@@ -3702,28 +3604,6 @@ pub struct BlockdevOptionsNfs {
     pub debug: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsNfs.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsNfs.server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsNfsServer {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: BlockdevOptionsNfsServerType,
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsNfsServer.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsNfsServer.type`.
-pub enum BlockdevOptionsNfsServerType {
-/// `inet`: QEMU 7.2 and 10.0.
-Inet = "inet",
-}
-}
-
 /// QAPI type `BlockdevOptionsNull`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=null-aio`, `BlockdevOptions.driver=null-co`.
@@ -3738,7 +3618,7 @@ pub struct BlockdevOptionsNull {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub latency_ns: Option<i64>,
+    pub latency_ns: Option<u64>,
     /// `read-zeroes`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "read-zeroes",
@@ -3748,18 +3628,7 @@ pub struct BlockdevOptionsNull {
     pub read_zeroes: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=nvme`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=nvme`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsNvme {
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-    /// `namespace`: QEMU 7.2 and 10.0.
-    pub namespace: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=preallocate`.
+/// QAPI type `BlockdevOptionsPreallocate`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=preallocate`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3782,7 +3651,7 @@ pub struct BlockdevOptionsPreallocate {
     pub prealloc_size: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=qcow`.
+/// QAPI type `BlockdevOptionsQcow`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qcow`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3794,10 +3663,10 @@ pub struct BlockdevOptionsQcow {
     pub backing: Option<BlockdevRefOrNull>,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevOptionsQcowEncrypt>,
+    pub encrypt: Option<BlockdevQcowEncryption>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=qcow2`.
+/// QAPI type `BlockdevOptionsQcow2`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=qcow2`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3879,7 +3748,7 @@ pub struct BlockdevOptionsQcow2 {
     pub cache_clean_interval: Option<i64>,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevOptionsQcow2Encrypt>,
+    pub encrypt: Option<BlockdevQcow2Encryption>,
     /// `data-file`: QEMU 7.2 and 10.0.
     #[serde(rename = "data-file", default, skip_serializing_if = "Option::is_none")]
     pub data_file: Option<BlockdevRef>,
@@ -3892,101 +3761,7 @@ pub struct BlockdevOptionsQcow2 {
     pub discard_no_unref: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsQcow2Encrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevOptionsQcow2EncryptBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevOptionsQcow2Encrypt`], chosen by its member `format`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevOptionsQcow2EncryptBranch: "format" {
-        /// `format: aes`: QEMU 7.2 and 10.0.
-        Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
-        /// `format: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => BlockdevOptionsQcow2EncryptLuks,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format=aes`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2Encrypt.format=aes`, `BlockdevOptionsQcowEncrypt.format=aes`, `BlockdevCreateOptionsQcowEncrypt.format=qcow`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsQcow2EncryptAes {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2Encrypt.format`, `ImageInfoSpecificQcow2DataEncrypt.format`.
-pub enum BlockdevOptionsQcow2EncryptFormat {
-/// `aes`: QEMU 7.2 and 10.0.
-Aes = "aes",
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow2Encrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2Encrypt.format=luks`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsQcow2EncryptLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "key-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub key_secret: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcow.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsQcowEncrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevOptionsQcowEncryptBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevOptionsQcowEncrypt`], chosen by its member `format`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevOptionsQcowEncryptBranch: "format" {
-        /// `format: aes`: QEMU 7.2 and 10.0.
-        Aes = "aes" => BlockdevOptionsQcow2EncryptAes,
-    } {
-    }
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQcowEncrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcowEncrypt.format`.
-pub enum BlockdevOptionsQcowEncryptFormat {
-/// `aes`: QEMU 7.2 and 10.0.
-Aes = "aes",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=quorum`.
+/// QAPI type `BlockdevOptionsQuorum`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=quorum`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -4012,22 +3787,10 @@ pub struct BlockdevOptionsQuorum {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub read_pattern: Option<BlockdevOptionsQuorumReadPattern>,
+    pub read_pattern: Option<QuorumReadPattern>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsQuorum.read-pattern`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQuorum.read-pattern`.
-pub enum BlockdevOptionsQuorumReadPattern {
-/// `quorum`: QEMU 7.2 and 10.0.
-Quorum = "quorum",
-/// `fifo`: QEMU 7.2 and 10.0.
-Fifo = "fifo",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=raw`.
+/// QAPI type `BlockdevOptionsRaw`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=raw`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -4042,7 +3805,7 @@ pub struct BlockdevOptionsRaw {
     pub size: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=rbd`.
+/// QAPI type `BlockdevOptionsRbd`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=rbd`, `BlockdevCreateOptionsRbd.location`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -4062,7 +3825,7 @@ pub struct BlockdevOptionsRbd {
     pub snapshot: Option<String>,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<BlockdevOptionsRbdEncrypt>,
+    pub encrypt: Option<RbdEncryptionOptions>,
     /// `user`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -4072,7 +3835,7 @@ pub struct BlockdevOptionsRbd {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub auth_client_required: Option<Vec<BlockdevOptionsRbdAuthClientRequired>>,
+    pub auth_client_required: Option<Vec<RbdAuthMode>>,
     /// `key-secret`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "key-secret",
@@ -4082,106 +3845,10 @@ pub struct BlockdevOptionsRbd {
     pub key_secret: Option<String>,
     /// `server`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<Vec<BlockdevOptionsRbdServer>>,
+    pub server: Option<Vec<InetSocketAddressBase>>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbd.auth-client-required`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.auth-client-required`.
-pub enum BlockdevOptionsRbdAuthClientRequired {
-/// `cephx`: QEMU 7.2 and 10.0.
-Cephx = "cephx",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbd.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.encrypt`, `BlockdevOptionsRbdEncrypt.parent`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsRbdEncrypt {
-    /// `parent`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<BlockdevOptionsRbdEncrypt>>,
-
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: BlockdevOptionsRbdEncryptBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevOptionsRbdEncrypt`], chosen by its member `format`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevOptionsRbdEncryptBranch: "format" {
-        /// `format: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => BlockdevOptionsRbdEncryptLuks,
-        /// `format: luks2`: QEMU 7.2 and 10.0.
-        Luks2 = "luks2" => BlockdevOptionsRbdEncryptLuks2,
-        /// `format: luks-any`: QEMU 10.0 only.
-        LuksAny = "luks-any" => BlockdevOptionsRbdEncryptLuksAny,
-    } {
-    }
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbdEncrypt.format`, `BlockdevCreateOptionsRbdEncrypt.format`, `ImageInfoSpecificRbdData.encryption-format`.
-pub enum BlockdevOptionsRbdEncryptFormat {
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `luks2`: QEMU 7.2 and 10.0.
-Luks2 = "luks2",
-/// `luks-any`: QEMU 10.0 only.
-LuksAny = "luks-any",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbdEncrypt.format=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsRbdEncryptLuks {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format=luks2`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbdEncrypt.format=luks2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsRbdEncryptLuks2 {
-    /// `key-secret`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbdEncrypt.format=luks-any`.
-///
-/// QEMU 10.0 only. Used by `BlockdevOptionsRbdEncrypt.format=luks-any`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsRbdEncryptLuksAny {
-    /// `key-secret`: QEMU 10.0 only.
-    #[serde(rename = "key-secret")]
-    pub key_secret: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsRbd.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsRbdServer {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=replication`.
+/// QAPI type `BlockdevOptionsReplication`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=replication`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -4189,31 +3856,19 @@ pub struct BlockdevOptionsReplication {
     /// `file`: QEMU 7.2 and 10.0.
     pub file: BlockdevRef,
     /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: BlockdevOptionsReplicationMode,
+    pub mode: ReplicationMode,
     /// `top-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "top-id", default, skip_serializing_if = "Option::is_none")]
     pub top_id: Option<String>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsReplication.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsReplication.mode`.
-pub enum BlockdevOptionsReplicationMode {
-/// `primary`: QEMU 7.2 and 10.0.
-Primary = "primary",
-/// `secondary`: QEMU 7.2 and 10.0.
-Secondary = "secondary",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=ssh`.
+/// QAPI type `BlockdevOptionsSsh`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=ssh`, `BlockdevCreateOptionsSsh.location`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevOptionsSsh {
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: BlockdevOptionsSshServer,
+    pub server: InetSocketAddress,
     /// `path`: QEMU 7.2 and 10.0.
     pub path: String,
     /// `user`: QEMU 7.2 and 10.0.
@@ -4225,108 +3880,10 @@ pub struct BlockdevOptionsSsh {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub host_key_check: Option<BlockdevOptionsSshHostKeyCheck>,
+    pub host_key_check: Option<SshHostKeyCheck>,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsSsh.host-key-check`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSsh.host-key-check`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsSshHostKeyCheck {
-    /// The branch chosen by `mode`, with its members.
-    #[serde(flatten)]
-    pub mode: BlockdevOptionsSshHostKeyCheckBranch,
-}
-
-qapi_union! {
-    /// The branches of [`BlockdevOptionsSshHostKeyCheck`], chosen by its member `mode`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum BlockdevOptionsSshHostKeyCheckBranch: "mode" {
-        /// `mode: hash`: QEMU 7.2 and 10.0.
-        Hash = "hash" => BlockdevOptionsSshHostKeyCheckHash,
-    } {
-        /// `mode: none`, with no more members: QEMU 7.2 and 10.0.
-        None = "none",
-        /// `mode: known_hosts`, with no more members: QEMU 7.2 and 10.0.
-        KnownHosts = "known_hosts",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheck.mode=hash`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSshHostKeyCheck.mode=hash`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsSshHostKeyCheckHash {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: BlockdevOptionsSshHostKeyCheckHashType,
-    /// `hash`: QEMU 7.2 and 10.0.
-    pub hash: String,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheckHash.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSshHostKeyCheckHash.type`.
-pub enum BlockdevOptionsSshHostKeyCheckHashType {
-/// `md5`: QEMU 7.2 and 10.0.
-Md5 = "md5",
-/// `sha1`: QEMU 7.2 and 10.0.
-Sha1 = "sha1",
-/// `sha256`: QEMU 7.2 and 10.0.
-Sha256 = "sha256",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsSshHostKeyCheck.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSshHostKeyCheck.mode`.
-pub enum BlockdevOptionsSshHostKeyCheckMode {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `hash`: QEMU 7.2 and 10.0.
-Hash = "hash",
-/// `known_hosts`: QEMU 7.2 and 10.0.
-KnownHosts = "known_hosts",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptionsSsh.server`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSsh.server`, `SocketAddress.type=inet`, `NbdServerStartAddrInet.data`, `MigrateChannelsAddr.transport=rdma`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsSshServer {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-    /// `numeric`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub numeric: Option<bool>,
-    /// `to`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<i64>,
-    /// `ipv4`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4: Option<bool>,
-    /// `ipv6`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6: Option<bool>,
-    /// `keep-alive`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "keep-alive",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub keep_alive: Option<bool>,
-    /// `mptcp`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mptcp: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=throttle`.
+/// QAPI type `BlockdevOptionsThrottle`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=throttle`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -4338,11 +3895,11 @@ pub struct BlockdevOptionsThrottle {
     pub file: BlockdevRef,
 }
 
-/// A type the schema leaves unnamed, reached as `BlockdevOptions.driver=vvfat`.
+/// QAPI type `BlockdevOptionsVVFAT`.
 ///
 /// QEMU 7.2 and 10.0. Used by `BlockdevOptions.driver=vvfat`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevOptionsVvfat {
+pub struct BlockdevOptionsVVFAT {
     /// `dir`: QEMU 7.2 and 10.0.
     pub dir: String,
     /// `fat-type`: QEMU 7.2 and 10.0.
@@ -4357,6 +3914,84 @@ pub struct BlockdevOptionsVvfat {
     /// `rw`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rw: Option<bool>,
+}
+
+/// QAPI type `BlockdevQcow2Encryption`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevQcow2Encryption {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: BlockdevQcow2EncryptionBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockdevQcow2Encryption`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevQcow2EncryptionBranch: "format" {
+        /// `format: aes`: QEMU 7.2 and 10.0.
+        Aes = "aes" => QCryptoBlockOptionsQCow,
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => QCryptoBlockOptionsLUKS,
+    } {
+    }
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevQcow2EncryptionFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevQcow2Encryption.format`, `ImageInfoSpecificQCow2Encryption.format`.
+pub enum BlockdevQcow2EncryptionFormat {
+/// `aes`: QEMU 7.2 and 10.0.
+Aes = "aes",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevQcow2Version`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow2.version`.
+pub enum BlockdevQcow2Version {
+/// `v2`: QEMU 7.2 and 10.0.
+V2 = "v2",
+/// `v3`: QEMU 7.2 and 10.0.
+V3 = "v3",
+}
+}
+
+/// QAPI type `BlockdevQcowEncryption`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevQcowEncryption {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: BlockdevQcowEncryptionBranch,
+}
+
+qapi_union! {
+    /// The branches of [`BlockdevQcowEncryption`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum BlockdevQcowEncryptionBranch: "format" {
+        /// `format: aes`: QEMU 7.2 and 10.0.
+        Aes = "aes" => QCryptoBlockOptionsQCow,
+    } {
+    }
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevQcowEncryptionFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevQcowEncryption.format`.
+pub enum BlockdevQcowEncryptionFormat {
+/// `aes`: QEMU 7.2 and 10.0.
+Aes = "aes",
+}
 }
 
 /// QAPI type `BlockdevRef`.
@@ -4393,9 +4028,9 @@ pub enum BlockdevRefOrNull {
     Other(serde_json::Value),
 }
 
-/// A type the schema leaves unnamed, reached as `blockdev-snapshot`.
+/// QAPI type `BlockdevSnapshot`.
 ///
-/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot`, `TransactionActionsBlockdevSnapshot.data`.
+/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot`, `BlockdevSnapshotWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevSnapshot {
     /// `node`: QEMU 7.2 and 10.0.
@@ -4404,20 +4039,29 @@ pub struct BlockdevSnapshot {
     pub overlay: String,
 }
 
-/// A type the schema leaves unnamed, reached as `blockdev-snapshot-internal-sync`.
+/// QAPI type `BlockdevSnapshotInternal`.
 ///
-/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot-internal-sync`, `TransactionActionsBlockdevSnapshotInternalSync.data`.
+/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot-internal-sync`, `BlockdevSnapshotInternalWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlockdevSnapshotInternalSync {
+pub struct BlockdevSnapshotInternal {
     /// `device`: QEMU 7.2 and 10.0.
     pub device: String,
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
 }
 
-/// A type the schema leaves unnamed, reached as `blockdev-snapshot-sync`.
+/// QAPI type `BlockdevSnapshotInternalWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot-sync`, `TransactionActionsBlockdevSnapshotSync.data`.
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=blockdev-snapshot-internal-sync`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevSnapshotInternalWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockdevSnapshotInternal,
+}
+
+/// QAPI type `BlockdevSnapshotSync`.
+///
+/// QEMU 7.2 and 10.0. Used by `blockdev-snapshot-sync`, `BlockdevSnapshotSyncWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockdevSnapshotSync {
     /// `device`: QEMU 7.2 and 10.0.
@@ -4441,54 +4085,90 @@ pub struct BlockdevSnapshotSync {
     pub format: Option<String>,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<BlockdevSnapshotSyncMode>,
+    pub mode: Option<NewImageMode>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `BlockdevSnapshotSync.mode`.
+/// QAPI type `BlockdevSnapshotSyncWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `BlockdevSnapshotSync.mode`, `DriveBackup.mode`, `DriveMirror.mode`.
-pub enum BlockdevSnapshotSyncMode {
-/// `existing`: QEMU 7.2 and 10.0.
-Existing = "existing",
-/// `absolute-paths`: QEMU 7.2 and 10.0.
-AbsolutePaths = "absolute-paths",
-}
-}
-
-/// QAPI type `COLOStatus`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-colo-status.ret`.
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=blockdev-snapshot-sync`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct COLOStatus {
-    /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: COLOStatusMode,
-    /// `last-mode`: QEMU 7.2 and 10.0.
-    #[serde(rename = "last-mode")]
-    pub last_mode: COLOStatusMode,
-    /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: COLOStatusReason,
+pub struct BlockdevSnapshotSyncWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockdevSnapshotSync,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `COLOStatus.mode`.
+/// QAPI type `BlockdevSnapshotWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `COLOStatus.mode`, `COLOStatus.last-mode`, `ColoExit.mode`.
-pub enum COLOStatusMode {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `primary`: QEMU 7.2 and 10.0.
-Primary = "primary",
-/// `secondary`: QEMU 7.2 and 10.0.
-Secondary = "secondary",
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=blockdev-snapshot`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockdevSnapshotWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: BlockdevSnapshot,
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevVhdxSubformat`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVhdx.subformat`.
+pub enum BlockdevVhdxSubformat {
+/// `dynamic`: QEMU 7.2 and 10.0.
+Dynamic = "dynamic",
+/// `fixed`: QEMU 7.2 and 10.0.
+Fixed = "fixed",
 }
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `COLOStatus.reason`.
+/// QAPI type `BlockdevVmdkAdapterType`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVmdk.adapter-type`.
+pub enum BlockdevVmdkAdapterType {
+/// `ide`: QEMU 7.2 and 10.0.
+Ide = "ide",
+/// `buslogic`: QEMU 7.2 and 10.0.
+Buslogic = "buslogic",
+/// `lsilogic`: QEMU 7.2 and 10.0.
+Lsilogic = "lsilogic",
+/// `legacyESX`: QEMU 7.2 and 10.0.
+LegacyESX = "legacyESX",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevVmdkSubformat`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVmdk.subformat`.
+pub enum BlockdevVmdkSubformat {
+/// `monolithicSparse`: QEMU 7.2 and 10.0.
+MonolithicSparse = "monolithicSparse",
+/// `monolithicFlat`: QEMU 7.2 and 10.0.
+MonolithicFlat = "monolithicFlat",
+/// `twoGbMaxExtentSparse`: QEMU 7.2 and 10.0.
+TwoGbMaxExtentSparse = "twoGbMaxExtentSparse",
+/// `twoGbMaxExtentFlat`: QEMU 7.2 and 10.0.
+TwoGbMaxExtentFlat = "twoGbMaxExtentFlat",
+/// `streamOptimized`: QEMU 7.2 and 10.0.
+StreamOptimized = "streamOptimized",
+}
+}
+
+qapi_enum! {
+/// QAPI type `BlockdevVpcSubformat`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsVpc.subformat`.
+pub enum BlockdevVpcSubformat {
+/// `dynamic`: QEMU 7.2 and 10.0.
+Dynamic = "dynamic",
+/// `fixed`: QEMU 7.2 and 10.0.
+Fixed = "fixed",
+}
+}
+
+qapi_enum! {
+/// QAPI type `COLOExitReason`.
 ///
 /// QEMU 7.2 and 10.0. Used by `COLOStatus.reason`, `ColoExit.reason`.
-pub enum COLOStatusReason {
+pub enum COLOExitReason {
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
 /// `request`: QEMU 7.2 and 10.0.
@@ -4501,29 +4181,55 @@ Processing = "processing",
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CalcDirtyRate.calc-time-unit`.
+/// QAPI type `COLOMode`.
 ///
-/// QEMU 10.0 only. Used by `CalcDirtyRate.calc-time-unit`, `QueryDirtyRate.calc-time-unit`, `DirtyRateInfo.calc-time-unit`.
-pub enum CalcDirtyRateCalcTimeUnit {
-/// `second`: QEMU 10.0 only.
-Second = "second",
-/// `millisecond`: QEMU 10.0 only.
-Millisecond = "millisecond",
+/// QEMU 7.2 and 10.0. Used by `COLOStatus.mode`, `COLOStatus.last-mode`, `ColoExit.mode`.
+pub enum COLOMode {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `primary`: QEMU 7.2 and 10.0.
+Primary = "primary",
+/// `secondary`: QEMU 7.2 and 10.0.
+Secondary = "secondary",
 }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CalcDirtyRate.mode`.
+/// QAPI type `COLOStatus`.
 ///
-/// QEMU 7.2 and 10.0. Used by `CalcDirtyRate.mode`, `DirtyRateInfo.mode`.
-pub enum CalcDirtyRateMode {
-/// `page-sampling`: QEMU 7.2 and 10.0.
-PageSampling = "page-sampling",
-/// `dirty-ring`: QEMU 7.2 and 10.0.
-DirtyRing = "dirty-ring",
-/// `dirty-bitmap`: QEMU 7.2 and 10.0.
-DirtyBitmap = "dirty-bitmap",
+/// QEMU 7.2 and 10.0. Used by `query-colo-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct COLOStatus {
+    /// `mode`: QEMU 7.2 and 10.0.
+    pub mode: COLOMode,
+    /// `last-mode`: QEMU 7.2 and 10.0.
+    #[serde(rename = "last-mode")]
+    pub last_mode: COLOMode,
+    /// `reason`: QEMU 7.2 and 10.0.
+    pub reason: COLOExitReason,
 }
+
+/// QAPI type `CXLUncorErrorRecord`.
+///
+/// QEMU 10.0 only. Used by `CxlInjectUncorrectableErrors.errors`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CXLUncorErrorRecord {
+    /// `type`: QEMU 10.0 only.
+    #[serde(rename = "type")]
+    pub type_: CxlUncorErrorType,
+    /// `header`: QEMU 10.0 only.
+    pub header: Vec<u32>,
+}
+
+/// QAPI type `CanHostSocketcanProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=can-host-socketcan`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CanHostSocketcanProperties {
+    /// `if`: QEMU 7.2 and 10.0.
+    #[serde(rename = "if")]
+    pub if_: String,
+    /// `canbus`: QEMU 7.2 and 10.0.
+    pub canbus: String,
 }
 
 /// QAPI type `ChardevBackend`.
@@ -4542,23 +4248,23 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum ChardevBackendBranch: "type" {
         /// `type: file`: QEMU 7.2 and 10.0.
-        File = "file" => ChardevBackendFile,
+        File = "file" => ChardevFileWrapper,
         /// `type: serial`: QEMU 7.2 and 10.0.
-        Serial = "serial" => ChardevBackendSerial,
+        Serial = "serial" => ChardevHostdevWrapper,
         /// `type: parallel`: QEMU 7.2 and 10.0.
-        Parallel = "parallel" => ChardevBackendSerial,
+        Parallel = "parallel" => ChardevHostdevWrapper,
         /// `type: pipe`: QEMU 7.2 and 10.0.
-        Pipe = "pipe" => ChardevBackendSerial,
+        Pipe = "pipe" => ChardevHostdevWrapper,
         /// `type: socket`: QEMU 7.2 and 10.0.
-        Socket = "socket" => ChardevBackendSocket,
+        Socket = "socket" => ChardevSocketWrapper,
         /// `type: udp`: QEMU 7.2 and 10.0.
-        Udp = "udp" => ChardevBackendUdp,
+        Udp = "udp" => ChardevUdpWrapper,
         /// `type: pty`: QEMU 7.2 and 10.0.
-        Pty = "pty" => ChardevBackendPty,
+        Pty = "pty" => ChardevPtyWrapper,
         /// `type: null`: QEMU 7.2 and 10.0.
         Null = "null" => ChardevCommonWrapper,
         /// `type: mux`: QEMU 7.2 and 10.0.
-        Mux = "mux" => ChardevBackendMux,
+        Mux = "mux" => ChardevMuxWrapper,
         /// `type: msmouse`: QEMU 7.2 and 10.0.
         Msmouse = "msmouse" => ChardevCommonWrapper,
         /// `type: wctablet`: QEMU 7.2 and 10.0.
@@ -4568,105 +4274,27 @@ qapi_union! {
         /// `type: testdev`: QEMU 7.2 and 10.0.
         Testdev = "testdev" => ChardevCommonWrapper,
         /// `type: stdio`: QEMU 7.2 and 10.0.
-        Stdio = "stdio" => ChardevBackendStdio,
+        Stdio = "stdio" => ChardevStdioWrapper,
         /// `type: console`: QEMU 7.2 only.
         Console = "console" => ChardevCommonWrapper,
         /// `type: spicevmc`: QEMU 7.2 and 10.0.
-        Spicevmc = "spicevmc" => ChardevBackendSpicevmc,
+        Spicevmc = "spicevmc" => ChardevSpiceChannelWrapper,
         /// `type: spiceport`: QEMU 7.2 and 10.0.
-        Spiceport = "spiceport" => ChardevBackendSpiceport,
+        Spiceport = "spiceport" => ChardevSpicePortWrapper,
         /// `type: qemu-vdagent`: QEMU 7.2 and 10.0.
-        QemuVdagent = "qemu-vdagent" => ChardevBackendQemuVdagent,
+        QemuVdagent = "qemu-vdagent" => ChardevQemuVDAgentWrapper,
         /// `type: dbus`: QEMU 7.2 and 10.0.
-        Dbus = "dbus" => ChardevBackendDbus,
+        Dbus = "dbus" => ChardevDBusWrapper,
         /// `type: vc`: QEMU 7.2 and 10.0.
-        Vc = "vc" => ChardevBackendVc,
+        Vc = "vc" => ChardevVCWrapper,
         /// `type: ringbuf`: QEMU 7.2 and 10.0.
-        Ringbuf = "ringbuf" => ChardevBackendRingbuf,
+        Ringbuf = "ringbuf" => ChardevRingbufWrapper,
         /// `type: memory`: QEMU 7.2 and 10.0.
-        Memory = "memory" => ChardevBackendRingbuf,
+        Memory = "memory" => ChardevRingbufWrapper,
         /// `type: hub`: QEMU 10.0 only.
-        Hub = "hub" => ChardevBackendHub,
+        Hub = "hub" => ChardevHubWrapper,
     } {
     }
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=dbus`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=dbus`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendDbus {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendDbusData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackendDbus.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendDbus.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendDbusData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=file`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=file`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendFile {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendFileData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackendFile.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendFile.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendFileData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `in`: QEMU 7.2 and 10.0.
-    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
-    pub in_: Option<String>,
-    /// `out`: QEMU 7.2 and 10.0.
-    pub out: String,
-    /// `append`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub append: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=hub`.
-///
-/// QEMU 10.0 only. Used by `ChardevBackend.type=hub`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendHub {
-    /// `data`: QEMU 10.0 only.
-    pub data: ChardevBackendHubData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackendHub.data`.
-///
-/// QEMU 10.0 only. Used by `ChardevBackendHub.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendHubData {
-    /// `logfile`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `chardevs`: QEMU 10.0 only.
-    pub chardevs: Vec<String>,
 }
 
 /// QAPI type `ChardevBackendInfo`.
@@ -4732,20 +4360,149 @@ Hub = "hub",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=mux`.
+/// QAPI type `ChardevCommon`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=mux`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendMux {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendMuxData,
+/// QEMU 7.2 and 10.0. Used by `ChardevCommonWrapper.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevCommon {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendMux.data`.
+/// QAPI type `ChardevCommonWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendMux.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=pty`, `ChardevBackend.type=null`, `ChardevBackend.type=msmouse`, `ChardevBackend.type=wctablet`, ....
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendMuxData {
+pub struct ChardevCommonWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevCommon,
+}
+
+/// QAPI type `ChardevDBus`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevDBusWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevDBus {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+}
+
+/// QAPI type `ChardevDBusWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=dbus`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevDBusWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevDBus,
+}
+
+/// QAPI type `ChardevFile`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevFileWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevFile {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `in`: QEMU 7.2 and 10.0.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<String>,
+    /// `out`: QEMU 7.2 and 10.0.
+    pub out: String,
+    /// `append`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<bool>,
+}
+
+/// QAPI type `ChardevFileWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=file`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevFileWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevFile,
+}
+
+/// QAPI type `ChardevHostdev`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevHostdevWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevHostdev {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+}
+
+/// QAPI type `ChardevHostdevWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=serial`, `ChardevBackend.type=parallel`, `ChardevBackend.type=pipe`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevHostdevWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevHostdev,
+}
+
+/// QAPI type `ChardevHub`.
+///
+/// QEMU 10.0 only. Used by `ChardevHubWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevHub {
+    /// `logfile`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `chardevs`: QEMU 10.0 only.
+    pub chardevs: Vec<String>,
+}
+
+/// QAPI type `ChardevHubWrapper`.
+///
+/// QEMU 10.0 only. Used by `ChardevBackend.type=hub`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevHubWrapper {
+    /// `data`: QEMU 10.0 only.
+    pub data: ChardevHub,
+}
+
+/// QAPI type `ChardevInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-chardev.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevInfo {
+    /// `label`: QEMU 7.2 and 10.0.
+    pub label: String,
+    /// `filename`: QEMU 7.2 and 10.0.
+    pub filename: String,
+    /// `frontend-open`: QEMU 7.2 and 10.0.
+    #[serde(rename = "frontend-open")]
+    pub frontend_open: bool,
+}
+
+/// QAPI type `ChardevMux`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevMuxWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevMux {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4756,20 +4513,20 @@ pub struct ChardevBackendMuxData {
     pub chardev: String,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=pty`.
+/// QAPI type `ChardevMuxWrapper`.
 ///
-/// QEMU 10.0 only. Used by `ChardevBackend.type=pty`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=mux`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendPty {
-    /// `data`: QEMU 10.0 only.
-    pub data: ChardevBackendPtyData,
+pub struct ChardevMuxWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevMux,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendPty.data`.
+/// QAPI type `ChardevPty`.
 ///
-/// QEMU 10.0 only. Used by `ChardevBackendPty.data`.
+/// QEMU 10.0 only. Used by `ChardevPtyWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendPtyData {
+pub struct ChardevPty {
     /// `logfile`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4781,20 +4538,20 @@ pub struct ChardevBackendPtyData {
     pub path: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=qemu-vdagent`.
+/// QAPI type `ChardevPtyWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=qemu-vdagent`.
+/// QEMU 10.0 only. Used by `ChardevBackend.type=pty`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendQemuVdagent {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendQemuVdagentData,
+pub struct ChardevPtyWrapper {
+    /// `data`: QEMU 10.0 only.
+    pub data: ChardevPty,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendQemuVdagent.data`.
+/// QAPI type `ChardevQemuVDAgent`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendQemuVdagent.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevQemuVDAgentWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendQemuVdagentData {
+pub struct ChardevQemuVDAgent {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4809,20 +4566,30 @@ pub struct ChardevBackendQemuVdagentData {
     pub clipboard: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=ringbuf`.
+/// QAPI type `ChardevQemuVDAgentWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=ringbuf`, `ChardevBackend.type=memory`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=qemu-vdagent`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendRingbuf {
+pub struct ChardevQemuVDAgentWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendRingbufData,
+    pub data: ChardevQemuVDAgent,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendRingbuf.data`.
+/// QAPI type `ChardevReturn`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendRingbuf.data`.
+/// QEMU 7.2 and 10.0. Used by `chardev-add.ret`, `chardev-change.ret`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendRingbufData {
+pub struct ChardevReturn {
+    /// `pty`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<String>,
+}
+
+/// QAPI type `ChardevRingbuf`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevRingbufWrapper.data`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevRingbuf {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4834,44 +4601,20 @@ pub struct ChardevBackendRingbufData {
     pub size: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=serial`.
+/// QAPI type `ChardevRingbufWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=serial`, `ChardevBackend.type=parallel`, `ChardevBackend.type=pipe`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=ringbuf`, `ChardevBackend.type=memory`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSerial {
+pub struct ChardevRingbufWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendSerialData,
+    pub data: ChardevRingbuf,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendSerial.data`.
+/// QAPI type `ChardevSocket`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendSerial.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevSocketWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSerialData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=socket`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=socket`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSocket {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendSocketData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackendSocket.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendSocket.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSocketData {
+pub struct ChardevSocket {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4879,7 +4622,7 @@ pub struct ChardevBackendSocketData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logappend: Option<bool>,
     /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: NbdServerStartAddr,
+    pub addr: SocketAddressLegacy,
     /// `tls-creds`: QEMU 7.2 and 10.0.
     #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
     pub tls_creds: Option<String>,
@@ -4916,44 +4659,20 @@ pub struct ChardevBackendSocketData {
     pub reconnect_ms: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=spiceport`.
+/// QAPI type `ChardevSocketWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=spiceport`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=socket`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSpiceport {
+pub struct ChardevSocketWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendSpiceportData,
+    pub data: ChardevSocket,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendSpiceport.data`.
+/// QAPI type `ChardevSpiceChannel`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendSpiceport.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevSpiceChannelWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSpiceportData {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-    /// `fqdn`: QEMU 7.2 and 10.0.
-    pub fqdn: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=spicevmc`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=spicevmc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSpicevmc {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendSpicevmcData,
-}
-
-/// A type the schema leaves unnamed, reached as `ChardevBackendSpicevmc.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendSpicevmc.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendSpicevmcData {
+pub struct ChardevSpiceChannel {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4965,20 +4684,44 @@ pub struct ChardevBackendSpicevmcData {
     pub type_: String,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=stdio`.
+/// QAPI type `ChardevSpiceChannelWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=stdio`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=spicevmc`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendStdio {
+pub struct ChardevSpiceChannelWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendStdioData,
+    pub data: ChardevSpiceChannel,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendStdio.data`.
+/// QAPI type `ChardevSpicePort`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendStdio.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevSpicePortWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevSpicePort {
+    /// `logfile`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<String>,
+    /// `logappend`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logappend: Option<bool>,
+    /// `fqdn`: QEMU 7.2 and 10.0.
+    pub fqdn: String,
+}
+
+/// QAPI type `ChardevSpicePortWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=spiceport`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChardevSpicePortWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ChardevSpicePort,
+}
+
+/// QAPI type `ChardevStdio`.
+///
+/// QEMU 7.2 and 10.0. Used by `ChardevStdioWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendStdioData {
+pub struct ChardevStdio {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -4990,20 +4733,20 @@ pub struct ChardevBackendStdioData {
     pub signal: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=udp`.
+/// QAPI type `ChardevStdioWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=udp`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=stdio`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendUdp {
+pub struct ChardevStdioWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendUdpData,
+    pub data: ChardevStdio,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendUdp.data`.
+/// QAPI type `ChardevUdp`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendUdp.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevUdpWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendUdpData {
+pub struct ChardevUdp {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -5011,26 +4754,26 @@ pub struct ChardevBackendUdpData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logappend: Option<bool>,
     /// `remote`: QEMU 7.2 and 10.0.
-    pub remote: NbdServerStartAddr,
+    pub remote: SocketAddressLegacy,
     /// `local`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<NbdServerStartAddr>,
+    pub local: Option<SocketAddressLegacy>,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackend.type=vc`.
+/// QAPI type `ChardevUdpWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=vc`.
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=udp`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendVc {
+pub struct ChardevUdpWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevBackendVcData,
+    pub data: ChardevUdp,
 }
 
-/// A type the schema leaves unnamed, reached as `ChardevBackendVc.data`.
+/// QAPI type `ChardevVC`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackendVc.data`.
+/// QEMU 7.2 and 10.0. Used by `ChardevVCWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevBackendVcData {
+pub struct ChardevVC {
     /// `logfile`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logfile: Option<String>,
@@ -5051,50 +4794,43 @@ pub struct ChardevBackendVcData {
     pub rows: Option<i64>,
 }
 
-/// QAPI type `ChardevCommon`.
+/// QAPI type `ChardevVCWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ChardevCommonWrapper.data`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevCommon {
-    /// `logfile`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<String>,
-    /// `logappend`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logappend: Option<bool>,
-}
-
-/// QAPI type `ChardevCommonWrapper`.
-///
-/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=pty`, `ChardevBackend.type=null`, `ChardevBackend.type=msmouse`, `ChardevBackend.type=wctablet`, ....
+/// QEMU 7.2 and 10.0. Used by `ChardevBackend.type=vc`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevCommonWrapper {
+pub struct ChardevVCWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ChardevCommon,
+    pub data: ChardevVC,
 }
 
-/// QAPI type `ChardevInfo`.
+/// QAPI type `ColoCompareProperties`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-chardev.ret`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=colo-compare`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevInfo {
-    /// `label`: QEMU 7.2 and 10.0.
-    pub label: String,
-    /// `filename`: QEMU 7.2 and 10.0.
-    pub filename: String,
-    /// `frontend-open`: QEMU 7.2 and 10.0.
-    #[serde(rename = "frontend-open")]
-    pub frontend_open: bool,
-}
-
-/// QAPI type `ChardevReturn`.
-///
-/// QEMU 7.2 and 10.0. Used by `chardev-add.ret`, `chardev-change.ret`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChardevReturn {
-    /// `pty`: QEMU 7.2 and 10.0.
+pub struct ColoCompareProperties {
+    /// `primary_in`: QEMU 7.2 and 10.0.
+    pub primary_in: String,
+    /// `secondary_in`: QEMU 7.2 and 10.0.
+    pub secondary_in: String,
+    /// `outdev`: QEMU 7.2 and 10.0.
+    pub outdev: String,
+    /// `iothread`: QEMU 7.2 and 10.0.
+    pub iothread: String,
+    /// `notify_dev`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pty: Option<String>,
+    pub notify_dev: Option<String>,
+    /// `compare_timeout`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_timeout: Option<u64>,
+    /// `expired_scan_cycle`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_scan_cycle: Option<u32>,
+    /// `max_queue_size`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_size: Option<u32>,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
 }
 
 /// QAPI type `CommandInfo`.
@@ -5114,19 +4850,19 @@ pub struct CommandLineOptionInfo {
     /// `option`: QEMU 7.2 and 10.0.
     pub option: String,
     /// `parameters`: QEMU 7.2 and 10.0.
-    pub parameters: Vec<CommandLineOptionInfoParameters>,
+    pub parameters: Vec<CommandLineParameterInfo>,
 }
 
-/// A type the schema leaves unnamed, reached as `CommandLineOptionInfo.parameters`.
+/// QAPI type `CommandLineParameterInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `CommandLineOptionInfo.parameters`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CommandLineOptionInfoParameters {
+pub struct CommandLineParameterInfo {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type")]
-    pub type_: CommandLineOptionInfoParametersType,
+    pub type_: CommandLineParameterType,
     /// `help`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
@@ -5136,10 +4872,10 @@ pub struct CommandLineOptionInfoParameters {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CommandLineOptionInfoParameters.type`.
+/// QAPI type `CommandLineParameterType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `CommandLineOptionInfoParameters.type`.
-pub enum CommandLineOptionInfoParametersType {
+/// QEMU 7.2 and 10.0. Used by `CommandLineParameterInfo.type`.
+pub enum CommandLineParameterType {
 /// `string`: QEMU 7.2 and 10.0.
 String = "string",
 /// `boolean`: QEMU 7.2 and 10.0.
@@ -5149,6 +4885,40 @@ Number = "number",
 /// `size`: QEMU 7.2 and 10.0.
 Size = "size",
 }
+}
+
+/// QAPI type `CompatProperty`.
+///
+/// QEMU 10.0 only. Used by `MachineInfo.compat-props`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CompatProperty {
+    /// `qom-type`: QEMU 10.0 only.
+    #[serde(rename = "qom-type")]
+    pub qom_type: String,
+    /// `property`: QEMU 10.0 only.
+    pub property: String,
+    /// `value`: QEMU 10.0 only.
+    pub value: String,
+}
+
+/// QAPI type `CompressionStats`.
+///
+/// QEMU 7.2 only. Used by `MigrationInfo.compression`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CompressionStats {
+    /// `pages`: QEMU 7.2 only.
+    pub pages: i64,
+    /// `busy`: QEMU 7.2 only.
+    pub busy: i64,
+    /// `busy-rate`: QEMU 7.2 only.
+    #[serde(rename = "busy-rate")]
+    pub busy_rate: f64,
+    /// `compressed-size`: QEMU 7.2 only.
+    #[serde(rename = "compressed-size")]
+    pub compressed_size: i64,
+    /// `compression-rate`: QEMU 7.2 only.
+    #[serde(rename = "compression-rate")]
+    pub compression_rate: f64,
 }
 
 /// QAPI type `CpuDefinitionInfo`.
@@ -5200,7 +4970,7 @@ pub struct CpuInfoFast {
     pub thread_id: i64,
     /// `props`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub props: Option<CpuInfoFastProps>,
+    pub props: Option<CpuInstanceProperties>,
 
     /// The branch chosen by `target`, with its members.
     #[serde(flatten)]
@@ -5213,7 +4983,7 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum CpuInfoFastBranch: "target" {
         /// `target: s390x`: QEMU 7.2 and 10.0.
-        S390x = "s390x" => CpuInfoFastS390x,
+        S390x = "s390x" => CpuInfoS390,
     } {
         /// `target: aarch64`, with no more members: QEMU 7.2 and 10.0.
         Aarch64 = "aarch64",
@@ -5278,11 +5048,27 @@ qapi_union! {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `CpuInfoFast.props`.
+/// QAPI type `CpuInfoS390`.
+///
+/// QEMU 7.2 and 10.0. Used by `CpuInfoFast.target=s390x`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuInfoS390 {
+    /// `cpu-state`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cpu-state")]
+    pub cpu_state: S390CpuState,
+    /// `dedicated`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated: Option<bool>,
+    /// `entitlement`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<S390CpuEntitlement>,
+}
+
+/// QAPI type `CpuInstanceProperties`.
 ///
 /// QEMU 7.2 and 10.0. Used by `CpuInfoFast.props`, `HotpluggableCPU.props`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CpuInfoFastProps {
+pub struct CpuInstanceProperties {
     /// `node-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "node-id", default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<i64>,
@@ -5316,63 +5102,87 @@ pub struct CpuInfoFastProps {
     pub module_id: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `CpuInfoFast.target=s390x`.
-///
-/// QEMU 7.2 and 10.0. Used by `CpuInfoFast.target=s390x`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CpuInfoFastS390x {
-    /// `cpu-state`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cpu-state")]
-    pub cpu_state: CpuInfoFastS390xCpuState,
-    /// `dedicated`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dedicated: Option<bool>,
-    /// `entitlement`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entitlement: Option<CpuInfoFastS390xEntitlement>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CpuInfoFastS390x.cpu-state`.
-///
-/// QEMU 7.2 and 10.0. Used by `CpuInfoFastS390x.cpu-state`.
-pub enum CpuInfoFastS390xCpuState {
-/// `uninitialized`: QEMU 7.2 and 10.0.
-Uninitialized = "uninitialized",
-/// `stopped`: QEMU 7.2 and 10.0.
-Stopped = "stopped",
-/// `check-stop`: QEMU 7.2 and 10.0.
-CheckStop = "check-stop",
-/// `operating`: QEMU 7.2 and 10.0.
-Operating = "operating",
-/// `load`: QEMU 7.2 and 10.0.
-Load = "load",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CpuInfoFastS390x.entitlement`.
-///
-/// QEMU 10.0 only. Used by `CpuInfoFastS390x.entitlement`.
-pub enum CpuInfoFastS390xEntitlement {
-/// `auto`: QEMU 10.0 only.
-Auto = "auto",
-/// `low`: QEMU 10.0 only.
-Low = "low",
-/// `medium`: QEMU 10.0 only.
-Medium = "medium",
-/// `high`: QEMU 10.0 only.
-High = "high",
-}
-}
-
 /// QAPI type `CpuModelExpansionInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-cpu-model-expansion.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CpuModelExpansionInfo {
     /// `model`: QEMU 7.2 and 10.0.
-    pub model: QueryCpuModelExpansionModel,
+    pub model: CpuModelInfo,
+}
+
+qapi_enum! {
+/// QAPI type `CpuModelExpansionType`.
+///
+/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.type`.
+pub enum CpuModelExpansionType {
+/// `static`: QEMU 7.2 and 10.0.
+Static = "static",
+/// `full`: QEMU 7.2 and 10.0.
+Full = "full",
+}
+}
+
+/// QAPI type `CpuModelInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.model`, `CpuModelExpansionInfo.model`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuModelInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `props`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<serde_json::Value>,
+}
+
+/// QAPI type `CryptodevBackendProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=cryptodev-backend`, `ObjectOptions.qom-type=cryptodev-backend-builtin`, `ObjectOptions.qom-type=cryptodev-backend-lkcf`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CryptodevBackendProperties {
+    /// `queues`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u32>,
+    /// `throttle-bps`: QEMU 10.0 only.
+    #[serde(
+        rename = "throttle-bps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_bps: Option<u64>,
+    /// `throttle-ops`: QEMU 10.0 only.
+    #[serde(
+        rename = "throttle-ops",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_ops: Option<u64>,
+}
+
+/// QAPI type `CryptodevVhostUserProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=cryptodev-vhost-user`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CryptodevVhostUserProperties {
+    /// `queues`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u32>,
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+    /// `throttle-bps`: QEMU 10.0 only.
+    #[serde(
+        rename = "throttle-bps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_bps: Option<u64>,
+    /// `throttle-ops`: QEMU 10.0 only.
+    #[serde(
+        rename = "throttle-ops",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_ops: Option<u64>,
 }
 
 /// QAPI type `CurrentMachineParams`.
@@ -5385,38 +5195,11 @@ pub struct CurrentMachineParams {
     pub wakeup_suspend_support: bool,
 }
 
-/// A type the schema leaves unnamed, reached as `CxlAddDynamicCapacity.extents`.
-///
-/// QEMU 10.0 only. Used by `CxlAddDynamicCapacity.extents`, `CxlReleaseDynamicCapacity.extents`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CxlAddDynamicCapacityExtents {
-    /// `offset`: QEMU 10.0 only.
-    pub offset: i64,
-    /// `len`: QEMU 10.0 only.
-    pub len: i64,
-}
-
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CxlAddDynamicCapacity.selection-policy`.
-///
-/// QEMU 10.0 only. Used by `CxlAddDynamicCapacity.selection-policy`.
-pub enum CxlAddDynamicCapacitySelectionPolicy {
-/// `free`: QEMU 10.0 only.
-Free = "free",
-/// `contiguous`: QEMU 10.0 only.
-Contiguous = "contiguous",
-/// `prescriptive`: QEMU 10.0 only.
-Prescriptive = "prescriptive",
-/// `enable-shared-access`: QEMU 10.0 only.
-EnableSharedAccess = "enable-shared-access",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CxlInjectCorrectableError.type`.
+/// QAPI type `CxlCorErrorType`.
 ///
 /// QEMU 10.0 only. Used by `CxlInjectCorrectableError.type`.
-pub enum CxlInjectCorrectableErrorType {
+pub enum CxlCorErrorType {
 /// `cache-data-ecc`: QEMU 10.0 only.
 CacheDataEcc = "cache-data-ecc",
 /// `mem-data-ecc`: QEMU 10.0 only.
@@ -5434,11 +5217,22 @@ Physical = "physical",
 }
 }
 
+/// QAPI type `CxlDynamicCapacityExtent`.
+///
+/// QEMU 10.0 only. Used by `CxlAddDynamicCapacity.extents`, `CxlReleaseDynamicCapacity.extents`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CxlDynamicCapacityExtent {
+    /// `offset`: QEMU 10.0 only.
+    pub offset: u64,
+    /// `len`: QEMU 10.0 only.
+    pub len: u64,
+}
+
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CxlInjectDramEvent.log`.
+/// QAPI type `CxlEventLog`.
 ///
 /// QEMU 10.0 only. Used by `CxlInjectDramEvent.log`, `CxlInjectGeneralMediaEvent.log`, `CxlInjectMemoryModuleEvent.log`.
-pub enum CxlInjectDramEventLog {
+pub enum CxlEventLog {
 /// `informational`: QEMU 10.0 only.
 Informational = "informational",
 /// `warning`: QEMU 10.0 only.
@@ -5450,23 +5244,39 @@ Fatal = "fatal",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `CxlInjectUncorrectableErrors.errors`.
+qapi_enum! {
+/// QAPI type `CxlExtentRemovalPolicy`.
 ///
-/// QEMU 10.0 only. Used by `CxlInjectUncorrectableErrors.errors`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CxlInjectUncorrectableErrorsErrors {
-    /// `type`: QEMU 10.0 only.
-    #[serde(rename = "type")]
-    pub type_: CxlInjectUncorrectableErrorsErrorsType,
-    /// `header`: QEMU 10.0 only.
-    pub header: Vec<i64>,
+/// QEMU 10.0 only. Used by `CxlReleaseDynamicCapacity.removal-policy`.
+pub enum CxlExtentRemovalPolicy {
+/// `tag-based`: QEMU 10.0 only.
+TagBased = "tag-based",
+/// `prescriptive`: QEMU 10.0 only.
+Prescriptive = "prescriptive",
+}
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CxlInjectUncorrectableErrorsErrors.type`.
+/// QAPI type `CxlExtentSelectionPolicy`.
 ///
-/// QEMU 10.0 only. Used by `CxlInjectUncorrectableErrorsErrors.type`.
-pub enum CxlInjectUncorrectableErrorsErrorsType {
+/// QEMU 10.0 only. Used by `CxlAddDynamicCapacity.selection-policy`.
+pub enum CxlExtentSelectionPolicy {
+/// `free`: QEMU 10.0 only.
+Free = "free",
+/// `contiguous`: QEMU 10.0 only.
+Contiguous = "contiguous",
+/// `prescriptive`: QEMU 10.0 only.
+Prescriptive = "prescriptive",
+/// `enable-shared-access`: QEMU 10.0 only.
+EnableSharedAccess = "enable-shared-access",
+}
+}
+
+qapi_enum! {
+/// QAPI type `CxlUncorErrorType`.
+///
+/// QEMU 10.0 only. Used by `CXLUncorErrorRecord.type`.
+pub enum CxlUncorErrorType {
 /// `cache-data-parity`: QEMU 10.0 only.
 CacheDataParity = "cache-data-parity",
 /// `cache-address-parity`: QEMU 10.0 only.
@@ -5500,15 +5310,27 @@ CxlIdeRx = "cxl-ide-rx",
 }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `CxlReleaseDynamicCapacity.removal-policy`.
+/// QAPI type `DBusVMStateProperties`.
 ///
-/// QEMU 10.0 only. Used by `CxlReleaseDynamicCapacity.removal-policy`.
-pub enum CxlReleaseDynamicCapacityRemovalPolicy {
-/// `tag-based`: QEMU 10.0 only.
-TagBased = "tag-based",
-/// `prescriptive`: QEMU 10.0 only.
-Prescriptive = "prescriptive",
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=dbus-vmstate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DBusVMStateProperties {
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: String,
+    /// `id-list`: QEMU 7.2 and 10.0.
+    #[serde(rename = "id-list", default, skip_serializing_if = "Option::is_none")]
+    pub id_list: Option<String>,
+}
+
+qapi_enum! {
+/// QAPI type `DataFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `RingbufRead.format`, `RingbufWrite.format`.
+pub enum DataFormat {
+/// `utf8`: QEMU 7.2 and 10.0.
+Utf8 = "utf8",
+/// `base64`: QEMU 7.2 and 10.0.
+Base64 = "base64",
 }
 }
 
@@ -5522,10 +5344,10 @@ pub struct DirtyLimitInfo {
     pub cpu_index: i64,
     /// `limit-rate`: QEMU 7.2 and 10.0.
     #[serde(rename = "limit-rate")]
-    pub limit_rate: i64,
+    pub limit_rate: u64,
     /// `current-rate`: QEMU 7.2 and 10.0.
     #[serde(rename = "current-rate")]
-    pub current_rate: i64,
+    pub current_rate: u64,
 }
 
 /// QAPI type `DirtyRateInfo`.
@@ -5541,7 +5363,7 @@ pub struct DirtyRateInfo {
     )]
     pub dirty_rate: Option<i64>,
     /// `status`: QEMU 7.2 and 10.0.
-    pub status: DirtyRateInfoStatus,
+    pub status: DirtyRateStatus,
     /// `start-time`: QEMU 7.2 and 10.0.
     #[serde(rename = "start-time")]
     pub start_time: i64,
@@ -5550,30 +5372,44 @@ pub struct DirtyRateInfo {
     pub calc_time: i64,
     /// `sample-pages`: QEMU 7.2 and 10.0.
     #[serde(rename = "sample-pages")]
-    pub sample_pages: i64,
+    pub sample_pages: u64,
     /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: CalcDirtyRateMode,
+    pub mode: DirtyRateMeasureMode,
     /// `vcpu-dirty-rate`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "vcpu-dirty-rate",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vcpu_dirty_rate: Option<Vec<DirtyRateInfoVcpuDirtyRate>>,
+    pub vcpu_dirty_rate: Option<Vec<DirtyRateVcpu>>,
     /// `calc-time-unit`: QEMU 10.0 only; required where present.
     #[serde(
         rename = "calc-time-unit",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub calc_time_unit: Option<CalcDirtyRateCalcTimeUnit>,
+    pub calc_time_unit: Option<TimeUnit>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DirtyRateInfo.status`.
+/// QAPI type `DirtyRateMeasureMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `CalcDirtyRate.mode`, `DirtyRateInfo.mode`.
+pub enum DirtyRateMeasureMode {
+/// `page-sampling`: QEMU 7.2 and 10.0.
+PageSampling = "page-sampling",
+/// `dirty-ring`: QEMU 7.2 and 10.0.
+DirtyRing = "dirty-ring",
+/// `dirty-bitmap`: QEMU 7.2 and 10.0.
+DirtyBitmap = "dirty-bitmap",
+}
+}
+
+qapi_enum! {
+/// QAPI type `DirtyRateStatus`.
 ///
 /// QEMU 7.2 and 10.0. Used by `DirtyRateInfo.status`.
-pub enum DirtyRateInfoStatus {
+pub enum DirtyRateStatus {
 /// `unstarted`: QEMU 7.2 and 10.0.
 Unstarted = "unstarted",
 /// `measuring`: QEMU 7.2 and 10.0.
@@ -5583,16 +5419,102 @@ Measured = "measured",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `DirtyRateInfo.vcpu-dirty-rate`.
+/// QAPI type `DirtyRateVcpu`.
 ///
 /// QEMU 7.2 and 10.0. Used by `DirtyRateInfo.vcpu-dirty-rate`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DirtyRateInfoVcpuDirtyRate {
+pub struct DirtyRateVcpu {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: i64,
     /// `dirty-rate`: QEMU 7.2 and 10.0.
     #[serde(rename = "dirty-rate")]
     pub dirty_rate: i64,
+}
+
+/// QAPI type `DisplayCurses`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=curses`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayCurses {
+    /// `charset`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charset: Option<String>,
+}
+
+/// QAPI type `DisplayDBus`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=dbus`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayDBus {
+    /// `rendernode`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendernode: Option<String>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// `p2p`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p: Option<bool>,
+    /// `audiodev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiodev: Option<String>,
+}
+
+/// QAPI type `DisplayEGLHeadless`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=egl-headless`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayEGLHeadless {
+    /// `rendernode`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendernode: Option<String>,
+}
+
+qapi_enum! {
+/// QAPI type `DisplayGLMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.gl`.
+pub enum DisplayGLMode {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `core`: QEMU 7.2 and 10.0.
+Core = "core",
+/// `es`: QEMU 7.2 and 10.0.
+Es = "es",
+}
+}
+
+/// QAPI type `DisplayGTK`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=gtk`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayGTK {
+    /// `grab-on-hover`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "grab-on-hover",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grab_on_hover: Option<bool>,
+    /// `zoom-to-fit`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "zoom-to-fit",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub zoom_to_fit: Option<bool>,
+    /// `show-tabs`: QEMU 7.2 and 10.0.
+    #[serde(rename = "show-tabs", default, skip_serializing_if = "Option::is_none")]
+    pub show_tabs: Option<bool>,
+    /// `show-menubar`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "show-menubar",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub show_menubar: Option<bool>,
 }
 
 /// QAPI type `DisplayOptions`.
@@ -5623,7 +5545,7 @@ pub struct DisplayOptions {
     pub show_cursor: Option<bool>,
     /// `gl`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gl: Option<DisplayOptionsGl>,
+    pub gl: Option<DisplayGLMode>,
 
     /// The branch chosen by `type`, with its members.
     #[serde(flatten)]
@@ -5636,15 +5558,15 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum DisplayOptionsBranch: "type" {
         /// `type: gtk`: QEMU 7.2 and 10.0.
-        Gtk = "gtk" => DisplayOptionsGtk,
+        Gtk = "gtk" => DisplayGTK,
         /// `type: curses`: QEMU 7.2 and 10.0.
-        Curses = "curses" => DisplayOptionsCurses,
+        Curses = "curses" => DisplayCurses,
         /// `type: egl-headless`: QEMU 7.2 and 10.0.
-        EglHeadless = "egl-headless" => DisplayOptionsEglHeadless,
+        EglHeadless = "egl-headless" => DisplayEGLHeadless,
         /// `type: dbus`: QEMU 7.2 and 10.0.
-        Dbus = "dbus" => DisplayOptionsDbus,
+        Dbus = "dbus" => DisplayDBus,
         /// `type: sdl`: QEMU 7.2 and 10.0.
-        Sdl = "sdl" => DisplayOptionsSdl,
+        Sdl = "sdl" => DisplaySDL,
     } {
         /// `type: default`, with no more members: QEMU 7.2 and 10.0.
         Default = "default",
@@ -5655,121 +5577,74 @@ qapi_union! {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `DisplayOptions.type=curses`.
+qapi_enum! {
+/// QAPI type `DisplayProtocol`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=curses`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayOptionsCurses {
-    /// `charset`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub charset: Option<String>,
+/// QEMU 7.2 and 10.0. Used by `ExpirePasswordOptions.protocol`, `SetPasswordOptions.protocol`.
+pub enum DisplayProtocol {
+/// `vnc`: QEMU 7.2 and 10.0.
+Vnc = "vnc",
+/// `spice`: QEMU 7.2 and 10.0.
+Spice = "spice",
+}
 }
 
-/// A type the schema leaves unnamed, reached as `DisplayOptions.type=dbus`.
+/// QAPI type `DisplayReloadOptions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=dbus`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayOptionsDbus {
-    /// `rendernode`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rendernode: Option<String>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addr: Option<String>,
-    /// `p2p`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p2p: Option<bool>,
-    /// `audiodev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audiodev: Option<String>,
+/// QEMU 7.2 and 10.0. Used by `display-reload`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayReloadOptions {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: DisplayReloadOptionsBranch,
 }
 
-/// A type the schema leaves unnamed, reached as `DisplayOptions.type=egl-headless`.
+qapi_union! {
+    /// The branches of [`DisplayReloadOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum DisplayReloadOptionsBranch: "type" {
+        /// `type: vnc`: QEMU 7.2 and 10.0.
+        Vnc = "vnc" => DisplayReloadOptionsVNC,
+    } {
+    }
+}
+
+/// QAPI type `DisplayReloadOptionsVNC`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=egl-headless`.
+/// QEMU 7.2 and 10.0. Used by `DisplayReloadOptions.type=vnc`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayOptionsEglHeadless {
-    /// `rendernode`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rendernode: Option<String>,
+pub struct DisplayReloadOptionsVNC {
+    /// `tls-certs`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tls-certs", default, skip_serializing_if = "Option::is_none")]
+    pub tls_certs: Option<bool>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DisplayOptions.gl`.
+/// QAPI type `DisplayReloadType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DisplayOptions.gl`.
-pub enum DisplayOptionsGl {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-/// `core`: QEMU 7.2 and 10.0.
-Core = "core",
-/// `es`: QEMU 7.2 and 10.0.
-Es = "es",
+/// QEMU 7.2 and 10.0. Used by `DisplayReloadOptions.type`.
+pub enum DisplayReloadType {
+/// `vnc`: QEMU 7.2 and 10.0.
+Vnc = "vnc",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `DisplayOptions.type=gtk`.
-///
-/// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=gtk`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayOptionsGtk {
-    /// `grab-on-hover`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "grab-on-hover",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub grab_on_hover: Option<bool>,
-    /// `zoom-to-fit`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "zoom-to-fit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub zoom_to_fit: Option<bool>,
-    /// `show-tabs`: QEMU 7.2 and 10.0.
-    #[serde(rename = "show-tabs", default, skip_serializing_if = "Option::is_none")]
-    pub show_tabs: Option<bool>,
-    /// `show-menubar`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "show-menubar",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub show_menubar: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `DisplayOptions.type=sdl`.
+/// QAPI type `DisplaySDL`.
 ///
 /// QEMU 7.2 and 10.0. Used by `DisplayOptions.type=sdl`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayOptionsSdl {
+pub struct DisplaySDL {
     /// `grab-mod`: QEMU 7.2 and 10.0.
     #[serde(rename = "grab-mod", default, skip_serializing_if = "Option::is_none")]
-    pub grab_mod: Option<DisplayOptionsSdlGrabMod>,
+    pub grab_mod: Option<HotKeyMod>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DisplayOptionsSdl.grab-mod`.
-///
-/// QEMU 7.2 and 10.0. Used by `DisplayOptionsSdl.grab-mod`.
-pub enum DisplayOptionsSdlGrabMod {
-/// `lctrl-lalt`: QEMU 7.2 and 10.0.
-LctrlLalt = "lctrl-lalt",
-/// `lshift-lctrl-lalt`: QEMU 7.2 and 10.0.
-LshiftLctrlLalt = "lshift-lctrl-lalt",
-/// `rctrl`: QEMU 7.2 and 10.0.
-Rctrl = "rctrl",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DisplayOptions.type`.
+/// QAPI type `DisplayType`.
 ///
 /// QEMU 7.2 and 10.0. Used by `DisplayOptions.type`.
-pub enum DisplayOptionsType {
+pub enum DisplayType {
 /// `default`: QEMU 7.2 and 10.0.
 Default = "default",
 /// `none`: QEMU 7.2 and 10.0.
@@ -5789,91 +5664,50 @@ Dbus = "dbus",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `display-reload`.
-///
-/// QEMU 7.2 and 10.0. Used by `display-reload`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayReload {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: DisplayReloadBranch,
-}
-
-qapi_union! {
-    /// The branches of [`DisplayReload`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum DisplayReloadBranch: "type" {
-        /// `type: vnc`: QEMU 7.2 and 10.0.
-        Vnc = "vnc" => DisplayReloadVnc,
-    } {
-    }
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DisplayReload.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `DisplayReload.type`.
-pub enum DisplayReloadType {
-/// `vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `DisplayReload.type=vnc`.
-///
-/// QEMU 7.2 and 10.0. Used by `DisplayReload.type=vnc`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayReloadVnc {
-    /// `tls-certs`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-certs", default, skip_serializing_if = "Option::is_none")]
-    pub tls_certs: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `display-update`.
+/// QAPI type `DisplayUpdateOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `display-update`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayUpdate {
+pub struct DisplayUpdateOptions {
     /// The branch chosen by `type`, with its members.
     #[serde(flatten)]
-    pub type_: DisplayUpdateBranch,
+    pub type_: DisplayUpdateOptionsBranch,
 }
 
 qapi_union! {
-    /// The branches of [`DisplayUpdate`], chosen by its member `type`.
+    /// The branches of [`DisplayUpdateOptions`], chosen by its member `type`.
     ///
     /// QEMU 7.2 and 10.0.
-    pub enum DisplayUpdateBranch: "type" {
+    pub enum DisplayUpdateOptionsBranch: "type" {
         /// `type: vnc`: QEMU 7.2 and 10.0.
-        Vnc = "vnc" => DisplayUpdateVnc,
+        Vnc = "vnc" => DisplayUpdateOptionsVNC,
     } {
     }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DisplayUpdate.type`.
+/// QAPI type `DisplayUpdateOptionsVNC`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DisplayUpdate.type`.
+/// QEMU 7.2 and 10.0. Used by `DisplayUpdateOptions.type=vnc`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DisplayUpdateOptionsVNC {
+    /// `addresses`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<SocketAddress>>,
+}
+
+qapi_enum! {
+/// QAPI type `DisplayUpdateType`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplayUpdateOptions.type`.
 pub enum DisplayUpdateType {
 /// `vnc`: QEMU 7.2 and 10.0.
 Vnc = "vnc",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `DisplayUpdate.type=vnc`.
+/// QAPI type `DriveBackup`.
 ///
-/// QEMU 7.2 and 10.0. Used by `DisplayUpdate.type=vnc`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DisplayUpdateVnc {
-    /// `addresses`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<Vec<SocketAddress>>,
-}
-
-/// A type the schema leaves unnamed, reached as `drive-backup`.
-///
-/// QEMU 7.2 and 10.0. Used by `drive-backup`, `TransactionActionsDriveBackup.data`.
+/// QEMU 7.2 and 10.0. Used by `drive-backup`, `DriveBackupWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriveBackup {
     /// `job-id`: QEMU 7.2 and 10.0.
@@ -5882,7 +5716,7 @@ pub struct DriveBackup {
     /// `device`: QEMU 7.2 and 10.0.
     pub device: String,
     /// `sync`: QEMU 7.2 and 10.0.
-    pub sync: BlockdevBackupSync,
+    pub sync: MirrorSyncMode,
     /// `speed`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed: Option<i64>,
@@ -5895,7 +5729,7 @@ pub struct DriveBackup {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub bitmap_mode: Option<BlockdevBackupBitmapMode>,
+    pub bitmap_mode: Option<BitmapSyncMode>,
     /// `compress`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,
@@ -5905,14 +5739,14 @@ pub struct DriveBackup {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_source_error: Option<BlockCommitOnError>,
+    pub on_source_error: Option<BlockdevOnError>,
     /// `on-target-error`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "on-target-error",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub on_target_error: Option<BlockCommitOnError>,
+    pub on_target_error: Option<BlockdevOnError>,
     /// `auto-finalize`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "auto-finalize",
@@ -5936,7 +5770,7 @@ pub struct DriveBackup {
     pub filter_node_name: Option<String>,
     /// `x-perf`: QEMU 7.2 and 10.0.
     #[serde(rename = "x-perf", default, skip_serializing_if = "Option::is_none")]
-    pub x_perf: Option<BlockdevBackupXPerf>,
+    pub x_perf: Option<BackupPerf>,
     /// `target`: QEMU 7.2 and 10.0.
     pub target: String,
     /// `format`: QEMU 7.2 and 10.0.
@@ -5944,7 +5778,7 @@ pub struct DriveBackup {
     pub format: Option<String>,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<BlockdevSnapshotSyncMode>,
+    pub mode: Option<NewImageMode>,
     /// `discard-source`: QEMU 10.0 only.
     #[serde(
         rename = "discard-source",
@@ -5952,6 +5786,15 @@ pub struct DriveBackup {
         skip_serializing_if = "Option::is_none"
     )]
     pub discard_source: Option<bool>,
+}
+
+/// QAPI type `DriveBackupWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type=drive-backup`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DriveBackupWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: DriveBackup,
 }
 
 /// QAPI type `DumpGuestMemoryCapability`.
@@ -5964,7 +5807,7 @@ pub struct DumpGuestMemoryCapability {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DumpGuestMemory.format`.
+/// QAPI type `DumpGuestMemoryFormat`.
 ///
 /// QEMU 7.2 and 10.0. Used by `DumpGuestMemory.format`, `DumpGuestMemoryCapability.formats`.
 pub enum DumpGuestMemoryFormat {
@@ -5993,7 +5836,7 @@ KdumpRawSnappy = "kdump-raw-snappy",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DumpQueryResult {
     /// `status`: QEMU 7.2 and 10.0.
-    pub status: DumpQueryResultStatus,
+    pub status: DumpStatus,
     /// `completed`: QEMU 7.2 and 10.0.
     pub completed: i64,
     /// `total`: QEMU 7.2 and 10.0.
@@ -6001,10 +5844,10 @@ pub struct DumpQueryResult {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `DumpQueryResult.status`.
+/// QAPI type `DumpStatus`.
 ///
 /// QEMU 7.2 and 10.0. Used by `DumpQueryResult.status`.
-pub enum DumpQueryResultStatus {
+pub enum DumpStatus {
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
 /// `active`: QEMU 7.2 and 10.0.
@@ -6025,23 +5868,33 @@ pub struct EbpfObject {
     pub object: String,
 }
 
+qapi_enum! {
+/// QAPI type `EbpfProgramID`.
+///
+/// QEMU 10.0 only. Used by `RequestEbpf.id`.
+pub enum EbpfProgramID {
+/// `rss`: QEMU 10.0 only.
+Rss = "rss",
+}
+}
+
 /// QAPI type `EvtchnInfo`.
 ///
 /// QEMU 10.0 only. Used by `xen-event-list.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvtchnInfo {
     /// `port`: QEMU 10.0 only.
-    pub port: i64,
+    pub port: u16,
     /// `vcpu`: QEMU 10.0 only.
-    pub vcpu: i64,
+    pub vcpu: u32,
     /// `type`: QEMU 10.0 only.
     #[serde(rename = "type")]
-    pub type_: EvtchnInfoType,
+    pub type_: EvtchnPortType,
     /// `remote-domain`: QEMU 10.0 only.
     #[serde(rename = "remote-domain")]
     pub remote_domain: String,
     /// `target`: QEMU 10.0 only.
-    pub target: i64,
+    pub target: u16,
     /// `pending`: QEMU 10.0 only.
     pub pending: bool,
     /// `masked`: QEMU 10.0 only.
@@ -6049,10 +5902,10 @@ pub struct EvtchnInfo {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `EvtchnInfo.type`.
+/// QAPI type `EvtchnPortType`.
 ///
 /// QEMU 10.0 only. Used by `EvtchnInfo.type`.
-pub enum EvtchnInfoType {
+pub enum EvtchnPortType {
 /// `closed`: QEMU 10.0 only.
 Closed = "closed",
 /// `unbound`: QEMU 10.0 only.
@@ -6068,49 +5921,37 @@ Ipi = "ipi",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `expire_password`.
+/// QAPI type `ExpirePasswordOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `expire_password`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ExpirePassword {
+pub struct ExpirePasswordOptions {
     /// `time`: QEMU 7.2 and 10.0.
     pub time: String,
 
     /// The branch chosen by `protocol`, with its members.
     #[serde(flatten)]
-    pub protocol: ExpirePasswordBranch,
+    pub protocol: ExpirePasswordOptionsBranch,
 }
 
 qapi_union! {
-    /// The branches of [`ExpirePassword`], chosen by its member `protocol`.
+    /// The branches of [`ExpirePasswordOptions`], chosen by its member `protocol`.
     ///
     /// QEMU 7.2 and 10.0.
-    pub enum ExpirePasswordBranch: "protocol" {
+    pub enum ExpirePasswordOptionsBranch: "protocol" {
         /// `protocol: vnc`: QEMU 7.2 and 10.0.
-        Vnc = "vnc" => ExpirePasswordVnc,
+        Vnc = "vnc" => ExpirePasswordOptionsVnc,
     } {
         /// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
         Spice = "spice",
     }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ExpirePassword.protocol`.
+/// QAPI type `ExpirePasswordOptionsVnc`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ExpirePassword.protocol`, `SetPassword.protocol`.
-pub enum ExpirePasswordProtocol {
-/// `vnc`: QEMU 7.2 and 10.0.
-Vnc = "vnc",
-/// `spice`: QEMU 7.2 and 10.0.
-Spice = "spice",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ExpirePassword.protocol=vnc`.
-///
-/// QEMU 7.2 and 10.0. Used by `ExpirePassword.protocol=vnc`.
+/// QEMU 7.2 and 10.0. Used by `ExpirePasswordOptions.protocol=vnc`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ExpirePasswordVnc {
+pub struct ExpirePasswordOptionsVnc {
     /// `display`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
@@ -6118,11 +5959,32 @@ pub struct ExpirePasswordVnc {
 
 /// QAPI type `FdSocketAddress`.
 ///
-/// QEMU 7.2 and 10.0. Used by `NetdevUser.dnssearch`, `NetdevUser.hostfwd`, `NetdevUser.guestfwd`, `SocketAddress.type=fd`, ....
+/// QEMU 10.0 only. Used by `SocketAddress.type=fd`, `FdSocketAddressWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FdSocketAddress {
-    /// `str`: QEMU 7.2 and 10.0.
+    /// `str`: QEMU 10.0 only.
     pub str: String,
+}
+
+/// QAPI type `FdSocketAddressWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `SocketAddressLegacy.type=fd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FdSocketAddressWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: FdSocketAddress,
+}
+
+/// QAPI type `FdsetFdInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `FdsetInfo.fds`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FdsetFdInfo {
+    /// `fd`: QEMU 7.2 and 10.0.
+    pub fd: i64,
+    /// `opaque`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque: Option<String>,
 }
 
 /// QAPI type `FdsetInfo`.
@@ -6134,26 +5996,188 @@ pub struct FdsetInfo {
     #[serde(rename = "fdset-id")]
     pub fdset_id: i64,
     /// `fds`: QEMU 7.2 and 10.0.
-    pub fds: Vec<FdsetInfoFds>,
+    pub fds: Vec<FdsetFdInfo>,
 }
 
-/// A type the schema leaves unnamed, reached as `FdsetInfo.fds`.
+/// QAPI type `FileMigrationArgs`.
 ///
-/// QEMU 7.2 and 10.0. Used by `FdsetInfo.fds`.
+/// QEMU 10.0 only. Used by `MigrationAddress.transport=file`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FdsetInfoFds {
-    /// `fd`: QEMU 7.2 and 10.0.
-    pub fd: i64,
-    /// `opaque`: QEMU 7.2 and 10.0.
+pub struct FileMigrationArgs {
+    /// `filename`: QEMU 10.0 only.
+    pub filename: String,
+    /// `offset`: QEMU 10.0 only.
+    pub offset: u64,
+}
+
+/// QAPI type `FilterBufferProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-buffer`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FilterBufferProperties {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opaque: Option<String>,
+    pub queue: Option<NetFilterDirection>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<NetfilterInsert>,
+    /// `interval`: QEMU 7.2 and 10.0.
+    pub interval: u32,
+}
+
+/// QAPI type `FilterDumpProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-dump`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FilterDumpProperties {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NetFilterDirection>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<NetfilterInsert>,
+    /// `file`: QEMU 7.2 and 10.0.
+    pub file: String,
+    /// `maxlen`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u32>,
+}
+
+/// QAPI type `FilterMirrorProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-mirror`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FilterMirrorProperties {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NetFilterDirection>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<NetfilterInsert>,
+    /// `outdev`: QEMU 7.2 and 10.0.
+    pub outdev: String,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
+}
+
+/// QAPI type `FilterRedirectorProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-redirector`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FilterRedirectorProperties {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NetFilterDirection>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<NetfilterInsert>,
+    /// `indev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indev: Option<String>,
+    /// `outdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outdev: Option<String>,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
+}
+
+/// QAPI type `FilterRewriterProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-rewriter`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FilterRewriterProperties {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NetFilterDirection>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<NetfilterInsert>,
+    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_hdr_support: Option<bool>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `GuestCrashloaded.action`.
+/// QAPI type `FuseExportAllowOther`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockExportOptionsFuse.allow-other`.
+pub enum FuseExportAllowOther {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `auto`: QEMU 7.2 and 10.0.
+Auto = "auto",
+}
+}
+
+qapi_enum! {
+/// QAPI type `GrabToggleKeys`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputLinuxProperties.grab-toggle`.
+pub enum GrabToggleKeys {
+/// `ctrl-ctrl`: QEMU 7.2 and 10.0.
+CtrlCtrl = "ctrl-ctrl",
+/// `alt-alt`: QEMU 7.2 and 10.0.
+AltAlt = "alt-alt",
+/// `shift-shift`: QEMU 7.2 and 10.0.
+ShiftShift = "shift-shift",
+/// `meta-meta`: QEMU 7.2 and 10.0.
+MetaMeta = "meta-meta",
+/// `scrolllock`: QEMU 7.2 and 10.0.
+Scrolllock = "scrolllock",
+/// `ctrl-scrolllock`: QEMU 7.2 and 10.0.
+CtrlScrolllock = "ctrl-scrolllock",
+}
+}
+
+qapi_enum! {
+/// QAPI type `GuestPanicAction`.
 ///
 /// QEMU 7.2 and 10.0. Used by `GuestCrashloaded.action`, `GuestPanicked.action`.
-pub enum GuestCrashloadedAction {
+pub enum GuestPanicAction {
 /// `pause`: QEMU 7.2 and 10.0.
 Pause = "pause",
 /// `poweroff`: QEMU 7.2 and 10.0.
@@ -6163,86 +6187,68 @@ Run = "run",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `GuestCrashloaded.info`.
+/// QAPI type `GuestPanicInformation`.
 ///
 /// QEMU 7.2 and 10.0. Used by `GuestCrashloaded.info`, `GuestPanicked.info`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GuestCrashloadedInfo {
+pub struct GuestPanicInformation {
     /// The branch chosen by `type`, with its members.
     #[serde(flatten)]
-    pub type_: GuestCrashloadedInfoBranch,
+    pub type_: GuestPanicInformationBranch,
 }
 
 qapi_union! {
-    /// The branches of [`GuestCrashloadedInfo`], chosen by its member `type`.
+    /// The branches of [`GuestPanicInformation`], chosen by its member `type`.
     ///
     /// QEMU 7.2 and 10.0.
-    pub enum GuestCrashloadedInfoBranch: "type" {
+    pub enum GuestPanicInformationBranch: "type" {
         /// `type: hyper-v`: QEMU 7.2 and 10.0.
-        HyperV = "hyper-v" => GuestCrashloadedInfoHyperV,
+        HyperV = "hyper-v" => GuestPanicInformationHyperV,
         /// `type: s390`: QEMU 7.2 and 10.0.
-        S390 = "s390" => GuestCrashloadedInfoS390,
+        S390 = "s390" => GuestPanicInformationS390,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `GuestCrashloadedInfo.type=hyper-v`.
+/// QAPI type `GuestPanicInformationHyperV`.
 ///
-/// QEMU 7.2 and 10.0. Used by `GuestCrashloadedInfo.type=hyper-v`.
+/// QEMU 7.2 and 10.0. Used by `GuestPanicInformation.type=hyper-v`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GuestCrashloadedInfoHyperV {
+pub struct GuestPanicInformationHyperV {
     /// `arg1`: QEMU 7.2 and 10.0.
-    pub arg1: i64,
+    pub arg1: u64,
     /// `arg2`: QEMU 7.2 and 10.0.
-    pub arg2: i64,
+    pub arg2: u64,
     /// `arg3`: QEMU 7.2 and 10.0.
-    pub arg3: i64,
+    pub arg3: u64,
     /// `arg4`: QEMU 7.2 and 10.0.
-    pub arg4: i64,
+    pub arg4: u64,
     /// `arg5`: QEMU 7.2 and 10.0.
-    pub arg5: i64,
+    pub arg5: u64,
 }
 
-/// A type the schema leaves unnamed, reached as `GuestCrashloadedInfo.type=s390`.
+/// QAPI type `GuestPanicInformationS390`.
 ///
-/// QEMU 7.2 and 10.0. Used by `GuestCrashloadedInfo.type=s390`.
+/// QEMU 7.2 and 10.0. Used by `GuestPanicInformation.type=s390`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GuestCrashloadedInfoS390 {
+pub struct GuestPanicInformationS390 {
     /// `core`: QEMU 7.2 and 10.0.
-    pub core: i64,
+    pub core: u32,
     /// `psw-mask`: QEMU 7.2 and 10.0.
     #[serde(rename = "psw-mask")]
-    pub psw_mask: i64,
+    pub psw_mask: u64,
     /// `psw-addr`: QEMU 7.2 and 10.0.
     #[serde(rename = "psw-addr")]
-    pub psw_addr: i64,
+    pub psw_addr: u64,
     /// `reason`: QEMU 7.2 and 10.0.
-    pub reason: GuestCrashloadedInfoS390Reason,
+    pub reason: S390CrashReason,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `GuestCrashloadedInfoS390.reason`.
+/// QAPI type `GuestPanicInformationType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `GuestCrashloadedInfoS390.reason`.
-pub enum GuestCrashloadedInfoS390Reason {
-/// `unknown`: QEMU 7.2 and 10.0.
-Unknown = "unknown",
-/// `disabled-wait`: QEMU 7.2 and 10.0.
-DisabledWait = "disabled-wait",
-/// `extint-loop`: QEMU 7.2 and 10.0.
-ExtintLoop = "extint-loop",
-/// `pgmint-loop`: QEMU 7.2 and 10.0.
-PgmintLoop = "pgmint-loop",
-/// `opint-loop`: QEMU 7.2 and 10.0.
-OpintLoop = "opint-loop",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `GuestCrashloadedInfo.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `GuestCrashloadedInfo.type`.
-pub enum GuestCrashloadedInfoType {
+/// QEMU 7.2 and 10.0. Used by `GuestPanicInformation.type`.
+pub enum GuestPanicInformationType {
 /// `hyper-v`: QEMU 7.2 and 10.0.
 HyperV = "hyper-v",
 /// `s390`: QEMU 7.2 and 10.0.
@@ -6259,6 +6265,100 @@ pub struct GuidInfo {
     pub guid: String,
 }
 
+qapi_enum! {
+/// QAPI type `HmatCacheAssociativity`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaHmatCacheOptions.associativity`.
+pub enum HmatCacheAssociativity {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `direct`: QEMU 7.2 and 10.0.
+Direct = "direct",
+/// `complex`: QEMU 7.2 and 10.0.
+Complex = "complex",
+}
+}
+
+qapi_enum! {
+/// QAPI type `HmatCacheWritePolicy`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaHmatCacheOptions.policy`.
+pub enum HmatCacheWritePolicy {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `write-back`: QEMU 7.2 and 10.0.
+WriteBack = "write-back",
+/// `write-through`: QEMU 7.2 and 10.0.
+WriteThrough = "write-through",
+}
+}
+
+qapi_enum! {
+/// QAPI type `HmatLBDataType`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaHmatLBOptions.data-type`.
+pub enum HmatLBDataType {
+/// `access-latency`: QEMU 7.2 and 10.0.
+AccessLatency = "access-latency",
+/// `read-latency`: QEMU 7.2 and 10.0.
+ReadLatency = "read-latency",
+/// `write-latency`: QEMU 7.2 and 10.0.
+WriteLatency = "write-latency",
+/// `access-bandwidth`: QEMU 7.2 and 10.0.
+AccessBandwidth = "access-bandwidth",
+/// `read-bandwidth`: QEMU 7.2 and 10.0.
+ReadBandwidth = "read-bandwidth",
+/// `write-bandwidth`: QEMU 7.2 and 10.0.
+WriteBandwidth = "write-bandwidth",
+}
+}
+
+qapi_enum! {
+/// QAPI type `HmatLBMemoryHierarchy`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaHmatLBOptions.hierarchy`.
+pub enum HmatLBMemoryHierarchy {
+/// `memory`: QEMU 7.2 and 10.0.
+Memory = "memory",
+/// `first-level`: QEMU 7.2 and 10.0.
+FirstLevel = "first-level",
+/// `second-level`: QEMU 7.2 and 10.0.
+SecondLevel = "second-level",
+/// `third-level`: QEMU 7.2 and 10.0.
+ThirdLevel = "third-level",
+}
+}
+
+qapi_enum! {
+/// QAPI type `HostMemPolicy`.
+///
+/// QEMU 7.2 and 10.0. Used by `Memdev.policy`, `MemoryBackendEpcProperties.policy`, `MemoryBackendFileProperties.policy`, `MemoryBackendMemfdProperties.policy`, ....
+pub enum HostMemPolicy {
+/// `default`: QEMU 7.2 and 10.0.
+Default = "default",
+/// `preferred`: QEMU 7.2 and 10.0.
+Preferred = "preferred",
+/// `bind`: QEMU 7.2 and 10.0.
+Bind = "bind",
+/// `interleave`: QEMU 7.2 and 10.0.
+Interleave = "interleave",
+}
+}
+
+qapi_enum! {
+/// QAPI type `HotKeyMod`.
+///
+/// QEMU 7.2 and 10.0. Used by `DisplaySDL.grab-mod`.
+pub enum HotKeyMod {
+/// `lctrl-lalt`: QEMU 7.2 and 10.0.
+LctrlLalt = "lctrl-lalt",
+/// `lshift-lctrl-lalt`: QEMU 7.2 and 10.0.
+LshiftLctrlLalt = "lshift-lctrl-lalt",
+/// `rctrl`: QEMU 7.2 and 10.0.
+Rctrl = "rctrl",
+}
+}
+
 /// QAPI type `HotpluggableCPU`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-hotpluggable-cpus.ret`.
@@ -6271,7 +6371,7 @@ pub struct HotpluggableCPU {
     #[serde(rename = "vcpus-count")]
     pub vcpus_count: i64,
     /// `props`: QEMU 7.2 and 10.0.
-    pub props: CpuInfoFastProps,
+    pub props: CpuInstanceProperties,
     /// `qom-path`: QEMU 7.2 and 10.0.
     #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
     pub qom_path: Option<String>,
@@ -6287,15 +6387,53 @@ pub struct HumanReadableText {
     pub human_readable_text: String,
 }
 
+/// QAPI type `HvBalloonDeviceInfo`.
+///
+/// QEMU 10.0 only. Used by `HvBalloonDeviceInfoWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HvBalloonDeviceInfo {
+    /// `id`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memaddr: Option<u64>,
+    /// `max-size`: QEMU 10.0 only.
+    #[serde(rename = "max-size")]
+    pub max_size: u64,
+    /// `memdev`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memdev: Option<String>,
+}
+
+/// QAPI type `HvBalloonDeviceInfoWrapper`.
+///
+/// QEMU 10.0 only. Used by `MemoryDeviceInfo.type=hv-balloon`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HvBalloonDeviceInfoWrapper {
+    /// `data`: QEMU 10.0 only.
+    pub data: HvBalloonDeviceInfo,
+}
+
 /// QAPI type `HvBalloonInfo`.
 ///
 /// QEMU 10.0 only. Used by `query-hv-balloon-status-report.ret`, `HV_BALLOON_STATUS_REPORT`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HvBalloonInfo {
     /// `committed`: QEMU 10.0 only.
-    pub committed: i64,
+    pub committed: u64,
     /// `available`: QEMU 10.0 only.
-    pub available: i64,
+    pub available: u64,
+}
+
+/// QAPI type `IOMMUFDProperties`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=iommufd`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IOMMUFDProperties {
+    /// `fd`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<String>,
 }
 
 /// QAPI type `IOThreadInfo`.
@@ -6320,6 +6458,18 @@ pub struct IOThreadInfo {
     /// `aio-max-batch`: QEMU 7.2 and 10.0.
     #[serde(rename = "aio-max-batch")]
     pub aio_max_batch: i64,
+}
+
+qapi_enum! {
+/// QAPI type `ImageFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `Screendump.format`.
+pub enum ImageFormat {
+/// `ppm`: QEMU 7.2 and 10.0.
+Ppm = "ppm",
+/// `png`: QEMU 7.2 and 10.0.
+Png = "png",
+}
 }
 
 /// QAPI type `ImageInfo`.
@@ -6417,126 +6567,74 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum ImageInfoSpecificBranch: "type" {
         /// `type: qcow2`: QEMU 7.2 and 10.0.
-        Qcow2 = "qcow2" => ImageInfoSpecificQcow2,
+        Qcow2 = "qcow2" => ImageInfoSpecificQCow2Wrapper,
         /// `type: vmdk`: QEMU 7.2 and 10.0.
         Vmdk = "vmdk" => ImageInfoSpecificVmdkWrapper,
         /// `type: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => ImageInfoSpecificLuks,
+        Luks = "luks" => ImageInfoSpecificLUKSWrapper,
         /// `type: rbd`: QEMU 7.2 and 10.0.
-        Rbd = "rbd" => ImageInfoSpecificRbd,
+        Rbd = "rbd" => ImageInfoSpecificRbdWrapper,
         /// `type: file`: QEMU 10.0 only.
-        File = "file" => ImageInfoSpecificFile,
+        File = "file" => ImageInfoSpecificFileWrapper,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=file`.
+/// QAPI type `ImageInfoSpecificFile`.
 ///
-/// QEMU 10.0 only. Used by `ImageInfoSpecific.type=file`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificFile {
-    /// `data`: QEMU 10.0 only.
-    pub data: ImageInfoSpecificFileData,
-}
-
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificFile.data`.
-///
-/// QEMU 10.0 only. Used by `ImageInfoSpecificFile.data`.
+/// QEMU 10.0 only. Used by `ImageInfoSpecificFileWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificFileData {
+pub struct ImageInfoSpecificFile {
     /// `extent-size-hint`: QEMU 10.0 only.
     #[serde(
         rename = "extent-size-hint",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub extent_size_hint: Option<i64>,
+    pub extent_size_hint: Option<u64>,
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=luks`.
+/// QAPI type `ImageInfoSpecificFileWrapper`.
+///
+/// QEMU 10.0 only. Used by `ImageInfoSpecific.type=file`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificFileWrapper {
+    /// `data`: QEMU 10.0 only.
+    pub data: ImageInfoSpecificFile,
+}
+
+qapi_enum! {
+/// QAPI type `ImageInfoSpecificKind`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type`.
+pub enum ImageInfoSpecificKind {
+/// `qcow2`: QEMU 7.2 and 10.0.
+Qcow2 = "qcow2",
+/// `vmdk`: QEMU 7.2 and 10.0.
+Vmdk = "vmdk",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+/// `rbd`: QEMU 7.2 and 10.0.
+Rbd = "rbd",
+/// `file`: QEMU 10.0 only.
+File = "file",
+}
+}
+
+/// QAPI type `ImageInfoSpecificLUKSWrapper`.
 ///
 /// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=luks`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificLuks {
+pub struct ImageInfoSpecificLUKSWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ImageInfoSpecificLuksData,
+    pub data: QCryptoBlockInfoLUKS,
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificLuks.data`.
+/// QAPI type `ImageInfoSpecificQCow2`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificLuks.data`, `ImageInfoSpecificQcow2DataEncrypt.format=luks`.
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQCow2Wrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificLuksData {
-    /// `cipher-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cipher-alg")]
-    pub cipher_alg: BlockdevCreateOptionsLuksCipherAlg,
-    /// `cipher-mode`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cipher-mode")]
-    pub cipher_mode: BlockdevCreateOptionsLuksCipherMode,
-    /// `ivgen-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ivgen-alg")]
-    pub ivgen_alg: BlockdevCreateOptionsLuksIvgenAlg,
-    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "ivgen-hash-alg",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ivgen_hash_alg: Option<BlockdevCreateOptionsLuksIvgenHashAlg>,
-    /// `hash-alg`: QEMU 7.2 and 10.0.
-    #[serde(rename = "hash-alg")]
-    pub hash_alg: BlockdevCreateOptionsLuksIvgenHashAlg,
-    /// `payload-offset`: QEMU 7.2 and 10.0.
-    #[serde(rename = "payload-offset")]
-    pub payload_offset: i64,
-    /// `master-key-iters`: QEMU 7.2 and 10.0.
-    #[serde(rename = "master-key-iters")]
-    pub master_key_iters: i64,
-    /// `uuid`: QEMU 7.2 and 10.0.
-    pub uuid: String,
-    /// `slots`: QEMU 7.2 and 10.0.
-    pub slots: Vec<ImageInfoSpecificLuksDataSlots>,
-    /// `detached-header`: QEMU 10.0 only; required where present.
-    #[serde(
-        rename = "detached-header",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub detached_header: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificLuksData.slots`.
-///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificLuksData.slots`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificLuksDataSlots {
-    /// `active`: QEMU 7.2 and 10.0.
-    pub active: bool,
-    /// `iters`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iters: Option<i64>,
-    /// `stripes`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stripes: Option<i64>,
-    /// `key-offset`: QEMU 7.2 and 10.0.
-    #[serde(rename = "key-offset")]
-    pub key_offset: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=qcow2`.
-///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=qcow2`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificQcow2 {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: ImageInfoSpecificQcow2Data,
-}
-
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificQcow2Data {
+pub struct ImageInfoSpecificQCow2 {
     /// `compat`: QEMU 7.2 and 10.0.
     pub compat: String,
     /// `data-file`: QEMU 7.2 and 10.0.
@@ -6571,102 +6669,68 @@ pub struct ImageInfoSpecificQcow2Data {
     pub refcount_bits: i64,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<ImageInfoSpecificQcow2DataEncrypt>,
+    pub encrypt: Option<ImageInfoSpecificQCow2Encryption>,
     /// `bitmaps`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bitmaps: Option<Vec<ImageInfoSpecificQcow2DataBitmaps>>,
+    pub bitmaps: Option<Vec<Qcow2BitmapInfo>>,
     /// `compression-type`: QEMU 7.2 and 10.0.
     #[serde(rename = "compression-type")]
-    pub compression_type: BlockdevCreateOptionsQcow2CompressionType,
+    pub compression_type: Qcow2CompressionType,
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2Data.bitmaps`.
+/// QAPI type `ImageInfoSpecificQCow2Encryption`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2Data.bitmaps`.
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQCow2.encrypt`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificQcow2DataBitmaps {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `granularity`: QEMU 7.2 and 10.0.
-    pub granularity: i64,
-    /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: Vec<ImageInfoSpecificQcow2DataBitmapsFlags>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2DataBitmaps.flags`.
-///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2DataBitmaps.flags`.
-pub enum ImageInfoSpecificQcow2DataBitmapsFlags {
-/// `in-use`: QEMU 7.2 and 10.0.
-InUse = "in-use",
-/// `auto`: QEMU 7.2 and 10.0.
-Auto = "auto",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificQcow2Data.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQcow2Data.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificQcow2DataEncrypt {
+pub struct ImageInfoSpecificQCow2Encryption {
     /// The branch chosen by `format`, with its members.
     #[serde(flatten)]
-    pub format: ImageInfoSpecificQcow2DataEncryptBranch,
+    pub format: ImageInfoSpecificQCow2EncryptionBranch,
 }
 
 qapi_union! {
-    /// The branches of [`ImageInfoSpecificQcow2DataEncrypt`], chosen by its member `format`.
+    /// The branches of [`ImageInfoSpecificQCow2Encryption`], chosen by its member `format`.
     ///
     /// QEMU 7.2 and 10.0.
-    pub enum ImageInfoSpecificQcow2DataEncryptBranch: "format" {
+    pub enum ImageInfoSpecificQCow2EncryptionBranch: "format" {
         /// `format: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => ImageInfoSpecificLuksData,
+        Luks = "luks" => QCryptoBlockInfoLUKS,
     } {
         /// `format: aes`, with no more members: QEMU 7.2 and 10.0.
         Aes = "aes",
     }
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type=rbd`.
+/// QAPI type `ImageInfoSpecificQCow2Wrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=rbd`.
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=qcow2`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificRbd {
+pub struct ImageInfoSpecificQCow2Wrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: ImageInfoSpecificRbdData,
+    pub data: ImageInfoSpecificQCow2,
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificRbd.data`.
+/// QAPI type `ImageInfoSpecificRbd`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificRbd.data`.
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificRbdWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificRbdData {
+pub struct ImageInfoSpecificRbd {
     /// `encryption-format`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "encryption-format",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub encryption_format: Option<BlockdevOptionsRbdEncryptFormat>,
+    pub encryption_format: Option<RbdImageEncryptionFormat>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecific.type`.
+/// QAPI type `ImageInfoSpecificRbdWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type`.
-pub enum ImageInfoSpecificType {
-/// `qcow2`: QEMU 7.2 and 10.0.
-Qcow2 = "qcow2",
-/// `vmdk`: QEMU 7.2 and 10.0.
-Vmdk = "vmdk",
-/// `luks`: QEMU 7.2 and 10.0.
-Luks = "luks",
-/// `rbd`: QEMU 7.2 and 10.0.
-Rbd = "rbd",
-/// `file`: QEMU 10.0 only.
-File = "file",
-}
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=rbd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfoSpecificRbdWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: ImageInfoSpecificRbd,
 }
 
 /// QAPI type `ImageInfoSpecificVmdk`.
@@ -6687,30 +6751,6 @@ pub struct ImageInfoSpecificVmdk {
     pub extents: Option<serde_json::Value>,
 }
 
-/// A type the schema leaves unnamed, reached as `ImageInfoSpecificVmdk.extents`.
-///
-/// QEMU 10.0 only. Used by `ImageInfoSpecificVmdk.extents`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageInfoSpecificVmdkExtents {
-    /// `filename`: QEMU 10.0 only.
-    pub filename: String,
-    /// `format`: QEMU 10.0 only.
-    pub format: String,
-    /// `virtual-size`: QEMU 10.0 only.
-    #[serde(rename = "virtual-size")]
-    pub virtual_size: i64,
-    /// `cluster-size`: QEMU 10.0 only.
-    #[serde(
-        rename = "cluster-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cluster_size: Option<i64>,
-    /// `compressed`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compressed: Option<bool>,
-}
-
 /// QAPI type `ImageInfoSpecificVmdkWrapper`.
 ///
 /// QEMU 7.2 and 10.0. Used by `ImageInfoSpecific.type=vmdk`.
@@ -6720,60 +6760,123 @@ pub struct ImageInfoSpecificVmdkWrapper {
     pub data: ImageInfoSpecificVmdk,
 }
 
-/// A type the schema leaves unnamed, reached as `InputSendEvent.events`.
+/// QAPI type `InetSocketAddress`.
 ///
-/// QEMU 7.2 and 10.0. Used by `InputSendEvent.events`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSsh.server`, `SocketAddress.type=inet`, `InetSocketAddressWrapper.data`, `MigrationAddress.transport=rdma`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEvents {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: InputSendEventEventsBranch,
+pub struct InetSocketAddress {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+    /// `numeric`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numeric: Option<bool>,
+    /// `to`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u16>,
+    /// `ipv4`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<bool>,
+    /// `ipv6`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// `keep-alive`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "keep-alive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_alive: Option<bool>,
+    /// `mptcp`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mptcp: Option<bool>,
 }
 
-qapi_union! {
-    /// The branches of [`InputSendEventEvents`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum InputSendEventEventsBranch: "type" {
-        /// `type: key`: QEMU 7.2 and 10.0.
-        Key = "key" => InputSendEventEventsKey,
-        /// `type: btn`: QEMU 7.2 and 10.0.
-        Btn = "btn" => InputSendEventEventsBtn,
-        /// `type: rel`: QEMU 7.2 and 10.0.
-        Rel = "rel" => InputSendEventEventsRel,
-        /// `type: abs`: QEMU 7.2 and 10.0.
-        Abs = "abs" => InputSendEventEventsRel,
-        /// `type: mtt`: QEMU 10.0 only.
-        Mtt = "mtt" => InputSendEventEventsMtt,
-    } {
-    }
+/// QAPI type `InetSocketAddressBase`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InetSocketAddressBase {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
 }
 
-/// A type the schema leaves unnamed, reached as `InputSendEventEvents.type=btn`.
+/// QAPI type `InetSocketAddressWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEvents.type=btn`.
+/// QEMU 7.2 and 10.0. Used by `SocketAddressLegacy.type=inet`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsBtn {
+pub struct InetSocketAddressWrapper {
     /// `data`: QEMU 7.2 and 10.0.
-    pub data: InputSendEventEventsBtnData,
+    pub data: InetSocketAddress,
 }
 
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsBtn.data`.
+qapi_enum! {
+/// QAPI type `InputAxis`.
 ///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEventsBtn.data`.
+/// QEMU 7.2 and 10.0. Used by `InputMoveEvent.axis`, `InputMultiTouchEvent.axis`.
+pub enum InputAxis {
+/// `x`: QEMU 7.2 and 10.0.
+X = "x",
+/// `y`: QEMU 7.2 and 10.0.
+Y = "y",
+}
+}
+
+/// QAPI type `InputBarrierProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=input-barrier`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsBtnData {
+pub struct InputBarrierProperties {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `server`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// `port`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// `x-origin`: QEMU 7.2 and 10.0.
+    #[serde(rename = "x-origin", default, skip_serializing_if = "Option::is_none")]
+    pub x_origin: Option<String>,
+    /// `y-origin`: QEMU 7.2 and 10.0.
+    #[serde(rename = "y-origin", default, skip_serializing_if = "Option::is_none")]
+    pub y_origin: Option<String>,
+    /// `width`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<String>,
+    /// `height`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<String>,
+}
+
+/// QAPI type `InputBtnEvent`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputBtnEventWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputBtnEvent {
     /// `button`: QEMU 7.2 and 10.0.
-    pub button: InputSendEventEventsBtnDataButton,
+    pub button: InputButton,
     /// `down`: QEMU 7.2 and 10.0.
     pub down: bool,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsBtnData.button`.
+/// QAPI type `InputBtnEventWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEventsBtnData.button`.
-pub enum InputSendEventEventsBtnDataButton {
+/// QEMU 7.2 and 10.0. Used by `InputEvent.type=btn`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputBtnEventWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: InputBtnEvent,
+}
+
+qapi_enum! {
+/// QAPI type `InputButton`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputBtnEvent.button`.
+pub enum InputButton {
 /// `left`: QEMU 7.2 and 10.0.
 Left = "left",
 /// `middle`: QEMU 7.2 and 10.0.
@@ -6797,109 +6900,40 @@ Touch = "touch",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `InputSendEventEvents.type=key`.
+/// QAPI type `InputEvent`.
 ///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEvents.type=key`.
+/// QEMU 7.2 and 10.0. Used by `InputSendEvent.events`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsKey {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: InputSendEventEventsKeyData,
+pub struct InputEvent {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: InputEventBranch,
 }
 
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsKey.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEventsKey.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsKeyData {
-    /// `key`: QEMU 7.2 and 10.0.
-    pub key: SendKeyKeys,
-    /// `down`: QEMU 7.2 and 10.0.
-    pub down: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `InputSendEventEvents.type=mtt`.
-///
-/// QEMU 10.0 only. Used by `InputSendEventEvents.type=mtt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsMtt {
-    /// `data`: QEMU 10.0 only.
-    pub data: InputSendEventEventsMttData,
-}
-
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsMtt.data`.
-///
-/// QEMU 10.0 only. Used by `InputSendEventEventsMtt.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsMttData {
-    /// `type`: QEMU 10.0 only.
-    #[serde(rename = "type")]
-    pub type_: InputSendEventEventsMttDataType,
-    /// `slot`: QEMU 10.0 only.
-    pub slot: i64,
-    /// `tracking-id`: QEMU 10.0 only.
-    #[serde(rename = "tracking-id")]
-    pub tracking_id: i64,
-    /// `axis`: QEMU 10.0 only.
-    pub axis: InputSendEventEventsRelDataAxis,
-    /// `value`: QEMU 10.0 only.
-    pub value: i64,
+qapi_union! {
+    /// The branches of [`InputEvent`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum InputEventBranch: "type" {
+        /// `type: key`: QEMU 7.2 and 10.0.
+        Key = "key" => InputKeyEventWrapper,
+        /// `type: btn`: QEMU 7.2 and 10.0.
+        Btn = "btn" => InputBtnEventWrapper,
+        /// `type: rel`: QEMU 7.2 and 10.0.
+        Rel = "rel" => InputMoveEventWrapper,
+        /// `type: abs`: QEMU 7.2 and 10.0.
+        Abs = "abs" => InputMoveEventWrapper,
+        /// `type: mtt`: QEMU 10.0 only.
+        Mtt = "mtt" => InputMultiTouchEventWrapper,
+    } {
+    }
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsMttData.type`.
+/// QAPI type `InputEventKind`.
 ///
-/// QEMU 10.0 only. Used by `InputSendEventEventsMttData.type`.
-pub enum InputSendEventEventsMttDataType {
-/// `begin`: QEMU 10.0 only.
-Begin = "begin",
-/// `update`: QEMU 10.0 only.
-Update = "update",
-/// `end`: QEMU 10.0 only.
-End = "end",
-/// `cancel`: QEMU 10.0 only.
-Cancel = "cancel",
-/// `data`: QEMU 10.0 only.
-Data = "data",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `InputSendEventEvents.type=rel`.
-///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEvents.type=rel`, `InputSendEventEvents.type=abs`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsRel {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: InputSendEventEventsRelData,
-}
-
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsRel.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEventsRel.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputSendEventEventsRelData {
-    /// `axis`: QEMU 7.2 and 10.0.
-    pub axis: InputSendEventEventsRelDataAxis,
-    /// `value`: QEMU 7.2 and 10.0.
-    pub value: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `InputSendEventEventsRelData.axis`.
-///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEventsRelData.axis`, `InputSendEventEventsMttData.axis`.
-pub enum InputSendEventEventsRelDataAxis {
-/// `x`: QEMU 7.2 and 10.0.
-X = "x",
-/// `y`: QEMU 7.2 and 10.0.
-Y = "y",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `InputSendEventEvents.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `InputSendEventEvents.type`.
-pub enum InputSendEventEventsType {
+/// QEMU 7.2 and 10.0. Used by `InputEvent.type`.
+pub enum InputEventKind {
 /// `key`: QEMU 7.2 and 10.0.
 Key = "key",
 /// `btn`: QEMU 7.2 and 10.0.
@@ -6913,6 +6947,123 @@ Mtt = "mtt",
 }
 }
 
+/// QAPI type `InputKeyEvent`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputKeyEventWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputKeyEvent {
+    /// `key`: QEMU 7.2 and 10.0.
+    pub key: KeyValue,
+    /// `down`: QEMU 7.2 and 10.0.
+    pub down: bool,
+}
+
+/// QAPI type `InputKeyEventWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputEvent.type=key`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputKeyEventWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: InputKeyEvent,
+}
+
+/// QAPI type `InputLinuxProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=input-linux`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputLinuxProperties {
+    /// `evdev`: QEMU 7.2 and 10.0.
+    pub evdev: String,
+    /// `grab_all`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grab_all: Option<bool>,
+    /// `repeat`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<bool>,
+    /// `grab-toggle`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "grab-toggle",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grab_toggle: Option<GrabToggleKeys>,
+}
+
+/// QAPI type `InputMoveEvent`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputMoveEventWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputMoveEvent {
+    /// `axis`: QEMU 7.2 and 10.0.
+    pub axis: InputAxis,
+    /// `value`: QEMU 7.2 and 10.0.
+    pub value: i64,
+}
+
+/// QAPI type `InputMoveEventWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `InputEvent.type=rel`, `InputEvent.type=abs`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputMoveEventWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: InputMoveEvent,
+}
+
+/// QAPI type `InputMultiTouchEvent`.
+///
+/// QEMU 10.0 only. Used by `InputMultiTouchEventWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputMultiTouchEvent {
+    /// `type`: QEMU 10.0 only.
+    #[serde(rename = "type")]
+    pub type_: InputMultiTouchType,
+    /// `slot`: QEMU 10.0 only.
+    pub slot: i64,
+    /// `tracking-id`: QEMU 10.0 only.
+    #[serde(rename = "tracking-id")]
+    pub tracking_id: i64,
+    /// `axis`: QEMU 10.0 only.
+    pub axis: InputAxis,
+    /// `value`: QEMU 10.0 only.
+    pub value: i64,
+}
+
+/// QAPI type `InputMultiTouchEventWrapper`.
+///
+/// QEMU 10.0 only. Used by `InputEvent.type=mtt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputMultiTouchEventWrapper {
+    /// `data`: QEMU 10.0 only.
+    pub data: InputMultiTouchEvent,
+}
+
+qapi_enum! {
+/// QAPI type `InputMultiTouchType`.
+///
+/// QEMU 10.0 only. Used by `InputMultiTouchEvent.type`.
+pub enum InputMultiTouchType {
+/// `begin`: QEMU 10.0 only.
+Begin = "begin",
+/// `update`: QEMU 10.0 only.
+Update = "update",
+/// `end`: QEMU 10.0 only.
+End = "end",
+/// `cancel`: QEMU 10.0 only.
+Cancel = "cancel",
+/// `data`: QEMU 10.0 only.
+Data = "data",
+}
+}
+
+/// QAPI type `IntWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `KeyValue.type=number`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IntWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: i64,
+}
+
 qapi_enum! {
 /// QAPI type `IoOperationType`.
 ///
@@ -6922,6 +7073,103 @@ pub enum IoOperationType {
 Read = "read",
 /// `write`: QEMU 7.2 and 10.0.
 Write = "write",
+}
+}
+
+/// QAPI type `IothreadProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=iothread`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IothreadProperties {
+    /// `aio-max-batch`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "aio-max-batch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aio_max_batch: Option<i64>,
+    /// `thread-pool-min`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-min",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_min: Option<i64>,
+    /// `thread-pool-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_max: Option<i64>,
+    /// `poll-max-ns`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "poll-max-ns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub poll_max_ns: Option<i64>,
+    /// `poll-grow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "poll-grow", default, skip_serializing_if = "Option::is_none")]
+    pub poll_grow: Option<i64>,
+    /// `poll-shrink`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "poll-shrink",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub poll_shrink: Option<i64>,
+}
+
+qapi_enum! {
+/// QAPI type `IscsiHeaderDigest`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsIscsi.header-digest`.
+pub enum IscsiHeaderDigest {
+/// `crc32c`: QEMU 7.2 and 10.0.
+Crc32c = "crc32c",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `crc32c-none`: QEMU 7.2 and 10.0.
+Crc32cNone = "crc32c-none",
+/// `none-crc32c`: QEMU 7.2 and 10.0.
+NoneCrc32c = "none-crc32c",
+}
+}
+
+qapi_enum! {
+/// QAPI type `IscsiTransport`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsIscsi.transport`.
+pub enum IscsiTransport {
+/// `tcp`: QEMU 7.2 and 10.0.
+Tcp = "tcp",
+/// `iser`: QEMU 7.2 and 10.0.
+Iser = "iser",
+}
+}
+
+qapi_enum! {
+/// QAPI type `JSONType`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoBuiltin.json-type`.
+pub enum JSONType {
+/// `string`: QEMU 7.2 and 10.0.
+String = "string",
+/// `number`: QEMU 7.2 and 10.0.
+Number = "number",
+/// `int`: QEMU 7.2 and 10.0.
+Int = "int",
+/// `boolean`: QEMU 7.2 and 10.0.
+Boolean = "boolean",
+/// `null`: QEMU 7.2 and 10.0.
+Null = "null",
+/// `object`: QEMU 7.2 and 10.0.
+Object = "object",
+/// `array`: QEMU 7.2 and 10.0.
+Array = "array",
+/// `value`: QEMU 7.2 and 10.0.
+Value = "value",
 }
 }
 
@@ -7004,6 +7252,41 @@ SnapshotDelete = "snapshot-delete",
 }
 }
 
+/// QAPI type `KeyValue`.
+///
+/// QEMU 7.2 and 10.0. Used by `SendKey.keys`, `InputKeyEvent.key`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeyValue {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: KeyValueBranch,
+}
+
+qapi_union! {
+    /// The branches of [`KeyValue`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum KeyValueBranch: "type" {
+        /// `type: number`: QEMU 7.2 and 10.0.
+        Number = "number" => IntWrapper,
+        /// `type: qcode`: QEMU 7.2 and 10.0.
+        Qcode = "qcode" => QKeyCodeWrapper,
+    } {
+    }
+}
+
+qapi_enum! {
+/// QAPI type `KeyValueKind`.
+///
+/// QEMU 7.2 and 10.0. Used by `KeyValue.type`.
+pub enum KeyValueKind {
+/// `number`: QEMU 7.2 and 10.0.
+Number = "number",
+/// `qcode`: QEMU 7.2 and 10.0.
+Qcode = "qcode",
+}
+}
+
 /// QAPI type `KvmInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-kvm.ret`.
@@ -7066,21 +7349,35 @@ pub struct MachineInfo {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub compat_props: Option<Vec<MachineInfoCompatProps>>,
+    pub compat_props: Option<Vec<CompatProperty>>,
 }
 
-/// A type the schema leaves unnamed, reached as `MachineInfo.compat-props`.
+/// QAPI type `MainLoopProperties`.
 ///
-/// QEMU 10.0 only. Used by `MachineInfo.compat-props`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MachineInfoCompatProps {
-    /// `qom-type`: QEMU 10.0 only.
-    #[serde(rename = "qom-type")]
-    pub qom_type: String,
-    /// `property`: QEMU 10.0 only.
-    pub property: String,
-    /// `value`: QEMU 10.0 only.
-    pub value: String,
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=main-loop`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MainLoopProperties {
+    /// `aio-max-batch`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "aio-max-batch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aio_max_batch: Option<i64>,
+    /// `thread-pool-min`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-min",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_min: Option<i64>,
+    /// `thread-pool-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "thread-pool-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thread_pool_max: Option<i64>,
 }
 
 /// QAPI type `Memdev`.
@@ -7092,7 +7389,7 @@ pub struct Memdev {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
+    pub size: u64,
     /// `merge`: QEMU 7.2 and 10.0.
     pub merge: bool,
     /// `dump`: QEMU 7.2 and 10.0.
@@ -7106,25 +7403,318 @@ pub struct Memdev {
     pub reserve: Option<bool>,
     /// `host-nodes`: QEMU 7.2 and 10.0.
     #[serde(rename = "host-nodes")]
-    pub host_nodes: Vec<i64>,
+    pub host_nodes: Vec<u16>,
     /// `policy`: QEMU 7.2 and 10.0.
-    pub policy: MemdevPolicy,
+    pub policy: HostMemPolicy,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `Memdev.policy`.
+/// QAPI type `MemoryBackendEpcProperties`.
 ///
-/// QEMU 7.2 and 10.0. Used by `Memdev.policy`, `ObjectOptionsMemoryBackendEpc.policy`, `ObjectOptionsMemoryBackendFile.policy`, `ObjectOptionsMemoryBackendMemfd.policy`, ....
-pub enum MemdevPolicy {
-/// `default`: QEMU 7.2 and 10.0.
-Default = "default",
-/// `preferred`: QEMU 7.2 and 10.0.
-Preferred = "preferred",
-/// `bind`: QEMU 7.2 and 10.0.
-Bind = "bind",
-/// `interleave`: QEMU 7.2 and 10.0.
-Interleave = "interleave",
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-epc`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryBackendEpcProperties {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<u16>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<HostMemPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<u32>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
 }
+
+/// QAPI type `MemoryBackendFileProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-file`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryBackendFileProperties {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<u16>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<HostMemPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<u32>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+    /// `align`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align: Option<u64>,
+    /// `discard-data`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "discard-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub discard_data: Option<bool>,
+    /// `mem-path`: QEMU 7.2 and 10.0.
+    #[serde(rename = "mem-path")]
+    pub mem_path: String,
+    /// `pmem`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pmem: Option<bool>,
+    /// `readonly`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<bool>,
+    /// `offset`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// `rom`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rom: Option<OnOffAuto>,
+}
+
+/// QAPI type `MemoryBackendMemfdProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-memfd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryBackendMemfdProperties {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<u16>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<HostMemPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<u32>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+    /// `hugetlb`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugetlb: Option<bool>,
+    /// `hugetlbsize`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugetlbsize: Option<u64>,
+    /// `seal`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<bool>,
+}
+
+/// QAPI type `MemoryBackendProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-ram`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryBackendProperties {
+    /// `dump`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<u16>>,
+    /// `merge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<HostMemPolicy>,
+    /// `prealloc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<u32>,
+    /// `prealloc-context`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
+}
+
+/// QAPI type `MemoryBackendShmProperties`.
+///
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=memory-backend-shm`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryBackendShmProperties {
+    /// `dump`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<bool>,
+    /// `host-nodes`: QEMU 10.0 only.
+    #[serde(
+        rename = "host-nodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host_nodes: Option<Vec<u16>>,
+    /// `merge`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+    /// `policy`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<HostMemPolicy>,
+    /// `prealloc`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prealloc: Option<bool>,
+    /// `prealloc-threads`: QEMU 10.0 only.
+    #[serde(
+        rename = "prealloc-threads",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_threads: Option<u32>,
+    /// `prealloc-context`: QEMU 10.0 only.
+    #[serde(
+        rename = "prealloc-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prealloc_context: Option<String>,
+    /// `share`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<bool>,
+    /// `reserve`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<bool>,
+    /// `size`: QEMU 10.0 only.
+    pub size: u64,
+    /// `x-use-canonical-path-for-ramblock-id`: QEMU 10.0 only.
+    #[serde(
+        rename = "x-use-canonical-path-for-ramblock-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
 }
 
 /// QAPI type `MemoryDeviceInfo`.
@@ -7143,114 +7733,26 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum MemoryDeviceInfoBranch: "type" {
         /// `type: dimm`: QEMU 7.2 and 10.0.
-        Dimm = "dimm" => MemoryDeviceInfoDimm,
+        Dimm = "dimm" => PCDIMMDeviceInfoWrapper,
         /// `type: nvdimm`: QEMU 7.2 and 10.0.
-        Nvdimm = "nvdimm" => MemoryDeviceInfoDimm,
+        Nvdimm = "nvdimm" => PCDIMMDeviceInfoWrapper,
         /// `type: virtio-pmem`: QEMU 7.2 and 10.0.
-        VirtioPmem = "virtio-pmem" => MemoryDeviceInfoVirtioPmem,
+        VirtioPmem = "virtio-pmem" => VirtioPMEMDeviceInfoWrapper,
         /// `type: virtio-mem`: QEMU 7.2 and 10.0.
-        VirtioMem = "virtio-mem" => MemoryDeviceInfoVirtioMem,
+        VirtioMem = "virtio-mem" => VirtioMEMDeviceInfoWrapper,
         /// `type: sgx-epc`: QEMU 7.2 and 10.0.
-        SgxEpc = "sgx-epc" => MemoryDeviceInfoSgxEpc,
+        SgxEpc = "sgx-epc" => SgxEPCDeviceInfoWrapper,
         /// `type: hv-balloon`: QEMU 10.0 only.
-        HvBalloon = "hv-balloon" => MemoryDeviceInfoHvBalloon,
+        HvBalloon = "hv-balloon" => HvBalloonDeviceInfoWrapper,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=dimm`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=dimm`, `MemoryDeviceInfo.type=nvdimm`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoDimm {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: MemoryDeviceInfoDimmData,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoDimm.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoDimm.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoDimmData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `slot`: QEMU 7.2 and 10.0.
-    pub slot: i64,
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-    /// `hotplugged`: QEMU 7.2 and 10.0.
-    pub hotplugged: bool,
-    /// `hotpluggable`: QEMU 7.2 and 10.0.
-    pub hotpluggable: bool,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=hv-balloon`.
-///
-/// QEMU 10.0 only. Used by `MemoryDeviceInfo.type=hv-balloon`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoHvBalloon {
-    /// `data`: QEMU 10.0 only.
-    pub data: MemoryDeviceInfoHvBalloonData,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoHvBalloon.data`.
-///
-/// QEMU 10.0 only. Used by `MemoryDeviceInfoHvBalloon.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoHvBalloonData {
-    /// `id`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memaddr: Option<i64>,
-    /// `max-size`: QEMU 10.0 only.
-    #[serde(rename = "max-size")]
-    pub max_size: i64,
-    /// `memdev`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memdev: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=sgx-epc`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=sgx-epc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoSgxEpc {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: MemoryDeviceInfoSgxEpcData,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoSgxEpc.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoSgxEpc.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoSgxEpcData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 7.2 and 10.0.
-    pub memaddr: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-}
-
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type`.
+/// QAPI type `MemoryDeviceInfoKind`.
 ///
 /// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type`.
-pub enum MemoryDeviceInfoType {
+pub enum MemoryDeviceInfoKind {
 /// `dimm`: QEMU 7.2 and 10.0.
 Dimm = "dimm",
 /// `nvdimm`: QEMU 7.2 and 10.0.
@@ -7266,69 +7768,8 @@ HvBalloon = "hv-balloon",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=virtio-mem`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=virtio-mem`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoVirtioMem {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: MemoryDeviceInfoVirtioMemData,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoVirtioMem.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoVirtioMem.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoVirtioMemData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 7.2 and 10.0.
-    pub memaddr: i64,
-    /// `requested-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "requested-size")]
-    pub requested_size: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `max-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "max-size")]
-    pub max_size: i64,
-    /// `block-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "block-size")]
-    pub block_size: i64,
-    /// `node`: QEMU 7.2 and 10.0.
-    pub node: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfo.type=virtio-pmem`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=virtio-pmem`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoVirtioPmem {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: MemoryDeviceInfoVirtioPmemData,
-}
-
-/// A type the schema leaves unnamed, reached as `MemoryDeviceInfoVirtioPmem.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfoVirtioPmem.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryDeviceInfoVirtioPmemData {
-    /// `id`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `memaddr`: QEMU 7.2 and 10.0.
-    pub memaddr: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    pub memdev: String,
-}
-
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MemoryFailure.action`.
+/// QAPI type `MemoryFailureAction`.
 ///
 /// QEMU 7.2 and 10.0. Used by `MemoryFailure.action`.
 pub enum MemoryFailureAction {
@@ -7343,7 +7784,7 @@ Reset = "reset",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `MemoryFailure.flags`.
+/// QAPI type `MemoryFailureFlags`.
 ///
 /// QEMU 7.2 and 10.0. Used by `MemoryFailure.flags`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -7356,7 +7797,7 @@ pub struct MemoryFailureFlags {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MemoryFailure.recipient`.
+/// QAPI type `MemoryFailureRecipient`.
 ///
 /// QEMU 7.2 and 10.0. Used by `MemoryFailure.recipient`.
 pub enum MemoryFailureRecipient {
@@ -7374,146 +7815,21 @@ Guest = "guest",
 pub struct MemoryInfo {
     /// `base-memory`: QEMU 7.2 and 10.0.
     #[serde(rename = "base-memory")]
-    pub base_memory: i64,
+    pub base_memory: u64,
     /// `plugged-memory`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "plugged-memory",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub plugged_memory: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `Migrate.channels`.
-///
-/// QEMU 10.0 only. Used by `Migrate.channels`, `MigrateIncoming.channels`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateChannels {
-    /// `channel-type`: QEMU 10.0 only.
-    #[serde(rename = "channel-type")]
-    pub channel_type: MigrateChannelsChannelType,
-    /// `addr`: QEMU 10.0 only.
-    pub addr: MigrateChannelsAddr,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrateChannels.addr`.
-///
-/// QEMU 10.0 only. Used by `MigrateChannels.addr`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateChannelsAddr {
-    /// The branch chosen by `transport`, with its members.
-    #[serde(flatten)]
-    pub transport: MigrateChannelsAddrBranch,
-}
-
-qapi_union! {
-    /// The branches of [`MigrateChannelsAddr`], chosen by its member `transport`.
-    ///
-    /// QEMU 10.0 only.
-    pub enum MigrateChannelsAddrBranch: "transport" {
-        /// `transport: socket`: QEMU 10.0 only.
-        Socket = "socket" => SocketAddress,
-        /// `transport: exec`: QEMU 10.0 only.
-        Exec = "exec" => MigrateChannelsAddrExec,
-        /// `transport: rdma`: QEMU 10.0 only.
-        Rdma = "rdma" => BlockdevOptionsSshServer,
-        /// `transport: file`: QEMU 10.0 only.
-        File = "file" => MigrateChannelsAddrFile,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `MigrateChannelsAddr.transport=exec`.
-///
-/// QEMU 10.0 only. Used by `MigrateChannelsAddr.transport=exec`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateChannelsAddrExec {
-    /// `args`: QEMU 10.0 only.
-    pub args: Vec<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrateChannelsAddr.transport=file`.
-///
-/// QEMU 10.0 only. Used by `MigrateChannelsAddr.transport=file`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateChannelsAddrFile {
-    /// `filename`: QEMU 10.0 only.
-    pub filename: String,
-    /// `offset`: QEMU 10.0 only.
-    pub offset: i64,
+    pub plugged_memory: Option<u64>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MigrateChannelsAddr.transport`.
-///
-/// QEMU 10.0 only. Used by `MigrateChannelsAddr.transport`.
-pub enum MigrateChannelsAddrTransport {
-/// `socket`: QEMU 10.0 only.
-Socket = "socket",
-/// `exec`: QEMU 10.0 only.
-Exec = "exec",
-/// `rdma`: QEMU 10.0 only.
-Rdma = "rdma",
-/// `file`: QEMU 10.0 only.
-File = "file",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MigrateChannels.channel-type`.
-///
-/// QEMU 10.0 only. Used by `MigrateChannels.channel-type`.
-pub enum MigrateChannelsChannelType {
-/// `main`: QEMU 10.0 only.
-Main = "main",
-/// `cpr`: QEMU 10.0 only.
-Cpr = "cpr",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `MigrateSetParameters.block-bitmap-mapping`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.block-bitmap-mapping`, `MigrationParameters.block-bitmap-mapping`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateSetParametersBlockBitmapMapping {
-    /// `node-name`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-name")]
-    pub node_name: String,
-    /// `alias`: QEMU 7.2 and 10.0.
-    pub alias: String,
-    /// `bitmaps`: QEMU 7.2 and 10.0.
-    pub bitmaps: Vec<MigrateSetParametersBlockBitmapMappingBitmaps>,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrateSetParametersBlockBitmapMapping.bitmaps`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParametersBlockBitmapMapping.bitmaps`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateSetParametersBlockBitmapMappingBitmaps {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `alias`: QEMU 7.2 and 10.0.
-    pub alias: String,
-    /// `transform`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transform: Option<MigrateSetParametersBlockBitmapMappingBitmapsTransform>,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrateSetParametersBlockBitmapMappingBitmaps.transform`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParametersBlockBitmapMappingBitmaps.transform`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrateSetParametersBlockBitmapMappingBitmapsTransform {
-    /// `persistent`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub persistent: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MigrateSetParameters.mode`.
+/// QAPI type `MigMode`.
 ///
 /// QEMU 10.0 only. Used by `MigrateSetParameters.mode`, `MigrationParameters.mode`.
-pub enum MigrateSetParametersMode {
+pub enum MigMode {
 /// `normal`: QEMU 10.0 only.
 Normal = "normal",
 /// `cpr-reboot`: QEMU 10.0 only.
@@ -7523,31 +7839,46 @@ CprTransfer = "cpr-transfer",
 }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MigrateSetParameters.multifd-compression`.
+/// QAPI type `MigrationAddress`.
 ///
-/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.multifd-compression`, `MigrationParameters.multifd-compression`.
-pub enum MigrateSetParametersMultifdCompression {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `zlib`: QEMU 7.2 and 10.0.
-Zlib = "zlib",
-/// `zstd`: QEMU 7.2 and 10.0.
-Zstd = "zstd",
+/// QEMU 10.0 only. Used by `MigrationChannel.addr`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationAddress {
+    /// The branch chosen by `transport`, with its members.
+    #[serde(flatten)]
+    pub transport: MigrationAddressBranch,
 }
+
+qapi_union! {
+    /// The branches of [`MigrationAddress`], chosen by its member `transport`.
+    ///
+    /// QEMU 10.0 only.
+    pub enum MigrationAddressBranch: "transport" {
+        /// `transport: socket`: QEMU 10.0 only.
+        Socket = "socket" => SocketAddress,
+        /// `transport: exec`: QEMU 10.0 only.
+        Exec = "exec" => MigrationExecCommand,
+        /// `transport: rdma`: QEMU 10.0 only.
+        Rdma = "rdma" => InetSocketAddress,
+        /// `transport: file`: QEMU 10.0 only.
+        File = "file" => FileMigrationArgs,
+    } {
+    }
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `MigrateSetParameters.zero-page-detection`.
+/// QAPI type `MigrationAddressType`.
 ///
-/// QEMU 10.0 only. Used by `MigrateSetParameters.zero-page-detection`, `MigrationParameters.zero-page-detection`.
-pub enum MigrateSetParametersZeroPageDetection {
-/// `none`: QEMU 10.0 only.
-None = "none",
-/// `legacy`: QEMU 10.0 only.
-Legacy = "legacy",
-/// `multifd`: QEMU 10.0 only.
-Multifd = "multifd",
+/// QEMU 10.0 only. Used by `MigrationAddress.transport`.
+pub enum MigrationAddressType {
+/// `socket`: QEMU 10.0 only.
+Socket = "socket",
+/// `exec`: QEMU 10.0 only.
+Exec = "exec",
+/// `rdma`: QEMU 10.0 only.
+Rdma = "rdma",
+/// `file`: QEMU 10.0 only.
+File = "file",
 }
 }
 
@@ -7618,6 +7949,39 @@ pub struct MigrationCapabilityStatus {
     pub state: bool,
 }
 
+/// QAPI type `MigrationChannel`.
+///
+/// QEMU 10.0 only. Used by `Migrate.channels`, `MigrateIncoming.channels`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationChannel {
+    /// `channel-type`: QEMU 10.0 only.
+    #[serde(rename = "channel-type")]
+    pub channel_type: MigrationChannelType,
+    /// `addr`: QEMU 10.0 only.
+    pub addr: MigrationAddress,
+}
+
+qapi_enum! {
+/// QAPI type `MigrationChannelType`.
+///
+/// QEMU 10.0 only. Used by `MigrationChannel.channel-type`.
+pub enum MigrationChannelType {
+/// `main`: QEMU 10.0 only.
+Main = "main",
+/// `cpr`: QEMU 10.0 only.
+Cpr = "cpr",
+}
+}
+
+/// QAPI type `MigrationExecCommand`.
+///
+/// QEMU 10.0 only. Used by `MigrationAddress.transport=exec`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationExecCommand {
+    /// `args`: QEMU 10.0 only.
+    pub args: Vec<String>,
+}
+
 /// QAPI type `MigrationInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-migrate.ret`.
@@ -7634,14 +7998,14 @@ pub struct MigrationInfo {
     pub disk: Option<MigrationStats>,
     /// `vfio`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vfio: Option<MigrationInfoVfio>,
+    pub vfio: Option<VfioStats>,
     /// `xbzrle-cache`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "xbzrle-cache",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub xbzrle_cache: Option<MigrationInfoXbzrleCache>,
+    pub xbzrle_cache: Option<XBZRLECacheStats>,
     /// `total-time`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "total-time",
@@ -7693,17 +8057,17 @@ pub struct MigrationInfo {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub postcopy_blocktime: Option<i64>,
+    pub postcopy_blocktime: Option<u32>,
     /// `postcopy-vcpu-blocktime`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "postcopy-vcpu-blocktime",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub postcopy_vcpu_blocktime: Option<Vec<i64>>,
+    pub postcopy_vcpu_blocktime: Option<Vec<u32>>,
     /// `compression`: QEMU 7.2 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compression: Option<MigrationInfoCompression>,
+    pub compression: Option<CompressionStats>,
     /// `socket-address`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "socket-address",
@@ -7717,68 +8081,14 @@ pub struct MigrationInfo {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub dirty_limit_throttle_time_per_round: Option<i64>,
+    pub dirty_limit_throttle_time_per_round: Option<u64>,
     /// `dirty-limit-ring-full-time`: QEMU 10.0 only.
     #[serde(
         rename = "dirty-limit-ring-full-time",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub dirty_limit_ring_full_time: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrationInfo.compression`.
-///
-/// QEMU 7.2 only. Used by `MigrationInfo.compression`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrationInfoCompression {
-    /// `pages`: QEMU 7.2 only.
-    pub pages: i64,
-    /// `busy`: QEMU 7.2 only.
-    pub busy: i64,
-    /// `busy-rate`: QEMU 7.2 only.
-    #[serde(rename = "busy-rate")]
-    pub busy_rate: f64,
-    /// `compressed-size`: QEMU 7.2 only.
-    #[serde(rename = "compressed-size")]
-    pub compressed_size: i64,
-    /// `compression-rate`: QEMU 7.2 only.
-    #[serde(rename = "compression-rate")]
-    pub compression_rate: f64,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrationInfo.vfio`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrationInfo.vfio`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrationInfoVfio {
-    /// `transferred`: QEMU 7.2 and 10.0.
-    pub transferred: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `MigrationInfo.xbzrle-cache`.
-///
-/// QEMU 7.2 and 10.0. Used by `MigrationInfo.xbzrle-cache`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MigrationInfoXbzrleCache {
-    /// `cache-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cache-size")]
-    pub cache_size: i64,
-    /// `bytes`: QEMU 7.2 and 10.0.
-    pub bytes: i64,
-    /// `pages`: QEMU 7.2 and 10.0.
-    pub pages: i64,
-    /// `cache-miss`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cache-miss")]
-    pub cache_miss: i64,
-    /// `cache-miss-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "cache-miss-rate")]
-    pub cache_miss_rate: f64,
-    /// `encoding-rate`: QEMU 7.2 and 10.0.
-    #[serde(rename = "encoding-rate")]
-    pub encoding_rate: f64,
-    /// `overflow`: QEMU 7.2 and 10.0.
-    pub overflow: i64,
+    pub dirty_limit_ring_full_time: Option<u64>,
 }
 
 /// QAPI type `MigrationParameters`.
@@ -7792,42 +8102,42 @@ pub struct MigrationParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_initial: Option<i64>,
+    pub announce_initial: Option<u64>,
     /// `announce-max`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-max",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_max: Option<i64>,
+    pub announce_max: Option<u64>,
     /// `announce-rounds`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-rounds",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_rounds: Option<i64>,
+    pub announce_rounds: Option<u64>,
     /// `announce-step`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "announce-step",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub announce_step: Option<i64>,
+    pub announce_step: Option<u64>,
     /// `compress-level`: QEMU 7.2 only.
     #[serde(
         rename = "compress-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub compress_level: Option<i64>,
+    pub compress_level: Option<u8>,
     /// `compress-threads`: QEMU 7.2 only.
     #[serde(
         rename = "compress-threads",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub compress_threads: Option<i64>,
+    pub compress_threads: Option<u8>,
     /// `compress-wait-thread`: QEMU 7.2 only.
     #[serde(
         rename = "compress-wait-thread",
@@ -7841,28 +8151,28 @@ pub struct MigrationParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub decompress_threads: Option<i64>,
+    pub decompress_threads: Option<u8>,
     /// `throttle-trigger-threshold`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "throttle-trigger-threshold",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub throttle_trigger_threshold: Option<i64>,
+    pub throttle_trigger_threshold: Option<u8>,
     /// `cpu-throttle-initial`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cpu-throttle-initial",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cpu_throttle_initial: Option<i64>,
+    pub cpu_throttle_initial: Option<u8>,
     /// `cpu-throttle-increment`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cpu-throttle-increment",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cpu_throttle_increment: Option<i64>,
+    pub cpu_throttle_increment: Option<u8>,
     /// `cpu-throttle-tailslow`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "cpu-throttle-tailslow",
@@ -7889,21 +8199,21 @@ pub struct MigrationParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_bandwidth: Option<i64>,
+    pub max_bandwidth: Option<u64>,
     /// `downtime-limit`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "downtime-limit",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub downtime_limit: Option<i64>,
+    pub downtime_limit: Option<u64>,
     /// `x-checkpoint-delay`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "x-checkpoint-delay",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub x_checkpoint_delay: Option<i64>,
+    pub x_checkpoint_delay: Option<u32>,
     /// `block-incremental`: QEMU 7.2 only.
     #[serde(
         rename = "block-incremental",
@@ -7917,94 +8227,94 @@ pub struct MigrationParameters {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_channels: Option<i64>,
+    pub multifd_channels: Option<u8>,
     /// `xbzrle-cache-size`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "xbzrle-cache-size",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub xbzrle_cache_size: Option<i64>,
+    pub xbzrle_cache_size: Option<u64>,
     /// `max-postcopy-bandwidth`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "max-postcopy-bandwidth",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_postcopy_bandwidth: Option<i64>,
+    pub max_postcopy_bandwidth: Option<u64>,
     /// `max-cpu-throttle`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "max-cpu-throttle",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub max_cpu_throttle: Option<i64>,
+    pub max_cpu_throttle: Option<u8>,
     /// `multifd-compression`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "multifd-compression",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_compression: Option<MigrateSetParametersMultifdCompression>,
+    pub multifd_compression: Option<MultiFDCompression>,
     /// `multifd-zlib-level`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "multifd-zlib-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_zlib_level: Option<i64>,
+    pub multifd_zlib_level: Option<u8>,
     /// `multifd-zstd-level`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "multifd-zstd-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_zstd_level: Option<i64>,
+    pub multifd_zstd_level: Option<u8>,
     /// `block-bitmap-mapping`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "block-bitmap-mapping",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub block_bitmap_mapping: Option<Vec<MigrateSetParametersBlockBitmapMapping>>,
+    pub block_bitmap_mapping: Option<Vec<BitmapMigrationNodeAlias>>,
     /// `avail-switchover-bandwidth`: QEMU 10.0 only.
     #[serde(
         rename = "avail-switchover-bandwidth",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub avail_switchover_bandwidth: Option<i64>,
+    pub avail_switchover_bandwidth: Option<u64>,
     /// `multifd-qatzip-level`: QEMU 10.0 only.
     #[serde(
         rename = "multifd-qatzip-level",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub multifd_qatzip_level: Option<i64>,
+    pub multifd_qatzip_level: Option<u8>,
     /// `x-vcpu-dirty-limit-period`: QEMU 10.0 only.
     #[serde(
         rename = "x-vcpu-dirty-limit-period",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub x_vcpu_dirty_limit_period: Option<i64>,
+    pub x_vcpu_dirty_limit_period: Option<u64>,
     /// `vcpu-dirty-limit`: QEMU 10.0 only.
     #[serde(
         rename = "vcpu-dirty-limit",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub vcpu_dirty_limit: Option<i64>,
+    pub vcpu_dirty_limit: Option<u64>,
     /// `mode`: QEMU 10.0 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<MigrateSetParametersMode>,
+    pub mode: Option<MigMode>,
     /// `zero-page-detection`: QEMU 10.0 only.
     #[serde(
         rename = "zero-page-detection",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub zero_page_detection: Option<MigrateSetParametersZeroPageDetection>,
+    pub zero_page_detection: Option<ZeroPageDetection>,
     /// `direct-io`: QEMU 10.0 only.
     #[serde(rename = "direct-io", default, skip_serializing_if = "Option::is_none")]
     pub direct_io: Option<bool>,
@@ -8047,22 +8357,22 @@ pub struct MigrationStats {
     pub page_size: i64,
     /// `multifd-bytes`: QEMU 7.2 and 10.0.
     #[serde(rename = "multifd-bytes")]
-    pub multifd_bytes: i64,
+    pub multifd_bytes: u64,
     /// `pages-per-second`: QEMU 7.2 and 10.0.
     #[serde(rename = "pages-per-second")]
-    pub pages_per_second: i64,
+    pub pages_per_second: u64,
     /// `precopy-bytes`: QEMU 7.2 and 10.0.
     #[serde(rename = "precopy-bytes")]
-    pub precopy_bytes: i64,
+    pub precopy_bytes: u64,
     /// `downtime-bytes`: QEMU 7.2 and 10.0.
     #[serde(rename = "downtime-bytes")]
-    pub downtime_bytes: i64,
+    pub downtime_bytes: u64,
     /// `postcopy-bytes`: QEMU 7.2 and 10.0.
     #[serde(rename = "postcopy-bytes")]
-    pub postcopy_bytes: i64,
+    pub postcopy_bytes: u64,
     /// `dirty-sync-missed-zero-copy`: QEMU 7.2 and 10.0.
     #[serde(rename = "dirty-sync-missed-zero-copy")]
-    pub dirty_sync_missed_zero_copy: i64,
+    pub dirty_sync_missed_zero_copy: u64,
 }
 
 qapi_enum! {
@@ -8115,6 +8425,36 @@ pub struct MigrationThreadInfo {
     pub thread_id: i64,
 }
 
+qapi_enum! {
+/// QAPI type `MirrorCopyMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevMirror.copy-mode`, `DriveMirror.copy-mode`, `BlockJobChangeOptionsMirror.copy-mode`.
+pub enum MirrorCopyMode {
+/// `background`: QEMU 7.2 and 10.0.
+Background = "background",
+/// `write-blocking`: QEMU 7.2 and 10.0.
+WriteBlocking = "write-blocking",
+}
+}
+
+qapi_enum! {
+/// QAPI type `MirrorSyncMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevBackup.sync`, `BlockdevMirror.sync`, `DriveBackup.sync`, `DriveMirror.sync`.
+pub enum MirrorSyncMode {
+/// `top`: QEMU 7.2 and 10.0.
+Top = "top",
+/// `full`: QEMU 7.2 and 10.0.
+Full = "full",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `incremental`: QEMU 7.2 and 10.0.
+Incremental = "incremental",
+/// `bitmap`: QEMU 7.2 and 10.0.
+Bitmap = "bitmap",
+}
+}
+
 /// QAPI type `MouseInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-mice.ret`.
@@ -8130,6 +8470,42 @@ pub struct MouseInfo {
     pub absolute: bool,
 }
 
+qapi_enum! {
+/// QAPI type `MultiFDCompression`.
+///
+/// QEMU 7.2 and 10.0. Used by `MigrateSetParameters.multifd-compression`, `MigrationParameters.multifd-compression`.
+pub enum MultiFDCompression {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `zlib`: QEMU 7.2 and 10.0.
+Zlib = "zlib",
+/// `zstd`: QEMU 7.2 and 10.0.
+Zstd = "zstd",
+}
+}
+
+/// QAPI type `NFSServer`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsNfs.server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NFSServer {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: NFSTransport,
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+}
+
+qapi_enum! {
+/// QAPI type `NFSTransport`.
+///
+/// QEMU 7.2 and 10.0. Used by `NFSServer.type`.
+pub enum NFSTransport {
+/// `inet`: QEMU 7.2 and 10.0.
+Inet = "inet",
+}
+}
+
 /// QAPI type `NameInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-name.ret`.
@@ -8138,85 +8514,6 @@ pub struct NameInfo {
     /// `name`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStart.addr`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStart.addr`, `ChardevBackendSocketData.addr`, `ChardevBackendUdpData.remote`, `ChardevBackendUdpData.local`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddr {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: NbdServerStartAddrBranch,
-}
-
-qapi_union! {
-    /// The branches of [`NbdServerStartAddr`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum NbdServerStartAddrBranch: "type" {
-        /// `type: inet`: QEMU 7.2 and 10.0.
-        Inet = "inet" => NbdServerStartAddrInet,
-        /// `type: unix`: QEMU 7.2 and 10.0.
-        Unix = "unix" => NbdServerStartAddrUnix,
-        /// `type: vsock`: QEMU 7.2 and 10.0.
-        Vsock = "vsock" => NbdServerStartAddrVsock,
-        /// `type: fd`: QEMU 7.2 and 10.0.
-        Fd = "fd" => NbdServerStartAddrFd,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=fd`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=fd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrFd {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: FdSocketAddress,
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=inet`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=inet`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrInet {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockdevOptionsSshServer,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type`, `SocketAddress.type`.
-pub enum NbdServerStartAddrType {
-/// `inet`: QEMU 7.2 and 10.0.
-Inet = "inet",
-/// `unix`: QEMU 7.2 and 10.0.
-Unix = "unix",
-/// `vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock",
-/// `fd`: QEMU 7.2 and 10.0.
-Fd = "fd",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=unix`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=unix`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrUnix {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: SocketAddressUnix,
-}
-
-/// A type the schema leaves unnamed, reached as `NbdServerStartAddr.type=vsock`.
-///
-/// QEMU 7.2 and 10.0. Used by `NbdServerStartAddr.type=vsock`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NbdServerStartAddrVsock {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: SocketAddressVsock,
 }
 
 qapi_enum! {
@@ -8255,6 +8552,42 @@ VhostVdpa = "vhost-vdpa",
 }
 }
 
+qapi_enum! {
+/// QAPI type `NetFilterDirection`.
+///
+/// QEMU 7.2 and 10.0. Used by `FilterBufferProperties.queue`, `FilterDumpProperties.queue`, `FilterMirrorProperties.queue`, `FilterRedirectorProperties.queue`, ....
+pub enum NetFilterDirection {
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+/// `rx`: QEMU 7.2 and 10.0.
+Rx = "rx",
+/// `tx`: QEMU 7.2 and 10.0.
+Tx = "tx",
+}
+}
+
+/// QAPI type `NetLegacyNicOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `Netdev.type=nic`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetLegacyNicOptions {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netdev: Option<String>,
+    /// `macaddr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macaddr: Option<String>,
+    /// `model`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// `vectors`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<u32>,
+}
+
 /// QAPI type `Netdev`.
 ///
 /// QEMU 7.2 and 10.0. Used by `netdev_add`.
@@ -8274,42 +8607,42 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum NetdevBranch: "type" {
         /// `type: nic`: QEMU 7.2 and 10.0.
-        Nic = "nic" => NetdevNic,
+        Nic = "nic" => NetLegacyNicOptions,
         /// `type: user`: QEMU 7.2 and 10.0.
-        User = "user" => NetdevUser,
+        User = "user" => NetdevUserOptions,
         /// `type: tap`: QEMU 7.2 and 10.0.
-        Tap = "tap" => NetdevTap,
+        Tap = "tap" => NetdevTapOptions,
         /// `type: l2tpv3`: QEMU 7.2 and 10.0.
-        L2tpv3 = "l2tpv3" => NetdevL2tpv3,
+        L2tpv3 = "l2tpv3" => NetdevL2TPv3Options,
         /// `type: socket`: QEMU 7.2 and 10.0.
-        Socket = "socket" => NetdevSocket,
+        Socket = "socket" => NetdevSocketOptions,
         /// `type: stream`: QEMU 7.2 and 10.0.
-        Stream = "stream" => NetdevStream,
+        Stream = "stream" => NetdevStreamOptions,
         /// `type: dgram`: QEMU 7.2 and 10.0.
-        Dgram = "dgram" => NetdevDgram,
+        Dgram = "dgram" => NetdevDgramOptions,
         /// `type: vde`: QEMU 7.2 and 10.0.
-        Vde = "vde" => NetdevVde,
+        Vde = "vde" => NetdevVdeOptions,
         /// `type: bridge`: QEMU 7.2 and 10.0.
-        Bridge = "bridge" => NetdevBridge,
+        Bridge = "bridge" => NetdevBridgeOptions,
         /// `type: hubport`: QEMU 7.2 and 10.0.
-        Hubport = "hubport" => NetdevHubport,
+        Hubport = "hubport" => NetdevHubPortOptions,
         /// `type: netmap`: QEMU 7.2 and 10.0.
-        Netmap = "netmap" => NetdevNetmap,
+        Netmap = "netmap" => NetdevNetmapOptions,
         /// `type: vhost-user`: QEMU 7.2 and 10.0.
-        VhostUser = "vhost-user" => NetdevVhostUser,
+        VhostUser = "vhost-user" => NetdevVhostUserOptions,
         /// `type: vhost-vdpa`: QEMU 7.2 and 10.0.
-        VhostVdpa = "vhost-vdpa" => NetdevVhostVdpa,
+        VhostVdpa = "vhost-vdpa" => NetdevVhostVDPAOptions,
     } {
         /// `type: none`, with no more members: QEMU 7.2 and 10.0.
         None = "none",
     }
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=bridge`.
+/// QAPI type `NetdevBridgeOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=bridge`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevBridge {
+pub struct NetdevBridgeOptions {
     /// `br`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub br: Option<String>,
@@ -8318,11 +8651,11 @@ pub struct NetdevBridge {
     pub helper: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=dgram`.
+/// QAPI type `NetdevDgramOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=dgram`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevDgram {
+pub struct NetdevDgramOptions {
     /// `local`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<SocketAddress>,
@@ -8331,11 +8664,11 @@ pub struct NetdevDgram {
     pub remote: Option<SocketAddress>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=hubport`.
+/// QAPI type `NetdevHubPortOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=hubport`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevHubport {
+pub struct NetdevHubPortOptions {
     /// `hubid`: QEMU 7.2 and 10.0.
     pub hubid: i64,
     /// `netdev`: QEMU 7.2 and 10.0.
@@ -8343,11 +8676,11 @@ pub struct NetdevHubport {
     pub netdev: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=l2tpv3`.
+/// QAPI type `NetdevL2TPv3Options`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=l2tpv3`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevL2tpv3 {
+pub struct NetdevL2TPv3Options {
     /// `src`: QEMU 7.2 and 10.0.
     pub src: String,
     /// `dst`: QEMU 7.2 and 10.0.
@@ -8375,25 +8708,25 @@ pub struct NetdevL2tpv3 {
     pub pincounter: Option<bool>,
     /// `txcookie`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub txcookie: Option<i64>,
+    pub txcookie: Option<u64>,
     /// `rxcookie`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rxcookie: Option<i64>,
+    pub rxcookie: Option<u64>,
     /// `txsession`: QEMU 7.2 and 10.0.
-    pub txsession: i64,
+    pub txsession: u32,
     /// `rxsession`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rxsession: Option<i64>,
+    pub rxsession: Option<u32>,
     /// `offset`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
+    pub offset: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=netmap`.
+/// QAPI type `NetdevNetmapOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=netmap`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevNetmap {
+pub struct NetdevNetmapOptions {
     /// `ifname`: QEMU 7.2 and 10.0.
     pub ifname: String,
     /// `devname`: QEMU 7.2 and 10.0.
@@ -8401,33 +8734,11 @@ pub struct NetdevNetmap {
     pub devname: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=nic`.
-///
-/// QEMU 7.2 and 10.0. Used by `Netdev.type=nic`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevNic {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netdev: Option<String>,
-    /// `macaddr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub macaddr: Option<String>,
-    /// `model`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// `addr`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub addr: Option<String>,
-    /// `vectors`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vectors: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `Netdev.type=socket`.
+/// QAPI type `NetdevSocketOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=socket`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevSocket {
+pub struct NetdevSocketOptions {
     /// `fd`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fd: Option<String>,
@@ -8448,11 +8759,11 @@ pub struct NetdevSocket {
     pub udp: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=stream`.
+/// QAPI type `NetdevStreamOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=stream`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevStream {
+pub struct NetdevStreamOptions {
     /// `addr`: QEMU 7.2 and 10.0.
     pub addr: SocketAddress,
     /// `server`: QEMU 7.2 and 10.0.
@@ -8470,11 +8781,11 @@ pub struct NetdevStream {
     pub reconnect_ms: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=tap`.
+/// QAPI type `NetdevTapOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=tap`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevTap {
+pub struct NetdevTapOptions {
     /// `ifname`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
@@ -8498,7 +8809,7 @@ pub struct NetdevTap {
     pub helper: Option<String>,
     /// `sndbuf`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sndbuf: Option<i64>,
+    pub sndbuf: Option<u64>,
     /// `vnet_hdr`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnet_hdr: Option<bool>,
@@ -8516,17 +8827,17 @@ pub struct NetdevTap {
     pub vhostforce: Option<bool>,
     /// `queues`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
+    pub queues: Option<u32>,
     /// `poll-us`: QEMU 7.2 and 10.0.
     #[serde(rename = "poll-us", default, skip_serializing_if = "Option::is_none")]
-    pub poll_us: Option<i64>,
+    pub poll_us: Option<u32>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=user`.
+/// QAPI type `NetdevUserOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=user`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevUser {
+pub struct NetdevUserOptions {
     /// `hostname`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -8562,7 +8873,7 @@ pub struct NetdevUser {
     pub dns: Option<String>,
     /// `dnssearch`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dnssearch: Option<Vec<NetdevUserDnssearch>>,
+    pub dnssearch: Option<Vec<QapiString>>,
     /// `domainname`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domainname: Option<String>,
@@ -8594,10 +8905,10 @@ pub struct NetdevUser {
     pub smbserver: Option<String>,
     /// `hostfwd`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostfwd: Option<Vec<NetdevUserDnssearch>>,
+    pub hostfwd: Option<Vec<QapiString>>,
     /// `guestfwd`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guestfwd: Option<Vec<NetdevUserDnssearch>>,
+    pub guestfwd: Option<Vec<QapiString>>,
     /// `tftp-server-name`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "tftp-server-name",
@@ -8607,39 +8918,30 @@ pub struct NetdevUser {
     pub tftp_server_name: Option<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `NetdevUser.dnssearch`.
-///
-/// QEMU 10.0 only. Used by `NetdevUser.dnssearch`, `NetdevUser.hostfwd`, `NetdevUser.guestfwd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevUserDnssearch {
-    /// `str`: QEMU 10.0 only.
-    pub str: String,
-}
-
-/// A type the schema leaves unnamed, reached as `Netdev.type=vde`.
+/// QAPI type `NetdevVdeOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=vde`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevVde {
+pub struct NetdevVdeOptions {
     /// `sock`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<String>,
     /// `port`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i64>,
+    pub port: Option<u16>,
     /// `group`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// `mode`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<i64>,
+    pub mode: Option<u16>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=vhost-user`.
+/// QAPI type `NetdevVhostUserOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=vhost-user`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevVhostUser {
+pub struct NetdevVhostUserOptions {
     /// `chardev`: QEMU 7.2 and 10.0.
     pub chardev: String,
     /// `vhostforce`: QEMU 7.2 and 10.0.
@@ -8650,11 +8952,11 @@ pub struct NetdevVhostUser {
     pub queues: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `Netdev.type=vhost-vdpa`.
+/// QAPI type `NetdevVhostVDPAOptions`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Netdev.type=vhost-vdpa`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NetdevVhostVdpa {
+pub struct NetdevVhostVDPAOptions {
     /// `vhostdev`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhostdev: Option<String>,
@@ -8667,6 +8969,231 @@ pub struct NetdevVhostVdpa {
     /// `x-svq`: QEMU 7.2 and 10.0.
     #[serde(rename = "x-svq", default, skip_serializing_if = "Option::is_none")]
     pub x_svq: Option<bool>,
+}
+
+qapi_enum! {
+/// QAPI type `NetfilterInsert`.
+///
+/// QEMU 7.2 and 10.0. Used by `FilterBufferProperties.insert`, `FilterDumpProperties.insert`, `FilterMirrorProperties.insert`, `FilterRedirectorProperties.insert`, ....
+pub enum NetfilterInsert {
+/// `before`: QEMU 7.2 and 10.0.
+Before = "before",
+/// `behind`: QEMU 7.2 and 10.0.
+Behind = "behind",
+}
+}
+
+/// QAPI type `NetfilterProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-replay`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetfilterProperties {
+    /// `netdev`: QEMU 7.2 and 10.0.
+    pub netdev: String,
+    /// `queue`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<NetFilterDirection>,
+    /// `status`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `position`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// `insert`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<NetfilterInsert>,
+}
+
+qapi_enum! {
+/// QAPI type `NetworkAddressFamily`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo.family`, `SpiceChannel.family`, `VncClientInfo.family`, `VncServerInfo2.family`, ....
+pub enum NetworkAddressFamily {
+/// `ipv4`: QEMU 7.2 and 10.0.
+Ipv4 = "ipv4",
+/// `ipv6`: QEMU 7.2 and 10.0.
+Ipv6 = "ipv6",
+/// `unix`: QEMU 7.2 and 10.0.
+Unix = "unix",
+/// `vsock`: QEMU 7.2 and 10.0.
+Vsock = "vsock",
+/// `unknown`: QEMU 7.2 and 10.0.
+Unknown = "unknown",
+}
+}
+
+qapi_enum! {
+/// QAPI type `NewImageMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevSnapshotSync.mode`, `DriveBackup.mode`, `DriveMirror.mode`.
+pub enum NewImageMode {
+/// `existing`: QEMU 7.2 and 10.0.
+Existing = "existing",
+/// `absolute-paths`: QEMU 7.2 and 10.0.
+AbsolutePaths = "absolute-paths",
+}
+}
+
+/// QAPI type `NumaCpuOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaOptions.type=cpu`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaCpuOptions {
+    /// `node-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-id", default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<i64>,
+    /// `socket-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "socket-id", default, skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<i64>,
+    /// `die-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "die-id", default, skip_serializing_if = "Option::is_none")]
+    pub die_id: Option<i64>,
+    /// `cluster-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cluster-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_id: Option<i64>,
+    /// `core-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "core-id", default, skip_serializing_if = "Option::is_none")]
+    pub core_id: Option<i64>,
+    /// `thread-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "thread-id", default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<i64>,
+    /// `drawer-id`: QEMU 10.0 only.
+    #[serde(rename = "drawer-id", default, skip_serializing_if = "Option::is_none")]
+    pub drawer_id: Option<i64>,
+    /// `book-id`: QEMU 10.0 only.
+    #[serde(rename = "book-id", default, skip_serializing_if = "Option::is_none")]
+    pub book_id: Option<i64>,
+    /// `module-id`: QEMU 10.0 only.
+    #[serde(rename = "module-id", default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<i64>,
+}
+
+/// QAPI type `NumaDistOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaOptions.type=dist`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaDistOptions {
+    /// `src`: QEMU 7.2 and 10.0.
+    pub src: u16,
+    /// `dst`: QEMU 7.2 and 10.0.
+    pub dst: u16,
+    /// `val`: QEMU 7.2 and 10.0.
+    pub val: u8,
+}
+
+/// QAPI type `NumaHmatCacheOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaOptions.type=hmat-cache`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaHmatCacheOptions {
+    /// `node-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "node-id")]
+    pub node_id: u32,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `level`: QEMU 7.2 and 10.0.
+    pub level: u8,
+    /// `associativity`: QEMU 7.2 and 10.0.
+    pub associativity: HmatCacheAssociativity,
+    /// `policy`: QEMU 7.2 and 10.0.
+    pub policy: HmatCacheWritePolicy,
+    /// `line`: QEMU 7.2 and 10.0.
+    pub line: u16,
+}
+
+/// QAPI type `NumaHmatLBOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaOptions.type=hmat-lb`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaHmatLBOptions {
+    /// `initiator`: QEMU 7.2 and 10.0.
+    pub initiator: u16,
+    /// `target`: QEMU 7.2 and 10.0.
+    pub target: u16,
+    /// `hierarchy`: QEMU 7.2 and 10.0.
+    pub hierarchy: HmatLBMemoryHierarchy,
+    /// `data-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "data-type")]
+    pub data_type: HmatLBDataType,
+    /// `latency`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<u64>,
+    /// `bandwidth`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<u64>,
+}
+
+/// QAPI type `NumaNodeOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaOptions.type=node`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaNodeOptions {
+    /// `nodeid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodeid: Option<u16>,
+    /// `cpus`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Vec<u16>>,
+    /// `mem`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<u64>,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memdev: Option<String>,
+    /// `initiator`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiator: Option<u16>,
+}
+
+/// QAPI type `NumaOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `set-numa-node`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NumaOptions {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: NumaOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`NumaOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum NumaOptionsBranch: "type" {
+        /// `type: node`: QEMU 7.2 and 10.0.
+        Node = "node" => NumaNodeOptions,
+        /// `type: dist`: QEMU 7.2 and 10.0.
+        Dist = "dist" => NumaDistOptions,
+        /// `type: cpu`: QEMU 7.2 and 10.0.
+        Cpu = "cpu" => NumaCpuOptions,
+        /// `type: hmat-lb`: QEMU 7.2 and 10.0.
+        HmatLb = "hmat-lb" => NumaHmatLBOptions,
+        /// `type: hmat-cache`: QEMU 7.2 and 10.0.
+        HmatCache = "hmat-cache" => NumaHmatCacheOptions,
+    } {
+    }
+}
+
+qapi_enum! {
+/// QAPI type `NumaOptionsType`.
+///
+/// QEMU 7.2 and 10.0. Used by `NumaOptions.type`.
+pub enum NumaOptionsType {
+/// `node`: QEMU 7.2 and 10.0.
+Node = "node",
+/// `dist`: QEMU 7.2 and 10.0.
+Dist = "dist",
+/// `cpu`: QEMU 7.2 and 10.0.
+Cpu = "cpu",
+/// `hmat-lb`: QEMU 7.2 and 10.0.
+HmatLb = "hmat-lb",
+/// `hmat-cache`: QEMU 7.2 and 10.0.
+HmatCache = "hmat-cache",
+}
 }
 
 /// QAPI type `ObjectOptions`.
@@ -8688,97 +9215,97 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum ObjectOptionsBranch: "qom-type" {
         /// `qom-type: authz-list`: QEMU 7.2 and 10.0.
-        AuthzList = "authz-list" => ObjectOptionsAuthzList,
+        AuthzList = "authz-list" => AuthZListProperties,
         /// `qom-type: authz-listfile`: QEMU 7.2 and 10.0.
-        AuthzListfile = "authz-listfile" => ObjectOptionsAuthzListfile,
+        AuthzListfile = "authz-listfile" => AuthZListFileProperties,
         /// `qom-type: authz-pam`: QEMU 7.2 and 10.0.
-        AuthzPam = "authz-pam" => ObjectOptionsAuthzPam,
+        AuthzPam = "authz-pam" => AuthZPAMProperties,
         /// `qom-type: authz-simple`: QEMU 7.2 and 10.0.
-        AuthzSimple = "authz-simple" => ObjectOptionsAuthzSimple,
+        AuthzSimple = "authz-simple" => AuthZSimpleProperties,
         /// `qom-type: can-host-socketcan`: QEMU 7.2 and 10.0.
-        CanHostSocketcan = "can-host-socketcan" => ObjectOptionsCanHostSocketcan,
+        CanHostSocketcan = "can-host-socketcan" => CanHostSocketcanProperties,
         /// `qom-type: colo-compare`: QEMU 7.2 and 10.0.
-        ColoCompare = "colo-compare" => ObjectOptionsColoCompare,
+        ColoCompare = "colo-compare" => ColoCompareProperties,
         /// `qom-type: cryptodev-backend`: QEMU 7.2 and 10.0.
-        CryptodevBackend = "cryptodev-backend" => ObjectOptionsCryptodevBackend,
+        CryptodevBackend = "cryptodev-backend" => CryptodevBackendProperties,
         /// `qom-type: cryptodev-backend-builtin`: QEMU 7.2 and 10.0.
-        CryptodevBackendBuiltin = "cryptodev-backend-builtin" => ObjectOptionsCryptodevBackend,
+        CryptodevBackendBuiltin = "cryptodev-backend-builtin" => CryptodevBackendProperties,
         /// `qom-type: cryptodev-backend-lkcf`: QEMU 7.2 and 10.0.
-        CryptodevBackendLkcf = "cryptodev-backend-lkcf" => ObjectOptionsCryptodevBackend,
+        CryptodevBackendLkcf = "cryptodev-backend-lkcf" => CryptodevBackendProperties,
         /// `qom-type: cryptodev-vhost-user`: QEMU 7.2 and 10.0.
-        CryptodevVhostUser = "cryptodev-vhost-user" => ObjectOptionsCryptodevVhostUser,
+        CryptodevVhostUser = "cryptodev-vhost-user" => CryptodevVhostUserProperties,
         /// `qom-type: dbus-vmstate`: QEMU 7.2 and 10.0.
-        DbusVmstate = "dbus-vmstate" => ObjectOptionsDbusVmstate,
+        DbusVmstate = "dbus-vmstate" => DBusVMStateProperties,
         /// `qom-type: filter-buffer`: QEMU 7.2 and 10.0.
-        FilterBuffer = "filter-buffer" => ObjectOptionsFilterBuffer,
+        FilterBuffer = "filter-buffer" => FilterBufferProperties,
         /// `qom-type: filter-dump`: QEMU 7.2 and 10.0.
-        FilterDump = "filter-dump" => ObjectOptionsFilterDump,
+        FilterDump = "filter-dump" => FilterDumpProperties,
         /// `qom-type: filter-mirror`: QEMU 7.2 and 10.0.
-        FilterMirror = "filter-mirror" => ObjectOptionsFilterMirror,
+        FilterMirror = "filter-mirror" => FilterMirrorProperties,
         /// `qom-type: filter-redirector`: QEMU 7.2 and 10.0.
-        FilterRedirector = "filter-redirector" => ObjectOptionsFilterRedirector,
+        FilterRedirector = "filter-redirector" => FilterRedirectorProperties,
         /// `qom-type: filter-replay`: QEMU 7.2 and 10.0.
-        FilterReplay = "filter-replay" => ObjectOptionsFilterReplay,
+        FilterReplay = "filter-replay" => NetfilterProperties,
         /// `qom-type: filter-rewriter`: QEMU 7.2 and 10.0.
-        FilterRewriter = "filter-rewriter" => ObjectOptionsFilterRewriter,
+        FilterRewriter = "filter-rewriter" => FilterRewriterProperties,
         /// `qom-type: input-barrier`: QEMU 7.2 and 10.0.
-        InputBarrier = "input-barrier" => ObjectOptionsInputBarrier,
+        InputBarrier = "input-barrier" => InputBarrierProperties,
         /// `qom-type: input-linux`: QEMU 7.2 and 10.0.
-        InputLinux = "input-linux" => ObjectOptionsInputLinux,
+        InputLinux = "input-linux" => InputLinuxProperties,
         /// `qom-type: iothread`: QEMU 7.2 and 10.0.
-        Iothread = "iothread" => ObjectOptionsIothread,
+        Iothread = "iothread" => IothreadProperties,
         /// `qom-type: main-loop`: QEMU 7.2 and 10.0.
-        MainLoop = "main-loop" => ObjectOptionsMainLoop,
+        MainLoop = "main-loop" => MainLoopProperties,
         /// `qom-type: memory-backend-epc`: QEMU 7.2 and 10.0.
-        MemoryBackendEpc = "memory-backend-epc" => ObjectOptionsMemoryBackendEpc,
+        MemoryBackendEpc = "memory-backend-epc" => MemoryBackendEpcProperties,
         /// `qom-type: memory-backend-file`: QEMU 7.2 and 10.0.
-        MemoryBackendFile = "memory-backend-file" => ObjectOptionsMemoryBackendFile,
+        MemoryBackendFile = "memory-backend-file" => MemoryBackendFileProperties,
         /// `qom-type: memory-backend-memfd`: QEMU 7.2 and 10.0.
-        MemoryBackendMemfd = "memory-backend-memfd" => ObjectOptionsMemoryBackendMemfd,
+        MemoryBackendMemfd = "memory-backend-memfd" => MemoryBackendMemfdProperties,
         /// `qom-type: memory-backend-ram`: QEMU 7.2 and 10.0.
-        MemoryBackendRam = "memory-backend-ram" => ObjectOptionsMemoryBackendRam,
+        MemoryBackendRam = "memory-backend-ram" => MemoryBackendProperties,
         /// `qom-type: pr-manager-helper`: QEMU 7.2 and 10.0.
-        PrManagerHelper = "pr-manager-helper" => ObjectOptionsPrManagerHelper,
+        PrManagerHelper = "pr-manager-helper" => PrManagerHelperProperties,
         /// `qom-type: qtest`: QEMU 7.2 and 10.0.
-        Qtest = "qtest" => ObjectOptionsQtest,
+        Qtest = "qtest" => QtestProperties,
         /// `qom-type: rng-builtin`: QEMU 7.2 and 10.0.
-        RngBuiltin = "rng-builtin" => ObjectOptionsRngBuiltin,
+        RngBuiltin = "rng-builtin" => RngProperties,
         /// `qom-type: rng-egd`: QEMU 7.2 and 10.0.
-        RngEgd = "rng-egd" => ObjectOptionsRngEgd,
+        RngEgd = "rng-egd" => RngEgdProperties,
         /// `qom-type: rng-random`: QEMU 7.2 and 10.0.
-        RngRandom = "rng-random" => ObjectOptionsRngRandom,
+        RngRandom = "rng-random" => RngRandomProperties,
         /// `qom-type: secret`: QEMU 7.2 and 10.0.
-        Secret = "secret" => ObjectOptionsSecret,
+        Secret = "secret" => SecretProperties,
         /// `qom-type: secret_keyring`: QEMU 7.2 and 10.0.
-        SecretKeyring = "secret_keyring" => ObjectOptionsSecretKeyring,
+        SecretKeyring = "secret_keyring" => SecretKeyringProperties,
         /// `qom-type: sev-guest`: QEMU 7.2 and 10.0.
-        SevGuest = "sev-guest" => ObjectOptionsSevGuest,
+        SevGuest = "sev-guest" => SevGuestProperties,
         /// `qom-type: thread-context`: QEMU 7.2 and 10.0.
-        ThreadContext = "thread-context" => ObjectOptionsThreadContext,
+        ThreadContext = "thread-context" => ThreadContextProperties,
         /// `qom-type: throttle-group`: QEMU 7.2 and 10.0.
-        ThrottleGroup = "throttle-group" => ObjectOptionsThrottleGroup,
+        ThrottleGroup = "throttle-group" => ThrottleGroupProperties,
         /// `qom-type: tls-creds-anon`: QEMU 7.2 and 10.0.
-        TlsCredsAnon = "tls-creds-anon" => ObjectOptionsTlsCredsAnon,
+        TlsCredsAnon = "tls-creds-anon" => TlsCredsAnonProperties,
         /// `qom-type: tls-creds-psk`: QEMU 7.2 and 10.0.
-        TlsCredsPsk = "tls-creds-psk" => ObjectOptionsTlsCredsPsk,
+        TlsCredsPsk = "tls-creds-psk" => TlsCredsPskProperties,
         /// `qom-type: tls-creds-x509`: QEMU 7.2 and 10.0.
-        TlsCredsX509 = "tls-creds-x509" => ObjectOptionsTlsCredsX509,
+        TlsCredsX509 = "tls-creds-x509" => TlsCredsX509Properties,
         /// `qom-type: tls-cipher-suites`: QEMU 7.2 and 10.0.
-        TlsCipherSuites = "tls-cipher-suites" => ObjectOptionsTlsCipherSuites,
+        TlsCipherSuites = "tls-cipher-suites" => TlsCredsProperties,
         /// `qom-type: x-remote-object`: QEMU 7.2 and 10.0.
-        XRemoteObject = "x-remote-object" => ObjectOptionsXRemoteObject,
+        XRemoteObject = "x-remote-object" => RemoteObjectProperties,
         /// `qom-type: x-vfio-user-server`: QEMU 7.2 and 10.0.
-        XVfioUserServer = "x-vfio-user-server" => ObjectOptionsXVfioUserServer,
+        XVfioUserServer = "x-vfio-user-server" => VfioUserServerProperties,
         /// `qom-type: acpi-generic-initiator`: QEMU 10.0 only.
-        AcpiGenericInitiator = "acpi-generic-initiator" => ObjectOptionsAcpiGenericInitiator,
+        AcpiGenericInitiator = "acpi-generic-initiator" => AcpiGenericInitiatorProperties,
         /// `qom-type: acpi-generic-port`: QEMU 10.0 only.
-        AcpiGenericPort = "acpi-generic-port" => ObjectOptionsAcpiGenericPort,
+        AcpiGenericPort = "acpi-generic-port" => AcpiGenericPortProperties,
         /// `qom-type: iommufd`: QEMU 10.0 only.
-        Iommufd = "iommufd" => ObjectOptionsIommufd,
+        Iommufd = "iommufd" => IOMMUFDProperties,
         /// `qom-type: memory-backend-shm`: QEMU 10.0 only.
-        MemoryBackendShm = "memory-backend-shm" => ObjectOptionsMemoryBackendShm,
+        MemoryBackendShm = "memory-backend-shm" => MemoryBackendShmProperties,
         /// `qom-type: sev-snp-guest`: QEMU 10.0 only.
-        SevSnpGuest = "sev-snp-guest" => ObjectOptionsSevSnpGuest,
+        SevSnpGuest = "sev-snp-guest" => SevSnpGuestProperties,
     } {
         /// `qom-type: can-bus`, with no more members: QEMU 7.2 and 10.0.
         CanBus = "can-bus",
@@ -8787,1513 +9314,6 @@ qapi_union! {
         /// `qom-type: s390-pv-guest`, with no more members: QEMU 7.2 and 10.0.
         S390PvGuest = "s390-pv-guest",
     }
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=acpi-generic-initiator`.
-///
-/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=acpi-generic-initiator`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAcpiGenericInitiator {
-    /// `pci-dev`: QEMU 10.0 only.
-    #[serde(rename = "pci-dev")]
-    pub pci_dev: String,
-    /// `node`: QEMU 10.0 only.
-    pub node: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=acpi-generic-port`.
-///
-/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=acpi-generic-port`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAcpiGenericPort {
-    /// `pci-bus`: QEMU 10.0 only.
-    #[serde(rename = "pci-bus")]
-    pub pci_bus: String,
-    /// `node`: QEMU 10.0 only.
-    pub node: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-list`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-list`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAuthzList {
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<ObjectOptionsAuthzListPolicy>,
-    /// `rules`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rules: Option<Vec<ObjectOptionsAuthzListRules>>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsAuthzList.policy`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsAuthzList.policy`, `ObjectOptionsAuthzListRules.policy`.
-pub enum ObjectOptionsAuthzListPolicy {
-/// `deny`: QEMU 7.2 and 10.0.
-Deny = "deny",
-/// `allow`: QEMU 7.2 and 10.0.
-Allow = "allow",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptionsAuthzList.rules`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsAuthzList.rules`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAuthzListRules {
-    /// `match`: QEMU 7.2 and 10.0.
-    #[serde(rename = "match")]
-    pub match_: String,
-    /// `policy`: QEMU 7.2 and 10.0.
-    pub policy: ObjectOptionsAuthzListPolicy,
-    /// `format`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ObjectOptionsAuthzListRulesFormat>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsAuthzListRules.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsAuthzListRules.format`.
-pub enum ObjectOptionsAuthzListRulesFormat {
-/// `exact`: QEMU 7.2 and 10.0.
-Exact = "exact",
-/// `glob`: QEMU 7.2 and 10.0.
-Glob = "glob",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-listfile`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-listfile`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAuthzListfile {
-    /// `filename`: QEMU 7.2 and 10.0.
-    pub filename: String,
-    /// `refresh`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-pam`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-pam`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAuthzPam {
-    /// `service`: QEMU 7.2 and 10.0.
-    pub service: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=authz-simple`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=authz-simple`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsAuthzSimple {
-    /// `identity`: QEMU 7.2 and 10.0.
-    pub identity: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=can-host-socketcan`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=can-host-socketcan`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsCanHostSocketcan {
-    /// `if`: QEMU 7.2 and 10.0.
-    #[serde(rename = "if")]
-    pub if_: String,
-    /// `canbus`: QEMU 7.2 and 10.0.
-    pub canbus: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=colo-compare`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=colo-compare`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsColoCompare {
-    /// `primary_in`: QEMU 7.2 and 10.0.
-    pub primary_in: String,
-    /// `secondary_in`: QEMU 7.2 and 10.0.
-    pub secondary_in: String,
-    /// `outdev`: QEMU 7.2 and 10.0.
-    pub outdev: String,
-    /// `iothread`: QEMU 7.2 and 10.0.
-    pub iothread: String,
-    /// `notify_dev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_dev: Option<String>,
-    /// `compare_timeout`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compare_timeout: Option<i64>,
-    /// `expired_scan_cycle`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expired_scan_cycle: Option<i64>,
-    /// `max_queue_size`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_queue_size: Option<i64>,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=cryptodev-backend`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=cryptodev-backend`, `ObjectOptions.qom-type=cryptodev-backend-builtin`, `ObjectOptions.qom-type=cryptodev-backend-lkcf`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsCryptodevBackend {
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-    /// `throttle-bps`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-bps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_bps: Option<i64>,
-    /// `throttle-ops`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-ops",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_ops: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=cryptodev-vhost-user`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=cryptodev-vhost-user`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsCryptodevVhostUser {
-    /// `queues`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queues: Option<i64>,
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-    /// `throttle-bps`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-bps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_bps: Option<i64>,
-    /// `throttle-ops`: QEMU 10.0 only.
-    #[serde(
-        rename = "throttle-ops",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub throttle_ops: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=dbus-vmstate`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=dbus-vmstate`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsDbusVmstate {
-    /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: String,
-    /// `id-list`: QEMU 7.2 and 10.0.
-    #[serde(rename = "id-list", default, skip_serializing_if = "Option::is_none")]
-    pub id_list: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-buffer`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-buffer`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsFilterBuffer {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectOptionsFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectOptionsFilterBufferInsert>,
-    /// `interval`: QEMU 7.2 and 10.0.
-    pub interval: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsFilterBuffer.insert`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsFilterBuffer.insert`, `ObjectOptionsFilterDump.insert`, `ObjectOptionsFilterMirror.insert`, `ObjectOptionsFilterRedirector.insert`, ....
-pub enum ObjectOptionsFilterBufferInsert {
-/// `before`: QEMU 7.2 and 10.0.
-Before = "before",
-/// `behind`: QEMU 7.2 and 10.0.
-Behind = "behind",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsFilterBuffer.queue`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsFilterBuffer.queue`, `ObjectOptionsFilterDump.queue`, `ObjectOptionsFilterMirror.queue`, `ObjectOptionsFilterRedirector.queue`, ....
-pub enum ObjectOptionsFilterBufferQueue {
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-/// `rx`: QEMU 7.2 and 10.0.
-Rx = "rx",
-/// `tx`: QEMU 7.2 and 10.0.
-Tx = "tx",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-dump`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-dump`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsFilterDump {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectOptionsFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectOptionsFilterBufferInsert>,
-    /// `file`: QEMU 7.2 and 10.0.
-    pub file: String,
-    /// `maxlen`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maxlen: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-mirror`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-mirror`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsFilterMirror {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectOptionsFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectOptionsFilterBufferInsert>,
-    /// `outdev`: QEMU 7.2 and 10.0.
-    pub outdev: String,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-redirector`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-redirector`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsFilterRedirector {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectOptionsFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectOptionsFilterBufferInsert>,
-    /// `indev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub indev: Option<String>,
-    /// `outdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outdev: Option<String>,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-replay`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-replay`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsFilterReplay {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectOptionsFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectOptionsFilterBufferInsert>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=filter-rewriter`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=filter-rewriter`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsFilterRewriter {
-    /// `netdev`: QEMU 7.2 and 10.0.
-    pub netdev: String,
-    /// `queue`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<ObjectOptionsFilterBufferQueue>,
-    /// `status`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// `position`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-    /// `insert`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insert: Option<ObjectOptionsFilterBufferInsert>,
-    /// `vnet_hdr_support`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vnet_hdr_support: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=input-barrier`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=input-barrier`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsInputBarrier {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `server`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-    /// `port`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<String>,
-    /// `x-origin`: QEMU 7.2 and 10.0.
-    #[serde(rename = "x-origin", default, skip_serializing_if = "Option::is_none")]
-    pub x_origin: Option<String>,
-    /// `y-origin`: QEMU 7.2 and 10.0.
-    #[serde(rename = "y-origin", default, skip_serializing_if = "Option::is_none")]
-    pub y_origin: Option<String>,
-    /// `width`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<String>,
-    /// `height`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=input-linux`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=input-linux`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsInputLinux {
-    /// `evdev`: QEMU 7.2 and 10.0.
-    pub evdev: String,
-    /// `grab_all`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grab_all: Option<bool>,
-    /// `repeat`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repeat: Option<bool>,
-    /// `grab-toggle`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "grab-toggle",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub grab_toggle: Option<ObjectOptionsInputLinuxGrabToggle>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsInputLinux.grab-toggle`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsInputLinux.grab-toggle`.
-pub enum ObjectOptionsInputLinuxGrabToggle {
-/// `ctrl-ctrl`: QEMU 7.2 and 10.0.
-CtrlCtrl = "ctrl-ctrl",
-/// `alt-alt`: QEMU 7.2 and 10.0.
-AltAlt = "alt-alt",
-/// `shift-shift`: QEMU 7.2 and 10.0.
-ShiftShift = "shift-shift",
-/// `meta-meta`: QEMU 7.2 and 10.0.
-MetaMeta = "meta-meta",
-/// `scrolllock`: QEMU 7.2 and 10.0.
-Scrolllock = "scrolllock",
-/// `ctrl-scrolllock`: QEMU 7.2 and 10.0.
-CtrlScrolllock = "ctrl-scrolllock",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=iommufd`.
-///
-/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=iommufd`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsIommufd {
-    /// `fd`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=iothread`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=iothread`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsIothread {
-    /// `aio-max-batch`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "aio-max-batch",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub aio_max_batch: Option<i64>,
-    /// `thread-pool-min`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-min",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_min: Option<i64>,
-    /// `thread-pool-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_max: Option<i64>,
-    /// `poll-max-ns`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "poll-max-ns",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub poll_max_ns: Option<i64>,
-    /// `poll-grow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "poll-grow", default, skip_serializing_if = "Option::is_none")]
-    pub poll_grow: Option<i64>,
-    /// `poll-shrink`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "poll-shrink",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub poll_shrink: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=main-loop`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=main-loop`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsMainLoop {
-    /// `aio-max-batch`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "aio-max-batch",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub aio_max_batch: Option<i64>,
-    /// `thread-pool-min`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-min",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_min: Option<i64>,
-    /// `thread-pool-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "thread-pool-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub thread_pool_max: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-epc`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-epc`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsMemoryBackendEpc {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<MemdevPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-file`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-file`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsMemoryBackendFile {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<MemdevPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-    /// `align`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub align: Option<i64>,
-    /// `discard-data`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "discard-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub discard_data: Option<bool>,
-    /// `mem-path`: QEMU 7.2 and 10.0.
-    #[serde(rename = "mem-path")]
-    pub mem_path: String,
-    /// `pmem`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pmem: Option<bool>,
-    /// `readonly`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readonly: Option<bool>,
-    /// `offset`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
-    /// `rom`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rom: Option<BlockdevOptionsFileLocking>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-memfd`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-memfd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsMemoryBackendMemfd {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<MemdevPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-    /// `hugetlb`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hugetlb: Option<bool>,
-    /// `hugetlbsize`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hugetlbsize: Option<i64>,
-    /// `seal`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seal: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-ram`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=memory-backend-ram`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsMemoryBackendRam {
-    /// `dump`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<MemdevPolicy>,
-    /// `prealloc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=memory-backend-shm`.
-///
-/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=memory-backend-shm`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsMemoryBackendShm {
-    /// `dump`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dump: Option<bool>,
-    /// `host-nodes`: QEMU 10.0 only.
-    #[serde(
-        rename = "host-nodes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub host_nodes: Option<Vec<i64>>,
-    /// `merge`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<bool>,
-    /// `policy`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<MemdevPolicy>,
-    /// `prealloc`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prealloc: Option<bool>,
-    /// `prealloc-threads`: QEMU 10.0 only.
-    #[serde(
-        rename = "prealloc-threads",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_threads: Option<i64>,
-    /// `prealloc-context`: QEMU 10.0 only.
-    #[serde(
-        rename = "prealloc-context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub prealloc_context: Option<String>,
-    /// `share`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    /// `reserve`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reserve: Option<bool>,
-    /// `size`: QEMU 10.0 only.
-    pub size: i64,
-    /// `x-use-canonical-path-for-ramblock-id`: QEMU 10.0 only.
-    #[serde(
-        rename = "x-use-canonical-path-for-ramblock-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_use_canonical_path_for_ramblock_id: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=pr-manager-helper`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=pr-manager-helper`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsPrManagerHelper {
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=qtest`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=qtest`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsQtest {
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-    /// `log`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=rng-builtin`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-builtin`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsRngBuiltin {
-    /// `opened`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=rng-egd`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-egd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsRngEgd {
-    /// `opened`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened: Option<bool>,
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=rng-random`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-random`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsRngRandom {
-    /// `opened`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened: Option<bool>,
-    /// `filename`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=secret`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=secret`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsSecret {
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `format`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ObjectOptionsSecretFormat>,
-    /// `keyid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyid: Option<String>,
-    /// `iv`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iv: Option<String>,
-    /// `data`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-    /// `file`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsSecret.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsSecret.format`, `ObjectOptionsSecretKeyring.format`.
-pub enum ObjectOptionsSecretFormat {
-/// `raw`: QEMU 7.2 and 10.0.
-Raw = "raw",
-/// `base64`: QEMU 7.2 and 10.0.
-Base64 = "base64",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=secret_keyring`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=secret_keyring`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsSecretKeyring {
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `format`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ObjectOptionsSecretFormat>,
-    /// `keyid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyid: Option<String>,
-    /// `iv`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iv: Option<String>,
-    /// `serial`: QEMU 7.2 and 10.0.
-    pub serial: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=sev-guest`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=sev-guest`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsSevGuest {
-    /// `sev-device`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "sev-device",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sev_device: Option<String>,
-    /// `dh-cert-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "dh-cert-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub dh_cert_file: Option<String>,
-    /// `session-file`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "session-file",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub session_file: Option<String>,
-    /// `policy`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<i64>,
-    /// `handle`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<i64>,
-    /// `cbitpos`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cbitpos: Option<i64>,
-    /// `reduced-phys-bits`: QEMU 7.2 and 10.0.
-    #[serde(rename = "reduced-phys-bits")]
-    pub reduced_phys_bits: i64,
-    /// `kernel-hashes`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "kernel-hashes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kernel_hashes: Option<bool>,
-    /// `legacy-vm-type`: QEMU 10.0 only.
-    #[serde(
-        rename = "legacy-vm-type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub legacy_vm_type: Option<BlockdevOptionsFileLocking>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=sev-snp-guest`.
-///
-/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=sev-snp-guest`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsSevSnpGuest {
-    /// `sev-device`: QEMU 10.0 only.
-    #[serde(
-        rename = "sev-device",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sev_device: Option<String>,
-    /// `cbitpos`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cbitpos: Option<i64>,
-    /// `reduced-phys-bits`: QEMU 10.0 only.
-    #[serde(rename = "reduced-phys-bits")]
-    pub reduced_phys_bits: i64,
-    /// `kernel-hashes`: QEMU 10.0 only.
-    #[serde(
-        rename = "kernel-hashes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kernel_hashes: Option<bool>,
-    /// `policy`: QEMU 10.0 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<i64>,
-    /// `guest-visible-workarounds`: QEMU 10.0 only.
-    #[serde(
-        rename = "guest-visible-workarounds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub guest_visible_workarounds: Option<String>,
-    /// `id-block`: QEMU 10.0 only.
-    #[serde(rename = "id-block", default, skip_serializing_if = "Option::is_none")]
-    pub id_block: Option<String>,
-    /// `id-auth`: QEMU 10.0 only.
-    #[serde(rename = "id-auth", default, skip_serializing_if = "Option::is_none")]
-    pub id_auth: Option<String>,
-    /// `author-key-enabled`: QEMU 10.0 only.
-    #[serde(
-        rename = "author-key-enabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub author_key_enabled: Option<bool>,
-    /// `host-data`: QEMU 10.0 only.
-    #[serde(rename = "host-data", default, skip_serializing_if = "Option::is_none")]
-    pub host_data: Option<String>,
-    /// `vcek-disabled`: QEMU 10.0 only.
-    #[serde(
-        rename = "vcek-disabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vcek_disabled: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=thread-context`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=thread-context`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsThreadContext {
-    /// `cpu-affinity`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "cpu-affinity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub cpu_affinity: Option<Vec<i64>>,
-    /// `node-affinity`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "node-affinity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub node_affinity: Option<Vec<i64>>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=throttle-group`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=throttle-group`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsThrottleGroup {
-    /// `limits`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<ObjectOptionsThrottleGroupLimits>,
-    /// `x-iops-total`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-total",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_total: Option<i64>,
-    /// `x-iops-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_total_max: Option<i64>,
-    /// `x-iops-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_total_max_length: Option<i64>,
-    /// `x-iops-read`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-read",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_read: Option<i64>,
-    /// `x-iops-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_read_max: Option<i64>,
-    /// `x-iops-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_read_max_length: Option<i64>,
-    /// `x-iops-write`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-write",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_write: Option<i64>,
-    /// `x-iops-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_write_max: Option<i64>,
-    /// `x-iops-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_write_max_length: Option<i64>,
-    /// `x-bps-total`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-total",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_total: Option<i64>,
-    /// `x-bps-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_total_max: Option<i64>,
-    /// `x-bps-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_total_max_length: Option<i64>,
-    /// `x-bps-read`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-read",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_read: Option<i64>,
-    /// `x-bps-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_read_max: Option<i64>,
-    /// `x-bps-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_read_max_length: Option<i64>,
-    /// `x-bps-write`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-write",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_write: Option<i64>,
-    /// `x-bps-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_write_max: Option<i64>,
-    /// `x-bps-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-bps-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_bps_write_max_length: Option<i64>,
-    /// `x-iops-size`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "x-iops-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub x_iops_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptionsThrottleGroup.limits`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsThrottleGroup.limits`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsThrottleGroupLimits {
-    /// `iops-total`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-total",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_total: Option<i64>,
-    /// `iops-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_total_max: Option<i64>,
-    /// `iops-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_total_max_length: Option<i64>,
-    /// `iops-read`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iops-read", default, skip_serializing_if = "Option::is_none")]
-    pub iops_read: Option<i64>,
-    /// `iops-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_read_max: Option<i64>,
-    /// `iops-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_read_max_length: Option<i64>,
-    /// `iops-write`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-write",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_write: Option<i64>,
-    /// `iops-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_write_max: Option<i64>,
-    /// `iops-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "iops-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub iops_write_max_length: Option<i64>,
-    /// `bps-total`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bps-total", default, skip_serializing_if = "Option::is_none")]
-    pub bps_total: Option<i64>,
-    /// `bps-total-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-total-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_total_max: Option<i64>,
-    /// `bps-total-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-total-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_total_max_length: Option<i64>,
-    /// `bps-read`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bps-read", default, skip_serializing_if = "Option::is_none")]
-    pub bps_read: Option<i64>,
-    /// `bps-read-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-read-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_read_max: Option<i64>,
-    /// `bps-read-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-read-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_read_max_length: Option<i64>,
-    /// `bps-write`: QEMU 7.2 and 10.0.
-    #[serde(rename = "bps-write", default, skip_serializing_if = "Option::is_none")]
-    pub bps_write: Option<i64>,
-    /// `bps-write-max`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-write-max",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_write_max: Option<i64>,
-    /// `bps-write-max-length`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bps-write-max-length",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bps_write_max_length: Option<i64>,
-    /// `iops-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iops-size", default, skip_serializing_if = "Option::is_none")]
-    pub iops_size: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-cipher-suites`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-cipher-suites`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsTlsCipherSuites {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-creds-anon`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-anon`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsTlsCredsAnon {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ObjectOptionsTlsCredsAnon.endpoint`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptionsTlsCredsAnon.endpoint`, `ObjectOptionsTlsCredsPsk.endpoint`, `ObjectOptionsTlsCredsX509.endpoint`, `ObjectOptionsTlsCipherSuites.endpoint`.
-pub enum ObjectOptionsTlsCredsAnonEndpoint {
-/// `client`: QEMU 7.2 and 10.0.
-Client = "client",
-/// `server`: QEMU 7.2 and 10.0.
-Server = "server",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-creds-psk`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-psk`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsTlsCredsPsk {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=tls-creds-x509`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-x509`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsTlsCredsX509 {
-    /// `verify-peer`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "verify-peer",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub verify_peer: Option<bool>,
-    /// `dir`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// `endpoint`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<ObjectOptionsTlsCredsAnonEndpoint>,
-    /// `priority`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    /// `loaded`: QEMU 7.2 only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loaded: Option<bool>,
-    /// `sanity-check`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "sanity-check",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub sanity_check: Option<bool>,
-    /// `passwordid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passwordid: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=x-remote-object`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=x-remote-object`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsXRemoteObject {
-    /// `fd`: QEMU 7.2 and 10.0.
-    pub fd: String,
-    /// `devid`: QEMU 7.2 and 10.0.
-    pub devid: String,
-}
-
-/// A type the schema leaves unnamed, reached as `ObjectOptions.qom-type=x-vfio-user-server`.
-///
-/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=x-vfio-user-server`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ObjectOptionsXVfioUserServer {
-    /// `socket`: QEMU 7.2 and 10.0.
-    pub socket: SocketAddress,
-    /// `device`: QEMU 7.2 and 10.0.
-    pub device: String,
 }
 
 /// QAPI type `ObjectPropertyInfo`.
@@ -10439,6 +9459,65 @@ pub struct ObjectTypeInfo {
     pub parent: Option<String>,
 }
 
+qapi_enum! {
+/// QAPI type `OnCbwError`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsCbw.on-cbw-error`.
+pub enum OnCbwError {
+/// `break-guest-write`: QEMU 7.2 and 10.0.
+BreakGuestWrite = "break-guest-write",
+/// `break-snapshot`: QEMU 7.2 and 10.0.
+BreakSnapshot = "break-snapshot",
+}
+}
+
+qapi_enum! {
+/// QAPI type `OnOffAuto`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsFile.locking`, `MemoryBackendFileProperties.rom`, `SevGuestProperties.legacy-vm-type`.
+pub enum OnOffAuto {
+/// `auto`: QEMU 7.2 and 10.0.
+Auto = "auto",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+}
+}
+
+/// QAPI type `PCDIMMDeviceInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `PCDIMMDeviceInfoWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PCDIMMDeviceInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `addr`: QEMU 7.2 and 10.0.
+    pub addr: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: i64,
+    /// `slot`: QEMU 7.2 and 10.0.
+    pub slot: i64,
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+    /// `hotplugged`: QEMU 7.2 and 10.0.
+    pub hotplugged: bool,
+    /// `hotpluggable`: QEMU 7.2 and 10.0.
+    pub hotpluggable: bool,
+}
+
+/// QAPI type `PCDIMMDeviceInfoWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=dimm`, `MemoryDeviceInfo.type=nvdimm`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PCDIMMDeviceInfoWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: PCDIMMDeviceInfo,
+}
+
 /// QAPI type `PRManagerInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-pr-managers.ret`.
@@ -10450,51 +9529,58 @@ pub struct PRManagerInfo {
     pub connected: bool,
 }
 
-/// QAPI type `PciInfo`.
+qapi_enum! {
+/// QAPI type `PanicAction`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-pci.ret`.
+/// QEMU 7.2 and 10.0. Used by `SetAction.panic`.
+pub enum PanicAction {
+/// `pause`: QEMU 7.2 and 10.0.
+Pause = "pause",
+/// `shutdown`: QEMU 7.2 and 10.0.
+Shutdown = "shutdown",
+/// `exit-failure`: QEMU 7.2 and 10.0.
+ExitFailure = "exit-failure",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+}
+}
+
+/// QAPI type `PciBridgeInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `PciDeviceInfo.pci_bridge`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfo {
+pub struct PciBridgeInfo {
     /// `bus`: QEMU 7.2 and 10.0.
-    pub bus: i64,
+    pub bus: PciBusInfo,
     /// `devices`: QEMU 7.2 and 10.0.
-    pub devices: Vec<PciInfoDevices>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<PciDeviceInfo>>,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfo.devices`.
+/// QAPI type `PciBusInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfo.devices`, `PciInfoDevicesPciBridge.devices`.
+/// QEMU 7.2 and 10.0. Used by `PciBridgeInfo.bus`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevices {
-    /// `bus`: QEMU 7.2 and 10.0.
-    pub bus: i64,
-    /// `slot`: QEMU 7.2 and 10.0.
-    pub slot: i64,
-    /// `function`: QEMU 7.2 and 10.0.
-    pub function: i64,
-    /// `class_info`: QEMU 7.2 and 10.0.
-    pub class_info: PciInfoDevicesClassInfo,
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: PciInfoDevicesId,
-    /// `irq`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub irq: Option<i64>,
-    /// `irq_pin`: QEMU 7.2 and 10.0.
-    pub irq_pin: i64,
-    /// `qdev_id`: QEMU 7.2 and 10.0.
-    pub qdev_id: String,
-    /// `pci_bridge`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pci_bridge: Option<PciInfoDevicesPciBridge>,
-    /// `regions`: QEMU 7.2 and 10.0.
-    pub regions: Vec<PciInfoDevicesRegions>,
+pub struct PciBusInfo {
+    /// `number`: QEMU 7.2 and 10.0.
+    pub number: i64,
+    /// `secondary`: QEMU 7.2 and 10.0.
+    pub secondary: i64,
+    /// `subordinate`: QEMU 7.2 and 10.0.
+    pub subordinate: i64,
+    /// `io_range`: QEMU 7.2 and 10.0.
+    pub io_range: PciMemoryRange,
+    /// `memory_range`: QEMU 7.2 and 10.0.
+    pub memory_range: PciMemoryRange,
+    /// `prefetchable_range`: QEMU 7.2 and 10.0.
+    pub prefetchable_range: PciMemoryRange,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfoDevices.class_info`.
+/// QAPI type `PciDeviceClass`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.class_info`.
+/// QEMU 7.2 and 10.0. Used by `PciDeviceInfo.class_info`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevicesClassInfo {
+pub struct PciDeviceClass {
     /// `desc`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desc: Option<String>,
@@ -10502,11 +9588,11 @@ pub struct PciInfoDevicesClassInfo {
     pub class: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfoDevices.id`.
+/// QAPI type `PciDeviceId`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.id`.
+/// QEMU 7.2 and 10.0. Used by `PciDeviceInfo.id`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevicesId {
+pub struct PciDeviceId {
     /// `device`: QEMU 7.2 and 10.0.
     pub device: i64,
     /// `vendor`: QEMU 7.2 and 10.0.
@@ -10523,53 +9609,62 @@ pub struct PciInfoDevicesId {
     pub subsystem_vendor: Option<i64>,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfoDevices.pci_bridge`.
+/// QAPI type `PciDeviceInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.pci_bridge`.
+/// QEMU 7.2 and 10.0. Used by `PciInfo.devices`, `PciBridgeInfo.devices`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevicesPciBridge {
+pub struct PciDeviceInfo {
     /// `bus`: QEMU 7.2 and 10.0.
-    pub bus: PciInfoDevicesPciBridgeBus,
-    /// `devices`: QEMU 7.2 and 10.0.
+    pub bus: i64,
+    /// `slot`: QEMU 7.2 and 10.0.
+    pub slot: i64,
+    /// `function`: QEMU 7.2 and 10.0.
+    pub function: i64,
+    /// `class_info`: QEMU 7.2 and 10.0.
+    pub class_info: PciDeviceClass,
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: PciDeviceId,
+    /// `irq`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub devices: Option<Vec<PciInfoDevices>>,
+    pub irq: Option<i64>,
+    /// `irq_pin`: QEMU 7.2 and 10.0.
+    pub irq_pin: i64,
+    /// `qdev_id`: QEMU 7.2 and 10.0.
+    pub qdev_id: String,
+    /// `pci_bridge`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_bridge: Option<PciBridgeInfo>,
+    /// `regions`: QEMU 7.2 and 10.0.
+    pub regions: Vec<PciMemoryRegion>,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfoDevicesPciBridge.bus`.
+/// QAPI type `PciInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfoDevicesPciBridge.bus`.
+/// QEMU 7.2 and 10.0. Used by `query-pci.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevicesPciBridgeBus {
-    /// `number`: QEMU 7.2 and 10.0.
-    pub number: i64,
-    /// `secondary`: QEMU 7.2 and 10.0.
-    pub secondary: i64,
-    /// `subordinate`: QEMU 7.2 and 10.0.
-    pub subordinate: i64,
-    /// `io_range`: QEMU 7.2 and 10.0.
-    pub io_range: PciInfoDevicesPciBridgeBusIoRange,
-    /// `memory_range`: QEMU 7.2 and 10.0.
-    pub memory_range: PciInfoDevicesPciBridgeBusIoRange,
-    /// `prefetchable_range`: QEMU 7.2 and 10.0.
-    pub prefetchable_range: PciInfoDevicesPciBridgeBusIoRange,
+pub struct PciInfo {
+    /// `bus`: QEMU 7.2 and 10.0.
+    pub bus: i64,
+    /// `devices`: QEMU 7.2 and 10.0.
+    pub devices: Vec<PciDeviceInfo>,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfoDevicesPciBridgeBus.io_range`.
+/// QAPI type `PciMemoryRange`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfoDevicesPciBridgeBus.io_range`, `PciInfoDevicesPciBridgeBus.memory_range`, `PciInfoDevicesPciBridgeBus.prefetchable_range`.
+/// QEMU 7.2 and 10.0. Used by `PciBusInfo.io_range`, `PciBusInfo.memory_range`, `PciBusInfo.prefetchable_range`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevicesPciBridgeBusIoRange {
+pub struct PciMemoryRange {
     /// `base`: QEMU 7.2 and 10.0.
     pub base: i64,
     /// `limit`: QEMU 7.2 and 10.0.
     pub limit: i64,
 }
 
-/// A type the schema leaves unnamed, reached as `PciInfoDevices.regions`.
+/// QAPI type `PciMemoryRegion`.
 ///
-/// QEMU 7.2 and 10.0. Used by `PciInfoDevices.regions`.
+/// QEMU 7.2 and 10.0. Used by `PciDeviceInfo.regions`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PciInfoDevicesRegions {
+pub struct PciMemoryRegion {
     /// `bar`: QEMU 7.2 and 10.0.
     pub bar: i64,
     /// `type`: QEMU 7.2 and 10.0.
@@ -10587,50 +9682,434 @@ pub struct PciInfoDevicesRegions {
     pub mem_type_64: Option<bool>,
 }
 
-/// QAPI type `QCryptodevInfo`.
+/// QAPI type `PrManagerHelperProperties`.
 ///
-/// QEMU 10.0 only. Used by `query-cryptodev.ret`.
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=pr-manager-helper`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QCryptodevInfo {
-    /// `id`: QEMU 10.0 only.
-    pub id: String,
-    /// `service`: QEMU 10.0 only.
-    pub service: Vec<QCryptodevInfoService>,
-    /// `client`: QEMU 10.0 only.
-    pub client: Vec<QCryptodevInfoClient>,
+pub struct PrManagerHelperProperties {
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
 }
 
-/// A type the schema leaves unnamed, reached as `QCryptodevInfo.client`.
+qapi_enum! {
+/// QAPI type `PreallocMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsFile.preallocation`, `BlockdevCreateOptionsGluster.preallocation`, `BlockdevCreateOptionsLUKS.preallocation`, `BlockdevCreateOptionsQcow2.preallocation`, ....
+pub enum PreallocMode {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `metadata`: QEMU 7.2 and 10.0.
+Metadata = "metadata",
+/// `falloc`: QEMU 7.2 and 10.0.
+Falloc = "falloc",
+/// `full`: QEMU 7.2 and 10.0.
+Full = "full",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QAuthZListFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `QAuthZListRule.format`.
+pub enum QAuthZListFormat {
+/// `exact`: QEMU 7.2 and 10.0.
+Exact = "exact",
+/// `glob`: QEMU 7.2 and 10.0.
+Glob = "glob",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QAuthZListPolicy`.
+///
+/// QEMU 7.2 and 10.0. Used by `AuthZListProperties.policy`, `QAuthZListRule.policy`.
+pub enum QAuthZListPolicy {
+/// `deny`: QEMU 7.2 and 10.0.
+Deny = "deny",
+/// `allow`: QEMU 7.2 and 10.0.
+Allow = "allow",
+}
+}
+
+/// QAPI type `QAuthZListRule`.
+///
+/// QEMU 7.2 and 10.0. Used by `AuthZListProperties.rules`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QAuthZListRule {
+    /// `match`: QEMU 7.2 and 10.0.
+    #[serde(rename = "match")]
+    pub match_: String,
+    /// `policy`: QEMU 7.2 and 10.0.
+    pub policy: QAuthZListPolicy,
+    /// `format`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<QAuthZListFormat>,
+}
+
+/// QAPI type `QCryptoBlockAmendOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevAmendOptionsQcow2.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockAmendOptions {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: QCryptoBlockAmendOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`QCryptoBlockAmendOptions`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum QCryptoBlockAmendOptionsBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => QCryptoBlockAmendOptionsLUKS,
+    } {
+        /// `format: qcow`, with no more members: QEMU 7.2 and 10.0.
+        Qcow = "qcow",
+    }
+}
+
+/// QAPI type `QCryptoBlockAmendOptionsLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `QCryptoBlockAmendOptions.format=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockAmendOptionsLUKS {
+    /// `state`: QEMU 7.2 and 10.0.
+    pub state: QCryptoBlockLUKSKeyslotState,
+    /// `new-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "new-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub new_secret: Option<String>,
+    /// `old-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "old-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub old_secret: Option<String>,
+    /// `keyslot`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyslot: Option<i64>,
+    /// `iter-time`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
+    pub iter_time: Option<i64>,
+    /// `secret`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// QAPI type `QCryptoBlockCreateOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow.encrypt`, `BlockdevCreateOptionsQcow2.encrypt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockCreateOptions {
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: QCryptoBlockCreateOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`QCryptoBlockCreateOptions`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum QCryptoBlockCreateOptionsBranch: "format" {
+        /// `format: qcow`: QEMU 7.2 and 10.0.
+        Qcow = "qcow" => QCryptoBlockOptionsQCow,
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => QCryptoBlockCreateOptionsLUKS,
+    } {
+    }
+}
+
+/// QAPI type `QCryptoBlockCreateOptionsLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `QCryptoBlockCreateOptions.format=luks`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockCreateOptionsLUKS {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+    /// `cipher-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cipher-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cipher_alg: Option<QCryptoCipherAlgo>,
+    /// `cipher-mode`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cipher-mode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cipher_mode: Option<QCryptoCipherMode>,
+    /// `ivgen-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ivgen-alg", default, skip_serializing_if = "Option::is_none")]
+    pub ivgen_alg: Option<QCryptoIVGenAlgo>,
+    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "ivgen-hash-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ivgen_hash_alg: Option<QCryptoHashAlgo>,
+    /// `hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "hash-alg", default, skip_serializing_if = "Option::is_none")]
+    pub hash_alg: Option<QCryptoHashAlgo>,
+    /// `iter-time`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
+    pub iter_time: Option<i64>,
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoBlockFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `QCryptoBlockCreateOptions.format`, `QCryptoBlockAmendOptions.format`.
+pub enum QCryptoBlockFormat {
+/// `qcow`: QEMU 7.2 and 10.0.
+Qcow = "qcow",
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+}
+}
+
+/// QAPI type `QCryptoBlockInfoLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificLUKSWrapper.data`, `ImageInfoSpecificQCow2Encryption.format=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockInfoLUKS {
+    /// `cipher-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cipher-alg")]
+    pub cipher_alg: QCryptoCipherAlgo,
+    /// `cipher-mode`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cipher-mode")]
+    pub cipher_mode: QCryptoCipherMode,
+    /// `ivgen-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ivgen-alg")]
+    pub ivgen_alg: QCryptoIVGenAlgo,
+    /// `ivgen-hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "ivgen-hash-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ivgen_hash_alg: Option<QCryptoHashAlgo>,
+    /// `hash-alg`: QEMU 7.2 and 10.0.
+    #[serde(rename = "hash-alg")]
+    pub hash_alg: QCryptoHashAlgo,
+    /// `payload-offset`: QEMU 7.2 and 10.0.
+    #[serde(rename = "payload-offset")]
+    pub payload_offset: i64,
+    /// `master-key-iters`: QEMU 7.2 and 10.0.
+    #[serde(rename = "master-key-iters")]
+    pub master_key_iters: i64,
+    /// `uuid`: QEMU 7.2 and 10.0.
+    pub uuid: String,
+    /// `slots`: QEMU 7.2 and 10.0.
+    pub slots: Vec<QCryptoBlockInfoLUKSSlot>,
+    /// `detached-header`: QEMU 10.0 only; required where present.
+    #[serde(
+        rename = "detached-header",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub detached_header: Option<bool>,
+}
+
+/// QAPI type `QCryptoBlockInfoLUKSSlot`.
+///
+/// QEMU 7.2 and 10.0. Used by `QCryptoBlockInfoLUKS.slots`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockInfoLUKSSlot {
+    /// `active`: QEMU 7.2 and 10.0.
+    pub active: bool,
+    /// `iters`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iters: Option<i64>,
+    /// `stripes`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripes: Option<i64>,
+    /// `key-offset`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-offset")]
+    pub key_offset: i64,
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoBlockLUKSKeyslotState`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevAmendOptionsLUKS.state`, `QCryptoBlockAmendOptionsLUKS.state`.
+pub enum QCryptoBlockLUKSKeyslotState {
+/// `active`: QEMU 7.2 and 10.0.
+Active = "active",
+/// `inactive`: QEMU 7.2 and 10.0.
+Inactive = "inactive",
+}
+}
+
+/// QAPI type `QCryptoBlockOptionsLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevQcow2Encryption.format=luks`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockOptionsLUKS {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+}
+
+/// QAPI type `QCryptoBlockOptionsQCow`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevQcow2Encryption.format=aes`, `BlockdevQcowEncryption.format=aes`, `QCryptoBlockCreateOptions.format=qcow`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptoBlockOptionsQCow {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "key-secret",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_secret: Option<String>,
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoCipherAlgo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLUKS.cipher-alg`, `QCryptoBlockCreateOptionsLUKS.cipher-alg`, `RbdEncryptionCreateOptionsLUKS.cipher-alg`, `RbdEncryptionCreateOptionsLUKS2.cipher-alg`, ....
+pub enum QCryptoCipherAlgo {
+/// `aes-128`: QEMU 7.2 and 10.0.
+Aes128 = "aes-128",
+/// `aes-192`: QEMU 7.2 and 10.0.
+Aes192 = "aes-192",
+/// `aes-256`: QEMU 7.2 and 10.0.
+Aes256 = "aes-256",
+/// `des`: QEMU 7.2 and 10.0.
+Des = "des",
+/// `3des`: QEMU 7.2 and 10.0.
+V3des = "3des",
+/// `cast5-128`: QEMU 7.2 and 10.0.
+Cast5_128 = "cast5-128",
+/// `serpent-128`: QEMU 7.2 and 10.0.
+Serpent128 = "serpent-128",
+/// `serpent-192`: QEMU 7.2 and 10.0.
+Serpent192 = "serpent-192",
+/// `serpent-256`: QEMU 7.2 and 10.0.
+Serpent256 = "serpent-256",
+/// `twofish-128`: QEMU 7.2 and 10.0.
+Twofish128 = "twofish-128",
+/// `twofish-192`: QEMU 7.2 and 10.0.
+Twofish192 = "twofish-192",
+/// `twofish-256`: QEMU 7.2 and 10.0.
+Twofish256 = "twofish-256",
+/// `sm4`: QEMU 10.0 only.
+Sm4 = "sm4",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoCipherMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLUKS.cipher-mode`, `QCryptoBlockCreateOptionsLUKS.cipher-mode`, `QCryptoBlockInfoLUKS.cipher-mode`.
+pub enum QCryptoCipherMode {
+/// `ecb`: QEMU 7.2 and 10.0.
+Ecb = "ecb",
+/// `cbc`: QEMU 7.2 and 10.0.
+Cbc = "cbc",
+/// `xts`: QEMU 7.2 and 10.0.
+Xts = "xts",
+/// `ctr`: QEMU 7.2 and 10.0.
+Ctr = "ctr",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoHashAlgo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLUKS.ivgen-hash-alg`, `BlockdevCreateOptionsLUKS.hash-alg`, `QCryptoBlockCreateOptionsLUKS.ivgen-hash-alg`, `QCryptoBlockCreateOptionsLUKS.hash-alg`, ....
+pub enum QCryptoHashAlgo {
+/// `md5`: QEMU 7.2 and 10.0.
+Md5 = "md5",
+/// `sha1`: QEMU 7.2 and 10.0.
+Sha1 = "sha1",
+/// `sha224`: QEMU 7.2 and 10.0.
+Sha224 = "sha224",
+/// `sha256`: QEMU 7.2 and 10.0.
+Sha256 = "sha256",
+/// `sha384`: QEMU 7.2 and 10.0.
+Sha384 = "sha384",
+/// `sha512`: QEMU 7.2 and 10.0.
+Sha512 = "sha512",
+/// `ripemd160`: QEMU 7.2 and 10.0.
+Ripemd160 = "ripemd160",
+/// `sm3`: QEMU 10.0 only.
+Sm3 = "sm3",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoIVGenAlgo`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsLUKS.ivgen-alg`, `QCryptoBlockCreateOptionsLUKS.ivgen-alg`, `QCryptoBlockInfoLUKS.ivgen-alg`.
+pub enum QCryptoIVGenAlgo {
+/// `plain`: QEMU 7.2 and 10.0.
+Plain = "plain",
+/// `plain64`: QEMU 7.2 and 10.0.
+Plain64 = "plain64",
+/// `essiv`: QEMU 7.2 and 10.0.
+Essiv = "essiv",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoSecretFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `SecretProperties.format`, `SecretKeyringProperties.format`.
+pub enum QCryptoSecretFormat {
+/// `raw`: QEMU 7.2 and 10.0.
+Raw = "raw",
+/// `base64`: QEMU 7.2 and 10.0.
+Base64 = "base64",
+}
+}
+
+qapi_enum! {
+/// QAPI type `QCryptoTLSCredsEndpoint`.
+///
+/// QEMU 7.2 and 10.0. Used by `TlsCredsAnonProperties.endpoint`, `TlsCredsPskProperties.endpoint`, `TlsCredsX509Properties.endpoint`, `TlsCredsProperties.endpoint`.
+pub enum QCryptoTLSCredsEndpoint {
+/// `client`: QEMU 7.2 and 10.0.
+Client = "client",
+/// `server`: QEMU 7.2 and 10.0.
+Server = "server",
+}
+}
+
+/// QAPI type `QCryptodevBackendClient`.
 ///
 /// QEMU 10.0 only. Used by `QCryptodevInfo.client`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QCryptodevInfoClient {
+pub struct QCryptodevBackendClient {
     /// `queue`: QEMU 10.0 only.
-    pub queue: i64,
+    pub queue: u32,
     /// `type`: QEMU 10.0 only.
     #[serde(rename = "type")]
-    pub type_: QCryptodevInfoClientType,
+    pub type_: QCryptodevBackendType,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QCryptodevInfoClient.type`.
-///
-/// QEMU 10.0 only. Used by `QCryptodevInfoClient.type`.
-pub enum QCryptodevInfoClientType {
-/// `builtin`: QEMU 10.0 only.
-Builtin = "builtin",
-/// `vhost-user`: QEMU 10.0 only.
-VhostUser = "vhost-user",
-/// `lkcf`: QEMU 10.0 only.
-Lkcf = "lkcf",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QCryptodevInfo.service`.
+/// QAPI type `QCryptodevBackendServiceType`.
 ///
 /// QEMU 10.0 only. Used by `QCryptodevInfo.service`.
-pub enum QCryptodevInfoService {
+pub enum QCryptodevBackendServiceType {
 /// `cipher`: QEMU 10.0 only.
 Cipher = "cipher",
 /// `hash`: QEMU 10.0 only.
@@ -10644,877 +10123,38 @@ Akcipher = "akcipher",
 }
 }
 
-/// QAPI type `Qcow2OverlapCheckFlags`.
-///
-/// QEMU 7.2 and 10.0. Used by `Qcow2OverlapChecks|object`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Qcow2OverlapCheckFlags {
-    /// `template`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<Qcow2OverlapCheckMode>,
-    /// `main-header`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "main-header",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub main_header: Option<bool>,
-    /// `active-l1`: QEMU 7.2 and 10.0.
-    #[serde(rename = "active-l1", default, skip_serializing_if = "Option::is_none")]
-    pub active_l1: Option<bool>,
-    /// `active-l2`: QEMU 7.2 and 10.0.
-    #[serde(rename = "active-l2", default, skip_serializing_if = "Option::is_none")]
-    pub active_l2: Option<bool>,
-    /// `refcount-table`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-table",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_table: Option<bool>,
-    /// `refcount-block`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "refcount-block",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub refcount_block: Option<bool>,
-    /// `snapshot-table`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "snapshot-table",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub snapshot_table: Option<bool>,
-    /// `inactive-l1`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inactive-l1",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inactive_l1: Option<bool>,
-    /// `inactive-l2`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "inactive-l2",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub inactive_l2: Option<bool>,
-    /// `bitmap-directory`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "bitmap-directory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub bitmap_directory: Option<bool>,
-}
-
 qapi_enum! {
-/// QAPI type `Qcow2OverlapCheckMode`.
+/// QAPI type `QCryptodevBackendType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `Qcow2OverlapChecks|enum`, `Qcow2OverlapCheckFlags.template`.
-pub enum Qcow2OverlapCheckMode {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `constant`: QEMU 7.2 and 10.0.
-Constant = "constant",
-/// `cached`: QEMU 7.2 and 10.0.
-Cached = "cached",
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-}
-}
-
-/// QAPI type `Qcow2OverlapChecks`.
-///
-/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.overlap-check`.
-///
-/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum Qcow2OverlapChecks {
-    /// QEMU 7.2 and 10.0.
-    Qcow2OverlapCheckMode(Qcow2OverlapCheckMode),
-    /// QEMU 7.2 and 10.0.
-    Qcow2OverlapCheckFlags(Box<Qcow2OverlapCheckFlags>),
-    /// A value of a JSON type this crate does not expect.
-    Other(serde_json::Value),
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QmpCapabilities.enable`.
-///
-/// QEMU 7.2 and 10.0. Used by `QmpCapabilities.enable`.
-pub enum QmpCapabilitiesEnable {
-/// `oob`: QEMU 7.2 and 10.0.
-Oob = "oob",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryCpuModelExpansion.model`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.model`, `CpuModelExpansionInfo.model`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryCpuModelExpansionModel {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `props`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub props: Option<serde_json::Value>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryCpuModelExpansion.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryCpuModelExpansion.type`.
-pub enum QueryCpuModelExpansionType {
-/// `static`: QEMU 7.2 and 10.0.
-Static = "static",
-/// `full`: QEMU 7.2 and 10.0.
-Full = "full",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `query-stats`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-stats`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStats {
-    /// `providers`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub providers: Option<Vec<QueryStatsProviders>>,
-
-    /// The branch chosen by `target`, with its members.
-    #[serde(flatten)]
-    pub target: QueryStatsBranch,
-}
-
-qapi_union! {
-    /// The branches of [`QueryStats`], chosen by its member `target`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum QueryStatsBranch: "target" {
-        /// `target: vcpu`: QEMU 7.2 and 10.0.
-        Vcpu = "vcpu" => QueryStatsVcpu,
-    } {
-        /// `target: vm`, with no more members: QEMU 7.2 and 10.0.
-        Vm = "vm",
-        /// `target: cryptodev`, with no more members: QEMU 10.0 only.
-        Cryptodev = "cryptodev",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStats.providers`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStats.providers`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsProviders {
-    /// `provider`: QEMU 7.2 and 10.0.
-    pub provider: StatsResultProvider,
-    /// `names`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub names: Option<Vec<String>>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QueryStats.target`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStats.target`, `StatsSchema.target`.
-pub enum QueryStatsTarget {
-/// `vm`: QEMU 7.2 and 10.0.
-Vm = "vm",
-/// `vcpu`: QEMU 7.2 and 10.0.
-Vcpu = "vcpu",
-/// `cryptodev`: QEMU 10.0 only.
-Cryptodev = "cryptodev",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `QueryStats.target=vcpu`.
-///
-/// QEMU 7.2 and 10.0. Used by `QueryStats.target=vcpu`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueryStatsVcpu {
-    /// `vcpus`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vcpus: Option<Vec<String>>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `QuorumReportBad.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `QuorumReportBad.type`.
-pub enum QuorumReportBadType {
-/// `read`: QEMU 7.2 and 10.0.
-Read = "read",
-/// `write`: QEMU 7.2 and 10.0.
-Write = "write",
-/// `flush`: QEMU 7.2 and 10.0.
-Flush = "flush",
-}
-}
-
-/// QAPI type `ReplayInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-replay.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReplayInfo {
-    /// `mode`: QEMU 7.2 and 10.0.
-    pub mode: ReplayInfoMode,
-    /// `filename`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
-    /// `icount`: QEMU 7.2 and 10.0.
-    pub icount: i64,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `ReplayInfo.mode`.
-///
-/// QEMU 7.2 and 10.0. Used by `ReplayInfo.mode`.
-pub enum ReplayInfoMode {
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `record`: QEMU 7.2 and 10.0.
-Record = "record",
-/// `play`: QEMU 7.2 and 10.0.
-Play = "play",
-}
-}
-
-/// QAPI type `ReplicationStatus`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-xen-replication-status.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReplicationStatus {
-    /// `error`: QEMU 7.2 and 10.0.
-    pub error: bool,
-    /// `desc`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desc: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RequestEbpf.id`.
-///
-/// QEMU 10.0 only. Used by `RequestEbpf.id`.
-pub enum RequestEbpfId {
-/// `rss`: QEMU 10.0 only.
-Rss = "rss",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RingbufRead.format`.
-///
-/// QEMU 7.2 and 10.0. Used by `RingbufRead.format`, `RingbufWrite.format`.
-pub enum RingbufReadFormat {
-/// `utf8`: QEMU 7.2 and 10.0.
-Utf8 = "utf8",
-/// `base64`: QEMU 7.2 and 10.0.
-Base64 = "base64",
-}
-}
-
-/// QAPI type `RockerOfDpaFlow`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-rocker-of-dpa-flows.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerOfDpaFlow {
-    /// `cookie`: QEMU 7.2 and 10.0.
-    pub cookie: i64,
-    /// `hits`: QEMU 7.2 and 10.0.
-    pub hits: i64,
-    /// `key`: QEMU 7.2 and 10.0.
-    pub key: RockerOfDpaFlowKey,
-    /// `mask`: QEMU 7.2 and 10.0.
-    pub mask: RockerOfDpaFlowMask,
-    /// `action`: QEMU 7.2 and 10.0.
-    pub action: RockerOfDpaFlowAction,
-}
-
-/// A type the schema leaves unnamed, reached as `RockerOfDpaFlow.action`.
-///
-/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.action`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerOfDpaFlowAction {
-    /// `goto-tbl`: QEMU 7.2 and 10.0.
-    #[serde(rename = "goto-tbl", default, skip_serializing_if = "Option::is_none")]
-    pub goto_tbl: Option<i64>,
-    /// `group-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "group-id", default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<i64>,
-    /// `tunnel-lport`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "tunnel-lport",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub tunnel_lport: Option<i64>,
-    /// `vlan-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
-    pub vlan_id: Option<i64>,
-    /// `new-vlan-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "new-vlan-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub new_vlan_id: Option<i64>,
-    /// `out-pport`: QEMU 7.2 and 10.0.
-    #[serde(rename = "out-pport", default, skip_serializing_if = "Option::is_none")]
-    pub out_pport: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `RockerOfDpaFlow.key`.
-///
-/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.key`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerOfDpaFlowKey {
-    /// `priority`: QEMU 7.2 and 10.0.
-    pub priority: i64,
-    /// `tbl-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tbl-id")]
-    pub tbl_id: i64,
-    /// `in-pport`: QEMU 7.2 and 10.0.
-    #[serde(rename = "in-pport", default, skip_serializing_if = "Option::is_none")]
-    pub in_pport: Option<i64>,
-    /// `tunnel-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tunnel-id", default, skip_serializing_if = "Option::is_none")]
-    pub tunnel_id: Option<i64>,
-    /// `vlan-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
-    pub vlan_id: Option<i64>,
-    /// `eth-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "eth-type", default, skip_serializing_if = "Option::is_none")]
-    pub eth_type: Option<i64>,
-    /// `eth-src`: QEMU 7.2 and 10.0.
-    #[serde(rename = "eth-src", default, skip_serializing_if = "Option::is_none")]
-    pub eth_src: Option<String>,
-    /// `eth-dst`: QEMU 7.2 and 10.0.
-    #[serde(rename = "eth-dst", default, skip_serializing_if = "Option::is_none")]
-    pub eth_dst: Option<String>,
-    /// `ip-proto`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ip-proto", default, skip_serializing_if = "Option::is_none")]
-    pub ip_proto: Option<i64>,
-    /// `ip-tos`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ip-tos", default, skip_serializing_if = "Option::is_none")]
-    pub ip_tos: Option<i64>,
-    /// `ip-dst`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ip-dst", default, skip_serializing_if = "Option::is_none")]
-    pub ip_dst: Option<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `RockerOfDpaFlow.mask`.
-///
-/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.mask`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerOfDpaFlowMask {
-    /// `in-pport`: QEMU 7.2 and 10.0.
-    #[serde(rename = "in-pport", default, skip_serializing_if = "Option::is_none")]
-    pub in_pport: Option<i64>,
-    /// `tunnel-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tunnel-id", default, skip_serializing_if = "Option::is_none")]
-    pub tunnel_id: Option<i64>,
-    /// `vlan-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
-    pub vlan_id: Option<i64>,
-    /// `eth-src`: QEMU 7.2 and 10.0.
-    #[serde(rename = "eth-src", default, skip_serializing_if = "Option::is_none")]
-    pub eth_src: Option<String>,
-    /// `eth-dst`: QEMU 7.2 and 10.0.
-    #[serde(rename = "eth-dst", default, skip_serializing_if = "Option::is_none")]
-    pub eth_dst: Option<String>,
-    /// `ip-proto`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ip-proto", default, skip_serializing_if = "Option::is_none")]
-    pub ip_proto: Option<i64>,
-    /// `ip-tos`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ip-tos", default, skip_serializing_if = "Option::is_none")]
-    pub ip_tos: Option<i64>,
-}
-
-/// QAPI type `RockerOfDpaGroup`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-rocker-of-dpa-groups.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerOfDpaGroup {
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: i64,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: i64,
-    /// `vlan-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
-    pub vlan_id: Option<i64>,
-    /// `pport`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pport: Option<i64>,
-    /// `index`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<i64>,
-    /// `out-pport`: QEMU 7.2 and 10.0.
-    #[serde(rename = "out-pport", default, skip_serializing_if = "Option::is_none")]
-    pub out_pport: Option<i64>,
-    /// `group-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "group-id", default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<i64>,
-    /// `set-vlan-id`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "set-vlan-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub set_vlan_id: Option<i64>,
-    /// `pop-vlan`: QEMU 7.2 and 10.0.
-    #[serde(rename = "pop-vlan", default, skip_serializing_if = "Option::is_none")]
-    pub pop_vlan: Option<i64>,
-    /// `group-ids`: QEMU 7.2 and 10.0.
-    #[serde(rename = "group-ids", default, skip_serializing_if = "Option::is_none")]
-    pub group_ids: Option<Vec<i64>>,
-    /// `set-eth-src`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "set-eth-src",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub set_eth_src: Option<String>,
-    /// `set-eth-dst`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "set-eth-dst",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub set_eth_dst: Option<String>,
-    /// `ttl-check`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ttl-check", default, skip_serializing_if = "Option::is_none")]
-    pub ttl_check: Option<i64>,
-}
-
-/// QAPI type `RockerPort`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-rocker-ports.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerPort {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `enabled`: QEMU 7.2 and 10.0.
-    pub enabled: bool,
-    /// `link-up`: QEMU 7.2 and 10.0.
-    #[serde(rename = "link-up")]
-    pub link_up: bool,
-    /// `speed`: QEMU 7.2 and 10.0.
-    pub speed: i64,
-    /// `duplex`: QEMU 7.2 and 10.0.
-    pub duplex: RockerPortDuplex,
-    /// `autoneg`: QEMU 7.2 and 10.0.
-    pub autoneg: RockerPortAutoneg,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RockerPort.autoneg`.
-///
-/// QEMU 7.2 and 10.0. Used by `RockerPort.autoneg`.
-pub enum RockerPortAutoneg {
-/// `off`: QEMU 7.2 and 10.0.
-Off = "off",
-/// `on`: QEMU 7.2 and 10.0.
-On = "on",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RockerPort.duplex`.
-///
-/// QEMU 7.2 and 10.0. Used by `RockerPort.duplex`.
-pub enum RockerPortDuplex {
-/// `half`: QEMU 7.2 and 10.0.
-Half = "half",
-/// `full`: QEMU 7.2 and 10.0.
-Full = "full",
-}
-}
-
-/// QAPI type `RockerSwitch`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-rocker.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RockerSwitch {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `id`: QEMU 7.2 and 10.0.
-    pub id: i64,
-    /// `ports`: QEMU 7.2 and 10.0.
-    pub ports: i64,
-}
-
-qapi_enum! {
-/// QAPI type `RunState`.
-///
-/// QEMU 7.2 and 10.0. Used by `StatusInfo.status`.
-pub enum RunState {
-/// `debug`: QEMU 7.2 and 10.0.
-Debug = "debug",
-/// `inmigrate`: QEMU 7.2 and 10.0.
-Inmigrate = "inmigrate",
-/// `internal-error`: QEMU 7.2 and 10.0.
-InternalError = "internal-error",
-/// `io-error`: QEMU 7.2 and 10.0.
-IoError = "io-error",
-/// `paused`: QEMU 7.2 and 10.0.
-Paused = "paused",
-/// `postmigrate`: QEMU 7.2 and 10.0.
-Postmigrate = "postmigrate",
-/// `prelaunch`: QEMU 7.2 and 10.0.
-Prelaunch = "prelaunch",
-/// `finish-migrate`: QEMU 7.2 and 10.0.
-FinishMigrate = "finish-migrate",
-/// `restore-vm`: QEMU 7.2 and 10.0.
-RestoreVm = "restore-vm",
-/// `running`: QEMU 7.2 and 10.0.
-Running = "running",
-/// `save-vm`: QEMU 7.2 and 10.0.
-SaveVm = "save-vm",
-/// `shutdown`: QEMU 7.2 and 10.0.
-Shutdown = "shutdown",
-/// `suspended`: QEMU 7.2 and 10.0.
-Suspended = "suspended",
-/// `watchdog`: QEMU 7.2 and 10.0.
-Watchdog = "watchdog",
-/// `guest-panicked`: QEMU 7.2 and 10.0.
-GuestPanicked = "guest-panicked",
-/// `colo`: QEMU 7.2 and 10.0.
-Colo = "colo",
-}
-}
-
-/// QAPI type `RxFilterInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-rx-filter.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RxFilterInfo {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `promiscuous`: QEMU 7.2 and 10.0.
-    pub promiscuous: bool,
-    /// `multicast`: QEMU 7.2 and 10.0.
-    pub multicast: RxFilterInfoMulticast,
-    /// `unicast`: QEMU 7.2 and 10.0.
-    pub unicast: RxFilterInfoMulticast,
-    /// `vlan`: QEMU 7.2 and 10.0.
-    pub vlan: RxFilterInfoMulticast,
-    /// `broadcast-allowed`: QEMU 7.2 and 10.0.
-    #[serde(rename = "broadcast-allowed")]
-    pub broadcast_allowed: bool,
-    /// `multicast-overflow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "multicast-overflow")]
-    pub multicast_overflow: bool,
-    /// `unicast-overflow`: QEMU 7.2 and 10.0.
-    #[serde(rename = "unicast-overflow")]
-    pub unicast_overflow: bool,
-    /// `main-mac`: QEMU 7.2 and 10.0.
-    #[serde(rename = "main-mac")]
-    pub main_mac: String,
-    /// `vlan-table`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vlan-table")]
-    pub vlan_table: Vec<i64>,
-    /// `unicast-table`: QEMU 7.2 and 10.0.
-    #[serde(rename = "unicast-table")]
-    pub unicast_table: Vec<String>,
-    /// `multicast-table`: QEMU 7.2 and 10.0.
-    #[serde(rename = "multicast-table")]
-    pub multicast_table: Vec<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `RxFilterInfo.multicast`.
-///
-/// QEMU 7.2 and 10.0. Used by `RxFilterInfo.multicast`, `RxFilterInfo.unicast`, `RxFilterInfo.vlan`.
-pub enum RxFilterInfoMulticast {
-/// `normal`: QEMU 7.2 and 10.0.
-Normal = "normal",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `all`: QEMU 7.2 and 10.0.
-All = "all",
-}
-}
-
-/// QAPI type `SchemaInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-qmp-schema.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfo {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `features`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<String>>,
-
-    /// The branch chosen by `meta-type`, with its members.
-    #[serde(flatten)]
-    pub meta_type: SchemaInfoBranch,
-}
-
-qapi_union! {
-    /// The branches of [`SchemaInfo`], chosen by its member `meta-type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum SchemaInfoBranch: "meta-type" {
-        /// `meta-type: builtin`: QEMU 7.2 and 10.0.
-        Builtin = "builtin" => SchemaInfoBuiltin,
-        /// `meta-type: enum`: QEMU 7.2 and 10.0.
-        Enum = "enum" => SchemaInfoEnum,
-        /// `meta-type: array`: QEMU 7.2 and 10.0.
-        Array = "array" => SchemaInfoArray,
-        /// `meta-type: object`: QEMU 7.2 and 10.0.
-        Object = "object" => SchemaInfoObject,
-        /// `meta-type: alternate`: QEMU 7.2 and 10.0.
-        Alternate = "alternate" => SchemaInfoAlternate,
-        /// `meta-type: command`: QEMU 7.2 and 10.0.
-        Command = "command" => SchemaInfoCommand,
-        /// `meta-type: event`: QEMU 7.2 and 10.0.
-        Event = "event" => SchemaInfoEvent,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=alternate`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=alternate`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoAlternate {
-    /// `members`: QEMU 7.2 and 10.0.
-    pub members: Vec<SchemaInfoAlternateMembers>,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfoAlternate.members`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfoAlternate.members`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoAlternateMembers {
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=array`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=array`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoArray {
-    /// `element-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "element-type")]
-    pub element_type: String,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=builtin`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=builtin`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoBuiltin {
-    /// `json-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "json-type")]
-    pub json_type: SchemaInfoBuiltinJsonType,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SchemaInfoBuiltin.json-type`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfoBuiltin.json-type`.
-pub enum SchemaInfoBuiltinJsonType {
-/// `string`: QEMU 7.2 and 10.0.
-String = "string",
-/// `number`: QEMU 7.2 and 10.0.
-Number = "number",
-/// `int`: QEMU 7.2 and 10.0.
-Int = "int",
-/// `boolean`: QEMU 7.2 and 10.0.
-Boolean = "boolean",
-/// `null`: QEMU 7.2 and 10.0.
-Null = "null",
-/// `object`: QEMU 7.2 and 10.0.
-Object = "object",
-/// `array`: QEMU 7.2 and 10.0.
-Array = "array",
-/// `value`: QEMU 7.2 and 10.0.
-Value = "value",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=command`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=command`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoCommand {
-    /// `arg-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "arg-type")]
-    pub arg_type: String,
-    /// `ret-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "ret-type")]
-    pub ret_type: String,
-    /// `allow-oob`: QEMU 7.2 and 10.0.
-    #[serde(rename = "allow-oob", default, skip_serializing_if = "Option::is_none")]
-    pub allow_oob: Option<bool>,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=enum`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=enum`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoEnum {
-    /// `members`: QEMU 7.2 and 10.0.
-    pub members: Vec<SchemaInfoEnumMembers>,
-    /// `values`: QEMU 7.2 and 10.0.
-    pub values: Vec<String>,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfoEnum.members`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfoEnum.members`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoEnumMembers {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `features`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<String>>,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=event`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=event`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoEvent {
-    /// `arg-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "arg-type")]
-    pub arg_type: String,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfo.meta-type=object`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=object`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoObject {
-    /// `members`: QEMU 7.2 and 10.0.
-    pub members: Vec<SchemaInfoObjectMembers>,
-    /// `tag`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// `variants`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variants: Option<Vec<SchemaInfoObjectVariants>>,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfoObject.members`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfoObject.members`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoObjectMembers {
-    /// `name`: QEMU 7.2 and 10.0.
-    pub name: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `default`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<serde_json::Value>,
-    /// `features`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<String>>,
-}
-
-/// A type the schema leaves unnamed, reached as `SchemaInfoObject.variants`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfoObject.variants`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaInfoObjectVariants {
-    /// `case`: QEMU 7.2 and 10.0.
-    pub case: String,
-    /// `type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "type")]
-    pub type_: String,
-}
-
-qapi_enum! {
-/// QAPI type `SchemaMetaType`.
-///
-/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type`.
-pub enum SchemaMetaType {
-/// `builtin`: QEMU 7.2 and 10.0.
+/// QEMU 10.0 only. Used by `QCryptodevBackendClient.type`.
+pub enum QCryptodevBackendType {
+/// `builtin`: QEMU 10.0 only.
 Builtin = "builtin",
-/// `enum`: QEMU 7.2 and 10.0.
-Enum = "enum",
-/// `array`: QEMU 7.2 and 10.0.
-Array = "array",
-/// `object`: QEMU 7.2 and 10.0.
-Object = "object",
-/// `alternate`: QEMU 7.2 and 10.0.
-Alternate = "alternate",
-/// `command`: QEMU 7.2 and 10.0.
-Command = "command",
-/// `event`: QEMU 7.2 and 10.0.
-Event = "event",
+/// `vhost-user`: QEMU 10.0 only.
+VhostUser = "vhost-user",
+/// `lkcf`: QEMU 10.0 only.
+Lkcf = "lkcf",
 }
+}
+
+/// QAPI type `QCryptodevInfo`.
+///
+/// QEMU 10.0 only. Used by `query-cryptodev.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QCryptodevInfo {
+    /// `id`: QEMU 10.0 only.
+    pub id: String,
+    /// `service`: QEMU 10.0 only.
+    pub service: Vec<QCryptodevBackendServiceType>,
+    /// `client`: QEMU 10.0 only.
+    pub client: Vec<QCryptodevBackendClient>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `Screendump.format`.
+/// QAPI type `QKeyCode`.
 ///
-/// QEMU 7.2 and 10.0. Used by `Screendump.format`.
-pub enum ScreendumpFormat {
-/// `ppm`: QEMU 7.2 and 10.0.
-Ppm = "ppm",
-/// `png`: QEMU 7.2 and 10.0.
-Png = "png",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `SendKey.keys`.
-///
-/// QEMU 7.2 and 10.0. Used by `SendKey.keys`, `InputSendEventEventsKeyData.key`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SendKeyKeys {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: SendKeyKeysBranch,
-}
-
-qapi_union! {
-    /// The branches of [`SendKeyKeys`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum SendKeyKeysBranch: "type" {
-        /// `type: number`: QEMU 7.2 and 10.0.
-        Number = "number" => SendKeyKeysNumber,
-        /// `type: qcode`: QEMU 7.2 and 10.0.
-        Qcode = "qcode" => SendKeyKeysQcode,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `SendKeyKeys.type=number`.
-///
-/// QEMU 7.2 and 10.0. Used by `SendKeyKeys.type=number`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SendKeyKeysNumber {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `SendKeyKeys.type=qcode`.
-///
-/// QEMU 7.2 and 10.0. Used by `SendKeyKeys.type=qcode`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SendKeyKeysQcode {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: SendKeyKeysQcodeData,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SendKeyKeysQcode.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `SendKeyKeysQcode.data`.
-pub enum SendKeyKeysQcodeData {
+/// QEMU 7.2 and 10.0. Used by `QKeyCodeWrapper.data`.
+pub enum QKeyCode {
 /// `unmapped`: QEMU 7.2 and 10.0.
 Unmapped = "unmapped",
 /// `shift`: QEMU 7.2 and 10.0.
@@ -11842,340 +10482,1137 @@ F24 = "f24",
 }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SendKeyKeys.type`.
+/// QAPI type `QKeyCodeWrapper`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SendKeyKeys.type`.
-pub enum SendKeyKeysType {
-/// `number`: QEMU 7.2 and 10.0.
-Number = "number",
-/// `qcode`: QEMU 7.2 and 10.0.
-Qcode = "qcode",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetAction.panic`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetAction.panic`.
-pub enum SetActionPanic {
-/// `pause`: QEMU 7.2 and 10.0.
-Pause = "pause",
-/// `shutdown`: QEMU 7.2 and 10.0.
-Shutdown = "shutdown",
-/// `exit-failure`: QEMU 7.2 and 10.0.
-ExitFailure = "exit-failure",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetAction.reboot`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetAction.reboot`.
-pub enum SetActionReboot {
-/// `reset`: QEMU 7.2 and 10.0.
-Reset = "reset",
-/// `shutdown`: QEMU 7.2 and 10.0.
-Shutdown = "shutdown",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetAction.shutdown`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetAction.shutdown`.
-pub enum SetActionShutdown {
-/// `poweroff`: QEMU 7.2 and 10.0.
-Poweroff = "poweroff",
-/// `pause`: QEMU 7.2 and 10.0.
-Pause = "pause",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetAction.watchdog`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetAction.watchdog`, `WatchdogSetAction.action`, `Watchdog.action`.
-pub enum SetActionWatchdog {
-/// `reset`: QEMU 7.2 and 10.0.
-Reset = "reset",
-/// `shutdown`: QEMU 7.2 and 10.0.
-Shutdown = "shutdown",
-/// `poweroff`: QEMU 7.2 and 10.0.
-Poweroff = "poweroff",
-/// `pause`: QEMU 7.2 and 10.0.
-Pause = "pause",
-/// `debug`: QEMU 7.2 and 10.0.
-Debug = "debug",
-/// `none`: QEMU 7.2 and 10.0.
-None = "none",
-/// `inject-nmi`: QEMU 7.2 and 10.0.
-InjectNmi = "inject-nmi",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `set-numa-node`.
-///
-/// QEMU 7.2 and 10.0. Used by `set-numa-node`.
+/// QEMU 7.2 and 10.0. Used by `KeyValue.type=qcode`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetNumaNode {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: SetNumaNodeBranch,
+pub struct QKeyCodeWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: QKeyCode,
 }
 
-qapi_union! {
-    /// The branches of [`SetNumaNode`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum SetNumaNodeBranch: "type" {
-        /// `type: node`: QEMU 7.2 and 10.0.
-        Node = "node" => SetNumaNodeNode,
-        /// `type: dist`: QEMU 7.2 and 10.0.
-        Dist = "dist" => SetNumaNodeDist,
-        /// `type: cpu`: QEMU 7.2 and 10.0.
-        Cpu = "cpu" => SetNumaNodeCpu,
-        /// `type: hmat-lb`: QEMU 7.2 and 10.0.
-        HmatLb = "hmat-lb" => SetNumaNodeHmatLb,
-        /// `type: hmat-cache`: QEMU 7.2 and 10.0.
-        HmatCache = "hmat-cache" => SetNumaNodeHmatCache,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `SetNumaNode.type=cpu`.
+qapi_enum! {
+/// QAPI type `QMPCapability`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNode.type=cpu`.
+/// QEMU 7.2 and 10.0. Used by `QmpCapabilities.enable`.
+pub enum QMPCapability {
+/// `oob`: QEMU 7.2 and 10.0.
+Oob = "oob",
+}
+}
+
+/// QAPI type `QapiString`.
+///
+/// QEMU 7.2 and 10.0. Used by `NetdevUserOptions.dnssearch`, `NetdevUserOptions.hostfwd`, `NetdevUserOptions.guestfwd`, `SocketAddress.type=fd`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QapiString {
+    /// `str`: QEMU 7.2 and 10.0.
+    pub str: String,
+}
+
+qapi_enum! {
+/// QAPI type `QapiVfioMigrationState`.
+///
+/// QEMU 10.0 only. Used by `VfioMigration.device-state`.
+pub enum QapiVfioMigrationState {
+/// `stop`: QEMU 10.0 only.
+Stop = "stop",
+/// `running`: QEMU 10.0 only.
+Running = "running",
+/// `stop-copy`: QEMU 10.0 only.
+StopCopy = "stop-copy",
+/// `resuming`: QEMU 10.0 only.
+Resuming = "resuming",
+/// `running-p2p`: QEMU 10.0 only.
+RunningP2p = "running-p2p",
+/// `pre-copy`: QEMU 10.0 only.
+PreCopy = "pre-copy",
+/// `pre-copy-p2p`: QEMU 10.0 only.
+PreCopyP2p = "pre-copy-p2p",
+}
+}
+
+/// QAPI type `Qcow2BitmapInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `ImageInfoSpecificQCow2.bitmaps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Qcow2BitmapInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `granularity`: QEMU 7.2 and 10.0.
+    pub granularity: u32,
+    /// `flags`: QEMU 7.2 and 10.0.
+    pub flags: Vec<Qcow2BitmapInfoFlags>,
+}
+
+qapi_enum! {
+/// QAPI type `Qcow2BitmapInfoFlags`.
+///
+/// QEMU 7.2 and 10.0. Used by `Qcow2BitmapInfo.flags`.
+pub enum Qcow2BitmapInfoFlags {
+/// `in-use`: QEMU 7.2 and 10.0.
+InUse = "in-use",
+/// `auto`: QEMU 7.2 and 10.0.
+Auto = "auto",
+}
+}
+
+qapi_enum! {
+/// QAPI type `Qcow2CompressionType`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsQcow2.compression-type`, `ImageInfoSpecificQCow2.compression-type`.
+pub enum Qcow2CompressionType {
+/// `zlib`: QEMU 7.2 and 10.0.
+Zlib = "zlib",
+/// `zstd`: QEMU 7.2 and 10.0.
+Zstd = "zstd",
+}
+}
+
+/// QAPI type `Qcow2OverlapCheckFlags`.
+///
+/// QEMU 7.2 and 10.0. Used by `Qcow2OverlapChecks|object`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetNumaNodeCpu {
-    /// `node-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-id", default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<i64>,
-    /// `socket-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "socket-id", default, skip_serializing_if = "Option::is_none")]
-    pub socket_id: Option<i64>,
-    /// `die-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "die-id", default, skip_serializing_if = "Option::is_none")]
-    pub die_id: Option<i64>,
-    /// `cluster-id`: QEMU 7.2 and 10.0.
+pub struct Qcow2OverlapCheckFlags {
+    /// `template`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Qcow2OverlapCheckMode>,
+    /// `main-header`: QEMU 7.2 and 10.0.
     #[serde(
-        rename = "cluster-id",
+        rename = "main-header",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cluster_id: Option<i64>,
-    /// `core-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "core-id", default, skip_serializing_if = "Option::is_none")]
-    pub core_id: Option<i64>,
-    /// `thread-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "thread-id", default, skip_serializing_if = "Option::is_none")]
-    pub thread_id: Option<i64>,
-    /// `drawer-id`: QEMU 10.0 only.
-    #[serde(rename = "drawer-id", default, skip_serializing_if = "Option::is_none")]
-    pub drawer_id: Option<i64>,
-    /// `book-id`: QEMU 10.0 only.
-    #[serde(rename = "book-id", default, skip_serializing_if = "Option::is_none")]
-    pub book_id: Option<i64>,
-    /// `module-id`: QEMU 10.0 only.
-    #[serde(rename = "module-id", default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `SetNumaNode.type=dist`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNode.type=dist`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetNumaNodeDist {
-    /// `src`: QEMU 7.2 and 10.0.
-    pub src: i64,
-    /// `dst`: QEMU 7.2 and 10.0.
-    pub dst: i64,
-    /// `val`: QEMU 7.2 and 10.0.
-    pub val: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `SetNumaNode.type=hmat-cache`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNode.type=hmat-cache`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetNumaNodeHmatCache {
-    /// `node-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "node-id")]
-    pub node_id: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
-    /// `level`: QEMU 7.2 and 10.0.
-    pub level: i64,
-    /// `associativity`: QEMU 7.2 and 10.0.
-    pub associativity: SetNumaNodeHmatCacheAssociativity,
-    /// `policy`: QEMU 7.2 and 10.0.
-    pub policy: SetNumaNodeHmatCachePolicy,
-    /// `line`: QEMU 7.2 and 10.0.
-    pub line: i64,
+    pub main_header: Option<bool>,
+    /// `active-l1`: QEMU 7.2 and 10.0.
+    #[serde(rename = "active-l1", default, skip_serializing_if = "Option::is_none")]
+    pub active_l1: Option<bool>,
+    /// `active-l2`: QEMU 7.2 and 10.0.
+    #[serde(rename = "active-l2", default, skip_serializing_if = "Option::is_none")]
+    pub active_l2: Option<bool>,
+    /// `refcount-table`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-table",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_table: Option<bool>,
+    /// `refcount-block`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "refcount-block",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refcount_block: Option<bool>,
+    /// `snapshot-table`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "snapshot-table",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_table: Option<bool>,
+    /// `inactive-l1`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inactive-l1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inactive_l1: Option<bool>,
+    /// `inactive-l2`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "inactive-l2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inactive_l2: Option<bool>,
+    /// `bitmap-directory`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bitmap-directory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bitmap_directory: Option<bool>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetNumaNodeHmatCache.associativity`.
+/// QAPI type `Qcow2OverlapCheckMode`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNodeHmatCache.associativity`.
-pub enum SetNumaNodeHmatCacheAssociativity {
+/// QEMU 7.2 and 10.0. Used by `Qcow2OverlapChecks|enum`, `Qcow2OverlapCheckFlags.template`.
+pub enum Qcow2OverlapCheckMode {
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
-/// `direct`: QEMU 7.2 and 10.0.
-Direct = "direct",
-/// `complex`: QEMU 7.2 and 10.0.
-Complex = "complex",
+/// `constant`: QEMU 7.2 and 10.0.
+Constant = "constant",
+/// `cached`: QEMU 7.2 and 10.0.
+Cached = "cached",
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+}
+}
+
+/// QAPI type `Qcow2OverlapChecks`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQcow2.overlap-check`.
+///
+/// An alternate: the JSON type picks the branch; anything else is kept in `Other`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Qcow2OverlapChecks {
+    /// QEMU 7.2 and 10.0.
+    Qcow2OverlapCheckMode(Qcow2OverlapCheckMode),
+    /// QEMU 7.2 and 10.0.
+    Qcow2OverlapCheckFlags(Box<Qcow2OverlapCheckFlags>),
+    /// A value of a JSON type this crate does not expect.
+    Other(serde_json::Value),
+}
+
+/// QAPI type `QtestProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=qtest`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QtestProperties {
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+    /// `log`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+qapi_enum! {
+/// QAPI type `QuorumOpType`.
+///
+/// QEMU 7.2 and 10.0. Used by `QuorumReportBad.type`.
+pub enum QuorumOpType {
+/// `read`: QEMU 7.2 and 10.0.
+Read = "read",
+/// `write`: QEMU 7.2 and 10.0.
+Write = "write",
+/// `flush`: QEMU 7.2 and 10.0.
+Flush = "flush",
 }
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetNumaNodeHmatCache.policy`.
+/// QAPI type `QuorumReadPattern`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNodeHmatCache.policy`.
-pub enum SetNumaNodeHmatCachePolicy {
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsQuorum.read-pattern`.
+pub enum QuorumReadPattern {
+/// `quorum`: QEMU 7.2 and 10.0.
+Quorum = "quorum",
+/// `fifo`: QEMU 7.2 and 10.0.
+Fifo = "fifo",
+}
+}
+
+qapi_enum! {
+/// QAPI type `RbdAuthMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.auth-client-required`.
+pub enum RbdAuthMode {
+/// `cephx`: QEMU 7.2 and 10.0.
+Cephx = "cephx",
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
-/// `write-back`: QEMU 7.2 and 10.0.
-WriteBack = "write-back",
-/// `write-through`: QEMU 7.2 and 10.0.
-WriteThrough = "write-through",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `SetNumaNode.type=hmat-lb`.
+/// QAPI type `RbdEncryptionCreateOptions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNode.type=hmat-lb`.
+/// QEMU 7.2 and 10.0. Used by `BlockdevCreateOptionsRbd.encrypt`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetNumaNodeHmatLb {
-    /// `initiator`: QEMU 7.2 and 10.0.
-    pub initiator: i64,
-    /// `target`: QEMU 7.2 and 10.0.
-    pub target: i64,
-    /// `hierarchy`: QEMU 7.2 and 10.0.
-    pub hierarchy: SetNumaNodeHmatLbHierarchy,
-    /// `data-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "data-type")]
-    pub data_type: SetNumaNodeHmatLbDataType,
-    /// `latency`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<i64>,
-    /// `bandwidth`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetNumaNodeHmatLb.data-type`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNodeHmatLb.data-type`.
-pub enum SetNumaNodeHmatLbDataType {
-/// `access-latency`: QEMU 7.2 and 10.0.
-AccessLatency = "access-latency",
-/// `read-latency`: QEMU 7.2 and 10.0.
-ReadLatency = "read-latency",
-/// `write-latency`: QEMU 7.2 and 10.0.
-WriteLatency = "write-latency",
-/// `access-bandwidth`: QEMU 7.2 and 10.0.
-AccessBandwidth = "access-bandwidth",
-/// `read-bandwidth`: QEMU 7.2 and 10.0.
-ReadBandwidth = "read-bandwidth",
-/// `write-bandwidth`: QEMU 7.2 and 10.0.
-WriteBandwidth = "write-bandwidth",
-}
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetNumaNodeHmatLb.hierarchy`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNodeHmatLb.hierarchy`.
-pub enum SetNumaNodeHmatLbHierarchy {
-/// `memory`: QEMU 7.2 and 10.0.
-Memory = "memory",
-/// `first-level`: QEMU 7.2 and 10.0.
-FirstLevel = "first-level",
-/// `second-level`: QEMU 7.2 and 10.0.
-SecondLevel = "second-level",
-/// `third-level`: QEMU 7.2 and 10.0.
-ThirdLevel = "third-level",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `SetNumaNode.type=node`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNode.type=node`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetNumaNodeNode {
-    /// `nodeid`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodeid: Option<i64>,
-    /// `cpus`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<Vec<i64>>,
-    /// `mem`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mem: Option<i64>,
-    /// `memdev`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memdev: Option<String>,
-    /// `initiator`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initiator: Option<i64>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetNumaNode.type`.
-///
-/// QEMU 7.2 and 10.0. Used by `SetNumaNode.type`.
-pub enum SetNumaNodeType {
-/// `node`: QEMU 7.2 and 10.0.
-Node = "node",
-/// `dist`: QEMU 7.2 and 10.0.
-Dist = "dist",
-/// `cpu`: QEMU 7.2 and 10.0.
-Cpu = "cpu",
-/// `hmat-lb`: QEMU 7.2 and 10.0.
-HmatLb = "hmat-lb",
-/// `hmat-cache`: QEMU 7.2 and 10.0.
-HmatCache = "hmat-cache",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `set_password`.
-///
-/// QEMU 7.2 and 10.0. Used by `set_password`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetPassword {
-    /// `password`: QEMU 7.2 and 10.0.
-    pub password: String,
-    /// `connected`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connected: Option<SetPasswordConnected>,
-
-    /// The branch chosen by `protocol`, with its members.
+pub struct RbdEncryptionCreateOptions {
+    /// The branch chosen by `format`, with its members.
     #[serde(flatten)]
-    pub protocol: SetPasswordBranch,
+    pub format: RbdEncryptionCreateOptionsBranch,
 }
 
 qapi_union! {
-    /// The branches of [`SetPassword`], chosen by its member `protocol`.
+    /// The branches of [`RbdEncryptionCreateOptions`], chosen by its member `format`.
     ///
     /// QEMU 7.2 and 10.0.
-    pub enum SetPasswordBranch: "protocol" {
-        /// `protocol: vnc`: QEMU 7.2 and 10.0.
-        Vnc = "vnc" => SetPasswordVnc,
+    pub enum RbdEncryptionCreateOptionsBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => RbdEncryptionCreateOptionsLUKS,
+        /// `format: luks2`: QEMU 7.2 and 10.0.
+        Luks2 = "luks2" => RbdEncryptionCreateOptionsLUKS2,
     } {
-        /// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
-        Spice = "spice",
+        /// `format: luks-any`, with no more members: QEMU 10.0 only.
+        LuksAny = "luks-any",
     }
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SetPassword.connected`.
+/// QAPI type `RbdEncryptionCreateOptionsLUKS`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SetPassword.connected`.
-pub enum SetPasswordConnected {
+/// QEMU 7.2 and 10.0. Used by `RbdEncryptionCreateOptions.format=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RbdEncryptionCreateOptionsLUKS {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+    /// `cipher-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cipher-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cipher_alg: Option<QCryptoCipherAlgo>,
+}
+
+/// QAPI type `RbdEncryptionCreateOptionsLUKS2`.
+///
+/// QEMU 7.2 and 10.0. Used by `RbdEncryptionCreateOptions.format=luks2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RbdEncryptionCreateOptionsLUKS2 {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+    /// `cipher-alg`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cipher-alg",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cipher_alg: Option<QCryptoCipherAlgo>,
+}
+
+/// QAPI type `RbdEncryptionOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsRbd.encrypt`, `RbdEncryptionOptions.parent`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RbdEncryptionOptions {
+    /// `parent`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<RbdEncryptionOptions>>,
+
+    /// The branch chosen by `format`, with its members.
+    #[serde(flatten)]
+    pub format: RbdEncryptionOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`RbdEncryptionOptions`], chosen by its member `format`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum RbdEncryptionOptionsBranch: "format" {
+        /// `format: luks`: QEMU 7.2 and 10.0.
+        Luks = "luks" => RbdEncryptionOptionsLUKS,
+        /// `format: luks2`: QEMU 7.2 and 10.0.
+        Luks2 = "luks2" => RbdEncryptionOptionsLUKS2,
+        /// `format: luks-any`: QEMU 10.0 only.
+        LuksAny = "luks-any" => RbdEncryptionOptionsLUKSAny,
+    } {
+    }
+}
+
+/// QAPI type `RbdEncryptionOptionsLUKS`.
+///
+/// QEMU 7.2 and 10.0. Used by `RbdEncryptionOptions.format=luks`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RbdEncryptionOptionsLUKS {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+}
+
+/// QAPI type `RbdEncryptionOptionsLUKS2`.
+///
+/// QEMU 7.2 and 10.0. Used by `RbdEncryptionOptions.format=luks2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RbdEncryptionOptionsLUKS2 {
+    /// `key-secret`: QEMU 7.2 and 10.0.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+}
+
+/// QAPI type `RbdEncryptionOptionsLUKSAny`.
+///
+/// QEMU 10.0 only. Used by `RbdEncryptionOptions.format=luks-any`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RbdEncryptionOptionsLUKSAny {
+    /// `key-secret`: QEMU 10.0 only.
+    #[serde(rename = "key-secret")]
+    pub key_secret: String,
+}
+
+qapi_enum! {
+/// QAPI type `RbdImageEncryptionFormat`.
+///
+/// QEMU 7.2 and 10.0. Used by `RbdEncryptionOptions.format`, `RbdEncryptionCreateOptions.format`, `ImageInfoSpecificRbd.encryption-format`.
+pub enum RbdImageEncryptionFormat {
+/// `luks`: QEMU 7.2 and 10.0.
+Luks = "luks",
+/// `luks2`: QEMU 7.2 and 10.0.
+Luks2 = "luks2",
+/// `luks-any`: QEMU 10.0 only.
+LuksAny = "luks-any",
+}
+}
+
+qapi_enum! {
+/// QAPI type `RebootAction`.
+///
+/// QEMU 7.2 and 10.0. Used by `SetAction.reboot`.
+pub enum RebootAction {
+/// `reset`: QEMU 7.2 and 10.0.
+Reset = "reset",
+/// `shutdown`: QEMU 7.2 and 10.0.
+Shutdown = "shutdown",
+}
+}
+
+/// QAPI type `RemoteObjectProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=x-remote-object`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteObjectProperties {
+    /// `fd`: QEMU 7.2 and 10.0.
+    pub fd: String,
+    /// `devid`: QEMU 7.2 and 10.0.
+    pub devid: String,
+}
+
+/// QAPI type `ReplayInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-replay.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplayInfo {
+    /// `mode`: QEMU 7.2 and 10.0.
+    pub mode: ReplayMode,
+    /// `filename`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// `icount`: QEMU 7.2 and 10.0.
+    pub icount: i64,
+}
+
+qapi_enum! {
+/// QAPI type `ReplayMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `ReplayInfo.mode`.
+pub enum ReplayMode {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `record`: QEMU 7.2 and 10.0.
+Record = "record",
+/// `play`: QEMU 7.2 and 10.0.
+Play = "play",
+}
+}
+
+qapi_enum! {
+/// QAPI type `ReplicationMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsReplication.mode`.
+pub enum ReplicationMode {
+/// `primary`: QEMU 7.2 and 10.0.
+Primary = "primary",
+/// `secondary`: QEMU 7.2 and 10.0.
+Secondary = "secondary",
+}
+}
+
+/// QAPI type `ReplicationStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-xen-replication-status.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationStatus {
+    /// `error`: QEMU 7.2 and 10.0.
+    pub error: bool,
+    /// `desc`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
+}
+
+/// QAPI type `RngEgdProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-egd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RngEgdProperties {
+    /// `opened`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<bool>,
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+}
+
+/// QAPI type `RngProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-builtin`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RngProperties {
+    /// `opened`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<bool>,
+}
+
+/// QAPI type `RngRandomProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=rng-random`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RngRandomProperties {
+    /// `opened`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<bool>,
+    /// `filename`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// QAPI type `RockerOfDpaFlow`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-rocker-of-dpa-flows.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerOfDpaFlow {
+    /// `cookie`: QEMU 7.2 and 10.0.
+    pub cookie: u64,
+    /// `hits`: QEMU 7.2 and 10.0.
+    pub hits: u64,
+    /// `key`: QEMU 7.2 and 10.0.
+    pub key: RockerOfDpaFlowKey,
+    /// `mask`: QEMU 7.2 and 10.0.
+    pub mask: RockerOfDpaFlowMask,
+    /// `action`: QEMU 7.2 and 10.0.
+    pub action: RockerOfDpaFlowAction,
+}
+
+/// QAPI type `RockerOfDpaFlowAction`.
+///
+/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.action`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerOfDpaFlowAction {
+    /// `goto-tbl`: QEMU 7.2 and 10.0.
+    #[serde(rename = "goto-tbl", default, skip_serializing_if = "Option::is_none")]
+    pub goto_tbl: Option<u32>,
+    /// `group-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "group-id", default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u32>,
+    /// `tunnel-lport`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "tunnel-lport",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tunnel_lport: Option<u32>,
+    /// `vlan-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    /// `new-vlan-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "new-vlan-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub new_vlan_id: Option<u16>,
+    /// `out-pport`: QEMU 7.2 and 10.0.
+    #[serde(rename = "out-pport", default, skip_serializing_if = "Option::is_none")]
+    pub out_pport: Option<u32>,
+}
+
+/// QAPI type `RockerOfDpaFlowKey`.
+///
+/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.key`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerOfDpaFlowKey {
+    /// `priority`: QEMU 7.2 and 10.0.
+    pub priority: u32,
+    /// `tbl-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tbl-id")]
+    pub tbl_id: u32,
+    /// `in-pport`: QEMU 7.2 and 10.0.
+    #[serde(rename = "in-pport", default, skip_serializing_if = "Option::is_none")]
+    pub in_pport: Option<u32>,
+    /// `tunnel-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tunnel-id", default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_id: Option<u32>,
+    /// `vlan-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    /// `eth-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "eth-type", default, skip_serializing_if = "Option::is_none")]
+    pub eth_type: Option<u16>,
+    /// `eth-src`: QEMU 7.2 and 10.0.
+    #[serde(rename = "eth-src", default, skip_serializing_if = "Option::is_none")]
+    pub eth_src: Option<String>,
+    /// `eth-dst`: QEMU 7.2 and 10.0.
+    #[serde(rename = "eth-dst", default, skip_serializing_if = "Option::is_none")]
+    pub eth_dst: Option<String>,
+    /// `ip-proto`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ip-proto", default, skip_serializing_if = "Option::is_none")]
+    pub ip_proto: Option<u8>,
+    /// `ip-tos`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ip-tos", default, skip_serializing_if = "Option::is_none")]
+    pub ip_tos: Option<u8>,
+    /// `ip-dst`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ip-dst", default, skip_serializing_if = "Option::is_none")]
+    pub ip_dst: Option<String>,
+}
+
+/// QAPI type `RockerOfDpaFlowMask`.
+///
+/// QEMU 7.2 and 10.0. Used by `RockerOfDpaFlow.mask`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerOfDpaFlowMask {
+    /// `in-pport`: QEMU 7.2 and 10.0.
+    #[serde(rename = "in-pport", default, skip_serializing_if = "Option::is_none")]
+    pub in_pport: Option<u32>,
+    /// `tunnel-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "tunnel-id", default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_id: Option<u32>,
+    /// `vlan-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    /// `eth-src`: QEMU 7.2 and 10.0.
+    #[serde(rename = "eth-src", default, skip_serializing_if = "Option::is_none")]
+    pub eth_src: Option<String>,
+    /// `eth-dst`: QEMU 7.2 and 10.0.
+    #[serde(rename = "eth-dst", default, skip_serializing_if = "Option::is_none")]
+    pub eth_dst: Option<String>,
+    /// `ip-proto`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ip-proto", default, skip_serializing_if = "Option::is_none")]
+    pub ip_proto: Option<u8>,
+    /// `ip-tos`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ip-tos", default, skip_serializing_if = "Option::is_none")]
+    pub ip_tos: Option<u8>,
+}
+
+/// QAPI type `RockerOfDpaGroup`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-rocker-of-dpa-groups.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerOfDpaGroup {
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: u32,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: u8,
+    /// `vlan-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vlan-id", default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    /// `pport`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pport: Option<u32>,
+    /// `index`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// `out-pport`: QEMU 7.2 and 10.0.
+    #[serde(rename = "out-pport", default, skip_serializing_if = "Option::is_none")]
+    pub out_pport: Option<u32>,
+    /// `group-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "group-id", default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u32>,
+    /// `set-vlan-id`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "set-vlan-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub set_vlan_id: Option<u16>,
+    /// `pop-vlan`: QEMU 7.2 and 10.0.
+    #[serde(rename = "pop-vlan", default, skip_serializing_if = "Option::is_none")]
+    pub pop_vlan: Option<u8>,
+    /// `group-ids`: QEMU 7.2 and 10.0.
+    #[serde(rename = "group-ids", default, skip_serializing_if = "Option::is_none")]
+    pub group_ids: Option<Vec<u32>>,
+    /// `set-eth-src`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "set-eth-src",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub set_eth_src: Option<String>,
+    /// `set-eth-dst`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "set-eth-dst",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub set_eth_dst: Option<String>,
+    /// `ttl-check`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ttl-check", default, skip_serializing_if = "Option::is_none")]
+    pub ttl_check: Option<u8>,
+}
+
+/// QAPI type `RockerPort`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-rocker-ports.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerPort {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `enabled`: QEMU 7.2 and 10.0.
+    pub enabled: bool,
+    /// `link-up`: QEMU 7.2 and 10.0.
+    #[serde(rename = "link-up")]
+    pub link_up: bool,
+    /// `speed`: QEMU 7.2 and 10.0.
+    pub speed: u32,
+    /// `duplex`: QEMU 7.2 and 10.0.
+    pub duplex: RockerPortDuplex,
+    /// `autoneg`: QEMU 7.2 and 10.0.
+    pub autoneg: RockerPortAutoneg,
+}
+
+qapi_enum! {
+/// QAPI type `RockerPortAutoneg`.
+///
+/// QEMU 7.2 and 10.0. Used by `RockerPort.autoneg`.
+pub enum RockerPortAutoneg {
+/// `off`: QEMU 7.2 and 10.0.
+Off = "off",
+/// `on`: QEMU 7.2 and 10.0.
+On = "on",
+}
+}
+
+qapi_enum! {
+/// QAPI type `RockerPortDuplex`.
+///
+/// QEMU 7.2 and 10.0. Used by `RockerPort.duplex`.
+pub enum RockerPortDuplex {
+/// `half`: QEMU 7.2 and 10.0.
+Half = "half",
+/// `full`: QEMU 7.2 and 10.0.
+Full = "full",
+}
+}
+
+/// QAPI type `RockerSwitch`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-rocker.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RockerSwitch {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `id`: QEMU 7.2 and 10.0.
+    pub id: u64,
+    /// `ports`: QEMU 7.2 and 10.0.
+    pub ports: u32,
+}
+
+qapi_enum! {
+/// QAPI type `RunState`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatusInfo.status`.
+pub enum RunState {
+/// `debug`: QEMU 7.2 and 10.0.
+Debug = "debug",
+/// `inmigrate`: QEMU 7.2 and 10.0.
+Inmigrate = "inmigrate",
+/// `internal-error`: QEMU 7.2 and 10.0.
+InternalError = "internal-error",
+/// `io-error`: QEMU 7.2 and 10.0.
+IoError = "io-error",
+/// `paused`: QEMU 7.2 and 10.0.
+Paused = "paused",
+/// `postmigrate`: QEMU 7.2 and 10.0.
+Postmigrate = "postmigrate",
+/// `prelaunch`: QEMU 7.2 and 10.0.
+Prelaunch = "prelaunch",
+/// `finish-migrate`: QEMU 7.2 and 10.0.
+FinishMigrate = "finish-migrate",
+/// `restore-vm`: QEMU 7.2 and 10.0.
+RestoreVm = "restore-vm",
+/// `running`: QEMU 7.2 and 10.0.
+Running = "running",
+/// `save-vm`: QEMU 7.2 and 10.0.
+SaveVm = "save-vm",
+/// `shutdown`: QEMU 7.2 and 10.0.
+Shutdown = "shutdown",
+/// `suspended`: QEMU 7.2 and 10.0.
+Suspended = "suspended",
+/// `watchdog`: QEMU 7.2 and 10.0.
+Watchdog = "watchdog",
+/// `guest-panicked`: QEMU 7.2 and 10.0.
+GuestPanicked = "guest-panicked",
+/// `colo`: QEMU 7.2 and 10.0.
+Colo = "colo",
+}
+}
+
+/// QAPI type `RxFilterInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-rx-filter.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RxFilterInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `promiscuous`: QEMU 7.2 and 10.0.
+    pub promiscuous: bool,
+    /// `multicast`: QEMU 7.2 and 10.0.
+    pub multicast: RxState,
+    /// `unicast`: QEMU 7.2 and 10.0.
+    pub unicast: RxState,
+    /// `vlan`: QEMU 7.2 and 10.0.
+    pub vlan: RxState,
+    /// `broadcast-allowed`: QEMU 7.2 and 10.0.
+    #[serde(rename = "broadcast-allowed")]
+    pub broadcast_allowed: bool,
+    /// `multicast-overflow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "multicast-overflow")]
+    pub multicast_overflow: bool,
+    /// `unicast-overflow`: QEMU 7.2 and 10.0.
+    #[serde(rename = "unicast-overflow")]
+    pub unicast_overflow: bool,
+    /// `main-mac`: QEMU 7.2 and 10.0.
+    #[serde(rename = "main-mac")]
+    pub main_mac: String,
+    /// `vlan-table`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vlan-table")]
+    pub vlan_table: Vec<i64>,
+    /// `unicast-table`: QEMU 7.2 and 10.0.
+    #[serde(rename = "unicast-table")]
+    pub unicast_table: Vec<String>,
+    /// `multicast-table`: QEMU 7.2 and 10.0.
+    #[serde(rename = "multicast-table")]
+    pub multicast_table: Vec<String>,
+}
+
+qapi_enum! {
+/// QAPI type `RxState`.
+///
+/// QEMU 7.2 and 10.0. Used by `RxFilterInfo.multicast`, `RxFilterInfo.unicast`, `RxFilterInfo.vlan`.
+pub enum RxState {
+/// `normal`: QEMU 7.2 and 10.0.
+Normal = "normal",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `all`: QEMU 7.2 and 10.0.
+All = "all",
+}
+}
+
+qapi_enum! {
+/// QAPI type `S390CpuEntitlement`.
+///
+/// QEMU 10.0 only. Used by `CpuInfoS390.entitlement`.
+pub enum S390CpuEntitlement {
+/// `auto`: QEMU 10.0 only.
+Auto = "auto",
+/// `low`: QEMU 10.0 only.
+Low = "low",
+/// `medium`: QEMU 10.0 only.
+Medium = "medium",
+/// `high`: QEMU 10.0 only.
+High = "high",
+}
+}
+
+qapi_enum! {
+/// QAPI type `S390CpuState`.
+///
+/// QEMU 7.2 and 10.0. Used by `CpuInfoS390.cpu-state`.
+pub enum S390CpuState {
+/// `uninitialized`: QEMU 7.2 and 10.0.
+Uninitialized = "uninitialized",
+/// `stopped`: QEMU 7.2 and 10.0.
+Stopped = "stopped",
+/// `check-stop`: QEMU 7.2 and 10.0.
+CheckStop = "check-stop",
+/// `operating`: QEMU 7.2 and 10.0.
+Operating = "operating",
+/// `load`: QEMU 7.2 and 10.0.
+Load = "load",
+}
+}
+
+qapi_enum! {
+/// QAPI type `S390CrashReason`.
+///
+/// QEMU 7.2 and 10.0. Used by `GuestPanicInformationS390.reason`.
+pub enum S390CrashReason {
+/// `unknown`: QEMU 7.2 and 10.0.
+Unknown = "unknown",
+/// `disabled-wait`: QEMU 7.2 and 10.0.
+DisabledWait = "disabled-wait",
+/// `extint-loop`: QEMU 7.2 and 10.0.
+ExtintLoop = "extint-loop",
+/// `pgmint-loop`: QEMU 7.2 and 10.0.
+PgmintLoop = "pgmint-loop",
+/// `opint-loop`: QEMU 7.2 and 10.0.
+OpintLoop = "opint-loop",
+}
+}
+
+/// QAPI type `SGXEPCSection`.
+///
+/// QEMU 7.2 and 10.0. Used by `SGXInfo.sections`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SGXEPCSection {
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+}
+
+/// QAPI type `SGXInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-sgx.ret`, `query-sgx-capabilities.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SGXInfo {
+    /// `sgx`: QEMU 7.2 and 10.0.
+    pub sgx: bool,
+    /// `sgx1`: QEMU 7.2 and 10.0.
+    pub sgx1: bool,
+    /// `sgx2`: QEMU 7.2 and 10.0.
+    pub sgx2: bool,
+    /// `flc`: QEMU 7.2 and 10.0.
+    pub flc: bool,
+    /// `section-size`: QEMU 7.2 only; required where present.
+    #[serde(
+        rename = "section-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub section_size: Option<u64>,
+    /// `sections`: QEMU 7.2 and 10.0.
+    pub sections: Vec<SGXEPCSection>,
+}
+
+/// QAPI type `SchemaInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-qmp-schema.ret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfo {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `features`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+
+    /// The branch chosen by `meta-type`, with its members.
+    #[serde(flatten)]
+    pub meta_type: SchemaInfoBranch,
+}
+
+qapi_union! {
+    /// The branches of [`SchemaInfo`], chosen by its member `meta-type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SchemaInfoBranch: "meta-type" {
+        /// `meta-type: builtin`: QEMU 7.2 and 10.0.
+        Builtin = "builtin" => SchemaInfoBuiltin,
+        /// `meta-type: enum`: QEMU 7.2 and 10.0.
+        Enum = "enum" => SchemaInfoEnum,
+        /// `meta-type: array`: QEMU 7.2 and 10.0.
+        Array = "array" => SchemaInfoArray,
+        /// `meta-type: object`: QEMU 7.2 and 10.0.
+        Object = "object" => SchemaInfoObject,
+        /// `meta-type: alternate`: QEMU 7.2 and 10.0.
+        Alternate = "alternate" => SchemaInfoAlternate,
+        /// `meta-type: command`: QEMU 7.2 and 10.0.
+        Command = "command" => SchemaInfoCommand,
+        /// `meta-type: event`: QEMU 7.2 and 10.0.
+        Event = "event" => SchemaInfoEvent,
+    } {
+    }
+}
+
+/// QAPI type `SchemaInfoAlternate`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=alternate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoAlternate {
+    /// `members`: QEMU 7.2 and 10.0.
+    pub members: Vec<SchemaInfoAlternateMember>,
+}
+
+/// QAPI type `SchemaInfoAlternateMember`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoAlternate.members`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoAlternateMember {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// QAPI type `SchemaInfoArray`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=array`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoArray {
+    /// `element-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "element-type")]
+    pub element_type: String,
+}
+
+/// QAPI type `SchemaInfoBuiltin`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=builtin`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoBuiltin {
+    /// `json-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "json-type")]
+    pub json_type: JSONType,
+}
+
+/// QAPI type `SchemaInfoCommand`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=command`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoCommand {
+    /// `arg-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "arg-type")]
+    pub arg_type: String,
+    /// `ret-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "ret-type")]
+    pub ret_type: String,
+    /// `allow-oob`: QEMU 7.2 and 10.0.
+    #[serde(rename = "allow-oob", default, skip_serializing_if = "Option::is_none")]
+    pub allow_oob: Option<bool>,
+}
+
+/// QAPI type `SchemaInfoEnum`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=enum`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoEnum {
+    /// `members`: QEMU 7.2 and 10.0.
+    pub members: Vec<SchemaInfoEnumMember>,
+    /// `values`: QEMU 7.2 and 10.0.
+    pub values: Vec<String>,
+}
+
+/// QAPI type `SchemaInfoEnumMember`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoEnum.members`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoEnumMember {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `features`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+}
+
+/// QAPI type `SchemaInfoEvent`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=event`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoEvent {
+    /// `arg-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "arg-type")]
+    pub arg_type: String,
+}
+
+/// QAPI type `SchemaInfoObject`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type=object`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoObject {
+    /// `members`: QEMU 7.2 and 10.0.
+    pub members: Vec<SchemaInfoObjectMember>,
+    /// `tag`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `variants`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<SchemaInfoObjectVariant>>,
+}
+
+/// QAPI type `SchemaInfoObjectMember`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoObject.members`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoObjectMember {
+    /// `name`: QEMU 7.2 and 10.0.
+    pub name: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `default`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// `features`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+}
+
+/// QAPI type `SchemaInfoObjectVariant`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfoObject.variants`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaInfoObjectVariant {
+    /// `case`: QEMU 7.2 and 10.0.
+    pub case: String,
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+qapi_enum! {
+/// QAPI type `SchemaMetaType`.
+///
+/// QEMU 7.2 and 10.0. Used by `SchemaInfo.meta-type`.
+pub enum SchemaMetaType {
+/// `builtin`: QEMU 7.2 and 10.0.
+Builtin = "builtin",
+/// `enum`: QEMU 7.2 and 10.0.
+Enum = "enum",
+/// `array`: QEMU 7.2 and 10.0.
+Array = "array",
+/// `object`: QEMU 7.2 and 10.0.
+Object = "object",
+/// `alternate`: QEMU 7.2 and 10.0.
+Alternate = "alternate",
+/// `command`: QEMU 7.2 and 10.0.
+Command = "command",
+/// `event`: QEMU 7.2 and 10.0.
+Event = "event",
+}
+}
+
+/// QAPI type `SecretKeyringProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=secret_keyring`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SecretKeyringProperties {
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `format`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<QCryptoSecretFormat>,
+    /// `keyid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    /// `iv`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+    /// `serial`: QEMU 7.2 and 10.0.
+    pub serial: i64,
+}
+
+/// QAPI type `SecretProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=secret`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SecretProperties {
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `format`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<QCryptoSecretFormat>,
+    /// `keyid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    /// `iv`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iv: Option<String>,
+    /// `data`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// `file`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+qapi_enum! {
+/// QAPI type `SetPasswordAction`.
+///
+/// QEMU 7.2 and 10.0. Used by `SetPasswordOptions.connected`.
+pub enum SetPasswordAction {
 /// `keep`: QEMU 7.2 and 10.0.
 Keep = "keep",
 /// `fail`: QEMU 7.2 and 10.0.
@@ -12185,11 +11622,40 @@ Disconnect = "disconnect",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `SetPassword.protocol=vnc`.
+/// QAPI type `SetPasswordOptions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SetPassword.protocol=vnc`.
+/// QEMU 7.2 and 10.0. Used by `set_password`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SetPasswordOptions {
+    /// `password`: QEMU 7.2 and 10.0.
+    pub password: String,
+    /// `connected`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<SetPasswordAction>,
+
+    /// The branch chosen by `protocol`, with its members.
+    #[serde(flatten)]
+    pub protocol: SetPasswordOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`SetPasswordOptions`], chosen by its member `protocol`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SetPasswordOptionsBranch: "protocol" {
+        /// `protocol: vnc`: QEMU 7.2 and 10.0.
+        Vnc = "vnc" => SetPasswordOptionsVnc,
+    } {
+        /// `protocol: spice`, with no more members: QEMU 7.2 and 10.0.
+        Spice = "spice",
+    }
+}
+
+/// QAPI type `SetPasswordOptionsVnc`.
+///
+/// QEMU 7.2 and 10.0. Used by `SetPasswordOptions.protocol=vnc`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetPasswordVnc {
+pub struct SetPasswordOptionsVnc {
     /// `display`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
@@ -12224,6 +11690,83 @@ pub struct SevCapability {
     pub reduced_phys_bits: i64,
 }
 
+/// QAPI type `SevGuestInfo`.
+///
+/// QEMU 10.0 only. Used by `SevInfo.sev-type=sev`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevGuestInfo {
+    /// `policy`: QEMU 10.0 only.
+    pub policy: u32,
+    /// `handle`: QEMU 10.0 only.
+    pub handle: u32,
+}
+
+/// QAPI type `SevGuestProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=sev-guest`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevGuestProperties {
+    /// `sev-device`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "sev-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sev_device: Option<String>,
+    /// `dh-cert-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dh-cert-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dh_cert_file: Option<String>,
+    /// `session-file`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "session-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_file: Option<String>,
+    /// `policy`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<u32>,
+    /// `handle`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u32>,
+    /// `cbitpos`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cbitpos: Option<u32>,
+    /// `reduced-phys-bits`: QEMU 7.2 and 10.0.
+    #[serde(rename = "reduced-phys-bits")]
+    pub reduced_phys_bits: u32,
+    /// `kernel-hashes`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "kernel-hashes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kernel_hashes: Option<bool>,
+    /// `legacy-vm-type`: QEMU 10.0 only.
+    #[serde(
+        rename = "legacy-vm-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub legacy_vm_type: Option<OnOffAuto>,
+}
+
+qapi_enum! {
+/// QAPI type `SevGuestType`.
+///
+/// QEMU 10.0 only. Used by `SevInfo.sev-type`.
+pub enum SevGuestType {
+/// `sev`: QEMU 10.0 only.
+Sev = "sev",
+/// `sev-snp`: QEMU 10.0 only.
+SevSnp = "sev-snp",
+}
+}
+
 /// QAPI type `SevInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-sev.ret`.
@@ -12233,15 +11776,15 @@ pub struct SevInfo {
     pub enabled: bool,
     /// `api-major`: QEMU 7.2 and 10.0.
     #[serde(rename = "api-major")]
-    pub api_major: i64,
+    pub api_major: u8,
     /// `api-minor`: QEMU 7.2 and 10.0.
     #[serde(rename = "api-minor")]
-    pub api_minor: i64,
+    pub api_minor: u8,
     /// `build-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "build-id")]
-    pub build_id: i64,
+    pub build_id: u8,
     /// `state`: QEMU 7.2 and 10.0.
-    pub state: SevInfoState,
+    pub state: SevState,
 
     /// The branch chosen by `sev-type`, with its members.
     #[serde(flatten)]
@@ -12254,51 +11797,97 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum SevInfoBranch: "sev-type" {
         /// `sev-type: sev`: QEMU 10.0 only.
-        Sev = "sev" => SevInfoSev,
+        Sev = "sev" => SevGuestInfo,
         /// `sev-type: sev-snp`: QEMU 10.0 only.
-        SevSnp = "sev-snp" => SevInfoSevSnp,
+        SevSnp = "sev-snp" => SevSnpGuestInfo,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `SevInfo.sev-type=sev`.
+/// QAPI type `SevLaunchMeasureInfo`.
 ///
-/// QEMU 10.0 only. Used by `SevInfo.sev-type=sev`.
+/// QEMU 7.2 and 10.0. Used by `query-sev-launch-measure.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SevInfoSev {
-    /// `policy`: QEMU 10.0 only.
-    pub policy: i64,
-    /// `handle`: QEMU 10.0 only.
-    pub handle: i64,
+pub struct SevLaunchMeasureInfo {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: String,
 }
 
-/// A type the schema leaves unnamed, reached as `SevInfo.sev-type=sev-snp`.
+/// QAPI type `SevSnpGuestInfo`.
 ///
 /// QEMU 10.0 only. Used by `SevInfo.sev-type=sev-snp`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SevInfoSevSnp {
+pub struct SevSnpGuestInfo {
     /// `snp-policy`: QEMU 10.0 only.
     #[serde(rename = "snp-policy")]
-    pub snp_policy: i64,
+    pub snp_policy: u64,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SevInfo.sev-type`.
+/// QAPI type `SevSnpGuestProperties`.
 ///
-/// QEMU 10.0 only. Used by `SevInfo.sev-type`.
-pub enum SevInfoSevType {
-/// `sev`: QEMU 10.0 only.
-Sev = "sev",
-/// `sev-snp`: QEMU 10.0 only.
-SevSnp = "sev-snp",
-}
+/// QEMU 10.0 only. Used by `ObjectOptions.qom-type=sev-snp-guest`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SevSnpGuestProperties {
+    /// `sev-device`: QEMU 10.0 only.
+    #[serde(
+        rename = "sev-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sev_device: Option<String>,
+    /// `cbitpos`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cbitpos: Option<u32>,
+    /// `reduced-phys-bits`: QEMU 10.0 only.
+    #[serde(rename = "reduced-phys-bits")]
+    pub reduced_phys_bits: u32,
+    /// `kernel-hashes`: QEMU 10.0 only.
+    #[serde(
+        rename = "kernel-hashes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kernel_hashes: Option<bool>,
+    /// `policy`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<u64>,
+    /// `guest-visible-workarounds`: QEMU 10.0 only.
+    #[serde(
+        rename = "guest-visible-workarounds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub guest_visible_workarounds: Option<String>,
+    /// `id-block`: QEMU 10.0 only.
+    #[serde(rename = "id-block", default, skip_serializing_if = "Option::is_none")]
+    pub id_block: Option<String>,
+    /// `id-auth`: QEMU 10.0 only.
+    #[serde(rename = "id-auth", default, skip_serializing_if = "Option::is_none")]
+    pub id_auth: Option<String>,
+    /// `author-key-enabled`: QEMU 10.0 only.
+    #[serde(
+        rename = "author-key-enabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub author_key_enabled: Option<bool>,
+    /// `host-data`: QEMU 10.0 only.
+    #[serde(rename = "host-data", default, skip_serializing_if = "Option::is_none")]
+    pub host_data: Option<String>,
+    /// `vcek-disabled`: QEMU 10.0 only.
+    #[serde(
+        rename = "vcek-disabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vcek_disabled: Option<bool>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SevInfo.state`.
+/// QAPI type `SevState`.
 ///
 /// QEMU 7.2 and 10.0. Used by `SevInfo.state`.
-pub enum SevInfoState {
+pub enum SevState {
 /// `uninit`: QEMU 7.2 and 10.0.
 Uninit = "uninit",
 /// `launch-update`: QEMU 7.2 and 10.0.
@@ -12314,48 +11903,43 @@ ReceiveUpdate = "receive-update",
 }
 }
 
-/// QAPI type `SevLaunchMeasureInfo`.
+/// QAPI type `SgxEPCDeviceInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-sev-launch-measure.ret`.
+/// QEMU 7.2 and 10.0. Used by `SgxEPCDeviceInfoWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SevLaunchMeasureInfo {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: String,
-}
-
-/// QAPI type `SgxInfo`.
-///
-/// QEMU 7.2 and 10.0. Used by `query-sgx.ret`, `query-sgx-capabilities.ret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SgxInfo {
-    /// `sgx`: QEMU 7.2 and 10.0.
-    pub sgx: bool,
-    /// `sgx1`: QEMU 7.2 and 10.0.
-    pub sgx1: bool,
-    /// `sgx2`: QEMU 7.2 and 10.0.
-    pub sgx2: bool,
-    /// `flc`: QEMU 7.2 and 10.0.
-    pub flc: bool,
-    /// `section-size`: QEMU 7.2 only; required where present.
-    #[serde(
-        rename = "section-size",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub section_size: Option<i64>,
-    /// `sections`: QEMU 7.2 and 10.0.
-    pub sections: Vec<SgxInfoSections>,
-}
-
-/// A type the schema leaves unnamed, reached as `SgxInfo.sections`.
-///
-/// QEMU 7.2 and 10.0. Used by `SgxInfo.sections`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SgxInfoSections {
+pub struct SgxEPCDeviceInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 7.2 and 10.0.
+    pub memaddr: u64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
     /// `node`: QEMU 7.2 and 10.0.
     pub node: i64,
-    /// `size`: QEMU 7.2 and 10.0.
-    pub size: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+}
+
+/// QAPI type `SgxEPCDeviceInfoWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=sgx-epc`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SgxEPCDeviceInfoWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: SgxEPCDeviceInfo,
+}
+
+qapi_enum! {
+/// QAPI type `ShutdownAction`.
+///
+/// QEMU 7.2 and 10.0. Used by `SetAction.shutdown`.
+pub enum ShutdownAction {
+/// `poweroff`: QEMU 7.2 and 10.0.
+Poweroff = "poweroff",
+/// `pause`: QEMU 7.2 and 10.0.
+Pause = "pause",
+}
 }
 
 qapi_enum! {
@@ -12419,7 +12003,7 @@ pub struct SnapshotInfo {
 
 /// QAPI type `SocketAddress`.
 ///
-/// QEMU 7.2 and 10.0. Used by `MigrationInfo.socket-address`, `NetdevStreamConnected.addr`, `BlockExportAddVhostUserBlk.addr`, `BlockdevOptionsGluster.server`, ....
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.socket-address`, `NetdevStreamConnected.addr`, `BlockExportOptionsVhostUserBlk.addr`, `BlockdevOptionsGluster.server`, ....
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SocketAddress {
     /// The branch chosen by `type`, with its members.
@@ -12433,54 +12017,95 @@ qapi_union! {
     /// QEMU 7.2 and 10.0.
     pub enum SocketAddressBranch: "type" {
         /// `type: inet`: QEMU 7.2 and 10.0.
-        Inet = "inet" => BlockdevOptionsSshServer,
+        Inet = "inet" => InetSocketAddress,
         /// `type: unix`: QEMU 7.2 and 10.0.
-        Unix = "unix" => SocketAddressUnix,
+        Unix = "unix" => UnixSocketAddress,
         /// `type: vsock`: QEMU 7.2 and 10.0.
-        Vsock = "vsock" => SocketAddressVsock,
+        Vsock = "vsock" => VsockSocketAddress,
         /// `type: fd`: QEMU 7.2 and 10.0.
         Fd = "fd" => FdSocketAddress,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `SocketAddress.type=unix`.
+/// QAPI type `SocketAddressLegacy`.
 ///
-/// QEMU 7.2 and 10.0. Used by `SocketAddress.type=unix`, `NbdServerStartAddrUnix.data`.
+/// QEMU 7.2 and 10.0. Used by `NbdServerOptionsLegacy.addr`, `ChardevSocket.addr`, `ChardevUdp.remote`, `ChardevUdp.local`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SocketAddressUnix {
-    /// `path`: QEMU 7.2 and 10.0.
-    pub path: String,
-    /// `abstract`: QEMU 7.2 and 10.0.
-    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
-    pub abstract_: Option<bool>,
-    /// `tight`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tight: Option<bool>,
+pub struct SocketAddressLegacy {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: SocketAddressLegacyBranch,
 }
 
-/// A type the schema leaves unnamed, reached as `SocketAddress.type=vsock`.
-///
-/// QEMU 7.2 and 10.0. Used by `SocketAddress.type=vsock`, `NbdServerStartAddrVsock.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SocketAddressVsock {
-    /// `cid`: QEMU 7.2 and 10.0.
-    pub cid: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
+qapi_union! {
+    /// The branches of [`SocketAddressLegacy`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SocketAddressLegacyBranch: "type" {
+        /// `type: inet`: QEMU 7.2 and 10.0.
+        Inet = "inet" => InetSocketAddressWrapper,
+        /// `type: unix`: QEMU 7.2 and 10.0.
+        Unix = "unix" => UnixSocketAddressWrapper,
+        /// `type: vsock`: QEMU 7.2 and 10.0.
+        Vsock = "vsock" => VsockSocketAddressWrapper,
+        /// `type: fd`: QEMU 7.2 and 10.0.
+        Fd = "fd" => FdSocketAddressWrapper,
+    } {
+    }
 }
 
-/// A type the schema leaves unnamed, reached as `SpiceConnected.server`.
+qapi_enum! {
+/// QAPI type `SocketAddressType`.
+///
+/// QEMU 7.2 and 10.0. Used by `SocketAddressLegacy.type`, `SocketAddress.type`.
+pub enum SocketAddressType {
+/// `inet`: QEMU 7.2 and 10.0.
+Inet = "inet",
+/// `unix`: QEMU 7.2 and 10.0.
+Unix = "unix",
+/// `vsock`: QEMU 7.2 and 10.0.
+Vsock = "vsock",
+/// `fd`: QEMU 7.2 and 10.0.
+Fd = "fd",
+}
+}
+
+/// QAPI type `SpiceBasicInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `SpiceConnected.server`, `SpiceConnected.client`, `SpiceDisconnected.server`, `SpiceDisconnected.client`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SpiceConnectedServer {
+pub struct SpiceBasicInfo {
     /// `host`: QEMU 7.2 and 10.0.
     pub host: String,
     /// `port`: QEMU 7.2 and 10.0.
     pub port: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
+    pub family: NetworkAddressFamily,
+}
+
+/// QAPI type `SpiceChannel`.
+///
+/// QEMU 7.2 and 10.0. Used by `SpiceInfo.channels`, `SpiceInitialized.client`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SpiceChannel {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+    /// `family`: QEMU 7.2 and 10.0.
+    pub family: NetworkAddressFamily,
+    /// `connection-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "connection-id")]
+    pub connection_id: i64,
+    /// `channel-type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "channel-type")]
+    pub channel_type: i64,
+    /// `channel-id`: QEMU 7.2 and 10.0.
+    #[serde(rename = "channel-id")]
+    pub channel_id: i64,
+    /// `tls`: QEMU 7.2 and 10.0.
+    pub tls: bool,
 }
 
 /// QAPI type `SpiceInfo`.
@@ -12513,41 +12138,17 @@ pub struct SpiceInfo {
     pub compiled_version: Option<String>,
     /// `mouse-mode`: QEMU 7.2 and 10.0.
     #[serde(rename = "mouse-mode")]
-    pub mouse_mode: SpiceInfoMouseMode,
+    pub mouse_mode: SpiceQueryMouseMode,
     /// `channels`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<SpiceInfoChannels>>,
-}
-
-/// A type the schema leaves unnamed, reached as `SpiceInfo.channels`.
-///
-/// QEMU 7.2 and 10.0. Used by `SpiceInfo.channels`, `SpiceInitialized.client`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SpiceInfoChannels {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `port`: QEMU 7.2 and 10.0.
-    pub port: String,
-    /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
-    /// `connection-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "connection-id")]
-    pub connection_id: i64,
-    /// `channel-type`: QEMU 7.2 and 10.0.
-    #[serde(rename = "channel-type")]
-    pub channel_type: i64,
-    /// `channel-id`: QEMU 7.2 and 10.0.
-    #[serde(rename = "channel-id")]
-    pub channel_id: i64,
-    /// `tls`: QEMU 7.2 and 10.0.
-    pub tls: bool,
+    pub channels: Option<Vec<SpiceChannel>>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `SpiceInfo.mouse-mode`.
+/// QAPI type `SpiceQueryMouseMode`.
 ///
 /// QEMU 7.2 and 10.0. Used by `SpiceInfo.mouse-mode`.
-pub enum SpiceInfoMouseMode {
+pub enum SpiceQueryMouseMode {
 /// `client`: QEMU 7.2 and 10.0.
 Client = "client",
 /// `server`: QEMU 7.2 and 10.0.
@@ -12557,20 +12158,85 @@ Unknown = "unknown",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `SpiceInitialized.server`.
+/// QAPI type `SpiceServerInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `SpiceInitialized.server`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SpiceInitializedServer {
+pub struct SpiceServerInfo {
     /// `host`: QEMU 7.2 and 10.0.
     pub host: String,
     /// `port`: QEMU 7.2 and 10.0.
     pub port: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
+    pub family: NetworkAddressFamily,
     /// `auth`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+}
+
+/// QAPI type `SshHostKeyCheck`.
+///
+/// QEMU 7.2 and 10.0. Used by `BlockdevOptionsSsh.host-key-check`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SshHostKeyCheck {
+    /// The branch chosen by `mode`, with its members.
+    #[serde(flatten)]
+    pub mode: SshHostKeyCheckBranch,
+}
+
+qapi_union! {
+    /// The branches of [`SshHostKeyCheck`], chosen by its member `mode`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum SshHostKeyCheckBranch: "mode" {
+        /// `mode: hash`: QEMU 7.2 and 10.0.
+        Hash = "hash" => SshHostKeyHash,
+    } {
+        /// `mode: none`, with no more members: QEMU 7.2 and 10.0.
+        None = "none",
+        /// `mode: known_hosts`, with no more members: QEMU 7.2 and 10.0.
+        KnownHosts = "known_hosts",
+    }
+}
+
+qapi_enum! {
+/// QAPI type `SshHostKeyCheckHashType`.
+///
+/// QEMU 7.2 and 10.0. Used by `SshHostKeyHash.type`.
+pub enum SshHostKeyCheckHashType {
+/// `md5`: QEMU 7.2 and 10.0.
+Md5 = "md5",
+/// `sha1`: QEMU 7.2 and 10.0.
+Sha1 = "sha1",
+/// `sha256`: QEMU 7.2 and 10.0.
+Sha256 = "sha256",
+}
+}
+
+qapi_enum! {
+/// QAPI type `SshHostKeyCheckMode`.
+///
+/// QEMU 7.2 and 10.0. Used by `SshHostKeyCheck.mode`.
+pub enum SshHostKeyCheckMode {
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `hash`: QEMU 7.2 and 10.0.
+Hash = "hash",
+/// `known_hosts`: QEMU 7.2 and 10.0.
+KnownHosts = "known_hosts",
+}
+}
+
+/// QAPI type `SshHostKeyHash`.
+///
+/// QEMU 7.2 and 10.0. Used by `SshHostKeyCheck.mode=hash`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SshHostKeyHash {
+    /// `type`: QEMU 7.2 and 10.0.
+    #[serde(rename = "type")]
+    pub type_: SshHostKeyCheckHashType,
+    /// `hash`: QEMU 7.2 and 10.0.
+    pub hash: String,
 }
 
 /// QAPI type `Stats`.
@@ -12584,30 +12250,71 @@ pub struct Stats {
     pub value: StatsValue,
 }
 
+/// QAPI type `StatsFilter`.
+///
+/// QEMU 7.2 and 10.0. Used by `query-stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsFilter {
+    /// `providers`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<StatsRequest>>,
+
+    /// The branch chosen by `target`, with its members.
+    #[serde(flatten)]
+    pub target: StatsFilterBranch,
+}
+
+qapi_union! {
+    /// The branches of [`StatsFilter`], chosen by its member `target`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum StatsFilterBranch: "target" {
+        /// `target: vcpu`: QEMU 7.2 and 10.0.
+        Vcpu = "vcpu" => StatsVCPUFilter,
+    } {
+        /// `target: vm`, with no more members: QEMU 7.2 and 10.0.
+        Vm = "vm",
+        /// `target: cryptodev`, with no more members: QEMU 10.0 only.
+        Cryptodev = "cryptodev",
+    }
+}
+
+qapi_enum! {
+/// QAPI type `StatsProvider`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsResult.provider`, `QueryStatsSchemas.provider`, `StatsSchema.provider`, `StatsRequest.provider`.
+pub enum StatsProvider {
+/// `kvm`: QEMU 7.2 and 10.0.
+Kvm = "kvm",
+/// `cryptodev`: QEMU 10.0 only.
+Cryptodev = "cryptodev",
+}
+}
+
+/// QAPI type `StatsRequest`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsFilter.providers`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsRequest {
+    /// `provider`: QEMU 7.2 and 10.0.
+    pub provider: StatsProvider,
+    /// `names`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+}
+
 /// QAPI type `StatsResult`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-stats.ret`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatsResult {
     /// `provider`: QEMU 7.2 and 10.0.
-    pub provider: StatsResultProvider,
+    pub provider: StatsProvider,
     /// `qom-path`: QEMU 7.2 and 10.0.
     #[serde(rename = "qom-path", default, skip_serializing_if = "Option::is_none")]
     pub qom_path: Option<String>,
     /// `stats`: QEMU 7.2 and 10.0.
     pub stats: Vec<Stats>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `StatsResult.provider`.
-///
-/// QEMU 7.2 and 10.0. Used by `StatsResult.provider`, `QueryStatsSchemas.provider`, `StatsSchema.provider`, `QueryStatsProviders.provider`.
-pub enum StatsResultProvider {
-/// `kvm`: QEMU 7.2 and 10.0.
-Kvm = "kvm",
-/// `cryptodev`: QEMU 10.0 only.
-Cryptodev = "cryptodev",
-}
 }
 
 /// QAPI type `StatsSchema`.
@@ -12616,26 +12323,26 @@ Cryptodev = "cryptodev",
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatsSchema {
     /// `provider`: QEMU 7.2 and 10.0.
-    pub provider: StatsResultProvider,
+    pub provider: StatsProvider,
     /// `target`: QEMU 7.2 and 10.0.
-    pub target: QueryStatsTarget,
+    pub target: StatsTarget,
     /// `stats`: QEMU 7.2 and 10.0.
-    pub stats: Vec<StatsSchemaStats>,
+    pub stats: Vec<StatsSchemaValue>,
 }
 
-/// A type the schema leaves unnamed, reached as `StatsSchema.stats`.
+/// QAPI type `StatsSchemaValue`.
 ///
 /// QEMU 7.2 and 10.0. Used by `StatsSchema.stats`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StatsSchemaStats {
+pub struct StatsSchemaValue {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type")]
-    pub type_: StatsSchemaStatsType,
+    pub type_: StatsType,
     /// `unit`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<StatsSchemaStatsUnit>,
+    pub unit: Option<StatsUnit>,
     /// `base`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<i64>,
@@ -12647,14 +12354,28 @@ pub struct StatsSchemaStats {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub bucket_size: Option<i64>,
+    pub bucket_size: Option<u32>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `StatsSchemaStats.type`.
+/// QAPI type `StatsTarget`.
 ///
-/// QEMU 7.2 and 10.0. Used by `StatsSchemaStats.type`.
-pub enum StatsSchemaStatsType {
+/// QEMU 7.2 and 10.0. Used by `StatsFilter.target`, `StatsSchema.target`.
+pub enum StatsTarget {
+/// `vm`: QEMU 7.2 and 10.0.
+Vm = "vm",
+/// `vcpu`: QEMU 7.2 and 10.0.
+Vcpu = "vcpu",
+/// `cryptodev`: QEMU 10.0 only.
+Cryptodev = "cryptodev",
+}
+}
+
+qapi_enum! {
+/// QAPI type `StatsType`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsSchemaValue.type`.
+pub enum StatsType {
 /// `cumulative`: QEMU 7.2 and 10.0.
 Cumulative = "cumulative",
 /// `instant`: QEMU 7.2 and 10.0.
@@ -12669,10 +12390,10 @@ Log2Histogram = "log2-histogram",
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `StatsSchemaStats.unit`.
+/// QAPI type `StatsUnit`.
 ///
-/// QEMU 7.2 and 10.0. Used by `StatsSchemaStats.unit`.
-pub enum StatsSchemaStatsUnit {
+/// QEMU 7.2 and 10.0. Used by `StatsSchemaValue.unit`.
+pub enum StatsUnit {
 /// `bytes`: QEMU 7.2 and 10.0.
 Bytes = "bytes",
 /// `seconds`: QEMU 7.2 and 10.0.
@@ -12682,6 +12403,16 @@ Cycles = "cycles",
 /// `boolean`: QEMU 7.2 and 10.0.
 Boolean = "boolean",
 }
+}
+
+/// QAPI type `StatsVCPUFilter`.
+///
+/// QEMU 7.2 and 10.0. Used by `StatsFilter.target=vcpu`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsVCPUFilter {
+    /// `vcpus`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<Vec<String>>,
 }
 
 /// QAPI type `StatsValue`.
@@ -12802,6 +12533,24 @@ Xtensaeb = "xtensaeb",
 }
 }
 
+/// QAPI type `TPMEmulatorOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMEmulatorOptionsWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMEmulatorOptions {
+    /// `chardev`: QEMU 7.2 and 10.0.
+    pub chardev: String,
+}
+
+/// QAPI type `TPMEmulatorOptionsWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TpmTypeOptions.type=emulator`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMEmulatorOptionsWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: TPMEmulatorOptions,
+}
+
 /// QAPI type `TPMInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-tpm.ret`.
@@ -12812,64 +12561,14 @@ pub struct TPMInfo {
     /// `model`: QEMU 7.2 and 10.0.
     pub model: TpmModel,
     /// `options`: QEMU 7.2 and 10.0.
-    pub options: TPMInfoOptions,
+    pub options: TpmTypeOptions,
 }
 
-/// A type the schema leaves unnamed, reached as `TPMInfo.options`.
+/// QAPI type `TPMPassthroughOptions`.
 ///
-/// QEMU 7.2 and 10.0. Used by `TPMInfo.options`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TPMInfoOptions {
-    /// The branch chosen by `type`, with its members.
-    #[serde(flatten)]
-    pub type_: TPMInfoOptionsBranch,
-}
-
-qapi_union! {
-    /// The branches of [`TPMInfoOptions`], chosen by its member `type`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum TPMInfoOptionsBranch: "type" {
-        /// `type: passthrough`: QEMU 7.2 and 10.0.
-        Passthrough = "passthrough" => TPMInfoOptionsPassthrough,
-        /// `type: emulator`: QEMU 7.2 and 10.0.
-        Emulator = "emulator" => TPMInfoOptionsEmulator,
-    } {
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `TPMInfoOptions.type=emulator`.
-///
-/// QEMU 7.2 and 10.0. Used by `TPMInfoOptions.type=emulator`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TPMInfoOptionsEmulator {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: TPMInfoOptionsEmulatorData,
-}
-
-/// A type the schema leaves unnamed, reached as `TPMInfoOptionsEmulator.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `TPMInfoOptionsEmulator.data`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TPMInfoOptionsEmulatorData {
-    /// `chardev`: QEMU 7.2 and 10.0.
-    pub chardev: String,
-}
-
-/// A type the schema leaves unnamed, reached as `TPMInfoOptions.type=passthrough`.
-///
-/// QEMU 7.2 and 10.0. Used by `TPMInfoOptions.type=passthrough`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TPMInfoOptionsPassthrough {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: TPMInfoOptionsPassthroughData,
-}
-
-/// A type the schema leaves unnamed, reached as `TPMInfoOptionsPassthrough.data`.
-///
-/// QEMU 7.2 and 10.0. Used by `TPMInfoOptionsPassthrough.data`.
+/// QEMU 7.2 and 10.0. Used by `TPMPassthroughOptionsWrapper.data`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TPMInfoOptionsPassthroughData {
+pub struct TPMPassthroughOptions {
     /// `path`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -12882,6 +12581,15 @@ pub struct TPMInfoOptionsPassthroughData {
     pub cancel_path: Option<String>,
 }
 
+/// QAPI type `TPMPassthroughOptionsWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `TpmTypeOptions.type=passthrough`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TPMPassthroughOptionsWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: TPMPassthroughOptions,
+}
+
 /// QAPI type `TargetInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `query-target.ret`.
@@ -12889,6 +12597,416 @@ pub struct TPMInfoOptionsPassthroughData {
 pub struct TargetInfo {
     /// `arch`: QEMU 7.2 and 10.0.
     pub arch: SysEmuTarget,
+}
+
+/// QAPI type `ThreadContextProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=thread-context`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadContextProperties {
+    /// `cpu-affinity`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "cpu-affinity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_affinity: Option<Vec<u16>>,
+    /// `node-affinity`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "node-affinity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_affinity: Option<Vec<u16>>,
+}
+
+/// QAPI type `ThrottleGroupProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=throttle-group`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ThrottleGroupProperties {
+    /// `limits`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ThrottleLimits>,
+    /// `x-iops-total`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_total: Option<i64>,
+    /// `x-iops-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_total_max: Option<i64>,
+    /// `x-iops-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_total_max_length: Option<i64>,
+    /// `x-iops-read`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-read",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_read: Option<i64>,
+    /// `x-iops-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_read_max: Option<i64>,
+    /// `x-iops-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_read_max_length: Option<i64>,
+    /// `x-iops-write`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-write",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_write: Option<i64>,
+    /// `x-iops-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_write_max: Option<i64>,
+    /// `x-iops-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_write_max_length: Option<i64>,
+    /// `x-bps-total`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_total: Option<i64>,
+    /// `x-bps-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_total_max: Option<i64>,
+    /// `x-bps-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_total_max_length: Option<i64>,
+    /// `x-bps-read`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-read",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_read: Option<i64>,
+    /// `x-bps-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_read_max: Option<i64>,
+    /// `x-bps-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_read_max_length: Option<i64>,
+    /// `x-bps-write`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-write",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_write: Option<i64>,
+    /// `x-bps-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_write_max: Option<i64>,
+    /// `x-bps-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-bps-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_bps_write_max_length: Option<i64>,
+    /// `x-iops-size`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "x-iops-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_iops_size: Option<i64>,
+}
+
+/// QAPI type `ThrottleLimits`.
+///
+/// QEMU 7.2 and 10.0. Used by `ThrottleGroupProperties.limits`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ThrottleLimits {
+    /// `iops-total`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-total",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_total: Option<i64>,
+    /// `iops-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_total_max: Option<i64>,
+    /// `iops-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_total_max_length: Option<i64>,
+    /// `iops-read`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iops-read", default, skip_serializing_if = "Option::is_none")]
+    pub iops_read: Option<i64>,
+    /// `iops-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_read_max: Option<i64>,
+    /// `iops-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_read_max_length: Option<i64>,
+    /// `iops-write`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-write",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_write: Option<i64>,
+    /// `iops-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_write_max: Option<i64>,
+    /// `iops-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "iops-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iops_write_max_length: Option<i64>,
+    /// `bps-total`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bps-total", default, skip_serializing_if = "Option::is_none")]
+    pub bps_total: Option<i64>,
+    /// `bps-total-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-total-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_total_max: Option<i64>,
+    /// `bps-total-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-total-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_total_max_length: Option<i64>,
+    /// `bps-read`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bps-read", default, skip_serializing_if = "Option::is_none")]
+    pub bps_read: Option<i64>,
+    /// `bps-read-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-read-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_read_max: Option<i64>,
+    /// `bps-read-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-read-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_read_max_length: Option<i64>,
+    /// `bps-write`: QEMU 7.2 and 10.0.
+    #[serde(rename = "bps-write", default, skip_serializing_if = "Option::is_none")]
+    pub bps_write: Option<i64>,
+    /// `bps-write-max`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-write-max",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_write_max: Option<i64>,
+    /// `bps-write-max-length`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "bps-write-max-length",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bps_write_max_length: Option<i64>,
+    /// `iops-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "iops-size", default, skip_serializing_if = "Option::is_none")]
+    pub iops_size: Option<i64>,
+}
+
+qapi_enum! {
+/// QAPI type `TimeUnit`.
+///
+/// QEMU 10.0 only. Used by `CalcDirtyRate.calc-time-unit`, `QueryDirtyRate.calc-time-unit`, `DirtyRateInfo.calc-time-unit`.
+pub enum TimeUnit {
+/// `second`: QEMU 10.0 only.
+Second = "second",
+/// `millisecond`: QEMU 10.0 only.
+Millisecond = "millisecond",
+}
+}
+
+/// QAPI type `TlsCredsAnonProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-anon`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TlsCredsAnonProperties {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<QCryptoTLSCredsEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+}
+
+/// QAPI type `TlsCredsProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-cipher-suites`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TlsCredsProperties {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<QCryptoTLSCredsEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+}
+
+/// QAPI type `TlsCredsPskProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-psk`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TlsCredsPskProperties {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<QCryptoTLSCredsEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// QAPI type `TlsCredsX509Properties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=tls-creds-x509`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TlsCredsX509Properties {
+    /// `verify-peer`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "verify-peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_peer: Option<bool>,
+    /// `dir`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `endpoint`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<QCryptoTLSCredsEndpoint>,
+    /// `priority`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// `loaded`: QEMU 7.2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<bool>,
+    /// `sanity-check`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "sanity-check",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sanity_check: Option<bool>,
+    /// `passwordid`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passwordid: Option<String>,
 }
 
 qapi_enum! {
@@ -12908,13 +13026,36 @@ TpmSpapr = "tpm-spapr",
 qapi_enum! {
 /// QAPI type `TpmType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `query-tpm-types.ret`, `TPMInfoOptions.type`.
+/// QEMU 7.2 and 10.0. Used by `query-tpm-types.ret`, `TpmTypeOptions.type`.
 pub enum TpmType {
 /// `passthrough`: QEMU 7.2 and 10.0.
 Passthrough = "passthrough",
 /// `emulator`: QEMU 7.2 and 10.0.
 Emulator = "emulator",
 }
+}
+
+/// QAPI type `TpmTypeOptions`.
+///
+/// QEMU 7.2 and 10.0. Used by `TPMInfo.options`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TpmTypeOptions {
+    /// The branch chosen by `type`, with its members.
+    #[serde(flatten)]
+    pub type_: TpmTypeOptionsBranch,
+}
+
+qapi_union! {
+    /// The branches of [`TpmTypeOptions`], chosen by its member `type`.
+    ///
+    /// QEMU 7.2 and 10.0.
+    pub enum TpmTypeOptionsBranch: "type" {
+        /// `type: passthrough`: QEMU 7.2 and 10.0.
+        Passthrough = "passthrough" => TPMPassthroughOptionsWrapper,
+        /// `type: emulator`: QEMU 7.2 and 10.0.
+        Emulator = "emulator" => TPMEmulatorOptionsWrapper,
+    } {
+    }
 }
 
 /// QAPI type `TraceEventInfo`.
@@ -12925,17 +13066,17 @@ pub struct TraceEventInfo {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `state`: QEMU 7.2 and 10.0.
-    pub state: TraceEventInfoState,
+    pub state: TraceEventState,
     /// `vcpu`: QEMU 7.2 only; required where present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpu: Option<bool>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `TraceEventInfo.state`.
+/// QAPI type `TraceEventState`.
 ///
 /// QEMU 7.2 and 10.0. Used by `TraceEventInfo.state`.
-pub enum TraceEventInfoState {
+pub enum TraceEventState {
 /// `unavailable`: QEMU 7.2 and 10.0.
 Unavailable = "unavailable",
 /// `disabled`: QEMU 7.2 and 10.0.
@@ -12945,135 +13086,54 @@ Enabled = "enabled",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `Transaction.actions`.
+/// QAPI type `TransactionAction`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Transaction.actions`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActions {
+pub struct TransactionAction {
     /// The branch chosen by `type`, with its members.
     #[serde(flatten)]
-    pub type_: TransactionActionsBranch,
+    pub type_: TransactionActionBranch,
 }
 
 qapi_union! {
-    /// The branches of [`TransactionActions`], chosen by its member `type`.
+    /// The branches of [`TransactionAction`], chosen by its member `type`.
     ///
     /// QEMU 7.2 and 10.0.
-    pub enum TransactionActionsBranch: "type" {
+    pub enum TransactionActionBranch: "type" {
         /// `type: abort`: QEMU 7.2 and 10.0.
-        Abort = "abort" => TransactionActionsAbort,
+        Abort = "abort" => AbortWrapper,
         /// `type: block-dirty-bitmap-add`: QEMU 7.2 and 10.0.
-        BlockDirtyBitmapAdd = "block-dirty-bitmap-add" => TransactionActionsBlockDirtyBitmapAdd,
+        BlockDirtyBitmapAdd = "block-dirty-bitmap-add" => BlockDirtyBitmapAddWrapper,
         /// `type: block-dirty-bitmap-remove`: QEMU 7.2 and 10.0.
-        BlockDirtyBitmapRemove = "block-dirty-bitmap-remove" => TransactionActionsBlockDirtyBitmapRemove,
+        BlockDirtyBitmapRemove = "block-dirty-bitmap-remove" => BlockDirtyBitmapWrapper,
         /// `type: block-dirty-bitmap-clear`: QEMU 7.2 and 10.0.
-        BlockDirtyBitmapClear = "block-dirty-bitmap-clear" => TransactionActionsBlockDirtyBitmapRemove,
+        BlockDirtyBitmapClear = "block-dirty-bitmap-clear" => BlockDirtyBitmapWrapper,
         /// `type: block-dirty-bitmap-enable`: QEMU 7.2 and 10.0.
-        BlockDirtyBitmapEnable = "block-dirty-bitmap-enable" => TransactionActionsBlockDirtyBitmapRemove,
+        BlockDirtyBitmapEnable = "block-dirty-bitmap-enable" => BlockDirtyBitmapWrapper,
         /// `type: block-dirty-bitmap-disable`: QEMU 7.2 and 10.0.
-        BlockDirtyBitmapDisable = "block-dirty-bitmap-disable" => TransactionActionsBlockDirtyBitmapRemove,
+        BlockDirtyBitmapDisable = "block-dirty-bitmap-disable" => BlockDirtyBitmapWrapper,
         /// `type: block-dirty-bitmap-merge`: QEMU 7.2 and 10.0.
-        BlockDirtyBitmapMerge = "block-dirty-bitmap-merge" => TransactionActionsBlockDirtyBitmapMerge,
+        BlockDirtyBitmapMerge = "block-dirty-bitmap-merge" => BlockDirtyBitmapMergeWrapper,
         /// `type: blockdev-backup`: QEMU 7.2 and 10.0.
-        BlockdevBackup = "blockdev-backup" => TransactionActionsBlockdevBackup,
+        BlockdevBackup = "blockdev-backup" => BlockdevBackupWrapper,
         /// `type: blockdev-snapshot`: QEMU 7.2 and 10.0.
-        BlockdevSnapshot = "blockdev-snapshot" => TransactionActionsBlockdevSnapshot,
+        BlockdevSnapshot = "blockdev-snapshot" => BlockdevSnapshotWrapper,
         /// `type: blockdev-snapshot-internal-sync`: QEMU 7.2 and 10.0.
-        BlockdevSnapshotInternalSync = "blockdev-snapshot-internal-sync" => TransactionActionsBlockdevSnapshotInternalSync,
+        BlockdevSnapshotInternalSync = "blockdev-snapshot-internal-sync" => BlockdevSnapshotInternalWrapper,
         /// `type: blockdev-snapshot-sync`: QEMU 7.2 and 10.0.
-        BlockdevSnapshotSync = "blockdev-snapshot-sync" => TransactionActionsBlockdevSnapshotSync,
+        BlockdevSnapshotSync = "blockdev-snapshot-sync" => BlockdevSnapshotSyncWrapper,
         /// `type: drive-backup`: QEMU 7.2 and 10.0.
-        DriveBackup = "drive-backup" => TransactionActionsDriveBackup,
+        DriveBackup = "drive-backup" => DriveBackupWrapper,
     } {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=abort`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=abort`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsAbort {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: qmp_proto::Empty,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=block-dirty-bitmap-add`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=block-dirty-bitmap-add`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockDirtyBitmapAdd {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockDirtyBitmapAdd,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=block-dirty-bitmap-merge`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=block-dirty-bitmap-merge`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockDirtyBitmapMerge {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockDirtyBitmapMerge,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=block-dirty-bitmap-remove`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=block-dirty-bitmap-remove`, `TransactionActions.type=block-dirty-bitmap-clear`, `TransactionActions.type=block-dirty-bitmap-enable`, `TransactionActions.type=block-dirty-bitmap-disable`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockDirtyBitmapRemove {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockDirtyBitmap,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=blockdev-backup`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=blockdev-backup`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockdevBackup {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockdevBackup,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=blockdev-snapshot`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=blockdev-snapshot`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockdevSnapshot {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockdevSnapshot,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=blockdev-snapshot-internal-sync`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=blockdev-snapshot-internal-sync`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockdevSnapshotInternalSync {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockdevSnapshotInternalSync,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=blockdev-snapshot-sync`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=blockdev-snapshot-sync`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsBlockdevSnapshotSync {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: BlockdevSnapshotSync,
-}
-
-/// A type the schema leaves unnamed, reached as `TransactionActions.type=drive-backup`.
-///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type=drive-backup`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransactionActionsDriveBackup {
-    /// `data`: QEMU 7.2 and 10.0.
-    pub data: DriveBackup,
-}
-
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `TransactionActions.type`.
+/// QAPI type `TransactionActionKind`.
 ///
-/// QEMU 7.2 and 10.0. Used by `TransactionActions.type`.
-pub enum TransactionActionsType {
+/// QEMU 7.2 and 10.0. Used by `TransactionAction.type`.
+pub enum TransactionActionKind {
 /// `abort`: QEMU 7.2 and 10.0.
 Abort = "abort",
 /// `block-dirty-bitmap-add`: QEMU 7.2 and 10.0.
@@ -13101,7 +13161,7 @@ DriveBackup = "drive-backup",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `Transaction.properties`.
+/// QAPI type `TransactionProperties`.
 ///
 /// QEMU 7.2 and 10.0. Used by `Transaction.properties`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -13112,19 +13172,31 @@ pub struct TransactionProperties {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub completion_mode: Option<TransactionPropertiesCompletionMode>,
+    pub completion_mode: Option<ActionCompletionMode>,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `TransactionProperties.completion-mode`.
+/// QAPI type `UnixSocketAddress`.
 ///
-/// QEMU 7.2 and 10.0. Used by `TransactionProperties.completion-mode`.
-pub enum TransactionPropertiesCompletionMode {
-/// `individual`: QEMU 7.2 and 10.0.
-Individual = "individual",
-/// `grouped`: QEMU 7.2 and 10.0.
-Grouped = "grouped",
+/// QEMU 7.2 and 10.0. Used by `SocketAddress.type=unix`, `UnixSocketAddressWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnixSocketAddress {
+    /// `path`: QEMU 7.2 and 10.0.
+    pub path: String,
+    /// `abstract`: QEMU 7.2 and 10.0.
+    #[serde(rename = "abstract", default, skip_serializing_if = "Option::is_none")]
+    pub abstract_: Option<bool>,
+    /// `tight`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tight: Option<bool>,
 }
+
+/// QAPI type `UnixSocketAddressWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `SocketAddressLegacy.type=unix`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnixSocketAddressWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: UnixSocketAddress,
 }
 
 /// QAPI type `UuidInfo`.
@@ -13161,26 +13233,81 @@ pub struct VersionTriple {
     pub micro: i64,
 }
 
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `VfioMigration.device-state`.
+/// QAPI type `VfioStats`.
 ///
-/// QEMU 10.0 only. Used by `VfioMigration.device-state`.
-pub enum VfioMigrationDeviceState {
-/// `stop`: QEMU 10.0 only.
-Stop = "stop",
-/// `running`: QEMU 10.0 only.
-Running = "running",
-/// `stop-copy`: QEMU 10.0 only.
-StopCopy = "stop-copy",
-/// `resuming`: QEMU 10.0 only.
-Resuming = "resuming",
-/// `running-p2p`: QEMU 10.0 only.
-RunningP2p = "running-p2p",
-/// `pre-copy`: QEMU 10.0 only.
-PreCopy = "pre-copy",
-/// `pre-copy-p2p`: QEMU 10.0 only.
-PreCopyP2p = "pre-copy-p2p",
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.vfio`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VfioStats {
+    /// `transferred`: QEMU 7.2 and 10.0.
+    pub transferred: i64,
 }
+
+/// QAPI type `VfioUserServerProperties`.
+///
+/// QEMU 7.2 and 10.0. Used by `ObjectOptions.qom-type=x-vfio-user-server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VfioUserServerProperties {
+    /// `socket`: QEMU 7.2 and 10.0.
+    pub socket: SocketAddress,
+    /// `device`: QEMU 7.2 and 10.0.
+    pub device: String,
+}
+
+/// QAPI type `VhostDeviceProtocols`.
+///
+/// QEMU 7.2 and 10.0. Used by `VhostStatus.protocol-features`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VhostDeviceProtocols {
+    /// `protocols`: QEMU 7.2 and 10.0.
+    pub protocols: Vec<String>,
+    /// `unknown-protocols`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unknown-protocols",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unknown_protocols: Option<u64>,
+}
+
+/// QAPI type `VhostStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatus.vhost-dev`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VhostStatus {
+    /// `n-mem-sections`: QEMU 7.2 and 10.0.
+    #[serde(rename = "n-mem-sections")]
+    pub n_mem_sections: i64,
+    /// `n-tmp-sections`: QEMU 7.2 and 10.0.
+    #[serde(rename = "n-tmp-sections")]
+    pub n_tmp_sections: i64,
+    /// `nvqs`: QEMU 7.2 and 10.0.
+    pub nvqs: u32,
+    /// `vq-index`: QEMU 7.2 and 10.0.
+    #[serde(rename = "vq-index")]
+    pub vq_index: i64,
+    /// `features`: QEMU 7.2 and 10.0.
+    pub features: VirtioDeviceFeatures,
+    /// `acked-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "acked-features")]
+    pub acked_features: VirtioDeviceFeatures,
+    /// `backend-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "backend-features")]
+    pub backend_features: VirtioDeviceFeatures,
+    /// `protocol-features`: QEMU 7.2 and 10.0.
+    #[serde(rename = "protocol-features")]
+    pub protocol_features: VhostDeviceProtocols,
+    /// `max-queues`: QEMU 7.2 and 10.0.
+    #[serde(rename = "max-queues")]
+    pub max_queues: u64,
+    /// `backend-cap`: QEMU 7.2 and 10.0.
+    #[serde(rename = "backend-cap")]
+    pub backend_cap: u64,
+    /// `log-enabled`: QEMU 7.2 and 10.0.
+    #[serde(rename = "log-enabled")]
+    pub log_enabled: bool,
+    /// `log-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "log-size")]
+    pub log_size: u64,
 }
 
 /// QAPI type `VirtQueueStatus`.
@@ -13192,47 +13319,47 @@ pub struct VirtQueueStatus {
     pub name: String,
     /// `queue-index`: QEMU 7.2 and 10.0.
     #[serde(rename = "queue-index")]
-    pub queue_index: i64,
+    pub queue_index: u16,
     /// `inuse`: QEMU 7.2 and 10.0.
-    pub inuse: i64,
+    pub inuse: u32,
     /// `vring-num`: QEMU 7.2 and 10.0.
     #[serde(rename = "vring-num")]
-    pub vring_num: i64,
+    pub vring_num: u32,
     /// `vring-num-default`: QEMU 7.2 and 10.0.
     #[serde(rename = "vring-num-default")]
-    pub vring_num_default: i64,
+    pub vring_num_default: u32,
     /// `vring-align`: QEMU 7.2 and 10.0.
     #[serde(rename = "vring-align")]
-    pub vring_align: i64,
+    pub vring_align: u32,
     /// `vring-desc`: QEMU 7.2 and 10.0.
     #[serde(rename = "vring-desc")]
-    pub vring_desc: i64,
+    pub vring_desc: u64,
     /// `vring-avail`: QEMU 7.2 and 10.0.
     #[serde(rename = "vring-avail")]
-    pub vring_avail: i64,
+    pub vring_avail: u64,
     /// `vring-used`: QEMU 7.2 and 10.0.
     #[serde(rename = "vring-used")]
-    pub vring_used: i64,
+    pub vring_used: u64,
     /// `last-avail-idx`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "last-avail-idx",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_avail_idx: Option<i64>,
+    pub last_avail_idx: Option<u16>,
     /// `shadow-avail-idx`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "shadow-avail-idx",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub shadow_avail_idx: Option<i64>,
+    pub shadow_avail_idx: Option<u16>,
     /// `used-idx`: QEMU 7.2 and 10.0.
     #[serde(rename = "used-idx")]
-    pub used_idx: i64,
+    pub used_idx: u16,
     /// `signalled-used`: QEMU 7.2 and 10.0.
     #[serde(rename = "signalled-used")]
-    pub signalled_used: i64,
+    pub signalled_used: u16,
     /// `signalled-used-valid`: QEMU 7.2 and 10.0.
     #[serde(rename = "signalled-used-valid")]
     pub signalled_used_valid: bool,
@@ -13250,31 +13377,70 @@ pub struct VirtVhostQueueStatus {
     /// `call`: QEMU 7.2 and 10.0.
     pub call: i64,
     /// `desc`: QEMU 7.2 and 10.0.
-    pub desc: i64,
+    pub desc: u64,
     /// `avail`: QEMU 7.2 and 10.0.
-    pub avail: i64,
+    pub avail: u64,
     /// `used`: QEMU 7.2 and 10.0.
-    pub used: i64,
+    pub used: u64,
     /// `num`: QEMU 7.2 and 10.0.
     pub num: i64,
     /// `desc-phys`: QEMU 7.2 and 10.0.
     #[serde(rename = "desc-phys")]
-    pub desc_phys: i64,
+    pub desc_phys: u64,
     /// `desc-size`: QEMU 7.2 and 10.0.
     #[serde(rename = "desc-size")]
-    pub desc_size: i64,
+    pub desc_size: u32,
     /// `avail-phys`: QEMU 7.2 and 10.0.
     #[serde(rename = "avail-phys")]
-    pub avail_phys: i64,
+    pub avail_phys: u64,
     /// `avail-size`: QEMU 7.2 and 10.0.
     #[serde(rename = "avail-size")]
-    pub avail_size: i64,
+    pub avail_size: u32,
     /// `used-phys`: QEMU 7.2 and 10.0.
     #[serde(rename = "used-phys")]
-    pub used_phys: i64,
+    pub used_phys: u64,
     /// `used-size`: QEMU 7.2 and 10.0.
     #[serde(rename = "used-size")]
-    pub used_size: i64,
+    pub used_size: u32,
+}
+
+/// QAPI type `VirtioDeviceFeatures`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatus.guest-features`, `VirtioStatus.host-features`, `VirtioStatus.backend-features`, `VhostStatus.features`, ....
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioDeviceFeatures {
+    /// `transports`: QEMU 7.2 and 10.0.
+    pub transports: Vec<String>,
+    /// `dev-features`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "dev-features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dev_features: Option<Vec<String>>,
+    /// `unknown-dev-features`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unknown-dev-features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unknown_dev_features: Option<u64>,
+}
+
+/// QAPI type `VirtioDeviceStatus`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioStatus.status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioDeviceStatus {
+    /// `statuses`: QEMU 7.2 and 10.0.
+    pub statuses: Vec<String>,
+    /// `unknown-statuses`: QEMU 7.2 and 10.0.
+    #[serde(
+        rename = "unknown-statuses",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unknown_statuses: Option<u8>,
 }
 
 /// QAPI type `VirtioInfo`.
@@ -13288,6 +13454,67 @@ pub struct VirtioInfo {
     pub name: String,
 }
 
+/// QAPI type `VirtioMEMDeviceInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioMEMDeviceInfoWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioMEMDeviceInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 7.2 and 10.0.
+    pub memaddr: u64,
+    /// `requested-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "requested-size")]
+    pub requested_size: u64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `max-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "max-size")]
+    pub max_size: u64,
+    /// `block-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "block-size")]
+    pub block_size: u64,
+    /// `node`: QEMU 7.2 and 10.0.
+    pub node: i64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+}
+
+/// QAPI type `VirtioMEMDeviceInfoWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=virtio-mem`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioMEMDeviceInfoWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: VirtioMEMDeviceInfo,
+}
+
+/// QAPI type `VirtioPMEMDeviceInfo`.
+///
+/// QEMU 7.2 and 10.0. Used by `VirtioPMEMDeviceInfoWrapper.data`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioPMEMDeviceInfo {
+    /// `id`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `memaddr`: QEMU 7.2 and 10.0.
+    pub memaddr: u64,
+    /// `size`: QEMU 7.2 and 10.0.
+    pub size: u64,
+    /// `memdev`: QEMU 7.2 and 10.0.
+    pub memdev: String,
+}
+
+/// QAPI type `VirtioPMEMDeviceInfoWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `MemoryDeviceInfo.type=virtio-pmem`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioPMEMDeviceInfoWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: VirtioPMEMDeviceInfo,
+}
+
 /// QAPI type `VirtioQueueElement`.
 ///
 /// QEMU 7.2 and 10.0. Used by `x-query-virtio-queue-element.ret`.
@@ -13296,50 +13523,50 @@ pub struct VirtioQueueElement {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `index`: QEMU 7.2 and 10.0.
-    pub index: i64,
+    pub index: u32,
     /// `descs`: QEMU 7.2 and 10.0.
-    pub descs: Vec<VirtioQueueElementDescs>,
+    pub descs: Vec<VirtioRingDesc>,
     /// `avail`: QEMU 7.2 and 10.0.
-    pub avail: VirtioQueueElementAvail,
+    pub avail: VirtioRingAvail,
     /// `used`: QEMU 7.2 and 10.0.
-    pub used: VirtioQueueElementUsed,
+    pub used: VirtioRingUsed,
 }
 
-/// A type the schema leaves unnamed, reached as `VirtioQueueElement.avail`.
+/// QAPI type `VirtioRingAvail`.
 ///
 /// QEMU 7.2 and 10.0. Used by `VirtioQueueElement.avail`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioQueueElementAvail {
+pub struct VirtioRingAvail {
     /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: i64,
+    pub flags: u16,
     /// `idx`: QEMU 7.2 and 10.0.
-    pub idx: i64,
+    pub idx: u16,
     /// `ring`: QEMU 7.2 and 10.0.
-    pub ring: i64,
+    pub ring: u16,
 }
 
-/// A type the schema leaves unnamed, reached as `VirtioQueueElement.descs`.
+/// QAPI type `VirtioRingDesc`.
 ///
 /// QEMU 7.2 and 10.0. Used by `VirtioQueueElement.descs`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioQueueElementDescs {
+pub struct VirtioRingDesc {
     /// `addr`: QEMU 7.2 and 10.0.
-    pub addr: i64,
+    pub addr: u64,
     /// `len`: QEMU 7.2 and 10.0.
-    pub len: i64,
+    pub len: u32,
     /// `flags`: QEMU 7.2 and 10.0.
     pub flags: Vec<String>,
 }
 
-/// A type the schema leaves unnamed, reached as `VirtioQueueElement.used`.
+/// QAPI type `VirtioRingUsed`.
 ///
 /// QEMU 7.2 and 10.0. Used by `VirtioQueueElement.used`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioQueueElementUsed {
+pub struct VirtioRingUsed {
     /// `flags`: QEMU 7.2 and 10.0.
-    pub flags: i64,
+    pub flags: u16,
     /// `idx`: QEMU 7.2 and 10.0.
-    pub idx: i64,
+    pub idx: u16,
 }
 
 /// QAPI type `VirtioStatus`.
@@ -13351,7 +13578,7 @@ pub struct VirtioStatus {
     pub name: String,
     /// `device-id`: QEMU 7.2 and 10.0.
     #[serde(rename = "device-id")]
-    pub device_id: i64,
+    pub device_id: u16,
     /// `vhost-started`: QEMU 7.2 and 10.0.
     #[serde(rename = "vhost-started")]
     pub vhost_started: bool,
@@ -13360,23 +13587,23 @@ pub struct VirtioStatus {
     pub device_endian: String,
     /// `guest-features`: QEMU 7.2 and 10.0.
     #[serde(rename = "guest-features")]
-    pub guest_features: VirtioStatusGuestFeatures,
+    pub guest_features: VirtioDeviceFeatures,
     /// `host-features`: QEMU 7.2 and 10.0.
     #[serde(rename = "host-features")]
-    pub host_features: VirtioStatusGuestFeatures,
+    pub host_features: VirtioDeviceFeatures,
     /// `backend-features`: QEMU 7.2 and 10.0.
     #[serde(rename = "backend-features")]
-    pub backend_features: VirtioStatusGuestFeatures,
+    pub backend_features: VirtioDeviceFeatures,
     /// `num-vqs`: QEMU 7.2 and 10.0.
     #[serde(rename = "num-vqs")]
     pub num_vqs: i64,
     /// `status`: QEMU 7.2 and 10.0.
-    pub status: VirtioStatusStatus,
+    pub status: VirtioDeviceStatus,
     /// `isr`: QEMU 7.2 and 10.0.
-    pub isr: i64,
+    pub isr: u8,
     /// `queue-sel`: QEMU 7.2 and 10.0.
     #[serde(rename = "queue-sel")]
-    pub queue_sel: i64,
+    pub queue_sel: u16,
     /// `vm-running`: QEMU 7.2 and 10.0.
     #[serde(rename = "vm-running")]
     pub vm_running: bool,
@@ -13403,136 +13630,67 @@ pub struct VirtioStatus {
     pub use_guest_notifier_mask: bool,
     /// `vhost-dev`: QEMU 7.2 and 10.0.
     #[serde(rename = "vhost-dev", default, skip_serializing_if = "Option::is_none")]
-    pub vhost_dev: Option<VirtioStatusVhostDev>,
+    pub vhost_dev: Option<VhostStatus>,
 }
 
-/// A type the schema leaves unnamed, reached as `VirtioStatus.guest-features`.
+/// QAPI type `VmdkExtentInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VirtioStatus.guest-features`, `VirtioStatus.host-features`, `VirtioStatus.backend-features`, `VirtioStatusVhostDev.features`, ....
+/// QEMU 10.0 only. Used by `ImageInfoSpecificVmdk.extents`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioStatusGuestFeatures {
-    /// `transports`: QEMU 7.2 and 10.0.
-    pub transports: Vec<String>,
-    /// `dev-features`: QEMU 7.2 and 10.0.
+pub struct VmdkExtentInfo {
+    /// `filename`: QEMU 10.0 only.
+    pub filename: String,
+    /// `format`: QEMU 10.0 only.
+    pub format: String,
+    /// `virtual-size`: QEMU 10.0 only.
+    #[serde(rename = "virtual-size")]
+    pub virtual_size: i64,
+    /// `cluster-size`: QEMU 10.0 only.
     #[serde(
-        rename = "dev-features",
+        rename = "cluster-size",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub dev_features: Option<Vec<String>>,
-    /// `unknown-dev-features`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unknown-dev-features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unknown_dev_features: Option<i64>,
+    pub cluster_size: Option<i64>,
+    /// `compressed`: QEMU 10.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<bool>,
 }
 
-/// A type the schema leaves unnamed, reached as `VirtioStatus.status`.
-///
-/// QEMU 7.2 and 10.0. Used by `VirtioStatus.status`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioStatusStatus {
-    /// `statuses`: QEMU 7.2 and 10.0.
-    pub statuses: Vec<String>,
-    /// `unknown-statuses`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unknown-statuses",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unknown_statuses: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `VirtioStatus.vhost-dev`.
-///
-/// QEMU 7.2 and 10.0. Used by `VirtioStatus.vhost-dev`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioStatusVhostDev {
-    /// `n-mem-sections`: QEMU 7.2 and 10.0.
-    #[serde(rename = "n-mem-sections")]
-    pub n_mem_sections: i64,
-    /// `n-tmp-sections`: QEMU 7.2 and 10.0.
-    #[serde(rename = "n-tmp-sections")]
-    pub n_tmp_sections: i64,
-    /// `nvqs`: QEMU 7.2 and 10.0.
-    pub nvqs: i64,
-    /// `vq-index`: QEMU 7.2 and 10.0.
-    #[serde(rename = "vq-index")]
-    pub vq_index: i64,
-    /// `features`: QEMU 7.2 and 10.0.
-    pub features: VirtioStatusGuestFeatures,
-    /// `acked-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "acked-features")]
-    pub acked_features: VirtioStatusGuestFeatures,
-    /// `backend-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "backend-features")]
-    pub backend_features: VirtioStatusGuestFeatures,
-    /// `protocol-features`: QEMU 7.2 and 10.0.
-    #[serde(rename = "protocol-features")]
-    pub protocol_features: VirtioStatusVhostDevProtocolFeatures,
-    /// `max-queues`: QEMU 7.2 and 10.0.
-    #[serde(rename = "max-queues")]
-    pub max_queues: i64,
-    /// `backend-cap`: QEMU 7.2 and 10.0.
-    #[serde(rename = "backend-cap")]
-    pub backend_cap: i64,
-    /// `log-enabled`: QEMU 7.2 and 10.0.
-    #[serde(rename = "log-enabled")]
-    pub log_enabled: bool,
-    /// `log-size`: QEMU 7.2 and 10.0.
-    #[serde(rename = "log-size")]
-    pub log_size: i64,
-}
-
-/// A type the schema leaves unnamed, reached as `VirtioStatusVhostDev.protocol-features`.
-///
-/// QEMU 7.2 and 10.0. Used by `VirtioStatusVhostDev.protocol-features`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VirtioStatusVhostDevProtocolFeatures {
-    /// `protocols`: QEMU 7.2 and 10.0.
-    pub protocols: Vec<String>,
-    /// `unknown-protocols`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "unknown-protocols",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unknown_protocols: Option<i64>,
-}
-
-/// A type the schema leaves unnamed, reached as `VncConnected.client`.
+/// QAPI type `VncBasicInfo`.
 ///
 /// QEMU 7.2 and 10.0. Used by `VncConnected.client`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VncConnectedClient {
+pub struct VncBasicInfo {
     /// `host`: QEMU 7.2 and 10.0.
     pub host: String,
     /// `service`: QEMU 7.2 and 10.0.
     pub service: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
+    pub family: NetworkAddressFamily,
     /// `websocket`: QEMU 7.2 and 10.0.
     pub websocket: bool,
 }
 
-/// A type the schema leaves unnamed, reached as `VncConnected.server`.
+/// QAPI type `VncClientInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VncConnected.server`, `VncDisconnected.server`, `VncInitialized.server`.
+/// QEMU 7.2 and 10.0. Used by `VncInfo.clients`, `VncInfo2.clients`, `VncDisconnected.client`, `VncInitialized.client`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VncConnectedServer {
+pub struct VncClientInfo {
     /// `host`: QEMU 7.2 and 10.0.
     pub host: String,
     /// `service`: QEMU 7.2 and 10.0.
     pub service: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
+    pub family: NetworkAddressFamily,
     /// `websocket`: QEMU 7.2 and 10.0.
     pub websocket: bool,
-    /// `auth`: QEMU 7.2 and 10.0.
+    /// `x509_dname`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<String>,
+    pub x509_dname: Option<String>,
+    /// `sasl_username`: QEMU 7.2 and 10.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_username: Option<String>,
 }
 
 /// QAPI type `VncInfo`.
@@ -13547,7 +13705,7 @@ pub struct VncInfo {
     pub host: Option<String>,
     /// `family`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<VncInfoFamily>,
+    pub family: Option<NetworkAddressFamily>,
     /// `service`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -13556,7 +13714,7 @@ pub struct VncInfo {
     pub auth: Option<String>,
     /// `clients`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clients: Option<Vec<VncInfoClients>>,
+    pub clients: Option<Vec<VncClientInfo>>,
 }
 
 /// QAPI type `VncInfo2`.
@@ -13567,24 +13725,24 @@ pub struct VncInfo2 {
     /// `id`: QEMU 7.2 and 10.0.
     pub id: String,
     /// `server`: QEMU 7.2 and 10.0.
-    pub server: Vec<VncInfo2Server>,
+    pub server: Vec<VncServerInfo2>,
     /// `clients`: QEMU 7.2 and 10.0.
-    pub clients: Vec<VncInfoClients>,
+    pub clients: Vec<VncClientInfo>,
     /// `auth`: QEMU 7.2 and 10.0.
-    pub auth: VncInfo2Auth,
+    pub auth: VncPrimaryAuth,
     /// `vencrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vencrypt: Option<VncInfo2Vencrypt>,
+    pub vencrypt: Option<VncVencryptSubAuth>,
     /// `display`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `VncInfo2.auth`.
+/// QAPI type `VncPrimaryAuth`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VncInfo2.auth`, `VncInfo2Server.auth`.
-pub enum VncInfo2Auth {
+/// QEMU 7.2 and 10.0. Used by `VncInfo2.auth`, `VncServerInfo2.auth`.
+pub enum VncPrimaryAuth {
 /// `none`: QEMU 7.2 and 10.0.
 None = "none",
 /// `vnc`: QEMU 7.2 and 10.0.
@@ -13606,31 +13764,49 @@ Sasl = "sasl",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `VncInfo2.server`.
+/// QAPI type `VncServerInfo`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VncInfo2.server`.
+/// QEMU 7.2 and 10.0. Used by `VncConnected.server`, `VncDisconnected.server`, `VncInitialized.server`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VncInfo2Server {
+pub struct VncServerInfo {
     /// `host`: QEMU 7.2 and 10.0.
     pub host: String,
     /// `service`: QEMU 7.2 and 10.0.
     pub service: String,
     /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
+    pub family: NetworkAddressFamily,
     /// `websocket`: QEMU 7.2 and 10.0.
     pub websocket: bool,
     /// `auth`: QEMU 7.2 and 10.0.
-    pub auth: VncInfo2Auth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+}
+
+/// QAPI type `VncServerInfo2`.
+///
+/// QEMU 7.2 and 10.0. Used by `VncInfo2.server`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VncServerInfo2 {
+    /// `host`: QEMU 7.2 and 10.0.
+    pub host: String,
+    /// `service`: QEMU 7.2 and 10.0.
+    pub service: String,
+    /// `family`: QEMU 7.2 and 10.0.
+    pub family: NetworkAddressFamily,
+    /// `websocket`: QEMU 7.2 and 10.0.
+    pub websocket: bool,
+    /// `auth`: QEMU 7.2 and 10.0.
+    pub auth: VncPrimaryAuth,
     /// `vencrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vencrypt: Option<VncInfo2Vencrypt>,
+    pub vencrypt: Option<VncVencryptSubAuth>,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `VncInfo2.vencrypt`.
+/// QAPI type `VncVencryptSubAuth`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VncInfo2.vencrypt`, `VncInfo2Server.vencrypt`.
-pub enum VncInfo2Vencrypt {
+/// QEMU 7.2 and 10.0. Used by `VncInfo2.vencrypt`, `VncServerInfo2.vencrypt`.
+pub enum VncVencryptSubAuth {
 /// `plain`: QEMU 7.2 and 10.0.
 Plain = "plain",
 /// `tls-none`: QEMU 7.2 and 10.0.
@@ -13652,255 +13828,71 @@ X509Sasl = "x509-sasl",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `VncInfo.clients`.
+/// QAPI type `VsockSocketAddress`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VncInfo.clients`, `VncInfo2.clients`, `VncDisconnected.client`, `VncInitialized.client`.
+/// QEMU 7.2 and 10.0. Used by `SocketAddress.type=vsock`, `VsockSocketAddressWrapper.data`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VncInfoClients {
-    /// `host`: QEMU 7.2 and 10.0.
-    pub host: String,
-    /// `service`: QEMU 7.2 and 10.0.
-    pub service: String,
-    /// `family`: QEMU 7.2 and 10.0.
-    pub family: VncInfoFamily,
-    /// `websocket`: QEMU 7.2 and 10.0.
-    pub websocket: bool,
-    /// `x509_dname`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x509_dname: Option<String>,
-    /// `sasl_username`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sasl_username: Option<String>,
+pub struct VsockSocketAddress {
+    /// `cid`: QEMU 7.2 and 10.0.
+    pub cid: String,
+    /// `port`: QEMU 7.2 and 10.0.
+    pub port: String,
+}
+
+/// QAPI type `VsockSocketAddressWrapper`.
+///
+/// QEMU 7.2 and 10.0. Used by `SocketAddressLegacy.type=vsock`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VsockSocketAddressWrapper {
+    /// `data`: QEMU 7.2 and 10.0.
+    pub data: VsockSocketAddress,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `VncInfo.family`.
+/// QAPI type `WatchdogAction`.
 ///
-/// QEMU 7.2 and 10.0. Used by `VncInfo.family`, `SpiceInfoChannels.family`, `VncInfoClients.family`, `VncInfo2Server.family`, ....
-pub enum VncInfoFamily {
-/// `ipv4`: QEMU 7.2 and 10.0.
-Ipv4 = "ipv4",
-/// `ipv6`: QEMU 7.2 and 10.0.
-Ipv6 = "ipv6",
-/// `unix`: QEMU 7.2 and 10.0.
-Unix = "unix",
-/// `vsock`: QEMU 7.2 and 10.0.
-Vsock = "vsock",
-/// `unknown`: QEMU 7.2 and 10.0.
-Unknown = "unknown",
+/// QEMU 7.2 and 10.0. Used by `SetAction.watchdog`, `WatchdogSetAction.action`, `Watchdog.action`.
+pub enum WatchdogAction {
+/// `reset`: QEMU 7.2 and 10.0.
+Reset = "reset",
+/// `shutdown`: QEMU 7.2 and 10.0.
+Shutdown = "shutdown",
+/// `poweroff`: QEMU 7.2 and 10.0.
+Poweroff = "poweroff",
+/// `pause`: QEMU 7.2 and 10.0.
+Pause = "pause",
+/// `debug`: QEMU 7.2 and 10.0.
+Debug = "debug",
+/// `none`: QEMU 7.2 and 10.0.
+None = "none",
+/// `inject-nmi`: QEMU 7.2 and 10.0.
+InjectNmi = "inject-nmi",
 }
 }
 
-/// A type the schema leaves unnamed, reached as `XBlockdevAmend.options`.
+/// QAPI type `XBZRLECacheStats`.
 ///
-/// QEMU 7.2 and 10.0. Used by `XBlockdevAmend.options`.
+/// QEMU 7.2 and 10.0. Used by `MigrationInfo.xbzrle-cache`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XBlockdevAmendOptions {
-    /// The branch chosen by `driver`, with its members.
-    #[serde(flatten)]
-    pub driver: XBlockdevAmendOptionsBranch,
-}
-
-qapi_union! {
-    /// The branches of [`XBlockdevAmendOptions`], chosen by its member `driver`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum XBlockdevAmendOptionsBranch: "driver" {
-        /// `driver: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => XBlockdevAmendOptionsLuks,
-        /// `driver: qcow2`: QEMU 7.2 and 10.0.
-        Qcow2 = "qcow2" => XBlockdevAmendOptionsQcow2,
-    } {
-        /// `driver: blkdebug`, with no more members: QEMU 7.2 and 10.0.
-        Blkdebug = "blkdebug",
-        /// `driver: blklogwrites`, with no more members: QEMU 7.2 and 10.0.
-        Blklogwrites = "blklogwrites",
-        /// `driver: blkreplay`, with no more members: QEMU 7.2 and 10.0.
-        Blkreplay = "blkreplay",
-        /// `driver: blkverify`, with no more members: QEMU 7.2 and 10.0.
-        Blkverify = "blkverify",
-        /// `driver: bochs`, with no more members: QEMU 7.2 and 10.0.
-        Bochs = "bochs",
-        /// `driver: cloop`, with no more members: QEMU 7.2 and 10.0.
-        Cloop = "cloop",
-        /// `driver: compress`, with no more members: QEMU 7.2 and 10.0.
-        Compress = "compress",
-        /// `driver: copy-before-write`, with no more members: QEMU 7.2 and 10.0.
-        CopyBeforeWrite = "copy-before-write",
-        /// `driver: copy-on-read`, with no more members: QEMU 7.2 and 10.0.
-        CopyOnRead = "copy-on-read",
-        /// `driver: dmg`, with no more members: QEMU 7.2 and 10.0.
-        Dmg = "dmg",
-        /// `driver: file`, with no more members: QEMU 7.2 and 10.0.
-        File = "file",
-        /// `driver: snapshot-access`, with no more members: QEMU 7.2 and 10.0.
-        SnapshotAccess = "snapshot-access",
-        /// `driver: ftp`, with no more members: QEMU 7.2 and 10.0.
-        Ftp = "ftp",
-        /// `driver: ftps`, with no more members: QEMU 7.2 and 10.0.
-        Ftps = "ftps",
-        /// `driver: gluster`, with no more members: QEMU 7.2 and 10.0.
-        Gluster = "gluster",
-        /// `driver: host_cdrom`, with no more members: QEMU 7.2 and 10.0.
-        HostCdrom = "host_cdrom",
-        /// `driver: host_device`, with no more members: QEMU 7.2 and 10.0.
-        HostDevice = "host_device",
-        /// `driver: http`, with no more members: QEMU 7.2 and 10.0.
-        Http = "http",
-        /// `driver: https`, with no more members: QEMU 7.2 and 10.0.
-        Https = "https",
-        /// `driver: iscsi`, with no more members: QEMU 7.2 and 10.0.
-        Iscsi = "iscsi",
-        /// `driver: nbd`, with no more members: QEMU 7.2 and 10.0.
-        Nbd = "nbd",
-        /// `driver: nfs`, with no more members: QEMU 7.2 and 10.0.
-        Nfs = "nfs",
-        /// `driver: null-aio`, with no more members: QEMU 7.2 and 10.0.
-        NullAio = "null-aio",
-        /// `driver: null-co`, with no more members: QEMU 7.2 and 10.0.
-        NullCo = "null-co",
-        /// `driver: nvme`, with no more members: QEMU 7.2 and 10.0.
-        Nvme = "nvme",
-        /// `driver: parallels`, with no more members: QEMU 7.2 and 10.0.
-        Parallels = "parallels",
-        /// `driver: preallocate`, with no more members: QEMU 7.2 and 10.0.
-        Preallocate = "preallocate",
-        /// `driver: qcow`, with no more members: QEMU 7.2 and 10.0.
-        Qcow = "qcow",
-        /// `driver: qed`, with no more members: QEMU 7.2 and 10.0.
-        Qed = "qed",
-        /// `driver: quorum`, with no more members: QEMU 7.2 and 10.0.
-        Quorum = "quorum",
-        /// `driver: raw`, with no more members: QEMU 7.2 and 10.0.
-        Raw = "raw",
-        /// `driver: rbd`, with no more members: QEMU 7.2 and 10.0.
-        Rbd = "rbd",
-        /// `driver: replication`, with no more members: QEMU 7.2 and 10.0.
-        Replication = "replication",
-        /// `driver: ssh`, with no more members: QEMU 7.2 and 10.0.
-        Ssh = "ssh",
-        /// `driver: throttle`, with no more members: QEMU 7.2 and 10.0.
-        Throttle = "throttle",
-        /// `driver: vdi`, with no more members: QEMU 7.2 and 10.0.
-        Vdi = "vdi",
-        /// `driver: vhdx`, with no more members: QEMU 7.2 and 10.0.
-        Vhdx = "vhdx",
-        /// `driver: vmdk`, with no more members: QEMU 7.2 and 10.0.
-        Vmdk = "vmdk",
-        /// `driver: vpc`, with no more members: QEMU 7.2 and 10.0.
-        Vpc = "vpc",
-        /// `driver: vvfat`, with no more members: QEMU 7.2 and 10.0.
-        Vvfat = "vvfat",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `XBlockdevAmendOptions.driver=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `XBlockdevAmendOptions.driver=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XBlockdevAmendOptionsLuks {
-    /// `state`: QEMU 7.2 and 10.0.
-    pub state: XBlockdevAmendOptionsLuksState,
-    /// `new-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "new-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub new_secret: Option<String>,
-    /// `old-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "old-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub old_secret: Option<String>,
-    /// `keyslot`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyslot: Option<i64>,
-    /// `iter-time`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
-    pub iter_time: Option<i64>,
-    /// `secret`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-qapi_enum! {
-/// A type the schema leaves unnamed, reached as `XBlockdevAmendOptionsLuks.state`.
-///
-/// QEMU 7.2 and 10.0. Used by `XBlockdevAmendOptionsLuks.state`, `XBlockdevAmendOptionsQcow2EncryptLuks.state`.
-pub enum XBlockdevAmendOptionsLuksState {
-/// `active`: QEMU 7.2 and 10.0.
-Active = "active",
-/// `inactive`: QEMU 7.2 and 10.0.
-Inactive = "inactive",
-}
-}
-
-/// A type the schema leaves unnamed, reached as `XBlockdevAmendOptions.driver=qcow2`.
-///
-/// QEMU 7.2 and 10.0. Used by `XBlockdevAmendOptions.driver=qcow2`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XBlockdevAmendOptionsQcow2 {
-    /// `encrypt`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encrypt: Option<XBlockdevAmendOptionsQcow2Encrypt>,
-}
-
-/// A type the schema leaves unnamed, reached as `XBlockdevAmendOptionsQcow2.encrypt`.
-///
-/// QEMU 7.2 and 10.0. Used by `XBlockdevAmendOptionsQcow2.encrypt`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XBlockdevAmendOptionsQcow2Encrypt {
-    /// The branch chosen by `format`, with its members.
-    #[serde(flatten)]
-    pub format: XBlockdevAmendOptionsQcow2EncryptBranch,
-}
-
-qapi_union! {
-    /// The branches of [`XBlockdevAmendOptionsQcow2Encrypt`], chosen by its member `format`.
-    ///
-    /// QEMU 7.2 and 10.0.
-    pub enum XBlockdevAmendOptionsQcow2EncryptBranch: "format" {
-        /// `format: luks`: QEMU 7.2 and 10.0.
-        Luks = "luks" => XBlockdevAmendOptionsQcow2EncryptLuks,
-    } {
-        /// `format: qcow`, with no more members: QEMU 7.2 and 10.0.
-        Qcow = "qcow",
-    }
-}
-
-/// A type the schema leaves unnamed, reached as `XBlockdevAmendOptionsQcow2Encrypt.format=luks`.
-///
-/// QEMU 7.2 and 10.0. Used by `XBlockdevAmendOptionsQcow2Encrypt.format=luks`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XBlockdevAmendOptionsQcow2EncryptLuks {
-    /// `state`: QEMU 7.2 and 10.0.
-    pub state: XBlockdevAmendOptionsLuksState,
-    /// `new-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "new-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub new_secret: Option<String>,
-    /// `old-secret`: QEMU 7.2 and 10.0.
-    #[serde(
-        rename = "old-secret",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub old_secret: Option<String>,
-    /// `keyslot`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyslot: Option<i64>,
-    /// `iter-time`: QEMU 7.2 and 10.0.
-    #[serde(rename = "iter-time", default, skip_serializing_if = "Option::is_none")]
-    pub iter_time: Option<i64>,
-    /// `secret`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
+pub struct XBZRLECacheStats {
+    /// `cache-size`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cache-size")]
+    pub cache_size: u64,
+    /// `bytes`: QEMU 7.2 and 10.0.
+    pub bytes: i64,
+    /// `pages`: QEMU 7.2 and 10.0.
+    pub pages: i64,
+    /// `cache-miss`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cache-miss")]
+    pub cache_miss: i64,
+    /// `cache-miss-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "cache-miss-rate")]
+    pub cache_miss_rate: f64,
+    /// `encoding-rate`: QEMU 7.2 and 10.0.
+    #[serde(rename = "encoding-rate")]
+    pub encoding_rate: f64,
+    /// `overflow`: QEMU 7.2 and 10.0.
+    pub overflow: i64,
 }
 
 /// QAPI type `XDbgBlockGraph`.
@@ -13909,48 +13901,48 @@ pub struct XBlockdevAmendOptionsQcow2EncryptLuks {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XDbgBlockGraph {
     /// `nodes`: QEMU 7.2 and 10.0.
-    pub nodes: Vec<XDbgBlockGraphNodes>,
+    pub nodes: Vec<XDbgBlockGraphNode>,
     /// `edges`: QEMU 7.2 and 10.0.
-    pub edges: Vec<XDbgBlockGraphEdges>,
+    pub edges: Vec<XDbgBlockGraphEdge>,
 }
 
-/// A type the schema leaves unnamed, reached as `XDbgBlockGraph.edges`.
+/// QAPI type `XDbgBlockGraphEdge`.
 ///
 /// QEMU 7.2 and 10.0. Used by `XDbgBlockGraph.edges`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XDbgBlockGraphEdges {
+pub struct XDbgBlockGraphEdge {
     /// `parent`: QEMU 7.2 and 10.0.
-    pub parent: i64,
+    pub parent: u64,
     /// `child`: QEMU 7.2 and 10.0.
-    pub child: i64,
+    pub child: u64,
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `perm`: QEMU 7.2 and 10.0.
-    pub perm: Vec<BlockdevOptionsBlkdebugTakeChildPerms>,
+    pub perm: Vec<BlockPermission>,
     /// `shared-perm`: QEMU 7.2 and 10.0.
     #[serde(rename = "shared-perm")]
-    pub shared_perm: Vec<BlockdevOptionsBlkdebugTakeChildPerms>,
+    pub shared_perm: Vec<BlockPermission>,
 }
 
-/// A type the schema leaves unnamed, reached as `XDbgBlockGraph.nodes`.
+/// QAPI type `XDbgBlockGraphNode`.
 ///
 /// QEMU 7.2 and 10.0. Used by `XDbgBlockGraph.nodes`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct XDbgBlockGraphNodes {
+pub struct XDbgBlockGraphNode {
     /// `id`: QEMU 7.2 and 10.0.
-    pub id: i64,
+    pub id: u64,
     /// `type`: QEMU 7.2 and 10.0.
     #[serde(rename = "type")]
-    pub type_: XDbgBlockGraphNodesType,
+    pub type_: XDbgBlockGraphNodeType,
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `XDbgBlockGraphNodes.type`.
+/// QAPI type `XDbgBlockGraphNodeType`.
 ///
-/// QEMU 7.2 and 10.0. Used by `XDbgBlockGraphNodes.type`.
-pub enum XDbgBlockGraphNodesType {
+/// QEMU 7.2 and 10.0. Used by `XDbgBlockGraphNode.type`.
+pub enum XDbgBlockGraphNodeType {
 /// `block-backend`: QEMU 7.2 and 10.0.
 BlockBackend = "block-backend",
 /// `block-job`: QEMU 7.2 and 10.0.
@@ -13985,7 +13977,7 @@ qapi_union! {
     }
 }
 
-/// A type the schema leaves unnamed, reached as `YankInstance.type=block-node`.
+/// QAPI type `YankInstanceBlockNode`.
 ///
 /// QEMU 7.2 and 10.0. Used by `YankInstance.type=block-node`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -13995,7 +13987,7 @@ pub struct YankInstanceBlockNode {
     pub node_name: String,
 }
 
-/// A type the schema leaves unnamed, reached as `YankInstance.type=chardev`.
+/// QAPI type `YankInstanceChardev`.
 ///
 /// QEMU 7.2 and 10.0. Used by `YankInstance.type=chardev`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -14005,7 +13997,7 @@ pub struct YankInstanceChardev {
 }
 
 qapi_enum! {
-/// A type the schema leaves unnamed, reached as `YankInstance.type`.
+/// QAPI type `YankInstanceType`.
 ///
 /// QEMU 7.2 and 10.0. Used by `YankInstance.type`.
 pub enum YankInstanceType {
@@ -14015,5 +14007,19 @@ BlockNode = "block-node",
 Chardev = "chardev",
 /// `migration`: QEMU 7.2 and 10.0.
 Migration = "migration",
+}
+}
+
+qapi_enum! {
+/// QAPI type `ZeroPageDetection`.
+///
+/// QEMU 10.0 only. Used by `MigrateSetParameters.zero-page-detection`, `MigrationParameters.zero-page-detection`.
+pub enum ZeroPageDetection {
+/// `none`: QEMU 10.0 only.
+None = "none",
+/// `legacy`: QEMU 10.0 only.
+Legacy = "legacy",
+/// `multifd`: QEMU 10.0 only.
+Multifd = "multifd",
 }
 }
