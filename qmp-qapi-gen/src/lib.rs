@@ -96,7 +96,22 @@ pub fn generate(repo: &Path) -> Result<Output, String> {
             }
         }
     }
-    let merged = merge::merge(&versions);
+    let mut merged = merge::merge(&versions);
+    // An integer-table line that names no integer member is stale.
+    for key in ints.keys() {
+        let (ty, member) = key.split_once('.').unwrap_or((key, ""));
+        let found = match merged.types.get(ty).map(|t| &t.def) {
+            Some(merge::Def2::Object { members, .. }) => members.iter().any(|m| {
+                m.name == member && matches!(strip(&m.ty), model::Ty::Builtin(b) if b == "int")
+            }),
+            _ => false,
+        };
+        if !found {
+            merged
+                .warnings
+                .push(format!("ints.txt: {key} is no integer member"));
+        }
+    }
     let counts = emit::counts(&merged);
     summary.push(format!(
         "merged: {} commands, {} events, {} types",
@@ -121,6 +136,14 @@ pub fn generate(repo: &Path) -> Result<Output, String> {
         warnings: merged.warnings.clone(),
         summary,
     })
+}
+
+/// The element type of an array type.
+fn strip(ty: &model::Ty) -> &model::Ty {
+    match ty {
+        model::Ty::Array(t) => strip(t),
+        t => t,
+    }
 }
 
 /// Formats with the toolchain's rustfmt, the same one `cargo fmt` runs, so

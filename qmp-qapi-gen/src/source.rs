@@ -647,3 +647,30 @@ pub(crate) fn learn(
         notes: notes.into_iter().collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_qapi_syntax() {
+        let text = "# a comment\n{ 'struct': 'Foo', # trailing\n  'data': { 'a': 'uint64', '*b': ['size'],\n            'c': { 'type': 'Bar', 'if': 'X' } } }\n{ 'command': 'go', 'data': 'Foo', 'allow-oob': true }\n";
+        let exprs = parse(text).unwrap();
+        assert_eq!(exprs.len(), 2);
+        assert_eq!(exprs[0]["struct"], "Foo");
+        assert_eq!(exprs[0]["data"]["*b"], serde_json::json!(["size"]));
+        assert_eq!(exprs[1]["allow-oob"], true);
+        let data = exprs[0]["data"].as_object().unwrap();
+        assert_eq!(type_ref(&data["*b"]), Some(("size", 1)));
+        assert_eq!(type_ref(&data["c"]), Some(("Bar", 0)));
+        assert!(parse("{ 'a': }").is_err());
+    }
+
+    #[test]
+    fn prelude_names_are_prefixed_both_ways() {
+        assert_eq!(rust_name("String"), "QapiString");
+        assert_eq!(qapi_name("QapiString"), "String");
+        assert_eq!(rust_name("StatusInfo"), "StatusInfo");
+        assert_eq!(qapi_name("QapiFoo"), "QapiFoo");
+    }
+}

@@ -3,10 +3,11 @@
 //! kept, and encode back as they came.
 
 use qmp_proto::Command;
-use qmp_qapi::commands::{BlockdevAdd, QueryStatus};
+use qmp_qapi::commands::{BlockdevAdd, QueryMemorySizeSummary, QueryStatus};
 use qmp_qapi::events::{EVENTS, Event};
 use qmp_qapi::types::{
-    BlockdevOptions, BlockdevOptionsBranch, BlockdevRefOrNull, RunState, StatusInfo, StrOrNull,
+    BlockLatencyHistogramInfo, BlockdevOptions, BlockdevOptionsBranch, BlockdevRefOrNull,
+    MemoryInfo, RunState, StatusInfo, StrOrNull,
 };
 use serde_json::{Value, json};
 
@@ -127,4 +128,23 @@ fn every_event_name_has_its_variant() {
             Err(_) => {} // required members missing: routed, as it should be
         }
     }
+}
+
+#[test]
+fn unsigned_members_take_values_above_i64_max() {
+    // `base-memory` and `plugged-memory` are QAPI `size`: u64, not i64.
+    let reply = r#"{"base-memory":18446744073709551615,"plugged-memory":9223372036854775808}"#;
+    let m: <QueryMemorySizeSummary as Command>::Returns = serde_json::from_str(reply).unwrap();
+    assert_eq!(m.base_memory, u64::MAX);
+    assert_eq!(m.plugged_memory, Some(1 << 63));
+    assert_eq!(serde_json::to_string(&m).unwrap(), reply);
+    // A negative value is refused, not wrapped.
+    assert!(serde_json::from_str::<MemoryInfo>(r#"{"base-memory":-1}"#).is_err());
+
+    // `uint64` lists too.
+    let h: BlockLatencyHistogramInfo =
+        serde_json::from_value(json!({"boundaries": [10, u64::MAX], "bins": [0, 1, u64::MAX]}))
+            .unwrap();
+    assert_eq!(h.boundaries, [10, u64::MAX]);
+    assert_eq!(h.bins[2], u64::MAX);
 }
