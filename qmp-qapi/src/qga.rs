@@ -2,10 +2,15 @@
 //!
 //! qemu-ga has no introspection: `guest-info` lists command names only
 //! (captured in `qmp-qapi/schema/qga-7.2.json`). These types are written by
-//! hand from QEMU's `qga/qapi-schema.json` as of 7.2, in the same open style
+//! hand and checked against QEMU 7.2's `qga/qapi-schema.json` (names,
+//! members, optionality, integer widths, enum values), in the same open style
 //! as the generated QMP catalogue: unknown members are ignored, enums keep
-//! unknown values, and members newer agents add can be read as raw JSON
-//! through `serde_json::Value` where the shape varies.
+//! unknown values, unions keep unknown branches. Types carry their QAPI
+//! names, except where a command's name takes it: QAPI's `GuestFileRead`,
+//! `GuestFileWrite`, `GuestFileSeek`, `GuestExec`, `GuestExecStatus` and
+//! `GuestFsfreezeStatus` (the results) are `GuestFileReadResult`,
+//! `GuestFileWriteResult`, `GuestFileSeekResult`, `GuestExecResult`,
+//! `GuestExecStatusResult` and `FsfreezeStatus` here.
 //!
 //! Reference: <https://www.qemu.org/docs/master/interop/qemu-ga-ref.html>.
 //!
@@ -86,7 +91,7 @@ qga_simple! {
     /// `guest-get-timezone`: the guest's time zone.
     GuestGetTimezone = "guest-get-timezone" -> GuestTimezone;
     /// `guest-get-osinfo`: the guest's operating system.
-    GuestGetOsinfo = "guest-get-osinfo" -> GuestOsInfo;
+    GuestGetOsinfo = "guest-get-osinfo" -> GuestOSInfo;
     /// `guest-get-devices`: the guest's devices (Windows guests only).
     GuestGetDevices = "guest-get-devices" -> Vec<GuestDeviceInfo>;
     /// `guest-get-diskstats`: I/O statistics per disk (Linux guests).
@@ -208,7 +213,7 @@ pub struct GuestFileWriteResult {
 
 qapi_enum! {
     /// Where `guest-file-seek` counts from (QAPI `QGASeek`).
-    pub enum QgaSeek {
+    pub enum QGASeek {
         /// From the start.
         Set = "set",
         /// From the current position.
@@ -226,7 +231,7 @@ pub enum GuestFileWhence {
     /// `SEEK_SET` = 0, `SEEK_CUR` = 1, `SEEK_END` = 2.
     Value(i64),
     /// `set`, `cur` or `end`.
-    Name(QgaSeek),
+    Name(QGASeek),
 }
 
 /// `guest-file-seek`: moves a handle's position.
@@ -261,7 +266,8 @@ pub struct GuestFsfreezeFreezeList {
 qga_command!(GuestFsfreezeFreezeList = "guest-fsfreeze-freeze-list" -> i64);
 
 qapi_enum! {
-    /// The answer of `guest-fsfreeze-status` (QAPI `GuestFsfreezeStatus`).
+    /// The answer of `guest-fsfreeze-status` (QAPI `GuestFsfreezeStatus`, a
+    /// name the command takes here).
     pub enum FsfreezeStatus {
         /// Not frozen.
         Thawed = "thawed",
@@ -351,21 +357,21 @@ pub struct GuestIpAddress {
 #[serde(rename_all = "kebab-case")]
 pub struct GuestNetworkInterfaceStat {
     /// Bytes received.
-    pub rx_bytes: i64,
+    pub rx_bytes: u64,
     /// Packets received.
-    pub rx_packets: i64,
+    pub rx_packets: u64,
     /// Receive errors.
-    pub rx_errs: i64,
+    pub rx_errs: u64,
     /// Received packets dropped.
-    pub rx_dropped: i64,
+    pub rx_dropped: u64,
     /// Bytes sent.
-    pub tx_bytes: i64,
+    pub tx_bytes: u64,
     /// Packets sent.
-    pub tx_packets: i64,
+    pub tx_packets: u64,
     /// Send errors.
-    pub tx_errs: i64,
+    pub tx_errs: u64,
     /// Sent packets dropped.
-    pub tx_dropped: i64,
+    pub tx_dropped: u64,
 }
 
 /// One network interface (QAPI `GuestNetworkInterface`).
@@ -466,7 +472,7 @@ qapi_enum! {
 
 /// A PCI address (QAPI `GuestPCIAddress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuestPciAddress {
+pub struct GuestPCIAddress {
     /// Domain.
     pub domain: i64,
     /// Bus.
@@ -479,7 +485,7 @@ pub struct GuestPciAddress {
 
 /// A CCW address (QAPI `GuestCCWAddress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuestCcwAddress {
+pub struct GuestCCWAddress {
     /// Channel subsystem.
     pub cssid: i64,
     /// Subchannel set.
@@ -495,7 +501,7 @@ pub struct GuestCcwAddress {
 pub struct GuestDiskAddress {
     /// Its controller's PCI address.
     #[serde(rename = "pci-controller")]
-    pub pci_controller: GuestPciAddress,
+    pub pci_controller: GuestPCIAddress,
     /// The bus type.
     #[serde(rename = "bus-type")]
     pub bus_type: GuestDiskBusType,
@@ -517,7 +523,7 @@ pub struct GuestDiskAddress {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub ccw_address: Option<GuestCcwAddress>,
+    pub ccw_address: Option<GuestCCWAddress>,
 }
 
 /// A disk or partition (QAPI `GuestDiskInfo`).
@@ -536,9 +542,51 @@ pub struct GuestDiskInfo {
     /// Its alias (a device-mapper name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
-    /// Its SMART data (QAPI `GuestDiskSmart`, a union on `type`), as JSON.
+    /// Its SMART data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smart: Option<serde_json::Value>,
+    pub smart: Option<GuestDiskSmart>,
+}
+
+qapi_union! {
+    /// A disk's SMART data (QAPI `GuestDiskSmart`), by its bus type; other
+    /// bus types land in `Other`.
+    pub enum GuestDiskSmart: "type" {
+        /// `type: nvme`.
+        Nvme = "nvme" => GuestNVMeSmart,
+    } {}
+}
+
+/// An NVMe disk's SMART health log (QAPI `GuestNVMeSmart`). The 128-bit
+/// counters come as `-lo` and `-hi` halves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub struct GuestNVMeSmart {
+    pub critical_warning: i64,
+    pub temperature: i64,
+    pub available_spare: i64,
+    pub available_spare_threshold: i64,
+    pub percentage_used: i64,
+    pub data_units_read_lo: u64,
+    pub data_units_read_hi: u64,
+    pub data_units_written_lo: u64,
+    pub data_units_written_hi: u64,
+    pub host_read_commands_lo: u64,
+    pub host_read_commands_hi: u64,
+    pub host_write_commands_lo: u64,
+    pub host_write_commands_hi: u64,
+    pub controller_busy_time_lo: u64,
+    pub controller_busy_time_hi: u64,
+    pub power_cycles_lo: u64,
+    pub power_cycles_hi: u64,
+    pub power_on_hours_lo: u64,
+    pub power_on_hours_hi: u64,
+    pub unsafe_shutdowns_lo: u64,
+    pub unsafe_shutdowns_hi: u64,
+    pub media_errors_lo: u64,
+    pub media_errors_hi: u64,
+    pub number_of_error_log_entries_lo: u64,
+    pub number_of_error_log_entries_hi: u64,
 }
 
 /// A mounted filesystem (QAPI `GuestFilesystemInfo`).
@@ -557,14 +605,14 @@ pub struct GuestFilesystemInfo {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub used_bytes: Option<i64>,
+    pub used_bytes: Option<u64>,
     /// Bytes in all.
     #[serde(
         rename = "total-bytes",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub total_bytes: Option<i64>,
+    pub total_bytes: Option<u64>,
     /// The disks it is on.
     pub disk: Vec<GuestDiskAddress>,
 }
@@ -586,7 +634,7 @@ qga_command!(GuestSetUserPassword = "guest-set-user-password" -> Empty);
 pub struct GuestMemoryBlock {
     /// Its index.
     #[serde(rename = "phys-index")]
-    pub phys_index: i64,
+    pub phys_index: u64,
     /// Whether it is online.
     pub online: bool,
     /// Whether it can be taken offline (only in answers).
@@ -626,7 +674,7 @@ qapi_enum! {
 pub struct GuestMemoryBlockResponse {
     /// The block.
     #[serde(rename = "phys-index")]
-    pub phys_index: i64,
+    pub phys_index: u64,
     /// What happened.
     pub response: GuestMemoryBlockResponseType,
     /// The errno, on failure.
@@ -642,7 +690,7 @@ pub struct GuestMemoryBlockResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestMemoryBlockInfo {
     /// Bytes per block.
-    pub size: i64,
+    pub size: u64,
 }
 
 /// `guest-exec`: starts a program in the guest; poll it with
@@ -664,16 +712,43 @@ pub struct GuestExec {
         skip_serializing_if = "Option::is_none"
     )]
     pub input_data: Option<String>,
-    /// Whether to capture its output: `true`/`false` (7.2), or a mode name
-    /// (`none`, `stdout`, `stderr`, `separated`, `merged`) from 8.0 on.
+    /// Whether to capture its output (QEMU 7.2's agent takes the flag only).
     #[serde(
         rename = "capture-output",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub capture_output: Option<serde_json::Value>,
+    pub capture_output: Option<GuestExecCaptureOutput>,
 }
 qga_command!(GuestExec = "guest-exec" -> GuestExecResult);
+
+/// Whether `guest-exec` captures the program's output: a flag (every agent)
+/// or, for agents newer than 7.2, a mode (QAPI `GuestExecCaptureOutput`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GuestExecCaptureOutput {
+    /// Capture both streams, separately (`true`), or neither.
+    Flag(bool),
+    /// A capture mode.
+    Mode(GuestExecCaptureOutputMode),
+}
+
+qapi_enum! {
+    /// How `guest-exec` captures output (QAPI `GuestExecCaptureOutputMode`;
+    /// agents newer than 7.2).
+    pub enum GuestExecCaptureOutputMode {
+        /// Capture nothing.
+        None = "none",
+        /// Standard output only.
+        Stdout = "stdout",
+        /// Standard error only.
+        Stderr = "stderr",
+        /// Both, each in its own field.
+        Separated = "separated",
+        /// Both, merged into `out-data`.
+        Merged = "merged",
+    }
+}
 
 /// The answer of `guest-exec` (QAPI `GuestExec`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -750,7 +825,7 @@ pub struct GuestTimezone {
 /// The answer of `guest-get-osinfo` (QAPI `GuestOSInfo`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct GuestOsInfo {
+pub struct GuestOSInfo {
     /// `uname -r`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_release: Option<String>,
@@ -803,9 +878,28 @@ pub struct GuestDeviceInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub driver_version: Option<String>,
-    /// Its id (QAPI `GuestDeviceId`, a union on `type`), as JSON.
+    /// Its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<serde_json::Value>,
+    pub id: Option<GuestDeviceId>,
+}
+
+qapi_union! {
+    /// A device's id (QAPI `GuestDeviceId`), by its bus; other kinds land
+    /// in `Other`.
+    pub enum GuestDeviceId: "type" {
+        /// `type: pci`.
+        Pci = "pci" => GuestDeviceIdPCI,
+    } {}
+}
+
+/// A PCI device's id (QAPI `GuestDeviceIdPCI`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GuestDeviceIdPCI {
+    /// The vendor id.
+    pub vendor_id: u16,
+    /// The device id.
+    pub device_id: u16,
 }
 
 /// `guest-ssh-get-authorized-keys`: a guest user's SSH authorized keys.
@@ -852,39 +946,39 @@ qga_command!(GuestSshRemoveAuthorizedKeys = "guest-ssh-remove-authorized-keys" -
 #[allow(missing_docs)]
 pub struct GuestDiskStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_sectors: Option<i64>,
+    pub read_sectors: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_ios: Option<i64>,
+    pub read_ios: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_merges: Option<i64>,
+    pub read_merges: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_sectors: Option<i64>,
+    pub write_sectors: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_ios: Option<i64>,
+    pub write_ios: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_merges: Option<i64>,
+    pub write_merges: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discard_sectors: Option<i64>,
+    pub discard_sectors: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discard_ios: Option<i64>,
+    pub discard_ios: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discard_merges: Option<i64>,
+    pub discard_merges: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flush_ios: Option<i64>,
+    pub flush_ios: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_ticks: Option<i64>,
+    pub read_ticks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_ticks: Option<i64>,
+    pub write_ticks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discard_ticks: Option<i64>,
+    pub discard_ticks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flush_ticks: Option<i64>,
+    pub flush_ticks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ios_pgr: Option<i64>,
+    pub ios_pgr: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_ticks: Option<i64>,
+    pub total_ticks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight_ticks: Option<i64>,
+    pub weight_ticks: Option<u64>,
 }
 
 /// One disk's `guest-get-diskstats` entry (QAPI `GuestDiskStatsInfo`).
@@ -893,9 +987,9 @@ pub struct GuestDiskStatsInfo {
     /// The disk.
     pub name: String,
     /// Its major number.
-    pub major: i64,
+    pub major: u64,
     /// Its minor number.
-    pub minor: i64,
+    pub minor: u64,
     /// Its counters.
     pub stats: GuestDiskStats,
 }
@@ -905,22 +999,22 @@ pub struct GuestDiskStatsInfo {
 #[allow(missing_docs)]
 pub struct GuestLinuxCpuStats {
     pub cpu: i64,
-    pub user: i64,
-    pub nice: i64,
-    pub system: i64,
-    pub idle: i64,
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iowait: Option<i64>,
+    pub iowait: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub irq: Option<i64>,
+    pub irq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub softirq: Option<i64>,
+    pub softirq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steal: Option<i64>,
+    pub steal: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guest: Option<i64>,
+    pub guest: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guestnice: Option<i64>,
+    pub guestnice: Option<u64>,
 }
 
 qapi_union! {

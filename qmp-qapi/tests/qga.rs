@@ -137,7 +137,7 @@ fn typed_commands_against_qemu_ga() {
         .execute(&qga::GuestFileSeek {
             handle,
             offset: 0,
-            whence: qga::GuestFileWhence::Name(qga::QgaSeek::Set),
+            whence: qga::GuestFileWhence::Name(qga::QGASeek::Set),
         })
         .expect("guest-file-seek");
     assert_eq!(sought.position, 0);
@@ -156,7 +156,7 @@ fn typed_commands_against_qemu_ga() {
         .execute(&qga::GuestExec {
             path: "/bin/echo".into(),
             arg: Some(vec!["hi".into()]),
-            capture_output: Some(true.into()),
+            capture_output: Some(qga::GuestExecCaptureOutput::Flag(true)),
             ..Default::default()
         })
         .expect("guest-exec");
@@ -174,4 +174,82 @@ fn typed_commands_against_qemu_ga() {
     let status = status.expect("echo ended");
     assert_eq!(status.exitcode, Some(0));
     assert_eq!(status.out_data.as_deref(), Some("aGkK"));
+}
+
+#[test]
+fn shapes_of_the_7_2_schema_decode() {
+    use serde_json::json;
+
+    // uint64 counters take values above i64::MAX.
+    let nic: qga::GuestNetworkInterface = serde_json::from_value(json!({
+        "name": "eth0",
+        "statistics": {"rx-bytes": u64::MAX, "rx-packets": 1, "rx-errs": 0, "rx-dropped": 0,
+                       "tx-bytes": 1u64 << 63, "tx-packets": 2, "tx-errs": 0, "tx-dropped": 0}
+    }))
+    .unwrap();
+    let stats = nic.statistics.unwrap();
+    assert_eq!((stats.rx_bytes, stats.tx_bytes), (u64::MAX, 1 << 63));
+
+    // A disk's SMART data is a union on the bus type.
+    let mut smart = serde_json::Map::new();
+    smart.insert("type".into(), json!("nvme"));
+    for key in [
+        "critical-warning",
+        "temperature",
+        "available-spare",
+        "available-spare-threshold",
+        "percentage-used",
+    ] {
+        smart.insert(key.into(), json!(1));
+    }
+    for counter in [
+        "data-units-read",
+        "data-units-written",
+        "host-read-commands",
+        "host-write-commands",
+        "controller-busy-time",
+        "power-cycles",
+        "power-on-hours",
+        "unsafe-shutdowns",
+        "media-errors",
+        "number-of-error-log-entries",
+    ] {
+        smart.insert(format!("{counter}-lo"), json!(u64::MAX));
+        smart.insert(format!("{counter}-hi"), json!(0));
+    }
+    let disk: qga::GuestDiskInfo =
+        serde_json::from_value(json!({"name": "/dev/nvme0n1", "partition": false, "smart": smart}))
+            .unwrap();
+    let Some(qga::GuestDiskSmart::Nvme(nvme)) = &disk.smart else {
+        panic!("{disk:?}")
+    };
+    assert_eq!(nvme.power_on_hours_lo, u64::MAX);
+    assert_eq!(serde_json::to_value(&disk.smart).unwrap(), json!(smart));
+    let other: qga::GuestDiskSmart =
+        serde_json::from_value(json!({"type": "scsi", "x": 1})).unwrap();
+    assert_eq!(other.tag(), "scsi");
+
+    // A device's id is a union on its bus.
+    let dev: qga::GuestDeviceInfo = serde_json::from_value(json!({
+        "driver-name": "viostor",
+        "id": {"type": "pci", "vendor-id": 0x1af4, "device-id": 0x1001}
+    }))
+    .unwrap();
+    let Some(qga::GuestDeviceId::Pci(pci)) = &dev.id else {
+        panic!("{dev:?}")
+    };
+    assert_eq!((pci.vendor_id, pci.device_id), (0x1af4, 0x1001));
+
+    // capture-output: 7.2's flag, or a newer agent's mode.
+    for (value, expect) in [
+        (json!(true), qga::GuestExecCaptureOutput::Flag(true)),
+        (
+            json!("merged"),
+            qga::GuestExecCaptureOutput::Mode(qga::GuestExecCaptureOutputMode::Merged),
+        ),
+    ] {
+        let decoded: qga::GuestExecCaptureOutput = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(decoded, expect);
+        assert_eq!(serde_json::to_value(&decoded).unwrap(), value);
+    }
 }
