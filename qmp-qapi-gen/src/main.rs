@@ -9,6 +9,9 @@
 //! that knows a thing wins): the names below the marker line of
 //! `names.txt`, and all of `ints.txt` and `modules.txt`. For example
 //! `--from-source 7.2=../qemu-7.2.0/qapi 10.0=../qemu-10.0.2/qapi`.
+//! The trees need not be git checkouts: the `qapi/` folder of the Debian
+//! source packages the schemas were captured from (`apt-get source
+//! --download-only qemu=<version>`, the upstream tarball) is the same.
 
 use std::path::Path;
 use std::process::ExitCode;
