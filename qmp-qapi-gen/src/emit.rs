@@ -181,7 +181,11 @@ impl<'a> Ctx<'a> {
                 "A type the schema leaves unnamed, reached as `{key}`.\n\n{}.",
                 since(t.present, self.all)
             ),
-            None => format!("QAPI type `{name}`.\n\n{}.", since(t.present, self.all)),
+            None => format!(
+                "QAPI type `{}`.\n\n{}.",
+                crate::source::qapi_name(name),
+                since(t.present, self.all)
+            ),
         };
         let uses: Vec<String> = t.uses.iter().take(4).map(|u| format!("`{u}`")).collect();
         if !uses.is_empty() {

@@ -286,7 +286,7 @@ fn rust_name(qapi: &str) -> String {
 }
 
 /// The QAPI name of a Rust type name, undoing [`rust_name`].
-fn qapi_name(rust: &str) -> &str {
+pub(crate) fn qapi_name(rust: &str) -> &str {
     match rust.strip_prefix("Qapi") {
         Some(q) if rust_name(q) == rust => q,
         _ => rust,

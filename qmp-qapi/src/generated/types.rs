@@ -10501,7 +10501,7 @@ Oob = "oob",
 }
 }
 
-/// QAPI type `QapiString`.
+/// QAPI type `String`.
 ///
 /// QEMU 7.2 and 10.0. Used by `NetdevUserOptions.dnssearch`, `NetdevUserOptions.hostfwd`, `NetdevUserOptions.guestfwd`, `SocketAddress.type=fd`, ....
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
