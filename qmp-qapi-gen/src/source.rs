@@ -673,4 +673,84 @@ mod tests {
         assert_eq!(rust_name("StatusInfo"), "StatusInfo");
         assert_eq!(qapi_name("QapiFoo"), "QapiFoo");
     }
+
+    /// Writes a QAPI tree of one module, `demo`, into a fresh folder.
+    fn tree(tag: &str, text: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("qmp-qapi-gen-test-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("demo.json"), text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn learns_names_widths_and_modules() {
+        use serde_json::json;
+        // One command whose result holds an enum, a size and a union; in the
+        // newer QEMU the enum is renamed and branch `b` holds another type.
+        let schema = |b_type: &str, extra: bool| {
+            let mut wrap_b = json!({"name": "5", "meta-type": "object",
+                "members": [{"name": "data", "type": "str"}]});
+            if extra {
+                wrap_b["members"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "extra", "type": "int", "default": null}));
+            }
+            json!([
+                {"name": "query-foo", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+                {"name": "0", "meta-type": "object", "members": []},
+                {"name": "1", "meta-type": "object", "members": [
+                    {"name": "size", "type": "int"},
+                    {"name": "mode", "type": "2"},
+                    {"name": "u", "type": "3"}]},
+                {"name": "2", "meta-type": "enum", "values": ["a", "b"]},
+                {"name": "3", "meta-type": "object",
+                    "members": [{"name": "type", "type": "2"}], "tag": "type",
+                    "variants": [{"case": "a", "type": "4"}, {"case": "b", "type": b_type}]},
+                {"name": "4", "meta-type": "object", "members": [{"name": "data", "type": "str"}]},
+                wrap_b
+            ])
+        };
+        let common = "{ 'struct': 'FooInfo', 'data': { 'size': 'size', 'mode': 'MODE', 'u': 'U' } }\n\
+            { 'struct': 'Wrap', 'data': { 'data': 'str' } }\n\
+            { 'union': 'U', 'base': { 'type': 'MODE' }, 'discriminator': 'type',\n\
+              'data': { 'a': 'Wrap', 'b': 'BRANCH' } }\n\
+            { 'enum': 'MODE', 'data': [ 'a', 'b' ] }\n\
+            { 'command': 'query-foo', 'returns': 'FooInfo' }\n";
+        let old = tree(
+            "old",
+            &common.replace("MODE", "OldMode").replace("BRANCH", "Wrap"),
+        );
+        let new = tree(
+            "new",
+            &format!(
+                "{}{{ 'struct': 'WrapB', 'data': {{ 'data': 'str', '*extra': 'int' }} }}\n",
+                common.replace("MODE", "NewMode").replace("BRANCH", "WrapB")
+            ),
+        );
+        let schemas = [("7.2", schema("4", false)), ("10.0", schema("5", true))];
+        let tables = learn(
+            &schemas,
+            &Table::new(),
+            &[(Some("7.2"), old.as_path()), (Some("10.0"), new.as_path())],
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&old);
+        let _ = std::fs::remove_dir_all(&new);
+        let mut names = tables.names.clone();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "FooInfo.mode = NewMode",
+                "FooInfo.u = U",
+                "U.type=a = Wrap",
+                "U.type=b@10.0 = WrapB",
+                "query-foo.ret = FooInfo",
+            ]
+        );
+        assert_eq!(tables.ints, ["FooInfo.size = size"]);
+        assert_eq!(tables.modules, ["query-foo = demo"]);
+    }
 }
