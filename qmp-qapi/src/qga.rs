@@ -560,32 +560,56 @@ qapi_union! {
 /// counters come as `-lo` and `-hi` halves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)]
 pub struct GuestNVMeSmart {
+    /// Critical warning bits.
     pub critical_warning: i64,
+    /// Composite temperature, in kelvins.
     pub temperature: i64,
+    /// Spare capacity left, in percent.
     pub available_spare: i64,
+    /// The spare capacity below which it warns, in percent.
     pub available_spare_threshold: i64,
+    /// Life used, as the vendor estimates it, in percent.
     pub percentage_used: i64,
+    /// Data units (1000 blocks of 512 bytes) read: low 64 bits.
     pub data_units_read_lo: u64,
+    /// Data units read: high 64 bits.
     pub data_units_read_hi: u64,
+    /// Data units written: low 64 bits.
     pub data_units_written_lo: u64,
+    /// Data units written: high 64 bits.
     pub data_units_written_hi: u64,
+    /// Read commands completed: low 64 bits.
     pub host_read_commands_lo: u64,
+    /// Read commands completed: high 64 bits.
     pub host_read_commands_hi: u64,
+    /// Write commands completed: low 64 bits.
     pub host_write_commands_lo: u64,
+    /// Write commands completed: high 64 bits.
     pub host_write_commands_hi: u64,
+    /// Minutes busy with I/O: low 64 bits.
     pub controller_busy_time_lo: u64,
+    /// Minutes busy with I/O: high 64 bits.
     pub controller_busy_time_hi: u64,
+    /// Power cycles: low 64 bits.
     pub power_cycles_lo: u64,
+    /// Power cycles: high 64 bits.
     pub power_cycles_hi: u64,
+    /// Hours powered on: low 64 bits.
     pub power_on_hours_lo: u64,
+    /// Hours powered on: high 64 bits.
     pub power_on_hours_hi: u64,
+    /// Unsafe shutdowns: low 64 bits.
     pub unsafe_shutdowns_lo: u64,
+    /// Unsafe shutdowns: high 64 bits.
     pub unsafe_shutdowns_hi: u64,
+    /// Unrecovered data integrity errors: low 64 bits.
     pub media_errors_lo: u64,
+    /// Unrecovered data integrity errors: high 64 bits.
     pub media_errors_hi: u64,
+    /// Error log entries: low 64 bits.
     pub number_of_error_log_entries_lo: u64,
+    /// Error log entries: high 64 bits.
     pub number_of_error_log_entries_hi: u64,
 }
 
@@ -943,40 +967,56 @@ qga_command!(GuestSshRemoveAuthorizedKeys = "guest-ssh-remove-authorized-keys" -
 /// A disk's I/O counters (QAPI `GuestDiskStats`); each may be missing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)]
 pub struct GuestDiskStats {
+    /// Sectors read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_sectors: Option<u64>,
+    /// Reads completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_ios: Option<u64>,
+    /// Reads merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_merges: Option<u64>,
+    /// Sectors written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_sectors: Option<u64>,
+    /// Writes completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_ios: Option<u64>,
+    /// Writes merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_merges: Option<u64>,
+    /// Sectors discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discard_sectors: Option<u64>,
+    /// Discards completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discard_ios: Option<u64>,
+    /// Discards merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discard_merges: Option<u64>,
+    /// Flushes completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flush_ios: Option<u64>,
+    /// Milliseconds spent reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_ticks: Option<u64>,
+    /// Milliseconds spent writing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_ticks: Option<u64>,
+    /// Milliseconds spent discarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discard_ticks: Option<u64>,
+    /// Milliseconds spent flushing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flush_ticks: Option<u64>,
+    /// I/Os in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ios_pgr: Option<u64>,
+    /// Milliseconds spent doing I/O.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_ticks: Option<u64>,
+    /// Weighted milliseconds spent doing I/O.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_ticks: Option<u64>,
 }
@@ -996,23 +1036,33 @@ pub struct GuestDiskStatsInfo {
 
 /// A Linux CPU's times, in jiffies (QAPI `GuestLinuxCpuStats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct GuestLinuxCpuStats {
+    /// The CPU number.
     pub cpu: i64,
+    /// Time in user mode, in clock ticks.
     pub user: u64,
+    /// Time in user mode at low priority.
     pub nice: u64,
+    /// Time in system mode.
     pub system: u64,
+    /// Time idle.
     pub idle: u64,
+    /// Time waiting for I/O.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iowait: Option<u64>,
+    /// Time serving interrupts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irq: Option<u64>,
+    /// Time serving soft interrupts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub softirq: Option<u64>,
+    /// Time stolen by the hypervisor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steal: Option<u64>,
+    /// Time running a guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<u64>,
+    /// Time running a niced guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guestnice: Option<u64>,
 }
