@@ -106,6 +106,13 @@ fn typed_commands_against_qemu_ga() {
         ga.execute(&qga::GuestGetMemoryBlockInfo).map(drop),
         ga.execute(&qga::GuestGetDiskstats).map(drop),
         ga.execute(&qga::GuestGetCpustats).map(drop),
+        // Windows guests only: a Linux agent answers with an error.
+        ga.execute(&qga::GuestGetDevices).map(drop),
+        // Reads the user's authorized_keys; a missing file is an error reply.
+        ga.execute(&qga::GuestSshGetAuthorizedKeys {
+            username: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        })
+        .map(drop),
     ];
     for result in optional {
         if let Err(e) = result {
