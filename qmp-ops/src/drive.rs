@@ -1,0 +1,314 @@
+//! The two drivers, blocking and async, and the engine they share: all the
+//! logic (watching, discarding stale events, matching) is in [`Engine`]; a
+//! driver only blocks or awaits where the engine says.
+
+use core::future::Future;
+use core::pin::pin;
+use core::time::Duration;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::future::{Either, select};
+use qmp_io::{
+    AsyncQmp, Call, Config, Event, EventFilter, EventHub, Json, Lagged, Qmp, RecvTimeoutError,
+    Subscription,
+};
+
+use crate::OpError;
+use crate::op::{Input, Operation, Step, Want};
+
+/// How the drivers treat events; [`Options::default`] suits a QEMU on the
+/// same host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Discard a watched event that QEMU stamped earlier than this much
+    /// before its command was sent: it belongs to something older. QEMU
+    /// stamps events with the host's wall clock (`g_get_real_time`, the
+    /// same `CLOCK_REALTIME` that `SystemTime` reads), so on the same host
+    /// the two compare exactly; for a QEMU on another host, allow for the
+    /// clocks' difference, or `None` to turn the check off (the
+    /// subscription made before the send still keeps older events out).
+    /// Events without a clock (`-1`) are never discarded. Default: zero.
+    pub clock_skew: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock_skew: Some(Duration::ZERO),
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`clock_skew`](Self::clock_skew).
+    pub fn clock_skew(mut self, skew: Option<Duration>) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+}
+
+/// Events being watched, from the command that asked for them.
+struct Watch {
+    subscription: Subscription,
+    wants: Vec<Want>,
+    /// Microseconds since the epoch when the command was about to be sent.
+    sent_at: i128,
+}
+
+/// What a driver must do.
+enum Action<T> {
+    Call(Call),
+    Wait(Instant),
+    Sleep(Duration),
+    Done(Result<T, OpError>),
+}
+
+/// One running operation and what it watches.
+struct Engine<O> {
+    op: O,
+    watch: Option<Watch>,
+    options: Options,
+}
+
+fn micros_now() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i128)
+}
+
+impl<O: Operation> Engine<O> {
+    fn new(op: O, options: Options) -> Self {
+        Self {
+            op,
+            watch: None,
+            options,
+        }
+    }
+
+    /// Steps the operation; `subscribe` is called (before the command goes
+    /// out) when it asks to watch new events.
+    fn step(
+        &mut self,
+        input: Input,
+        subscribe: impl FnOnce(EventFilter) -> Subscription,
+    ) -> Action<O::Output> {
+        match self.op.step(input, Instant::now()) {
+            Step::Send { call, watch } => {
+                if let Some(wants) = watch {
+                    // The old subscription goes first: nothing is delivered twice.
+                    self.watch = None;
+                    if let Some(first) = wants.first() {
+                        let filter = wants[1..]
+                            .iter()
+                            .fold(EventFilter::name(first.name()), |f, w| f.or_name(w.name()));
+                        let subscription = subscribe(filter);
+                        self.watch = Some(Watch {
+                            subscription,
+                            wants,
+                            sent_at: micros_now(),
+                        });
+                    }
+                }
+                Action::Call(call)
+            }
+            Step::Wait { deadline } => Action::Wait(deadline),
+            Step::Sleep(d) => Action::Sleep(d),
+            Step::Done(r) => {
+                self.watch = None;
+                Action::Done(r)
+            }
+        }
+    }
+
+    /// What a received item means to the operation; `None` when it is not
+    /// for it (stale, or not one of the wanted events): wait on.
+    fn accept(&self, item: Option<Result<Arc<Event>, Lagged>>) -> Option<Input> {
+        let watch = self.watch.as_ref()?;
+        let event = match item {
+            None => return Some(Input::Closed),
+            Some(Err(Lagged(n))) => return Some(Input::Lagged(n)),
+            Some(Ok(event)) => event,
+        };
+        if let (Some(skew), Some(t)) = (self.options.clock_skew, event.timestamp())
+            && t.seconds >= 0
+        {
+            let stamped = i128::from(t.seconds) * 1_000_000 + i128::from(t.microseconds);
+            if stamped + (skew.as_micros() as i128) < watch.sent_at {
+                tracing::debug!(
+                    event = event.name(),
+                    "discarding an event from before the command"
+                );
+                return None;
+            }
+        }
+        let which = watch.wants.iter().position(|w| w.matches(&event))?;
+        Some(Input::Event(which, event))
+    }
+}
+
+/// Runs `op` to its end over a blocking client, with the default [`Options`].
+///
+/// ```no_run
+/// # fn demo(qmp: &qmp_std::Client) -> Result<(), qmp_ops::OpError> {
+/// use std::time::Duration;
+/// qmp_ops::run(qmp, qmp_ops::device::DeviceDel::new("usb1", Duration::from_secs(5)))?;
+/// # Ok(()) }
+/// ```
+pub fn run<O: Operation>(qmp: &impl Qmp, op: O) -> Result<O::Output, OpError> {
+    run_with(qmp, op, Options::default())
+}
+
+/// Runs `op` to its end over a blocking client.
+pub fn run_with<O: Operation>(
+    qmp: &impl Qmp,
+    op: O,
+    options: Options,
+) -> Result<O::Output, OpError> {
+    let mut engine = Engine::new(op, options);
+    let mut input = Input::Start;
+    loop {
+        input = match engine.step(input, |f| qmp.subscribe(f)) {
+            Action::Call(call) => Input::Reply(qmp.call(call)),
+            Action::Sleep(d) => {
+                std::thread::sleep(d);
+                Input::Woke
+            }
+            Action::Done(r) => return r,
+            Action::Wait(deadline) => loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(watch) = engine.watch.as_ref().filter(|_| !left.is_zero()) else {
+                    std::thread::sleep(left);
+                    break Input::Timeout;
+                };
+                let item = match watch.subscription.recv_timeout(left) {
+                    Ok(item) => Some(item),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Closed) => None,
+                };
+                if let Some(input) = engine.accept(item) {
+                    break input;
+                }
+            },
+        };
+    }
+}
+
+/// A timer for the async driver. Every `qmp_io` runtime is one (the value
+/// an async client was connected with, such as `qmp_tokio::Tokio::current()`
+/// or `qmp_smol::Smol::global()`).
+pub trait Timer: Send + Sync {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
+
+impl<R: qmp_io::nonblocking::Runtime> Timer for R {
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        qmp_io::nonblocking::Runtime::sleep(self, duration)
+    }
+}
+
+/// Runs `op` to its end over an async client, with the default [`Options`].
+/// Dropping the future drops the subscription with it; see each operation
+/// for what a drop in the middle leaves in QEMU.
+pub async fn run_async<O>(
+    qmp: &impl AsyncQmp,
+    timer: &impl Timer,
+    op: O,
+) -> Result<O::Output, OpError>
+where
+    O: Operation + Send,
+    O::Output: Send,
+{
+    run_async_with(qmp, timer, op, Options::default()).await
+}
+
+/// Runs `op` to its end over an async client.
+pub async fn run_async_with<O>(
+    qmp: &impl AsyncQmp,
+    timer: &impl Timer,
+    op: O,
+    options: Options,
+) -> Result<O::Output, OpError>
+where
+    O: Operation + Send,
+    O::Output: Send,
+{
+    let mut engine = Engine::new(op, options);
+    let mut input = Input::Start;
+    loop {
+        input = match engine.step(input, |f| qmp.subscribe(f)) {
+            Action::Call(call) => Input::Reply(qmp.call(call).await),
+            Action::Sleep(d) => {
+                timer.sleep(d).await;
+                Input::Woke
+            }
+            Action::Done(r) => return r,
+            Action::Wait(deadline) => loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(watch) = engine.watch.as_mut().filter(|_| !left.is_zero()) else {
+                    timer.sleep(left).await;
+                    break Input::Timeout;
+                };
+                let next = watch.subscription.next();
+                let item = match select(next, pin!(timer.sleep(left))).await {
+                    Either::Left((item, _)) => item,
+                    Either::Right(_) => continue,
+                };
+                if let Some(input) = engine.accept(item) {
+                    break input;
+                }
+            },
+        };
+    }
+}
+
+/// A guest-agent client as a [`Qmp`] or [`AsyncQmp`], so the same drivers
+/// run guest operations: its [`subscribe`](Qmp::subscribe) gives a
+/// subscription that has ended (the agent sends no events).
+///
+/// ```no_run
+/// # fn demo(agent: &qmp_std::GuestAgent) -> Result<(), qmp_ops::OpError> {
+/// use qmp_ops::{Agent, guest::Exec};
+/// let done = qmp_ops::run(&Agent(agent), Exec::new("/bin/true"))?;
+/// assert_eq!(done.exit_code, Some(0));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Agent<'a, G>(pub &'a G);
+
+fn no_events() -> Subscription {
+    let hub = EventHub::new(&Config::default());
+    hub.close();
+    hub.subscribe(EventFilter::all())
+}
+
+impl Qmp for Agent<'_, qmp_io::blocking::GuestAgent> {
+    fn call(&self, call: Call) -> qmp_io::Result<Json> {
+        self.0.call(call)
+    }
+
+    fn subscribe(&self, _: EventFilter) -> Subscription {
+        no_events()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+impl<R: qmp_io::nonblocking::Runtime> AsyncQmp for Agent<'_, qmp_io::nonblocking::GuestAgent<R>> {
+    fn call(&self, call: Call) -> impl Future<Output = qmp_io::Result<Json>> + Send {
+        self.0.call(call)
+    }
+
+    fn subscribe(&self, _: EventFilter) -> Subscription {
+        no_events()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}

@@ -1,0 +1,178 @@
+//! Several commands run in order, each with the command that undoes it: when
+//! one fails, the steps already made are undone, newest first.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use qmp_io::{Call, Json};
+
+use crate::error::{Cause, OpError};
+use crate::op::{Input, Operation, Step};
+use crate::wait::command_failed;
+
+/// One step of a [`Sequence`]: a command and, optionally, the command that
+/// undoes it.
+#[derive(Debug)]
+pub struct Action {
+    command: String,
+    call: Option<Call>,
+    undo: Option<Call>,
+    /// What the step leaves when it is not undone, such as `block node disk0`.
+    made: String,
+}
+
+impl Action {
+    /// A step that cannot be undone (or need not be).
+    pub fn new(call: Call, made: impl Into<String>) -> Self {
+        Self {
+            command: call.name().to_owned(),
+            call: Some(call),
+            undo: None,
+            made: made.into(),
+        }
+    }
+
+    /// Undoes the step with `undo` if a later step fails.
+    pub fn undo(mut self, undo: Call) -> Self {
+        self.undo = Some(undo);
+        self
+    }
+}
+
+/// Commands in order; when one fails, the undo commands of the steps before
+/// it run newest first, and the error says what each left.
+///
+/// ```no_run
+/// # fn demo(qmp: &qmp_std::Client) -> Result<(), qmp_ops::OpError> {
+/// use qmp_io::Call;
+/// use qmp_ops::sequence::{Action, Sequence};
+/// use serde_json::json;
+///
+/// let node = json!({"driver": "null-co", "node-name": "n1"});
+/// let seq = Sequence::new("add n1", vec![
+///     Action::new(Call::new("blockdev-add").arguments(node), "block node n1")
+///         .undo(Call::new("blockdev-del").arguments(json!({"node-name": "n1"}))),
+///     Action::new(Call::new("device_add").arguments(json!({"driver": "no-such"})), "device"),
+/// ]);
+/// let err = qmp_ops::run(qmp, seq).unwrap_err();
+/// assert!(err.left.contains("undone"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Sequence {
+    operation: String,
+    todo: VecDeque<Action>,
+    /// Steps made, with their undo commands.
+    made: Vec<Action>,
+    replies: Vec<Json>,
+    /// The failure being rolled back, and what the rollback did so far.
+    failed: Option<(OpError, Vec<String>)>,
+    undoing: Option<String>,
+}
+
+impl Sequence {
+    /// Runs `actions` in order, as the operation `operation`.
+    pub fn new(operation: impl Into<String>, actions: Vec<Action>) -> Self {
+        Self {
+            operation: operation.into(),
+            todo: actions.into(),
+            made: Vec::new(),
+            replies: Vec::new(),
+            failed: None,
+            undoing: None,
+        }
+    }
+
+    fn next(&mut self) -> Step<Vec<Json>> {
+        if self.failed.is_some() {
+            return self.undo_next();
+        }
+        match self.todo.pop_front() {
+            Some(mut action) => {
+                let call = action.call.take();
+                self.made.push(action);
+                match call {
+                    Some(call) => Step::Send { call, watch: None },
+                    None => self.next(),
+                }
+            }
+            None => Step::Done(Ok(core::mem::take(&mut self.replies))),
+        }
+    }
+
+    fn undo_next(&mut self) -> Step<Vec<Json>> {
+        while let Some(action) = self.made.pop() {
+            let Some(undo) = action.undo else {
+                if let Some((_, notes)) = &mut self.failed {
+                    notes.push(format!("{} remains (no undo)", action.made));
+                }
+                continue;
+            };
+            self.undoing = Some(action.made);
+            return Step::Send {
+                call: undo,
+                watch: None,
+            };
+        }
+        let Some((error, notes)) = self.failed.take() else {
+            return Step::Done(Err(OpError::new(
+                &self.operation,
+                "rolling back",
+                Cause::Decode("nothing to roll back".into()),
+                "unknown",
+            )));
+        };
+        let left = if notes.is_empty() {
+            "nothing changed".to_owned()
+        } else {
+            notes.join("; ")
+        };
+        Step::Done(Err(error.left(left)))
+    }
+
+    fn on_reply(&mut self, reply: qmp_io::Result<Json>) -> Step<Vec<Json>> {
+        if let Some(what) = self.undoing.take() {
+            let note = match reply {
+                Ok(_) => format!("{what} undone"),
+                Err(e) => format!("{what} remains (undoing it failed: {e})"),
+            };
+            if let Some((_, notes)) = &mut self.failed {
+                notes.push(note);
+            }
+            return self.undo_next();
+        }
+        match reply {
+            Ok(json) => {
+                self.replies.push(json);
+                self.next()
+            }
+            Err(e) => {
+                // The failed step itself: refused, it changed nothing; lost,
+                // it may have run and is undone too.
+                let Some(action) = self.made.pop() else {
+                    return self.next();
+                };
+                let refused = e.command_error().is_some();
+                let error = command_failed(&self.operation, &action.command, e);
+                let mut notes = Vec::new();
+                if !refused {
+                    self.made.push(action);
+                    notes.push("the failed step may have run".to_owned());
+                }
+                self.failed = Some((error, notes));
+                self.undo_next()
+            }
+        }
+    }
+}
+
+impl Operation for Sequence {
+    type Output = Vec<Json>;
+
+    fn step(&mut self, input: Input, _now: Instant) -> Step<Vec<Json>> {
+        match input {
+            Input::Reply(reply) => self.on_reply(reply),
+            _ => self.next(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Starting the real peers: QEMU 7.2 (`qemu-system-x86_64`), QEMU 10.0
+//! (`$QMP_QEMU10`, see scripts/prepare-qemu10.sh) and qemu-ga. A missing
+//! peer skips with a `SKIPPED` line, or fails under `QMP_REQUIRE_PEERS`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use qmp_std::{Config, QemuBuilder};
+
+fn peers_required() -> bool {
+    std::env::var_os("QMP_REQUIRE_PEERS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !peers_required(),
+        "{test}: {why}, and QMP_REQUIRE_PEERS is set so the test may not be skipped"
+    );
+    let _ = std::io::stderr().write_all(format!("SKIPPED {test}: {why}\n").as_bytes());
+}
+
+fn qemu10(test: &str) -> Option<QemuBuilder> {
+    let Some(program) = std::env::var_os("QMP_QEMU10").filter(|v| !v.is_empty()) else {
+        skip(
+            test,
+            "QEMU 10.0: QMP_QEMU10 is not set (eval \"$(scripts/prepare-qemu10.sh --env)\")",
+        );
+        return None;
+    };
+    let program = PathBuf::from(program);
+    let data = std::env::var_os("QMP_QEMU10_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| program.join("../../share/qemu"));
+    Some(QemuBuilder::new().binary(program).arg("-L").arg(data))
+}
+
+/// The QEMUs to run a test body on: 7.2, then 10.0 when it is there.
+pub fn qemus(test: &str) -> Vec<(&'static str, QemuBuilder)> {
+    let mut all = Vec::new();
+    if let Some(b) = qmp_testsuite::peers::require_qemu(test) {
+        all.push(("7.2", b));
+    }
+    if let Some(b) = qemu10(test) {
+        all.push(("10.0", b));
+    }
+    all
+}
+
+/// A paused `pc` (TCG) with a USB 3 controller `xhci`.
+pub fn machine(builder: QemuBuilder) -> QemuBuilder {
+    builder
+        .machine("pc")
+        .paused(true)
+        .args(["-device", "qemu-xhci,id=xhci"])
+}
+
+/// Launches `builder` as [`machine`] and connects a blocking client.
+pub fn launch(builder: QemuBuilder) -> (qmp_std::Qemu, qmp_std::Client) {
+    qmp_std::launch(machine(builder), Config::default()).expect("launching QEMU")
+}
+
+/// The ids of the devices under /machine/peripheral.
+pub fn peripherals(qmp: &qmp_std::Client) -> Vec<String> {
+    let list: Vec<serde_json::Value> = qmp
+        .execute_raw(
+            "qom-list",
+            serde_json::json!({"path": "/machine/peripheral"}),
+        )
+        .expect("qom-list")
+        .decode()
+        .expect("qom-list decodes");
+    list.iter()
+        .filter(|p| p["type"].as_str().is_some_and(|t| t.starts_with("child<")))
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The node names QEMU has.
+pub fn node_names(qmp: &qmp_std::Client) -> Vec<String> {
+    let nodes: Vec<serde_json::Value> = qmp
+        .execute_raw("query-named-block-nodes", serde_json::json!({"flat": true}))
+        .expect("query-named-block-nodes")
+        .decode()
+        .expect("nodes decode");
+    nodes
+        .iter()
+        .filter_map(|n| n["node-name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A typed value from JSON (test inputs).
+pub fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("a valid typed input")
+}
