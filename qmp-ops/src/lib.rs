@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod base64;
+pub mod block;
 pub mod device;
 mod drive;
 mod error;

@@ -176,3 +176,99 @@ impl Operation for Sequence {
         }
     }
 }
+
+/// An operation whose output is not needed, boxed, for a [`Chain`].
+pub type Link = Box<dyn Operation<Output = ()> + Send>;
+
+/// Runs `op` and drops its output: a [`Link`] of a [`Chain`].
+pub fn link<O>(op: O) -> Link
+where
+    O: Operation + Send + 'static,
+{
+    Box::new(Discard(op))
+}
+
+struct Discard<O>(O);
+
+impl<O: Operation> Operation for Discard<O> {
+    type Output = ();
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<()> {
+        self.0
+            .step(input, now)
+            .map_done(|r| Step::Done(r.map(drop)))
+    }
+}
+
+/// Operations run one after the other; the first failure ends the chain,
+/// and its error lists what the earlier links made.
+pub struct Chain {
+    operation: String,
+    links: VecDeque<(String, Link)>,
+    current: Option<(String, Link)>,
+    made: Vec<String>,
+}
+
+impl core::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Chain")
+            .field("operation", &self.operation)
+            .field("made", &self.made)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chain {
+    /// Runs `links` in order; each is named by what it makes, for errors.
+    pub fn new(operation: impl Into<String>, links: Vec<(String, Link)>) -> Self {
+        Self {
+            operation: operation.into(),
+            links: links.into(),
+            current: None,
+            made: Vec::new(),
+        }
+    }
+}
+
+impl Operation for Chain {
+    type Output = ();
+
+    fn step(&mut self, mut input: Input, now: Instant) -> Step<()> {
+        loop {
+            let Some((what, op)) = &mut self.current else {
+                match self.links.pop_front() {
+                    Some(next) => {
+                        self.current = Some(next);
+                        input = Input::Start;
+                        continue;
+                    }
+                    None => return Step::Done(Ok(())),
+                }
+            };
+            match op.step(input, now) {
+                Step::Done(Ok(())) => {
+                    self.made.push(core::mem::take(what));
+                    self.current = None;
+                    input = Input::Start;
+                }
+                Step::Done(Err(e)) => {
+                    let left = if self.made.is_empty() {
+                        e.left.clone()
+                    } else {
+                        format!(
+                            "{}; made before it and kept: {}",
+                            e.left,
+                            self.made.join(", ")
+                        )
+                    };
+                    let e = OpError {
+                        operation: format!("{}: {}", self.operation, e.operation),
+                        ..e
+                    };
+                    return Step::Done(Err(e.left(left)));
+                }
+                other => return other,
+            }
+        }
+    }
+}

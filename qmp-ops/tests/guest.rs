@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::Scratch;
+
 use core::time::Duration;
-use std::path::PathBuf;
 
 use qmp_ops::guest::{Exec, FileRead, FileWrite};
 use qmp_ops::{Agent, Cause, run};
@@ -16,28 +17,6 @@ fn agent(test: &str, config: Config) -> Option<(qmp_std::GuestAgentProcess, qmp_
     let process = builder.spawn().expect("starting qemu-ga");
     let client = qmp_std::connect_guest_agent(process.socket_path(), config).expect("connect");
     Some((process, client))
-}
-
-/// A fresh directory for a test's files, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("qmp-ops-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Bytes that are not all alike (xorshift), so a misplaced chunk shows.
