@@ -1,0 +1,293 @@
+//! Outgoing migration that waits for its outcome: it ends only in
+//! `completed`, `failed` or `cancelled`, or at its deadline (after which it
+//! is cancelled, so the source keeps the VM, and the error says so).
+//!
+//! The `events` migration capability is turned on first, so each `MIGRATION`
+//! status change wakes the wait at once; `query-migrate` is also polled
+//! (every [`POLL`]) for progress, and because it is the one answer that
+//! carries the error text.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use qmp_io::{Call, Json};
+use qmp_qapi::commands;
+use qmp_qapi::types::{MigrationInfo, MigrationStatus};
+use serde_json::json;
+
+use crate::error::{Cause, OpError};
+use crate::op::{Input, Operation, Step, Want, deadline};
+use crate::wait::command_failed;
+
+/// How often `query-migrate` is polled while waiting.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// How long a migration cancelled at its deadline is given to stop.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `migrate-set-capabilities events=on`.
+    Capabilities,
+    /// The command that starts (or cancels) the migration.
+    Starting,
+    /// `query-migrate`.
+    Querying,
+    /// Waiting for a `MIGRATION` event or the next poll.
+    Waiting,
+    /// `migrate_cancel` after the deadline.
+    Cancelling,
+}
+
+/// What [`Migration::on_progress`] calls.
+type OnProgress = Box<dyn FnMut(&MigrationInfo) + Send>;
+
+/// Migration progress and outcome, as `query-migrate` reports it.
+pub type Progress = MigrationInfo;
+
+/// Sends a migration command (or none, to wait for one already running)
+/// and waits for its final state. Build it with [`migrate`], [`wait`] or
+/// [`cancel`].
+pub struct Migration {
+    operation: String,
+    start: Option<Call>,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    phase: Phase,
+    /// What `query-migrate` said last.
+    last: Option<MigrationInfo>,
+    /// The deadline passed and `migrate_cancel` was sent.
+    cancelled: bool,
+    /// This operation is a cancel: `cancelled` is its success.
+    cancelling: bool,
+    /// This operation sent the command that started (or cancelled) it.
+    started_here: bool,
+    /// Told of every `query-migrate` answer while waiting.
+    on_progress: Option<OnProgress>,
+}
+
+impl core::fmt::Debug for Migration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Migration")
+            .field("operation", &self.operation)
+            .field("phase", &self.phase)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `migrate` to `uri` (`unix:PATH`, `tcp:HOST:PORT`, `exec:COMMAND`),
+/// waiting up to `timeout` for it to end.
+pub fn migrate(uri: &str, timeout: Duration) -> Migration {
+    let command = commands::Migrate {
+        uri: Some(uri.to_owned()),
+        blk: None,
+        inc: None,
+        detach: None,
+        resume: None,
+        channels: None,
+    };
+    Migration::new(
+        format!("migrate to {uri}"),
+        Some(Call::command(&command)),
+        timeout,
+    )
+}
+
+/// Waits up to `timeout` for the migration already under way to end.
+pub fn wait(timeout: Duration) -> Migration {
+    Migration::new("migration".to_owned(), None, timeout)
+}
+
+/// `migrate_cancel`, then waits up to `timeout` for the migration to end:
+/// `Ok` with status `cancelled` (or `completed`, if it finished first).
+pub fn cancel(timeout: Duration) -> Migration {
+    let mut op = Migration::new(
+        "migrate_cancel".to_owned(),
+        Some(Call::command(&commands::MigrateCancel)),
+        timeout,
+    );
+    op.cancelling = true;
+    op
+}
+
+/// The current `query-migrate`.
+pub fn progress() -> crate::sequence::Sequence {
+    crate::sequence::Sequence::new(
+        "query-migrate",
+        vec![crate::sequence::Action::new(
+            Call::command(&commands::QueryMigrate),
+            "nothing",
+        )],
+    )
+}
+
+impl Migration {
+    fn new(operation: String, start: Option<Call>, timeout: Duration) -> Self {
+        Self {
+            operation,
+            start,
+            timeout,
+            deadline: None,
+            phase: Phase::Capabilities,
+            last: None,
+            cancelled: false,
+            cancelling: false,
+            started_here: false,
+            on_progress: None,
+        }
+    }
+
+    /// Calls `f` with every `query-migrate` answer while waiting: a stream
+    /// of progress reports, one per poll or status change.
+    pub fn on_progress(mut self, f: impl FnMut(&MigrationInfo) + Send + 'static) -> Self {
+        self.on_progress = Some(Box::new(f));
+        self
+    }
+
+    fn status(&self) -> &str {
+        self.last
+            .as_ref()
+            .and_then(|i| i.status.as_ref())
+            .map_or("unknown", |s| s.as_str())
+    }
+
+    fn send(&mut self, phase: Phase, call: Call) -> Step<MigrationInfo> {
+        self.phase = phase;
+        Step::Send { call, watch: None }
+    }
+
+    fn poll(&mut self, now: Instant) -> Step<MigrationInfo> {
+        self.phase = Phase::Waiting;
+        let end = self.deadline.unwrap_or(now);
+        Step::Wait {
+            deadline: end.min(now + POLL),
+        }
+    }
+
+    fn fail(&self, step: &str, cause: Cause, left: String) -> Step<MigrationInfo> {
+        Step::Done(Err(OpError::new(&self.operation, step, cause, left)))
+    }
+
+    /// A `query-migrate` answer.
+    fn answered(&mut self, json: &Json, now: Instant) -> Step<MigrationInfo> {
+        let info: MigrationInfo = match json.decode() {
+            Ok(info) => info,
+            Err(e) => {
+                let left = format!("the migration is {}", self.status());
+                return self.fail("query-migrate", Cause::Decode(e.to_string()), left);
+            }
+        };
+        if let Some(f) = &mut self.on_progress {
+            f(&info);
+        }
+        let status = info.status.clone();
+        let error = info.error_desc.clone();
+        self.last = Some(info);
+        match status {
+            Some(MigrationStatus::Completed) => match self.last.take() {
+                Some(info) => Step::Done(Ok(info)),
+                None => self.poll(now),
+            },
+            Some(MigrationStatus::Failed) => self.fail(
+                "migrating",
+                Cause::Reported(error.unwrap_or_else(|| "the migration failed".into())),
+                "the migration failed; the source VM is still here".into(),
+            ),
+            Some(MigrationStatus::Cancelled) if self.cancelling => match self.last.take() {
+                Some(info) => Step::Done(Ok(info)),
+                None => self.poll(now),
+            },
+            Some(MigrationStatus::Cancelled) => {
+                let (step, cause) = if self.cancelled {
+                    ("waiting for the end", Cause::Deadline(self.timeout))
+                } else {
+                    (
+                        "migrating",
+                        Cause::Reported("the migration was cancelled".into()),
+                    )
+                };
+                self.fail(
+                    step,
+                    cause,
+                    "the migration was cancelled; the source VM is still here".into(),
+                )
+            }
+            Some(MigrationStatus::None) | None if !self.started_here => self.fail(
+                "waiting for the end",
+                Cause::Reported("no migration has been started".into()),
+                "nothing changed".into(),
+            ),
+            _ if now >= self.deadline.unwrap_or(now) => self.on_deadline(now),
+            _ => self.poll(now),
+        }
+    }
+
+    fn on_deadline(&mut self, now: Instant) -> Step<MigrationInfo> {
+        if self.cancelled {
+            let left = format!(
+                "migrate_cancel was sent; the migration is still {}",
+                self.status()
+            );
+            return self.fail("waiting for the end", Cause::Deadline(self.timeout), left);
+        }
+        self.cancelled = true;
+        self.deadline = Some(deadline(now, CANCEL_GRACE));
+        self.send(Phase::Cancelling, Call::command(&commands::MigrateCancel))
+    }
+}
+
+impl Operation for Migration {
+    type Output = MigrationInfo;
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<MigrationInfo> {
+        match (self.phase, input) {
+            (_, Input::Start) => {
+                self.deadline = Some(deadline(now, self.timeout));
+                let events = json!({"capabilities": [{"capability": "events", "state": true}]});
+                let call = Call::new("migrate-set-capabilities").arguments(events);
+                self.phase = Phase::Capabilities;
+                Step::Send {
+                    call,
+                    watch: Some(vec![Want::event("MIGRATION")]),
+                }
+            }
+            (Phase::Capabilities, Input::Reply(_)) => match self.start.take() {
+                Some(call) => {
+                    self.started_here = true;
+                    self.send(Phase::Starting, call)
+                }
+                None => self.send(Phase::Querying, Call::command(&commands::QueryMigrate)),
+            },
+            (Phase::Starting, Input::Reply(Err(e))) => {
+                Step::Done(Err(command_failed(&self.operation, "starting", e)))
+            }
+            (Phase::Starting | Phase::Cancelling, Input::Reply(Ok(_))) => {
+                self.send(Phase::Querying, Call::command(&commands::QueryMigrate))
+            }
+            (Phase::Cancelling, Input::Reply(Err(e))) => {
+                let left = format!(
+                    "the migration is still {} (migrate_cancel failed)",
+                    self.status()
+                );
+                self.fail("cancelling at the deadline", Cause::Command(e), left)
+            }
+            (Phase::Querying, Input::Reply(Ok(json))) => self.answered(&json, now),
+            (Phase::Querying, Input::Reply(Err(e))) => {
+                let left = format!("the migration was {} when last seen", self.status());
+                self.fail("query-migrate", Cause::Command(e), left)
+            }
+            (Phase::Waiting, Input::Closed) => {
+                let left = format!(
+                    "the migration was {} when the connection ended",
+                    self.status()
+                );
+                self.fail("waiting for the end", Cause::Closed, left)
+            }
+            (Phase::Waiting, _) => {
+                self.send(Phase::Querying, Call::command(&commands::QueryMigrate))
+            }
+            (_, _) => self.poll(now),
+        }
+    }
+}

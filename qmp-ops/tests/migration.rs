@@ -1,0 +1,159 @@
+//! Migration against real QEMU 7.2 and 10.0: to `exec:cat > FILE`, to a
+//! second local QEMU started with `-incoming unix:PATH`, to nowhere, past
+//! its deadline, and cancelled.
+
+mod common;
+
+use core::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{Scratch, launch, qemus};
+use qmp_ops::migration::{self, cancel, migrate};
+use qmp_ops::{Cause, run};
+use qmp_qapi::types::MigrationStatus;
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn status(qmp: &qmp_std::Client) -> String {
+    let s: serde_json::Value = qmp
+        .execute_raw("query-status", ())
+        .unwrap()
+        .decode()
+        .unwrap();
+    s["status"].as_str().unwrap().to_owned()
+}
+
+/// A unix socket whose peer accepts and never reads: a migration to it
+/// fills the socket buffer and stalls, so it is still running when the
+/// test acts on it. The peer lives as long as the returned listener thread.
+fn stalled_peer(scratch: &Scratch) -> String {
+    let path = scratch.file("stalled.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(120));
+        drop(held);
+    });
+    format!("unix:{path}")
+}
+
+#[test]
+fn migration_to_a_file_completes_with_progress() {
+    for (version, builder) in qemus("migration_to_a_file_completes_with_progress") {
+        let (_qemu, qmp) = launch(builder);
+        let scratch = Scratch::new(&format!("migfile-{version}"));
+        let file = scratch.file("state");
+        let reports = Arc::new(AtomicUsize::new(0));
+        let seen = reports.clone();
+        let op = migrate(&format!("exec:cat > {file}"), LONG).on_progress(move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+        let done = run(&qmp, op).expect("migrate");
+        assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
+        assert!(done.ram.is_some_and(|r| r.total > 0), "{version}");
+        assert!(reports.load(Ordering::Relaxed) >= 1, "{version}");
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(size > 1000, "{version}: {size} bytes");
+        assert_eq!(status(&qmp), "postmigrate", "{version}");
+    }
+}
+
+#[test]
+fn migration_to_a_second_qemu_completes() {
+    for (version, builder) in qemus("migration_to_a_second_qemu_completes") {
+        let scratch = Scratch::new(&format!("migqemu-{version}"));
+        let socket = scratch.file("incoming.sock");
+        let incoming = format!("unix:{socket}");
+        let target = common::machine(builder.clone())
+            .args(["-incoming", incoming.as_str()])
+            .spawn()
+            .expect("the target QEMU");
+        let target_qmp =
+            qmp_std::connect_unix(target.qmp_path(), qmp_std::Config::default()).unwrap();
+        assert_eq!(status(&target_qmp), "inmigrate", "{version}");
+        let (_qemu, qmp) = launch(builder);
+        let done = run(&qmp, migrate(&incoming, LONG)).expect("migrate");
+        assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
+        assert_eq!(status(&qmp), "postmigrate", "{version}");
+        // The target has the VM now (paused, as the source was).
+        let mut now = status(&target_qmp);
+        for _ in 0..50 {
+            if now != "inmigrate" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            now = status(&target_qmp);
+        }
+        assert!(
+            now == "paused" || now == "prelaunch",
+            "{version}: target is {now}"
+        );
+    }
+}
+
+#[test]
+fn migration_to_nowhere_fails_and_leaves_the_vm() {
+    for (version, builder) in qemus("migration_to_nowhere_fails_and_leaves_the_vm") {
+        let (_qemu, qmp) = launch(builder);
+        let before = status(&qmp);
+        let err = run(&qmp, migrate("unix:/no/such/dir/sock", LONG)).unwrap_err();
+        let fails_clearly = match &err.cause {
+            Cause::Command(_) => err.left.starts_with("nothing changed"),
+            Cause::Reported(why) => !why.is_empty() && err.left.contains("still here"),
+            _ => false,
+        };
+        assert!(fails_clearly, "{version}: {err}");
+        assert!(
+            err.to_string().contains("/no/such/dir/sock"),
+            "{version}: {err}"
+        );
+        assert_eq!(status(&qmp), before, "{version}");
+    }
+}
+
+#[test]
+fn a_migration_past_its_deadline_is_cancelled() {
+    for (version, builder) in qemus("a_migration_past_its_deadline_is_cancelled") {
+        let (_qemu, qmp) = launch(builder);
+        let scratch = Scratch::new(&format!("migdeadline-{version}"));
+        let uri = stalled_peer(&scratch);
+        let before = status(&qmp);
+        let err = run(&qmp, migrate(&uri, Duration::from_millis(300))).unwrap_err();
+        assert!(matches!(err.cause, Cause::Deadline(_)), "{version}: {err}");
+        assert!(err.left.contains("cancelled"), "{version}: {err}");
+        let info = run(&qmp, migration::wait(LONG)).unwrap_err();
+        assert!(info.to_string().contains("cancelled"), "{version}: {info}");
+        assert_eq!(status(&qmp), before, "{version}: the VM stays");
+    }
+}
+
+#[test]
+fn cancel_ends_a_running_migration() {
+    for (version, builder) in qemus("cancel_ends_a_running_migration") {
+        let (_qemu, qmp) = launch(builder);
+        let scratch = Scratch::new(&format!("migcancel-{version}"));
+        let uri = stalled_peer(&scratch);
+        qmp.execute_raw("migrate", json!({"uri": uri}))
+            .expect("migrate");
+        std::thread::sleep(Duration::from_millis(200));
+        let p = run(&qmp, migration::progress()).expect("query-migrate");
+        let active: serde_json::Value = p[0].decode().unwrap();
+        assert_eq!(
+            active["status"], "active",
+            "{version}: stalled, it is still running"
+        );
+        let done = run(&qmp, cancel(LONG)).expect("migrate_cancel");
+        assert_eq!(done.status, Some(MigrationStatus::Cancelled), "{version}");
+    }
+}
+
+#[test]
+fn waiting_with_no_migration_changes_nothing() {
+    for (version, builder) in qemus("waiting_with_no_migration_changes_nothing") {
+        let (_qemu, qmp) = launch(builder);
+        let err = run(&qmp, migration::wait(LONG)).unwrap_err();
+        assert_eq!(err.left, "nothing changed", "{version}: {err}");
+    }
+}
