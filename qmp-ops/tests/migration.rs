@@ -4,9 +4,9 @@
 
 mod common;
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Scratch, launch, qemus};
 use qmp_ops::migration::{self, cancel, migrate};
