@@ -34,6 +34,7 @@ pub mod device;
 mod drive;
 mod error;
 pub mod guest;
+pub mod machine;
 pub mod migration;
 mod op;
 pub mod sequence;
