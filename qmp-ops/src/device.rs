@@ -69,11 +69,16 @@ impl Operation for DeviceDel {
                     format!("device {id} is still present: the guest refused to release it"),
                 )),
                 Err(e) if matches!(e.cause, Cause::Command(_)) => Err(e),
-                Err(e) => {
+                Err(e) if matches!(e.cause, Cause::Deadline(_)) => {
                     let left = format!(
                         "unplug of device {id} requested and still pending: the device is \
                          present (QEMU removes it if the guest releases it later)"
                     );
+                    Err(e.left(left))
+                }
+                Err(e) => {
+                    let left =
+                        format!("unplug of device {id} requested; whether it is gone is not known");
                     Err(e.left(left))
                 }
             })
