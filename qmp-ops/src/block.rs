@@ -473,16 +473,22 @@ pub fn commit(job_id: &str, device: &str) -> (Job, Call) {
     )
 }
 
-/// The call of typed command `C` built from `arguments` (checked against
-/// the catalogue's type, so a mistake fails here, not in QEMU).
-fn typed_call<C>(arguments: serde_json::Value) -> Call
+/// The call of typed command `C` built from `arguments`, checked against
+/// the catalogue's type. The arguments go out as given when the typed value
+/// would not say the same (a `null` the type cannot hold, such as
+/// `"backing": null`, or members the type does not know): QEMU judges them.
+pub(crate) fn typed_call<C>(arguments: serde_json::Value) -> Call
 where
     C: qmp_io::Command + serde::de::DeserializeOwned + serde::Serialize,
 {
     match serde_json::from_value::<C>(arguments.clone()) {
-        Ok(command) => Call::command(&command),
-        // Keeps the arguments as they are; QEMU reports what is wrong.
-        Err(_) => Call::new(C::NAME).arguments(arguments),
+        Ok(command) if serde_json::to_value(&command).ok().as_ref() == Some(&arguments) => {
+            Call::command(&command)
+        }
+        _ => {
+            tracing::debug!(command = C::NAME, "arguments sent as given, not as typed");
+            Call::new(C::NAME).arguments(arguments)
+        }
     }
 }
 
@@ -529,7 +535,7 @@ pub fn create_raw(path: &str, size: u64, node: &str) -> Chain {
 pub struct Backing<'a> {
     /// Where the backing file is.
     pub path: &'a str,
-    /// The node it is open as.
+    /// The node it is open as (empty: open the new image without it).
     pub node: &'a str,
     /// Its format.
     pub format: &'a str,
@@ -547,7 +553,13 @@ pub fn create_qcow2(path: &str, size: u64, node: &str, backing: Option<Backing<'
     if let Some(b) = backing {
         qcow2["backing-file"] = b.path.into();
         qcow2["backing-fmt"] = b.format.into();
-        open["backing"] = b.node.into();
+        // No node: opened without its backing file, as a snapshot overlay
+        // must be.
+        open["backing"] = if b.node.is_empty() {
+            serde_json::Value::Null
+        } else {
+            b.node.into()
+        };
     }
     Chain::new(
         format!("create qcow2 {path}"),
@@ -561,5 +573,64 @@ pub fn create_qcow2(path: &str, size: u64, node: &str, backing: Option<Backing<'
             ),
             open_link(node, open),
         ],
+    )
+}
+
+/// An external snapshot: a new qcow2 overlay at `path` over `node` (created
+/// with `blockdev-create`, opened as `overlay` without a backing node), then
+/// `blockdev-snapshot`, which makes it the top of `node`'s chain.
+pub fn snapshot(
+    node: &str,
+    node_path: &str,
+    node_format: &str,
+    path: &str,
+    size: u64,
+    overlay: &str,
+) -> Chain {
+    let backing = Backing {
+        path: node_path,
+        node: "",
+        format: node_format,
+    };
+    let snapshot =
+        typed_call::<commands::BlockdevSnapshot>(json!({"node": node, "overlay": overlay}));
+    let what = format!("snapshot of {node} in {overlay}");
+    let take = Action::new(snapshot, what.clone());
+    Chain::new(
+        format!("snapshot {node}"),
+        vec![
+            (
+                format!("overlay {path}"),
+                link(create_qcow2(path, size, overlay, Some(backing))),
+            ),
+            (
+                what,
+                link(Sequence::new(
+                    format!("blockdev-snapshot {node}"),
+                    vec![take],
+                )),
+            ),
+        ],
+    )
+}
+
+/// `block-dirty-bitmap-add` of a persistent-or-not bitmap `name` on `node`.
+pub fn add_bitmap(node: &str, name: &str, persistent: bool) -> Sequence {
+    let add = typed_call::<commands::BlockDirtyBitmapAdd>(
+        json!({"node": node, "name": name, "persistent": persistent}),
+    );
+    Sequence::new(
+        format!("block-dirty-bitmap-add {node} {name}"),
+        vec![Action::new(add, format!("bitmap {name} on {node}"))],
+    )
+}
+
+/// `block-dirty-bitmap-remove`.
+pub fn remove_bitmap(node: &str, name: &str) -> Sequence {
+    let remove =
+        typed_call::<commands::BlockDirtyBitmapRemove>(json!({"node": node, "name": name}));
+    Sequence::new(
+        format!("block-dirty-bitmap-remove {node} {name}"),
+        vec![Action::new(remove, format!("bitmap {name} on {node}"))],
     )
 }

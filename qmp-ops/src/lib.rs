@@ -36,6 +36,7 @@ mod error;
 pub mod guest;
 pub mod machine;
 pub mod migration;
+pub mod nbd;
 mod op;
 pub mod sequence;
 mod wait;

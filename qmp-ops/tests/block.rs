@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use common::{launch, qemus};
 use qmp_ops::block::{self, Backing, Job};
-use qmp_ops::{Cause, run};
+use qmp_ops::{Cause, nbd, run};
 use qmp_qapi::types::JobStatus;
 use serde_json::json;
 
@@ -217,5 +217,97 @@ fn waiting_for_an_unknown_job_changes_nothing() {
             err.to_string().contains("QEMU has no job ghost"),
             "{version}: {err}"
         );
+    }
+}
+
+#[test]
+fn an_nbd_export_is_read_back_by_a_second_qemu() {
+    for (version, builder) in qemus("an_nbd_export_is_read_back_by_a_second_qemu") {
+        let scratch = Scratch::new(&format!("nbd-{version}"));
+        let (_server, qmp) = launch(builder.clone());
+        let src = scratch.file("src.raw");
+        run(&qmp, block::create_raw(&src, 4 * MIB, "src")).expect("src");
+        qemu_io(&qmp, "src", "write -P 0x5a 0 1M");
+        let sock = scratch.file("nbd.sock");
+        run(&qmp, nbd::serve(&sock, "exp0", "src", "disk", false)).expect("serve");
+
+        // A second QEMU connects to the export and copies it to a raw file.
+        let (_client, reader) = launch(builder);
+        let remote = json!({
+            "driver": "nbd", "node-name": "remote", "read-only": true,
+            "server": {"type": "unix", "path": sock}, "export": "disk",
+        });
+        reader
+            .execute_raw("blockdev-add", remote)
+            .expect("connecting to the export");
+        let copy = scratch.file("copy.raw");
+        run(&reader, block::create_raw(&copy, 4 * MIB, "copy")).expect("copy");
+        let backup = qmp_io::Call::new("blockdev-backup").arguments(json!({
+            "job-id": "b1", "device": "remote", "target": "copy", "sync": "full",
+            "auto-dismiss": false,
+        }));
+        run(&reader, Job::new("b1").run(backup, LONG)).expect("backup over NBD");
+        assert!(
+            filled(&copy, 0, 1 << 20, 0x5a),
+            "{version}: the export read back wrong"
+        );
+        assert!(filled(&copy, 1 << 20, 3 << 20, 0), "{version}");
+
+        // The export goes once its client lets go.
+        reader
+            .execute_raw("blockdev-del", json!({"node-name": "remote"}))
+            .unwrap();
+        let gone = run(&qmp, nbd::unexport("exp0", Duration::from_secs(10))).expect("unexport");
+        assert_eq!(gone.event.name(), "BLOCK_EXPORT_DELETED", "{version}");
+        run(&qmp, nbd::stop_server()).expect("nbd-server-stop");
+    }
+}
+
+#[test]
+fn a_failed_export_stops_the_server_it_started() {
+    for (version, builder) in qemus("a_failed_export_stops_the_server_it_started") {
+        let scratch = Scratch::new(&format!("nbdfail-{version}"));
+        let (_qemu, qmp) = launch(builder);
+        let sock = scratch.file("nbd.sock");
+        let err = run(&qmp, nbd::serve(&sock, "e", "no-such-node", "x", false)).unwrap_err();
+        assert_eq!(err.step, "sending block-export-add", "{version}: {err}");
+        assert_eq!(
+            err.left,
+            format!("the NBD server on {sock} undone"),
+            "{version}"
+        );
+        // Stopped, so it starts again.
+        run(&qmp, block::create_raw(&scratch.file("n.raw"), MIB, "n")).unwrap();
+        run(&qmp, nbd::serve(&sock, "e", "n", "x", false)).expect("serve after the rollback");
+    }
+}
+
+#[test]
+fn a_snapshot_puts_an_overlay_on_top_and_bitmaps_come_and_go() {
+    for (version, builder) in qemus("a_snapshot_puts_an_overlay_on_top") {
+        let scratch = Scratch::new(&format!("snap-{version}"));
+        let (_qemu, qmp) = launch(builder);
+        let base = scratch.file("base.raw");
+        run(&qmp, block::create_raw(&base, 4 * MIB, "base")).expect("base");
+        let overlay = scratch.file("overlay.qcow2");
+        run(
+            &qmp,
+            block::snapshot("base", &base, "raw", &overlay, 4 * MIB, "ov"),
+        )
+        .expect("snapshot");
+        assert_eq!(
+            backing_file(&qmp, "ov").as_deref(),
+            Some(base.as_str()),
+            "{version}"
+        );
+        // Writes now go to the overlay; the base keeps its zeroes.
+        qemu_io(&qmp, "ov", "write -P 0x44 0 64k");
+        assert!(filled(&base, 0, 64 << 10, 0), "{version}");
+
+        run(&qmp, block::add_bitmap("ov", "bm0", false)).expect("bitmap");
+        let err = run(&qmp, block::add_bitmap("ov", "bm0", false)).unwrap_err();
+        assert!(err.command_error().is_some(), "{version}: {err}");
+        run(&qmp, block::remove_bitmap("ov", "bm0")).expect("remove bitmap");
+        run(&qmp, block::add_bitmap("ov", "bm0", false)).expect("added again");
     }
 }
