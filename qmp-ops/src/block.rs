@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::error::{Cause, OpError};
 use crate::op::{Input, Operation, Step, Want, deadline};
-use crate::sequence::{Action, Chain, Link, Sequence, link};
+use crate::sequence::{Action, Chain, Link, Sequence, ignore_failure, link};
 use crate::wait::command_failed;
 
 /// How long a job that timed out is given to conclude once cancelled.
@@ -190,6 +190,8 @@ pub struct JobWait {
     start: Option<Call>,
     /// The first command in flight is the one that starts the job.
     starting: bool,
+    /// This wait sent the command that started the job.
+    started_here: bool,
     target: JobStatus,
     timeout: Duration,
     cancel_on_timeout: bool,
@@ -209,6 +211,7 @@ impl JobWait {
             id: id.to_owned(),
             start,
             starting: false,
+            started_here: false,
             target,
             timeout,
             cancel_on_timeout: true,
@@ -401,11 +404,27 @@ impl JobWait {
 impl Operation for JobWait {
     type Output = JobOutcome;
 
+    /// A job this wait started ([`Job::run`]) is cancelled and dismissed; a
+    /// job it only watched is left to its owner.
+    fn abandon(&mut self) -> Option<Link> {
+        if !self.started_here || self.phase == Phase::Dismissing {
+            return None;
+        }
+        let job = Job::new(self.id.clone());
+        let cancel = ignore_failure(job.cancel());
+        let dismiss = ignore_failure(job.wait(CANCEL_GRACE).cancel_on_timeout(false));
+        Some(Box::new(Chain::new(
+            format!("cancel job {}", self.id),
+            vec![("cancel".into(), cancel), ("dismiss".into(), dismiss)],
+        )))
+    }
+
     fn step(&mut self, input: Input, now: Instant) -> Step<JobOutcome> {
         match input {
             Input::Start => {
                 self.deadline = Some(deadline(now, self.timeout));
                 self.starting = self.start.is_some();
+                self.started_here = self.starting;
                 let call = self.start.take().unwrap_or_else(query_jobs);
                 Step::Send {
                     call,

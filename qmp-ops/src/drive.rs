@@ -236,7 +236,64 @@ where
     O: Operation + Send,
     O::Output: Send,
 {
-    let mut engine = Engine::new(op, options);
+    drive_async(qmp, timer, &mut Engine::new(op, options)).await
+}
+
+/// Runs `op` to its end over an async client; when the future is dropped
+/// before that, what the operation made so far is undone
+/// ([`Operation::abandon`]) in a task spawned on `runtime`, with a clone of
+/// the client: the steps of a half-done add, a job it started, a guest file
+/// handle it opened.
+pub async fn run_async_guarded<Q, R, O>(qmp: &Q, runtime: &R, op: O) -> Result<O::Output, OpError>
+where
+    Q: AsyncQmp + Clone + 'static,
+    R: qmp_io::nonblocking::Runtime,
+    O: Operation + Send,
+    O::Output: Send,
+{
+    let mut guard = Guard {
+        engine: Engine::new(op, Options::default()),
+        undo: Some((qmp.clone(), runtime.clone())),
+    };
+    let result = drive_async(qmp, runtime, &mut guard.engine).await;
+    guard.undo = None;
+    result
+}
+
+/// Undoes an operation whose future was dropped before it was done.
+struct Guard<O: Operation, Q: AsyncQmp + 'static, R: qmp_io::nonblocking::Runtime> {
+    engine: Engine<O>,
+    /// Set while the operation runs.
+    undo: Option<(Q, R)>,
+}
+
+impl<O: Operation, Q: AsyncQmp + 'static, R: qmp_io::nonblocking::Runtime> Drop for Guard<O, Q, R> {
+    fn drop(&mut self) {
+        let Some((qmp, runtime)) = self.undo.take() else {
+            return;
+        };
+        self.engine.watch = None;
+        let Some(cleanup) = self.engine.op.abandon() else {
+            return;
+        };
+        let timer = runtime.clone();
+        runtime.spawn(Box::pin(async move {
+            if let Err(e) = run_async(&qmp, &timer, cleanup).await {
+                tracing::warn!(error = %e, "undoing a dropped operation failed");
+            }
+        }));
+    }
+}
+
+async fn drive_async<O>(
+    qmp: &impl AsyncQmp,
+    timer: &impl Timer,
+    engine: &mut Engine<O>,
+) -> Result<O::Output, OpError>
+where
+    O: Operation + Send,
+    O::Output: Send,
+{
     let mut input = Input::Start;
     loop {
         input = match engine.step(input, |f| qmp.subscribe(f)) {
@@ -267,7 +324,9 @@ where
 
 /// A guest-agent client as a [`Qmp`] or [`AsyncQmp`], so the same drivers
 /// run guest operations: its [`subscribe`](Qmp::subscribe) gives a
-/// subscription that has ended (the agent sends no events).
+/// subscription that has ended (the agent sends no events). Wrap a
+/// reference, or (for [`run_async_guarded`], which keeps a clone) the
+/// async client itself.
 ///
 /// ```no_run
 /// # fn demo(agent: &qmp_std::GuestAgent) -> Result<(), qmp_ops::OpError> {
@@ -277,7 +336,7 @@ where
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy)]
-pub struct Agent<'a, G>(pub &'a G);
+pub struct Agent<G>(pub G);
 
 fn no_events() -> Subscription {
     let hub = EventHub::new(&Config::default());
@@ -285,7 +344,7 @@ fn no_events() -> Subscription {
     hub.subscribe(EventFilter::all())
 }
 
-impl Qmp for Agent<'_, qmp_io::blocking::GuestAgent> {
+impl Qmp for Agent<&qmp_io::blocking::GuestAgent> {
     fn call(&self, call: Call) -> qmp_io::Result<Json> {
         self.0.call(call)
     }
@@ -299,9 +358,31 @@ impl Qmp for Agent<'_, qmp_io::blocking::GuestAgent> {
     }
 }
 
-impl<R: qmp_io::nonblocking::Runtime> AsyncQmp for Agent<'_, qmp_io::nonblocking::GuestAgent<R>> {
+/// The async guest-agent client an [`Agent`] holds, by reference or owned.
+pub trait AsyncAgent: Send + Sync {
+    /// The runtime it runs on.
+    type Runtime: qmp_io::nonblocking::Runtime;
+    /// The client.
+    fn agent(&self) -> &qmp_io::nonblocking::GuestAgent<Self::Runtime>;
+}
+
+impl<R: qmp_io::nonblocking::Runtime> AsyncAgent for qmp_io::nonblocking::GuestAgent<R> {
+    type Runtime = R;
+    fn agent(&self) -> &qmp_io::nonblocking::GuestAgent<R> {
+        self
+    }
+}
+
+impl<R: qmp_io::nonblocking::Runtime> AsyncAgent for &qmp_io::nonblocking::GuestAgent<R> {
+    type Runtime = R;
+    fn agent(&self) -> &qmp_io::nonblocking::GuestAgent<R> {
+        self
+    }
+}
+
+impl<G: AsyncAgent> AsyncQmp for Agent<G> {
     fn call(&self, call: Call) -> impl Future<Output = qmp_io::Result<Json>> + Send {
-        self.0.call(call)
+        self.0.agent().call(call)
     }
 
     fn subscribe(&self, _: EventFilter) -> Subscription {
@@ -309,6 +390,6 @@ impl<R: qmp_io::nonblocking::Runtime> AsyncQmp for Agent<'_, qmp_io::nonblocking
     }
 
     fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.0.agent().is_closed()
     }
 }

@@ -339,6 +339,10 @@ enum Transferred {
 impl Operation for FileTransfer<Vec<u8>> {
     type Output = Vec<u8>;
 
+    fn abandon(&mut self) -> Option<crate::op::Cleanup> {
+        self.abandon_handle()
+    }
+
     fn step(&mut self, input: Input, now: Instant) -> Step<Vec<u8>> {
         self.transfer(input, now).map_done(|r| {
             Step::Done(r.map(|t| match t {
@@ -351,6 +355,10 @@ impl Operation for FileTransfer<Vec<u8>> {
 
 impl Operation for FileTransfer<u64> {
     type Output = u64;
+
+    fn abandon(&mut self) -> Option<crate::op::Cleanup> {
+        self.abandon_handle()
+    }
 
     fn step(&mut self, input: Input, now: Instant) -> Step<u64> {
         self.transfer(input, now).map_done(|r| {
@@ -481,6 +489,16 @@ impl<T> FileTransfer<T> {
                 })
             }
         }
+    }
+
+    /// Closes the open handle of a transfer given up on.
+    fn abandon_handle(&mut self) -> Option<crate::op::Cleanup> {
+        let handle = self.handle.take()?;
+        let close =
+            Call::command(&qga::GuestFileClose { handle }).timeout(Some(self.chunk_timeout));
+        let close = crate::sequence::Action::new(close, format!("handle {handle}"));
+        let op = crate::sequence::Sequence::new(format!("guest-file-close {handle}"), vec![close]);
+        Some(crate::sequence::ignore_failure(op))
     }
 
     /// The command that moves the data, for errors.

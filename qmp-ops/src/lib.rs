@@ -41,7 +41,9 @@ mod op;
 pub mod sequence;
 mod wait;
 
-pub use drive::{Agent, Options, Timer, run, run_async, run_async_with, run_with};
+pub use drive::{
+    Agent, AsyncAgent, Options, Timer, run, run_async, run_async_guarded, run_async_with, run_with,
+};
 pub use error::{Cause, OpError};
-pub use op::{Input, Operation, Step, Want};
+pub use op::{Cleanup, Input, Operation, Step, Want};
 pub use wait::{Await, Awaited};

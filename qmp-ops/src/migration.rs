@@ -240,6 +240,14 @@ impl Migration {
 impl Operation for Migration {
     type Output = MigrationInfo;
 
+    /// A migration this operation started is cancelled.
+    fn abandon(&mut self) -> Option<crate::op::Cleanup> {
+        if !self.started_here || self.cancelling || self.cancelled {
+            return None;
+        }
+        Some(crate::sequence::ignore_failure(cancel(CANCEL_GRACE)))
+    }
+
     fn step(&mut self, input: Input, now: Instant) -> Step<MigrationInfo> {
         match (self.phase, input) {
             (_, Input::Start) => {

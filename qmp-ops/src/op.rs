@@ -132,6 +132,29 @@ pub trait Operation {
 
     /// The next step, given what happened since the last one.
     fn step(&mut self, input: Input, now: Instant) -> Step<Self::Output>;
+
+    /// What undoes the work done so far, for a driver that gives up on the
+    /// operation before it is done (a dropped future): the steps already
+    /// made, newest first, the job it started, the handle it opened. `None`
+    /// when there is nothing QEMU lets undo.
+    fn abandon(&mut self) -> Option<Cleanup> {
+        None
+    }
+}
+
+/// An operation run only for its effect: what [`Operation::abandon`] gives.
+pub type Cleanup = Box<dyn Operation<Output = ()> + Send>;
+
+impl<O: Operation + ?Sized> Operation for Box<O> {
+    type Output = O::Output;
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<O::Output> {
+        (**self).step(input, now)
+    }
+
+    fn abandon(&mut self) -> Option<Cleanup> {
+        (**self).abandon()
+    }
 }
 
 /// `now + timeout`, or far enough in the future to mean "for ever" when that

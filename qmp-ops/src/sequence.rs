@@ -175,10 +175,64 @@ impl Operation for Sequence {
             _ => self.next(),
         }
     }
+
+    /// The undo commands of the steps made (the one in flight included: it
+    /// may have run), newest first.
+    fn abandon(&mut self) -> Option<Link> {
+        let undo: Vec<Action> = core::mem::take(&mut self.made)
+            .into_iter()
+            .rev()
+            .filter_map(|a| {
+                let made = a.made;
+                a.undo.map(|call| Action::new(call, made))
+            })
+            .collect();
+        if undo.is_empty() {
+            return None;
+        }
+        // Each undo is independent of the others: one failing must not
+        // stop the rest.
+        let links = undo
+            .into_iter()
+            .map(|a| {
+                let what = format!("undo of {}", a.made);
+                let op = Sequence::new(what.clone(), vec![a]);
+                (what, ignore_failure(op))
+            })
+            .collect();
+        Some(Box::new(Chain::new(
+            format!("undo {}", self.operation),
+            links,
+        )))
+    }
+}
+
+/// Runs `op` and counts its failure as done: a best-effort undo.
+pub(crate) fn ignore_failure<O>(op: O) -> Link
+where
+    O: Operation + Send + 'static,
+{
+    Box::new(IgnoreFailure(op))
+}
+
+/// Runs an operation and counts its failure as done (a best-effort undo).
+struct IgnoreFailure<O>(O);
+
+impl<O: Operation> Operation for IgnoreFailure<O> {
+    type Output = ();
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<()> {
+        self.0.step(input, now).map_done(|r| {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "an undo failed");
+            }
+            Step::Done(Ok(()))
+        })
+    }
 }
 
 /// An operation whose output is not needed, boxed, for a [`Chain`].
-pub type Link = Box<dyn Operation<Output = ()> + Send>;
+pub type Link = crate::op::Cleanup;
 
 /// Runs `op` and drops its output: a [`Link`] of a [`Chain`].
 pub fn link<O>(op: O) -> Link
@@ -270,5 +324,11 @@ impl Operation for Chain {
                 other => return other,
             }
         }
+    }
+
+    /// What the link under way made; the links before it are kept, as
+    /// they are when the chain fails.
+    fn abandon(&mut self) -> Option<Link> {
+        self.current.as_mut().and_then(|(_, op)| op.abandon())
     }
 }
