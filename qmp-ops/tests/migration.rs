@@ -16,6 +16,21 @@ use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(120);
 
+/// The run state once it is no longer `from` (QEMU sets `postmigrate` on
+/// the source, and leaves `inmigrate` on the target, shortly after the
+/// migration's own status changes), waiting up to 5 s.
+fn settled(qmp: &qmp_std::Client, from: &str) -> String {
+    let mut now = status(qmp);
+    for _ in 0..100 {
+        if now != from {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        now = status(qmp);
+    }
+    now
+}
+
 fn status(qmp: &qmp_std::Client) -> String {
     let s: serde_json::Value = qmp
         .execute_raw("query-status", ())
@@ -56,7 +71,7 @@ fn migration_to_a_file_completes_with_progress() {
         assert!(reports.load(Ordering::Relaxed) >= 1, "{version}");
         let size = std::fs::metadata(&file).unwrap().len();
         assert!(size > 1000, "{version}: {size} bytes");
-        assert_eq!(status(&qmp), "postmigrate", "{version}");
+        assert_eq!(settled(&qmp, "prelaunch"), "postmigrate", "{version}");
     }
 }
 
@@ -76,16 +91,9 @@ fn migration_to_a_second_qemu_completes() {
         let (_qemu, qmp) = launch(builder);
         let done = run(&qmp, migrate(&incoming, LONG)).expect("migrate");
         assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
-        assert_eq!(status(&qmp), "postmigrate", "{version}");
+        assert_eq!(settled(&qmp, "prelaunch"), "postmigrate", "{version}");
         // The target has the VM now (paused, as the source was).
-        let mut now = status(&target_qmp);
-        for _ in 0..50 {
-            if now != "inmigrate" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            now = status(&target_qmp);
-        }
+        let now = settled(&target_qmp, "inmigrate");
         assert!(
             now == "paused" || now == "prelaunch",
             "{version}: target is {now}"
