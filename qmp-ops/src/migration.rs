@@ -62,6 +62,8 @@ pub struct Migration {
     cancelling: bool,
     /// This operation sent the command that started (or cancelled) it.
     started_here: bool,
+    /// The incoming side: there is nothing to cancel at the deadline.
+    incoming: bool,
     /// Told of every `query-migrate` answer while waiting.
     on_progress: Option<OnProgress>,
 }
@@ -92,6 +94,26 @@ pub fn migrate(uri: &str, timeout: Duration) -> Migration {
         Some(Call::command(&command)),
         timeout,
     )
+}
+
+/// On a target QEMU started with `-incoming defer`: `migrate-incoming` on
+/// `uri` (such as `unix:PATH`), then waits up to `timeout` for the incoming
+/// migration to complete. The deadline error says the target is still
+/// waiting (an incoming migration cannot be cancelled; quit the target).
+pub fn incoming(uri: &str, timeout: Duration) -> Migration {
+    let call = Call::new("migrate-incoming").arguments(json!({"uri": uri}));
+    let mut op = Migration::new(format!("incoming migration on {uri}"), Some(call), timeout);
+    op.incoming = true;
+    op
+}
+
+/// On a target already listening (`-incoming URI`, or after [`incoming`]
+/// reached its deadline): waits up to `timeout` for the incoming migration
+/// to arrive and complete.
+pub fn wait_incoming(timeout: Duration) -> Migration {
+    let mut op = Migration::new("incoming migration".to_owned(), None, timeout);
+    op.incoming = true;
+    op
 }
 
 /// Waits up to `timeout` for the migration already under way to end.
@@ -134,6 +156,7 @@ impl Migration {
             cancelled: false,
             cancelling: false,
             started_here: false,
+            incoming: false,
             on_progress: None,
         }
     }
@@ -213,17 +236,22 @@ impl Migration {
                     "the migration was cancelled; the source VM is still here".into(),
                 )
             }
-            Some(MigrationStatus::None) | None if !self.started_here => self.fail(
-                "waiting for the end",
-                Cause::Reported("no migration has been started".into()),
-                "nothing changed".into(),
-            ),
+            Some(MigrationStatus::None) | None if !self.started_here && !self.incoming => self
+                .fail(
+                    "waiting for the end",
+                    Cause::Reported("no migration has been started".into()),
+                    "nothing changed".into(),
+                ),
             _ if now >= self.deadline.unwrap_or(now) => self.on_deadline(now),
             _ => self.poll(now),
         }
     }
 
     fn on_deadline(&mut self, now: Instant) -> Step<MigrationInfo> {
+        if self.incoming {
+            let left = format!("the target is still waiting ({})", self.status());
+            return self.fail("waiting for the end", Cause::Deadline(self.timeout), left);
+        }
         if self.cancelled {
             let left = format!(
                 "migrate_cancel was sent; the migration is still {}",
@@ -242,7 +270,7 @@ impl Operation for Migration {
 
     /// A migration this operation started is cancelled.
     fn abandon(&mut self) -> Option<crate::op::Cleanup> {
-        if !self.started_here || self.cancelling || self.cancelled {
+        if !self.started_here || self.cancelling || self.cancelled || self.incoming {
             return None;
         }
         Some(crate::sequence::ignore_failure(cancel(CANCEL_GRACE)))

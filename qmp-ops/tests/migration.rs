@@ -16,13 +16,14 @@ use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// The run state once it is no longer `from` (QEMU sets `postmigrate` on
-/// the source, and leaves `inmigrate` on the target, shortly after the
-/// migration's own status changes), waiting up to 5 s.
-fn settled(qmp: &qmp_std::Client, from: &str) -> String {
+/// The run state once it is none of `passing` (QEMU moves the source
+/// through `finish-migrate` to `postmigrate`, and the target out of
+/// `inmigrate`, shortly after the migration's own status changes), waiting
+/// up to 5 s.
+fn settled(qmp: &qmp_std::Client, passing: &[&str]) -> String {
     let mut now = status(qmp);
     for _ in 0..100 {
-        if now != from {
+        if !passing.contains(&now.as_str()) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -71,7 +72,11 @@ fn migration_to_a_file_completes_with_progress() {
         assert!(reports.load(Ordering::Relaxed) >= 1, "{version}");
         let size = std::fs::metadata(&file).unwrap().len();
         assert!(size > 1000, "{version}: {size} bytes");
-        assert_eq!(settled(&qmp, "prelaunch"), "postmigrate", "{version}");
+        assert_eq!(
+            settled(&qmp, &["prelaunch", "finish-migrate"]),
+            "postmigrate",
+            "{version}"
+        );
     }
 }
 
@@ -91,9 +96,13 @@ fn migration_to_a_second_qemu_completes() {
         let (_qemu, qmp) = launch(builder);
         let done = run(&qmp, migrate(&incoming, LONG)).expect("migrate");
         assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
-        assert_eq!(settled(&qmp, "prelaunch"), "postmigrate", "{version}");
+        assert_eq!(
+            settled(&qmp, &["prelaunch", "finish-migrate"]),
+            "postmigrate",
+            "{version}"
+        );
         // The target has the VM now (paused, as the source was).
-        let now = settled(&target_qmp, "inmigrate");
+        let now = settled(&target_qmp, &["inmigrate"]);
         assert!(
             now == "paused" || now == "prelaunch",
             "{version}: target is {now}"
@@ -163,5 +172,44 @@ fn waiting_with_no_migration_changes_nothing() {
         let (_qemu, qmp) = launch(builder);
         let err = run(&qmp, migration::wait(LONG)).unwrap_err();
         assert_eq!(err.left, "nothing changed", "{version}: {err}");
+    }
+}
+
+#[test]
+fn an_incoming_migration_on_a_deferred_target_completes() {
+    for (version, builder) in qemus("an_incoming_migration_on_a_deferred_target_completes") {
+        let scratch = Scratch::new(&format!("migdefer-{version}"));
+        let uri = format!("unix:{}", scratch.file("incoming.sock"));
+        let target = common::machine(builder.clone())
+            .args(["-incoming", "defer"])
+            .spawn()
+            .expect("the target QEMU");
+        let target_qmp =
+            qmp_std::connect_unix(target.qmp_path(), qmp_std::Config::default()).unwrap();
+        // Nothing listens yet: the deadline says the target still waits.
+        let err = run(
+            &target_qmp,
+            migration::incoming(&uri, Duration::from_millis(300)),
+        )
+        .unwrap_err();
+        assert!(matches!(err.cause, Cause::Deadline(_)), "{version}: {err}");
+        assert!(
+            err.left.starts_with("the target is still waiting"),
+            "{version}: {err}"
+        );
+
+        let (_qemu, qmp) = launch(builder);
+        let waiting = std::thread::spawn(move || {
+            let done = run(&target_qmp, migration::wait_incoming(LONG));
+            (done, settled(&target_qmp, &["inmigrate"]))
+        });
+        run(&qmp, migrate(&uri, LONG)).expect("migrate");
+        let (done, now) = waiting.join().unwrap();
+        let done = done.expect("the target's side");
+        assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
+        assert!(
+            now == "paused" || now == "prelaunch",
+            "{version}: target is {now}"
+        );
     }
 }
