@@ -182,6 +182,22 @@ pub fn add_chardev(id: &str, backend: &types::ChardevBackend) -> Sequence {
     )
 }
 
+/// `chardev-change`: gives chardev `id` a new backend (QEMU keeps the old
+/// one if the new one cannot be opened).
+pub fn change_chardev(id: &str, backend: &types::ChardevBackend) -> Sequence {
+    let change = commands::ChardevChange {
+        id: id.to_owned(),
+        backend: backend.clone(),
+    };
+    Sequence::new(
+        format!("chardev-change {id}"),
+        vec![Action::new(
+            Call::command(&change),
+            format!("chardev {id}'s backend"),
+        )],
+    )
+}
+
 /// `chardev-remove`.
 pub fn remove_chardev(id: &str) -> Sequence {
     let remove = commands::ChardevRemove { id: id.to_owned() };

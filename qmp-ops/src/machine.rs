@@ -165,3 +165,215 @@ impl Operation for RingbufRead {
         self.next()
     }
 }
+
+/// `dump-guest-memory` of the whole guest RAM to `path` (an ELF core), run
+/// in the background (`detach`) and completing on `DUMP_COMPLETED`; fails
+/// with the event's `error`. QEMU has no way to stop a dump, so the
+/// deadline error says it may still be writing.
+#[derive(Debug)]
+pub struct DumpGuestMemory {
+    inner: Await,
+    path: String,
+}
+
+impl DumpGuestMemory {
+    /// Dumps to the host file `path`, waiting up to `timeout`.
+    pub fn new(path: &str, timeout: Duration) -> Self {
+        let dump = commands::DumpGuestMemory {
+            paging: false,
+            protocol: format!("file:{path}"),
+            detach: Some(true),
+            begin: None,
+            length: None,
+            format: None,
+        };
+        let inner = Await::new(
+            Call::command(&dump),
+            vec![Want::event("DUMP_COMPLETED")],
+            timeout,
+        )
+        .named(format!("dump-guest-memory {path}"));
+        Self {
+            inner,
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Operation for DumpGuestMemory {
+    /// The `DUMP_COMPLETED` event (its `result` has the sizes).
+    type Output = Awaited;
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<Awaited> {
+        let path = &self.path;
+        self.inner.step(input, now).map_done(|r| {
+            Step::Done(match r {
+                Ok(done) => match done.event.decode::<qmp_qapi::events::DumpCompleted>() {
+                    Ok(d) if d.error.is_none() => Ok(done),
+                    Ok(d) => Err(OpError::new(
+                        format!("dump-guest-memory {path}"),
+                        "dumping",
+                        Cause::Reported(d.error.unwrap_or_default()),
+                        format!("the dump failed; {path} may hold part of it"),
+                    )),
+                    Err(e) => Err(OpError::new(
+                        format!("dump-guest-memory {path}"),
+                        "reading DUMP_COMPLETED",
+                        Cause::Decode(e.to_string()),
+                        "the dump ended; its outcome is not known",
+                    )),
+                },
+                Err(e) if matches!(e.cause, Cause::Command(_)) => Err(e),
+                Err(e) => {
+                    let left = format!("the dump may still be writing {path}");
+                    Err(e.left(left))
+                }
+            })
+        })
+    }
+}
+
+/// `screendump` of the primary console to `path` (PPM; PNG where QEMU has it).
+pub fn screendump(path: &str) -> Sequence {
+    let dump = commands::Screendump {
+        filename: path.to_owned(),
+        device: None,
+        head: None,
+        format: None,
+    };
+    Sequence::new(
+        format!("screendump {path}"),
+        vec![Action::new(Call::command(&dump), format!("file {path}"))],
+    )
+}
+
+/// Plugs a CPU into the first free slot `query-hotpluggable-cpus` lists,
+/// as device `id` (the machine needs `-smp N,maxcpus=M` with room). The
+/// output is the slot's properties. Unplugging is [`DeviceDel`] of `id`,
+/// which needs a guest that lets the CPU go.
+///
+/// [`DeviceDel`]: crate::device::DeviceDel
+#[derive(Debug)]
+pub struct AddCpu {
+    id: String,
+    props: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl AddCpu {
+    /// A new CPU as device `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            props: None,
+        }
+    }
+
+    fn fail(
+        &self,
+        step: &str,
+        cause: Cause,
+        left: &str,
+    ) -> Step<serde_json::Map<String, serde_json::Value>> {
+        Step::Done(Err(OpError::new(
+            format!("add cpu {}", self.id),
+            step,
+            cause,
+            left,
+        )))
+    }
+}
+
+impl Operation for AddCpu {
+    type Output = serde_json::Map<String, serde_json::Value>;
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<Self::Output> {
+        let reply = match input {
+            Input::Start => {
+                return Step::Send {
+                    call: Call::command(&commands::QueryHotpluggableCpus),
+                    watch: None,
+                };
+            }
+            Input::Reply(reply) => reply,
+            _ => return Step::Wait { deadline: now },
+        };
+        if let Some(props) = self.props.take() {
+            return match reply {
+                Ok(_) => Step::Done(Ok(props)),
+                Err(e) => Step::Done(Err(command_failed(
+                    &format!("add cpu {}", self.id),
+                    "device_add",
+                    e,
+                ))),
+            };
+        }
+        let slots: Vec<serde_json::Value> = match reply.map(|j| j.decode()) {
+            Ok(Ok(slots)) => slots,
+            Ok(Err(e)) => {
+                return self.fail(
+                    "query-hotpluggable-cpus",
+                    Cause::Decode(e.to_string()),
+                    "nothing changed",
+                );
+            }
+            Err(e) => {
+                return Step::Done(Err(command_failed(
+                    &format!("add cpu {}", self.id),
+                    "query-hotpluggable-cpus",
+                    e,
+                )));
+            }
+        };
+        let free = slots.iter().find(|s| s.get("qom-path").is_none());
+        let Some((driver, Some(props))) =
+            free.map(|s| (s["type"].as_str().unwrap_or(""), s["props"].as_object()))
+        else {
+            return self.fail(
+                "finding a free slot",
+                Cause::Reported(format!("no free CPU slot among {}", slots.len())),
+                "nothing changed",
+            );
+        };
+        let mut add = props.clone();
+        add.insert("driver".into(), driver.into());
+        add.insert("id".into(), self.id.clone().into());
+        self.props = Some(props.clone());
+        Step::Send {
+            call: Call::new("device_add").arguments(add),
+            watch: None,
+        }
+    }
+}
+
+/// `query-sev-capabilities`: `None` when this QEMU or host has no SEV
+/// (QEMU answers with an error then).
+#[derive(Debug, Default)]
+pub struct SevCapabilities;
+
+impl Operation for SevCapabilities {
+    type Output = Option<qmp_qapi::types::SevCapability>;
+
+    fn step(&mut self, input: Input, now: Instant) -> Step<Self::Output> {
+        match input {
+            Input::Start => Step::Send {
+                call: Call::command(&commands::QuerySevCapabilities),
+                watch: None,
+            },
+            Input::Reply(Ok(json)) => Step::Done(json.decode().map(Some).map_err(|e| {
+                OpError::new(
+                    "query-sev-capabilities",
+                    "reading",
+                    Cause::Decode(e.to_string()),
+                    "nothing changed",
+                )
+            })),
+            Input::Reply(Err(e)) if e.command_error().is_some() => Step::Done(Ok(None)),
+            Input::Reply(Err(e)) => Step::Done(Err(command_failed(
+                "query-sev-capabilities",
+                "query-sev-capabilities",
+                e,
+            ))),
+            _ => Step::Wait { deadline: now },
+        }
+    }
+}

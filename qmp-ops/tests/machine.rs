@@ -81,3 +81,99 @@ fn a_ringbuf_console_is_read_by_size() {
         assert_eq!(err.left, "nothing changed (QEMU refused the command)");
     }
 }
+
+#[test]
+fn a_memory_dump_completes_on_its_event() {
+    for (version, builder) in qemus("a_memory_dump_completes_on_its_event") {
+        let scratch = common::Scratch::new(&format!("dump-{version}"));
+        let (_qemu, qmp) = launch(builder.args(["-m", "32"]));
+        let path = scratch.file("core");
+        let done = run(
+            &qmp,
+            machine::DumpGuestMemory::new(&path, Duration::from_secs(60)),
+        )
+        .expect("dump-guest-memory");
+        let result: serde_json::Value = done.event.decode().unwrap();
+        assert_eq!(
+            result["result"]["status"], "completed",
+            "{version}: {result}"
+        );
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size >= 32 << 20, "{version}: {size} bytes");
+        assert_eq!(&std::fs::read(&path).unwrap()[..4], b"\x7fELF", "{version}");
+
+        let err = run(
+            &qmp,
+            machine::DumpGuestMemory::new("/proc/no/such/core", Duration::from_secs(5)),
+        )
+        .unwrap_err();
+        assert!(err.command_error().is_some(), "{version}: {err}");
+    }
+}
+
+#[test]
+fn a_screendump_writes_the_console() {
+    for (version, builder) in qemus("a_screendump_writes_the_console") {
+        let scratch = common::Scratch::new(&format!("screen-{version}"));
+        let (_qemu, qmp) = launch(builder.args(["-device", "VGA"]));
+        let path = scratch.file("screen.ppm");
+        run(&qmp, machine::screendump(&path)).expect("screendump");
+        assert_eq!(&std::fs::read(&path).unwrap()[..2], b"P6", "{version}");
+    }
+}
+
+#[test]
+fn a_cpu_is_plugged_into_the_free_slot() {
+    for (version, builder) in qemus("a_cpu_is_plugged_into_the_free_slot") {
+        let (_qemu, qmp) = launch(builder.args(["-smp", "1,maxcpus=2"]));
+        let cpus = |qmp: &qmp_std::Client| {
+            let v: Vec<serde_json::Value> = qmp
+                .execute_raw("query-cpus-fast", ())
+                .unwrap()
+                .decode()
+                .unwrap();
+            v.len()
+        };
+        assert_eq!(cpus(&qmp), 1, "{version}");
+        let props = run(&qmp, machine::AddCpu::new("cpu1")).expect("add a cpu");
+        assert!(props.contains_key("socket-id"), "{version}: {props:?}");
+        assert_eq!(cpus(&qmp), 2, "{version}");
+        let err = run(&qmp, machine::AddCpu::new("cpu2")).unwrap_err();
+        assert_eq!(err.step, "finding a free slot", "{version}: {err}");
+        assert_eq!(err.left, "nothing changed", "{version}");
+    }
+}
+
+#[test]
+fn sev_capabilities_are_none_without_sev() {
+    for (version, builder) in qemus("sev_capabilities_are_none_without_sev") {
+        let (_qemu, qmp) = launch(builder);
+        let sev = run(&qmp, machine::SevCapabilities).expect("query-sev-capabilities");
+        // TCG has no SEV; a host with it would report its C-bit position.
+        assert!(sev.is_none_or(|s| s.cbitpos > 0), "{version}");
+    }
+}
+
+#[test]
+fn a_chardev_gets_a_new_backend() {
+    for (version, builder) in qemus("a_chardev_gets_a_new_backend") {
+        let (_qemu, qmp) = launch(builder);
+        let small = typed(json!({"type": "ringbuf", "data": {"size": 64}}));
+        run(&qmp, device::add_chardev("c0", &small)).expect("add");
+        let big = typed(json!({"type": "ringbuf", "data": {"size": 4096}}));
+        run(&qmp, device::change_chardev("c0", &big)).expect("chardev-change");
+        qmp.execute_raw(
+            "ringbuf-write",
+            json!({"device": "c0", "data": "x".repeat(1000)}),
+        )
+        .unwrap();
+        let kept = run(&qmp, RingbufRead::new("c0", 4096)).unwrap();
+        assert_eq!(
+            kept.len(),
+            1000,
+            "{version}: the new 4096-byte ring holds it all"
+        );
+        let err = run(&qmp, device::change_chardev("nope", &big)).unwrap_err();
+        assert!(err.command_error().is_some(), "{version}: {err}");
+    }
+}
