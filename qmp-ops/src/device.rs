@@ -169,6 +169,22 @@ pub fn add_nic(
     Sequence::new(format!("add nic {}", netdev.id), steps)
 }
 
+/// `set_link`: a NIC's link up or down (the guest sees the cable plugged
+/// or pulled).
+pub fn set_link(id: &str, up: bool) -> Sequence {
+    let set = commands::SetLink {
+        name: id.to_owned(),
+        up,
+    };
+    Sequence::new(
+        format!("set_link {id}"),
+        vec![Action::new(
+            Call::command(&set),
+            format!("link state of {id}"),
+        )],
+    )
+}
+
 /// `chardev-add`; the output's first reply is QEMU's `ChardevReturn` (the
 /// pty path, for a pty backend).
 pub fn add_chardev(id: &str, backend: &types::ChardevBackend) -> Sequence {

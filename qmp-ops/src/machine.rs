@@ -41,6 +41,23 @@ pub fn reset(timeout: Duration) -> MachineWait {
     )
 }
 
+/// `balloon` to `bytes` of guest RAM, then waits up to `timeout` for
+/// `BALLOON_CHANGE` with `actual` equal to `bytes`. The guest's balloon
+/// driver does the work; without one the deadline passes and the error says
+/// the target stays set. (QEMU sends `BALLOON_CHANGE` at most once a second.)
+pub fn balloon(bytes: i64, timeout: Duration) -> MachineWait {
+    let mut op = MachineWait::new(
+        Call::command(&commands::Balloon { value: bytes }),
+        "BALLOON_CHANGE",
+        timeout,
+        "the balloon target is set; the guest has not reached it",
+    );
+    op.inner = op
+        .inner
+        .wanting(vec![Want::event("BALLOON_CHANGE").data("actual", bytes)]);
+    op
+}
+
 /// `set-action`: what QEMU does on a guest reboot, shutdown, panic or
 /// watchdog expiry.
 pub fn set_action(action: &commands::SetAction) -> Sequence {

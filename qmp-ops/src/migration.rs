@@ -64,6 +64,9 @@ pub struct Migration {
     started_here: bool,
     /// The incoming side: there is nothing to cancel at the deadline.
     incoming: bool,
+    /// A status to stop at, besides the final ones (`pre-switchover`,
+    /// `device`).
+    until: Option<MigrationStatus>,
     /// Told of every `query-migrate` answer while waiting.
     on_progress: Option<OnProgress>,
 }
@@ -133,6 +136,20 @@ pub fn cancel(timeout: Duration) -> Migration {
     op
 }
 
+/// `migrate-continue` from the paused `state` (`pre-switchover` or
+/// `device`), for a migration stopped there by [`Migration::until`].
+pub fn resume(state: MigrationStatus) -> crate::sequence::Sequence {
+    let name = format!("migrate-continue {}", state.as_str());
+    let call = Call::command(&commands::MigrateContinue { state });
+    crate::sequence::Sequence::new(
+        name,
+        vec![crate::sequence::Action::new(
+            call,
+            "the migration's next phase",
+        )],
+    )
+}
+
 /// The current `query-migrate`.
 pub fn progress() -> crate::sequence::Sequence {
     crate::sequence::Sequence::new(
@@ -157,8 +174,17 @@ impl Migration {
             cancelling: false,
             started_here: false,
             incoming: false,
+            until: None,
             on_progress: None,
         }
+    }
+
+    /// Also ends, successfully, when the migration reaches `status`: the
+    /// `pre-switchover` or `device` pause that the `pause-before-switchover`
+    /// capability adds. Resume it with [`resume`], then [`wait`].
+    pub fn until(mut self, status: MigrationStatus) -> Self {
+        self.until = Some(status);
+        self
     }
 
     /// Calls `f` with every `query-migrate` answer while waiting: a stream
@@ -208,6 +234,10 @@ impl Migration {
         let error = info.error_desc.clone();
         self.last = Some(info);
         match status {
+            Some(s) if Some(&s) == self.until.as_ref() => match self.last.take() {
+                Some(info) => Step::Done(Ok(info)),
+                None => self.poll(now),
+            },
             Some(MigrationStatus::Completed) => match self.last.take() {
                 Some(info) => Step::Done(Ok(info)),
                 None => self.poll(now),

@@ -65,6 +65,12 @@ impl Await {
         }
     }
 
+    /// Replaces the events waited for.
+    pub fn wanting(mut self, wants: Vec<Want>) -> Self {
+        self.wants = wants;
+        self
+    }
+
     /// Names the operation in errors (default: the command's name).
     pub fn named(mut self, operation: impl Into<String>) -> Self {
         self.operation = operation.into();

@@ -307,3 +307,20 @@ fn a_dropped_async_operation_leaves_no_subscription() {
         });
     }
 }
+
+#[test]
+fn a_nic_link_goes_down_and_up() {
+    for (version, builder) in qemus("a_nic_link_goes_down_and_up") {
+        let (_qemu, qmp) = launch(builder);
+        let netdev = typed(json!({"type": "user", "id": "net3"}));
+        let nic = usb("usb-net", "nic3", json!({"netdev": "net3"}));
+        run(&qmp, device::add_nic(&netdev, &nic, None)).expect("add nic");
+        // QEMU shows a NIC's link state nowhere a test can read without a
+        // guest; that both commands are accepted, and an unknown NIC is
+        // not, is what is checked.
+        run(&qmp, device::set_link("nic3", false)).expect("down");
+        run(&qmp, device::set_link("nic3", true)).expect("up");
+        let err = run(&qmp, device::set_link("nic-nope", true)).unwrap_err();
+        assert!(err.command_error().is_some(), "{version}: {err}");
+    }
+}

@@ -177,3 +177,14 @@ fn a_chardev_gets_a_new_backend() {
         assert!(err.command_error().is_some(), "{version}: {err}");
     }
 }
+
+#[test]
+fn a_balloon_without_a_guest_driver_reaches_its_deadline() {
+    for (version, builder) in qemus("a_balloon_without_a_guest_driver") {
+        let (_qemu, qmp) = launch(builder.args(["-device", "virtio-balloon-pci,id=b0"]));
+        let err = run(&qmp, machine::balloon(64 << 20, Duration::from_millis(300))).unwrap_err();
+        assert!(matches!(err.cause, Cause::Deadline(_)), "{version}: {err}");
+        assert_eq!(err.step, "waiting for BALLOON_CHANGE", "{version}");
+        assert!(err.left.contains("target is set"), "{version}: {err}");
+    }
+}

@@ -213,3 +213,29 @@ fn an_incoming_migration_on_a_deferred_target_completes() {
         );
     }
 }
+
+#[test]
+fn a_migration_paused_before_switchover_resumes_and_completes() {
+    for (version, builder) in qemus("a_migration_paused_before_switchover_resumes") {
+        let scratch = Scratch::new(&format!("migpause-{version}"));
+        let (_qemu, qmp) = launch(builder);
+        let pause =
+            json!({"capabilities": [{"capability": "pause-before-switchover", "state": true}]});
+        qmp.execute_raw("migrate-set-capabilities", pause)
+            .expect("capability");
+        let uri = format!("exec:cat > {}", scratch.file("state"));
+        let paused = run(
+            &qmp,
+            migrate(&uri, LONG).until(MigrationStatus::PreSwitchover),
+        )
+        .expect("paused before switchover");
+        assert_eq!(
+            paused.status,
+            Some(MigrationStatus::PreSwitchover),
+            "{version}"
+        );
+        run(&qmp, migration::resume(MigrationStatus::PreSwitchover)).expect("migrate-continue");
+        let done = run(&qmp, migration::wait(LONG)).expect("completed");
+        assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
+    }
+}
