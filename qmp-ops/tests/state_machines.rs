@@ -138,3 +138,30 @@ fn lost_events_are_reported_not_waited_out() {
         "unplug of device usb1 requested; whether it is gone is not known"
     );
 }
+
+#[test]
+fn a_failed_freeze_is_thawed_again() {
+    use qmp_ops::guest::{DEFAULT_FREEZE_TIMEOUT, Fsfreeze};
+    let now = Instant::now();
+    let mut freeze = Fsfreeze::freeze();
+    // The freeze goes out with its own long timeout, not the client's.
+    match freeze.step(Input::Start, now) {
+        Step::Send { call, .. } => assert_eq!(call.name(), "guest-fsfreeze-freeze"),
+        other => panic!("{other:?}"),
+    }
+    let lost = Input::Reply(Err(qmp_io::Error::Timeout(DEFAULT_FREEZE_TIMEOUT)));
+    assert_eq!(sent(freeze.step(lost, now)), "guest-fsfreeze-thaw");
+    let e = failed(freeze.step(ok(), now));
+    assert!(e.is_deadline(), "{e}");
+    assert_eq!(e.left, "file systems thawed again");
+
+    let mut freeze = Fsfreeze::freeze();
+    sent(freeze.step(Input::Start, now));
+    sent(freeze.step(refused("frozen already"), now));
+    let e = failed(freeze.step(refused("no"), now));
+    assert!(
+        e.left
+            .starts_with("file systems may be frozen (thaw failed"),
+        "{e}"
+    );
+}
