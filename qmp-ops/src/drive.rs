@@ -71,6 +71,8 @@ struct Engine<O> {
     op: O,
     watch: Option<Watch>,
     options: Options,
+    /// Wanted events discarded as stamped before their command.
+    discarded: usize,
 }
 
 fn micros_now() -> i128 {
@@ -85,6 +87,7 @@ impl<O: Operation> Engine<O> {
             op,
             watch: None,
             options,
+            discarded: 0,
         }
     }
 
@@ -118,14 +121,29 @@ impl<O: Operation> Engine<O> {
             Step::Sleep(d) => Action::Sleep(d),
             Step::Done(r) => {
                 self.watch = None;
-                Action::Done(r)
+                Action::Done(r.map_err(|e| self.explain(e)))
             }
         }
     }
 
+    /// A deadline that passed while wanted events were discarded as older
+    /// than their command may be a clock difference, not a slow QEMU: the
+    /// error says so.
+    fn explain(&self, e: OpError) -> OpError {
+        if self.discarded == 0 || !e.is_deadline() {
+            return e;
+        }
+        let left = format!(
+            "{}; {} awaited event(s) came stamped before the command and were discarded \
+             (if QEMU's clock differs from this host's, see Options::clock_skew)",
+            e.left, self.discarded
+        );
+        e.left(left)
+    }
+
     /// What a received item means to the operation; `None` when it is not
     /// for it (stale, or not one of the wanted events): wait on.
-    fn accept(&self, item: Option<Result<Arc<Event>, Lagged>>) -> Option<Input> {
+    fn accept(&mut self, item: Option<Result<Arc<Event>, Lagged>>) -> Option<Input> {
         let watch = self.watch.as_ref()?;
         let event = match item {
             None => return Some(Input::Closed),
@@ -141,6 +159,9 @@ impl<O: Operation> Engine<O> {
                     event = event.name(),
                     "discarding an event from before the command"
                 );
+                if watch.wants.iter().any(|w| w.matches(&event)) {
+                    self.discarded += 1;
+                }
                 return None;
             }
         }

@@ -112,6 +112,13 @@ fn an_event_stamped_before_the_command_is_not_taken_for_its_outcome() {
     let err = run(&qmp, DeviceDel::new("usb1", Duration::from_millis(300))).unwrap_err();
     assert!(err.is_deadline(), "{err}");
     assert!(err.left.contains("still pending"), "{err}");
+    assert!(
+        err.left.ends_with(
+            "1 awaited event(s) came stamped before the command and were discarded (if \
+             QEMU's clock differs from this host's, see Options::clock_skew)"
+        ),
+        "{err}"
+    );
     // With the check off, the same bytes complete it: the stale event is
     // what the check discarded.
     let qmp = connect(&peer("stale-unchecked", Order::StaleOnly));
