@@ -116,3 +116,41 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A scripted QMP peer on a unix socket in `scratch`, for what a real QEMU
+/// cannot be made to do on demand: it greets, then writes `answer(command)`
+/// (the exact bytes, replies and events) for each command it reads. Returns
+/// the socket path.
+pub fn scripted_qmp(
+    scratch: &Scratch,
+    answer: impl Fn(&serde_json::Value) -> String + Send + 'static,
+) -> String {
+    use std::io::Write as _;
+    let path = scratch.file("qmp.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let greeting = serde_json::json!({"QMP": {"version": {"qemu":
+            {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}});
+        stream
+            .write_all(format!("{greeting}\r\n").as_bytes())
+            .unwrap();
+        let reader = stream.try_clone().unwrap();
+        let commands = serde_json::Deserializer::from_reader(reader).into_iter();
+        for command in commands {
+            let Ok(command) = command else { return };
+            if stream.write_all(answer(&command).as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    path
+}
+
+/// `{"return": value, "id": <the command's id>}` and CR LF.
+pub fn reply(command: &serde_json::Value, value: serde_json::Value) -> String {
+    format!(
+        "{}\r\n",
+        serde_json::json!({"return": value, "id": command["id"]})
+    )
+}
