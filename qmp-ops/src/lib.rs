@@ -33,6 +33,7 @@ pub mod block;
 pub mod device;
 mod drive;
 mod error;
+mod execute;
 pub mod guest;
 pub mod machine;
 pub mod migration;
@@ -45,5 +46,6 @@ pub use drive::{
     Agent, AsyncAgent, Options, Timer, run, run_async, run_async_guarded, run_async_with, run_with,
 };
 pub use error::{Cause, OpError};
+pub use execute::Execute;
 pub use op::{Cleanup, Input, Operation, Step, Want};
 pub use wait::{Await, Awaited};

@@ -16,6 +16,7 @@ use qmp_qapi::types::{MigrationInfo, MigrationStatus};
 use serde_json::json;
 
 use crate::error::{Cause, OpError};
+use crate::execute::Execute;
 use crate::op::{Input, Operation, Step, Want, deadline};
 use crate::wait::command_failed;
 
@@ -151,14 +152,53 @@ pub fn resume(state: MigrationStatus) -> crate::sequence::Sequence {
 }
 
 /// The current `query-migrate`.
-pub fn progress() -> crate::sequence::Sequence {
-    crate::sequence::Sequence::new(
-        "query-migrate",
-        vec![crate::sequence::Action::new(
-            Call::command(&commands::QueryMigrate),
-            "nothing",
-        )],
+pub fn progress() -> Execute<commands::QueryMigrate> {
+    Execute::new(&commands::QueryMigrate)
+}
+
+/// True once a migration with this status can change no more.
+pub fn is_final(info: &MigrationInfo) -> bool {
+    matches!(
+        info.status,
+        Some(MigrationStatus::Completed | MigrationStatus::Failed | MigrationStatus::Cancelled)
     )
+}
+
+/// Progress as a stream: `query-migrate` now and then every `every`,
+/// ending after the first final report (or the first error).
+pub fn progress_stream<'a>(
+    qmp: &'a impl qmp_io::AsyncQmp,
+    timer: &'a impl crate::Timer,
+    every: Duration,
+) -> impl futures_util::Stream<Item = Result<MigrationInfo, OpError>> + 'a {
+    futures_util::stream::unfold(Some(true), move |state| async move {
+        let first = state?;
+        if !first {
+            timer.sleep(every).await;
+        }
+        let report = crate::run_async(qmp, timer, progress()).await;
+        let more = matches!(&report, Ok(info) if !is_final(info));
+        Some((report, more.then_some(false)))
+    })
+}
+
+/// Progress as an iterator: `query-migrate` now and then every `every`,
+/// ending after the first final report (or the first error).
+pub fn progress_iter(
+    qmp: &impl qmp_io::Qmp,
+    every: Duration,
+) -> impl Iterator<Item = Result<MigrationInfo, OpError>> + '_ {
+    let mut state = Some(true);
+    core::iter::from_fn(move || {
+        let first = state?;
+        if !first {
+            std::thread::sleep(every);
+        }
+        let report = crate::run(qmp, progress());
+        let more = matches!(&report, Ok(info) if !is_final(info));
+        state = more.then_some(false);
+        Some(report)
+    })
 }
 
 impl Migration {

@@ -156,10 +156,21 @@ fn cancel_ends_a_running_migration() {
             .expect("migrate");
         std::thread::sleep(Duration::from_millis(200));
         let p = run(&qmp, migration::progress()).expect("query-migrate");
-        let active: serde_json::Value = p[0].decode().unwrap();
         assert_eq!(
-            active["status"], "active",
+            p.status,
+            Some(MigrationStatus::Active),
             "{version}: stalled, it is still running"
+        );
+        // As an iterator: reports while it runs (a stalled one stays active).
+        let reports: Vec<_> = migration::progress_iter(&qmp, Duration::from_millis(20))
+            .take(3)
+            .collect::<Result<_, _>>()
+            .expect("query-migrate");
+        assert!(
+            reports
+                .iter()
+                .all(|r| r.status == Some(MigrationStatus::Active)),
+            "{version}"
         );
         let done = run(&qmp, cancel(LONG)).expect("migrate_cancel");
         assert_eq!(done.status, Some(MigrationStatus::Cancelled), "{version}");
@@ -237,5 +248,36 @@ fn a_migration_paused_before_switchover_resumes_and_completes() {
         run(&qmp, migration::resume(MigrationStatus::PreSwitchover)).expect("migrate-continue");
         let done = run(&qmp, migration::wait(LONG)).expect("completed");
         assert_eq!(done.status, Some(MigrationStatus::Completed), "{version}");
+    }
+}
+
+#[test]
+fn progress_as_a_stream_ends_with_the_final_report() {
+    use futures_util::StreamExt;
+    for (version, builder) in qemus("progress_as_a_stream_ends_with_the_final_report") {
+        let scratch = Scratch::new(&format!("migstream-{version}"));
+        let qemu = common::machine(builder).spawn().expect("QEMU");
+        smol::block_on(async {
+            let qmp = qmp_smol::connect_unix(qemu.qmp_path(), qmp_std::Config::default())
+                .await
+                .unwrap();
+            let timer = qmp_smol::Smol::global();
+            let uri = format!("exec:cat > {}", scratch.file("state"));
+            qmp.execute_raw("migrate", json!({"uri": uri}))
+                .await
+                .expect("migrate");
+            let reports: Vec<_> =
+                migration::progress_stream(&qmp, &timer, Duration::from_millis(10))
+                    .collect()
+                    .await;
+            let last = reports.last().unwrap().as_ref().expect("query-migrate");
+            assert_eq!(last.status, Some(MigrationStatus::Completed), "{version}");
+            assert!(
+                reports[..reports.len() - 1]
+                    .iter()
+                    .all(|r| r.as_ref().is_ok_and(|r| !migration::is_final(r))),
+                "{version}"
+            );
+        });
     }
 }
