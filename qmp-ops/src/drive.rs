@@ -414,3 +414,63 @@ impl<G: AsyncAgent> AsyncQmp for Agent<G> {
         self.0.agent().is_closed()
     }
 }
+
+/// A QMP client and a guest-agent client of the same VM as one client, for
+/// operations that need both (a guest shutdown seen through QMP): commands
+/// named `guest-*` go to the agent, every other command and every
+/// subscription to QMP.
+///
+/// ```no_run
+/// # fn demo(qmp: &qmp_std::Client, agent: &qmp_std::GuestAgent) -> Result<(), qmp_ops::OpError> {
+/// use std::time::Duration;
+/// use qmp_ops::{Agent, WithAgent, guest};
+/// let vm = WithAgent(qmp, Agent(agent));
+/// qmp_ops::run(&vm, guest::shutdown("powerdown", Duration::from_secs(60)))?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct WithAgent<Q, A>(pub Q, pub A);
+
+fn for_agent(call: &Call) -> bool {
+    call.name().starts_with("guest-")
+}
+
+impl<Q: Qmp, A: Qmp> Qmp for WithAgent<&Q, A> {
+    fn call(&self, call: Call) -> qmp_io::Result<Json> {
+        if for_agent(&call) {
+            self.1.call(call)
+        } else {
+            self.0.call(call)
+        }
+    }
+
+    fn subscribe(&self, filter: EventFilter) -> Subscription {
+        self.0.subscribe(filter)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+impl<Q: AsyncQmp, A: AsyncQmp> AsyncQmp for WithAgent<&Q, A> {
+    fn call(&self, call: Call) -> impl Future<Output = qmp_io::Result<Json>> + Send {
+        let agent = for_agent(&call);
+        let (qmp, ga) = (self.0, &self.1);
+        async move {
+            if agent {
+                ga.call(call).await
+            } else {
+                qmp.call(call).await
+            }
+        }
+    }
+
+    fn subscribe(&self, filter: EventFilter) -> Subscription {
+        self.0.subscribe(filter)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}

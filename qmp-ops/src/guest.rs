@@ -604,6 +604,23 @@ impl<T> FileTransfer<T> {
     }
 }
 
+/// `guest-shutdown` in `mode` (`powerdown`, `halt`, `reboot`), done when
+/// QMP sees the guest go (`SHUTDOWN`, or `RESET` for a reboot): the agent
+/// sends no reply, so only QEMU can tell. Run it over a
+/// [`WithAgent`](crate::WithAgent) of the VM's QMP and agent clients.
+pub fn shutdown(mode: &str, timeout: Duration) -> crate::wait::Await {
+    let call = Call::command(&qga::GuestShutdown {
+        mode: Some(mode.to_owned()),
+    });
+    let event = if mode == "reboot" {
+        "RESET"
+    } else {
+        "SHUTDOWN"
+    };
+    crate::wait::Await::new(call, vec![crate::op::Want::event(event)], timeout)
+        .named(format!("guest-shutdown {mode}"))
+}
+
 /// `guest-fsfreeze-freeze` (with [`DEFAULT_FREEZE_TIMEOUT`]) or
 /// `guest-fsfreeze-thaw` (with [`DEFAULT_THAW_TIMEOUT`]): the output is the
 /// number of file systems frozen or thawed. A freeze that fails or times out

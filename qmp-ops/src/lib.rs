@@ -43,7 +43,8 @@ pub mod sequence;
 mod wait;
 
 pub use drive::{
-    Agent, AsyncAgent, Options, Timer, run, run_async, run_async_guarded, run_async_with, run_with,
+    Agent, AsyncAgent, Options, Timer, WithAgent, run, run_async, run_async_guarded,
+    run_async_with, run_with,
 };
 pub use error::{Cause, OpError};
 pub use execute::Execute;

@@ -188,3 +188,32 @@ fn a_balloon_without_a_guest_driver_reaches_its_deadline() {
         assert!(err.left.contains("target is set"), "{version}: {err}");
     }
 }
+
+#[test]
+fn a_guest_shutdown_is_done_when_qemu_sees_it() {
+    for (version, builder) in qemus("a_guest_shutdown_is_done_when_qemu_sees_it") {
+        let scratch = common::Scratch::new(&format!("shutdown-{version}"));
+        // A second monitor, through which the stand-in agent makes QEMU
+        // shut down: the real qemu-ga runs on this host, and its
+        // guest-shutdown would power the host off.
+        let second = scratch.file("second.sock");
+        let monitor = format!("unix:{second},server=on,wait=off");
+        let (_qemu, qmp) = launch(builder.args(["-qmp", monitor.as_str()]));
+        let agent = common::scripted_agent(&scratch, move |command| {
+            if command["execute"] != "guest-shutdown" {
+                return Some(json!({}));
+            }
+            let other = qmp_std::connect_unix(&second, qmp_std::Config::default()).unwrap();
+            let _ = other.execute_raw("quit", ());
+            None
+        });
+        let ga = qmp_std::connect_guest_agent(&agent, qmp_std::Config::default()).unwrap();
+        let vm = qmp_ops::WithAgent(&qmp, qmp_ops::Agent(&ga));
+        let done = run(
+            &vm,
+            qmp_ops::guest::shutdown("powerdown", Duration::from_secs(10)),
+        )
+        .expect("guest-shutdown");
+        assert_eq!(done.event.name(), "SHUTDOWN", "{version}");
+    }
+}

@@ -154,3 +154,64 @@ pub fn reply(command: &serde_json::Value, value: serde_json::Value) -> String {
         serde_json::json!({"return": value, "id": command["id"]})
     )
 }
+
+/// Reads a client's bytes without the 0xFF resynchronisation marks.
+struct NoMarks<R>(R);
+
+impl<R: std::io::Read> std::io::Read for NoMarks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.0.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut kept = 0;
+            for i in 0..n {
+                if buf[i] != 0xFF {
+                    buf[kept] = buf[i];
+                    kept += 1;
+                }
+            }
+            if kept > 0 {
+                return Ok(kept);
+            }
+        }
+    }
+}
+
+/// A scripted guest agent on a unix socket in `scratch`, for what a real
+/// qemu-ga cannot be made to do (or must not do on this host): it answers
+/// `guest-sync-delimited` itself, and every other command with
+/// `answer(command)` as its `return`, or no reply at all for `None`.
+/// Returns the socket path.
+pub fn scripted_agent(
+    scratch: &Scratch,
+    answer: impl Fn(&serde_json::Value) -> Option<serde_json::Value> + Send + 'static,
+) -> String {
+    use std::io::Write as _;
+    let path = scratch.file("qga.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let reader = NoMarks(stream.try_clone().unwrap());
+        let commands = serde_json::Deserializer::from_reader(reader).into_iter();
+        for command in commands {
+            let Ok(command) = command else { return };
+            let command: serde_json::Value = command;
+            let mut out = Vec::new();
+            let ret = if command["execute"] == "guest-sync-delimited" {
+                out.push(0xFF);
+                Some(command["arguments"]["id"].clone())
+            } else {
+                answer(&command)
+            };
+            let Some(ret) = ret else { continue };
+            let reply = serde_json::json!({"return": ret, "id": command["id"]});
+            out.extend_from_slice(format!("{reply}\n").as_bytes());
+            if stream.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    path
+}
