@@ -17,6 +17,7 @@ use qmp_qapi::types::{JobInfo, JobStatus};
 use serde_json::json;
 
 use crate::error::{Cause, OpError};
+use crate::execute::Execute;
 use crate::op::{Input, Operation, Step, Want, deadline};
 use crate::sequence::{Action, Chain, Link, Sequence, ignore_failure, link};
 use crate::wait::command_failed;
@@ -89,20 +90,20 @@ impl Job {
     }
 
     /// `job-complete`: a ready job switches over and concludes.
-    pub fn complete(&self) -> Sequence {
-        let call = Call::command(&commands::JobComplete {
+    pub fn complete(&self) -> Execute<commands::JobComplete> {
+        let complete = commands::JobComplete {
             id: self.id.clone(),
-        });
-        self.one("job-complete", call)
+        };
+        Execute::new(&complete).named(format!("job-complete {}", self.id))
     }
 
     /// `job-cancel`: follow with [`wait`](Self::wait), which then fails with
     /// the job's "cancelled" error.
-    pub fn cancel(&self) -> Sequence {
-        let call = Call::command(&commands::JobCancel {
+    pub fn cancel(&self) -> Execute<commands::JobCancel> {
+        let cancel = commands::JobCancel {
             id: self.id.clone(),
-        });
-        self.one("job-cancel", call)
+        };
+        Execute::new(&cancel).named(format!("job-cancel {}", self.id))
     }
 
     /// The job's state now, from `query-jobs`.
@@ -110,13 +111,6 @@ impl Job {
         JobProgress {
             id: self.id.clone(),
         }
-    }
-
-    fn one(&self, name: &str, call: Call) -> Sequence {
-        Sequence::new(
-            format!("{name} {}", self.id),
-            vec![Action::new(call, format!("job {}", self.id))],
-        )
     }
 }
 

@@ -17,6 +17,7 @@ use qmp_qapi::commands;
 use qmp_qapi::types;
 
 use crate::error::{Cause, OpError};
+use crate::execute::Execute;
 use crate::op::{Input, Operation, Step, Want};
 use crate::sequence::{Action, Sequence};
 use crate::wait::Await;
@@ -87,12 +88,8 @@ impl Operation for DeviceDel {
 }
 
 /// `device_add` of `device` (one command; nothing to roll back).
-pub fn add(device: &commands::DeviceAdd) -> Sequence {
-    let what = device_name(device);
-    Sequence::new(
-        format!("device_add {what}"),
-        vec![Action::new(Call::command(device), what)],
-    )
+pub fn add(device: &commands::DeviceAdd) -> Execute<commands::DeviceAdd> {
+    Execute::new(device).named(format!("device_add {}", device_name(device)))
 }
 
 fn device_name(device: &commands::DeviceAdd) -> String {
@@ -171,56 +168,41 @@ pub fn add_nic(
 
 /// `set_link`: a NIC's link up or down (the guest sees the cable plugged
 /// or pulled).
-pub fn set_link(id: &str, up: bool) -> Sequence {
+pub fn set_link(id: &str, up: bool) -> Execute<commands::SetLink> {
     let set = commands::SetLink {
         name: id.to_owned(),
         up,
     };
-    Sequence::new(
-        format!("set_link {id}"),
-        vec![Action::new(
-            Call::command(&set),
-            format!("link state of {id}"),
-        )],
-    )
+    Execute::new(&set).named(format!("set_link {id}"))
 }
 
-/// `chardev-add`; the output's first reply is QEMU's `ChardevReturn` (the
-/// pty path, for a pty backend).
-pub fn add_chardev(id: &str, backend: &types::ChardevBackend) -> Sequence {
+/// `chardev-add`; the output is QEMU's `ChardevReturn` (the pty path, for
+/// a pty backend).
+pub fn add_chardev(id: &str, backend: &types::ChardevBackend) -> Execute<commands::ChardevAdd> {
     let add = commands::ChardevAdd {
         id: id.to_owned(),
         backend: backend.clone(),
     };
-    Sequence::new(
-        format!("chardev-add {id}"),
-        vec![Action::new(Call::command(&add), format!("chardev {id}"))],
-    )
+    Execute::new(&add).named(format!("chardev-add {id}"))
 }
 
 /// `chardev-change`: gives chardev `id` a new backend (QEMU keeps the old
 /// one if the new one cannot be opened).
-pub fn change_chardev(id: &str, backend: &types::ChardevBackend) -> Sequence {
+pub fn change_chardev(
+    id: &str,
+    backend: &types::ChardevBackend,
+) -> Execute<commands::ChardevChange> {
     let change = commands::ChardevChange {
         id: id.to_owned(),
         backend: backend.clone(),
     };
-    Sequence::new(
-        format!("chardev-change {id}"),
-        vec![Action::new(
-            Call::command(&change),
-            format!("chardev {id}'s backend"),
-        )],
-    )
+    Execute::new(&change).named(format!("chardev-change {id}"))
 }
 
 /// `chardev-remove`.
-pub fn remove_chardev(id: &str) -> Sequence {
+pub fn remove_chardev(id: &str) -> Execute<commands::ChardevRemove> {
     let remove = commands::ChardevRemove { id: id.to_owned() };
-    Sequence::new(
-        format!("chardev-remove {id}"),
-        vec![Action::new(Call::command(&remove), format!("chardev {id}"))],
-    )
+    Execute::new(&remove).named(format!("chardev-remove {id}"))
 }
 
 /// Removes a device and then what backed it: waits for the device to go

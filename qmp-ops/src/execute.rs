@@ -12,6 +12,7 @@ use crate::wait::command_failed;
 /// Sends one typed command and decodes its answer.
 #[derive(Debug)]
 pub struct Execute<C: Command> {
+    operation: String,
     call: Option<Call>,
     command: core::marker::PhantomData<fn() -> C>,
 }
@@ -20,9 +21,16 @@ impl<C: Command> Execute<C> {
     /// Runs `command`.
     pub fn new(command: &C) -> Self {
         Self {
+            operation: C::NAME.to_owned(),
             call: Some(Call::command(command)),
             command: core::marker::PhantomData,
         }
+    }
+
+    /// Names the operation in errors, such as `chardev-add ring1`.
+    pub fn named(mut self, operation: impl Into<String>) -> Self {
+        self.operation = operation.into();
+        self
     }
 }
 
@@ -46,7 +54,7 @@ where
                     "nothing changed",
                 )
             })),
-            Input::Reply(Err(e)) => Step::Done(Err(command_failed(C::NAME, C::NAME, e))),
+            Input::Reply(Err(e)) => Step::Done(Err(command_failed(&self.operation, C::NAME, e))),
             _ => Step::Wait { deadline: now },
         }
     }

@@ -10,8 +10,8 @@ use qmp_qapi::types::RingbufReadFormat;
 
 use crate::base64;
 use crate::error::{Cause, OpError};
+use crate::execute::Execute;
 use crate::op::{Input, Operation, Step, Want};
-use crate::sequence::{Action, Sequence};
 use crate::wait::{Await, Awaited, command_failed};
 
 /// How long [`powerdown`] waits by default: 60 s, OpenStack Nova's
@@ -60,11 +60,8 @@ pub fn balloon(bytes: i64, timeout: Duration) -> MachineWait {
 
 /// `set-action`: what QEMU does on a guest reboot, shutdown, panic or
 /// watchdog expiry.
-pub fn set_action(action: &commands::SetAction) -> Sequence {
-    Sequence::new(
-        "set-action",
-        vec![Action::new(Call::command(action), "the new actions")],
-    )
+pub fn set_action(action: &commands::SetAction) -> Execute<commands::SetAction> {
+    Execute::new(action)
 }
 
 /// A command that completes on an event: [`powerdown`], [`reset`].
@@ -251,17 +248,14 @@ impl Operation for DumpGuestMemory {
 }
 
 /// `screendump` of the primary console to `path` (PPM; PNG where QEMU has it).
-pub fn screendump(path: &str) -> Sequence {
+pub fn screendump(path: &str) -> Execute<commands::Screendump> {
     let dump = commands::Screendump {
         filename: path.to_owned(),
         device: None,
         head: None,
         format: None,
     };
-    Sequence::new(
-        format!("screendump {path}"),
-        vec![Action::new(Call::command(&dump), format!("file {path}"))],
-    )
+    Execute::new(&dump).named(format!("screendump {path}"))
 }
 
 /// Plugs a CPU into the first free slot `query-hotpluggable-cpus` lists,

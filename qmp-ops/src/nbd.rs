@@ -50,12 +50,6 @@ pub fn unexport(id: &str, timeout: Duration) -> Await {
 }
 
 /// `nbd-server-stop`.
-pub fn stop_server() -> Sequence {
-    Sequence::new(
-        "nbd-server-stop",
-        vec![Action::new(
-            Call::command(&commands::NbdServerStop),
-            "the NBD server",
-        )],
-    )
+pub fn stop_server() -> crate::Execute<commands::NbdServerStop> {
+    crate::Execute::new(&commands::NbdServerStop)
 }

@@ -189,7 +189,8 @@ fn chardev_add_and_remove() {
     for (version, builder) in qemus("chardev_add_and_remove") {
         let (_qemu, qmp) = launch(builder);
         let backend = typed(json!({"type": "ringbuf", "data": {"size": 4096}}));
-        run(&qmp, device::add_chardev("ring1", &backend)).expect("chardev-add");
+        let added = run(&qmp, device::add_chardev("ring1", &backend)).expect("chardev-add");
+        assert_eq!(added.pty, None, "{version}: a ringbuf has no pty");
         let labels = |qmp: &qmp_std::Client| -> Vec<String> {
             let v: Vec<serde_json::Value> = qmp
                 .execute_raw("query-chardev", ())
@@ -202,7 +203,11 @@ fn chardev_add_and_remove() {
         };
         assert!(labels(&qmp).contains(&"ring1".to_owned()), "{version}");
         let err = run(&qmp, device::add_chardev("ring1", &backend)).unwrap_err();
-        assert_eq!(err.left, "nothing changed", "{version}: {err}");
+        assert_eq!(err.operation, "chardev-add ring1", "{version}");
+        assert_eq!(
+            err.left, "nothing changed (QEMU refused the command)",
+            "{version}"
+        );
         run(&qmp, device::remove_chardev("ring1")).expect("chardev-remove");
         assert!(!labels(&qmp).contains(&"ring1".to_owned()), "{version}");
     }
