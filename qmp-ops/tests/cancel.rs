@@ -184,3 +184,30 @@ fn a_dropped_file_read_closes_its_handle() {
         assert!(closed, "the handle was left open");
     });
 }
+
+#[test]
+fn a_dropped_migration_is_cancelled() {
+    for (version, builder) in qemus("a_dropped_migration_is_cancelled") {
+        let scratch = Scratch::new(&format!("dropmig-{version}"));
+        let qemu = machine(builder).spawn().expect("QEMU");
+        // A peer that accepts and never reads: the migration stalls.
+        let stalled = silent_peer(&scratch, Duration::from_secs(30));
+        smol::block_on(async {
+            let qmp = connect(&qemu).await;
+            let runtime = qmp_smol::Smol::global();
+            let migrate =
+                qmp_ops::migration::migrate(&format!("unix:{stalled}"), Duration::from_secs(60));
+            let op = run_async_guarded(&qmp, &runtime, migrate);
+            assert!(
+                drop_after(op, Duration::from_millis(500)).await,
+                "{version}"
+            );
+            let cancelled = eventually(async || {
+                let info = run_async(&qmp, &runtime, qmp_ops::migration::progress()).await;
+                info.is_ok_and(|i| i.status == Some(qmp_qapi::types::MigrationStatus::Cancelled))
+            })
+            .await;
+            assert!(cancelled, "{version}: the migration was left running");
+        });
+    }
+}
