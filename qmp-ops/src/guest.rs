@@ -103,7 +103,7 @@ impl Exec {
                 arg: None,
                 env: None,
                 input_data: None,
-                capture_output: Some(serde_json::Value::Bool(true)),
+                capture_output: Some(qga::GuestExecCaptureOutput::Flag(true)),
             }),
             timeout: DEFAULT_EXEC_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use qmp_io::Call;
 use qmp_qapi::commands;
-use qmp_qapi::types::RingbufReadFormat;
+use qmp_qapi::types::DataFormat;
 
 use crate::base64;
 use crate::error::{Cause, OpError};
@@ -123,7 +123,7 @@ impl RingbufRead {
         let read = commands::RingbufRead {
             device: self.device.clone(),
             size: i64::try_from(left).unwrap_or(i64::MAX),
-            format: Some(RingbufReadFormat::Base64),
+            format: Some(DataFormat::Base64),
         };
         Step::Send {
             call: Call::command(&read),

@@ -249,6 +249,12 @@ impl<'a> Ctx<'a> {
             if optional {
                 attrs.push("default".to_owned());
                 attrs.push("skip_serializing_if = \"Option::is_none\"".to_owned());
+                // A type that has its own null (an alternate with a null
+                // branch, `any`) must not read a present `null` as absent:
+                // `"backing": null` means "no backing file", not "default".
+                if !m.conflict && self.admits_null(&m.ty) {
+                    attrs.push("deserialize_with = \"crate::nullable::present\"".to_owned());
+                }
                 ty = format!("Option<{ty}>");
             } else {
                 all_optional = false;
@@ -259,6 +265,19 @@ impl<'a> Ctx<'a> {
             let _ = writeln!(out, "pub {field}: {ty},");
         }
         (out, all_optional)
+    }
+
+    /// Whether JSON `null` is one of the type's own values.
+    fn admits_null(&self, ty: &Ty) -> bool {
+        match ty {
+            Ty::Builtin(b) => b == "null" || b == "any",
+            Ty::Named(t) => matches!(
+                self.merged.types.get(t),
+                Some(Type { def: Def2::Alternate { members }, .. })
+                    if members.iter().any(|(m, _)| matches!(m, Ty::Builtin(b) if b == "null"))
+            ),
+            Ty::Array(_) => false,
+        }
     }
 
     fn branch_members(&self, owner: &str) -> BTreeSet<String> {

@@ -29,6 +29,7 @@ extern crate alloc;
 
 #[macro_use]
 mod macros;
+mod nullable;
 mod union;
 
 #[allow(

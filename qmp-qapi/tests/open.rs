@@ -148,3 +148,20 @@ fn unsigned_members_take_values_above_i64_max() {
     assert_eq!(h.boundaries, [10, u64::MAX]);
     assert_eq!(h.bins[2], u64::MAX);
 }
+
+/// `"backing": null` (open without a backing file) is not the same as no
+/// `backing` (open the one the image names): both survive a round trip.
+#[test]
+fn a_present_null_is_kept_apart_from_an_absent_member() {
+    use qmp_qapi::types::BlockdevOptions;
+    for text in [
+        r#"{"driver":"qcow2","node-name":"top","file":"top-file","backing":null}"#,
+        r#"{"driver":"qcow2","node-name":"top","file":"top-file"}"#,
+        r#"{"driver":"qcow2","node-name":"top","file":"top-file","backing":"base"}"#,
+    ] {
+        let typed: BlockdevOptions = serde_json::from_str(text).unwrap();
+        let back = serde_json::to_value(&typed).unwrap();
+        let want: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back, want, "{text}");
+    }
+}

@@ -2004,17 +2004,28 @@ pub struct MigrateSetParameters {
     )]
     pub cpu_throttle_tailslow: Option<bool>,
     /// `tls-creds`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-creds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tls-creds",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub tls_creds: Option<types::StrOrNull>,
     /// `tls-hostname`: QEMU 7.2 and 10.0.
     #[serde(
         rename = "tls-hostname",
         default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
     )]
     pub tls_hostname: Option<types::StrOrNull>,
     /// `tls-authz`: QEMU 7.2 and 10.0.
-    #[serde(rename = "tls-authz", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tls-authz",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub tls_authz: Option<types::StrOrNull>,
     /// `max-bandwidth`: QEMU 7.2 and 10.0.
     #[serde(

@@ -3415,7 +3415,11 @@ pub struct BlockdevOptionsGenericCOWFormat {
     /// `file`: QEMU 7.2 and 10.0.
     pub file: BlockdevRef,
     /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub backing: Option<BlockdevRefOrNull>,
 }
 
@@ -3659,7 +3663,11 @@ pub struct BlockdevOptionsQcow {
     /// `file`: QEMU 7.2 and 10.0.
     pub file: BlockdevRef,
     /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub backing: Option<BlockdevRefOrNull>,
     /// `encrypt`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3674,7 +3682,11 @@ pub struct BlockdevOptionsQcow2 {
     /// `file`: QEMU 7.2 and 10.0.
     pub file: BlockdevRef,
     /// `backing`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub backing: Option<BlockdevRefOrNull>,
     /// `lazy-refcounts`: QEMU 7.2 and 10.0.
     #[serde(
@@ -5131,7 +5143,11 @@ pub struct CpuModelInfo {
     /// `name`: QEMU 7.2 and 10.0.
     pub name: String,
     /// `props`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub props: Option<serde_json::Value>,
 }
 
@@ -9333,7 +9349,8 @@ pub struct ObjectPropertyInfo {
     #[serde(
         rename = "default-value",
         default,
-        skip_serializing_if = "Option::is_none"
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
     )]
     pub default_value: Option<serde_json::Value>,
 }
@@ -11521,7 +11538,11 @@ pub struct SchemaInfoObjectMember {
     #[serde(rename = "type")]
     pub type_: String,
     /// `default`: QEMU 7.2 and 10.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::nullable::present"
+    )]
     pub default: Option<serde_json::Value>,
     /// `features`: QEMU 7.2 and 10.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
