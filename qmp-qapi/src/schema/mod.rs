@@ -26,6 +26,8 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+#[cfg(feature = "io")]
+mod live;
 mod parse;
 mod path;
 mod validate;
@@ -33,6 +35,8 @@ mod view;
 
 use alloc::vec::Vec;
 
+#[cfg(feature = "io")]
+pub use live::LiveSchema;
 pub use parse::JsonType;
 pub use path::{Found, PROBE_STEPS, ProbeError, ProbeErrorKind};
 pub use validate::{Fault, MAX_DEPTH, ValidationError};
