@@ -44,6 +44,11 @@ pub use view::{CommandInfo, EnumValue, EventInfo, MemberInfo, MetaType, TypeInfo
 
 use parse::{Entity, Key, Meta, Tables};
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// One QEMU's schema, from its `query-qmp-schema` reply.
 ///
 /// Read it with [`Schema::parse`] (JSON text) or any serde deserializer
