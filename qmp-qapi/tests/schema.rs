@@ -176,14 +176,30 @@ fn probes_like_libvirt() {
 fn probes_name_what_they_found() {
     let s = v10();
     match s.path_get("blockdev-add/arg-type/+qcow2/discard-no-unref") {
-        Ok(Some(Found::Type(t))) => {
+        Ok(Some(Found::Member(m))) => {
+            assert_eq!(m.name(), "discard-no-unref");
+            assert!(m.optional());
+            let t = m.ty().unwrap();
             assert_eq!(t.meta_type(), MetaType::Builtin(JsonType::Boolean));
             assert_eq!(t.to_string(), "boolean");
         }
         other => panic!("{other:?}"),
     }
     match s.path_get("blockdev-add/arg-type/driver") {
-        Ok(Some(Found::Type(t))) => assert_eq!(t.meta_type(), MetaType::Enum),
+        Ok(Some(Found::Member(m))) => {
+            assert!(!m.optional());
+            assert_eq!(m.ty().unwrap().meta_type(), MetaType::Enum);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A branch is a type: the object of its members.
+    match s.path_get("blockdev-add/arg-type/+qcow2") {
+        Ok(Some(Found::Type(t))) => assert!(t.member("lazy-refcounts").is_some()),
+        other => panic!("{other:?}"),
+    }
+    // Through an array: the element's member.
+    match s.path_get("migrate-set-capabilities/arg-type/capabilities/capability") {
+        Ok(Some(Found::Member(m))) => assert_eq!(m.name(), "capability"),
         other => panic!("{other:?}"),
     }
     assert!(

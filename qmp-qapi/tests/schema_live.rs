@@ -134,3 +134,36 @@ fn live_schema_of_qemu_10_0() {
     };
     checks_against(builder, include_str!("../schema/qemu-10.0.json"), true);
 }
+
+#[test]
+fn live_schema_through_an_async_client() {
+    let Some(builder) = qmp_testsuite::peers::require_qemu("live_schema_through_an_async_client")
+    else {
+        return;
+    };
+    smol::block_on(async {
+        let schema = LiveSchema::new();
+        let config = Config::default().check_arguments(schema.clone());
+        let (_qemu, qmp) = qmp_smol::launch(builder.machine("none"), config)
+            .await
+            .expect("launching QEMU");
+        let live = schema.load_async(&qmp).await.expect("query-qmp-schema");
+        assert!(live.supports("query-status"));
+        assert!(std::sync::Arc::ptr_eq(&live, &schema.get().unwrap()));
+        let bad = json!({"path": "/machine"});
+        let e = refusal(qmp.execute_raw("qom-get", &bad).await);
+        assert_eq!(e.path(), "arguments.property");
+        assert_eq!(
+            e.fault(),
+            &Fault::MissingMember {
+                member: "property".into()
+            }
+        );
+        let good = json!({"path": "/machine", "property": "type"});
+        let reply = qmp
+            .execute_raw("qom-get", &good)
+            .await
+            .expect("a good qom-get");
+        assert_eq!(reply.as_str(), "\"none-machine\"");
+    });
+}

@@ -25,7 +25,7 @@ use core::fmt;
 
 use super::Schema;
 use super::parse::{Entity, Meta};
-use super::view::{CommandInfo, EventInfo, TypeInfo};
+use super::view::{CommandInfo, EventInfo, MemberInfo, TypeInfo};
 
 /// Steps one query may take through the schema at most: a well-formed
 /// schema needs a few dozen; a schema whose types contain each other
@@ -40,7 +40,10 @@ pub enum Found<'a> {
     Command(CommandInfo<'a>),
     /// The query named an event and nothing more.
     Event(EventInfo<'a>),
-    /// The query ended on a type (a member's, a branch's, the arguments').
+    /// The query ended on a member: its name, optionality, type, features.
+    Member(MemberInfo<'a>),
+    /// The query ended on a type (the arguments', a branch's, an array's
+    /// element).
     Type(TypeInfo<'a>),
     /// The query ended with a test (`^value`, `!json`, `$feature`) that holds.
     Holds,
@@ -232,6 +235,7 @@ impl Schema {
                 },
                 _ => match ty.member(name) {
                     Some(m) if modifier == Some('*') && !m.optional() => Ok(None),
+                    Some(m) if after.is_empty() => Ok(Some(Found::Member(m))),
                     Some(m) => match m.ty() {
                         Some(member_ty) => self.walk(member_ty, after, steps),
                         None => Ok(None),
