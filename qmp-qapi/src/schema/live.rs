@@ -17,7 +17,8 @@ const QUERY: &str = "query-qmp-schema";
 /// A connection's live schema: empty until [`load`](Self::load)ed, then
 /// the QEMU's own. Clones share it. As an [`ArgumentCheck`] it passes
 /// everything until loaded, then validates every call with
-/// [`Schema::validate_str`].
+/// [`Schema::validate_str`]. It is for QMP connections: a guest agent has
+/// no `query-qmp-schema`, and a QMP schema knows none of its commands.
 ///
 /// ```no_run
 /// use qmp_qapi::schema::LiveSchema;
