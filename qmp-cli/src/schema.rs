@@ -17,6 +17,10 @@ const MAX_DEPTH: usize = 8;
 /// Argument paths listed per command at most: with nesting, a schema (QEMU's
 /// own, or a hostile one) could make the list grow exponentially.
 const MAX_PATHS: usize = 4096;
+/// Types visited when listing one command's arguments at most: a union
+/// whose branches lead back to it would otherwise be walked once per path
+/// through them, exponentially.
+const MAX_VISITS: usize = 65_536;
 
 /// The schema of the peer: QMP's introspection, or a guest agent's command
 /// names; empty when neither could be had (nothing is completed or checked).
@@ -108,7 +112,8 @@ impl Schema {
             .as_ref()
             .and_then(|s| s.command(command)?.arguments())
         {
-            collect(args, "", 0, &mut HashSet::new(), &mut out);
+            let mut visits = MAX_VISITS;
+            collect(args, "", 0, &mut visits, &mut HashSet::new(), &mut out);
         }
         out
     }
@@ -169,12 +174,18 @@ fn collect<'a>(
     ty: TypeInfo<'a>,
     prefix: &str,
     depth: usize,
+    visits: &mut usize,
     seen: &mut HashSet<String>,
     out: &mut Vec<(String, MemberInfo<'a>)>,
 ) {
-    if depth > MAX_DEPTH || out.len() >= MAX_PATHS || ty.meta_type() != MetaType::Object {
+    if depth > MAX_DEPTH
+        || *visits == 0
+        || out.len() >= MAX_PATHS
+        || ty.meta_type() != MetaType::Object
+    {
         return;
     }
+    *visits -= 1;
     for m in ty.members() {
         let path = format!("{prefix}{}", m.name());
         if out.len() >= MAX_PATHS || !seen.insert(path.clone()) {
@@ -182,12 +193,12 @@ fn collect<'a>(
         }
         out.push((path.clone(), m));
         if let Some(member_ty) = m.ty() {
-            collect(member_ty, &format!("{path}."), depth + 1, seen, out);
+            collect(member_ty, &format!("{path}."), depth + 1, visits, seen, out);
         }
     }
     for v in ty.variants() {
         if let Some(branch) = v.ty() {
-            collect(branch, prefix, depth + 1, seen, out);
+            collect(branch, prefix, depth + 1, visits, seen, out);
         }
     }
 }
@@ -333,6 +344,22 @@ mod tests {
         ));
         let s = Schema::parse(&format!("[{}]", entities.join(","))).unwrap();
         assert_eq!(s.arguments("c").len(), MAX_PATHS);
+
+        // A union with 200 branches that are itself: without the visit
+        // budget, 200^8 steps.
+        let variants: Vec<String> = (0..200)
+            .map(|i| format!(r#"{{"case": "v{i}", "type": "u"}}"#))
+            .collect();
+        let s = Schema::parse(&format!(
+            r#"[{{"name": "c", "meta-type": "command", "arg-type": "u"}},
+                {{"name": "u", "meta-type": "object", "tag": "k",
+                  "members": [{{"name": "k", "type": "str"}}], "variants": [{}]}},
+                {{"name": "str", "meta-type": "builtin", "json-type": "string"}}]"#,
+            variants.join(",")
+        ))
+        .unwrap();
+        let args: Vec<String> = s.arguments("c").into_iter().map(|(p, _)| p).collect();
+        assert_eq!(args, ["k"]);
 
         // An alternate of itself, twice: without the budget, 2^64 steps.
         let s = Schema::parse(

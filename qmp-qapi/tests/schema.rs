@@ -609,6 +609,22 @@ fn an_alternate_of_itself_stops() {
 }
 
 #[test]
+fn descriptions_stay_short() {
+    // An alternate of 2000 branches that are itself: described to a
+    // bounded size, not 2000^3 times.
+    let branches: Vec<String> = (0..2000).map(|_| r#"{"type": "1"}"#.to_owned()).collect();
+    let s = Schema::parse(&format!(
+        r#"[{{"name": "c", "meta-type": "command", "arg-type": "1", "ret-type": "1"}},
+            {{"name": "1", "meta-type": "alternate", "members": [{}]}}]"#,
+        branches.join(",")
+    ))
+    .unwrap();
+    let text = s.command("c").unwrap().arguments().unwrap().to_string();
+    assert!(text.len() < 20_000, "{}", text.len());
+    assert!(text.ends_with("..."), "{text}");
+}
+
+#[test]
 fn broken_schemas_are_refused_clearly() {
     let e = Schema::parse("{}").unwrap_err();
     assert!(
@@ -684,7 +700,69 @@ mod never_panics {
         })
     }
 
+    /// A random schema of command `c` over types `0`..`5` and `int`, each
+    /// an object (maybe a union), enum, array, alternate or built-in, whose
+    /// references point anywhere, loops included.
+    fn any_schema() -> impl Strategy<Value = String> {
+        let name = || {
+            (0u8..7).prop_map(|n| {
+                if n == 6 {
+                    "int".to_owned()
+                } else {
+                    n.to_string()
+                }
+            })
+        };
+        let member = (
+            prop::sample::select(vec!["a", "b", "t"]),
+            name(),
+            any::<bool>(),
+        );
+        let entity = (
+            0u8..5,
+            prop::collection::vec(member, 0..4),
+            prop::collection::vec((prop::sample::select(vec!["x", "y"]), name()), 0..3),
+            name(),
+        );
+        (prop::collection::vec(entity, 6), name()).prop_map(|(entities, arg)| {
+            let mut out = vec![json!({"name": "c", "meta-type": "command", "arg-type": arg, "ret-type": "int"})];
+            out.push(json!({"name": "int", "meta-type": "builtin", "json-type": "int"}));
+            for (i, (kind, members, variants, other)) in entities.into_iter().enumerate() {
+                let name = i.to_string();
+                let members_json: Vec<Value> = members
+                    .iter()
+                    .map(|(n, t, opt)| {
+                        if *opt {
+                            json!({"name": n, "type": t, "default": null})
+                        } else {
+                            json!({"name": n, "type": t})
+                        }
+                    })
+                    .collect();
+                out.push(match kind {
+                    0 => json!({"name": name, "meta-type": "object", "members": members_json, "tag": "t",
+                                "variants": variants.iter().map(|(c, t)| json!({"case": c, "type": t})).collect::<Vec<_>>()}),
+                    1 => json!({"name": name, "meta-type": "enum", "values": ["x", "y"]}),
+                    2 => json!({"name": name, "meta-type": "array", "element-type": other}),
+                    3 => json!({"name": name, "meta-type": "alternate",
+                                "members": members.iter().map(|(_, t, _)| json!({"type": t})).collect::<Vec<_>>()}),
+                    _ => json!({"name": name, "meta-type": "builtin", "json-type": "string"}),
+                });
+            }
+            Value::from(out).to_string()
+        })
+    }
+
     proptest! {
+        #[test]
+        fn hostile_schemas_end(schema in any_schema(), args in any_json(),
+                               query in "(arg-type|ret-type)(/[+*^!$]?[abtxy]{1,2}){0,6}") {
+            let s = Schema::parse(&schema).expect("every reference resolves");
+            let _ = s.validate("c", &args);
+            let _ = s.path_get(&format!("c/{query}"));
+            let _ = s.command("c").and_then(|c| c.arguments()).map(|t| t.to_string());
+        }
+
         #[test]
         fn validate_never_panics(args in any_json(), pick in 0usize..8) {
             let s = v10();

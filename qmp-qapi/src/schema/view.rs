@@ -8,6 +8,9 @@ use super::parse::{Entity, JsonType, Member, Meta, Variant};
 
 /// How deep [`TypeInfo`]'s `Display` describes nested types.
 const DESCRIBE_DEPTH: usize = 3;
+/// How many types [`TypeInfo`]'s `Display` describes at most: alternates
+/// branch at every level, and a hostile one could have thousands of branches.
+const DESCRIBE_TYPES: usize = 64;
 
 /// A command of the schema.
 #[derive(Clone, Copy)]
@@ -216,8 +219,15 @@ impl<'a> TypeInfo<'a> {
         core::ptr::eq(self.entity, other.entity)
     }
 
-    fn describe(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
-        if depth > DESCRIBE_DEPTH {
+    fn describe(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        depth: usize,
+        budget: &mut usize,
+    ) -> fmt::Result {
+        // Every call spends from the budget, also one that only says "...".
+        *budget = budget.saturating_sub(1);
+        if depth > DESCRIBE_DEPTH || *budget == 0 {
             return f.write_str("...");
         }
         match self.meta_type() {
@@ -236,7 +246,7 @@ impl<'a> TypeInfo<'a> {
             MetaType::Array => match self.element() {
                 Some(element) => {
                     f.write_str("[")?;
-                    element.describe(f, depth + 1)?;
+                    element.describe(f, depth + 1, budget)?;
                     f.write_str("]")
                 }
                 None => f.write_str("array"),
@@ -246,7 +256,10 @@ impl<'a> TypeInfo<'a> {
                     if i > 0 {
                         f.write_str(" | ")?;
                     }
-                    branch.describe(f, depth + 1)?;
+                    if *budget == 0 {
+                        return f.write_str("...");
+                    }
+                    branch.describe(f, depth + 1, budget)?;
                 }
                 Ok(())
             }
@@ -261,7 +274,7 @@ impl<'a> TypeInfo<'a> {
 /// `A | B`, objects as `object`.
 impl fmt::Display for TypeInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.describe(f, 0)
+        self.describe(f, 0, &mut DESCRIBE_TYPES.clone())
     }
 }
 
