@@ -176,14 +176,14 @@ fn path_text(path: &[Seg<'_>]) -> String {
     text
 }
 
-struct Walk<'s, 'v> {
+/// The path from `arguments` to the value being checked.
+struct Walk<'v> {
     path: Vec<Seg<'v>>,
-    _schema: core::marker::PhantomData<&'s Schema>,
 }
 
 type Step = Result<(), (String, Fault)>;
 
-impl<'s, 'v> Walk<'s, 'v> {
+impl<'v> Walk<'v> {
     fn fail(&self, fault: Fault) -> Step {
         Err((path_text(&self.path), fault))
     }
@@ -195,7 +195,7 @@ impl<'s, 'v> Walk<'s, 'v> {
         Err((path_text(&path), fault))
     }
 
-    fn value(&mut self, ty: TypeInfo<'s>, value: &'v Value, depth: usize) -> Step {
+    fn value(&mut self, ty: TypeInfo<'_>, value: &'v Value, depth: usize) -> Step {
         if depth > MAX_DEPTH {
             return self.fail(Fault::TooDeep { limit: MAX_DEPTH });
         }
@@ -260,7 +260,12 @@ impl<'s, 'v> Walk<'s, 'v> {
         }
     }
 
-    fn object(&mut self, ty: TypeInfo<'s>, object: &'v Map<String, Value>, depth: usize) -> Step {
+    fn object<'s>(
+        &mut self,
+        ty: TypeInfo<'s>,
+        object: &'v Map<String, Value>,
+        depth: usize,
+    ) -> Step {
         // The members: the common ones, then those of the branch each tag
         // selects (a branch may be a union itself).
         let mut allowed: Vec<MemberInfo<'s>> = Vec::new();
@@ -382,10 +387,7 @@ impl Schema {
         } else {
             arguments
         };
-        let mut walk = Walk {
-            path: Vec::new(),
-            _schema: core::marker::PhantomData,
-        };
+        let mut walk = Walk { path: Vec::new() };
         walk.value(ty, arguments, 0)
             .map_err(|(path, fault)| fail(path, fault))
     }
