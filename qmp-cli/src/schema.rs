@@ -106,14 +106,30 @@ impl Schema {
     /// objects (`file.driver`), in schema order, the members of every union
     /// branch included; empty for an unknown command.
     pub fn arguments(&self, command: &str) -> Vec<(String, MemberInfo<'_>)> {
+        self.arguments_given(command, &[])
+    }
+
+    /// [`arguments`](Self::arguments) once `given` (`(path, value)` pairs
+    /// of the `key=value` tokens typed so far) are known: where a union's
+    /// tag is given, only the branch it selects is listed.
+    pub fn arguments_given(
+        &self,
+        command: &str,
+        given: &[(&str, &str)],
+    ) -> Vec<(String, MemberInfo<'_>)> {
         let mut out = Vec::new();
         if let Some(args) = self
             .live
             .as_ref()
             .and_then(|s| s.command(command)?.arguments())
         {
-            let mut visits = MAX_VISITS;
-            collect(args, "", 0, &mut visits, &mut HashSet::new(), &mut out);
+            let mut walk = Collect {
+                given,
+                visits: MAX_VISITS,
+                seen: HashSet::new(),
+                out: &mut out,
+            };
+            walk.collect(args, "", 0);
         }
         out
     }
@@ -170,35 +186,46 @@ impl Schema {
     }
 }
 
-fn collect<'a>(
-    ty: TypeInfo<'a>,
-    prefix: &str,
-    depth: usize,
-    visits: &mut usize,
-    seen: &mut HashSet<String>,
-    out: &mut Vec<(String, MemberInfo<'a>)>,
-) {
-    if depth > MAX_DEPTH
-        || *visits == 0
-        || out.len() >= MAX_PATHS
-        || ty.meta_type() != MetaType::Object
-    {
-        return;
-    }
-    *visits -= 1;
-    for m in ty.members() {
-        let path = format!("{prefix}{}", m.name());
-        if out.len() >= MAX_PATHS || !seen.insert(path.clone()) {
-            continue;
+/// Listing the argument paths of one command.
+struct Collect<'g, 'o, 'a> {
+    given: &'g [(&'g str, &'g str)],
+    visits: usize,
+    seen: HashSet<String>,
+    out: &'o mut Vec<(String, MemberInfo<'a>)>,
+}
+
+impl<'a> Collect<'_, '_, 'a> {
+    fn collect(&mut self, ty: TypeInfo<'a>, prefix: &str, depth: usize) {
+        if depth > MAX_DEPTH
+            || self.visits == 0
+            || self.out.len() >= MAX_PATHS
+            || ty.meta_type() != MetaType::Object
+        {
+            return;
         }
-        out.push((path.clone(), m));
-        if let Some(member_ty) = m.ty() {
-            collect(member_ty, &format!("{path}."), depth + 1, visits, seen, out);
+        self.visits -= 1;
+        for m in ty.members() {
+            let path = format!("{prefix}{}", m.name());
+            if self.out.len() >= MAX_PATHS || !self.seen.insert(path.clone()) {
+                continue;
+            }
+            self.out.push((path.clone(), m));
+            if let Some(member_ty) = m.ty() {
+                self.collect(member_ty, &format!("{path}."), depth + 1);
+            }
         }
-    }
-    for v in ty.variants() {
-        if let Some(branch) = v.ty() {
-            collect(branch, prefix, depth + 1, visits, seen, out);
+        // The branch the tag selects, when it was given; else every branch.
+        let case = ty.tag().and_then(|tag| {
+            let at = format!("{prefix}{tag}");
+            self.given.iter().find(|(p, _)| *p == at).map(|(_, v)| *v)
+        });
+        for v in ty.variants() {
+            if case.is_some_and(|case| case != v.case()) {
+                continue;
+            }
+            if let Some(branch) = v.ty() {
+                self.collect(branch, prefix, depth + 1);
+            }
         }
     }
 }
@@ -265,6 +292,15 @@ mod tests {
             .collect();
         assert_eq!(args, ["driver", "node-name", "file", "size", "read-zeroes"]);
         assert_eq!(s.values("blockdev-add", "driver"), ["null-co", "qcow2"]);
+        // Once the tag is given, only its branch (qcow2 has none of its own).
+        let given: Vec<String> = s
+            .arguments_given("blockdev-add", &[("driver", "qcow2")])
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(given, ["driver", "node-name", "file"]);
+        let given = s.arguments_given("blockdev-add", &[("driver", "null-co")]);
+        assert_eq!(given.len(), 5);
         assert_eq!(s.values("blockdev-add", "read-zeroes"), ["true", "false"]);
         assert!(s.values("nope", "x").is_empty());
         let help = s.help("blockdev-add").unwrap();
