@@ -7,6 +7,9 @@
 //!   way libvirt does it (`"blockdev-add/arg-type/+qcow2/discard-no-unref"`).
 //! - [`Schema::validate`]: raw arguments checked before they are sent, with
 //!   the JSON path of the first fault.
+//! - With the `io` feature, `LiveSchema`: one connection's schema, loaded
+//!   on request through any `qmp-io` client and cached, and an
+//!   `ArgumentCheck` for `qmp_io::Config::check_arguments`.
 //!
 //! Introspection hides type names (`"name": "262"`); they never show here:
 //! types are reached through the command, event or member that uses them,
