@@ -167,3 +167,49 @@ fn live_schema_through_an_async_client() {
         assert_eq!(reply.as_str(), "\"none-machine\"");
     });
 }
+
+/// Refuses `guest-set-time`: a check on a guest agent's calls.
+#[derive(Debug)]
+struct NoClockChanges;
+
+impl qmp_std::ArgumentCheck for NoClockChanges {
+    fn check(&self, command: &str, _: Option<&str>) -> Result<(), qmp_io::CheckError> {
+        match command {
+            "guest-set-time" => Err("the guest clock is not to be changed".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn a_guest_agent_runs_the_check_too() {
+    let Some(builder) =
+        qmp_testsuite::peers::require_guest_agent("a_guest_agent_runs_the_check_too")
+    else {
+        return;
+    };
+    let agent = builder.spawn().expect("starting qemu-ga");
+    let config = Config::default().check_arguments(NoClockChanges);
+    let ga = qmp_std::connect_guest_agent(agent.socket_path(), config).expect("connecting");
+    ga.execute(&qmp_qapi::qga::GuestPing)
+        .expect("guest-ping passes");
+    let raw = ga.execute_raw("guest-set-time", json!({"time": 0}));
+    match raw {
+        Err(ref e @ Error::InvalidArguments { ref command, .. }) => {
+            assert_eq!(command, "guest-set-time");
+            assert_eq!(
+                e.to_string(),
+                "not sent: the guest clock is not to be changed"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let typed = ga.execute(&qmp_qapi::qga::GuestSetTime { time: None });
+    assert!(
+        matches!(typed, Err(Error::InvalidArguments { .. })),
+        "{typed:?}"
+    );
+    // Still in sync: the refused calls never reached the agent.
+    ga.execute(&qmp_qapi::qga::GuestPing)
+        .expect("guest-ping after");
+}
