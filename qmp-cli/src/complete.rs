@@ -1,7 +1,8 @@
 //! What Tab offers in the shell, from the live schema: command names first,
-//! then the command's argument names (dotted paths into nested objects,
-//! followed by `=`), and after `key=` the values of an enum (or `true` and
-//! `false`).
+//! then the command's argument names followed by `=` (dotted paths into
+//! nested objects; once a union's tag is typed, only the members of the
+//! branch it selects), and after `key=` the values of an enum (or `true`
+//! and `false`).
 
 use crate::schema::Schema;
 
@@ -55,15 +56,12 @@ pub fn complete(
                 values.dedup();
                 return (at, values);
             }
-            let given: Vec<&str> = given
-                .iter()
-                .filter_map(|t| t.split_once('=').map(|(k, _)| k))
-                .collect();
+            let given: Vec<(&str, &str)> = given.iter().filter_map(|t| t.split_once('=')).collect();
             schema
-                .arguments(command)
+                .arguments_given(command, &given)
                 .into_iter()
                 .map(|(path, _)| path)
-                .filter(|p| p.starts_with(word) && !given.contains(&p.as_str()))
+                .filter(|p| p.starts_with(word) && !given.iter().any(|(k, _)| k == p))
                 .map(|p| format!("{p}="))
                 .collect()
         }
@@ -94,6 +92,13 @@ mod tests {
             {"name": "6", "meta-type": "array", "element-type": "7"},
             {"name": "7", "meta-type": "object", "members": [{"name": "type", "type": "8"}]},
             {"name": "8", "meta-type": "enum", "values": ["abort", "block-dirty-bitmap-add"]},
+            {"name": "u", "meta-type": "command", "arg-type": "9"},
+            {"name": "9", "meta-type": "object", "tag": "kind",
+             "members": [{"name": "kind", "type": "10"}],
+             "variants": [{"case": "a", "type": "11"}, {"case": "b", "type": "12"}]},
+            {"name": "10", "meta-type": "enum", "values": ["a", "b"]},
+            {"name": "11", "meta-type": "object", "members": [{"name": "alpha", "type": "str"}]},
+            {"name": "12", "meta-type": "object", "members": [{"name": "beta", "type": "str"}]},
             {"name": "str", "meta-type": "builtin", "json-type": "string"}
         ]"#,
         )
@@ -141,6 +146,15 @@ mod tests {
             (20, vec!["null-aio".into(), "null-co".into()])
         );
         assert!(at_end("nope x").1.is_empty());
+    }
+
+    #[test]
+    fn a_union_offers_the_branch_its_tag_selects() {
+        assert_eq!(at_end("u ").1, ["alpha=", "beta=", "kind="]);
+        assert_eq!(at_end("u kind=a ").1, ["alpha="]);
+        assert_eq!(at_end("u kind=b b").1, ["beta="]);
+        // A tag value without a branch: the common members only.
+        assert!(at_end("u kind=c ").1.is_empty());
     }
 
     #[test]

@@ -62,13 +62,20 @@ pub fn info(client: &Client, schema: bool, deadline: &Deadline) -> Result<String
     serde_json::to_string(&info).map_err(Failure::other)
 }
 
+/// The command that answers the live schema.
+const SCHEMA_COMMAND: &str = "query-qmp-schema";
+
 /// Fetches and reads the live schema.
 pub fn fetch_schema(client: &Client, deadline: &Deadline) -> Result<Schema, Failure> {
-    const COMMAND: &str = "query-qmp-schema";
-    let request = Request::from_tokens::<&str>(COMMAND, &[])?;
-    let reply = client
-        .call(request.call(deadline))
-        .map_err(|e| call_failure(e, COMMAND, deadline))?;
+    let reply = schema_reply(client, deadline)?;
     Schema::parse(reply.as_str())
-        .map_err(|e| Failure::other(format!("cannot read the reply to {COMMAND}: {e}")))
+        .map_err(|e| Failure::other(format!("cannot read the reply to {SCHEMA_COMMAND}: {e}")))
+}
+
+/// Runs `query-qmp-schema`: its reply, not yet read.
+pub fn schema_reply(client: &Client, deadline: &Deadline) -> Result<qmp_std::Json, Failure> {
+    let request = Request::from_tokens::<&str>(SCHEMA_COMMAND, &[])?;
+    client
+        .call(request.call(deadline))
+        .map_err(|e| call_failure(e, SCHEMA_COMMAND, deadline))
 }

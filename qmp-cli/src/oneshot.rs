@@ -5,6 +5,7 @@ use qmp_std::{Disconnect, Error};
 use crate::failure::Failure;
 use crate::output::{self, Style};
 use crate::request::Request;
+use crate::schema::Schema;
 use crate::target::{Deadline, Peer};
 
 /// The request a command line names: `COMMAND ARGS...`, or with `-H` the
@@ -34,6 +35,8 @@ pub fn run(
 ) -> Result<(), Failure> {
     if hmp {
         peer.qmp("-H (human-monitor-command)")?;
+    } else {
+        check(peer, request, deadline)?;
     }
     let reply = peer
         .call(request.call(deadline))
@@ -46,6 +49,32 @@ pub fn run(
         return output::line(&text);
     }
     output::line(&style.format(reply.as_str()))
+}
+
+/// Checks `request` against the QEMU's live schema before it is sent (one
+/// `query-qmp-schema` first): a mistake is reported by its JSON path and
+/// nothing is sent. A peer without introspection (a guest agent, or one
+/// that refuses `query-qmp-schema`), or whose schema this cannot read, is
+/// not checked: it answers for itself. A failure of the connection while
+/// fetching the schema is the run's failure.
+pub fn check(peer: &Peer, request: &Request, deadline: &Deadline) -> Result<(), Failure> {
+    let Peer::Qmp(client) = peer else {
+        return Ok(());
+    };
+    if request.name == "query-qmp-schema" {
+        return Ok(());
+    }
+    let reply = match crate::info::schema_reply(client, deadline) {
+        Ok(reply) => reply,
+        Err(Failure::Command(_)) => return Ok(()),
+        Err(failure) => return Err(failure),
+    };
+    let Ok(schema) = Schema::parse(reply.as_str()) else {
+        return Ok(());
+    };
+    schema
+        .check(&request.name, &request.arguments)
+        .map_err(|mistake| Failure::other(format!("not sent: {mistake}")))
 }
 
 /// A failed call's failure: a timeout that the deadline caused says so.

@@ -92,17 +92,77 @@ fn a_qmp_error_exits_1_with_class_and_desc() {
         return;
     };
     let sock = arg(vm.first());
-    let out = run(qmp(&["--socket", sock, "no-such-command"]), None);
-    assert_eq!(
-        out.failed(1),
-        "qmp: CommandNotFound: The command no-such-command has not been found"
+    // Arguments the schema takes, for an object QEMU does not have.
+    let out = run(
+        qmp(&[
+            "--socket",
+            sock,
+            "qom-get",
+            "path=/nowhere",
+            "property=type",
+        ]),
+        None,
+    );
+    assert!(
+        out.failed(1).starts_with("qmp: DeviceNotFound: "),
+        "{out:?}"
     );
     assert!(out.stdout.is_empty());
-    let out = run(qmp(&["--socket", sock, "qom-get", "path=/machine"]), None);
-    assert!(out.failed(1).starts_with("qmp: GenericError: "), "{out:?}");
     // A usage mistake is 2, before anything is sent.
     let out = run(qmp(&["--socket", sock, "qom-get", "path"]), None);
     assert_eq!(out.failed(2), "qmp: argument `path`: expected key=value");
+}
+
+/// `qmp --socket SOCK ARGS...`, run to its end.
+fn on_socket(sock: &str, args: &[&str]) -> common::Ran {
+    run(qmp(&[&["--socket", sock], args].concat()), None)
+}
+
+#[test]
+fn a_bad_one_shot_call_is_refused_with_its_path() {
+    let Some(vm) = TwoMonitors::start("a_bad_one_shot_call_is_refused_with_its_path") else {
+        return;
+    };
+    let sock = arg(vm.first());
+    // Checked against the live schema: exit 2, the JSON path, nothing sent.
+    let bad = [
+        "blockdev-add",
+        "driver=qcow2",
+        "node-name=top",
+        "file.driver=nope",
+    ];
+    let message = on_socket(sock, &bad).failed(2).to_owned();
+    let expected =
+        "qmp: not sent: blockdev-add: arguments.file.driver: \"nope\" selects no branch; one of: ";
+    assert!(message.starts_with(expected), "{message}");
+    assert!(
+        message.contains(" qcow2,") && message.contains(" file,"),
+        "{message}"
+    );
+    assert_eq!(
+        on_socket(sock, &["qom-get", "path=/machine"]).failed(2),
+        "qmp: not sent: qom-get: arguments.property: required member `property` is missing"
+    );
+    assert_eq!(
+        on_socket(sock, &["no-such-command"]).failed(2),
+        "qmp: not sent: no-such-command: no such command in this QEMU's schema"
+    );
+    // Well-formed arguments go through.
+    let good = [
+        "blockdev-add",
+        "driver=null-co",
+        "node-name=n0",
+        "size=4096",
+    ];
+    assert_eq!(on_socket(sock, &good).ok(), "{}\n");
+    let nodes = json_of(on_socket(sock, &["query-named-block-nodes"]).ok());
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["node-name"].as_str())
+        .collect();
+    assert_eq!(names, ["n0"]);
 }
 
 #[test]

@@ -162,11 +162,11 @@ fn shell_command_completion_event_history_quit() {
 
     // Arguments are checked against the schema before anything is sent.
     t.type_keys("blockdev-add driver=null-co node-name=n1 sise=1\r");
-    t.wait_for("qmp: not sent: arguments.sise: no such member; allowed: ");
+    t.wait_for("qmp: not sent: blockdev-add: arguments.sise: no member `sise`; allowed: ");
     t.type_keys("blockdev-add driver=null-cow node-name=n1\r");
-    t.wait_for("arguments.driver: \"null-cow\" is not one of: ");
+    t.wait_for("arguments.driver: \"null-cow\" selects no branch; one of: ");
     t.type_keys("qom-get path=/machine\r");
-    t.wait_for("qmp: not sent: arguments: missing member property");
+    t.wait_for("qmp: not sent: qom-get: arguments.property: required member `property` is missing");
     t.wait_for("(qmp) ");
 
     // A transaction, one action per line.

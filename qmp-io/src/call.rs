@@ -159,6 +159,7 @@ pub(crate) fn submit_qmp(session: &Session<Client<Heap>>, call: Call) -> Result<
         ..
     } = call;
     let arguments = arguments.map_err(Error::Encode)?;
+    session.config.check(&name, arguments.as_deref())?;
     session.submit(&name, fds, |c| {
         let args = arguments.as_deref();
         if oob {
@@ -175,6 +176,7 @@ pub(crate) fn submit_qmp_typed<C: Command>(
     command: &C,
     oob: bool,
 ) -> Result<Submitted> {
+    check_typed(session, command)?;
     session.submit(C::NAME, Vec::new(), |c| {
         if oob {
             c.send_command_oob(command).map(Some)
@@ -196,6 +198,7 @@ pub(crate) fn submit_agent(session: &Session<GuestAgent<Heap>>, call: Call) -> R
         ..
     } = call;
     let arguments = arguments.map_err(Error::Encode)?;
+    session.config.check(&name, arguments.as_deref())?;
     session.submit(&name, fds, |a| {
         a.send_command_raw(&name, arguments.as_deref())
     })
@@ -206,7 +209,19 @@ pub(crate) fn submit_agent_typed<C: Command>(
     session: &Session<GuestAgent<Heap>>,
     command: &C,
 ) -> Result<Submitted> {
+    check_typed(session, command)?;
     session.submit(C::NAME, Vec::new(), |a| a.send_command(command))
+}
+
+/// Runs the connection's argument check on a typed command, serializing
+/// its arguments for it only when there is a check.
+fn check_typed<P: Protocol, C: Command>(session: &Session<P>, command: &C) -> Result<()> {
+    if session.config.argument_check.is_none() {
+        return Ok(());
+    }
+    let text = serde_json::to_string(command).map_err(|e| Error::Encode(Arc::new(e)))?;
+    let arguments = (text != "null").then_some(text.as_str());
+    session.config.check(C::NAME, arguments)
 }
 
 /// Refuses fds that `call` cannot pass, before it waits for its turn to: on

@@ -159,6 +159,15 @@ pub enum Error {
     Decode(Arc<serde_json::Error>),
     /// The call's arguments could not be serialized; nothing was sent.
     Encode(Arc<serde_json::Error>),
+    /// The client's [`ArgumentCheck`](crate::ArgumentCheck) refused the
+    /// call's arguments; nothing was sent.
+    InvalidArguments {
+        /// The command.
+        command: String,
+        /// Why, from the check (for a schema check, downcast to
+        /// `qmp_qapi::schema::ValidationError` for the path and the fault).
+        reason: Arc<dyn core::error::Error + Send + Sync>,
+    },
     /// Local misuse: a bad command name or arguments, `exec-oob` without oob,
     /// too many commands in flight, fds on a transport that cannot pass them.
     Usage(UsageError),
@@ -203,6 +212,7 @@ impl fmt::Display for Error {
             }
             Error::Decode(e) => write!(f, "cannot decode the reply: {e}"),
             Error::Encode(e) => write!(f, "cannot serialize the arguments: {e}"),
+            Error::InvalidArguments { reason, .. } => write!(f, "not sent: {reason}"),
             Error::Usage(e) => write!(f, "{e}"),
             Error::Connect(e) => write!(f, "cannot connect: {e}"),
             Error::FdPassingUnsupported => {
@@ -223,6 +233,7 @@ impl core::error::Error for Error {
             Error::Command(e) => Some(e),
             Error::Decode(e) | Error::Encode(e) => Some(&**e),
             Error::Connect(e) => Some(&**e),
+            Error::InvalidArguments { reason, .. } => Some(&**reason),
             Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
             _ => None,
         }

@@ -23,7 +23,7 @@ pub mod unix;
 
 pub use call::{AddFdInfo, Call};
 pub use child::ChildExit;
-pub use config::Config;
+pub use config::{ArgumentCheck, CheckError, Config};
 pub use error::{CommandError, Disconnect, Error, ErrorClass, HandshakeStep, Result};
 pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use hub::EventHub;
@@ -40,9 +40,9 @@ pub mod prelude {
     pub use crate::mock::{MockQemu, MockReply, MockRequest};
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
-        AddFdInfo, AsyncQmp, Call, ChildExit, Command, CommandError, Config, ConnectionLimits,
-        Disconnect, Empty, Error, ErrorClass, Event, EventFilter, EventHub, Greeting,
-        HandshakeStep, Json, Lagged, ProtocolError, Qmp, RecvTimeoutError, Result, Subscription,
-        Timestamp, UsageError, Version,
+        AddFdInfo, ArgumentCheck, AsyncQmp, Call, ChildExit, Command, CommandError, Config,
+        ConnectionLimits, Disconnect, Empty, Error, ErrorClass, Event, EventFilter, EventHub,
+        Greeting, HandshakeStep, Json, Lagged, ProtocolError, Qmp, RecvTimeoutError, Result,
+        Subscription, Timestamp, UsageError, Version,
     };
 }

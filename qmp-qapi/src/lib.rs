@@ -42,6 +42,9 @@ mod generated;
 pub use generated::{commands, events, types};
 
 pub mod qga;
+pub mod schema;
+
+pub use schema::Schema;
 
 /// A typed event's data: `NAME` is the event it belongs to.
 pub trait QapiEvent: serde::de::DeserializeOwned {
