@@ -15,6 +15,9 @@ pub const EXIT_OTHER: u8 = 2;
 pub enum Failure {
     /// QEMU (or the agent) answered with an error reply: exit status 1.
     Command(CommandError),
+    /// QEMU refused the arguments, and its live schema says where they are
+    /// wrong (a JSON path and what was expected): exit status 1.
+    Explained(CommandError, String),
     /// Anything else: exit status 2, with this message.
     Other(String),
 }
@@ -28,7 +31,7 @@ impl Failure {
     /// The exit status for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Command(_) => EXIT_COMMAND,
+            Failure::Command(_) | Failure::Explained(..) => EXIT_COMMAND,
             Failure::Other(_) => EXIT_OTHER,
         }
     }
@@ -40,6 +43,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             Failure::Command(e) => format!("{}: {}", e.class, e.desc),
+            Failure::Explained(e, why) => format!("{}: {} (schema: {why})", e.class, e.desc),
             Failure::Other(message) => message.clone(),
         };
         f.write_str(&one_line(&text))

@@ -35,12 +35,18 @@ pub fn run(
 ) -> Result<(), Failure> {
     if hmp {
         peer.qmp("-H (human-monitor-command)")?;
-    } else {
-        check(peer, request, deadline)?;
     }
-    let reply = peer
-        .call(request.call(deadline))
-        .map_err(|e| call_failure(e, &request.name, deadline))?;
+    let reply = match peer.call(request.call(deadline)) {
+        Ok(reply) => reply,
+        Err(e) => {
+            let failure = call_failure(e, &request.name, deadline);
+            return Err(if hmp {
+                failure
+            } else {
+                explain(peer, request, deadline, failure)
+            });
+        }
+    };
     if hmp {
         let text = output::hmp_text(reply.as_str());
         if text.is_empty() {
@@ -51,30 +57,32 @@ pub fn run(
     output::line(&style.format(reply.as_str()))
 }
 
-/// Checks `request` against the QEMU's live schema before it is sent (one
-/// `query-qmp-schema` first): a mistake is reported by its JSON path and
-/// nothing is sent. A peer without introspection (a guest agent, or one
-/// that refuses `query-qmp-schema`), or whose schema this cannot read, is
-/// not checked: it answers for itself. A failure of the connection while
-/// fetching the schema is the run's failure.
-pub fn check(peer: &Peer, request: &Request, deadline: &Deadline) -> Result<(), Failure> {
-    let Peer::Qmp(client) = peer else {
-        return Ok(());
+/// Explains a refusal by QEMU's live schema: when QEMU refused the command
+/// as a `GenericError` (its reply names no path), the schema (`query-qmp-schema`, fetched
+/// only now, so a call that succeeds costs nothing more) says which member
+/// is wrong and what it allows. A peer without introspection (a guest
+/// agent, or one that refuses `query-qmp-schema`), a schema this cannot
+/// read, a schema that finds nothing wrong, or any trouble fetching it
+/// leaves QEMU's own answer as it was.
+pub fn explain(peer: &Peer, request: &Request, deadline: &Deadline, failure: Failure) -> Failure {
+    let (Peer::Qmp(client), Failure::Command(error)) = (peer, &failure) else {
+        return failure;
     };
-    if request.name == "query-qmp-schema" {
-        return Ok(());
+    // QEMU reports bad arguments as GenericError; other classes (no such
+    // command, no such device) already say what is wrong.
+    if error.class != qmp_std::ErrorClass::GenericError || request.name == "query-qmp-schema" {
+        return failure;
     }
-    let reply = match crate::info::schema_reply(client, deadline) {
-        Ok(reply) => reply,
-        Err(Failure::Command(_)) => return Ok(()),
-        Err(failure) => return Err(failure),
+    let Ok(reply) = crate::info::schema_reply(client, deadline) else {
+        return failure;
     };
     let Ok(schema) = Schema::parse(reply.as_str()) else {
-        return Ok(());
+        return failure;
     };
-    schema
-        .check(&request.name, &request.arguments)
-        .map_err(|mistake| Failure::other(format!("not sent: {mistake}")))
+    match schema.check(&request.name, &request.arguments) {
+        Err(mistake) => Failure::Explained(error.clone(), mistake.to_string()),
+        Ok(()) => failure,
+    }
 }
 
 /// A failed call's failure: a timeout that the deadline caused says so.
