@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use qmp_proto::Timestamp;
+use qmp_proto::{EventData, Timestamp};
 
 use crate::json::Json;
 
@@ -73,6 +73,48 @@ impl Event {
         serde_json::from_str(self.data.as_ref().map_or("null", Json::as_str))
     }
 
+    /// True when this is the event `T` types (its name is `T::NAME`).
+    pub fn is<T: EventData>(&self) -> bool {
+        *self.name == *T::NAME
+    }
+
+    /// Decodes the event into its typed data `T` (such as
+    /// `qmp_qapi::events::Stop`). An event without data reads as `{}`, the
+    /// way QEMU leaves `data` out of events that have no members.
+    ///
+    /// Fails with [`Error::Event`](crate::Error::Event) when the event is not
+    /// `T::NAME`, or when its data does not decode into `T` (the error names
+    /// the event and where in its data decoding stopped).
+    ///
+    /// ```
+    /// use qmp_io::{Event, EventData, Json};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct DeviceDeleted {
+    ///     device: Option<String>,
+    /// }
+    /// impl EventData for DeviceDeleted {
+    ///     const NAME: &'static str = "DEVICE_DELETED";
+    /// }
+    ///
+    /// let data = Json::parse(r#"{"device": "disk1", "path": "/machine/peripheral/disk1"}"#.into())?;
+    /// let event = Event::new("DEVICE_DELETED", Some(data), None);
+    /// assert_eq!(event.typed::<DeviceDeleted>()?.device.as_deref(), Some("disk1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn typed<T: EventData>(&self) -> crate::Result<T> {
+        let error = |error| EventDecodeError {
+            event: self.name.clone(),
+            expected: T::NAME,
+            error,
+        };
+        if !self.is::<T>() {
+            return Err(error(None).into());
+        }
+        serde_json::from_str(self.data.as_ref().map_or("{}", Json::as_str))
+            .map_err(|e| error(Some(Arc::new(e))).into())
+    }
+
     /// When QEMU says the event happened.
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp
@@ -85,6 +127,53 @@ impl Event {
     }
 }
 
+/// Why [`Event::typed`] could not give the typed event: the event is
+/// another one, or its data does not fit the type.
+#[derive(Debug, Clone)]
+pub struct EventDecodeError {
+    event: Arc<str>,
+    expected: &'static str,
+    error: Option<Arc<serde_json::Error>>,
+}
+
+impl EventDecodeError {
+    /// The name of the event that was received.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// The name of the event the type is for.
+    pub fn expected(&self) -> &'static str {
+        self.expected
+    }
+
+    /// Whether the event was another one (rather than its data not fitting).
+    pub fn is_other_event(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+impl core::fmt::Display for EventDecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.error {
+            None => write!(
+                f,
+                "event {} is not {}, the event asked for",
+                self.event, self.expected
+            ),
+            Some(e) => write!(f, "cannot decode the data of event {}: {e}", self.event),
+        }
+    }
+}
+
+impl core::error::Error for EventDecodeError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.error
+            .as_deref()
+            .map(|e| e as &(dyn core::error::Error + 'static))
+    }
+}
+
 /// Which events a subscriber wants.
 ///
 /// ```
@@ -92,6 +181,27 @@ impl Event {
 /// // Only DEVICE_DELETED for device "disk1" (the way Incus watches a device).
 /// let filter = EventFilter::name("DEVICE_DELETED").data_eq("device", "disk1");
 /// # let _ = filter;
+/// ```
+///
+/// With typed events (any [`EventData`], such as the types of
+/// `qmp_qapi::events`), the type names the event:
+///
+/// ```
+/// use qmp_io::{EventData, EventFilter};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Stop {}
+/// impl EventData for Stop {
+///     const NAME: &'static str = "STOP";
+/// }
+/// #[derive(serde::Deserialize)]
+/// struct Resume {}
+/// impl EventData for Resume {
+///     const NAME: &'static str = "RESUME";
+/// }
+///
+/// let filter = EventFilter::of::<Stop>().or_of::<Resume>();
+/// assert_eq!(filter, EventFilter::name("STOP").or_name("RESUME"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -114,6 +224,18 @@ impl EventFilter {
     pub fn or_name(mut self, name: impl Into<String>) -> Self {
         self.names.push(name.into());
         self
+    }
+
+    /// Events of the typed event `T` (add more with [`or_of`](Self::or_of)
+    /// or [`or_name`](Self::or_name)); receive them as `T` with
+    /// [`Event::typed`].
+    pub fn of<T: EventData>() -> Self {
+        Self::name(T::NAME)
+    }
+
+    /// Also accept the typed event `T`.
+    pub fn or_of<T: EventData>(self) -> Self {
+        self.or_name(T::NAME)
     }
 
     /// Events whose `data` has member `key` equal to `value` (a JSON string
@@ -418,6 +540,12 @@ impl Subscription {
         core::iter::from_fn(|| self.recv())
     }
 
+    /// Everything queued now, without waiting; panics on a lag report.
+    #[cfg(test)]
+    fn iter_ready(&self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        core::iter::from_fn(|| self.try_recv().map(|e| e.unwrap()))
+    }
+
     /// Events queued and not yet received.
     pub fn len(&self) -> usize {
         self.queue.lock().items.len()
@@ -453,5 +581,105 @@ impl futures_core::Stream for Subscription {
             w => *w = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Error, EventHub};
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Stop {}
+    impl EventData for Stop {
+        const NAME: &'static str = "STOP";
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct DeviceDeleted {
+        device: Option<String>,
+        path: String,
+    }
+    impl EventData for DeviceDeleted {
+        const NAME: &'static str = "DEVICE_DELETED";
+    }
+
+    fn event(name: &str, data: Option<&str>) -> Event {
+        Event::new(name, data.map(|d| Json::parse(d.into()).unwrap()), None)
+    }
+
+    fn decode_error<T: EventData + core::fmt::Debug>(event: &Event) -> EventDecodeError {
+        match event.typed::<T>() {
+            Err(Error::Event(e)) => e,
+            other => panic!("expected an event decode error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typed_filters_combine_with_names_and_data() {
+        let hub = EventHub::new(&Config::default());
+        let typed = hub.subscribe(EventFilter::of::<Stop>().or_of::<DeviceDeleted>());
+        let mixed = hub.subscribe(EventFilter::of::<Stop>().or_name("RESUME"));
+        let disk1 = hub.subscribe(EventFilter::of::<DeviceDeleted>().data_eq("device", "disk1"));
+        hub.publish(event("RESUME", None));
+        hub.publish(event("STOP", None));
+        hub.publish(event(
+            "DEVICE_DELETED",
+            Some(r#"{"device":"disk2","path":"/b"}"#),
+        ));
+        hub.publish(event(
+            "DEVICE_DELETED",
+            Some(r#"{"device":"disk1","path":"/a"}"#),
+        ));
+
+        let names: Vec<String> = typed.iter_ready().map(|e| e.name().into()).collect();
+        assert_eq!(names, ["STOP", "DEVICE_DELETED", "DEVICE_DELETED"]);
+        let names: Vec<String> = mixed.iter_ready().map(|e| e.name().into()).collect();
+        assert_eq!(names, ["RESUME", "STOP"]);
+        let only = disk1.try_recv().unwrap().unwrap();
+        assert_eq!(
+            only.typed::<DeviceDeleted>().unwrap(),
+            DeviceDeleted {
+                device: Some("disk1".into()),
+                path: "/a".into()
+            }
+        );
+        assert!(disk1.try_recv().is_none());
+    }
+
+    #[test]
+    fn an_event_without_data_decodes_as_an_empty_object() {
+        let stop = event("STOP", None);
+        assert!(stop.is::<Stop>());
+        assert!(!stop.is::<DeviceDeleted>());
+        assert_eq!(stop.typed::<Stop>().unwrap(), Stop {});
+        // QEMU 7.2 and 10.0 send `"data": {}` for some events without members.
+        assert_eq!(event("STOP", Some("{}")).typed::<Stop>().unwrap(), Stop {});
+    }
+
+    #[test]
+    fn decode_errors_name_the_event_and_the_fault() {
+        let e = decode_error::<DeviceDeleted>(&event("STOP", None));
+        assert!(e.is_other_event());
+        assert_eq!((e.event(), e.expected()), ("STOP", "DEVICE_DELETED"));
+        assert_eq!(
+            Error::from(e).to_string(),
+            "event STOP is not DEVICE_DELETED, the event asked for"
+        );
+
+        let bad = event("DEVICE_DELETED", Some(r#"{"device": "disk1", "path": 7}"#));
+        let e = decode_error::<DeviceDeleted>(&bad);
+        assert!(!e.is_other_event());
+        let text = Error::from(e.clone()).to_string();
+        assert!(
+            text.starts_with(
+                "cannot decode the data of event DEVICE_DELETED: invalid type: integer `7`"
+            ),
+            "{text}"
+        );
+        assert!(core::error::Error::source(&e).is_some());
+
+        let e = decode_error::<DeviceDeleted>(&event("DEVICE_DELETED", None));
+        assert!(e.to_string().contains("missing field `path`"), "{e}");
     }
 }

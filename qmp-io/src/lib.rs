@@ -25,12 +25,12 @@ pub use call::{AddFdInfo, Call};
 pub use child::ChildExit;
 pub use config::Config;
 pub use error::{CommandError, Disconnect, Error, ErrorClass, HandshakeStep, Result};
-pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
+pub use events::{Event, EventDecodeError, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use hub::EventHub;
 pub use json::Json;
 pub use qmp::{AsyncQmp, Qmp};
 pub use qmp_proto::{
-    Command, ConnectionLimits, Empty, ProtocolError, Timestamp, UsageError, Version,
+    Command, ConnectionLimits, Empty, EventData, ProtocolError, Timestamp, UsageError, Version,
 };
 pub use session::Greeting;
 
@@ -41,8 +41,8 @@ pub mod prelude {
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
         AddFdInfo, AsyncQmp, Call, ChildExit, Command, CommandError, Config, ConnectionLimits,
-        Disconnect, Empty, Error, ErrorClass, Event, EventFilter, EventHub, Greeting,
-        HandshakeStep, Json, Lagged, ProtocolError, Qmp, RecvTimeoutError, Result, Subscription,
-        Timestamp, UsageError, Version,
+        Disconnect, Empty, Error, ErrorClass, Event, EventData, EventDecodeError, EventFilter,
+        EventHub, Greeting, HandshakeStep, Json, Lagged, ProtocolError, Qmp, RecvTimeoutError,
+        Result, Subscription, Timestamp, UsageError, Version,
     };
 }

@@ -29,6 +29,29 @@ pub trait Command: serde::Serialize {
     type Returns;
 }
 
+/// A typed event: the implementing type is the event's `data` object, and
+/// `NAME` the event it belongs to. Event filters and decoders take it as a
+/// type parameter, so one type names the event and says how to read it.
+///
+/// ```
+/// use qmp_proto::EventData;
+///
+/// #[derive(serde::Deserialize)]
+/// struct DeviceDeleted {
+///     device: Option<String>,
+///     path: String,
+/// }
+///
+/// impl EventData for DeviceDeleted {
+///     const NAME: &'static str = "DEVICE_DELETED";
+/// }
+/// # let _ = |d: DeviceDeleted| (d.device, d.path);
+/// ```
+pub trait EventData: serde::de::DeserializeOwned {
+    /// The event name, as in `{"event": NAME}`.
+    const NAME: &'static str;
+}
+
 /// The `{}` that commands without a result return.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Empty {}

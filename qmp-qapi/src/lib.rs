@@ -42,11 +42,11 @@ pub use generated::{commands, events, types};
 
 pub mod qga;
 
-/// A typed event's data: `NAME` is the event it belongs to.
-pub trait QapiEvent: serde::de::DeserializeOwned {
-    /// The event name, as in `{"event": NAME}`.
-    const NAME: &'static str;
-}
+/// A typed event's data: `NAME` is the event it belongs to. The core's
+/// [`EventData`](qmp_proto::EventData) under the name this crate's generated
+/// code uses, so every event type here works with the clients' typed event
+/// filters (`EventFilter::of::<events::Stop>()`).
+pub use qmp_proto::EventData as QapiEvent;
 
 /// The QEMU versions an item exists in, one bit per captured schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
