@@ -99,6 +99,14 @@ fn decodes() -> Vec<Decode> {
             Vec<types::BlockInfo>,
             Vec<qapi::qmp::BlockInfo>
         ),
+        // An open enum (`Other(String)` keeps unknown values) against a
+        // closed serde enum, on a value both know.
+        decode!(
+            "value/RunState",
+            "\"running\"".to_owned(),
+            types::RunState,
+            qapi::qmp::RunState
+        ),
         decode!(
             "event-data/STOP",
             data("STOP"),

@@ -103,16 +103,21 @@ impl Event {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn typed<T: EventData>(&self) -> crate::Result<T> {
-        let error = |error| EventDecodeError {
+        let mut error = EventDecodeError {
             event: self.name.clone(),
             expected: T::NAME,
-            error,
+            error: None,
+            path: String::new(),
         };
         if !self.is::<T>() {
-            return Err(error(None).into());
+            return Err(error.into());
         }
-        serde_json::from_str(self.data.as_ref().map_or("{}", Json::as_str))
-            .map_err(|e| error(Some(Arc::new(e))).into())
+        let text = self.data.as_ref().map_or("{}", Json::as_str);
+        serde_json::from_str(text).map_err(|e| {
+            error.path = path_at(text, offset_of(text, e.line(), e.column()));
+            error.error = Some(Arc::new(e));
+            error.into()
+        })
     }
 
     /// When QEMU says the event happened.
@@ -134,6 +139,8 @@ pub struct EventDecodeError {
     event: Arc<str>,
     expected: &'static str,
     error: Option<Arc<serde_json::Error>>,
+    /// Where in the event decoding stopped (`data.info.slot`).
+    path: String,
 }
 
 impl EventDecodeError {
@@ -151,6 +158,92 @@ impl EventDecodeError {
     pub fn is_other_event(&self) -> bool {
         self.error.is_none()
     }
+
+    /// The JSON path in the event of the value where decoding its data
+    /// stopped, such as `data.info.slot` or `data.list[2]` (`data` for the
+    /// whole of it); empty when the event was another one.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// One step of a JSON path while [`path_at`] walks a document.
+enum Step {
+    /// In an object: the key of the member being read, if one was read.
+    Member(Option<String>),
+    /// In an array: the element's index.
+    Element(usize),
+}
+
+/// The JSON path (from `data`) of the innermost value that byte `at` of the
+/// JSON document `text` lies in. Runs only on the error path: a decode error
+/// tells where (line and column), and this turns that into a path a person
+/// can read.
+fn path_at(text: &str, at: usize) -> String {
+    let bytes = text.as_bytes();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut i = 0;
+    while i < at.min(bytes.len()) {
+        match bytes[i] {
+            b'{' => steps.push(Step::Member(None)),
+            b'[' => steps.push(Step::Element(0)),
+            b'}' | b']' => {
+                steps.pop();
+            }
+            b',' => match steps.last_mut() {
+                Some(Step::Element(n)) => *n += 1,
+                Some(Step::Member(key)) => *key = None,
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Step::Member(key @ None)) = steps.last_mut() {
+                    let raw = text.get(start..i.min(text.len())).unwrap_or("");
+                    *key = Some(serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // At the end of an object or array (a missing member, too few
+    // elements), the fault is the container's, not its last member's.
+    if matches!(bytes.get(at), Some(b'}' | b']')) {
+        match steps.last_mut() {
+            Some(Step::Member(key)) => *key = None,
+            Some(Step::Element(_)) => {
+                steps.pop();
+                steps.push(Step::Member(None));
+            }
+            None => {}
+        }
+    }
+    let mut path = String::from("data");
+    for step in &steps {
+        match step {
+            Step::Member(Some(key)) => {
+                path.push('.');
+                path.push_str(key);
+            }
+            Step::Member(None) => {}
+            Step::Element(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    path
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column` in `text`.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    line_start + column.saturating_sub(1)
 }
 
 impl core::fmt::Display for EventDecodeError {
@@ -161,7 +254,11 @@ impl core::fmt::Display for EventDecodeError {
                 "event {} is not {}, the event asked for",
                 self.event, self.expected
             ),
-            Some(e) => write!(f, "cannot decode the data of event {}: {e}", self.event),
+            Some(e) => write!(
+                f,
+                "cannot decode the data of event {} at {}: {e}",
+                self.event, self.path
+            ),
         }
     }
 }
@@ -316,6 +413,17 @@ pub enum RecvTimeoutError {
     /// The connection is over and every queued event was delivered.
     Closed,
 }
+
+impl core::fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RecvTimeoutError::Timeout => "no event within the timeout",
+            RecvTimeoutError::Closed => "the connection is over and every event was received",
+        })
+    }
+}
+
+impl core::error::Error for RecvTimeoutError {}
 
 struct QueueState {
     items: VecDeque<Arc<Event>>,
@@ -673,7 +781,7 @@ mod tests {
         let text = Error::from(e.clone()).to_string();
         assert!(
             text.starts_with(
-                "cannot decode the data of event DEVICE_DELETED: invalid type: integer `7`"
+                "cannot decode the data of event DEVICE_DELETED at data.path: invalid type: integer `7`"
             ),
             "{text}"
         );
@@ -681,5 +789,54 @@ mod tests {
 
         let e = decode_error::<DeviceDeleted>(&event("DEVICE_DELETED", None));
         assert!(e.to_string().contains("missing field `path`"), "{e}");
+        assert_eq!(e.path(), "data");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Nested {
+        info: Info,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Info {
+        slots: Vec<Slot>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Slot {
+        id: String,
+        size: u64,
+    }
+    impl EventData for Nested {
+        const NAME: &'static str = "NESTED";
+    }
+
+    #[test]
+    fn decode_errors_give_the_json_path() {
+        let cases = [
+            (
+                r#"{"info": {"slots": [{"id": "a", "size": 1}, {"id": "b", "size": -1}]}}"#,
+                "data.info.slots[1].size",
+            ),
+            (
+                r#"{"x": [1, {"y": "]"}], "info": {"slots": [{"id": 5, "size": 1}]}}"#,
+                "data.info.slots[0].id",
+            ),
+            (
+                "{\"info\":\n {\"slo\\\"ts\": 1,\n \"slots\": {}}}",
+                "data.info.slots",
+            ),
+            (
+                r#"{"info": {"slots": [{"id": "a"}]}}"#,
+                "data.info.slots[0]",
+            ),
+            (r#"{"info": 3}"#, "data.info"),
+        ];
+        for (data, path) in cases {
+            let e = decode_error::<Nested>(&event("NESTED", Some(data)));
+            assert_eq!(e.path(), path, "{data}: {e}");
+            assert!(e.to_string().contains(&format!(" at {path}: ")), "{e}");
+        }
     }
 }
