@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use qmp_proto::{EventData, Timestamp};
+use qmp_proto::{EventData, EventEnum, Timestamp};
 
 use crate::json::Json;
 
@@ -118,6 +118,13 @@ impl Event {
             error.error = Some(Arc::new(e));
             error.into()
         })
+    }
+
+    /// The event as a member of the enum `E` over many events, such as
+    /// `qmp_qapi::events::Event`; never fails (`E` keeps what it does not
+    /// know in a catch-all).
+    pub fn to_enum<E: EventEnum>(&self) -> E {
+        E::decode_event(&self.name, self.data.as_ref().map(Json::as_str))
     }
 
     /// When QEMU says the event happened.
@@ -753,6 +760,26 @@ mod tests {
             }
         );
         assert!(disk1.try_recv().is_none());
+    }
+
+    /// What an enum over events gets from [`Event::to_enum`].
+    #[derive(Debug, PartialEq)]
+    struct Parts(String, Option<String>);
+    impl EventEnum for Parts {
+        fn decode_event(name: &str, data: Option<&str>) -> Self {
+            Parts(name.into(), data.map(Into::into))
+        }
+    }
+
+    #[test]
+    fn to_enum_gets_the_name_and_the_raw_data() {
+        let dd = event("DEVICE_DELETED", Some(r#"{"path": "/a"}"#));
+        let want = Parts("DEVICE_DELETED".into(), Some(r#"{"path": "/a"}"#.into()));
+        assert_eq!(dd.to_enum::<Parts>(), want);
+        assert_eq!(
+            event("STOP", None).to_enum::<Parts>(),
+            Parts("STOP".into(), None)
+        );
     }
 
     #[test]

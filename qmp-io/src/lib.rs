@@ -30,7 +30,8 @@ pub use hub::EventHub;
 pub use json::Json;
 pub use qmp::{AsyncQmp, Qmp};
 pub use qmp_proto::{
-    Command, ConnectionLimits, Empty, EventData, ProtocolError, Timestamp, UsageError, Version,
+    Command, ConnectionLimits, Empty, EventData, EventEnum, ProtocolError, Timestamp, UsageError,
+    Version,
 };
 pub use session::Greeting;
 
@@ -41,8 +42,8 @@ pub mod prelude {
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
         AddFdInfo, AsyncQmp, Call, ChildExit, Command, CommandError, Config, ConnectionLimits,
-        Disconnect, Empty, Error, ErrorClass, Event, EventData, EventDecodeError, EventFilter,
-        EventHub, Greeting, HandshakeStep, Json, Lagged, ProtocolError, Qmp, RecvTimeoutError,
-        Result, Subscription, Timestamp, UsageError, Version,
+        Disconnect, Empty, Error, ErrorClass, Event, EventData, EventDecodeError, EventEnum,
+        EventFilter, EventHub, Greeting, HandshakeStep, Json, Lagged, ProtocolError, Qmp,
+        RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
     };
 }

@@ -66,6 +66,14 @@ impl Versions {
     }
 }
 
+/// Clients turn a received event into [`events::Event`] with this
+/// (`qmp_io::Event::to_enum`), without depending on this crate.
+impl qmp_proto::EventEnum for events::Event {
+    fn decode_event(name: &str, data: Option<&str>) -> Self {
+        Self::decode(name, data)
+    }
+}
+
 impl events::Event {
     /// Decodes an event from the protocol core. An event whose data does not
     /// match its type (or is not JSON) becomes [`events::Event::Unknown`];

@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
             println!("STOP at {:?}", event.timestamp());
         }
         // Or the catalogue's enum over every event (unknown ones kept).
-        let any = events::Event::decode(event.name(), event.data().map(|d| d.as_str()));
+        let any: events::Event = event.to_enum();
         println!("{any:?}");
     }
     Ok(())

@@ -118,10 +118,13 @@ fn events_of(who: &str, what: &str, items: Vec<Item>) -> Vec<Arc<Event>> {
         .collect()
 }
 
-/// The catalogue's `Event` enum from a received event.
+/// The catalogue's `Event` enum from a received event: decoding must not
+/// fail, and `to_enum` (which never fails) must give the same.
 fn catalogued(event: &Event) -> events::Event {
-    events::Event::try_decode(event.name(), event.data().map(Json::as_str))
-        .unwrap_or_else(|e| panic!("{} does not decode into events::Event: {e}", event.name()))
+    let typed = events::Event::try_decode(event.name(), event.data().map(Json::as_str))
+        .unwrap_or_else(|e| panic!("{} does not decode into events::Event: {e}", event.name()));
+    assert_eq!(event.to_enum::<events::Event>(), typed);
+    typed
 }
 
 /// Judges what a typed body saw.
