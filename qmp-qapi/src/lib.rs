@@ -3,8 +3,10 @@
 //!
 //! - [`commands`]: one type per command, its arguments, implementing
 //!   [`qmp_proto::Command`] with its typed result.
-//! - [`events`]: one type per event's data, implementing [`QapiEvent`], and
-//!   [`events::Event`] over all of them.
+//! - [`events`]: one type per event's data, implementing [`QapiEvent`] (the
+//!   core's `EventData`, so `EventFilter::of::<events::Stop>()` and
+//!   `event.typed::<events::Stop>()` work with every client), and
+//!   [`events::Event`] over all of them (`event.to_enum()` in a client).
 //! - [`types`]: the types they use.
 //!
 //! Every item says which QEMUs have it. Nothing breaks on another QEMU:
