@@ -819,6 +819,40 @@ mod tests {
         assert_eq!(e.path(), "data");
     }
 
+    /// Data nested as deep as the framer lets through (1024) reaches the
+    /// client whole; decoding it stops at serde_json's recursion limit with
+    /// an error and a path, not a stack overflow.
+    #[test]
+    fn deeply_nested_data_fails_to_decode_with_a_bounded_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Deep {
+            path: serde_json::Value,
+        }
+        impl EventData for Deep {
+            const NAME: &'static str = "DEEP";
+        }
+        let mock = crate::mock::MockQemu::start().unwrap();
+        let stream = std::os::unix::net::UnixStream::connect(mock.path()).unwrap();
+        let qmp = crate::blocking::Client::connect(stream, Config::default()).unwrap();
+        let events = qmp.subscribe(EventFilter::of::<Deep>());
+        let depth = 1000;
+        let data = format!(r#"{{"path": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        mock.emit_event("DEEP", Some(&data)).unwrap();
+        let deep = events
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap()
+            .unwrap();
+        assert_eq!(deep.data().unwrap().as_str().len(), data.len());
+        let e = decode_error::<Deep>(&deep);
+        assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
+        // serde_json stops about 128 levels down: the path leads there, no
+        // further (the data is 1000 deep).
+        let levels = e.path().matches("[0]").count();
+        assert!(e.path().starts_with("data.path[0]"), "{e}");
+        assert!((100..=128).contains(&levels), "{levels} levels: {e}");
+    }
+
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
     struct Nested {
