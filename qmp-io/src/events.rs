@@ -103,20 +103,21 @@ impl Event {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn typed<T: EventData>(&self) -> crate::Result<T> {
-        let mut error = EventDecodeError {
+        // Built only on failure: the success path stays a name compare and
+        // the decode.
+        let error = |error: Option<serde_json::Error>, path: String| EventDecodeError {
             event: self.name.clone(),
             expected: T::NAME,
-            error: None,
-            path: String::new(),
+            error: error.map(Arc::new),
+            path,
         };
         if !self.is::<T>() {
-            return Err(error.into());
+            return Err(error(None, String::new()).into());
         }
         let text = self.data.as_ref().map_or("{}", Json::as_str);
         serde_json::from_str(text).map_err(|e| {
-            error.path = path_at(text, offset_of(text, e.line(), e.column()));
-            error.error = Some(Arc::new(e));
-            error.into()
+            let path = path_at(text, offset_of(text, e.line(), e.column()));
+            error(Some(e), path).into()
         })
     }
 
