@@ -27,17 +27,19 @@ for name in ("a.raw", "b.raw", "c.raw"):
         f.truncate(64 << 20)
 argv = [qemu, "-machine", "pc", "-accel", "tcg", "-nodefaults", "-display", "none",
         "-qmp", "stdio",
-        "-drive", f"if=none,id=drive0,file={tmp}/a.raw,format=raw",
+        "-drive", "if=none,id=drive0,file=a.raw,format=raw",
         "-device", "virtio-blk-pci,drive=drive0,id=disk0",
-        "-drive", f"if=none,id=drive1,file={tmp}/b.raw,format=raw,discard=unmap",
+        "-drive", "if=none,id=drive1,file=b.raw,format=raw,discard=unmap",
         "-device", "ide-hd,drive=drive1,id=ide0,bus=ide.0",
         "-device", "ide-cd,id=cd0,bus=ide.1",
         "-device", "virtio-scsi-pci,id=scsi0",
-        "-drive", f"if=none,id=drive2,file={tmp}/c.raw,format=raw,cache=none,aio=threads",
+        "-drive", "if=none,id=drive2,file=c.raw,format=raw,cache=none,aio=threads",
         "-device", "scsi-hd,drive=drive2,id=sd0",
         "-blockdev", "driver=null-co,node-name=null0,size=1073741824",
         "-device", "scsi-hd,drive=null0,id=sd1"]
-qemu_proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+# Images named relative to QEMU's working folder, so the replies carry no
+# path of the machine they were captured on.
+qemu_proc = subprocess.Popen(argv, cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 buf = b""
 
 def line(deadline=10.0):
