@@ -157,6 +157,9 @@ pub enum Error {
     },
     /// The reply did not decode into the expected type.
     Decode(Arc<serde_json::Error>),
+    /// An event is not the typed event asked for, or its data does not
+    /// decode into it ([`Event::typed`](crate::Event::typed)).
+    Event(crate::events::EventDecodeError),
     /// The call's arguments could not be serialized; nothing was sent.
     Encode(Arc<serde_json::Error>),
     /// The client's [`ArgumentCheck`](crate::ArgumentCheck) refused the
@@ -211,6 +214,7 @@ impl fmt::Display for Error {
                 write!(f, "the reply ({size} bytes) is larger than the size limit")
             }
             Error::Decode(e) => write!(f, "cannot decode the reply: {e}"),
+            Error::Event(e) => write!(f, "{e}"),
             Error::Encode(e) => write!(f, "cannot serialize the arguments: {e}"),
             Error::InvalidArguments { reason, .. } => write!(f, "not sent: {reason}"),
             Error::Usage(e) => write!(f, "{e}"),
@@ -234,6 +238,7 @@ impl core::error::Error for Error {
             Error::Decode(e) | Error::Encode(e) => Some(&**e),
             Error::Connect(e) => Some(&**e),
             Error::InvalidArguments { reason, .. } => Some(&**reason),
+            Error::Event(e) => Some(e),
             Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
             _ => None,
         }
@@ -243,6 +248,12 @@ impl core::error::Error for Error {
 impl From<UsageError> for Error {
     fn from(e: UsageError) -> Self {
         Error::Usage(e)
+    }
+}
+
+impl From<crate::events::EventDecodeError> for Error {
+    fn from(e: crate::events::EventDecodeError) -> Self {
+        Error::Event(e)
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use qmp_proto::Timestamp;
+use qmp_proto::{EventData, EventEnum, Timestamp};
 
 use crate::json::Json;
 
@@ -73,6 +73,61 @@ impl Event {
         serde_json::from_str(self.data.as_ref().map_or("null", Json::as_str))
     }
 
+    /// True when this is the event `T` types (its name is `T::NAME`).
+    pub fn is<T: EventData>(&self) -> bool {
+        *self.name == *T::NAME
+    }
+
+    /// Decodes the event into its typed data `T` (such as
+    /// `qmp_qapi::events::Stop`). An event without data reads as `{}`, the
+    /// way QEMU leaves `data` out of events that have no members.
+    ///
+    /// Fails with [`Error::Event`](crate::Error::Event) when the event is not
+    /// `T::NAME`, or when its data does not decode into `T` (the error names
+    /// the event and where in its data decoding stopped).
+    ///
+    /// ```
+    /// use qmp_io::{Event, EventData, Json};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct DeviceDeleted {
+    ///     device: Option<String>,
+    /// }
+    /// impl EventData for DeviceDeleted {
+    ///     const NAME: &'static str = "DEVICE_DELETED";
+    /// }
+    ///
+    /// let data = Json::parse(r#"{"device": "disk1", "path": "/machine/peripheral/disk1"}"#.into())?;
+    /// let event = Event::new("DEVICE_DELETED", Some(data), None);
+    /// assert_eq!(event.typed::<DeviceDeleted>()?.device.as_deref(), Some("disk1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn typed<T: EventData>(&self) -> crate::Result<T> {
+        // Built only on failure: the success path stays a name compare and
+        // the decode.
+        let error = |error: Option<serde_json::Error>, path: String| EventDecodeError {
+            event: self.name.clone(),
+            expected: T::NAME,
+            error: error.map(Arc::new),
+            path,
+        };
+        if !self.is::<T>() {
+            return Err(error(None, String::new()).into());
+        }
+        let text = self.data.as_ref().map_or("{}", Json::as_str);
+        serde_json::from_str(text).map_err(|e| {
+            let path = path_at(text, offset_of(text, e.line(), e.column()));
+            error(Some(e), path).into()
+        })
+    }
+
+    /// The event as a member of the enum `E` over many events, such as
+    /// `qmp_qapi::events::Event`; never fails (`E` keeps what it does not
+    /// know in a catch-all).
+    pub fn to_enum<E: EventEnum>(&self) -> E {
+        E::decode_event(&self.name, self.data.as_ref().map(Json::as_str))
+    }
+
     /// When QEMU says the event happened.
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp
@@ -85,6 +140,145 @@ impl Event {
     }
 }
 
+/// Why [`Event::typed`] could not give the typed event: the event is
+/// another one, or its data does not fit the type.
+#[derive(Debug, Clone)]
+pub struct EventDecodeError {
+    event: Arc<str>,
+    expected: &'static str,
+    error: Option<Arc<serde_json::Error>>,
+    /// Where in the event decoding stopped (`data.info.slot`).
+    path: String,
+}
+
+impl EventDecodeError {
+    /// The name of the event that was received.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// The name of the event the type is for.
+    pub fn expected(&self) -> &'static str {
+        self.expected
+    }
+
+    /// Whether the event was another one (rather than its data not fitting).
+    pub fn is_other_event(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The JSON path in the event of the value where decoding its data
+    /// stopped, such as `data.info.slot` or `data.list[2]` (`data` for the
+    /// whole of it); empty when the event was another one.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// One step of a JSON path while [`path_at`] walks a document.
+enum Step {
+    /// In an object: the key of the member being read, if one was read.
+    Member(Option<String>),
+    /// In an array: the element's index.
+    Element(usize),
+}
+
+/// The JSON path (from `data`) of the innermost value that byte `at` of the
+/// JSON document `text` lies in. Runs only on the error path: a decode error
+/// tells where (line and column), and this turns that into a path a person
+/// can read.
+fn path_at(text: &str, at: usize) -> String {
+    let bytes = text.as_bytes();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut i = 0;
+    while i < at.min(bytes.len()) {
+        match bytes[i] {
+            b'{' => steps.push(Step::Member(None)),
+            b'[' => steps.push(Step::Element(0)),
+            b'}' | b']' => {
+                steps.pop();
+            }
+            b',' => match steps.last_mut() {
+                Some(Step::Element(n)) => *n += 1,
+                Some(Step::Member(key)) => *key = None,
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Step::Member(key @ None)) = steps.last_mut() {
+                    let raw = text.get(start..i.min(text.len())).unwrap_or("");
+                    *key = Some(serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // At the end of an object or array (a missing member, too few
+    // elements), the fault is the container's, not its last member's.
+    if matches!(bytes.get(at), Some(b'}' | b']')) {
+        match steps.last_mut() {
+            Some(Step::Member(key)) => *key = None,
+            Some(Step::Element(_)) => {
+                steps.pop();
+                steps.push(Step::Member(None));
+            }
+            None => {}
+        }
+    }
+    let mut path = String::from("data");
+    for step in &steps {
+        match step {
+            Step::Member(Some(key)) => {
+                path.push('.');
+                path.push_str(key);
+            }
+            Step::Member(None) => {}
+            Step::Element(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    path
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column` in `text`.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    line_start + column.saturating_sub(1)
+}
+
+impl core::fmt::Display for EventDecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.error {
+            None => write!(
+                f,
+                "event {} is not {}, the event asked for",
+                self.event, self.expected
+            ),
+            Some(e) => write!(
+                f,
+                "cannot decode the data of event {} at {}: {e}",
+                self.event, self.path
+            ),
+        }
+    }
+}
+
+impl core::error::Error for EventDecodeError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.error
+            .as_deref()
+            .map(|e| e as &(dyn core::error::Error + 'static))
+    }
+}
+
 /// Which events a subscriber wants.
 ///
 /// ```
@@ -92,6 +286,27 @@ impl Event {
 /// // Only DEVICE_DELETED for device "disk1" (the way Incus watches a device).
 /// let filter = EventFilter::name("DEVICE_DELETED").data_eq("device", "disk1");
 /// # let _ = filter;
+/// ```
+///
+/// With typed events (any [`EventData`], such as the types of
+/// `qmp_qapi::events`), the type names the event:
+///
+/// ```
+/// use qmp_io::{EventData, EventFilter};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Stop {}
+/// impl EventData for Stop {
+///     const NAME: &'static str = "STOP";
+/// }
+/// #[derive(serde::Deserialize)]
+/// struct Resume {}
+/// impl EventData for Resume {
+///     const NAME: &'static str = "RESUME";
+/// }
+///
+/// let filter = EventFilter::of::<Stop>().or_of::<Resume>();
+/// assert_eq!(filter, EventFilter::name("STOP").or_name("RESUME"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -114,6 +329,18 @@ impl EventFilter {
     pub fn or_name(mut self, name: impl Into<String>) -> Self {
         self.names.push(name.into());
         self
+    }
+
+    /// Events of the typed event `T` (add more with [`or_of`](Self::or_of)
+    /// or [`or_name`](Self::or_name)); receive them as `T` with
+    /// [`Event::typed`].
+    pub fn of<T: EventData>() -> Self {
+        Self::name(T::NAME)
+    }
+
+    /// Also accept the typed event `T`.
+    pub fn or_of<T: EventData>(self) -> Self {
+        self.or_name(T::NAME)
     }
 
     /// Events whose `data` has member `key` equal to `value` (a JSON string
@@ -194,6 +421,17 @@ pub enum RecvTimeoutError {
     /// The connection is over and every queued event was delivered.
     Closed,
 }
+
+impl core::fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RecvTimeoutError::Timeout => "no event within the timeout",
+            RecvTimeoutError::Closed => "the connection is over and every event was received",
+        })
+    }
+}
+
+impl core::error::Error for RecvTimeoutError {}
 
 struct QueueState {
     items: VecDeque<Arc<Event>>,
@@ -418,6 +656,12 @@ impl Subscription {
         core::iter::from_fn(|| self.recv())
     }
 
+    /// Everything queued now, without waiting; panics on a lag report.
+    #[cfg(test)]
+    fn iter_ready(&self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        core::iter::from_fn(|| self.try_recv().map(|e| e.unwrap()))
+    }
+
     /// Events queued and not yet received.
     pub fn len(&self) -> usize {
         self.queue.lock().items.len()
@@ -453,5 +697,208 @@ impl futures_core::Stream for Subscription {
             w => *w = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Error, EventHub};
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Stop {}
+    impl EventData for Stop {
+        const NAME: &'static str = "STOP";
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct DeviceDeleted {
+        device: Option<String>,
+        path: String,
+    }
+    impl EventData for DeviceDeleted {
+        const NAME: &'static str = "DEVICE_DELETED";
+    }
+
+    fn event(name: &str, data: Option<&str>) -> Event {
+        Event::new(name, data.map(|d| Json::parse(d.into()).unwrap()), None)
+    }
+
+    fn decode_error<T: EventData + core::fmt::Debug>(event: &Event) -> EventDecodeError {
+        match event.typed::<T>() {
+            Err(Error::Event(e)) => e,
+            other => panic!("expected an event decode error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typed_filters_combine_with_names_and_data() {
+        let hub = EventHub::new(&Config::default());
+        let typed = hub.subscribe(EventFilter::of::<Stop>().or_of::<DeviceDeleted>());
+        let mixed = hub.subscribe(EventFilter::of::<Stop>().or_name("RESUME"));
+        let disk1 = hub.subscribe(EventFilter::of::<DeviceDeleted>().data_eq("device", "disk1"));
+        hub.publish(event("RESUME", None));
+        hub.publish(event("STOP", None));
+        hub.publish(event(
+            "DEVICE_DELETED",
+            Some(r#"{"device":"disk2","path":"/b"}"#),
+        ));
+        hub.publish(event(
+            "DEVICE_DELETED",
+            Some(r#"{"device":"disk1","path":"/a"}"#),
+        ));
+
+        let names: Vec<String> = typed.iter_ready().map(|e| e.name().into()).collect();
+        assert_eq!(names, ["STOP", "DEVICE_DELETED", "DEVICE_DELETED"]);
+        let names: Vec<String> = mixed.iter_ready().map(|e| e.name().into()).collect();
+        assert_eq!(names, ["RESUME", "STOP"]);
+        let only = disk1.try_recv().unwrap().unwrap();
+        assert_eq!(
+            only.typed::<DeviceDeleted>().unwrap(),
+            DeviceDeleted {
+                device: Some("disk1".into()),
+                path: "/a".into()
+            }
+        );
+        assert!(disk1.try_recv().is_none());
+    }
+
+    /// What an enum over events gets from [`Event::to_enum`].
+    #[derive(Debug, PartialEq)]
+    struct Parts(String, Option<String>);
+    impl EventEnum for Parts {
+        fn decode_event(name: &str, data: Option<&str>) -> Self {
+            Parts(name.into(), data.map(Into::into))
+        }
+    }
+
+    #[test]
+    fn to_enum_gets_the_name_and_the_raw_data() {
+        let dd = event("DEVICE_DELETED", Some(r#"{"path": "/a"}"#));
+        let want = Parts("DEVICE_DELETED".into(), Some(r#"{"path": "/a"}"#.into()));
+        assert_eq!(dd.to_enum::<Parts>(), want);
+        assert_eq!(
+            event("STOP", None).to_enum::<Parts>(),
+            Parts("STOP".into(), None)
+        );
+    }
+
+    #[test]
+    fn an_event_without_data_decodes_as_an_empty_object() {
+        let stop = event("STOP", None);
+        assert!(stop.is::<Stop>());
+        assert!(!stop.is::<DeviceDeleted>());
+        assert_eq!(stop.typed::<Stop>().unwrap(), Stop {});
+        // QEMU 7.2 and 10.0 send `"data": {}` for some events without members.
+        assert_eq!(event("STOP", Some("{}")).typed::<Stop>().unwrap(), Stop {});
+    }
+
+    #[test]
+    fn decode_errors_name_the_event_and_the_fault() {
+        let e = decode_error::<DeviceDeleted>(&event("STOP", None));
+        assert!(e.is_other_event());
+        assert_eq!((e.event(), e.expected()), ("STOP", "DEVICE_DELETED"));
+        assert_eq!(
+            Error::from(e).to_string(),
+            "event STOP is not DEVICE_DELETED, the event asked for"
+        );
+
+        let bad = event("DEVICE_DELETED", Some(r#"{"device": "disk1", "path": 7}"#));
+        let e = decode_error::<DeviceDeleted>(&bad);
+        assert!(!e.is_other_event());
+        let text = Error::from(e.clone()).to_string();
+        assert!(
+            text.starts_with(
+                "cannot decode the data of event DEVICE_DELETED at data.path: invalid type: integer `7`"
+            ),
+            "{text}"
+        );
+        assert!(core::error::Error::source(&e).is_some());
+
+        let e = decode_error::<DeviceDeleted>(&event("DEVICE_DELETED", None));
+        assert!(e.to_string().contains("missing field `path`"), "{e}");
+        assert_eq!(e.path(), "data");
+    }
+
+    /// Data nested as deep as the framer lets through (1024) reaches the
+    /// client whole; decoding it stops at serde_json's recursion limit with
+    /// an error and a path, not a stack overflow.
+    #[test]
+    fn deeply_nested_data_fails_to_decode_with_a_bounded_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Deep {
+            path: serde_json::Value,
+        }
+        impl EventData for Deep {
+            const NAME: &'static str = "DEEP";
+        }
+        let mock = crate::mock::MockQemu::start().unwrap();
+        let stream = std::os::unix::net::UnixStream::connect(mock.path()).unwrap();
+        let qmp = crate::blocking::Client::connect(stream, Config::default()).unwrap();
+        let events = qmp.subscribe(EventFilter::of::<Deep>());
+        let depth = 1000;
+        let data = format!(r#"{{"path": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        mock.emit_event("DEEP", Some(&data)).unwrap();
+        let deep = events
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap()
+            .unwrap();
+        assert_eq!(deep.data().unwrap().as_str().len(), data.len());
+        let e = decode_error::<Deep>(&deep);
+        assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
+        // serde_json stops about 128 levels down: the path leads there, no
+        // further (the data is 1000 deep).
+        let levels = e.path().matches("[0]").count();
+        assert!(e.path().starts_with("data.path[0]"), "{e}");
+        assert!((100..=128).contains(&levels), "{levels} levels: {e}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Nested {
+        info: Info,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Info {
+        slots: Vec<Slot>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Slot {
+        id: String,
+        size: u64,
+    }
+    impl EventData for Nested {
+        const NAME: &'static str = "NESTED";
+    }
+
+    #[test]
+    fn decode_errors_give_the_json_path() {
+        let cases = [
+            (
+                r#"{"info": {"slots": [{"id": "a", "size": 1}, {"id": "b", "size": -1}]}}"#,
+                "data.info.slots[1].size",
+            ),
+            (
+                r#"{"x": [1, {"y": "]"}], "info": {"slots": [{"id": 5, "size": 1}]}}"#,
+                "data.info.slots[0].id",
+            ),
+            (
+                "{\"info\":\n {\"slo\\\"ts\": 1,\n \"slots\": {}}}",
+                "data.info.slots",
+            ),
+            (
+                r#"{"info": {"slots": [{"id": "a"}]}}"#,
+                "data.info.slots[0]",
+            ),
+            (r#"{"info": 3}"#, "data.info"),
+        ];
+        for (data, path) in cases {
+            let e = decode_error::<Nested>(&event("NESTED", Some(data)));
+            assert_eq!(e.path(), path, "{data}: {e}");
+            assert!(e.to_string().contains(&format!(" at {path}: ")), "{e}");
+        }
     }
 }

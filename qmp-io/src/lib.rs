@@ -25,12 +25,13 @@ pub use call::{AddFdInfo, Call};
 pub use child::ChildExit;
 pub use config::{ArgumentCheck, CheckError, Config};
 pub use error::{CommandError, Disconnect, Error, ErrorClass, HandshakeStep, Result};
-pub use events::{Event, EventFilter, Lagged, RecvTimeoutError, Subscription};
+pub use events::{Event, EventDecodeError, EventFilter, Lagged, RecvTimeoutError, Subscription};
 pub use hub::EventHub;
 pub use json::Json;
 pub use qmp::{AsyncQmp, Qmp};
 pub use qmp_proto::{
-    Command, ConnectionLimits, Empty, ProtocolError, Timestamp, UsageError, Version,
+    Command, ConnectionLimits, Empty, EventData, EventEnum, ProtocolError, Timestamp, UsageError,
+    Version,
 };
 pub use session::Greeting;
 
@@ -41,8 +42,8 @@ pub mod prelude {
     pub use crate::qemu::{GuestAgentBuilder, GuestAgentProcess, Qemu, QemuBuilder};
     pub use crate::{
         AddFdInfo, ArgumentCheck, AsyncQmp, Call, ChildExit, Command, CommandError, Config,
-        ConnectionLimits, Disconnect, Empty, Error, ErrorClass, Event, EventFilter, EventHub,
-        Greeting, HandshakeStep, Json, Lagged, ProtocolError, Qmp, RecvTimeoutError, Result,
-        Subscription, Timestamp, UsageError, Version,
+        ConnectionLimits, Disconnect, Empty, Error, ErrorClass, Event, EventData, EventDecodeError,
+        EventEnum, EventFilter, EventHub, Greeting, HandshakeStep, Json, Lagged, ProtocolError,
+        Qmp, RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
     };
 }

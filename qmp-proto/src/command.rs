@@ -29,6 +29,57 @@ pub trait Command: serde::Serialize {
     type Returns;
 }
 
+/// A typed event: the implementing type is the event's `data` object, and
+/// `NAME` the event it belongs to. Event filters and decoders take it as a
+/// type parameter, so one type names the event and says how to read it.
+///
+/// ```
+/// use qmp_proto::EventData;
+///
+/// #[derive(serde::Deserialize)]
+/// struct DeviceDeleted {
+///     device: Option<String>,
+///     path: String,
+/// }
+///
+/// impl EventData for DeviceDeleted {
+///     const NAME: &'static str = "DEVICE_DELETED";
+/// }
+/// # let _ = |d: DeviceDeleted| (d.device, d.path);
+/// ```
+pub trait EventData: serde::de::DeserializeOwned {
+    /// The event name, as in `{"event": NAME}`.
+    const NAME: &'static str;
+}
+
+/// A typed view of every event: an enum over many events (such as
+/// `qmp_qapi::events::Event`) built from an event's name and raw `data`.
+/// It never fails: an event it does not know, or data that does not fit,
+/// is kept in a catch-all.
+///
+/// ```
+/// use qmp_proto::EventEnum;
+///
+/// enum Run {
+///     Stop,
+///     Other(String),
+/// }
+///
+/// impl EventEnum for Run {
+///     fn decode_event(name: &str, _data: Option<&str>) -> Self {
+///         match name {
+///             "STOP" => Run::Stop,
+///             other => Run::Other(other.into()),
+///         }
+///     }
+/// }
+/// assert!(matches!(Run::decode_event("STOP", None), Run::Stop));
+/// ```
+pub trait EventEnum: Sized {
+    /// The event called `name` with `data` (`None` when it has none).
+    fn decode_event(name: &str, data: Option<&str>) -> Self;
+}
+
 /// The `{}` that commands without a result return.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Empty {}

@@ -20,7 +20,7 @@ pub mod server;
 pub use buffer::Heap;
 pub use buffer::{Fixed, Storage};
 pub use client::{Client, ClientConfig, Event, Greeting, Output, Reply, Timestamp, Version};
-pub use command::{Command, Empty, Id};
+pub use command::{Command, Empty, EventData, EventEnum, Id};
 pub use error::{Error, ErrorClass, ProtocolError, QmpError, UsageError};
 pub use framer::{Kind, Limits, RawMessage};
 pub use guest_agent::{AgentOutput, GuestAgent, NO_REPLY_COMMANDS, sends_no_reply};

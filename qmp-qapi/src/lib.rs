@@ -3,8 +3,10 @@
 //!
 //! - [`commands`]: one type per command, its arguments, implementing
 //!   [`qmp_proto::Command`] with its typed result.
-//! - [`events`]: one type per event's data, implementing [`QapiEvent`], and
-//!   [`events::Event`] over all of them.
+//! - [`events`]: one type per event's data, implementing [`QapiEvent`] (the
+//!   core's `EventData`, so `EventFilter::of::<events::Stop>()` and
+//!   `event.typed::<events::Stop>()` work with every client), and
+//!   [`events::Event`] over all of them (`event.to_enum()` in a client).
 //! - [`types`]: the types they use.
 //!
 //! Every item says which QEMUs have it. Nothing breaks on another QEMU:
@@ -46,11 +48,11 @@ pub mod schema;
 
 pub use schema::Schema;
 
-/// A typed event's data: `NAME` is the event it belongs to.
-pub trait QapiEvent: serde::de::DeserializeOwned {
-    /// The event name, as in `{"event": NAME}`.
-    const NAME: &'static str;
-}
+/// A typed event's data: `NAME` is the event it belongs to. The core's
+/// [`EventData`](qmp_proto::EventData) under the name this crate's generated
+/// code uses, so every event type here works with the clients' typed event
+/// filters (`EventFilter::of::<events::Stop>()`).
+pub use qmp_proto::EventData as QapiEvent;
 
 /// The QEMU versions an item exists in, one bit per captured schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +69,14 @@ impl Versions {
     /// Whether `self` includes every version in `other`.
     pub fn contains(self, other: Versions) -> bool {
         self.0 & other.0 == other.0
+    }
+}
+
+/// Clients turn a received event into [`events::Event`] with this
+/// (`qmp_io::Event::to_enum`), without depending on this crate.
+impl qmp_proto::EventEnum for events::Event {
+    fn decode_event(name: &str, data: Option<&str>) -> Self {
+        Self::decode(name, data)
     }
 }
 

@@ -15,6 +15,23 @@
 //! println!("{:?}", events.recv());
 //! # Ok(()) }
 //! ```
+//!
+//! Every QMP command and event is typed in [`qapi`] (the `qmp-qapi`
+//! catalogue, re-exported); the raw form stays beside it:
+//!
+//! ```no_run
+//! use qmp_std::qapi::{commands, events, types::RunState};
+//! use qmp_std::{Config, EventFilter};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let qmp = qmp_std::connect_unix("/run/vm.qmp", Config::default())?;
+//! let stops = qmp.subscribe(EventFilter::of::<events::Stop>());
+//! qmp.execute(&commands::Stop)?; // raw: qmp.execute_raw("stop", ())
+//! let status = qmp.execute(&commands::QueryStatus)?;
+//! assert_eq!(status.status, RunState::Paused);
+//! let stop: events::Stop = stops.recv().expect("an event")?.typed()?;
+//! # let _ = stop;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 use std::net::ToSocketAddrs;
@@ -23,6 +40,11 @@ use std::path::Path;
 pub use qmp_io::blocking::{Client, GuestAgent, Stream, WriteStream};
 pub use qmp_io::child::ChildStdio;
 pub use qmp_io::prelude::*;
+
+/// Every QMP command and event typed: the `qmp-qapi` catalogue. Its
+/// commands go to [`Client::execute`], its events to
+/// [`EventFilter::of`] and [`Event::typed`].
+pub use qmp_qapi as qapi;
 
 /// Connects to a QMP unix socket and runs the handshake. The connect timeout
 /// covers the connect (a listener with a full queue) and the greeting

@@ -520,3 +520,13 @@ pub async fn through_the_client_trait<H: Harness>(test: &'static str) {
     .await;
     crate::generic::check("through AsyncQmp", seen);
 }
+
+/// Typed commands and a typed event filter from the catalogue, through
+/// [`qmp_io::AsyncQmp`]: see [`crate::typed`].
+pub async fn typed_events<H: Harness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test).await else {
+        return;
+    };
+    let seen = within::<H, _>("the typed body", crate::typed::stop_cont_typed_async(&qmp)).await;
+    crate::typed::check_typed("typed, through AsyncQmp", seen);
+}

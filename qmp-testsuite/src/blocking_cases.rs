@@ -476,3 +476,12 @@ pub fn through_the_client_trait<H: BlockingHarness>(test: &'static str) {
     };
     crate::generic::check("through Qmp", crate::generic::status_stop_cont(&qmp));
 }
+
+/// Typed commands and a typed event filter from the catalogue, through
+/// [`qmp_io::Qmp`]: see [`crate::typed`].
+pub fn typed_events<H: BlockingHarness>(test: &'static str) {
+    let Some((_qemu, qmp)) = qemu::<H>(test) else {
+        return;
+    };
+    crate::typed::check_typed("typed, through Qmp", crate::typed::stop_cont_typed(&qmp));
+}

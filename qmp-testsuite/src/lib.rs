@@ -34,6 +34,7 @@ pub mod checks;
 pub mod fixtures;
 pub mod generic;
 pub mod peers;
+pub mod typed;
 
 /// A spawned task's result, as a future.
 pub type Task<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -171,7 +172,8 @@ macro_rules! __suite {
             mock_deadlines,
             child_stdio,
             calls_from_a_foreign_executor,
-            through_the_client_trait
+            through_the_client_trait,
+            typed_events
         );
     };
 }

@@ -18,6 +18,24 @@
 //! println!("{:?}", events.next().await);
 //! # Ok(()) }
 //! ```
+//!
+//! Every QMP command and event is typed in [`qapi`] (the `qmp-qapi`
+//! catalogue, re-exported); the raw form stays beside it:
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use qmp_tokio::qapi::{commands, events, types::RunState};
+//! use qmp_tokio::{Config, EventFilter};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let qmp = qmp_tokio::connect_unix("/run/vm.qmp", Config::default()).await?;
+//! let mut stops = qmp.subscribe(EventFilter::of::<events::Stop>());
+//! qmp.execute(&commands::Stop).await?; // raw: qmp.execute_raw("stop", ()).await
+//! let status = qmp.execute(&commands::QueryStatus).await?;
+//! assert_eq!(status.status, RunState::Paused);
+//! let stop: events::Stop = stops.next().await.expect("an event")?.typed()?;
+//! # let _ = stop;
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 use core::future::Future;
@@ -36,6 +54,11 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatE
 pub use qmp_io::child::{ChildStdio, ChildTransport};
 pub use qmp_io::nonblocking::{Io, NoFds, PassFds, Transport};
 pub use qmp_io::prelude::*;
+
+/// Every QMP command and event typed: the `qmp-qapi` catalogue. Its
+/// commands go to [`Client::execute`], its events to
+/// [`EventFilter::of`] and [`Event::typed`].
+pub use qmp_qapi as qapi;
 
 /// The async QMP client on tokio.
 pub type Client = qmp_io::nonblocking::Client<Tokio>;
