@@ -159,7 +159,7 @@ pub enum Error {
     Decode(Arc<serde_json::Error>),
     /// An event is not the typed event asked for, or its data does not
     /// decode into it ([`Event::typed`](crate::Event::typed)).
-    Event(crate::events::EventDecodeError),
+    Event(Box<crate::events::EventDecodeError>),
     /// The call's arguments could not be serialized; nothing was sent.
     Encode(Arc<serde_json::Error>),
     /// The client's [`ArgumentCheck`](crate::ArgumentCheck) refused the
@@ -238,7 +238,7 @@ impl core::error::Error for Error {
             Error::Decode(e) | Error::Encode(e) => Some(&**e),
             Error::Connect(e) => Some(&**e),
             Error::InvalidArguments { reason, .. } => Some(&**reason),
-            Error::Event(e) => Some(e),
+            Error::Event(e) => Some(&**e),
             Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
             _ => None,
         }
@@ -253,7 +253,7 @@ impl From<UsageError> for Error {
 
 impl From<crate::events::EventDecodeError> for Error {
     fn from(e: crate::events::EventDecodeError) -> Self {
-        Error::Event(e)
+        Error::Event(Box::new(e))
     }
 }
 
@@ -265,3 +265,15 @@ impl From<io::Error> for Error {
 
 /// The result of a call.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// Every call returns `Result<_, Error>`: it stays small (large
+    /// variants are boxed or behind an `Arc`), so the happy path of every
+    /// call does not move a large error-sized value around.
+    #[test]
+    fn the_error_stays_small() {
+        let size = core::mem::size_of::<super::Error>();
+        assert!(size <= 48, "Error is {size} bytes");
+    }
+}

@@ -726,7 +726,7 @@ mod tests {
 
     fn decode_error<T: EventData + core::fmt::Debug>(event: &Event) -> EventDecodeError {
         match event.typed::<T>() {
-            Err(Error::Event(e)) => e,
+            Err(Error::Event(e)) => *e,
             other => panic!("expected an event decode error, got {other:?}"),
         }
     }
