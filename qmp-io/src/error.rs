@@ -172,6 +172,18 @@ pub enum Error {
         /// How many the call had.
         count: usize,
     },
+    /// The transport cannot do what the call asks (oob or fd passing over
+    /// libvirt); nothing was sent.
+    Unsupported {
+        /// What was asked, such as "exec-oob".
+        feature: &'static str,
+        /// The transport, such as "libvirt".
+        transport: &'static str,
+    },
+    /// The transport's own peer refused the call (libvirt: no such domain,
+    /// domain not running; virsh's error text). Downcast the source for
+    /// details.
+    Transport(Arc<dyn core::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -213,6 +225,10 @@ impl fmt::Display for Error {
                 "{count} file descriptors on one command; at most {} go with one message",
                 crate::fd::MAX_FDS_PER_MESSAGE
             ),
+            Error::Unsupported { feature, transport } => {
+                write!(f, "{feature} is not supported over {transport}")
+            }
+            Error::Transport(e) => write!(f, "{e}"),
         }
     }
 }
@@ -223,6 +239,7 @@ impl core::error::Error for Error {
             Error::Command(e) => Some(e),
             Error::Decode(e) | Error::Encode(e) => Some(&**e),
             Error::Connect(e) => Some(&**e),
+            Error::Transport(e) => Some(&**e),
             Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
             _ => None,
         }
