@@ -70,6 +70,8 @@ mod qmp;
 #[cfg(feature = "std")]
 mod session;
 pub mod uri;
+#[cfg(feature = "std")]
+pub mod virsh;
 pub mod wire;
 
 #[cfg(feature = "std")]

@@ -13,6 +13,7 @@ use std::time::Instant;
 use common::{Peer, kill};
 use qmp_io::{AsyncQmp, Call, Config, ErrorClass, EventFilter, Qmp};
 use qmp_libvirt::error::{Error, ErrorKind};
+use qmp_libvirt::virsh::{Virsh, VirshError};
 use qmp_libvirt::{Client, Libvirt};
 use qmp_testsuite::{fixtures, generic};
 use qmp_tokio::Tokio;
@@ -202,6 +203,42 @@ fn generic_async(uri: &str, domain: &str, who: &str) {
     });
 }
 
+/// The virsh driver: the same body, QMP errors as data, HMP, and virsh's
+/// own error text for a missing domain and one not running.
+fn virsh_driver(peer: &Peer, uri: &str, who: &str, off: &str) {
+    let vm = Virsh::connect(uri, &peer.domain, config()).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    generic::check(who, generic::status_stop_cont(&vm));
+    let e = vm.execute_raw("no-such-command", ()).unwrap_err();
+    assert_eq!(
+        e.command_error().unwrap().class,
+        ErrorClass::CommandNotFound,
+        "{e}"
+    );
+    assert!(vm.hmp("info status").unwrap().contains("running"));
+    let oob = vm.call(Call::new("query-status").oob()).unwrap_err();
+    assert!(matches!(oob, qmp_io::Error::Unsupported { .. }), "{oob:?}");
+    drop(vm);
+
+    let virsh_kind = |e: &qmp_io::Error| match e {
+        qmp_io::Error::Transport(inner) => inner.downcast_ref::<VirshError>().map(VirshError::kind),
+        _ => None,
+    };
+    let e = Virsh::connect(uri, "qmp-no-such-domain", config()).unwrap_err();
+    assert_eq!(virsh_kind(&e), Some(ErrorKind::NoDomain), "{e}");
+    assert!(
+        e.to_string().contains("qmp-no-such-domain"),
+        "virsh's text: {e}"
+    );
+    // The loop starts (the domain exists); its commands fail.
+    match Virsh::connect(uri, off, config()) {
+        Ok(vm) => {
+            let e = vm.execute_raw("query-status", ()).unwrap_err();
+            assert_eq!(virsh_kind(&e), Some(ErrorKind::DomainNotRunning), "{e}");
+        }
+        Err(e) => assert_eq!(virsh_kind(&e), Some(ErrorKind::DomainNotRunning), "{e}"),
+    }
+}
+
 /// libvirtd drops a connection whose keepalive PINGs go unanswered for
 /// about 30 s: the blocking client's reader answers them while it idles.
 fn keepalive_idle(uri: String, domain: String) {
@@ -259,6 +296,11 @@ fn the_client_api_over_libvirt() {
     }
     generic_async(&peer.unix_uri, &peer.domain, "libvirt unix, AsyncQmp");
     details(&peer);
+    let off = peer.define("virsh-off");
+    virsh_driver(&peer, &peer.unix_uri, "virsh unix, Qmp", &off);
+    if let Some(tcp) = &peer.tcp_uri {
+        virsh_driver(&peer, tcp, "virsh tcp, Qmp", &off);
+    }
     two_domains(&peer);
     refusals(&peer);
     idle.join().expect("the idle connection survived 40 s");
