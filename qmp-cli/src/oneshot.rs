@@ -33,7 +33,7 @@ pub fn run(
     hmp: bool,
 ) -> Result<(), Failure> {
     if hmp {
-        peer.qmp("-H (human-monitor-command)")?;
+        peer.monitor("-H (human-monitor-command)")?;
     }
     let reply = peer
         .call(request.call(deadline))

@@ -277,7 +277,8 @@ fn read_loop(mut socket: Stream, wire: &Wire) {
 }
 
 /// One domain's QMP monitor, reached through libvirt; the same client API
-/// as the socket clients ([`Qmp`]).
+/// as the socket clients ([`Qmp`]). Cheap to clone; clones share the
+/// connection and the domain's event registration.
 ///
 /// ```no_run
 /// use qmp_io::{Config, EventFilter, Qmp};
@@ -288,6 +289,7 @@ fn read_loop(mut socket: Stream, wire: &Wire) {
 /// println!("{:?}", stops.recv());
 /// # Ok::<(), qmp_io::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Client {
     domain: Domain,
     events: Arc<Registration>,
