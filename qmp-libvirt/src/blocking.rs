@@ -92,7 +92,29 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+    /// Waits until there is input (or end of stream, or an error) for at
+    /// most `timeout` (`None`: for ever); true when there is.
+    pub(crate) fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let fd = match self {
+            Self::Unix(s) => std::os::fd::AsFd::as_fd(s),
+            Self::Tcp(s) => std::os::fd::AsFd::as_fd(s),
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        loop {
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(n) => return Ok(n > 0),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Self::Unix(s) => s.set_read_timeout(t),
             Self::Tcp(s) => s.set_read_timeout(t),

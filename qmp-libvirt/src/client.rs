@@ -2,9 +2,11 @@
 //! libvirtd) and [`Client`] (one domain's QMP monitor through it), which
 //! implements [`qmp_io::Qmp`] like the socket clients.
 //!
-//! A reader thread per connection owns the socket's read side: it answers
-//! libvirtd's keepalive PINGs while the caller is idle, completes calls and
-//! hands events to the subscribers.
+//! A caller waiting for its reply reads the socket itself (one wake-up per
+//! round trip, like libvirt's own client); while no caller waits, a
+//! background thread per connection reads instead: it answers libvirtd's
+//! keepalive PINGs while the caller is idle and hands events to the
+//! subscribers.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -14,7 +16,8 @@ use alloc::vec::Vec;
 use core::time::Duration;
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
-use std::sync::{Mutex, Weak};
+use std::sync::{Condvar, Mutex, Weak};
+use std::time::Instant;
 
 use qmp_io::{Call, Disconnect, EventFilter, EventHub, Json, Qmp, Subscription};
 
@@ -36,7 +39,89 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 struct Wire {
     session: Arc<Session>,
     writer: Mutex<Stream>,
+    /// The read side: whoever holds it reads. A caller waiting for its reply
+    /// reads itself (one wake-up per round trip, no hand-over between
+    /// threads); the background thread reads only while no caller waits.
+    reader: Mutex<Reader>,
+    /// How many callers wait for replies.
+    callers: Mutex<usize>,
+    /// Signalled when the last waiting caller is done.
+    idle: Condvar,
 }
+
+/// The read side of the socket and its buffer.
+struct Reader {
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    /// Reads once (at most `timeout`) and feeds the connection; false once
+    /// the socket is over.
+    fn read_once(&mut self, wire: &Wire, timeout: Option<Duration>) -> bool {
+        if self.stream.set_read_timeout(timeout).is_err() {
+            // A zero timeout is refused: time is up, nothing to read.
+            return true;
+        }
+        match self.stream.read(&mut self.buf) {
+            Ok(0) => {
+                wire.session.receive_eof(None);
+                false
+            }
+            Ok(n) => {
+                wire.session.receive(&self.buf[..n]);
+                wire.flush();
+                !wire.session.is_closed()
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                true
+            }
+            Err(e) => {
+                let why = match e.kind() {
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => None,
+                    _ => Some(Disconnect::Io(Arc::new(e))),
+                };
+                wire.session.receive_eof(why);
+                false
+            }
+        }
+    }
+}
+
+/// Counts a waiting caller while it lives.
+struct Waiting<'a>(&'a Wire);
+
+impl<'a> Waiting<'a> {
+    fn new(wire: &'a Wire) -> Self {
+        *lock(&wire.callers) += 1;
+        Waiting(wire)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.callers);
+        *n -= 1;
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a caller that cannot read (another does) waits for its reply
+/// before it tries to take over reading.
+const TAKE_OVER: Duration = Duration::from_millis(1);
 
 impl Wire {
     /// Writes everything the connection wants sent. Holding the writer while
@@ -132,11 +217,18 @@ impl Libvirt {
         // A daemon that stops reading must not block a caller for ever.
         socket.set_write_timeout(config.timeout.or(Some(config.connect_timeout)))?;
         let reader = socket.try_clone()?;
+        let watch = socket.try_clone()?;
         let connect_timeout = config.connect_timeout;
         let session = Arc::new(Session::new(Connection::new(conn), config));
         let wire = Arc::new(Wire {
             session,
             writer: Mutex::new(socket),
+            reader: Mutex::new(Reader {
+                stream: reader,
+                buf: alloc::vec![0u8; 64 << 10],
+            }),
+            callers: Mutex::new(0),
+            idle: Condvar::new(),
         });
         let libvirt = Self {
             owner: Arc::new(Owner {
@@ -146,7 +238,7 @@ impl Libvirt {
         };
         std::thread::Builder::new()
             .name("qmp-libvirt reader".into())
-            .spawn(move || read_loop(reader, &wire))?;
+            .spawn(move || read_while_idle(&watch, &wire))?;
         libvirt.owner.wire.flush();
         libvirt.session().wait_open(connect_timeout)?;
         Ok(libvirt)
@@ -212,22 +304,39 @@ impl Libvirt {
         let done: Done = Box::new(move |r| {
             let _ = tx.send(r);
         });
+        let wire = &*self.owner.wire;
+        let _waiting = Waiting::new(wire);
         let id = self.session().call_with(start, done, hub)?;
-        self.owner.wire.flush();
-        let got = match timeout {
-            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
-                mpsc::RecvTimeoutError::Timeout => None,
-                mpsc::RecvTimeoutError::Disconnected => Some(()),
-            }),
-            None => rx.recv().map_err(|_| Some(())),
-        };
-        match got {
-            Ok(result) => result.map_err(to_qmp_error),
-            Err(None) => {
-                self.session().abandon(id);
-                Err(qmp_io::Error::Timeout(timeout.unwrap_or_default()))
+        wire.flush();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            match rx.try_recv() {
+                Ok(result) => return result.map_err(to_qmp_error),
+                Err(mpsc::TryRecvError::Disconnected) => return Err(self.gone()),
+                Err(mpsc::TryRecvError::Empty) => {}
             }
-            Err(Some(())) => Err(self.gone()),
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                self.session().abandon(id);
+                return Err(qmp_io::Error::Timeout(timeout.unwrap_or_default()));
+            }
+            match wire.reader.try_lock() {
+                Ok(mut reader) => {
+                    // The reply may have come while the reader was taken.
+                    if let Ok(result) = rx.try_recv() {
+                        return result.map_err(to_qmp_error);
+                    }
+                    reader.read_once(wire, left);
+                }
+                Err(_) => {
+                    let wait = left.map_or(TAKE_OVER, |l| l.min(TAKE_OVER));
+                    match rx.recv_timeout(wait) {
+                        Ok(result) => return result.map_err(to_qmp_error),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.gone()),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            }
         }
     }
 
@@ -246,32 +355,37 @@ impl Libvirt {
     }
 }
 
-/// Reads until the socket ends, feeding the connection; flushes after every
-/// read (keepalive PONGs).
-fn read_loop(mut socket: Stream, wire: &Wire) {
-    let mut buf = alloc::vec![0u8; 64 << 10];
+/// The background reader: while no caller waits for a reply, it waits for
+/// input and reads it (keepalive PINGs answered, events delivered), until
+/// the socket ends.
+fn read_while_idle(watch: &Stream, wire: &Wire) {
     loop {
-        match socket.read(&mut buf) {
-            Ok(0) => {
-                wire.session.receive_eof(None);
-                return;
+        {
+            let mut callers = lock(&wire.callers);
+            while *callers > 0 {
+                callers = wire.idle.wait(callers).unwrap_or_else(|e| e.into_inner());
             }
-            Ok(n) => {
-                wire.session.receive(&buf[..n]);
-                wire.flush();
-                if wire.session.is_closed() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let why = match e.kind() {
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => None,
-                    _ => Some(Disconnect::Io(Arc::new(e))),
-                };
-                wire.session.receive_eof(why);
-                return;
-            }
+        }
+        if wire.session.is_closed() {
+            return;
+        }
+        // Waits for input without taking the reader from the callers.
+        if watch.wait_readable(None).is_err() {
+            wire.session.receive_eof(None);
+            return;
+        }
+        if *lock(&wire.callers) > 0 {
+            continue;
+        }
+        let Ok(mut reader) = wire.reader.try_lock() else {
+            continue;
+        };
+        // A caller may have read it meanwhile: never block holding the reader.
+        if !matches!(watch.wait_readable(Some(Duration::ZERO)), Ok(true)) {
+            continue;
+        }
+        if !reader.read_once(wire, None) {
+            return;
         }
     }
 }
