@@ -255,7 +255,29 @@ fn daemon_killed_while_pending(peer: &Peer) {
     };
     let libvirt = Libvirt::connect(&peer.unix_uri, config()).unwrap();
     let vm = std::sync::Arc::new(libvirt.domain(&peer.domain).unwrap());
+    // The async client too, on its own runtime thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let avm = rt
+        .block_on(qmp_libvirt::nonblocking::Client::connect(
+            Tokio::on(rt.handle().clone()),
+            &peer.unix_uri,
+            &peer.domain,
+            config(),
+        ))
+        .unwrap();
     kill("-STOP", &daemon);
+    let async_calls = std::thread::spawn(move || {
+        rt.block_on(async {
+            let calls = (0..3).map(|_| avm.execute_raw("query-status", ()));
+            let results = futures_util::future::join_all(calls).await;
+            let at = Instant::now();
+            let reason = avm.closed().await;
+            (results, at, reason)
+        })
+    });
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let vm = vm.clone();
@@ -278,6 +300,33 @@ fn daemon_killed_while_pending(peer: &Peer) {
         vm.closed(),
         qmp_io::Disconnect::Eof { .. } | qmp_io::Disconnect::Io(_)
     ));
+    let (results, at, reason) = async_calls.join().unwrap();
+    for r in results {
+        assert!(matches!(&r, Err(e) if e.is_disconnected()), "async: {r:?}");
+    }
+    assert!(at.saturating_duration_since(killed) < Duration::from_secs(1));
+    assert!(
+        matches!(
+            reason,
+            qmp_io::Disconnect::Eof { .. } | qmp_io::Disconnect::Io(_)
+        ),
+        "{reason:?}"
+    );
+}
+
+/// The async client on smol too: the same generic body.
+fn generic_smol(uri: &str, domain: &str, who: &str) {
+    smol::block_on(async {
+        let vm = qmp_libvirt::nonblocking::Client::connect(
+            qmp_smol::Smol::default(),
+            uri,
+            domain,
+            config(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        generic::check(who, generic::status_stop_cont_async(&vm).await);
+    });
 }
 
 #[test]
@@ -295,6 +344,11 @@ fn the_client_api_over_libvirt() {
         generic_async(tcp, &peer.domain, "libvirt tcp, AsyncQmp");
     }
     generic_async(&peer.unix_uri, &peer.domain, "libvirt unix, AsyncQmp");
+    generic_smol(
+        &peer.unix_uri,
+        &peer.domain,
+        "libvirt unix, AsyncQmp on smol",
+    );
     details(&peer);
     let off = peer.define("virsh-off");
     virsh_driver(&peer, &peer.unix_uri, "virsh unix, Qmp", &off);
