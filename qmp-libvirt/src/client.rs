@@ -119,6 +119,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long the background thread stays off the socket after the last
+/// caller is done: events arriving meanwhile wait at most this long.
+const QUIET: Duration = Duration::from_millis(20);
+
 /// How long a caller that cannot read (another does) waits for its reply
 /// before it tries to take over reading.
 const TAKE_OVER: Duration = Duration::from_millis(1);
@@ -362,8 +366,21 @@ fn read_while_idle(watch: &Stream, wire: &Wire) {
     loop {
         {
             let mut callers = lock(&wire.callers);
-            while *callers > 0 {
-                callers = wire.idle.wait(callers).unwrap_or_else(|e| e.into_inner());
+            loop {
+                while *callers > 0 {
+                    callers = wire.idle.wait(callers).unwrap_or_else(|e| e.into_inner());
+                }
+                // Calls often come in bursts, each reading for itself: waking
+                // here on each of their replies would only compete with them
+                // for the CPU. A short quiet time first.
+                callers = wire
+                    .idle
+                    .wait_timeout(callers, QUIET)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                if *callers == 0 {
+                    break;
+                }
             }
         }
         if wire.session.is_closed() {
