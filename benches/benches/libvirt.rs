@@ -18,11 +18,8 @@
 //!
 //! A second group, `libvirt/stop-cont-events` (`Throughput::Elements` =
 //! events): `stop`, wait for its `STOP` event, `cont`, wait for `RESUME`;
-//! per iteration two commands and two events:
-//!
-//! - `native/unix`: qmp-libvirt's `Client`, events through `subscribe`.
-//! - `c-client/virsh`: the virsh shell for the commands and one
-//!   `virsh qemu-monitor-event --loop` whose output lines are the events.
+//! per iteration two commands and two events, with qmp-libvirt's `Client`
+//! (`native/unix`, events through `subscribe`). It has no C-client peer yet.
 //!
 //! The daemon is a private one (`scripts/libvirt.sh start`, root needed), its
 //! folder under the target directory; without libvirtd or root the group is
@@ -143,22 +140,6 @@ impl VirshShell {
     }
 }
 
-impl VirshShell {
-    /// A domain command (`suspend`, `resume`), its output line read back.
-    fn run(&mut self, verb: &str) {
-        let domain = self.command.split(' ').nth(1).expect("domain").to_owned();
-        writeln!(self.stdin, "{verb} {domain}").expect("virsh stdin");
-        loop {
-            self.line.clear();
-            let n = self.stdout.read_line(&mut self.line).expect("virsh stdout");
-            assert!(n > 0, "virsh ended");
-            if self.line.starts_with("Domain ") {
-                return;
-            }
-        }
-    }
-}
-
 impl Drop for VirshShell {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -231,59 +212,6 @@ fn query_status(c: &mut Criterion) {
     group.finish();
 }
 
-/// libvirt's C client watching events: `virsh qemu-monitor-event --loop`,
-/// its event names passed on by a thread.
-struct VirshEvents {
-    child: std::process::Child,
-    names: std::sync::mpsc::Receiver<String>,
-}
-
-impl VirshEvents {
-    fn start(uri: &str, domain: &str) -> Self {
-        let mut child = Command::new("virsh")
-            .args([
-                "-q",
-                "-c",
-                uri,
-                "qemu-monitor-event",
-                "--domain",
-                domain,
-                "--loop",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("virsh");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let (tx, names) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Some(name) = line
-                    .strip_prefix("event ")
-                    .and_then(|l| l.split(' ').next())
-                    && tx.send(name.to_owned()).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        VirshEvents { child, names }
-    }
-
-    /// The next event's name, if one comes within `patience`.
-    fn next(&self, patience: Duration) -> Option<String> {
-        self.names.recv_timeout(patience).ok()
-    }
-}
-
-impl Drop for VirshEvents {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn stop_cont_events(c: &mut Criterion) {
     let daemon = match Daemon::start() {
         Ok(d) => d,
@@ -316,29 +244,6 @@ fn stop_cont_events(c: &mut Criterion) {
     });
     drop((events, vm));
 
-    let watch = VirshEvents::start(&daemon.unix, &daemon.domain);
-    let mut shell = VirshShell::start(&daemon.unix, &daemon.domain);
-    // virsh says nothing once its loop is registered: pause and resume until
-    // an event reaches it, then drain.
-    let mut registered = false;
-    for _ in 0..50 {
-        shell.run("suspend");
-        shell.run("resume");
-        if watch.next(Duration::from_millis(200)).is_some() {
-            registered = true;
-            break;
-        }
-    }
-    assert!(registered, "virsh's event loop saw no event");
-    while watch.next(Duration::from_millis(200)).is_some() {}
-    group.bench_function("c-client/virsh", |b| {
-        b.iter(|| {
-            shell.run("suspend");
-            assert_eq!(watch.next(patience).as_deref(), Some("STOP"));
-            shell.run("resume");
-            assert_eq!(watch.next(patience).as_deref(), Some("RESUME"));
-        })
-    });
     group.finish();
 }
 
