@@ -97,6 +97,11 @@ pub struct Cli {
     #[arg(long)]
     pub compact: bool,
 
+    /// With --libvirt: the libvirt URI (qemu:///system, qemu+tcp://HOST/system,
+    /// qemu:///system?socket=PATH).
+    #[arg(long, value_name = "URI", requires = "libvirt")]
+    pub uri: Option<String>,
+
     /// The command to run, then its arguments: one JSON object, or key=value
     /// pairs.
     #[arg(value_name = "COMMAND")]
@@ -128,6 +133,11 @@ pub struct Target {
     /// stdout (QEMU with -qmp stdio, or ssh HOST socat - UNIX-CONNECT:PATH).
     #[arg(long, requires = "child")]
     pub stdio: bool,
+
+    /// A domain that libvirt runs (its name): commands go through libvirtd's
+    /// RPC (see --uri).
+    #[arg(long, value_name = "DOMAIN")]
+    pub libvirt: Option<String>,
 
     /// Extra arguments for the private QEMU launched when no target is given,
     /// split at whitespace (-m 256 -device virtio-rng-pci).
@@ -174,6 +184,11 @@ mod tests {
         ]);
         assert_eq!(c.unwrap().filter, ["STOP", "RESUME"]);
         assert!(parse(&["--launch-args", "-m 256", "query-status"]).is_ok());
+        let c = parse(&["--libvirt", "vm1", "query-status"]).unwrap();
+        assert_eq!(c.target.libvirt.as_deref(), Some("vm1"));
+        assert_eq!(c.uri, None);
+        let c = parse(&["--libvirt", "vm1", "--uri", "qemu+tcp://h/system", "x"]).unwrap();
+        assert_eq!(c.uri.as_deref(), Some("qemu+tcp://h/system"));
         assert_eq!(
             parse(&["--timeout", "1.5", "x"]).unwrap().timeout,
             Some(core::time::Duration::from_millis(1500))
@@ -183,6 +198,8 @@ mod tests {
     #[test]
     fn mistakes() {
         assert!(parse(&["--socket", "/s", "--tcp", "h:1"]).is_err());
+        assert!(parse(&["--socket", "/s", "--libvirt", "vm1", "x"]).is_err());
+        assert!(parse(&["--uri", "qemu:///system", "x"]).is_err());
         assert!(parse(&["--count", "1"]).is_err());
         assert!(parse(&["--schema"]).is_err());
         assert!(parse(&["--stdio", "x"]).is_err());

@@ -63,7 +63,7 @@ pub fn info(client: &Client, schema: bool, deadline: &Deadline) -> Result<String
 }
 
 /// The command that answers the live schema.
-const SCHEMA_COMMAND: &str = "query-qmp-schema";
+pub const SCHEMA_COMMAND: &str = "query-qmp-schema";
 
 /// Fetches and reads the live schema.
 pub fn fetch_schema(client: &Client, deadline: &Deadline) -> Result<Schema, Failure> {

@@ -90,7 +90,7 @@ fn run_cli(cli: &Cli) -> Result<u8, Failure> {
     if let Some((name, args)) = cli.command.split_first() {
         // Arguments are checked before anything is launched or connected.
         let request = oneshot::request(cli.hmp, name, args, cli.oob)?;
-        let session = target::connect(&cli.target, &cli.child, &deadline, &qemu_pid)?;
+        let session = target::connect(cli, &deadline, &qemu_pid)?;
         oneshot::run(&session.peer, &request, &deadline, style, cli.hmp)?;
         return Ok(0);
     }
@@ -99,7 +99,7 @@ fn run_cli(cli: &Cli) -> Result<u8, Failure> {
             "-H runs HMP commands; it does not go with --events or --info",
         ));
     }
-    let session = target::connect(&cli.target, &cli.child, &deadline, &qemu_pid)?;
+    let session = target::connect(cli, &deadline, &qemu_pid)?;
     if cli.events {
         let client = session.peer.qmp("--events")?;
         events::watch(client, &cli.filter, cli.count, &deadline)?;

@@ -34,7 +34,7 @@ pub fn run(
     hmp: bool,
 ) -> Result<(), Failure> {
     if hmp {
-        peer.qmp("-H (human-monitor-command)")?;
+        peer.monitor("-H (human-monitor-command)")?;
     }
     let reply = match peer.call(request.call(deadline)) {
         Ok(reply) => reply,
@@ -63,17 +63,26 @@ pub fn run(
 /// is wrong and what it allows. A peer without introspection (a guest
 /// agent, or one that refuses `query-qmp-schema`), a schema this cannot
 /// read, a schema that finds nothing wrong, or any trouble fetching it
-/// leaves QEMU's own answer as it was.
+/// leaves QEMU's own answer as it was. Over libvirt the schema comes
+/// through libvirt like the command did.
 pub fn explain(peer: &Peer, request: &Request, deadline: &Deadline, failure: Failure) -> Failure {
-    let (Peer::Qmp(client), Failure::Command(error)) = (peer, &failure) else {
+    let Failure::Command(error) = &failure else {
         return failure;
     };
-    // QEMU reports bad arguments as GenericError; other classes (no such
-    // command, no such device) already say what is wrong.
-    if error.class != qmp_std::ErrorClass::GenericError || request.name == "query-qmp-schema" {
+    if matches!(peer, Peer::Qga(_)) {
         return failure;
     }
-    let Ok(reply) = crate::info::schema_reply(client, deadline) else {
+    // QEMU reports bad arguments as GenericError; other classes (no such
+    // command, no such device) already say what is wrong.
+    if error.class != qmp_std::ErrorClass::GenericError
+        || request.name == crate::info::SCHEMA_COMMAND
+    {
+        return failure;
+    }
+    let Ok(schema_request) = Request::from_tokens::<&str>(crate::info::SCHEMA_COMMAND, &[]) else {
+        return failure;
+    };
+    let Ok(reply) = peer.call(schema_request.call(deadline)) else {
         return failure;
     };
     let Ok(schema) = Schema::parse(reply.as_str()) else {

@@ -107,6 +107,8 @@ impl Helper for ShellHelper {}
 fn load_schema(peer: &Peer, deadline: &Deadline) -> Schema {
     let loaded = match peer {
         Peer::Qmp(client) => crate::info::fetch_schema(client, deadline),
+        // No completion over libvirt yet.
+        Peer::Libvirt(_) => Ok(Schema::default()),
         Peer::Qga(agent) => agent
             .execute_raw("guest-info", ())
             .map_err(Failure::from)

@@ -1,6 +1,7 @@
 //! Connecting to the monitor the command line names, within the deadline of
 //! `--timeout`: a QMP socket (unix or tcp), a guest agent, a child on its
-//! stdio, or a private QEMU launched for the length of the run.
+//! stdio, a domain through libvirt, or a private QEMU launched for the
+//! length of the run.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use qmp_io::qemu::{QEMU_PROGRAM, locate};
 use qmp_std::{Call, Client, Config, GuestAgent, Json, Qemu, QemuBuilder};
 
-use crate::cli::Target;
+use crate::cli::{Cli, Target};
 use crate::failure::Failure;
 
 /// How long past the deadline the watchdog waits for the run to end by
@@ -103,6 +104,8 @@ pub enum Peer {
     Qmp(Client),
     /// A guest agent.
     Qga(GuestAgent),
+    /// A domain's QMP monitor through libvirtd.
+    Libvirt(qmp_libvirt::Client),
 }
 
 impl Peer {
@@ -111,6 +114,18 @@ impl Peer {
         match self {
             Peer::Qmp(c) => c.call(call),
             Peer::Qga(a) => a.call(call),
+            Peer::Libvirt(c) => c.call(call),
+        }
+    }
+
+    /// Nothing, or a failure saying `what` needs a QMP monitor (directly or
+    /// through libvirt).
+    pub fn monitor(&self, what: &str) -> Result<(), Failure> {
+        match self {
+            Peer::Qga(_) => Err(Failure::other(format!(
+                "{what} needs a QMP monitor; a guest agent has none"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -120,6 +135,9 @@ impl Peer {
             Peer::Qmp(c) => Ok(c),
             Peer::Qga(_) => Err(Failure::other(format!(
                 "{what} needs a QMP monitor; a guest agent has none"
+            ))),
+            Peer::Libvirt(_) => Err(Failure::other(format!(
+                "{what} needs a direct QMP monitor (--socket, --tcp); it is not supported with --libvirt"
             ))),
         }
     }
@@ -143,23 +161,24 @@ impl Drop for Session {
         match &self.peer {
             Peer::Qmp(c) => c.close(),
             Peer::Qga(a) => a.close(),
+            // Dropping it closes the connection (CONNECT_CLOSE).
+            Peer::Libvirt(_) => {}
         }
     }
 }
+
+/// The libvirt URI of `--libvirt` without `--uri`: the system daemon.
+pub const LIBVIRT_URI: &str = "qemu:///system";
 
 /// The install hint printed when no QEMU can be found.
 pub const INSTALL_HINT: &str = "install it (Debian, Ubuntu: sudo apt-get install qemu-system-x86), \
      set QMP_QEMU to its path, or name a running QEMU's monitor with --socket PATH";
 
-/// Connects to what `target` names (or launches a private QEMU), within
+/// Connects to what the command line names (or launches a private QEMU), within
 /// `deadline`. `qemu_pid` receives the pid of the private QEMU or of the
 /// `--stdio` child, for the watchdog.
-pub fn connect(
-    target: &Target,
-    child: &[String],
-    deadline: &Deadline,
-    qemu_pid: &AtomicU32,
-) -> Result<Session, Failure> {
+pub fn connect(cli: &Cli, deadline: &Deadline, qemu_pid: &AtomicU32) -> Result<Session, Failure> {
+    let (target, child) = (&cli.target, cli.child.as_slice());
     let mut config = Config::default();
     if let Some(left) = deadline.remaining() {
         config = config.timeout(Some(left)).connect_timeout(left);
@@ -178,6 +197,15 @@ pub fn connect(
         return qmp_std::connect_tcp(addr.as_str(), config)
             .map(qmp)
             .map_err(|e| fail(e, addr));
+    }
+    if let Some(domain) = &target.libvirt {
+        let uri = cli.uri.as_deref().unwrap_or(LIBVIRT_URI);
+        let client = qmp_libvirt::Client::connect(uri, domain, config)
+            .map_err(|e| fail(e, &format_args!("domain {domain} at {uri}")))?;
+        return Ok(Session {
+            peer: Peer::Libvirt(client),
+            qemu: None,
+        });
     }
     if let Some(path) = &target.qga {
         let agent =

@@ -100,6 +100,30 @@ impl Call {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The arguments as JSON text (`None`: none), for transports that carry
+    /// whole commands; [`Error::Encode`] when they did not serialize.
+    pub fn arguments_json(&self) -> Result<Option<&str>> {
+        match &self.arguments {
+            Ok(text) => Ok(text.as_deref()),
+            Err(e) => Err(Error::Encode(e.clone())),
+        }
+    }
+
+    /// True when it is to be sent with `exec-oob`.
+    pub fn is_oob(&self) -> bool {
+        self.oob
+    }
+
+    /// The timeout it overrides the client's default with, if any.
+    pub fn timeout_override(&self) -> Option<Option<Duration>> {
+        self.timeout
+    }
+
+    /// How many file descriptors go with it.
+    pub fn fd_count(&self) -> usize {
+        self.fds.len()
+    }
 }
 
 /// What `add-fd` answers.

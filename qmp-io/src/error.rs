@@ -184,6 +184,18 @@ pub enum Error {
         /// How many the call had.
         count: usize,
     },
+    /// The transport cannot do what the call asks (oob or fd passing over
+    /// libvirt); nothing was sent.
+    Unsupported {
+        /// What was asked, such as "exec-oob".
+        feature: &'static str,
+        /// The transport, such as "libvirt".
+        transport: &'static str,
+    },
+    /// The transport's own peer refused the call (libvirt: no such domain,
+    /// domain not running; virsh's error text). Downcast the source for
+    /// details.
+    Transport(Arc<dyn core::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -227,6 +239,10 @@ impl fmt::Display for Error {
                 "{count} file descriptors on one command; at most {} go with one message",
                 crate::fd::MAX_FDS_PER_MESSAGE
             ),
+            Error::Unsupported { feature, transport } => {
+                write!(f, "{feature} is not supported over {transport}")
+            }
+            Error::Transport(e) => write!(f, "{e}"),
         }
     }
 }
@@ -239,6 +255,7 @@ impl core::error::Error for Error {
             Error::Connect(e) => Some(&**e),
             Error::InvalidArguments { reason, .. } => Some(&**reason),
             Error::Event(e) => Some(&**e),
+            Error::Transport(e) => Some(&**e),
             Error::Disconnected(Disconnect::Io(e)) => Some(&**e),
             _ => None,
         }

@@ -1,11 +1,10 @@
 //! A minimal blocking transport: [`Connection`] over a std unix or TCP
-//! socket, one call at a time.
+//! socket, one call at a time, every libvirt procedure this crate knows.
 //!
-//! It exists to run the protocol against a real libvirtd; the client API
-//! shared with the QMP socket clients comes later, over the same
-//! [`Connection`].
+//! For QMP, use [`crate::Client`] (or [`crate::nonblocking::Client`]): the
+//! client API shared with the QMP socket clients, with a background reader.
 //!
-//! It reads only inside a call: keepalive PINGs are answered while a call or
+//! This one reads only inside a call: keepalive PINGs are answered while a call or
 //! [`Client::next_event`] runs. libvirtd closes a connection that asked for
 //! keepalive once its PINGs go unanswered for 30 s (measured: interval 5 s,
 //! 5 missed), so a client that makes no call for longer than that must idle
@@ -93,11 +92,55 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+    /// Waits until there is input (or end of stream, or an error) for at
+    /// most `timeout` (`None`: for ever); true when there is.
+    pub(crate) fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let fd = match self {
+            Self::Unix(s) => std::os::fd::AsFd::as_fd(s),
+            Self::Tcp(s) => std::os::fd::AsFd::as_fd(s),
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        loop {
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(n) => return Ok(n > 0),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Self::Unix(s) => s.set_read_timeout(t),
             Self::Tcp(s) => s.set_read_timeout(t),
         }
+    }
+
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Unix(s) => s.set_write_timeout(t),
+            Self::Tcp(s) => s.set_write_timeout(t),
+        }
+    }
+
+    pub(crate) fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Unix(s) => Self::Unix(s.try_clone()?),
+            Self::Tcp(s) => Self::Tcp(s.try_clone()?),
+        })
+    }
+
+    /// Shuts both directions (ends a reader blocked on a clone).
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Self::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Self::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
     }
 }
 

@@ -650,6 +650,21 @@ impl Connection {
             }
             return Ok(());
         };
+        let handled = self.handle_matched(header, payload, waiting);
+        if handled.is_err() {
+            // Back among the waiting, so the failing connection answers it.
+            self.waiting.insert(header.serial, waiting);
+        }
+        handled
+    }
+
+    /// Handles the reply to `waiting`, already taken off the waiting calls.
+    fn handle_matched(
+        &mut self,
+        header: &Header,
+        payload: &[u8],
+        waiting: Waiting,
+    ) -> Result<(), ProtocolError> {
         if (waiting.program, waiting.procedure) != (header.program, header.procedure) {
             return Err(ProtocolError::ReplyMismatch {
                 serial: header.serial,

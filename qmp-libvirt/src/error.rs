@@ -29,6 +29,8 @@ pub enum ProtocolError {
         /// The program and procedure of the reply.
         got: (u32, i32),
     },
+    /// A reply decoded to another kind of result than its call expects.
+    UnexpectedReply,
 }
 
 impl fmt::Display for ProtocolError {
@@ -45,6 +47,9 @@ impl fmt::Display for ProtocolError {
                  but that call was program {:#x} procedure {}",
                 got.0, got.1, expected.0, expected.1
             ),
+            Self::UnexpectedReply => {
+                f.write_str("libvirt answered a call with another kind of reply than it expects")
+            }
         }
     }
 }

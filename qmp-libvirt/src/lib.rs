@@ -15,23 +15,40 @@
 //!   `qemu+tcp://host/system`, `?socket=PATH`), resolved to where to connect
 //!   and the name to open.
 //!
-//! Nothing here does I/O except [`blocking`], a minimal transport behind the
-//! `std` feature:
+//! Behind the `std` feature, the transports, driven by those:
+//!
+//! - [`Client`] and [`Libvirt`]: the blocking client API shared with the
+//!   QMP socket clients ([`qmp_io::Qmp`]): `execute`, `execute_raw`,
+//!   `subscribe`, timeouts, the same [`qmp_io::Error`]. A reader thread
+//!   answers keepalive while the caller idles.
+//! - [`nonblocking::Client`] and [`nonblocking::Libvirt`]: the same over any
+//!   async runtime qmp-io supports ([`qmp_io::AsyncQmp`]).
+//! - [`blocking`]: a minimal one-call-at-a-time transport for every libvirt
+//!   procedure this crate knows.
+//!
+//! Code written for a socket client switches transport by its constructor:
 //!
 //! ```no_run
 //! # #[cfg(feature = "std")]
-//! # fn main() -> Result<(), qmp_libvirt::blocking::ClientError> {
-//! use qmp_libvirt::blocking::Client;
+//! # fn main() -> qmp_io::Result<()> {
+//! use qmp_io::{Config, Qmp};
 //!
-//! let mut client = Client::connect("qemu+tcp://127.0.0.1/system")?;
-//! let vm = client.lookup_domain_by_name("vm1")?;
-//! let reply = client.monitor_command(&vm, r#"{"execute":"query-status"}"#)?;
-//! println!("{reply}");
-//! client.close()
-//! # }
+//! fn status(qmp: &impl Qmp) -> qmp_io::Result<qmp_io::Json> {
+//!     qmp.execute_raw("query-status", ())
+//! }
+//!
+//! let vm = qmp_libvirt::Client::connect("qemu+tcp://127.0.0.1/system", "vm1", Config::default())?;
+//! println!("{}", status(&vm)?);
+//! # Ok(()) }
 //! # #[cfg(not(feature = "std"))]
 //! # fn main() {}
 //! ```
+//!
+//! What libvirt cannot carry (`exec-oob`, file descriptors, guest agent
+//! commands) fails at once with [`qmp_io::Error::Unsupported`]; libvirt's own
+//! refusals (no such domain, not running, read-only, authentication) are
+//! [`qmp_io::Error::Transport`] holding an [`Error`] whose
+//! [`kind`](Error::kind) says which.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -42,10 +59,22 @@ extern crate std;
 
 #[cfg(feature = "std")]
 pub mod blocking;
+#[cfg(feature = "std")]
+mod client;
 pub mod conn;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod nonblocking;
+#[cfg(feature = "std")]
+mod qmp;
+#[cfg(feature = "std")]
+mod session;
 pub mod uri;
+#[cfg(feature = "std")]
+pub mod virsh;
 pub mod wire;
 
+#[cfg(feature = "std")]
+pub use client::{Client, Libvirt};
 pub use conn::{CallId, Config, Connection, Output, Reply};
 pub use error::{Error, ErrorKind, LibvirtError, ProtocolError, UsageError};

@@ -390,7 +390,7 @@ fn sending_over_the_limit_is_a_usage_error() {
 #[test]
 fn reply_to_another_procedure_is_a_protocol_error() {
     let mut conn = open(Config::new("qemu:///system"));
-    let _ = conn.get_version().unwrap();
+    let version = conn.get_version().unwrap();
     let calls = sent(&mut conn);
     let wrong = Header {
         procedure: remote_proc::DOMAIN_LOOKUP_BY_ID,
@@ -403,6 +403,14 @@ fn reply_to_another_procedure_is_a_protocol_error() {
         err,
         Error::Protocol(ProtocolError::ReplyMismatch { .. })
     ));
+    // The call the bad reply named is answered too (found by fuzzing: it
+    // was dropped, so its caller waited for ever).
+    let outs = outputs(&mut conn);
+    assert!(matches!(
+        result_of(&outs, version),
+        Err(Error::Protocol(ProtocolError::ReplyMismatch { .. }))
+    ));
+    assert!(matches!(outs.last(), Some(Output::Closed(Some(_)))));
 }
 
 #[test]

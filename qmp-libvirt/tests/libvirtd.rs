@@ -7,182 +7,17 @@
 //! needs) the test prints a `skipped:` line and passes; with
 //! `QMP_REQUIRE_PEERS` set it fails instead.
 
+mod common;
+
 use core::time::Duration;
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Instant;
+
+use common::{Peer, kill, run_script};
 
 use qmp_libvirt::blocking::{Client, ClientError};
 use qmp_libvirt::error::{Error, ErrorKind};
-
-const REQUIRE_PEERS_ENV: &str = "QMP_REQUIRE_PEERS";
-
-fn skip(test: &str, why: &str) {
-    let required = std::env::var_os(REQUIRE_PEERS_ENV).is_some_and(|v| !v.is_empty() && v != "0");
-    assert!(!required, "{test}: {why}, and {REQUIRE_PEERS_ENV} is set");
-    // Straight to stderr: libtest captures eprintln! of passing tests.
-    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/libvirt.sh")
-}
-
-fn run_script(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .output()
-        .map_err(|e| format!("scripts/libvirt.sh: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "scripts/libvirt.sh {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin")])
-        .any(|d| d.join(program).is_file())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-/// The daemon under test, and the domain it runs; both cleaned up on drop,
-/// also when the test fails.
-struct Peer {
-    unix_uri: String,
-    tcp_uri: Option<String>,
-    domain: String,
-    /// Transient domains made by the test besides `domain`.
-    extra: std::sync::Mutex<Vec<String>>,
-    /// Defined (not started) domains made by the test.
-    defined: std::sync::Mutex<Vec<String>>,
-    started: Option<PathBuf>,
-}
-
-impl Peer {
-    fn start(test: &str) -> Option<Peer> {
-        let domain = format!("qmp-it-{}", std::process::id());
-        if let Ok(unix_uri) = std::env::var("QMP_LIBVIRT_URI") {
-            let peer = Peer {
-                unix_uri,
-                tcp_uri: std::env::var("QMP_LIBVIRT_TCP_URI").ok(),
-                domain,
-                extra: Default::default(),
-                defined: Default::default(),
-                started: None,
-            };
-            peer.create_domain();
-            return Some(peer);
-        }
-        if !on_path("libvirtd") || !on_path("virsh") {
-            skip(
-                test,
-                "libvirtd or virsh not installed (scripts/libvirt.sh install)",
-            );
-            return None;
-        }
-        if !is_root() {
-            skip(
-                test,
-                "the private libvirtd needs root (or set QMP_LIBVIRT_URI)",
-            );
-            return None;
-        }
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libvirtd");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let dir_str = dir.to_str().expect("UTF-8 path");
-        if let Err(e) = run_script(&["start", dir_str, &port.to_string()]) {
-            panic!("{e}");
-        }
-        let peer = Peer {
-            unix_uri: format!("qemu:///system?socket={dir_str}/libvirt-sock"),
-            tcp_uri: Some(format!("qemu+tcp://127.0.0.1:{port}/system")),
-            domain,
-            extra: Default::default(),
-            defined: Default::default(),
-            started: Some(dir),
-        };
-        peer.create_domain();
-        Some(peer)
-    }
-
-    fn create_domain(&self) {
-        if let Err(e) = run_script(&["domain-create", &self.unix_uri, &self.domain]) {
-            panic!("{e}");
-        }
-    }
-
-    /// Another running domain, named after the main one.
-    fn create_extra(&self, suffix: &str) -> String {
-        let name = format!("{}-{suffix}", self.domain);
-        self.extra.lock().unwrap().push(name.clone());
-        if let Err(e) = run_script(&["domain-create", &self.unix_uri, &name]) {
-            panic!("{e}");
-        }
-        name
-    }
-
-    /// A defined domain that is not running.
-    fn define(&self, suffix: &str) -> String {
-        let name = format!("{}-{suffix}", self.domain);
-        self.defined.lock().unwrap().push(name.clone());
-        if let Err(e) = run_script(&["domain-define", &self.unix_uri, &name]) {
-            panic!("{e}");
-        }
-        name
-    }
-
-    /// The pid in one of the private daemon's pid files (`None` for a daemon
-    /// this test did not start).
-    fn pid(&self, file: &str) -> Option<String> {
-        let dir = self.started.as_ref()?;
-        let pid = std::fs::read_to_string(dir.join("state").join(file)).ok()?;
-        Some(pid.trim().to_owned())
-    }
-}
-
-fn kill(signal: &str, pid: &str) {
-    let ok = Command::new("kill")
-        .args([signal, pid])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {signal} {pid}");
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = run_script(&["domain-destroy", &self.unix_uri, &self.domain]);
-        for name in self.extra.lock().unwrap().iter() {
-            let _ = run_script(&["domain-destroy", &self.unix_uri, name]);
-        }
-        for name in self.defined.lock().unwrap().iter() {
-            let _ = run_script(&["domain-undefine", &self.unix_uri, name]);
-        }
-        if let Some(dir) = &self.started {
-            let _ = run_script(&["stop", dir.to_str().unwrap_or_default()]);
-        }
-    }
-}
 
 fn exercise(uri: &str, domain_name: &str) {
     let started = Instant::now();
@@ -336,17 +171,6 @@ fn destroyed_while_pending(peer: &Peer, name: &str) {
     client.close().unwrap();
 }
 
-/// libvirtd drops connections whose keepalive PINGs go unanswered for about
-/// 30 s; a client waiting for events answers them.
-fn keepalive_idle(uri: String, idle: Duration) {
-    let mut client = Client::connect(&uri).unwrap();
-    assert!(client.keepalive());
-    let before = client.get_version().unwrap();
-    assert_eq!(client.next_event(idle).unwrap(), None);
-    assert_eq!(client.get_version().unwrap(), before);
-    client.close().unwrap();
-}
-
 /// libvirtd dies with calls in flight: every one fails, at once.
 fn daemon_killed_while_pending(peer: &Peer) {
     let Some(daemon) = peer.pid("libvirtd.pid") else {
@@ -382,11 +206,6 @@ fn real_libvirtd() {
     let Some(peer) = Peer::start("real_libvirtd") else {
         return;
     };
-    // One connection idles through several keepalive rounds meanwhile.
-    let idle = {
-        let uri = peer.unix_uri.clone();
-        std::thread::spawn(move || keepalive_idle(uri, Duration::from_secs(40)))
-    };
     exercise(&peer.unix_uri, &peer.domain);
     if let Some(tcp) = &peer.tcp_uri {
         exercise(tcp, &peer.domain);
@@ -394,7 +213,6 @@ fn real_libvirtd() {
     two_domains(&peer);
     not_running(&peer);
     destroyed_while_pending(&peer, &format!("{}-b", peer.domain));
-    idle.join().expect("the idle connection survived 40 s");
     daemon_killed_while_pending(&peer);
 }
 
