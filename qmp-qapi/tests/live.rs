@@ -1,4 +1,6 @@
-//! Real replies decode: every argument-less query of QEMU 7.2 (and of 10.0
+//! The catalogue conforms to the live schema of QEMU 7.2 and 10.0 (every
+//! command, event, member, optionality, JSON type and enum value), and real
+//! replies decode: every argument-less query of QEMU 7.2 (and of 10.0
 //! when `QMP_QEMU10` names it; see scripts/prepare-qemu10.sh), sent raw and
 //! decoded into its typed result, and the events a session produces.
 //!
@@ -212,4 +214,257 @@ fn qemu_10_0_replies_decode() {
     if let Some(builder) = qemu10("qemu_10_0_replies_decode") {
         every_query_decodes("qemu_10_0_replies_decode", builder);
     }
+}
+
+/// The catalogue against a live QEMU's own schema. The catalogue is
+/// generated from the captured schemas (and `generated.rs` fails when the
+/// generated code is not what they give), so comparing the capture with
+/// what the running QEMU says checks every typed command, event, member,
+/// optionality, JSON type and enum value against the real thing. Every
+/// mismatch is listed, not only the first.
+fn mismatches(
+    builder: QemuBuilder,
+    captured: &str,
+    bit: qmp_qapi::Versions,
+) -> (String, Vec<String>) {
+    use qmp_qapi::Schema;
+    let (_qemu, qmp) =
+        qmp_std::launch(builder.machine("none"), Config::default()).expect("launching QEMU");
+    let version = qmp.greeting().version.to_string();
+    let live = qmp
+        .execute_raw("query-qmp-schema", ())
+        .expect("query-qmp-schema");
+    let live = Schema::parse(live.as_str()).expect("the live schema parses");
+    let captured = Schema::parse(captured).expect("the captured schema parses");
+    let mut faults = Vec::new();
+
+    // Every typed command and event exists exactly where the catalogue says.
+    let tables = [
+        ("command", commands::COMMANDS),
+        ("event", qmp_qapi::events::EVENTS),
+    ];
+    for (kind, table) in tables {
+        for &(name, versions) in table {
+            let here = versions.contains(bit);
+            let live_has = match kind {
+                "command" => live.supports(name),
+                _ => live.event(name).is_some(),
+            };
+            if here != live_has {
+                faults.push(format!(
+                    "{kind} {name}: the catalogue says {}, QEMU {version} {}",
+                    if here { "present" } else { "absent" },
+                    if live_has { "has it" } else { "does not" }
+                ));
+            }
+        }
+    }
+    for c in live.commands() {
+        if !commands::COMMANDS.iter().any(|&(n, _)| n == c.name()) {
+            faults.push(format!("command {}: not in the catalogue", c.name()));
+        }
+    }
+    for e in live.events() {
+        if !qmp_qapi::events::EVENTS.iter().any(|&(n, _)| n == e.name()) {
+            faults.push(format!("event {}: not in the catalogue", e.name()));
+        }
+    }
+
+    // Their arguments, results and data, member by member.
+    let mut seen = Vec::new();
+    for c in live.commands() {
+        let Some(ours) = captured.command(c.name()) else {
+            continue;
+        };
+        let name = c.name();
+        compare(
+            &format!("{name} arguments"),
+            ours.arguments(),
+            c.arguments(),
+            &mut seen,
+            &mut faults,
+        );
+        compare(
+            &format!("{name} returns"),
+            ours.returns(),
+            c.returns(),
+            &mut seen,
+            &mut faults,
+        );
+    }
+    for e in live.events() {
+        let Some(ours) = captured.event(e.name()) else {
+            continue;
+        };
+        compare(
+            &format!("{} data", e.name()),
+            ours.data(),
+            e.data(),
+            &mut seen,
+            &mut faults,
+        );
+    }
+    (version, faults)
+}
+
+fn conforms(test: &str, builder: QemuBuilder, captured: &str, bit: qmp_qapi::Versions) {
+    let (version, faults) = mismatches(builder, captured, bit);
+    assert!(
+        faults.is_empty(),
+        "{test}: {} mismatches between the catalogue and QEMU {version}:\n{}",
+        faults.len(),
+        faults.join("\n")
+    );
+    let _ = std::io::stderr()
+        .write_all(format!("{test}: QEMU {version} matches the catalogue\n").as_bytes());
+}
+
+/// Compares a type of the capture with the live one at `path`, recursing
+/// into members, branches, elements and alternatives; each pair once.
+fn compare<'a>(
+    path: &str,
+    ours: Option<qmp_qapi::schema::TypeInfo<'a>>,
+    live: Option<qmp_qapi::schema::TypeInfo<'a>>,
+    seen: &mut Vec<(
+        qmp_qapi::schema::TypeInfo<'a>,
+        qmp_qapi::schema::TypeInfo<'a>,
+    )>,
+    faults: &mut Vec<String>,
+) {
+    let (ours, live) = match (ours, live) {
+        (Some(o), Some(l)) => (o, l),
+        (None, None) => return,
+        (o, l) => {
+            faults.push(format!("{path}: {o:?} in the catalogue, {l:?} live"));
+            return;
+        }
+    };
+    if seen.iter().any(|(o, l)| o.same(&ours) && l.same(&live)) {
+        return;
+    }
+    seen.push((ours, live));
+    if ours.meta_type() != live.meta_type() || ours.json_type() != live.json_type() {
+        faults.push(format!("{path}: {ours} in the catalogue, {live} live"));
+        return;
+    }
+    let names = |values: Vec<&str>| values.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    let (a, b) = (
+        names(ours.values().map(|v| v.name()).collect()),
+        names(live.values().map(|v| v.name()).collect()),
+    );
+    if a != b {
+        faults.push(format!(
+            "{path}: enum values {a:?} in the catalogue, {b:?} live"
+        ));
+    }
+    if ours.tag() != live.tag() {
+        faults.push(format!(
+            "{path}: union tag {:?} in the catalogue, {:?} live",
+            ours.tag(),
+            live.tag()
+        ));
+    }
+    for m in live.members() {
+        let at = format!("{path}.{}", m.name());
+        match ours.member(m.name()) {
+            None => faults.push(format!("{at}: live only")),
+            Some(o) => {
+                if o.optional() != m.optional() {
+                    faults.push(format!(
+                        "{at}: optional {} in the catalogue, {} live",
+                        o.optional(),
+                        m.optional()
+                    ));
+                }
+                compare(&at, o.ty(), m.ty(), seen, faults);
+            }
+        }
+    }
+    for o in ours.members() {
+        if live.member(o.name()).is_none() {
+            faults.push(format!("{path}.{}: in the catalogue only", o.name()));
+        }
+    }
+    for v in live.variants() {
+        let at = format!("{path}[{}={}]", live.tag().unwrap_or("?"), v.case());
+        match ours.variant(v.case()) {
+            None => faults.push(format!("{at}: live only")),
+            Some(o) => compare(&at, o.ty(), v.ty(), seen, faults),
+        }
+    }
+    for o in ours.variants() {
+        if live.variant(o.case()).is_none() {
+            faults.push(format!("{path}: branch {} in the catalogue only", o.case()));
+        }
+    }
+    compare(
+        &format!("{path}[]"),
+        ours.element(),
+        live.element(),
+        seen,
+        faults,
+    );
+    let (a, b): (Vec<_>, Vec<_>) = (ours.branches().collect(), live.branches().collect());
+    if a.len() != b.len() {
+        faults.push(format!(
+            "{path}: {} alternatives in the catalogue, {} live",
+            a.len(),
+            b.len()
+        ));
+    }
+    for (i, (o, l)) in a.into_iter().zip(b).enumerate() {
+        compare(&format!("{path}|{i}"), Some(o), Some(l), seen, faults);
+    }
+}
+
+#[test]
+fn qemu_7_2_conforms() {
+    if let Some(builder) = qemu7("qemu_7_2_conforms") {
+        conforms(
+            "qemu_7_2_conforms",
+            builder,
+            include_str!("../schema/qemu-7.2.json"),
+            qmp_qapi::Versions::QEMU_7_2,
+        );
+    }
+}
+
+#[test]
+fn qemu_10_0_conforms() {
+    if let Some(builder) = qemu10("qemu_10_0_conforms") {
+        conforms(
+            "qemu_10_0_conforms",
+            builder,
+            include_str!("../schema/qemu-10.0.json"),
+            qmp_qapi::Versions::QEMU_10_0,
+        );
+    }
+}
+
+/// The check can fail, and lists every fault: QEMU 10.0 against the
+/// catalogue's view of 7.2 (its capture and its version bit).
+#[test]
+fn another_qemu_is_reported_fault_by_fault() {
+    let test = "another_qemu_is_reported_fault_by_fault";
+    let Some(builder) = qemu10(test) else {
+        return;
+    };
+    let (_, faults) = mismatches(
+        builder,
+        include_str!("../schema/qemu-7.2.json"),
+        qmp_qapi::Versions::QEMU_7_2,
+    );
+    for expected in [
+        "command query-audiodevs: the catalogue says absent, QEMU 10.0.2 has it",
+        "command x-query-profile: the catalogue says present, QEMU 10.0.2 does not",
+        "blockdev-add arguments[driver=qcow2].discard-no-unref: live only",
+    ] {
+        assert!(
+            faults.iter().any(|f| f == expected),
+            "{test}: no `{expected}` in {} faults:\n{}",
+            faults.len(),
+            faults.join("\n")
+        );
+    }
+    assert!(faults.len() > 50, "{test}: only {} faults", faults.len());
 }
