@@ -468,3 +468,129 @@ fn another_qemu_is_reported_fault_by_fault() {
     }
     assert!(faults.len() > 50, "{test}: only {} faults", faults.len());
 }
+
+/// Typed state-changing commands QEMU can carry out here, each checked by
+/// what QEMU reports afterwards: stop/cont (query-status), qom-set/qom-get,
+/// object-add/object-del (qom-list), a ringbuf chardev written and read
+/// back, add-fd with a real descriptor (query-fdsets), set-action.
+fn typed_changes(test: &str, builder: QemuBuilder) {
+    use std::os::fd::AsFd;
+    let (_qemu, qmp) =
+        qmp_std::launch(machine(builder), Config::default()).expect("launching QEMU");
+    let version = qmp.greeting().version.to_string();
+
+    // The machine starts paused (-S): prelaunch until the first cont.
+    qmp.execute(&commands::Cont).expect("the first cont");
+    qmp.execute(&commands::Stop).expect("stop");
+    assert_eq!(
+        qmp.execute(&QueryStatus).unwrap().status,
+        RunState::Paused,
+        "{test}"
+    );
+    qmp.execute(&commands::Cont).expect("cont");
+    assert_eq!(
+        qmp.execute(&QueryStatus).unwrap().status,
+        RunState::Running,
+        "{test}"
+    );
+    qmp.execute(&commands::Stop).expect("stop again");
+
+    let object: commands::ObjectAdd =
+        serde_json::from_value(json!({"qom-type": "secret", "id": "s0", "data": "hush"}))
+            .expect("a typed object-add");
+    qmp.execute(&object).expect("object-add");
+    let objects = qmp
+        .execute(&commands::QomList {
+            path: "/objects".into(),
+        })
+        .expect("qom-list");
+    assert!(
+        objects.iter().any(|p| p.name == "s0"),
+        "{test}: {version}: no s0"
+    );
+    qmp.execute(&commands::ObjectDel { id: "s0".into() })
+        .expect("object-del");
+    let objects = qmp
+        .execute(&commands::QomList {
+            path: "/objects".into(),
+        })
+        .expect("qom-list");
+    assert!(
+        !objects.iter().any(|p| p.name == "s0"),
+        "{test}: {version}: s0 stayed"
+    );
+
+    let set: commands::QomSet = serde_json::from_value(json!({
+        "path": "/machine/peripheral/balloon0", "property": "guest-stats-polling-interval", "value": 7
+    }))
+    .expect("a typed qom-set");
+    qmp.execute(&set).expect("qom-set");
+    let get: commands::QomGet = serde_json::from_value(json!({
+        "path": "/machine/peripheral/balloon0", "property": "guest-stats-polling-interval"
+    }))
+    .expect("a typed qom-get");
+    assert_eq!(
+        qmp.execute(&get).expect("qom-get"),
+        json!(7),
+        "{test}: {version}"
+    );
+
+    let ring: commands::ChardevAdd = serde_json::from_value(json!({
+        "id": "ring0", "backend": {"type": "ringbuf", "data": {"size": 4096}}
+    }))
+    .expect("a typed chardev-add");
+    qmp.execute(&ring).expect("chardev-add");
+    let write: commands::RingbufWrite =
+        serde_json::from_value(json!({"device": "ring0", "data": "hello, ring"})).unwrap();
+    qmp.execute(&write).expect("ringbuf-write");
+    let read: commands::RingbufRead =
+        serde_json::from_value(json!({"device": "ring0", "size": 64})).unwrap();
+    assert_eq!(
+        qmp.execute(&read).expect("ringbuf-read"),
+        "hello, ring",
+        "{test}"
+    );
+    qmp.execute(&commands::ChardevRemove { id: "ring0".into() })
+        .expect("chardev-remove");
+
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    let add = qmp_std::Call::command(&commands::AddFd {
+        fdset_id: None,
+        opaque: Some("typed".into()),
+    })
+    .fd(null.as_fd())
+    .expect("an fd for add-fd");
+    let added: <commands::AddFd as qmp_std::Command>::Returns =
+        serde_json::from_str(qmp.call(add).expect("add-fd").as_str()).expect("AddfdInfo");
+    let sets = qmp.execute(&commands::QueryFdsets).expect("query-fdsets");
+    let set = sets
+        .iter()
+        .find(|s| s.fdset_id == added.fdset_id)
+        .unwrap_or_else(|| panic!("{test}: fdset {} not listed", added.fdset_id));
+    assert!(
+        set.fds
+            .iter()
+            .any(|f| f.fd == added.fd && f.opaque.as_deref() == Some("typed")),
+        "{test}: {version}: {set:?}"
+    );
+
+    let action: commands::SetAction =
+        serde_json::from_value(json!({"shutdown": "pause", "panic": "none"})).unwrap();
+    qmp.execute(&action).expect("set-action");
+    let _ = std::io::stderr()
+        .write_all(format!("{test}: QEMU {version}: typed changes carried out\n").as_bytes());
+}
+
+#[test]
+fn qemu_7_2_typed_changes() {
+    if let Some(builder) = qemu7("qemu_7_2_typed_changes") {
+        typed_changes("qemu_7_2_typed_changes", builder);
+    }
+}
+
+#[test]
+fn qemu_10_0_typed_changes() {
+    if let Some(builder) = qemu10("qemu_10_0_typed_changes") {
+        typed_changes("qemu_10_0_typed_changes", builder);
+    }
+}
