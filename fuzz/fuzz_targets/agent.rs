@@ -3,8 +3,10 @@
 //! with fuzzer-chosen ids, raw bytes) delivered in fuzzer-chosen chunks, with
 //! sends, abandons, resyncs, transmit progress and end of stream between them.
 //!
-//! Checked: nothing panics or stalls; `Synced` comes only after the agent's
-//! 0xFF and then the current nonce were delivered; no reply is handed out
+//! Checked: nothing panics or stalls; `Synced` comes only after an 0xFF and
+//! then the current nonce were delivered since the sync began (or were still
+//! unread then: after a protocol error the agent stops reading, and a resync
+//! reads on from there); no reply is handed out
 //! while not synced; a reply reaches only the command whose id it carries,
 //! once; a resync fails every command in flight with `Closed` at once; every
 //! command gets exactly one outcome by the end.
@@ -78,8 +80,13 @@ struct Run<S: Storage> {
     ledger: Ledger,
     /// Synchronisations started (the current nonce is `nonce(syncs - 1)`).
     syncs: u64,
-    /// Where in the delivered bytes the current synchronisation started.
+    /// Where in the delivered bytes the current synchronisation started: its
+    /// 0xFF must come after this point.
     sync_start: usize,
+    /// After a protocol error the agent stops reading: the bytes delivered
+    /// from here on (the rest of the read that broke it, and later ones)
+    /// are read after a resync, so they count for it.
+    unread_from: Option<usize>,
     synced: bool,
     closed: bool,
 }
@@ -92,6 +99,7 @@ impl<S: Storage> Run<S> {
             ledger: Ledger::default(),
             syncs: 1,
             sync_start: 0,
+            unread_from: None,
             synced: false,
             closed: false,
         }
@@ -130,7 +138,10 @@ impl<S: Storage> Run<S> {
     fn resynced(&mut self, accepted: bool, waiting: &[u64]) {
         if accepted {
             self.syncs += 1;
-            self.sync_start = self.inbox.delivered.len();
+            self.sync_start = self
+                .unread_from
+                .take()
+                .unwrap_or(self.inbox.delivered.len());
             self.synced = false;
             self.closed = false;
         }
@@ -205,7 +216,10 @@ impl<S: Storage> Session for Run<S> {
                 }
                 self.ledger.outcome(id.0, tagged);
             }
-            AgentOutput::Closed(_) => {
+            AgentOutput::Closed(error) => {
+                if error.is_some() && self.unread_from.is_none() {
+                    self.unread_from = Some(self.inbox.taken_from);
+                }
                 self.closed = true;
                 self.synced = false;
                 assert_eq!(self.agent.in_flight(), 0, "in flight after Closed");

@@ -159,17 +159,12 @@ impl<S: Storage> GuestAgent<S> {
     /// Starts a new synchronisation with a fresh random `nonce`: after a
     /// timeout, after [`AgentOutput::Closed`] with a protocol error, or
     /// whenever the channel may hold stale bytes. Commands still waiting fail
-    /// with [`Reply::Closed`] (reported by `poll_output` first). Input already
-    /// received and not yet read is dropped: it predates this sync.
+    /// with [`Reply::Closed`] (reported by `poll_output` first).
     pub fn resync(&mut self, nonce: u64) -> Result<(), Error> {
         if self.eof || self.state == State::Closed(None) {
             return Err(Error::Closed);
         }
         self.flush = true;
-        // Input received before now belongs to the old session: none of it,
-        // an 0xFF included, can be the agent's answer to this sync. (After a
-        // protocol error it was never read.)
-        self.link.framer.reset();
         self.start_sync(nonce);
         Ok(())
     }

@@ -18,6 +18,8 @@ pub struct Inbox {
     pub delivered: Vec<u8>,
     /// The last two bytes queued.
     last: [u8; 2],
+    /// How many bytes had been delivered before the last [`take`](Self::take).
+    pub taken_from: usize,
 }
 
 impl Inbox {
@@ -47,6 +49,7 @@ impl Inbox {
     pub fn take(&mut self, n: Option<usize>) -> Vec<u8> {
         let n = n.unwrap_or(self.bytes.len()).min(self.bytes.len());
         let chunk: Vec<u8> = self.bytes.drain(..n).collect();
+        self.taken_from = self.delivered.len();
         self.delivered.extend_from_slice(&chunk);
         chunk
     }
