@@ -78,7 +78,7 @@ pub trait Buffer: sealed::Sealed {
     }
     /// Room left before the capacity is reached.
     fn room(&self) -> usize {
-        self.capacity() - self.len()
+        self.capacity().saturating_sub(self.len())
     }
     /// Mutable access to `len..len+n` (zeroed or stale bytes); commit with
     /// [`Buffer::set_len`]. The caller checked `len + n <= capacity`.
@@ -133,13 +133,14 @@ impl<const N: usize> Buffer for FixedBuf<N> {
     fn discard_front(&mut self, n: usize) {
         let n = n.min(self.data.len());
         self.data.copy_within(n.., 0);
-        self.data.truncate(self.data.len() - n);
+        self.data.truncate(self.data.len().saturating_sub(n));
     }
     fn spare(&mut self, n: usize) -> &mut [u8] {
         let len = self.data.len();
-        // Within the capacity (the caller checked), so this cannot fail.
-        let _ = self.data.resize(len + n, 0);
-        &mut self.data[len..]
+        // Within the capacity (the caller checked), so this cannot fail; if
+        // it did, the slice would be short, never out of bounds.
+        let _ = self.data.resize(len.saturating_add(n), 0);
+        self.data.get_mut(len..).unwrap_or_default()
     }
     fn set_len(&mut self, len: usize) {
         self.data.truncate(len);
@@ -194,8 +195,8 @@ impl Buffer for VecBuf {
     }
     fn spare(&mut self, n: usize) -> &mut [u8] {
         let len = self.data.len();
-        self.data.resize(len + n, 0);
-        &mut self.data[len..]
+        self.data.resize(len.saturating_add(n), 0);
+        self.data.get_mut(len..).unwrap_or_default()
     }
     fn set_len(&mut self, len: usize) {
         self.data.truncate(len);

@@ -146,7 +146,7 @@ pub(crate) fn encode<B: Buffer, T: serde::Serialize + ?Sized>(
     let result = write_command(tx, sentinel, verb, name, args, id);
     if result.is_err() {
         tx.truncate(mark);
-    } else if tx.len() - mark > MAX_COMMAND_SIZE {
+    } else if tx.len().saturating_sub(mark) > MAX_COMMAND_SIZE {
         tx.truncate(mark);
         return Err(UsageError::CommandTooLarge);
     }
@@ -189,7 +189,7 @@ fn write_command<B: Buffer, T: serde::Serialize + ?Sized>(
             put(tx, b",\"arguments\":")?;
             let at = tx.len();
             serialize(tx, value)?;
-            match tx.bytes()[at..].first() {
+            match tx.bytes().get(at) {
                 Some(b'{') => {}
                 Some(b'n') => tx.truncate(before),
                 _ => return Err(UsageError::ArgumentsNotAnObject),
@@ -230,7 +230,8 @@ fn serialize<B: Buffer, T: serde::Serialize + ?Sized>(
     let len = tx.len();
     match serde_json_core::to_slice(value, tx.spare(room)) {
         Ok(n) => {
-            tx.set_len(len + n);
+            // `n` is at most `room`: within the capacity.
+            tx.set_len(len.saturating_add(n));
             Ok(())
         }
         Err(serde_json_core::ser::Error::BufferFull) => Err(UsageError::TransmitFull),
@@ -240,13 +241,16 @@ fn serialize<B: Buffer, T: serde::Serialize + ?Sized>(
 
 /// Formats `n` in decimal into `buf`, returning the digits.
 pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
+    // u64::MAX has 20 digits: the loop always ends with `n == 0`.
+    let mut start = buf.len();
+    for (i, slot) in buf.iter_mut().enumerate().rev() {
+        // `b'0' | d` is the ASCII digit `d` (0x30 + d for d < 10).
+        *slot = b'0' | (n % 10) as u8;
         n /= 10;
+        start = i;
         if n == 0 {
-            return &buf[i..];
+            break;
         }
     }
+    buf.get(start..).unwrap_or_default()
 }

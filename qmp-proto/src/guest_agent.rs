@@ -126,12 +126,17 @@ impl<S: Storage> GuestAgent<S> {
     fn start_sync(&mut self, nonce: u64) {
         let mut digits = [0u8; 20];
         let digits = crate::command::format_u64(nonce, &mut digits);
-        let mut args = [0u8; 32];
-        let prefix = b"{\"id\":";
-        args[..prefix.len()].copy_from_slice(prefix);
-        args[prefix.len()..prefix.len() + digits.len()].copy_from_slice(digits);
-        args[prefix.len() + digits.len()] = b'}';
-        let args = core::str::from_utf8(&args[..prefix.len() + digits.len() + 1]).unwrap_or("{}");
+        // `{"id":` and at most 20 digits and `}`: always fits.
+        let mut args = heapless::Vec::<u8, 32>::new();
+        let built = args
+            .extend_from_slice(b"{\"id\":")
+            .and_then(|()| args.extend_from_slice(digits))
+            .is_ok()
+            && args.push(b'}').is_ok();
+        let args = core::str::from_utf8(&args)
+            .ok()
+            .filter(|_| built)
+            .unwrap_or("{}");
         self.link.commands.clear_transmit();
         // The sync command carries no id of its own: its reply is recognised
         // by the nonce, never through the pending table.

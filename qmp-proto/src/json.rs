@@ -66,10 +66,8 @@ impl<'a> RawJson<'a> {
 
     /// The value as a string, if it is one.
     pub fn as_json_str(&self) -> Option<JsonStr<'a>> {
-        let b = self.bytes;
-        (b.len() >= 2 && b[0] == b'"' && b[b.len() - 1] == b'"').then(|| JsonStr {
-            raw: &b[1..b.len() - 1],
-        })
+        let raw = self.bytes.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        Some(JsonStr { raw })
     }
 
     /// The value as an unsigned integer, if it is one that fits.
@@ -82,7 +80,7 @@ impl<'a> RawJson<'a> {
         match self.bytes.split_first() {
             Some((b'-', digits)) => {
                 let n = parse_u64(digits)?;
-                if n <= i64::MAX as u64 + 1 {
+                if n <= i64::MIN.unsigned_abs() {
                     Some((n as i64).wrapping_neg())
                 } else {
                     None
@@ -94,9 +92,8 @@ impl<'a> RawJson<'a> {
 
     /// The elements, if the value is an array.
     pub fn elements(&self) -> Option<Elements<'a>> {
-        (self.bytes.first() == Some(&b'[')).then(|| Elements {
-            rest: &self.bytes[1..],
-        })
+        let rest = self.bytes.strip_prefix(b"[")?;
+        Some(Elements { rest })
     }
 }
 
@@ -222,12 +219,13 @@ impl Iterator for Unescape<'_> {
                 let hi = self.hex4().unwrap_or(0xFFFD);
                 if (0xD800..0xDC00).contains(&hi) && self.rest.starts_with("\\u") {
                     let saved = self.rest;
-                    self.rest = &self.rest[2..];
+                    self.rest = self.rest.get(2..).unwrap_or_default();
                     match self.hex4() {
-                        Some(lo @ 0xDC00..0xE000) => {
-                            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
-                                .unwrap_or('\u{FFFD}')
-                        }
+                        // The 10 low bits of each half: hi - 0xD800 and lo - 0xDC00.
+                        Some(lo @ 0xDC00..0xE000) => (((hi & 0x3FF) << 10) | (lo & 0x3FF))
+                            .checked_add(0x10000)
+                            .and_then(char::from_u32)
+                            .unwrap_or('\u{FFFD}'),
                         _ => {
                             self.rest = saved;
                             '\u{FFFD}'
@@ -246,7 +244,7 @@ impl Unescape<'_> {
     fn hex4(&mut self) -> Option<u32> {
         let digits = self.rest.get(..4)?;
         let n = u32::from_str_radix(digits, 16).ok()?;
-        self.rest = &self.rest[4..];
+        self.rest = self.rest.get(4..).unwrap_or_default();
         Some(n)
     }
 }
@@ -263,10 +261,10 @@ impl<'a> Iterator for Elements<'a> {
     fn next(&mut self) -> Option<RawJson<'a>> {
         let start = skip_ws(self.rest, 0);
         let end = value_end(self.rest, start)?;
-        let value = RawJson::new_unchecked(&self.rest[start..end]);
+        let value = RawJson::new_unchecked(self.rest.get(start..end)?);
         let after = skip_ws(self.rest, end);
-        self.rest = match self.rest.get(after) {
-            Some(b',') => &self.rest[after + 1..],
+        self.rest = match self.rest.get(after..) {
+            Some([b',', rest @ ..]) => rest,
             _ => &[],
         };
         Some(value)
@@ -281,40 +279,43 @@ pub(crate) fn for_each_member<'a>(
     if bytes.first() != Some(&b'{') {
         return;
     }
+    // Each step moves past one byte the step before checked is there, so
+    // `i + 1` stays within the length and cannot overflow.
     let mut i = 1;
     loop {
         i = skip_ws(bytes, i);
-        if bytes.get(i) != Some(&b'"') {
-            return;
-        }
-        let Some(key_end) = value_end(bytes, i) else {
+        let Some(key_end) = value_end(bytes, i).filter(|_| bytes.get(i) == Some(&b'"')) else {
             return;
         };
-        let key = JsonStr {
-            raw: &bytes[i + 1..key_end - 1],
+        let Some(raw) = bytes
+            .get(i..key_end)
+            .and_then(|k| k.strip_prefix(b"\""))
+            .and_then(|k| k.strip_suffix(b"\""))
+        else {
+            return;
         };
         i = skip_ws(bytes, key_end);
         if bytes.get(i) != Some(&b':') {
             return;
         }
-        let start = skip_ws(bytes, i + 1);
-        let Some(end) = value_end(bytes, start) else {
+        let start = skip_ws(bytes, i.saturating_add(1));
+        let Some(value) = value_end(bytes, start).and_then(|end| bytes.get(start..end)) else {
             return;
         };
-        if f(key, RawJson::new_unchecked(&bytes[start..end])) {
+        if f(JsonStr { raw }, RawJson::new_unchecked(value)) {
             return;
         }
-        i = skip_ws(bytes, end);
+        i = skip_ws(bytes, start.saturating_add(value.len()));
         if bytes.get(i) != Some(&b',') {
             return;
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
 }
 
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\r' | b'\n') = bytes.get(i) {
-        i += 1;
+        i = i.saturating_add(1);
     }
     i
 }
@@ -324,13 +325,16 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 pub(crate) fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
     let first = *bytes.get(start)?;
     match first {
+        // Positions only move past bytes that are there, so adding 1 or 2 to
+        // one stays within the slice's length plus one: saturating adds
+        // never saturate.
         b'"' => {
-            let mut i = start + 1;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'\\' => i += 2,
-                    b'"' => return Some(i + 1),
-                    _ => i += 1,
+            let mut i = start.saturating_add(1);
+            while let Some(&b) = bytes.get(i) {
+                match b {
+                    b'\\' => i = i.saturating_add(2),
+                    b'"' => return Some(i.saturating_add(1)),
+                    _ => i = i.saturating_add(1),
                 }
             }
             None
@@ -338,34 +342,34 @@ pub(crate) fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut i = start;
-            while i < bytes.len() {
-                match bytes[i] {
+            while let Some(&b) = bytes.get(i) {
+                match b {
                     b'"' => {
                         i = value_end(bytes, i)?;
                         continue;
                     }
-                    b'{' | b'[' => depth += 1,
+                    b'{' | b'[' => depth = depth.saturating_add(1),
                     b'}' | b']' => {
-                        depth -= 1;
+                        // The first byte opened: depth is at least 1 here.
+                        depth = depth.saturating_sub(1);
                         if depth == 0 {
-                            return Some(i + 1);
+                            return Some(i.saturating_add(1));
                         }
                     }
                     _ => {}
                 }
-                i += 1;
+                i = i.saturating_add(1);
             }
             None
         }
         b',' | b'}' | b']' | b':' => None,
         _ => {
-            let mut i = start;
-            while i < bytes.len()
-                && !matches!(bytes[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
-            {
-                i += 1;
-            }
-            Some(i)
+            let rest = bytes.get(start..).unwrap_or_default();
+            let len = rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
+                .unwrap_or(rest.len());
+            Some(start.saturating_add(len))
         }
     }
 }
@@ -373,7 +377,7 @@ pub(crate) fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// Parses a JSON unsigned integer in canonical form (no sign, no leading zero,
 /// no fraction or exponent) that fits in `u64`.
 pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > 20 || bytes.len() > 1 && bytes[0] == b'0' {
+    if bytes.is_empty() || bytes.len() > 20 || bytes.len() > 1 && bytes.first() == Some(&b'0') {
         return None;
     }
     let mut n: u64 = 0;
@@ -384,7 +388,7 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
             if digit > 9 {
                 return None;
             }
-            n = n * 10 + u64::from(digit);
+            n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
         }
         return Some(n);
     }
@@ -392,7 +396,9 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
         if !b.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        n = n
+            .checked_mul(10)?
+            .checked_add(u64::from(b.wrapping_sub(b'0')))?;
     }
     Some(n)
 }

@@ -53,14 +53,15 @@ impl<B: Buffer> Tx<B> {
     }
 
     pub(crate) fn pending(&self) -> &[u8] {
-        &self.buf.bytes()[self.sent..]
+        self.buf.bytes().get(self.sent..).unwrap_or_default()
     }
 
     pub(crate) fn advance(&mut self, n: usize) -> Result<(), UsageError> {
-        if n > self.buf.len() - self.sent {
+        if n > self.buf.len().saturating_sub(self.sent) {
             return Err(UsageError::AdvancePastEnd);
         }
-        self.sent += n;
+        // At most the buffer's length, after the check above.
+        self.sent = self.sent.saturating_add(n);
         if self.sent == self.buf.len() {
             self.clear();
         }
@@ -173,7 +174,11 @@ impl<S: Storage> Commands<S> {
             self.tx.buf.truncate(mark);
             return Err(UsageError::TooManyPending);
         }
-        self.next_id += 1;
+        // One per command: u64 does not run out (584 years at 10^9 a second).
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.next_id += 1;
+        }
         Ok(id)
     }
 
@@ -184,7 +189,15 @@ impl<S: Storage> Commands<S> {
             return Match::Unknown;
         };
         match self.pending.find(n) {
-            Some(index) if self.pending.entries()[index].abandoned => Match::Abandoned(n),
+            Some(index)
+                if self
+                    .pending
+                    .entries()
+                    .get(index)
+                    .is_some_and(|e| e.abandoned) =>
+            {
+                Match::Abandoned(n)
+            }
             Some(_) => Match::Pending(n),
             None => Match::Unknown,
         }
@@ -209,7 +222,9 @@ impl<S: Storage> Commands<S> {
 
     pub(crate) fn abandon(&mut self, id: u64) -> Result<(), UsageError> {
         let index = self.pending.find(id).ok_or(UsageError::UnknownId)?;
-        self.pending.entries_mut()[index].abandoned = true;
+        if let Some(entry) = self.pending.entries_mut().get_mut(index) {
+            entry.abandoned = true;
+        }
         Ok(())
     }
 

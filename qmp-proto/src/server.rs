@@ -69,14 +69,18 @@ impl ReplyTo {
             len: bytes.len() as u8,
             has_id: true,
         };
-        out.id[..bytes.len()].copy_from_slice(bytes);
+        out.id.get_mut(..bytes.len())?.copy_from_slice(bytes);
         Some(out)
     }
 
     /// The raw JSON of the id, if the command had one.
     pub fn id(&self) -> Option<&str> {
-        self.has_id
-            .then(|| core::str::from_utf8(&self.id[..self.len as usize]).unwrap_or("null"))
+        self.has_id.then(|| {
+            self.id
+                .get(..usize::from(self.len))
+                .and_then(|id| core::str::from_utf8(id).ok())
+                .unwrap_or("null")
+        })
     }
 }
 
@@ -480,17 +484,28 @@ impl<'b, B: Buffer> Writer<'b, B> {
 
     fn escaped(&mut self, s: &str) {
         let plain = |b: &u8| (b' '..0x7f).contains(b) && *b != b'"' && *b != b'\\';
-        let mut start = 0;
+        let mut rest = s;
         // Plain ASCII runs are copied as they are; only the other characters
-        // are decoded (all of them are escaped, so the output is ASCII).
-        while let Some(skip) = s.as_bytes()[start..].iter().position(|b| !plain(b)) {
-            let i = start + skip;
-            self.put(&s.as_bytes()[start..i]);
-            let c = s[i..].chars().next().unwrap_or('\u{FFFD}');
-            start = i + c.len_utf8();
+        // are decoded (all of them are escaped, so the output is ASCII). The
+        // run before the first other byte is ASCII, so it ends on a character
+        // boundary.
+        while let Some((run, tail)) = rest
+            .bytes()
+            .position(|b| !plain(&b))
+            .and_then(|i| rest.split_at_checked(i))
+        {
+            self.put(run.as_bytes());
+            let mut chars = tail.chars();
+            let c = chars.next().unwrap_or('\u{FFFD}');
+            rest = chars.as_str();
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
-                let hex = |n: u16| b"0123456789abcdef"[usize::from(n & 0xF)];
+                let hex = |n: u16| {
+                    b"0123456789abcdef"
+                        .get(usize::from(n & 0xF))
+                        .copied()
+                        .unwrap_or(b'0')
+                };
                 self.put(&[
                     b'\\',
                     b'u',
@@ -501,7 +516,7 @@ impl<'b, B: Buffer> Writer<'b, B> {
                 ]);
             }
         }
-        self.put(&s.as_bytes()[start..]);
+        self.put(rest.as_bytes());
     }
 
     fn number(&mut self, n: i64) {
@@ -523,7 +538,7 @@ impl<'b, B: Buffer> Writer<'b, B> {
     /// Like [`Writer::finish`], and also rolls back unless what was written is
     /// exactly one JSON object (caller-supplied JSON went into it).
     fn finish_checked(self) -> Result<(), UsageError> {
-        let written = &self.buf.bytes()[self.mark.min(self.buf.len())..];
+        let written = self.buf.bytes().get(self.mark..).unwrap_or_default();
         if !self.full
             && let Err(e) = crate::framer::check_object(written, crate::framer::MAX_DEPTH)
         {

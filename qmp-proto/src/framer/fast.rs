@@ -3,6 +3,15 @@
 //! cheap resumes for input that trickles in. Each either leaves the scanner
 //! exactly as `scan` would or hands over to it.
 
+// No panic here either, but the framer's hot loops keep plain indexing and
+// arithmetic, so the lints are allowed function by function below, each marked
+// "hot path". Their positions only move past bytes the loop condition checked
+// are there (so they stay at most the buffer's length: no overflow, no index
+// out of bounds), and the 256-entry tables are indexed by a byte. Checked
+// forms on every byte cost throughput (see benches/benches/framing.rs); the
+// fuzz targets build with overflow checks and debug assertions, so a broken
+// bound shows there as a crash.
+
 use super::scan::{Brackets, Lex, Nested, Scanner, Step, Top, nested, string_special, string_step};
 use super::tables::{
     C_CLOSE_ARR, C_CLOSE_OBJ, C_OPEN_ARR, C_OPEN_OBJ, C_QUOTE, C_SCALAR, C_WS, CLASS, P_NESTED,
@@ -26,6 +35,8 @@ impl Scanner {
     /// and `top` say which), and `scan` goes on from there: the frames are
     /// those of the byte-wise scan, and at most one member is scanned twice.
     #[inline]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     pub(super) fn scan_whole(&mut self, bytes: &[u8]) -> Option<Step> {
         let begin = skip_ws(bytes, self.pos);
         if bytes.get(begin) != Some(&b'{') {
@@ -75,6 +86,8 @@ impl Scanner {
     /// For [`Scanner::scan_whole`]: the end of the complete, valid top-level
     /// value starting at `window[i]`, if there is one.
     #[inline(always)]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn value_end(&self, window: &[u8], i: usize) -> Option<usize> {
         let b = *window.get(i)?;
         match CLASS[b as usize] {
@@ -115,6 +128,8 @@ impl Scanner {
     /// trickles in takes this path for most bytes; a single new byte in a
     /// message goes to [`Scanner::resume_one`].)
     #[inline]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     pub(super) fn resume_plain(&mut self, bytes: &[u8]) -> bool {
         if self.skipping {
             return false;
@@ -182,6 +197,8 @@ impl Scanner {
     /// of state and come as often as the ends of runs. Any other byte would
     /// have stopped the run too, so nothing changes then.
     #[inline(always)]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn resume_one(&mut self, b: u8) -> bool {
         let plain = PLAIN[b as usize];
         let ok = match self.lex {
@@ -259,6 +276,8 @@ impl Scanner {
     /// [`Scanner::resume_run`] for more: only input that trickles in gets
     /// there often.
     #[inline]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     pub(super) fn resume_top(&mut self, bytes: &[u8]) -> Option<Step> {
         if self.skipping || !matches!(self.lex, Lex::Struct | Lex::Str) {
             return None;
@@ -274,6 +293,8 @@ impl Scanner {
     /// [`Scanner::resume_top`] for more than one new byte (or at the size
     /// limit).
     #[inline(never)]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn resume_run(&mut self, bytes: &[u8]) -> Option<Step> {
         let mut i = self.pos;
         let limit = bytes.len().min(self.start.saturating_add(self.max_size));
@@ -367,6 +388,8 @@ impl Scanner {
     /// no run to set up. `None` leaves the byte to `scan`, with the state
     /// `scan` would have before it.
     #[inline(never)]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn resume_byte(&mut self, bytes: &[u8], i: usize) -> Option<Step> {
         let b = bytes[i];
         let end = i + 1;
@@ -441,6 +464,8 @@ struct Shallow {
 
 impl Brackets for Shallow {
     #[inline(always)]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn open(&mut self, array: bool) -> bool {
         if self.depth >= self.max_depth {
             return false;
@@ -451,6 +476,8 @@ impl Brackets for Shallow {
     }
 
     #[inline(always)]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn close(&mut self, array: bool) -> Option<bool> {
         if (self.bits & 1 == 1) != array {
             return None;
@@ -469,6 +496,8 @@ impl Brackets for Shallow {
 /// whose body continues at `i`, when the string is complete and valid in
 /// `window`. Escapes and UTF-8 are checked as the byte-wise lexer does.
 #[inline]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 fn string_end(window: &[u8], mut i: usize) -> Option<usize> {
     loop {
         i = string_stop(window, i, window.len());
@@ -487,6 +516,8 @@ fn string_end(window: &[u8], mut i: usize) -> Option<usize> {
 
 /// Index of the first byte in `bytes[i..]` that is not whitespace, or the end.
 #[inline(always)]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     while let Some(&b) = bytes.get(i)
         && is_ws(b)
@@ -499,6 +530,8 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 /// For the fast path: the first byte in `window[i..]` that is not whitespace,
 /// and its index. Tests for the common no-space case first.
 #[inline(always)]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 fn next_token(window: &[u8], i: usize) -> Option<(usize, u8)> {
     let b = *window.get(i)?;
     if !is_ws(b) {

@@ -239,9 +239,9 @@ pub struct RawMessage<'a> {
 impl core::fmt::Debug for RawMessage<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut spans = [Span::default(); KEY_COUNT];
-        for (k, span) in spans.iter_mut().enumerate() {
+        for (k, (span, recorded)) in spans.iter_mut().zip(self.spans).enumerate() {
             if self.seen & (1 << k) != 0 {
-                *span = self.spans[k];
+                *span = *recorded;
             }
         }
         f.debug_struct("RawMessage")
@@ -286,7 +286,7 @@ impl<'a> RawMessage<'a> {
         if self.seen & (1 << key as u16) == 0 {
             return None;
         }
-        let span = self.spans[key as usize];
+        let span = *self.spans.get(key as usize)?;
         self.bytes
             .get(span.start as usize..span.end as usize)
             .map(RawJson::new_unchecked)
@@ -359,11 +359,12 @@ impl<B: Buffer> Framer<B> {
         // Move the unread tail to the front once at least half the buffer is
         // dead, or when room is needed: each byte moves O(1) times amortised.
         let start = self.sc.start;
-        if start > 0 && (self.buf.room() < data.len() || start * 2 >= self.buf.len()) {
+        if start > 0 && (self.buf.room() < data.len() || start.saturating_mul(2) >= self.buf.len())
+        {
             self.compact(start);
         }
         let n = data.len().min(self.buf.room());
-        self.buf.append(&data[..n]);
+        self.buf.append(data.get(..n).unwrap_or_default());
         n
     }
 
@@ -375,7 +376,7 @@ impl<B: Buffer> Framer<B> {
 
     /// Bytes buffered but not yet handed out.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.sc.start
+        self.buf.len().saturating_sub(self.sc.start)
     }
 
     /// Forgets everything buffered and any partial message.
@@ -524,6 +525,8 @@ const PRIMARY: [(Key, Kind); 6] = [
 ];
 
 /// The bits of the keys in [`PRIMARY`].
+// Evaluated at compile time: an index out of bounds fails the build.
+#[allow(clippy::indexing_slicing)]
 const PRIMARY_KEYS: u16 = {
     let mut mask = 0;
     let mut k = 0;
@@ -535,6 +538,8 @@ const PRIMARY_KEYS: u16 = {
 };
 
 /// The kind for the lowest bit set in a `seen` mask (index 16: none).
+// Evaluated at compile time: an index out of bounds fails the build.
+#[allow(clippy::indexing_slicing)]
 static KIND_OF_BIT: [Kind; 17] = {
     let mut table = [Kind::Unknown; 17];
     let mut k = 0;
@@ -552,7 +557,11 @@ fn kind_of(seen: u16) -> Kind {
     if primary & primary.wrapping_sub(1) != 0 {
         return Kind::Ambiguous;
     }
-    KIND_OF_BIT[primary.trailing_zeros() as usize]
+    // `trailing_zeros` of a u16 is at most 16: always in the table.
+    KIND_OF_BIT
+        .get(primary.trailing_zeros() as usize)
+        .copied()
+        .unwrap_or(Kind::Unknown)
 }
 
 #[cfg(test)]

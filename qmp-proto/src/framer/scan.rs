@@ -2,6 +2,15 @@
 //! byte-wise scan that every input can go through, to which the fast paths
 //! hand over whatever they do not take.
 
+// No panic here either, but the framer's hot loops keep plain indexing and
+// arithmetic, so the lints are allowed function by function below, each marked
+// "hot path". Their positions only move past bytes the loop condition checked
+// are there (so they stay at most the buffer's length: no overflow, no index
+// out of bounds), and the 256-entry tables are indexed by a byte. Checked
+// forms on every byte cost throughput (see benches/benches/framing.rs); the
+// fuzz targets build with overflow checks and debug assertions, so a broken
+// bound shows there as a crash.
+
 use super::tables::{
     C_CLOSE_ARR, C_CLOSE_OBJ, C_OPEN_ARR, C_OPEN_OBJ, C_QUOTE, C_SCALAR, C_WS, CLASS, is_ws,
     scalar_end, string_stop,
@@ -114,7 +123,11 @@ impl Scanner {
 
     pub(crate) fn is_mid_message(&self, bytes: &[u8]) -> bool {
         self.lex != Lex::Between && self.lex != Lex::Recover
-            || bytes[self.pos..].iter().any(|&b| !is_ws(b))
+            || bytes
+                .get(self.pos..)
+                .unwrap_or_default()
+                .iter()
+                .any(|&b| !is_ws(b))
     }
 
     pub(super) fn recover(&mut self) {
@@ -127,8 +140,9 @@ impl Scanner {
 
     #[inline]
     pub(super) fn shift(&mut self, n: usize) {
-        self.start -= n.min(self.start);
-        self.pos -= n;
+        // `n` is at most `start`, which is at most `pos`.
+        self.start = self.start.saturating_sub(n);
+        self.pos = self.pos.saturating_sub(n);
         self.token = self.token.saturating_sub(n);
     }
 
@@ -143,12 +157,12 @@ impl Scanner {
             );
         let keep_token = in_token
             && matches!(self.top, Top::InKey | Top::InScalar)
-            && self.pos - self.token <= SHORT_TOKEN;
+            && self.pos.saturating_sub(self.token) <= SHORT_TOKEN;
         let cut = if keep_token { self.token } else { self.pos };
         if in_token && !keep_token {
             self.token_cut = true;
         }
-        self.skipped += cut - self.start;
+        self.skipped = self.skipped.saturating_add(cut.saturating_sub(self.start));
         self.start = cut;
         cut
     }
@@ -168,11 +182,10 @@ impl Scanner {
     /// Reports `e` for the byte before `at` and starts recovery after it, or at
     /// it when it is 0xFF: the guest agent's sentinel must not be skipped.
     pub(super) fn fail(&mut self, bytes: &[u8], at: usize, e: FrameError) -> Step {
-        self.pos = if at > 0 && bytes.get(at - 1) == Some(&0xFF) {
-            at - 1
-        } else {
-            at
-        };
+        self.pos = at
+            .checked_sub(1)
+            .filter(|&before| bytes.get(before) == Some(&0xFF))
+            .unwrap_or(at);
         self.recover();
         Step::Error(e)
     }
@@ -186,7 +199,7 @@ impl Scanner {
         self.start = end;
         if self.skipping {
             self.skipping = false;
-            Step::Oversized(kind, self.skipped + (end - begin))
+            Step::Oversized(kind, self.skipped.saturating_add(end.saturating_sub(begin)))
         } else {
             Step::Message(kind, begin, end)
         }
@@ -224,17 +237,20 @@ impl Scanner {
             let number = if cut {
                 None
             } else {
-                parse_u64(&bytes[token..end])
+                bytes.get(token..end).and_then(parse_u64)
             };
             self.id = match number {
                 Some(n) => IdValue::Number(n),
                 None => IdValue::Other,
             };
         }
-        if !self.skipping {
-            self.spans[key as usize] = Span {
-                start: (token - self.start) as u32,
-                end: (end - self.start) as u32,
+        if !self.skipping
+            && let Some(span) = self.spans.get_mut(key as usize)
+        {
+            // Offsets in the message, which is within the size limit (u32).
+            *span = Span {
+                start: token.saturating_sub(self.start) as u32,
+                end: end.saturating_sub(self.start) as u32,
             };
         }
         None
@@ -242,10 +258,16 @@ impl Scanner {
 
     #[inline]
     pub(super) fn end_key(&mut self, bytes: &[u8], end: usize) {
-        self.key = if self.key_escaped || self.token_cut || end - self.token > SHORT_TOKEN + 1 {
+        self.key = if self.key_escaped
+            || self.token_cut
+            || end.saturating_sub(self.token) > SHORT_TOKEN + 1
+        {
             None
         } else {
-            Key::from_name(&bytes[self.token + 1..end])
+            // After the opening quote at `token`.
+            bytes
+                .get(self.token.saturating_add(1)..end)
+                .and_then(Key::from_name)
         };
     }
 
@@ -256,11 +278,11 @@ impl Scanner {
         self.token = i;
         self.token_cut = false;
         self.top = Top::InNested;
-        if self.open(bytes[i] == b'[') {
+        if self.open(bytes.get(i) == Some(&b'[')) {
             return None;
         }
         let limit = self.max_depth;
-        Some(self.fail(bytes, i + 1, FrameError::TooDeep { limit }))
+        Some(self.fail(bytes, i.saturating_add(1), FrameError::TooDeep { limit }))
     }
 
     /// The closing quote at `quote` of a string: back to structure, and at
@@ -275,8 +297,10 @@ impl Scanner {
                     self.top = Top::Colon;
                 }
                 Top::InStr => {
-                    if let Some(e) = self.end_value(bytes, quote + 1) {
-                        return Some(self.fail(bytes, quote + 1, e));
+                    // Past the closing quote, which is in `bytes`.
+                    let end = quote.saturating_add(1);
+                    if let Some(e) = self.end_value(bytes, end) {
+                        return Some(self.fail(bytes, end, e));
                     }
                     self.top = Top::After;
                 }
@@ -288,6 +312,8 @@ impl Scanner {
 
     /// The scanner proper. Resumes at `self.pos` in state `self.lex`. `full`
     /// says the bytes cannot grow until some are dropped.
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     pub(crate) fn scan(&mut self, bytes: &[u8], full: bool) -> Step {
         let mut i = self.pos;
         loop {
@@ -565,6 +591,8 @@ pub(super) trait Brackets {
 
 impl Brackets for Scanner {
     #[inline]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn open(&mut self, array: bool) -> bool {
         if self.depth >= self.max_depth {
             return false;
@@ -581,6 +609,8 @@ impl Brackets for Scanner {
     }
 
     #[inline]
+    // Hot path: see the note at the top of this file.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     fn close(&mut self, array: bool) -> Option<bool> {
         let d = (self.depth - 1) as usize;
         if (self.stack[d / 64] >> (d % 64) & 1 == 1) != array {
@@ -612,6 +642,8 @@ pub(super) enum Nested {
 /// brackets and strings matter, the rest is left to the decoder. Stays in
 /// this loop over plain strings, plain bytes and brackets.
 #[inline(always)]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 pub(super) fn nested<B: Brackets>(brackets: &mut B, window: &[u8], mut i: usize) -> Nested {
     while let Some(&b) = window.get(i) {
         i += 1;
@@ -692,6 +724,8 @@ pub(super) fn string_special(b: u8) -> Result<Lex, FrameError> {
 /// The next byte `b` of an escape or UTF-8 sequence in state `lex`: the next
 /// state, `Lex::Str` once the sequence is complete.
 #[inline]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 pub(super) fn string_step(lex: Lex, b: u8) -> Result<Lex, FrameError> {
     match lex {
         Lex::Esc => match b {

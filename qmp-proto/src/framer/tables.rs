@@ -1,6 +1,15 @@
 //! Byte classes: the tables the scanner and the fast paths look bytes up in,
 //! and the run-skipping helpers built on them.
 
+// No panic here either, but the framer's hot loops keep plain indexing and
+// arithmetic, so the lints are allowed function by function below, each marked
+// "hot path". Their positions only move past bytes the loop condition checked
+// are there (so they stay at most the buffer's length: no overflow, no index
+// out of bounds), and the 256-entry tables are indexed by a byte. Checked
+// forms on every byte cost throughput (see benches/benches/framing.rs); the
+// fuzz targets build with overflow checks and debug assertions, so a broken
+// bound shows there as a crash.
+
 #[inline]
 pub(super) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -12,6 +21,8 @@ const HI: u64 = 0x8080_8080_8080_8080;
 /// Index of the first byte in `bytes[i..end]` that ends a plain run inside a
 /// string (`"`, `\`, a control byte or a non-ASCII byte), or `end`.
 #[inline(always)]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 pub(super) fn string_stop(bytes: &[u8], mut i: usize, end: usize) -> usize {
     let window = &bytes[..end];
     while let Some(chunk) = window.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
@@ -42,6 +53,8 @@ pub(super) fn string_stop(bytes: &[u8], mut i: usize, end: usize) -> usize {
 /// Index of the first byte in `bytes[i..end]` that cannot continue a scalar
 /// (number or literal), or `end`.
 #[inline(always)]
+// Hot path: see the note at the top of this file.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 pub(super) fn scalar_end(bytes: &[u8], mut i: usize, end: usize) -> usize {
     while i < end && CLASS[bytes[i] as usize] == C_SCALAR {
         i += 1;
@@ -60,6 +73,8 @@ pub(super) const C_WS: u8 = 6;
 const C_PUNCT: u8 = 7;
 pub(super) const C_SCALAR: u8 = 8;
 
+// Evaluated at compile time: an index out of bounds fails the build.
+#[allow(clippy::indexing_slicing)]
 pub(super) static CLASS: [u8; 256] = {
     let mut t = [C_INVALID; 256];
     t[b'"' as usize] = C_QUOTE;
@@ -100,6 +115,8 @@ pub(super) const P_SCALAR: u8 = 4;
 pub(super) const P_WS: u8 = 8;
 
 /// For [`Scanner::resume_one`](super::Scanner): the runs a byte goes on with, as `P_*` bits.
+// Evaluated at compile time: an index out of bounds fails the build.
+#[allow(clippy::indexing_slicing)]
 pub(super) static PLAIN: [u8; 256] = {
     let mut t = [0; 256];
     let mut b = 0;
