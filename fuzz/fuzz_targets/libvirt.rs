@@ -18,53 +18,18 @@
 
 #![no_main]
 
+mod plan;
+
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
+use plan::Plan;
 use qmp_libvirt::Error;
 use qmp_libvirt::conn::{CallId, Config, Connection, Output};
 use qmp_libvirt::wire::{
     self, AuthType, Domain, EventRegisterArgs, MonitorCommandArgs, MonitorEvent, RemoteError, Uuid,
     xdr,
 };
-
-struct Plan<'a> {
-    flags: u8,
-    sizes: &'a [u8],
-    data: &'a [u8],
-}
-
-impl<'a> Plan<'a> {
-    fn new(input: &'a [u8]) -> Self {
-        let Some((&flags, rest)) = input.split_first() else {
-            return Plan {
-                flags: 0,
-                sizes: &[],
-                data: &[],
-            };
-        };
-        let n = usize::from(flags & 7).min(rest.len());
-        let (sizes, data) = rest.split_at(n);
-        Plan { flags, sizes, data }
-    }
-
-    fn chunks(&self) -> Vec<&'a [u8]> {
-        let mut out = Vec::new();
-        let mut rest = self.data;
-        let mut k = 0;
-        while !rest.is_empty() {
-            let size = match self.sizes {
-                [] => 1,
-                sizes => usize::from(sizes[k % sizes.len()]) + 1,
-            };
-            k += 1;
-            let (chunk, tail) = rest.split_at(size.min(rest.len()));
-            out.push(chunk);
-            rest = tail;
-        }
-        out
-    }
-}
 
 /// Every decoder on every packet: none may panic, whatever the bytes.
 fn decoders(data: &[u8]) {

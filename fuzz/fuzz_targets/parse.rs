@@ -18,9 +18,12 @@
 
 #![no_main]
 
+mod plan;
+
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
+use plan::Plan;
 use qmp_proto::framer::{Frame, FrameError, Framer, IdValue, Key};
 use qmp_proto::{
     AgentOutput, Client, ClientConfig, ConnectionLimits, Error, Fixed, GuestAgent, Heap, Id,
@@ -43,48 +46,6 @@ const NONCE_ALT: u64 = 987_654_321;
 
 /// Fixed storage small enough that its buffer, not `LIMITS`, caps messages.
 type Small = Fixed<512, 1024, 4>;
-
-struct Plan<'a> {
-    flags: u8,
-    sizes: &'a [u8],
-    data: &'a [u8],
-}
-
-impl<'a> Plan<'a> {
-    fn new(input: &'a [u8]) -> Self {
-        let Some((&flags, rest)) = input.split_first() else {
-            return Plan {
-                flags: 0,
-                sizes: &[],
-                data: &[],
-            };
-        };
-        let n = usize::from(flags & 7).min(rest.len());
-        let (sizes, data) = rest.split_at(n);
-        Plan { flags, sizes, data }
-    }
-
-    fn whole(&self) -> Vec<&'a [u8]> {
-        vec![self.data]
-    }
-
-    fn chunks(&self) -> Vec<&'a [u8]> {
-        let mut out = Vec::new();
-        let mut rest = self.data;
-        let mut k = 0;
-        while !rest.is_empty() {
-            let size = match self.sizes {
-                [] => 1,
-                sizes => usize::from(sizes[k % sizes.len()]) + 1,
-            };
-            k += 1;
-            let (chunk, tail) = rest.split_at(size.min(rest.len()));
-            out.push(chunk);
-            rest = tail;
-        }
-        out
-    }
-}
 
 // ---------------------------------------------------------------- summaries
 
@@ -566,7 +527,7 @@ fn check<S: Storage>(name: &str, whole: &[&[u8]], chunked: &[&[u8]], flags: u8) 
 
 fuzz_target!(|input: &[u8]| {
     let plan = Plan::new(input);
-    let whole = plan.whole();
+    let whole = vec![plan.data];
     let chunked = plan.chunks();
 
     same(
