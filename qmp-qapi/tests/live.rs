@@ -16,6 +16,7 @@ use qmp_qapi::commands::{self, QueryStatus};
 use qmp_qapi::events::Event;
 use qmp_qapi::types::RunState;
 use qmp_std::{Config, EventFilter, QemuBuilder};
+use qmp_testsuite::peers::require_qemu10 as qemu10;
 use serde_json::{Value, json};
 
 fn peers_required() -> bool {
@@ -48,30 +49,6 @@ fn qemu7(test: &str) -> Option<QemuBuilder> {
         return None;
     }
     Some(QemuBuilder::new().binary(PathBuf::from(program)))
-}
-
-/// QEMU 10.0: `$QMP_QEMU10`, run with `-L $QMP_QEMU10_DATA` (default: the
-/// `share/qemu` beside its `bin`).
-fn qemu10(test: &str) -> Option<QemuBuilder> {
-    let Some(program) = std::env::var_os("QMP_QEMU10").filter(|v| !v.is_empty()) else {
-        skip(
-            test,
-            "QMP_QEMU10 is not set (run scripts/prepare-qemu10.sh and export what it prints)",
-        );
-        return None;
-    };
-    let program = PathBuf::from(program);
-    if !runs(program.as_os_str()) {
-        skip(
-            test,
-            &format!("QMP_QEMU10={} does not run", program.display()),
-        );
-        return None;
-    }
-    let data = std::env::var_os("QMP_QEMU10_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| program.join("../../share/qemu"));
-    Some(QemuBuilder::new().binary(program).arg("-L").arg(data))
 }
 
 /// A small pc (paused, TCG) with a disk, a balloon, a generation id and

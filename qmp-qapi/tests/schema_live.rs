@@ -6,35 +6,11 @@
 //! A missing QEMU skips with a `SKIPPED` line on stderr, or fails when
 //! `QMP_REQUIRE_PEERS` is set.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use qmp_qapi::commands::BlockdevAdd;
 use qmp_qapi::schema::{Fault, LiveSchema, Schema, ValidationError};
 use qmp_std::{Config, Error, QemuBuilder};
+use qmp_testsuite::peers::require_qemu10 as qemu10;
 use serde_json::{Value, json};
-
-/// QEMU 10.0 from `$QMP_QEMU10`, with its data from `$QMP_QEMU10_DATA`.
-fn qemu10(test: &str) -> Option<QemuBuilder> {
-    let program = std::env::var_os("QMP_QEMU10").filter(|v| !v.is_empty());
-    let Some(program) = program.map(PathBuf::from).filter(|p| p.exists()) else {
-        let required = std::env::var_os(qmp_testsuite::peers::REQUIRE_PEERS_ENV)
-            .is_some_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "{test}: QMP_QEMU10 does not name a QEMU 10.0, and QMP_REQUIRE_PEERS is set"
-        );
-        let _ = std::io::stderr().write_all(
-            format!("SKIPPED {test}: QMP_QEMU10 is not set (eval \"$(scripts/prepare-qemu10.sh --env)\")\n")
-                .as_bytes(),
-        );
-        return None;
-    };
-    let data = std::env::var_os("QMP_QEMU10_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| program.join("../../share/qemu"));
-    Some(QemuBuilder::new().binary(program).arg("-L").arg(data))
-}
 
 /// The validation error behind a refused call.
 fn refusal(result: qmp_std::Result<impl core::fmt::Debug>) -> ValidationError {

@@ -455,7 +455,9 @@ pub async fn child_stdio<H: Harness>(test: &'static str) {
     let Some(builder) = crate::peers::require_qemu(test) else {
         return;
     };
-    let marker = format!("{test}-{}", std::process::id());
+    // The release too: the case runs on both QEMUs in one process.
+    let release = crate::peers::selected_qemu().version();
+    let marker = format!("{test}-{release}-{}", std::process::id());
     let named = builder.clone().arg("-name").arg(&marker);
     let launched = within::<H, _>("launch_stdio", H::launch_stdio(named, config())).await;
     let qmp = ok("launch_stdio", launched);

@@ -419,7 +419,9 @@ pub fn child_stdio<H: BlockingHarness>(test: &'static str) {
     let Some(builder) = crate::peers::require_qemu(test) else {
         return;
     };
-    let marker = format!("{test}-{}", std::process::id());
+    // The release too: the case runs on both QEMUs in one process.
+    let release = crate::peers::selected_qemu().version();
+    let marker = format!("{test}-{release}-{}", std::process::id());
     let named = builder.clone().arg("-name").arg(&marker);
     let qmp = ok("launch_stdio", H::launch_stdio(named, config()));
     let version = qmp.execute_raw("query-version", ());

@@ -52,6 +52,11 @@ pub fn greeting(greeting: &Greeting, oob_enabled: bool, version: Result<Json>) {
         "the greeting says {g}, query-version says {version}"
     );
     assert!(g.major >= 7, "QEMU {g} is older than 7");
+    // The system's QEMU is whatever the distribution ships; the second one is
+    // the 10.0 that scripts/prepare-qemu10.sh unpacked.
+    if crate::peers::selected_qemu() == crate::peers::QemuRelease::V10_0 {
+        assert_eq!((g.major, g.minor), (10, 0), "$QMP_QEMU10 runs QEMU {g}");
+    }
     assert!(
         greeting.capabilities.iter().any(|c| c == "oob"),
         "oob not offered: {:?}",

@@ -142,13 +142,13 @@ macro_rules! blocking_suite {
 }
 
 /// The list of cases, kept in one place so both suites have the same ones.
+/// The first list needs `qemu-system-x86_64` and runs on QEMU 7.2 and again on
+/// QEMU 10.0 (in a module `qemu_10_0`); the second runs once.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite {
     ($mode:ident, $h:ty) => {
-        $crate::__tests!(
-            $mode,
-            $h;
+        $crate::__suite!(@qemu $mode, $h;
             greeting_and_version,
             query_status_typed_and_raw,
             stop_cont_events,
@@ -158,44 +158,62 @@ macro_rules! __suite {
             timeout_on_stopped_qemu,
             killed_qemu_fails_pending_calls,
             drop_frees_the_monitor,
-            close_ends_a_stuck_write,
-            connect_to_a_full_listener,
             fd_passing,
             fd_call_behind_a_stuck_one,
             big_reply,
             tcp_monitor,
-            guest_agent_exec,
-            guest_agent_resync,
-            guest_agent_no_reply,
-            guest_agent_resync_drops_unsent,
-            mock_slow_subscriber_lags,
-            mock_deadlines,
             child_stdio,
             calls_from_a_foreign_executor,
             through_the_client_trait,
             typed_events
         );
+        $crate::__tests!(
+            $mode,
+            $h,
+            V7_2;
+            close_ends_a_stuck_write,
+            connect_to_a_full_listener,
+            guest_agent_exec,
+            guest_agent_resync,
+            guest_agent_no_reply,
+            guest_agent_resync_drops_unsent,
+            mock_slow_subscriber_lags,
+            mock_deadlines
+        );
+    };
+    (@qemu $mode:ident, $h:ty; $($case:ident),*) => {
+        $crate::__tests!($mode, $h, V7_2; $($case),*);
+        /// The real-QEMU cases again, on QEMU 10.0.
+        mod qemu_10_0 {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__tests!($mode, $h, V10_0; $($case),*);
+        }
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __tests {
-    (async, $h:ty; $($case:ident),*) => {
+    (async, $h:ty, $release:ident; $($case:ident),*) => {
         $(
             #[test]
             fn $case() {
-                <$h as $crate::Harness>::block_on(
-                    $crate::async_cases::$case::<$h>(stringify!($case)),
-                );
+                $crate::peers::with_qemu($crate::peers::QemuRelease::$release, || {
+                    <$h as $crate::Harness>::block_on(
+                        $crate::async_cases::$case::<$h>(stringify!($case)),
+                    )
+                });
             }
         )*
     };
-    (blocking, $h:ty; $($case:ident),*) => {
+    (blocking, $h:ty, $release:ident; $($case:ident),*) => {
         $(
             #[test]
             fn $case() {
-                $crate::blocking_cases::$case::<$h>(stringify!($case));
+                $crate::peers::with_qemu($crate::peers::QemuRelease::$release, || {
+                    $crate::blocking_cases::$case::<$h>(stringify!($case))
+                });
             }
         )*
     };

@@ -21,28 +21,13 @@ pub fn skip(test: &str, why: &str) {
     let _ = std::io::stderr().write_all(format!("SKIPPED {test}: {why}\n").as_bytes());
 }
 
-fn qemu10(test: &str) -> Option<QemuBuilder> {
-    let Some(program) = std::env::var_os("QMP_QEMU10").filter(|v| !v.is_empty()) else {
-        skip(
-            test,
-            "QEMU 10.0: QMP_QEMU10 is not set (eval \"$(scripts/prepare-qemu10.sh --env)\")",
-        );
-        return None;
-    };
-    let program = PathBuf::from(program);
-    let data = std::env::var_os("QMP_QEMU10_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| program.join("../../share/qemu"));
-    Some(QemuBuilder::new().binary(program).arg("-L").arg(data))
-}
-
 /// The QEMUs to run a test body on: 7.2, then 10.0 when it is there.
 pub fn qemus(test: &str) -> Vec<(&'static str, QemuBuilder)> {
     let mut all = Vec::new();
     if let Some(b) = qmp_testsuite::peers::require_qemu(test) {
         all.push(("7.2", b));
     }
-    if let Some(b) = qemu10(test) {
+    if let Some(b) = qmp_testsuite::peers::require_qemu10(test) {
         all.push(("10.0", b));
     }
     all
