@@ -31,8 +31,10 @@ use qmp_io::{Config, Result};
 pub mod async_cases;
 pub mod blocking_cases;
 pub mod checks;
+pub mod faults;
 pub mod fixtures;
 pub mod generic;
+pub mod hostile;
 pub mod peers;
 pub mod typed;
 
