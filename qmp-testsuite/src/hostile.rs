@@ -250,6 +250,7 @@ fn serve(listener: &UnixListener, shared: &Shared, steps: Vec<Step>) -> Result<(
         input: Vec::new(),
         last: serde_json::Value::Null,
         by_name: Vec::new(),
+        unclaimed: Vec::new(),
     };
     for (n, step) in steps.into_iter().enumerate() {
         peer.step(step).map_err(|e| format!("step {n}: {e}"))?;
@@ -268,6 +269,8 @@ struct Peer<'a> {
     last: serde_json::Value,
     /// The last command `Await` took of each name.
     by_name: Vec<(&'static str, serde_json::Value)>,
+    /// Commands received that no `Await` took yet, oldest first.
+    unclaimed: Vec<serde_json::Value>,
 }
 
 impl Peer<'_> {
@@ -361,11 +364,23 @@ impl Peer<'_> {
         Ok(())
     }
 
-    /// Reads until a command named `name` arrives (commands before it are
-    /// recorded and left unanswered).
+    /// Takes the oldest command named `name` received and not taken yet,
+    /// reading until one arrives: concurrent calls may reach the peer in any
+    /// order, and each `Await` still takes its own.
     fn await_command(&mut self, name: &'static str) -> std::io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
+            let named = |c: &serde_json::Value| {
+                let verb = c.get("execute").or_else(|| c.get("exec-oob"));
+                verb.and_then(|v| v.as_str()) == Some(name)
+            };
+            if let Some(i) = self.unclaimed.iter().position(named) {
+                let command = self.unclaimed.remove(i);
+                self.by_name.retain(|(n, _)| *n != name);
+                self.by_name.push((name, command.clone()));
+                self.last = command;
+                return Ok(());
+            }
             while let Some(end) = self.input.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.input.drain(..=end).collect();
                 let text = String::from_utf8_lossy(&line);
@@ -381,13 +396,10 @@ impl Peer<'_> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(command.clone());
-                let verb = command.get("execute").or_else(|| command.get("exec-oob"));
-                if verb.and_then(|v| v.as_str()) == Some(name) {
-                    self.by_name.retain(|(n, _)| *n != name);
-                    self.by_name.push((name, command.clone()));
-                    self.last = command;
-                    return Ok(());
-                }
+                self.unclaimed.push(command);
+            }
+            if self.unclaimed.iter().any(named) {
+                continue;
             }
             let n = self.stream.read(&mut buf)?;
             if n == 0 {

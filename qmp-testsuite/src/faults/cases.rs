@@ -39,8 +39,9 @@ pub fn fault_config() -> Config {
 /// refusing input: its read buffer, the framer's slack, bookkeeping.
 const SLACK: usize = 512 << 10;
 
-/// The memory bound of a client whose peer floods it: two messages' worth.
-const MEMORY_BOUND: usize = 2 * CAP + SLACK;
+/// The memory bound of a client whose peer floods it: one message's worth
+/// and the slack.
+const MEMORY_BOUND: usize = CAP + SLACK;
 
 /// How long the endless-reply cases let the peer flood the client.
 const FLOOD_TIMEOUT: Duration = Duration::from_secs(1);
@@ -763,6 +764,23 @@ pub async fn event_flood<T: Target>(test: &str) {
     bystander.check().await;
 }
 
+/// Replies to ids the client never sent, sent after the peer took a
+/// command: too high, the command's id as a string, negative, the id the
+/// client's next command will get, an error with an unknown id, an error with
+/// none.
+fn stray_replies() -> Vec<Step> {
+    [
+        "{\"return\": {\"stale\": 1}, \"id\": 1000}",
+        "{\"return\": {\"stale\": 2}, \"id\": \"{id}\"}",
+        "{\"return\": {\"stale\": 3}, \"id\": -1}",
+        "{\"return\": {\"stale\": 4}, \"id\": {next}}",
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"stale\"}, \"id\": 999}",
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no id\"}}",
+    ]
+    .map(|reply| Step::Reply(reply.into()))
+    .into()
+}
+
 /// Replies with ids the client never sent (too high, a string, negative, the
 /// id its next command will get, an error with an unknown id, an error with
 /// none): none is given to any call, the connection stays open, and each call
@@ -770,22 +788,16 @@ pub async fn event_flood<T: Target>(test: &str) {
 pub async fn unknown_ids<T: Target>(test: &str) {
     let peer = HostilePeer::qmp(
         test,
-        vec![
-            Step::Await("query-status"),
-            Step::Reply("{\"return\": {\"stale\": 1}, \"id\": 1000}".into()),
-            Step::Reply("{\"return\": {\"stale\": 2}, \"id\": \"{id}\"}".into()),
-            Step::Reply("{\"return\": {\"stale\": 3}, \"id\": -1}".into()),
-            Step::Reply("{\"return\": {\"stale\": 4}, \"id\": {next}}".into()),
-            Step::Reply(
-                "{\"error\": {\"class\": \"GenericError\", \"desc\": \"stale\"}, \"id\": 999}"
-                    .into(),
-            ),
-            Step::Reply("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no id\"}}".into()),
-            Step::Reply(STATUS.into()),
-            Step::Await("query-name"),
-            Step::Reply(name_reply("own")),
-            Step::Hang,
-        ],
+        vec![Step::Await("query-status")]
+            .into_iter()
+            .chain(stray_replies())
+            .chain([
+                Step::Reply(STATUS.into()),
+                Step::Await("query-name"),
+                Step::Reply(name_reply("own")),
+                Step::Hang,
+            ])
+            .collect(),
     );
     let bystander = Bystander::<T>::new().await;
     let qmp = connect::<T>(&peer, fault_config()).await;
@@ -809,21 +821,21 @@ pub async fn unknown_ids<T: Target>(test: &str) {
     bystander.check().await;
 }
 
-/// Guest replies with ids never sent: none reaches a call.
+/// Guest replies with ids never sent (the same as [`unknown_ids`]): none
+/// reaches a call, and the calls get their own replies.
 pub async fn agent_unknown_ids<T: Target>(test: &str) {
     let peer = HostilePeer::agent(
         test,
-        vec![
-            Step::Await("guest-info"),
-            Step::Reply("{\"return\": {\"stale\": 1}, \"id\": 1000}".into()),
-            Step::Reply("{\"return\": {\"stale\": 2}, \"id\": \"{id}\"}".into()),
-            Step::Reply("{\"return\": {\"stale\": 4}, \"id\": {next}}".into()),
-            Step::Reply("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no id\"}}".into()),
-            Step::Reply("{\"return\": {\"version\": \"own\"}, \"id\": {id}}".into()),
-            Step::Await("guest-ping"),
-            Step::Reply("{\"return\": {\"pong\": \"own\"}, \"id\": {id}}".into()),
-            Step::Hang,
-        ],
+        vec![Step::Await("guest-info")]
+            .into_iter()
+            .chain(stray_replies())
+            .chain([
+                Step::Reply("{\"return\": {\"version\": \"own\"}, \"id\": {id}}".into()),
+                Step::Await("guest-ping"),
+                Step::Reply("{\"return\": {\"pong\": \"own\"}, \"id\": {id}}".into()),
+                Step::Hang,
+            ])
+            .collect(),
     );
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let info = within::<T, _>("guest-info", T::agent_call(&agent, call("guest-info"))).await;

@@ -71,7 +71,7 @@ impl Memory {
     /// True when [`Counting`] is the global allocator (it has counted
     /// something).
     pub fn installed() -> bool {
-        let probe = std::hint::black_box(vec![0u8; 64]);
+        let probe = core::hint::black_box(vec![0u8; 64]);
         let live = LIVE.load(Ordering::Relaxed);
         drop(probe);
         live > 0

@@ -185,7 +185,7 @@ fn on_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Ta
     let cell: Arc<Mutex<(Outcome<T>, Option<Waker>)>> = Arc::new(Mutex::new((None, None)));
     let filled = cell.clone();
     std::thread::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let outcome = std::panic::catch_unwind(core::panic::AssertUnwindSafe(work));
         let waker = {
             let mut cell = filled.lock().unwrap_or_else(PoisonError::into_inner);
             cell.0 = Some(outcome);
