@@ -95,7 +95,14 @@ impl<P: Protocol> Session<P> {
         Self {
             inner: Mutex::new(Inner {
                 proto,
-                d: Dispatch::new(),
+                // The core clamps the limit so; the error reports what applied.
+                d: Dispatch::new(
+                    config
+                        .limits
+                        .receive
+                        .max_message_size
+                        .min(qmp_proto::framer::MAX_MESSAGE_SIZE),
+                ),
                 marks: VecDeque::new(),
                 taken: 0,
                 driver: None,

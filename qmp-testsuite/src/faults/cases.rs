@@ -575,16 +575,22 @@ fn sized_reply(command: &str, size: usize) -> Step {
     }
 }
 
-/// The call failed with exactly `ReplyTooLarge { size }`, and says so.
+/// The call failed with exactly `ReplyTooLarge { size, limit: CAP }`, and
+/// its message names both.
 fn too_large(what: &str, result: Result<Json>, size: usize) {
     match result {
         Err(e @ Error::ReplyTooLarge { .. }) => {
             assert!(
-                matches!(e, Error::ReplyTooLarge { size: s } if s == size),
+                matches!(e, Error::ReplyTooLarge { size: s, limit: CAP } if s == size),
                 "{what}: {e:?}"
             );
-            let message = e.to_string();
-            assert!(message.contains(&size.to_string()), "{what}: {message}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the reply ({size} bytes) is larger than the size limit ({CAP} bytes); it was skipped"
+                ),
+                "{what}"
+            );
         }
         other => panic!("{what}: expected ReplyTooLarge of {size} bytes, got {other:?}"),
     }
