@@ -88,6 +88,8 @@ struct Shared {
     sent: AtomicU64,
     /// Steps finished.
     done: AtomicUsize,
+    /// When each finished step did.
+    finished: Mutex<Vec<Instant>>,
     /// Every command received, in order.
     received: Mutex<Vec<serde_json::Value>>,
     /// The accepted connection, to shut down on drop.
@@ -189,6 +191,17 @@ impl HostilePeer {
         true
     }
 
+    /// When step `n` of the script (counted from 0, the handshake's
+    /// included) finished; `None` while it has not.
+    pub fn finished_at(&self, n: usize) -> Option<Instant> {
+        self.shared
+            .finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(n)
+            .copied()
+    }
+
     /// Waits until the script ran to its end (or failed: the client hung up)
     /// and says how it ended.
     ///
@@ -254,6 +267,11 @@ fn serve(listener: &UnixListener, shared: &Shared, steps: Vec<Step>) -> Result<(
     };
     for (n, step) in steps.into_iter().enumerate() {
         peer.step(step).map_err(|e| format!("step {n}: {e}"))?;
+        shared
+            .finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Instant::now());
         shared.done.fetch_add(1, Ordering::SeqCst);
     }
     // Keep the connection until the case drops the peer: closing is a step.

@@ -249,9 +249,36 @@ pub async fn agent_stall_mid_reply<T: Target>(test: &str) {
     bystander.check().await;
 }
 
-/// The peer closes half-way through a reply: both pending calls fail at once
-/// with `Eof { mid_message: true }`, so does the connection, its subscriber
-/// ends, and a later call fails at once.
+/// A call's result and when it came.
+async fn timed<O>(task: crate::Task<O>) -> (O, Instant) {
+    let output = task.await;
+    (output, Instant::now())
+}
+
+/// The call failed with `Eof { mid_message: true }` within
+/// [`DISCONNECT_BOUND`] of the peer's close.
+fn failed_at_close(what: &str, (result, at): (Result<Json>, Instant), closed: Instant) {
+    let reason = disconnected(what, result);
+    assert!(
+        matches!(reason, Disconnect::Eof { mid_message: true }),
+        "{what}: {reason:?}"
+    );
+    let late = at.saturating_duration_since(closed);
+    assert!(
+        late < DISCONNECT_BOUND,
+        "{what} failed {late:?} after the close"
+    );
+}
+
+/// Steps of the QMP peers' handshake (greeting, `qmp_capabilities`).
+const QMP_HANDSHAKE: usize = 3;
+
+/// Steps of the agent peers' synchronisation.
+const AGENT_SYNC: usize = 3;
+
+/// The peer closes half-way through a reply: both pending calls fail within
+/// a second of the close with `Eof { mid_message: true }`, so does the
+/// connection, its subscriber ends, and a later call fails at once.
 pub async fn close_mid_reply<T: Target>(test: &str) {
     let peer = HostilePeer::qmp(
         test,
@@ -266,22 +293,15 @@ pub async fn close_mid_reply<T: Target>(test: &str) {
     let bystander = Bystander::<T>::new().await;
     let qmp = connect::<T>(&peer, fault_config()).await;
     let mut events = T::subscribe(&qmp, EventFilter::all());
-    let first = T::call(&qmp, call("query-status").timeout(None));
-    let second = T::call(&qmp, call("query-name").timeout(None));
+    let first = timed(T::call(&qmp, call("query-status").timeout(None)));
+    let second = timed(T::call(&qmp, call("query-name").timeout(None)));
     let pending = futures_util::future::join(first, second);
     let (first, second) = within::<T, _>("the pending calls", pending).await;
-    let ended_at = Instant::now();
-    assert!(peer.wait_steps(3 + 5), "the peer did not close");
-    for (what, result) in [
-        ("the first pending call", first),
-        ("the second pending call", second),
-    ] {
-        let reason = disconnected(what, result);
-        assert!(
-            matches!(reason, Disconnect::Eof { mid_message: true }),
-            "{what}: {reason:?}"
-        );
-    }
+    let close = QMP_HANDSHAKE + 4;
+    assert!(peer.wait_steps(close + 1), "the peer did not close");
+    let closed = peer.finished_at(close).expect("the close step");
+    failed_at_close("the first pending call", first, closed);
+    failed_at_close("the second pending call", second, closed);
     let reason = within::<T, _>("closed", T::closed(&qmp)).await;
     assert!(
         matches!(reason, Disconnect::Eof { mid_message: true }),
@@ -293,24 +313,18 @@ pub async fn close_mid_reply<T: Target>(test: &str) {
     );
     ended::<T>("the subscriber", &mut events).await;
     let start = Instant::now();
-    let later = within::<T, _>("a later call", T::call(&qmp, call("query-status"))).await;
-    let later = disconnected("a later call", later);
-    assert!(
-        matches!(later, Disconnect::Eof { mid_message: true }),
-        "{later:?}"
+    let later = timed(T::call(&qmp, call("query-status")));
+    failed_at_close(
+        "a later call",
+        within::<T, _>("a later call", later).await,
+        start,
     );
-    assert!(
-        start.elapsed() < DISCONNECT_BOUND,
-        "a later call took {:?}",
-        start.elapsed()
-    );
-    assert!(ended_at.elapsed() < PATIENCE);
     bystander.during();
     bystander.check().await;
 }
 
-/// The guest closes half-way through a reply: the pending call fails with
-/// `Eof { mid_message: true }`.
+/// The guest closes half-way through a reply: the pending call fails within
+/// a second with `Eof { mid_message: true }`, and so does the connection.
 pub async fn agent_close_mid_reply<T: Target>(test: &str) {
     let peer = HostilePeer::agent(
         test,
@@ -321,21 +335,21 @@ pub async fn agent_close_mid_reply<T: Target>(test: &str) {
             Step::Close,
         ],
     );
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
-    let pending = T::agent_call(&agent, call("guest-info").timeout(None));
-    let reason = disconnected(
-        "the pending guest call",
-        within::<T, _>("the pending call", pending).await,
-    );
-    assert!(
-        matches!(reason, Disconnect::Eof { mid_message: true }),
-        "{reason:?}"
-    );
+    let pending = timed(T::agent_call(&agent, call("guest-info").timeout(None)));
+    let pending = within::<T, _>("the pending call", pending).await;
+    let close = AGENT_SYNC + 3;
+    assert!(peer.wait_steps(close + 1), "the peer did not close");
+    let closed = peer.finished_at(close).expect("the close step");
+    failed_at_close("the pending guest call", pending, closed);
     let reason = within::<T, _>("closed", T::agent_closed(&agent)).await;
     assert!(
         matches!(reason, Disconnect::Eof { mid_message: true }),
         "{reason:?}"
     );
+    bystander.during();
+    bystander.check().await;
 }
 
 /// A reply that never ends: the client skips it without storing it (memory
@@ -394,6 +408,7 @@ pub async fn agent_endless_reply<T: Target>(test: &str) {
         Step::Hang,
     ]);
     let peer = HostilePeer::agent(test, steps);
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let memory = Memory::start();
     let endless = T::agent_call(&agent, call("guest-info").timeout(Some(FLOOD_TIMEOUT)));
@@ -406,6 +421,8 @@ pub async fn agent_endless_reply<T: Target>(test: &str) {
         value(ping, "guest-ping after the endless reply"),
         serde_json::json!({})
     );
+    bystander.during();
+    bystander.check().await;
 }
 
 /// The CPU time this process used so far.
@@ -480,6 +497,7 @@ pub async fn agent_slowloris_reply<T: Target>(test: &str) {
             Step::Hang,
         ],
     );
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let (cpu, wall) = (cpu_time(), Instant::now());
     let slow = T::agent_call(
@@ -496,6 +514,8 @@ pub async fn agent_slowloris_reply<T: Target>(test: &str) {
         value(slow, "the trickled guest reply"),
         serde_json::json!({"version": "9.2.0"})
     );
+    bystander.during();
+    bystander.check().await;
 }
 
 /// The depth limit the default settings have (QEMU's own).
@@ -558,10 +578,13 @@ pub async fn agent_deep_nesting<T: Target>(test: &str) {
             Step::Hang,
         ],
     );
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let deep = within::<T, _>("the deep reply", T::agent_call(&agent, call("guest-info"))).await;
     let expected = ProtocolError::Frame(FrameError::TooDeep { limit: DEPTH_LIMIT });
     broke_protocol("the deep guest reply", deep, expected);
+    bystander.during();
+    bystander.check().await;
 }
 
 /// A reply of `size` bytes of `a` in a string, `id` first: the id of the
@@ -670,6 +693,7 @@ pub async fn agent_reply_over_the_cap<T: Target>(test: &str) {
             Step::Hang,
         ],
     );
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let over = within::<T, _>("one byte over", T::agent_call(&agent, call("guest-info"))).await;
     too_large("a guest reply one byte over the cap", over, CAP + 1);
@@ -695,6 +719,8 @@ pub async fn agent_reply_over_the_cap<T: Target>(test: &str) {
         value(ping, "guest-ping after the huge replies"),
         serde_json::json!({})
     );
+    bystander.during();
+    bystander.check().await;
 }
 
 /// The flood's event numbered `n`.
@@ -843,6 +869,7 @@ pub async fn agent_unknown_ids<T: Target>(test: &str) {
             ])
             .collect(),
     );
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let info = within::<T, _>("guest-info", T::agent_call(&agent, call("guest-info"))).await;
     assert_eq!(
@@ -854,6 +881,8 @@ pub async fn agent_unknown_ids<T: Target>(test: &str) {
         value(ping, "guest-ping"),
         serde_json::json!({"pong": "own"})
     );
+    bystander.during();
+    bystander.check().await;
 }
 
 /// A second greeting mid-session: the connection fails with
@@ -931,6 +960,7 @@ pub async fn agent_invalid_utf8<T: Target>(test: &str) {
             Step::Hang,
         ],
     );
+    let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let pending = within::<T, _>(
         "the pending call",
@@ -941,6 +971,8 @@ pub async fn agent_invalid_utf8<T: Target>(test: &str) {
     broke_protocol("the guest call", pending, expected);
     let reason = within::<T, _>("closed", T::agent_closed(&agent)).await;
     protocol("the guest connection", &reason, expected);
+    bystander.during();
+    bystander.check().await;
 }
 
 /// The client sends `qmp_capabilities` with id 0 (and `enable: [oob]` when
