@@ -111,6 +111,10 @@ impl Dispatch {
             (Some(Disconnect::Eof { .. }), Some(ProtocolError::TruncatedMessage)) => {
                 Disconnect::Eof { mid_message: true }
             }
+            // This side cut the stream (a close, a handshake timeout, a socket
+            // error): the message it cut short is no fault of the peer's, and
+            // the reason is the cut.
+            (Some(cause), Some(ProtocolError::TruncatedMessage)) => cause,
             (_, Some(e)) => Disconnect::Protocol(e),
             (Some(cause), None) => cause,
             (None, None) => Disconnect::Eof { mid_message: false },
