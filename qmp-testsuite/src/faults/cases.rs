@@ -44,7 +44,7 @@ const SLACK: usize = 512 << 10;
 const MEMORY_BOUND: usize = CAP + SLACK;
 
 /// How long the endless-reply cases let the peer flood the client.
-const FLOOD_TIMEOUT: Duration = Duration::from_secs(1);
+const ENDLESS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One byte every this long: the slowloris cases.
 const TRICKLE: Duration = Duration::from_millis(10);
@@ -352,40 +352,113 @@ pub async fn agent_close_mid_reply<T: Target>(test: &str) {
     bystander.check().await;
 }
 
-/// A reply that never ends: the client skips it without storing it (memory
-/// stays at the cap while the peer sends many times more), the call fails at
-/// its own timeout (the reply's id, at its end, never comes, so no call can
-/// be failed earlier without guessing), and once the peer ends the message it
-/// is dropped and the connection goes on.
+/// Messages that never end, in every part of a reply the framer treats
+/// apart: a string, whitespace, a number, the id, a top-level key. Each is
+/// `(what, before, fill, after)`: the peer sends `before`, then `fill` until
+/// released, then `after`.
+const ENDLESS: [(&str, &str, u8, &str); 5] = [
+    ("a string", "{\"return\": \"", b'a', "\", \"id\": {id}}"),
+    ("whitespace", "{\"return\": ", b' ', "1, \"id\": {id}}"),
+    ("a number", "{\"return\": 1", b'1', ", \"id\": {id}}"),
+    ("an id", "{\"return\": 1, \"id\": 1", b'1', "}"),
+    ("a key", "{\"", b'k', "\": 1, \"return\": 1, \"id\": {id}}"),
+];
+
+/// A reply that never ends (in a string, whitespace, a number, the id, a
+/// key): the client skips it without storing it (memory stays at the cap
+/// while the peer sends many times more), the call fails at its own timeout
+/// (the reply's id, at its end, never comes, so no call can be failed
+/// earlier without guessing), and once the peer ends the message it is
+/// dropped and the connection goes on.
 pub async fn endless_reply<T: Target>(test: &str) {
-    let peer = HostilePeer::qmp(
-        test,
+    let bystander = Bystander::<T>::new().await;
+    for (what, before, fill, after) in ENDLESS {
+        let peer = HostilePeer::qmp(
+            &format!("{test}-{fill}"),
+            vec![
+                Step::Await("query-status"),
+                Step::Flood {
+                    before: before.into(),
+                    fill,
+                    after: after.into(),
+                    total: None,
+                },
+                Step::Await("query-name"),
+                Step::Reply(name_reply("own")),
+                Step::Hang,
+            ],
+        );
+        let qmp = connect::<T>(&peer, fault_config()).await;
+        let memory = Memory::start();
+        let endless = T::call(&qmp, call("query-status").timeout(Some(ENDLESS_TIMEOUT)));
+        let endless = within::<T, _>(what, endless).await;
+        timed_out(what, endless, ENDLESS_TIMEOUT);
+        memory.check(
+            &format!("{what} that never ends"),
+            peer.sent(),
+            MEMORY_BOUND,
+        );
+        assert!(!T::is_closed(&qmp), "{what}");
+        peer.release();
+        let next = within::<T, _>("the next call", T::call(&qmp, call("query-name"))).await;
+        named(
+            &format!("the call after {what} that never ends"),
+            next,
+            "own",
+        );
+    }
+    bystander.during();
+    bystander.check().await;
+}
+
+/// A greeting, and a guest's answer to the sync, that never end: the
+/// connect fails at its timeout naming the handshake step that was missing,
+/// with memory at the cap while the peer sends many times more.
+pub async fn endless_handshake<T: Target>(test: &str) {
+    let endless = |before: &str| Step::Flood {
+        before: before.into(),
+        fill: b'a',
+        after: "\"}".into(),
+        total: None,
+    };
+    let timeout = ENDLESS_TIMEOUT;
+    let config = fault_config().connect_timeout(timeout);
+    let handshake_timed_out = |what: &str, reason: Disconnect, expected: HandshakeStep| match reason
+    {
+        Disconnect::HandshakeTimeout { step, timeout: t } => {
+            assert_eq!((step, t), (expected, timeout), "{what}");
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+
+    let qmp = HostilePeer::start(&format!("{test}-qmp"), vec![endless("{\"QMP\": \"")]);
+    let memory = Memory::start();
+    let result = within::<T, _>("connect", T::connect(qmp.path().into(), config.clone())).await;
+    match result {
+        Err(Error::Disconnected(reason)) => {
+            handshake_timed_out("an endless greeting", reason, HandshakeStep::Greeting);
+        }
+        other => panic!("an endless greeting: {other:?}"),
+    }
+    memory.check("a greeting that never ends", qmp.sent(), MEMORY_BOUND);
+
+    let agent = HostilePeer::start(
+        &format!("{test}-agent"),
         vec![
-            Step::Await("query-status"),
-            Step::Flood {
-                before: "{\"return\": \"".into(),
-                fill: b'a',
-                after: "\", \"id\": {id}}".into(),
-                total: None,
-            },
-            Step::Await("query-name"),
-            Step::Reply(name_reply("own")),
-            Step::Hang,
+            Step::Await("guest-sync-delimited"),
+            Step::Send(vec![0xFF]),
+            endless("{\"return\": \""),
         ],
     );
-    let bystander = Bystander::<T>::new().await;
-    let qmp = connect::<T>(&peer, fault_config()).await;
     let memory = Memory::start();
-    let endless = T::call(&qmp, call("query-status").timeout(Some(FLOOD_TIMEOUT)));
-    let endless = within::<T, _>("the endless reply", endless).await;
-    timed_out("the endless reply", endless, FLOOD_TIMEOUT);
-    bystander.during();
-    memory.check("a reply that never ends", peer.sent(), MEMORY_BOUND);
-    assert!(!T::is_closed(&qmp));
-    peer.release();
-    let next = within::<T, _>("the next call", T::call(&qmp, call("query-name"))).await;
-    named("the call after the endless reply", next, "own");
-    bystander.check().await;
+    let result = within::<T, _>("connect", T::connect_agent(agent.path().into(), config)).await;
+    match result {
+        Err(Error::Disconnected(reason)) => {
+            handshake_timed_out("an endless sync reply", reason, HandshakeStep::GuestSync);
+        }
+        other => panic!("an endless sync reply: {other:?}"),
+    }
+    memory.check("a sync reply that never ends", agent.sent(), MEMORY_BOUND);
 }
 
 /// The guest sends a reply that never ends: the call times out, memory stays
@@ -411,9 +484,9 @@ pub async fn agent_endless_reply<T: Target>(test: &str) {
     let bystander = Bystander::<T>::new().await;
     let agent = connect_agent::<T>(&peer, fault_config()).await;
     let memory = Memory::start();
-    let endless = T::agent_call(&agent, call("guest-info").timeout(Some(FLOOD_TIMEOUT)));
+    let endless = T::agent_call(&agent, call("guest-info").timeout(Some(ENDLESS_TIMEOUT)));
     let endless = within::<T, _>("the endless guest reply", endless).await;
-    timed_out("the endless guest reply", endless, FLOOD_TIMEOUT);
+    timed_out("the endless guest reply", endless, ENDLESS_TIMEOUT);
     memory.check("a guest reply that never ends", peer.sent(), MEMORY_BOUND);
     peer.release();
     let ping = within::<T, _>("the next call", T::agent_call(&agent, call("guest-ping"))).await;

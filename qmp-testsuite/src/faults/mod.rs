@@ -136,6 +136,7 @@ macro_rules! __fault_suite {
             agent_close_mid_reply,
             endless_reply,
             agent_endless_reply,
+            endless_handshake,
             slowloris_reply,
             agent_slowloris_reply,
             deep_nesting,
