@@ -1021,6 +1021,138 @@ pub async fn invalid_utf8<T: Target>(test: &str) {
     bystander.check().await;
 }
 
+/// Bytes that are not QMP, each on a connection of its own with a call
+/// pending: what it sends after the call's command, and the exact protocol
+/// error that ends the connection (and the call).
+fn garbage() -> [(&'static str, Vec<u8>, ProtocolError); 5] {
+    [
+        (
+            "the guest agent's 0xFF",
+            vec![0xFF],
+            ProtocolError::UnexpectedSentinel,
+        ),
+        (
+            "a raw control byte in a string",
+            b"{\"return\": \"a\x01b\", \"id\": 1}\r\n".to_vec(),
+            ProtocolError::Frame(FrameError::ControlInString),
+        ),
+        (
+            "an array for a message",
+            b"[1, 2]\r\n".to_vec(),
+            ProtocolError::Frame(FrameError::NotAnObject),
+        ),
+        (
+            "a mismatched bracket",
+            b"{\"return\": [1}, \"id\": 1}\r\n".to_vec(),
+            ProtocolError::Frame(FrameError::MismatchedBracket),
+        ),
+        (
+            "a message both reply and event",
+            b"{\"return\": {}, \"event\": \"STOP\", \"id\": 1}\r\n".to_vec(),
+            ProtocolError::UnknownMessage,
+        ),
+    ]
+}
+
+/// Bytes that are not QMP (0xFF, a control byte in a string, an array, a
+/// mismatched bracket, a message both reply and event): each ends the
+/// connection with its exact protocol error, and the pending call with it.
+pub async fn garbage_input<T: Target>(test: &str) {
+    let bystander = Bystander::<T>::new().await;
+    for (n, (what, bytes, expected)) in garbage().into_iter().enumerate() {
+        let peer = HostilePeer::qmp(
+            &format!("{test}-{n}"),
+            vec![Step::Await("query-status"), Step::Send(bytes), Step::Hang],
+        );
+        let qmp = connect::<T>(&peer, fault_config()).await;
+        let pending = within::<T, _>(what, T::call(&qmp, call("query-status"))).await;
+        broke_protocol(what, pending, expected);
+        let reason = within::<T, _>("closed", T::closed(&qmp)).await;
+        protocol(what, &reason, expected);
+    }
+    bystander.during();
+    bystander.check().await;
+}
+
+/// The event-bytes limit of the big-event flood case.
+const EVENT_BYTES: usize = 1 << 20;
+
+/// Events of the big-event flood case, and the size of each one's data.
+const BIG_EVENTS: usize = 400;
+const BIG_EVENT_DATA: usize = 64 << 10;
+
+/// A flood of large events (64 KiB each, 25 MiB in all) while a command
+/// waits: the command gets its reply, a subscriber that does not read keeps
+/// no more than its event-bytes limit (the newest events, after one lag
+/// marker), and memory stays bounded by that limit and the cap, not by the
+/// flood.
+pub async fn big_event_flood<T: Target>(test: &str) {
+    let data = "x".repeat(BIG_EVENT_DATA);
+    let peer = HostilePeer::qmp(
+        test,
+        vec![
+            Step::Await("query-status"),
+            Step::Repeat(
+                format!(
+                    "{{\"event\": \"BIG\", \"data\": {{\"n\": {{n}}, \"pad\": \"{data}\"}}, \"timestamp\": {{\"seconds\": 1, \"microseconds\": 2}}}}"
+                ),
+                BIG_EVENTS,
+            ),
+            Step::Reply(STATUS.into()),
+            Step::Hang,
+        ],
+    );
+    drop(data);
+    let bystander = Bystander::<T>::new().await;
+    let config = fault_config().event_bytes(EVENT_BYTES);
+    let qmp = connect::<T>(&peer, config).await;
+    let slow = T::subscribe(&qmp, EventFilter::all());
+    let memory = Memory::start();
+    let status = within::<T, _>(
+        "the call behind the flood",
+        T::call(&qmp, call("query-status")),
+    )
+    .await;
+    assert_eq!(
+        value(status, "query-status behind big events")["status"],
+        "running"
+    );
+    memory.check(
+        "a flood of big events",
+        peer.sent(),
+        MEMORY_BOUND + EVENT_BYTES,
+    );
+    let items: Vec<Item> = core::iter::from_fn(|| slow.try_recv()).collect();
+    let Some((Err(qmp_io::Lagged(lost)), kept)) = items.split_first().map(|(f, r)| (f.clone(), r))
+    else {
+        panic!("the slow subscriber did not lag: {} items", items.len());
+    };
+    assert!(
+        !kept.is_empty() && kept.len() < BIG_EVENTS,
+        "kept {}",
+        kept.len()
+    );
+    assert_eq!(
+        lost as usize + kept.len(),
+        BIG_EVENTS,
+        "every event kept or counted lost"
+    );
+    let held: usize = kept.len() * BIG_EVENT_DATA;
+    assert!(
+        held <= EVENT_BYTES,
+        "the subscriber held {held} bytes of data"
+    );
+    for (k, item) in kept.iter().enumerate() {
+        let Ok(e) = item else {
+            panic!("a second lag marker: {item:?}");
+        };
+        let data: serde_json::Value = e.decode().expect("the big event's data");
+        assert_eq!(data["n"], lost + k as u64, "the newest, in order");
+    }
+    bystander.during();
+    bystander.check().await;
+}
+
 /// Invalid UTF-8 from the guest: the connection fails with `InvalidUtf8`.
 pub async fn agent_invalid_utf8<T: Target>(test: &str) {
     let peer = HostilePeer::agent(

@@ -144,6 +144,8 @@ macro_rules! __fault_suite {
             reply_over_the_cap,
             agent_reply_over_the_cap,
             event_flood,
+            big_event_flood,
+            garbage_input,
             unknown_ids,
             agent_unknown_ids,
             second_greeting,
