@@ -1275,15 +1275,19 @@ pub async fn frozen_and_killed_qemu<T: Target>(test: &str) {
     let qmp = ok("connect", qmp);
     let mut events = T::subscribe(&qmp, fixtures::stop_resume_filter());
     fixtures::freeze(qemu.pid());
+    let start = Instant::now();
     let shorts: Vec<_> = (0..3)
         .map(|_| T::call(&qmp, short("query-status")))
         .collect();
     let patient = T::call(&qmp, call("query-name"));
-    let start = Instant::now();
     for result in futures_util::future::join_all(shorts).await {
         timed_out("a call to a frozen QEMU", result, SHORT_TIMEOUT);
     }
-    assert!(start.elapsed() >= SHORT_TIMEOUT);
+    let waited = start.elapsed();
+    assert!(
+        waited >= SHORT_TIMEOUT,
+        "the short calls failed after {waited:?}"
+    );
     fixtures::thaw(qemu.pid());
     named(
         "the patient call",
@@ -1307,10 +1311,7 @@ pub async fn frozen_and_killed_qemu<T: Target>(test: &str) {
 
     fixtures::freeze(qemu.pid());
     let pending: Vec<_> = (0..fixtures::PENDING_AT_KILL)
-        .map(|_| {
-            let call = T::call(&qmp, call("query-status").timeout(None));
-            async move { (call.await, Instant::now()) }
-        })
+        .map(|_| timed(T::call(&qmp, call("query-status").timeout(None))))
         .collect();
     T::sleep(fixtures::SETTLE).await;
     let killed = Instant::now();
@@ -1318,14 +1319,61 @@ pub async fn frozen_and_killed_qemu<T: Target>(test: &str) {
     let results =
         within::<T, _>("the pending calls", futures_util::future::join_all(pending)).await;
     let reason = within::<T, _>("closed", T::closed(&qmp)).await;
-    let died = |r: &Disconnect| match r {
+    failed_at_kill("QEMU", &reason, results, killed);
+    ended::<T>("the subscriber", &mut events).await;
+}
+
+/// A real qemu-ga frozen (SIGSTOP): a short call times out with exactly its
+/// timeout; thawed (SIGCONT), the client resynchronises on the same
+/// connection and the next call is answered. Frozen again and killed
+/// (SIGKILL): every pending call fails within a second with the connection's
+/// own reason.
+pub async fn frozen_and_killed_agent<T: Target>(test: &str) {
+    let Some(mut ga) = fixtures::guest_agent(test) else {
+        return;
+    };
+    let agent = T::connect_agent(ga.socket_path().into(), fault_config());
+    let agent = ok("connect", within::<T, _>("connect", agent).await);
+    fixtures::freeze(ga.pid());
+    let frozen = within::<T, _>("a frozen call", T::agent_call(&agent, short("guest-info"))).await;
+    timed_out("a call to a frozen qemu-ga", frozen, SHORT_TIMEOUT);
+    fixtures::thaw(ga.pid());
+    let ping = within::<T, _>("after the thaw", T::agent_call(&agent, call("guest-ping"))).await;
+    assert_eq!(
+        value(ping, "guest-ping after the thaw"),
+        serde_json::json!({})
+    );
+
+    fixtures::freeze(ga.pid());
+    let pending: Vec<_> = (0..3)
+        .map(|_| timed(T::agent_call(&agent, call("guest-info").timeout(None))))
+        .collect();
+    T::sleep(fixtures::SETTLE).await;
+    let killed = Instant::now();
+    ga.kill().expect("cannot kill qemu-ga");
+    let results =
+        within::<T, _>("the pending calls", futures_util::future::join_all(pending)).await;
+    let reason = within::<T, _>("closed", T::agent_closed(&agent)).await;
+    failed_at_kill("qemu-ga", &reason, results, killed);
+}
+
+/// The connection to a killed `peer` ended as the peer's end of stream (or a
+/// reset, when it died with our bytes unread), and every pending call failed
+/// with that same reason within [`DISCONNECT_BOUND`] of the kill.
+fn failed_at_kill(
+    peer: &str,
+    reason: &Disconnect,
+    results: Vec<(Result<Json>, Instant)>,
+    killed: Instant,
+) {
+    let died = match reason {
         Disconnect::Eof { mid_message: false } => true,
         Disconnect::Io(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
         _ => false,
     };
-    assert!(died(&reason), "the connection to a killed QEMU: {reason:?}");
+    assert!(died, "the connection to a killed {peer}: {reason:?}");
     for (n, (result, at)) in results.into_iter().enumerate() {
-        let what = format!("pending call {n}");
+        let what = format!("call {n} pending when {peer} was killed");
         let r = disconnected(&what, result);
         assert_eq!(format!("{r:?}"), format!("{reason:?}"), "{what}");
         let late = at.saturating_duration_since(killed);
@@ -1334,5 +1382,4 @@ pub async fn frozen_and_killed_qemu<T: Target>(test: &str) {
             "{what} failed {late:?} after the kill"
         );
     }
-    ended::<T>("the subscriber", &mut events).await;
 }

@@ -152,7 +152,8 @@ macro_rules! __fault_suite {
             invalid_utf8,
             agent_invalid_utf8,
             capabilities_without_id,
-            frozen_and_killed_qemu
+            frozen_and_killed_qemu,
+            frozen_and_killed_agent
         );
     };
 }
