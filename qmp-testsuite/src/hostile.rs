@@ -261,6 +261,7 @@ fn serve(listener: &UnixListener, shared: &Shared, steps: Vec<Step>) -> Result<(
         stream,
         shared,
         input: Vec::new(),
+        scanned: 0,
         last: serde_json::Value::Null,
         by_name: Vec::new(),
         unclaimed: Vec::new(),
@@ -283,6 +284,8 @@ struct Peer<'a> {
     shared: &'a Shared,
     /// Bytes read but not yet parsed into commands.
     input: Vec<u8>,
+    /// How much of `input` is known to hold no line end.
+    scanned: usize,
     /// The command the last `Await` took.
     last: serde_json::Value,
     /// The last command `Await` took of each name.
@@ -386,7 +389,7 @@ impl Peer<'_> {
     /// reading until one arrives: concurrent calls may reach the peer in any
     /// order, and each `Await` still takes its own.
     fn await_command(&mut self, name: &'static str) -> std::io::Result<()> {
-        let mut buf = [0u8; 4096];
+        let mut buf = vec![0u8; 64 << 10];
         loop {
             let named = |c: &serde_json::Value| {
                 let verb = c.get("execute").or_else(|| c.get("exec-oob"));
@@ -399,8 +402,9 @@ impl Peer<'_> {
                 self.last = command;
                 return Ok(());
             }
-            while let Some(end) = self.input.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.input.drain(..=end).collect();
+            while let Some(end) = self.input[self.scanned..].iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.input.drain(..=self.scanned + end).collect();
+                self.scanned = 0;
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{FFFD}');
                 if text.is_empty() {
@@ -416,6 +420,7 @@ impl Peer<'_> {
                     .push(command.clone());
                 self.unclaimed.push(command);
             }
+            self.scanned = self.input.len();
             if self.unclaimed.iter().any(named) {
                 continue;
             }

@@ -1030,6 +1030,48 @@ pub async fn invalid_utf8<T: Target>(test: &str) {
     bystander.check().await;
 }
 
+/// The peer floods events without reading while the client writes a
+/// command far larger than a socket buffer: neither side may wait for the
+/// other, so the client must read while its write is stuck. The command
+/// goes through whole, its reply comes, the subscriber lags.
+pub async fn flood_while_writing<T: Target>(test: &str) {
+    let peer = HostilePeer::qmp(
+        test,
+        vec![
+            Step::Repeat(
+                "{\"event\": \"FLOOD\", \"data\": {\"n\": {n}}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}"
+                    .into(),
+                FLOOD_EVENTS,
+            ),
+            Step::Await("query-status"),
+            Step::Reply(STATUS.into()),
+            Step::Hang,
+        ],
+    );
+    let bystander = Bystander::<T>::new().await;
+    let config = fault_config().event_capacity(FLOOD_CAPACITY);
+    let qmp = connect::<T>(&peer, config).await;
+    let events = T::subscribe(&qmp, EventFilter::all());
+    let call = Call::new("query-status").arguments_text(fixtures::huge_arguments());
+    let status = within::<T, _>("a huge command against a flood", T::call(&qmp, call)).await;
+    assert_eq!(
+        value(status, "a huge command against a flood")["status"],
+        "running"
+    );
+    let received = peer.received();
+    let command = received.last().expect("the huge command");
+    let pad = command["arguments"]["pad"].as_str().map(str::len);
+    assert_eq!(pad, Some(4 << 20), "the command went whole");
+    let lost = FLOOD_EVENTS - FLOOD_CAPACITY;
+    assert_eq!(
+        events.try_recv().map(|i| i.err()),
+        Some(Some(qmp_io::Lagged(lost as u64))),
+        "the subscriber's lag marker"
+    );
+    bystander.during();
+    bystander.check().await;
+}
+
 /// Bytes that are not QMP, each on a connection of its own with a call
 /// pending: what it sends after the call's command, and the exact protocol
 /// error that ends the connection (and the call).

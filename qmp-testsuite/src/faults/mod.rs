@@ -145,6 +145,7 @@ macro_rules! __fault_suite {
             agent_reply_over_the_cap,
             event_flood,
             big_event_flood,
+            flood_while_writing,
             garbage_input,
             unknown_ids,
             agent_unknown_ids,
