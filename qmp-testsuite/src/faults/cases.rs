@@ -897,8 +897,10 @@ fn stray_replies() -> Vec<Step> {
 
 /// Replies with ids the client never sent (too high, a string, negative, the
 /// id its next command will get, an error with an unknown id, an error with
-/// none): none is given to any call, the connection stays open, and each call
-/// gets its own reply, also the next one whose id was used early.
+/// none) and a second reply to an answered command: none is given to any
+/// call (the client drops them, logging at debug level, and an id-less error
+/// at warn level), the connection stays open, and each call gets its own
+/// reply, also the next one whose id was used early.
 pub async fn unknown_ids<T: Target>(test: &str) {
     let peer = HostilePeer::qmp(
         test,
@@ -907,6 +909,8 @@ pub async fn unknown_ids<T: Target>(test: &str) {
             .chain(stray_replies())
             .chain([
                 Step::Reply(STATUS.into()),
+                // Answered twice: the second is for no call any more.
+                Step::Reply("{\"return\": {\"duplicate\": true}, \"id\": {id}}".into()),
                 Step::Await("query-name"),
                 Step::Reply(name_reply("own")),
                 Step::Hang,
