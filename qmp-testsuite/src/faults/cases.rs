@@ -44,7 +44,7 @@ const SLACK: usize = 512 << 10;
 const MEMORY_BOUND: usize = CAP + SLACK;
 
 /// How long the endless-reply cases let the peer flood the client.
-const ENDLESS_TIMEOUT: Duration = Duration::from_millis(500);
+const ENDLESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One byte every this long: the slowloris cases.
 const TRICKLE: Duration = Duration::from_millis(10);
@@ -1042,6 +1042,8 @@ pub async fn flood_while_writing<T: Target>(test: &str) {
     let peer = HostilePeer::qmp(
         test,
         vec![
+            Step::Await("query-name"),
+            Step::Reply(name_reply("own")),
             Step::Repeat(
                 "{\"event\": \"FLOOD\", \"data\": {\"n\": {n}}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}"
                     .into(),
@@ -1056,6 +1058,9 @@ pub async fn flood_while_writing<T: Target>(test: &str) {
     let config = fault_config().event_capacity(FLOOD_CAPACITY);
     let qmp = connect::<T>(&peer, config).await;
     let events = T::subscribe(&qmp, EventFilter::all());
+    // The flood starts once this is answered: after the subscriber is there.
+    let first = within::<T, _>("the first call", T::call(&qmp, call("query-name"))).await;
+    named("the call before the flood", first, "own");
     let call = Call::new("query-status").arguments_text(fixtures::huge_arguments());
     let status = within::<T, _>("a huge command against a flood", T::call(&qmp, call)).await;
     assert_eq!(
