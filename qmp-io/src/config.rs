@@ -65,7 +65,14 @@ pub struct Config {
     /// Bytes of event data (names included) each subscriber may hold before
     /// the oldest are dropped; the newest event is always kept. Default 16 MiB.
     pub event_bytes: usize,
-    /// Size and table limits of the protocol core.
+    /// Size and table limits of the protocol core. A message over
+    /// `limits.receive.max_message_size` is skipped without being stored: a
+    /// reply fails its call with
+    /// [`Error::ReplyTooLarge`](crate::Error::ReplyTooLarge) and the
+    /// connection goes on; an event is dropped (logged at warn level) and
+    /// no subscriber sees it, nor a [`Lagged`](crate::Lagged) marker for it.
+    /// Nesting deeper than `limits.receive.max_depth` ends the connection
+    /// with a protocol error.
     pub limits: ConnectionLimits,
     /// Commands whose bytes and replies are kept out of the debug log.
     pub quiet_commands: Vec<String>,

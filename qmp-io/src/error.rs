@@ -154,6 +154,9 @@ pub enum Error {
     ReplyTooLarge {
         /// Its size in bytes.
         size: usize,
+        /// The limit it broke, in bytes: the connection's
+        /// `limits.receive.max_message_size` (see [`Config::limits`](crate::Config::limits)).
+        limit: usize,
     },
     /// The reply did not decode into the expected type.
     Decode(Arc<serde_json::Error>),
@@ -222,9 +225,10 @@ impl fmt::Display for Error {
             Error::Discarded => f.write_str(
                 "the guest agent was resynchronised while this command waited; it may or may not have run",
             ),
-            Error::ReplyTooLarge { size } => {
-                write!(f, "the reply ({size} bytes) is larger than the size limit")
-            }
+            Error::ReplyTooLarge { size, limit } => write!(
+                f,
+                "the reply ({size} bytes) is larger than the size limit ({limit} bytes); it was skipped"
+            ),
             Error::Decode(e) => write!(f, "cannot decode the reply: {e}"),
             Error::Event(e) => write!(f, "{e}"),
             Error::Encode(e) => write!(f, "cannot serialize the arguments: {e}"),

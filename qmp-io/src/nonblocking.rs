@@ -677,6 +677,13 @@ impl<R: Runtime> Client<R> {
 
 /// An async guest-agent client. Synchronises on connect and after every
 /// timeout; cheap to clone.
+///
+/// The guest is untrusted: a reply over the size limit fails its call with
+/// [`Error::ReplyTooLarge`] and the connection
+/// goes on, but bytes that break the protocol (invalid JSON or UTF-8,
+/// nesting past the limit) end the connection with
+/// [`Disconnect::Protocol`], as on QMP: connect
+/// again to go on.
 pub struct GuestAgent<R: Runtime> {
     conn: Arc<Conn<AgentCore<Heap>, R>>,
 }

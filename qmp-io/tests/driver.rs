@@ -233,8 +233,15 @@ fn an_oversized_reply_fails_only_its_call() {
     let qmp = connect(&mock, config).unwrap();
     let err = qmp.execute_raw("query-big", ()).unwrap_err();
     assert!(
-        matches!(err, Error::ReplyTooLarge { size } if size > 2 << 20),
+        matches!(err, Error::ReplyTooLarge { size, limit: 1_048_576 } if size > 2 << 20),
         "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the reply ({} bytes) is larger than the size limit (1048576 bytes); it was skipped",
+            big.len() + "{\"return\": , \"id\": 1}".len()
+        )
     );
     assert!(qmp.execute_raw("query-status", ()).is_ok());
 }

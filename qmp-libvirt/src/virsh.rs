@@ -289,7 +289,10 @@ impl Virsh {
             return Err(virsh_error(error_text(&err), status.code()));
         }
         if out.len() > MAX_LINE {
-            return Err(qmp_io::Error::ReplyTooLarge { size: out.len() });
+            return Err(qmp_io::Error::ReplyTooLarge {
+                size: out.len(),
+                limit: MAX_LINE,
+            });
         }
         String::from_utf8(out)
             .map_err(|_| virsh_error("virsh printed text that is not UTF-8", None))

@@ -156,6 +156,28 @@ pub struct VecBuf {
 }
 
 #[cfg(feature = "alloc")]
+impl VecBuf {
+    /// Makes room for `extra` more bytes, doubling as `Vec` does but never
+    /// past the limit: left to `Vec`, a buffer filled to a 1 MiB limit would
+    /// hold 2 MiB, and the limit would bound half the memory it costs.
+    #[inline]
+    fn grow_for(&mut self, extra: usize) {
+        let needed = self.data.len().saturating_add(extra);
+        if needed <= self.data.capacity() {
+            return;
+        }
+        let target = self
+            .data
+            .capacity()
+            .saturating_mul(2)
+            .min(self.limit)
+            .max(needed);
+        self.data
+            .reserve_exact(target.saturating_sub(self.data.len()));
+    }
+}
+
+#[cfg(feature = "alloc")]
 impl Buffer for VecBuf {
     fn with_limit(limit: usize) -> Self {
         Self {
@@ -173,6 +195,7 @@ impl Buffer for VecBuf {
     }
     #[inline]
     fn append(&mut self, data: &[u8]) {
+        self.grow_for(data.len());
         // Input that trickles in byte by byte would otherwise pay a `memcpy`
         // call per byte.
         match data {
@@ -195,6 +218,7 @@ impl Buffer for VecBuf {
     }
     fn spare(&mut self, n: usize) -> &mut [u8] {
         let len = self.data.len();
+        self.grow_for(n);
         self.data.resize(len.saturating_add(n), 0);
         self.data.get_mut(len..).unwrap_or_default()
     }
@@ -306,5 +330,36 @@ impl PendingTable for VecTable {
     }
     fn clear(&mut self) {
         self.entries.clear();
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::{Buffer, VecBuf};
+
+    /// A growable buffer filled to its limit, in reads of any size, holds
+    /// no more than its limit (`Vec`'s doubling alone would hold up to
+    /// twice as much).
+    #[test]
+    fn a_full_buffer_holds_no_more_than_its_limit() {
+        let limit = (1 << 20) + (64 << 10);
+        for read in [1, 4096, 64 << 10, 100_000] {
+            let mut buf = VecBuf::with_limit(limit);
+            let chunk = alloc::vec![b'a'; read];
+            while buf.room() > 0 {
+                let n = read.min(buf.room());
+                buf.append(&chunk[..n]);
+            }
+            assert_eq!(buf.len(), limit);
+            assert!(
+                buf.data.capacity() <= limit,
+                "reads of {read}: capacity {} for a limit of {limit}",
+                buf.data.capacity()
+            );
+        }
+        let mut buf = VecBuf::with_limit(limit);
+        buf.append(b"{}");
+        let _ = buf.spare(limit - 2);
+        assert!(buf.data.capacity() <= limit, "{}", buf.data.capacity());
     }
 }

@@ -71,6 +71,7 @@ impl qmp_testsuite::Harness for SmolHarness {
 }
 
 qmp_testsuite::async_suite!(SmolHarness);
+qmp_testsuite::fault_suite!(async SmolHarness);
 
 /// `Smol::on` puts the connection task on the given executor: while nobody
 /// runs that executor the handshake cannot happen; run by the calling thread,

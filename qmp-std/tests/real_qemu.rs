@@ -38,3 +38,4 @@ impl qmp_testsuite::BlockingHarness for Std {
 }
 
 qmp_testsuite::blocking_suite!(Std);
+qmp_testsuite::fault_suite!(blocking Std);

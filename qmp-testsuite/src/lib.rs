@@ -13,6 +13,12 @@
 //! qmp_testsuite::blocking_suite!(MyBlockingHarness);
 //! ```
 //!
+//! The fault-injection suite ([`faults`], one line more:
+//! `qmp_testsuite::fault_suite!(async MyHarness)`) runs the same clients
+//! against a scripted [`hostile::HostilePeer`] and a QEMU that is frozen and
+//! killed, each case in a child process of its own so its memory figures are
+//! its own.
+//!
 //! Each test starts its own QEMU (or qemu-ga, or mock), so they run in
 //! parallel. When QEMU is missing a test prints `SKIPPED` and passes, unless
 //! `QMP_REQUIRE_PEERS` is set.
@@ -31,8 +37,10 @@ use qmp_io::{Config, Result};
 pub mod async_cases;
 pub mod blocking_cases;
 pub mod checks;
+pub mod faults;
 pub mod fixtures;
 pub mod generic;
+pub mod hostile;
 pub mod peers;
 pub mod typed;
 

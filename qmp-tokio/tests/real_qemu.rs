@@ -80,3 +80,4 @@ impl qmp_testsuite::Harness for TokioHarness {
 }
 
 qmp_testsuite::async_suite!(TokioHarness);
+qmp_testsuite::fault_suite!(async TokioHarness);

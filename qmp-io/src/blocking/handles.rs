@@ -201,6 +201,13 @@ impl Client {
 
 /// A blocking guest-agent client. Synchronises on connect and after every
 /// timeout; cheap to clone and usable from many threads.
+///
+/// The guest is untrusted: a reply over the size limit fails its call with
+/// [`Error::ReplyTooLarge`](crate::Error::ReplyTooLarge) and the connection
+/// goes on, but bytes that break the protocol (invalid JSON or UTF-8,
+/// nesting past the limit) end the connection with
+/// [`Disconnect::Protocol`](crate::Disconnect::Protocol), as on QMP: connect
+/// again to go on.
 #[derive(Clone)]
 pub struct GuestAgent {
     conn: Arc<Conn<AgentCore<Heap>>>,

@@ -38,11 +38,15 @@ pub(crate) struct Dispatch {
     pub(super) closed: Option<Disconnect>,
     /// What the driver saw before telling the core (end of stream, socket error).
     pub(super) cause: Option<Disconnect>,
+    /// The size limit of a message, as the core applies it: for the error of
+    /// a reply over it.
+    max_reply: usize,
 }
 
 impl Dispatch {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(max_reply: usize) -> Self {
         Self {
+            max_reply,
             waiters: HashMap::new(),
             orphans: Vec::new(),
             unsent: VecDeque::new(),
@@ -75,8 +79,9 @@ impl Dispatch {
                 Err(Error::Command(e))
             }
             Reply::Oversized { size } => {
-                tracing::warn!(id = id.0, size, "reply over the size limit skipped");
-                Err(Error::ReplyTooLarge { size })
+                let limit = self.max_reply;
+                tracing::warn!(id = id.0, size, limit, "reply over the size limit skipped");
+                Err(Error::ReplyTooLarge { size, limit })
             }
             _ => {
                 self.orphans.push(waiter);
@@ -106,6 +111,10 @@ impl Dispatch {
             (Some(Disconnect::Eof { .. }), Some(ProtocolError::TruncatedMessage)) => {
                 Disconnect::Eof { mid_message: true }
             }
+            // This side cut the stream (a close, a handshake timeout, a socket
+            // error): the message it cut short is no fault of the peer's, and
+            // the reason is the cut.
+            (Some(cause), Some(ProtocolError::TruncatedMessage)) => cause,
             (_, Some(e)) => Disconnect::Protocol(e),
             (Some(cause), None) => cause,
             (None, None) => Disconnect::Eof { mid_message: false },

@@ -95,7 +95,14 @@ impl<P: Protocol> Session<P> {
         Self {
             inner: Mutex::new(Inner {
                 proto,
-                d: Dispatch::new(),
+                // The core clamps the limit so; the error reports what applied.
+                d: Dispatch::new(
+                    config
+                        .limits
+                        .receive
+                        .max_message_size
+                        .min(qmp_proto::framer::MAX_MESSAGE_SIZE),
+                ),
                 marks: VecDeque::new(),
                 taken: 0,
                 driver: None,
@@ -398,6 +405,64 @@ mod tests {
 
     fn subscribers(session: &Session<Client<Heap>>) -> usize {
         session.lock().d.subscribers.len()
+    }
+
+    /// A close from this side (a handshake timeout, `close`, a socket error)
+    /// while a message is half received is reported as what it is, not as
+    /// the peer's protocol error "closed in the middle of a message".
+    #[test]
+    fn a_local_close_mid_message_keeps_its_reason() {
+        let timeout = core::time::Duration::from_millis(300);
+        let session = Arc::new(Session::new(
+            Client::<Heap>::new(ClientConfig::default()),
+            Config::default(),
+        ));
+        session.on_input(b"{\"QMP\": {\"version\": ");
+        session.handshake_timed_out(timeout);
+        assert!(
+            matches!(
+                session.closed_reason(),
+                Some(Disconnect::HandshakeTimeout {
+                    step: crate::error::HandshakeStep::Greeting,
+                    timeout: t,
+                }) if t == timeout
+            ),
+            "{:?}",
+            session.closed_reason()
+        );
+
+        let session = negotiated();
+        session.on_input(b"{\"return\": {\"status\": \"run");
+        session.on_close(Disconnect::Local);
+        assert!(
+            matches!(session.closed_reason(), Some(Disconnect::Local)),
+            "{:?}",
+            session.closed_reason()
+        );
+
+        let session = negotiated();
+        session.on_input(b"{\"return\": {\"status\": \"run");
+        session.on_close(Disconnect::Io(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ))));
+        assert!(
+            matches!(session.closed_reason(), Some(Disconnect::Io(ref e)) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{:?}",
+            session.closed_reason()
+        );
+
+        // The peer's own end of stream mid-message stays what it was.
+        let session = negotiated();
+        session.on_input(b"{\"return\": {\"status\": \"run");
+        session.on_close(Disconnect::Eof { mid_message: false });
+        assert!(
+            matches!(
+                session.closed_reason(),
+                Some(Disconnect::Eof { mid_message: true })
+            ),
+            "{:?}",
+            session.closed_reason()
+        );
     }
 
     #[test]
