@@ -65,6 +65,9 @@ pub use qmp_qapi as qapi;
 pub type Client = qmp_io::nonblocking::Client<Smol>;
 /// The async guest-agent client on smol.
 pub type GuestAgent = qmp_io::nonblocking::GuestAgent<Smol>;
+/// The async QMP client on smol that reconnects across QEMU restarts
+/// ([`connect_unix_reconnecting`]).
+pub type Reconnecting = qmp_io::nonblocking::Reconnecting<Smol>;
 
 /// smol's timer and an executor for the connection task: smol's global one
 /// (`Smol::default()`, what the crate root's functions use), or one of yours

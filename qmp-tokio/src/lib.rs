@@ -64,6 +64,9 @@ pub use qmp_qapi as qapi;
 pub type Client = qmp_io::nonblocking::Client<Tokio>;
 /// The async guest-agent client on tokio.
 pub type GuestAgent = qmp_io::nonblocking::GuestAgent<Tokio>;
+/// The async QMP client on tokio that reconnects across QEMU restarts
+/// ([`connect_unix_reconnecting`]).
+pub type Reconnecting = qmp_io::nonblocking::Reconnecting<Tokio>;
 
 /// A tokio runtime for the driver: its timer and its spawner. The methods
 /// are the crate root's functions, on this runtime.

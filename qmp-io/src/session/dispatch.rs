@@ -38,6 +38,9 @@ pub(crate) struct Dispatch {
     pub(super) closed: Option<Disconnect>,
     /// What the driver saw before telling the core (end of stream, socket error).
     pub(super) cause: Option<Disconnect>,
+    /// The subscribers belong to a reconnecting client, which carries them
+    /// over to its next connection: the close leaves them open.
+    pub(super) keep_subscribers: bool,
 }
 
 impl Dispatch {
@@ -53,6 +56,7 @@ impl Dispatch {
             handshake: false,
             closed: None,
             cause: None,
+            keep_subscribers: false,
         }
     }
 
@@ -133,6 +137,10 @@ impl Dispatch {
             .chain(unsent)
         {
             slot.fill(Err(Error::Disconnected(reason.clone())));
+        }
+        if self.keep_subscribers {
+            self.subscribers.clear();
+            return;
         }
         // Woken once the session is unlocked: a subscriber woken now could
         // drop its subscription, which takes the session's lock.
