@@ -34,6 +34,7 @@ pub mod checks;
 pub mod fixtures;
 pub mod generic;
 pub mod peers;
+pub mod reconnect;
 pub mod typed;
 
 /// A spawned task's result, as a future.

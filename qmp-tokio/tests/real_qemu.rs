@@ -80,3 +80,15 @@ impl qmp_testsuite::Harness for TokioHarness {
 }
 
 qmp_testsuite::async_suite!(TokioHarness);
+
+impl qmp_testsuite::reconnect::ReconnectHarness for TokioHarness {
+    fn connect_reconnecting(
+        path: &Path,
+        config: Config,
+        reconnect: qmp_tokio::Reconnect,
+    ) -> impl Future<Output = Result<qmp_tokio::Reconnecting>> {
+        qmp_tokio::connect_unix_reconnecting(path, config, reconnect)
+    }
+}
+
+qmp_testsuite::reconnect_suite!(TokioHarness);
