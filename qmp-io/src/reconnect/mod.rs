@@ -226,7 +226,7 @@ pub(crate) struct Link<C> {
     pub(crate) stop: Latch,
 }
 
-impl<C: Clone> Link<C> {
+impl<C: Plain> Link<C> {
     pub(crate) fn new(client: C) -> Self {
         Self {
             inner: Mutex::new(LinkInner {
@@ -244,17 +244,31 @@ impl<C: Clone> Link<C> {
     }
 
     /// Moves to `state`, with `current` as the client, and wakes the calls
-    /// waiting for a change.
-    fn change(&self, state: LinkState, current: Option<C>) -> Option<C> {
+    /// waiting for a change; unless the client is closed (`Err` gives
+    /// `current` back then). With `stop`, closes it. The stop latch is
+    /// read and set under the lock: a connection installed as the client
+    /// closes is never left open.
+    fn change(
+        &self,
+        state: LinkState,
+        current: Option<C>,
+        stop: bool,
+    ) -> Result<Option<C>, Option<C>> {
         let (old, changed) = {
             let mut inner = self.lock();
+            if self.stop.is_set() {
+                return Err(current);
+            }
+            if stop {
+                self.stop.set();
+            }
             inner.state = state;
             let old = core::mem::replace(&mut inner.current, current);
             let changed = core::mem::replace(&mut inner.changed, Arc::new(Latch::new()));
             (old, changed)
         };
         changed.set();
-        old
+        Ok(old)
     }
 
     pub(crate) fn state(&self) -> LinkState {
@@ -273,6 +287,12 @@ impl<C: Clone> Link<C> {
     pub(crate) fn now(&self, calls: WhileReconnecting) -> Now<C> {
         let inner = self.lock();
         match (&inner.state, &inner.current) {
+            // Dropped, and the supervisor is about to say so: the call
+            // counts as made while reconnecting.
+            (LinkState::Connected, Some(client)) if client.session().is_closed() => match calls {
+                WhileReconnecting::Wait => Now::Wait(inner.changed.clone(), 0),
+                _ => Now::Failed(Error::Reconnecting { attempts: 0 }),
+            },
             (LinkState::Connected, Some(client)) => Now::Ready(client.clone()),
             (LinkState::Reconnecting { attempts, .. }, _) => match calls {
                 WhileReconnecting::Wait => Now::Wait(inner.changed.clone(), *attempts),
@@ -295,9 +315,7 @@ impl<C: Clone> Link<C> {
 
     /// The connection dropped for `since`; unless the client is closed.
     pub(crate) fn dropped(&self, since: Disconnect) {
-        if !self.stop.is_set() {
-            let _ = self.change(LinkState::Reconnecting { attempts: 0, since }, None);
-        }
+        let _ = self.change(LinkState::Reconnecting { attempts: 0, since }, None, false);
     }
 
     /// `attempts` attempts were made.
@@ -314,24 +332,27 @@ impl<C: Clone> Link<C> {
             since,
             last_error,
         };
-        let _ = self.change(state, None);
+        let _ = self.change(state, None, false);
     }
 
     /// A new connection is up: calls go to `client`. False when the client
     /// was closed meanwhile (the caller closes `client`).
     pub(crate) fn installed(&self, client: C) -> bool {
-        if self.stop.is_set() {
-            return false;
-        }
+        // Counted first: whoever sees the new state sees the count too.
         self.reconnects.fetch_add(1, Ordering::Relaxed);
-        let _ = self.change(LinkState::Connected, Some(client));
-        true
+        if self
+            .change(LinkState::Connected, Some(client), false)
+            .is_ok()
+        {
+            return true;
+        }
+        self.reconnects.fetch_sub(1, Ordering::Relaxed);
+        false
     }
 
     /// Closes for good: the supervisor stops; returns the client to close.
     pub(crate) fn shutdown(&self) -> Option<C> {
-        self.stop.set();
-        self.change(LinkState::Closed, None)
+        self.change(LinkState::Closed, None, true).ok().flatten()
     }
 }
 
