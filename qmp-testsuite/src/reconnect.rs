@@ -51,6 +51,10 @@ pub trait ReconnectHarness: Harness<Runtime: qmp_io::nonblocking::Reactor> {
         config: Config,
         reconnect: Reconnect,
     ) -> impl Future<Output = Result<qmp_io::nonblocking::Reconnecting<Self::Runtime>>>;
+
+    /// The tasks alive on the runtime of this test, where the runtime
+    /// counts them (`None` where it does not).
+    fn live_tasks() -> Option<usize>;
 }
 
 /// What a blocking adapter adds to its [`BlockingHarness`] for these cases.
@@ -552,6 +556,7 @@ pub mod async_cases {
         let Some(mut qemu) = Restartable::start(test) else {
             return;
         };
+        let before = H::live_tasks();
         let qmp = connect::<H>(qemu.path(), reconnect(WhileReconnecting::FailFast)).await;
         let mut events = qmp.events();
         qemu.kill();
@@ -570,6 +575,19 @@ pub mod async_cases {
         let listener = listen_where_qemu_was(qemu.path());
         H::sleep(QUIET_AFTER_DROP).await;
         nobody_connected(&listener);
+        // The supervisor task is gone (and the driver of the connection
+        // that dropped).
+        if let Some(before) = before {
+            let start = Instant::now();
+            while H::live_tasks().is_some_and(|now| now > before) {
+                assert!(
+                    start.elapsed() < PATIENCE,
+                    "{:?} tasks alive after the drop, {before} before the connect",
+                    H::live_tasks()
+                );
+                H::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 }
 
@@ -579,6 +597,23 @@ pub mod blocking_cases {
     use qmp_io::RecvTimeoutError;
 
     type Client = qmp_io::blocking::Reconnecting;
+
+    /// The blocking cases run one at a time, so the dropped-client case can
+    /// count the supervisor threads of this process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Threads of this process named like the supervisor.
+    fn supervisor_threads() -> usize {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "qmp-reconnect")
+            .count()
+    }
 
     fn next(events: &Subscription) -> Option<Item> {
         match events.recv_timeout(PATIENCE) {
@@ -625,6 +660,7 @@ pub mod blocking_cases {
     /// The blocking twin of
     /// [`async_cases::reconnects_across_restarts`](super::async_cases::reconnects_across_restarts).
     pub fn reconnects_across_restarts<H: BlockingReconnectHarness>(test: &'static str) {
+        let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
             return;
         };
@@ -707,6 +743,7 @@ pub mod blocking_cases {
     /// The blocking twin of
     /// [`async_cases::waits_for_the_reconnect`](super::async_cases::waits_for_the_reconnect).
     pub fn waits_for_the_reconnect<H: BlockingReconnectHarness>(test: &'static str) {
+        let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
             return;
         };
@@ -746,6 +783,7 @@ pub mod blocking_cases {
     /// The blocking twin of
     /// [`async_cases::gives_up_within_the_backoff_bounds`](super::async_cases::gives_up_within_the_backoff_bounds).
     pub fn gives_up_within_the_backoff_bounds<H: BlockingReconnectHarness>(test: &'static str) {
+        let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
             return;
         };
@@ -771,6 +809,7 @@ pub mod blocking_cases {
     /// The blocking twin of
     /// [`async_cases::a_dropped_client_stops_reconnecting`](super::async_cases::a_dropped_client_stops_reconnecting).
     pub fn a_dropped_client_stops_reconnecting<H: BlockingReconnectHarness>(test: &'static str) {
+        let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
             return;
         };
@@ -788,5 +827,14 @@ pub mod blocking_cases {
         let listener = listen_where_qemu_was(qemu.path());
         std::thread::sleep(QUIET_AFTER_DROP);
         nobody_connected(&listener);
+        // The supervisor thread is gone.
+        let start = Instant::now();
+        while supervisor_threads() > 0 {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "a supervisor thread outlived its client"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

@@ -89,6 +89,14 @@ impl qmp_testsuite::reconnect::ReconnectHarness for TokioHarness {
     ) -> impl Future<Output = Result<qmp_tokio::Reconnecting>> {
         qmp_tokio::connect_unix_reconnecting(path, config, reconnect)
     }
+
+    fn live_tasks() -> Option<usize> {
+        Some(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        )
+    }
 }
 
 qmp_testsuite::reconnect_suite!(TokioHarness);
