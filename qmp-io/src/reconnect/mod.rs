@@ -578,6 +578,7 @@ impl Subs {
     /// The connection dropped for `reason`: every subscriber is told, after
     /// the last event of that connection.
     pub(crate) fn detach(&self, reason: &Disconnect) {
+        let reason = Arc::new(reason.clone());
         let wakes: Vec<(Arc<Queue>, Wake)> = {
             let mut inner = self.lock();
             inner.session = None;
