@@ -635,6 +635,94 @@ pub(crate) fn left_of(call: &mut crate::Call, deadline: Option<std::time::Instan
 mod tests {
     use super::*;
 
+    use crate::blocking::Reconnecting;
+    use crate::mock::MockQemu;
+    use crate::{Call, RecvTimeoutError};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn until(qmp: &Reconnecting, done: impl Fn(&LinkState) -> bool) {
+        let start = std::time::Instant::now();
+        while !done(&qmp.state()) {
+            assert!(start.elapsed() < WAIT, "still {:?}", qmp.state());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn next(events: &Subscription) -> Result<Arc<crate::Event>, Gap> {
+        match events.recv_timeout(WAIT) {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Closed) => panic!("the subscription ended"),
+            Err(RecvTimeoutError::Timeout) => panic!("nothing within {WAIT:?}"),
+        }
+    }
+
+    /// The subscribers the session of the client's connection holds.
+    fn in_session(qmp: &Reconnecting) -> usize {
+        let current = qmp.current().expect("connected");
+        Plain::session(&current).subscriber_count()
+    }
+
+    /// Against the mock, which goes on accepting after it drops a client:
+    /// markers around the drop, the handshake redone (oob again), events
+    /// and calls on the new connection, subscriptions made or dropped while
+    /// disconnected follow, and nothing is left in a session.
+    #[test]
+    fn a_dropped_connection_is_replaced_and_subscriptions_follow() {
+        let mock = MockQemu::start().unwrap();
+        // Long enough to subscribe and unsubscribe while disconnected.
+        let slow = Duration::from_millis(500);
+        let settings = Reconnect::default().delays(slow, slow);
+        let qmp = Reconnecting::connect_unix(mock.path(), Config::default(), settings).unwrap();
+        let all = qmp.events();
+        let dropped = qmp.events();
+        assert_eq!(in_session(&qmp), 2);
+        mock.emit_event("FIRST", None).unwrap();
+        assert_eq!(next(&all).unwrap().name(), "FIRST");
+
+        mock.disconnect();
+        until(&qmp, |s| matches!(s, LinkState::Reconnecting { .. }));
+        let late = qmp.subscribe(EventFilter::name("SECOND"));
+        drop(dropped);
+        assert!(matches!(next(&all), Err(Gap::Disconnected(_))));
+        assert!(matches!(
+            next(&all),
+            Err(Gap::Reconnected { reconnects: 1 })
+        ));
+        until(&qmp, |s| matches!(s, LinkState::Connected));
+        assert_eq!(mock.connections(), 2);
+        assert!(qmp.greeting().unwrap().oob);
+        qmp.call(Call::new("query-status").oob()).unwrap();
+        assert_eq!(
+            in_session(&qmp),
+            2,
+            "the late subscription in, the dropped one out"
+        );
+
+        mock.emit_event("SECOND", None).unwrap();
+        assert_eq!(next(&all).unwrap().name(), "SECOND");
+        // Subscribed while disconnected: the markers of the next reconnect
+        // only, then the events.
+        assert!(matches!(
+            next(&late),
+            Err(Gap::Reconnected { reconnects: 1 })
+        ));
+        assert_eq!(next(&late).unwrap().name(), "SECOND");
+        drop(late);
+        assert_eq!(in_session(&qmp), 1);
+        assert_eq!(qmp.reconnects(), 1);
+
+        qmp.close();
+        assert!(
+            all.recv_timeout(WAIT)
+                .is_err_and(|e| e == RecvTimeoutError::Closed)
+        );
+        assert!(matches!(
+            qmp.execute_raw("query-status", ()),
+            Err(Error::Disconnected(Disconnect::Local))
+        ));
+    }
+
     #[test]
     fn backoff_grows_within_its_bounds_with_jitter() {
         let min = Duration::from_millis(10);

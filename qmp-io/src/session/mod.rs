@@ -355,6 +355,12 @@ impl<P: Protocol> Session<P> {
         true
     }
 
+    /// How many subscribers' queues this connection fills.
+    #[cfg(test)]
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.lock().d.subscribers.len()
+    }
+
     pub(crate) fn greeting(&self) -> Option<Greeting> {
         self.lock().d.greeting.clone()
     }
