@@ -369,15 +369,7 @@ pub mod async_cases {
         what: &str,
         done: impl Fn(&LinkState) -> bool,
     ) {
-        let start = Instant::now();
-        while !done(&qmp.state()) {
-            assert!(
-                start.elapsed() < PATIENCE,
-                "{what}: still {:?}",
-                qmp.state()
-            );
-            H::sleep(Duration::from_millis(5)).await;
-        }
+        within::<H, _>(what, qmp.wait_for(done)).await;
     }
 
     async fn connect<H: ReconnectHarness>(path: &Path, reconnect: Reconnect) -> Client<H> {
@@ -572,11 +564,8 @@ pub mod async_cases {
             next::<H>(&mut events).await.is_none(),
             "events after the drop"
         );
-        let listener = listen_where_qemu_was(qemu.path());
-        H::sleep(QUIET_AFTER_DROP).await;
-        nobody_connected(&listener);
         // The supervisor task is gone (and the driver of the connection
-        // that dropped).
+        // that dropped), where the runtime counts tasks.
         if let Some(before) = before {
             let start = Instant::now();
             while H::live_tasks().is_some_and(|now| now > before) {
@@ -588,6 +577,9 @@ pub mod async_cases {
                 H::sleep(Duration::from_millis(5)).await;
             }
         }
+        let listener = listen_where_qemu_was(qemu.path());
+        H::sleep(QUIET_AFTER_DROP).await;
+        nobody_connected(&listener);
     }
 }
 
@@ -624,15 +616,11 @@ pub mod blocking_cases {
     }
 
     fn until(qmp: &Client, what: &str, done: impl Fn(&LinkState) -> bool) {
-        let start = Instant::now();
-        while !done(&qmp.state()) {
-            assert!(
-                start.elapsed() < PATIENCE,
-                "{what}: still {:?}",
-                qmp.state()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(
+            qmp.wait_for(Some(PATIENCE), done),
+            "{what}: still {:?}",
+            qmp.state()
+        );
     }
 
     fn connect<H: BlockingReconnectHarness>(path: &Path, reconnect: Reconnect) -> Client {
@@ -824,9 +812,6 @@ pub mod blocking_cases {
         drop(qmp);
         disconnect_marker(next(&events));
         assert!(next(&events).is_none(), "events after the drop");
-        let listener = listen_where_qemu_was(qemu.path());
-        std::thread::sleep(QUIET_AFTER_DROP);
-        nobody_connected(&listener);
         // The supervisor thread is gone.
         let start = Instant::now();
         while supervisor_threads() > 0 {
@@ -836,5 +821,8 @@ pub mod blocking_cases {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        let listener = listen_where_qemu_was(qemu.path());
+        std::thread::sleep(QUIET_AFTER_DROP);
+        nobody_connected(&listener);
     }
 }

@@ -275,6 +275,11 @@ impl<C: Plain> Link<C> {
         self.lock().state.clone()
     }
 
+    /// A latch set at the next change of state.
+    pub(crate) fn next_change(&self) -> Arc<Latch> {
+        self.lock().changed.clone()
+    }
+
     pub(crate) fn current(&self) -> Option<C> {
         self.lock().current.clone()
     }
@@ -318,11 +323,17 @@ impl<C: Plain> Link<C> {
         let _ = self.change(LinkState::Reconnecting { attempts: 0, since }, None, false);
     }
 
-    /// `attempts` attempts were made.
+    /// `attempts` attempts were made: a change too (of the count).
     pub(crate) fn attempted(&self, attempts: u32) {
-        if let LinkState::Reconnecting { attempts: a, .. } = &mut self.lock().state {
+        let changed = {
+            let mut inner = self.lock();
+            let LinkState::Reconnecting { attempts: a, .. } = &mut inner.state else {
+                return;
+            };
             *a = attempts;
-        }
+            core::mem::replace(&mut inner.changed, Arc::new(Latch::new()))
+        };
+        changed.set();
     }
 
     /// The supervisor gave up.
@@ -641,14 +652,6 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
-    fn until(qmp: &Reconnecting, done: impl Fn(&LinkState) -> bool) {
-        let start = std::time::Instant::now();
-        while !done(&qmp.state()) {
-            assert!(start.elapsed() < WAIT, "still {:?}", qmp.state());
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
     fn next(events: &Subscription) -> Result<Arc<crate::Event>, Gap> {
         match events.recv_timeout(WAIT) {
             Ok(item) => item,
@@ -681,7 +684,8 @@ mod tests {
         assert_eq!(next(&all).unwrap().name(), "FIRST");
 
         mock.disconnect();
-        until(&qmp, |s| matches!(s, LinkState::Reconnecting { .. }));
+        let dropped_seen = |s: &LinkState| matches!(s, LinkState::Reconnecting { .. });
+        assert!(qmp.wait_for(Some(WAIT), dropped_seen), "{:?}", qmp.state());
         let late = qmp.subscribe(EventFilter::name("SECOND"));
         drop(dropped);
         assert!(matches!(next(&all), Err(Gap::Disconnected(_))));
@@ -689,7 +693,8 @@ mod tests {
             next(&all),
             Err(Gap::Reconnected { reconnects: 1 })
         ));
-        until(&qmp, |s| matches!(s, LinkState::Connected));
+        assert!(!qmp.wait_for(Some(Duration::ZERO), |s| matches!(s, LinkState::Closed)));
+        assert!(qmp.wait_for(Some(WAIT), |s| matches!(s, LinkState::Connected)));
         assert_eq!(mock.connections(), 2);
         assert!(qmp.greeting().unwrap().oob);
         qmp.call(Call::new("query-status").oob()).unwrap();

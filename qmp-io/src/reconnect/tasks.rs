@@ -80,11 +80,16 @@ impl<R: Reactor> Inner<R> {
         self.common.shutdown();
     }
 
-    /// Runs `work` unless the client is closed first (`None` then).
+    /// Runs `work` unless the client is closed first (`None` then, also
+    /// when it was closed as `work` finished: no attempt starts after).
     async fn unless_stopped<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        match select(pin!(work), self.common.link.stop.wait_async()).await {
-            Either::Left((done, _)) => Some(done),
-            Either::Right(_) => None,
+        let stop = &self.common.link.stop;
+        if stop.is_set() {
+            return None;
+        }
+        match select(pin!(work), stop.wait_async()).await {
+            Either::Left((done, _)) if !stop.is_set() => Some(done),
+            _ => None,
         }
     }
 }
@@ -112,6 +117,20 @@ impl<R: Reactor> Reconnecting<R> {
     /// Where the link stands now.
     pub fn state(&self) -> LinkState {
         self.shared.core.common.link.state()
+    }
+
+    /// Completes once the state satisfies `done` (checked now and at every
+    /// change); put your runtime's timeout around it.
+    pub async fn wait_for(&self, done: impl Fn(&LinkState) -> bool) {
+        let link = &self.shared.core.common.link;
+        loop {
+            // Taken before the state is read: no change slips between.
+            let change = link.next_change();
+            if done(&link.state()) {
+                return;
+            }
+            change.wait_async().await;
+        }
     }
 
     /// How many times the client has reconnected.

@@ -76,6 +76,35 @@ impl Reconnecting {
         self.shared.core.link.state()
     }
 
+    /// Waits until the state satisfies `done` (checked now and at every
+    /// change), at most `timeout`; false when it did not in time.
+    ///
+    /// ```no_run
+    /// # fn run(qmp: qmp_io::blocking::Reconnecting) {
+    /// use std::time::Duration;
+    /// use qmp_io::LinkState;
+    /// let back = qmp.wait_for(Some(Duration::from_secs(30)), |s| matches!(s, LinkState::Connected));
+    /// # let _ = back; }
+    /// ```
+    pub fn wait_for(
+        &self,
+        timeout: Option<core::time::Duration>,
+        done: impl Fn(&LinkState) -> bool,
+    ) -> bool {
+        let link = &self.shared.core.link;
+        let deadline = timeout.and_then(deadline_after);
+        loop {
+            // Taken before the state is read: no change slips between.
+            let change = link.next_change();
+            if done(&link.state()) {
+                return true;
+            }
+            if !change.wait(deadline) {
+                return done(&link.state());
+            }
+        }
+    }
+
     /// How many times the client has reconnected.
     pub fn reconnects(&self) -> u64 {
         self.shared.core.link.reconnects()
@@ -194,7 +223,9 @@ fn supervise(core: &Inner, mut client: Client) {
             let Some(delay) = core.next_attempt(&mut outage) else {
                 return;
             };
-            if core.link.stop.wait(deadline_after(delay)) {
+            // Also checked after the wait: a wait that ended as the client
+            // was closed starts no attempt.
+            if core.link.stop.wait(deadline_after(delay)) || core.link.stop.is_set() {
                 return;
             }
             core.attempting(&mut outage);
