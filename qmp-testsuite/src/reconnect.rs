@@ -646,7 +646,7 @@ pub mod blocking_cases {
     }
 
     /// The blocking twin of
-    /// [`async_cases::reconnects_across_restarts`](super::async_cases::reconnects_across_restarts).
+    /// [`async_cases::reconnects_across_restarts`].
     pub fn reconnects_across_restarts<H: BlockingReconnectHarness>(test: &'static str) {
         let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
@@ -729,7 +729,7 @@ pub mod blocking_cases {
     }
 
     /// The blocking twin of
-    /// [`async_cases::waits_for_the_reconnect`](super::async_cases::waits_for_the_reconnect).
+    /// [`async_cases::waits_for_the_reconnect`].
     pub fn waits_for_the_reconnect<H: BlockingReconnectHarness>(test: &'static str) {
         let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
@@ -769,7 +769,7 @@ pub mod blocking_cases {
     }
 
     /// The blocking twin of
-    /// [`async_cases::gives_up_within_the_backoff_bounds`](super::async_cases::gives_up_within_the_backoff_bounds).
+    /// [`async_cases::gives_up_within_the_backoff_bounds`].
     pub fn gives_up_within_the_backoff_bounds<H: BlockingReconnectHarness>(test: &'static str) {
         let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {
@@ -795,7 +795,7 @@ pub mod blocking_cases {
     }
 
     /// The blocking twin of
-    /// [`async_cases::a_dropped_client_stops_reconnecting`](super::async_cases::a_dropped_client_stops_reconnecting).
+    /// [`async_cases::a_dropped_client_stops_reconnecting`].
     pub fn a_dropped_client_stops_reconnecting<H: BlockingReconnectHarness>(test: &'static str) {
         let _serial = one_at_a_time();
         let Some(mut qemu) = Restartable::start(test) else {

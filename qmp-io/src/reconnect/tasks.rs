@@ -27,9 +27,9 @@ use crate::session::Greeting;
 ///   [`Error::Disconnected`] (whether they ran is unknown). Calls made while
 ///   disconnected fail with [`Error::Reconnecting`], or wait for the
 ///   reconnect within their timeout: [`Reconnect::calls`].
-/// - Subscriptions outlive connections: each gets [`Gap::Disconnected`]
+/// - Subscriptions outlive connections: each gets [`Gap::Disconnected`](crate::Gap::Disconnected)
 ///   after the last event of a connection that dropped and
-///   [`Gap::Reconnected`] before the first event of the next one; events
+///   [`Gap::Reconnected`](crate::Gap::Reconnected) before the first event of the next one; events
 ///   in between are lost. They end when the client is closed or gives up.
 /// - [`state`](Self::state) and [`reconnects`](Self::reconnects) tell where
 ///   it stands.
@@ -203,7 +203,7 @@ impl<R: Reactor> Reconnecting<R> {
     }
 
     /// A subscriber for the events `filter` accepts, across reconnects
-    /// (a `Stream`; see [`Gap`] for the markers).
+    /// (a `Stream`; see [`Gap`](crate::Gap) for the markers).
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
         self.shared.core.common.subs.subscribe(filter)
     }

@@ -15,7 +15,7 @@ use crate::session::Greeting;
 /// A blocking QMP client that stays attached to a unix socket path across
 /// QEMU restarts: the blocking twin of the async
 /// [`Reconnecting`](crate::nonblocking::Reconnecting), with the same
-/// semantics (backoff, handshake redone, [`Gap`] markers in subscriptions,
+/// semantics (backoff, handshake redone, [`Gap`](crate::Gap) markers in subscriptions,
 /// [`Error::Reconnecting`] or a wait for calls made while disconnected).
 /// Its supervisor is a thread (`qmp-reconnect`); dropping the last clone or
 /// [`close`](Self::close) stops it (at the latest once an attempt under
@@ -163,7 +163,7 @@ impl Reconnecting {
     }
 
     /// A subscriber for the events `filter` accepts, across reconnects (see
-    /// [`Gap`] for the markers).
+    /// [`Gap`](crate::Gap) for the markers).
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
         self.shared.core.subs.subscribe(filter)
     }
