@@ -63,7 +63,7 @@ impl Counter {
         Counter { tally, received: 0 }
     }
 
-    fn item(&mut self, item: Result<Arc<qmp_io::Event>, qmp_io::Lagged>) {
+    fn item(&mut self, item: Result<Arc<qmp_io::Event>, qmp_io::Gap>) {
         match item {
             Ok(e) => {
                 if e.name() != NAME {
@@ -71,12 +71,14 @@ impl Counter {
                 }
                 self.count(1);
             }
-            Err(qmp_io::Lagged(n)) => {
+            Err(qmp_io::Gap::Lagged(n)) => {
                 // Counted as received so the main thread does not wait for
                 // ever; the run fails on `lost` right after the iteration.
                 self.tally.lost.fetch_add(n, Ordering::Relaxed);
                 self.count(n);
             }
+            // A plain client's subscription has no other marker.
+            Err(gap) => panic!("unexpected marker: {gap}"),
         }
     }
 

@@ -147,6 +147,14 @@ pub enum Error {
     Timeout(Duration),
     /// The connection is over, before or while this call waited.
     Disconnected(Disconnect),
+    /// A reconnecting client lost its connection and has not reconnected
+    /// yet: it fails calls at once, or after waiting for the reconnect
+    /// until the call's timeout (see
+    /// [`WhileReconnecting`](crate::WhileReconnecting)). Nothing was sent.
+    Reconnecting {
+        /// Connection attempts made since the connection dropped.
+        attempts: u32,
+    },
     /// A guest-agent resynchronisation (after another call's timeout)
     /// discarded this call; it may or may not have run.
     Discarded,
@@ -222,6 +230,11 @@ impl fmt::Display for Error {
             Error::Command(e) => write!(f, "command failed: {e}"),
             Error::Timeout(d) => write!(f, "no reply within {d:?}"),
             Error::Disconnected(d) => write!(f, "disconnected: {d}"),
+            Error::Reconnecting { attempts } => write!(
+                f,
+                "not sent: the connection dropped and the client is reconnecting \
+                 ({attempts} attempts so far)"
+            ),
             Error::Discarded => f.write_str(
                 "the guest agent was resynchronised while this command waited; it may or may not have run",
             ),

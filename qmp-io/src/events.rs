@@ -11,10 +11,16 @@ use std::time::Instant;
 
 use qmp_proto::{EventData, EventEnum, Timestamp};
 
+use crate::error::Disconnect;
 use crate::json::Json;
 
 /// Distinct event names remembered for sharing.
 const MAX_INTERNED_NAMES: usize = 64;
+
+/// Disconnect and reconnect markers a subscriber's queue holds; past it the
+/// oldest is dropped (a later marker says the same: events were lost), so a
+/// link that flaps while nobody reads costs bounded memory.
+const MAX_MARKS: usize = 64;
 
 /// An event, owned: `{"event": NAME, "data": {...}, "timestamp": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -396,22 +402,65 @@ impl EventFilter {
     }
 }
 
-/// A subscriber fell behind and `0` events were dropped from its queue (the
-/// oldest ones). Delivered before the events that followed them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Lagged(pub u64);
+/// Why events may be missing from a subscription at this point: what a
+/// [`Subscription`] yields as `Err` between its events. None of these ends
+/// the subscription; it ends (`None`) when its client is closed or gives up.
+///
+/// ```
+/// use qmp_io::{Event, Gap};
+///
+/// fn show(item: Result<std::sync::Arc<Event>, Gap>) {
+///     match item {
+///         Ok(event) => println!("{}", event.name()),
+///         Err(Gap::Lagged(n)) => println!("{n} events dropped: read faster"),
+///         Err(Gap::Reconnected { reconnects }) => {
+///             println!("connection {reconnects} is up: re-read the state")
+///         }
+///         Err(gap) => println!("{gap}"),
+///     }
+/// }
+/// # show(Err(Gap::Lagged(1)));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Gap {
+    /// The subscriber fell behind and this many events were dropped from its
+    /// queue (the oldest ones). Delivered before the events that followed
+    /// them.
+    Lagged(u64),
+    /// The connection to QEMU dropped, for this reason (reconnecting clients
+    /// only: a plain client's subscriptions end instead). Delivered after
+    /// the last event of that connection. (Behind an `Arc`, so every item of
+    /// every subscription stays as small as an event.)
+    Disconnected(Arc<Disconnect>),
+    /// A reconnecting client is connected again, for the `reconnects`-th
+    /// time. Events QEMU sent between the [`Disconnected`](Self::Disconnected)
+    /// before it and this are lost (QEMU may even be a new process, with a
+    /// new state): re-read what matters. Delivered before the first event of
+    /// the new connection.
+    Reconnected {
+        /// How many times the client has reconnected, this time included.
+        reconnects: u64,
+    },
+}
 
-impl core::fmt::Display for Lagged {
+impl core::fmt::Display for Gap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "{} events were lost because the subscriber fell behind",
-            self.0
-        )
+        match self {
+            Gap::Lagged(n) => write!(f, "{n} events were lost because the subscriber fell behind"),
+            Gap::Disconnected(reason) => write!(
+                f,
+                "the connection dropped ({reason}); events are lost until it is back"
+            ),
+            Gap::Reconnected { reconnects } => write!(
+                f,
+                "reconnected (reconnect {reconnects}); events sent while disconnected are lost"
+            ),
+        }
     }
 }
 
-impl core::error::Error for Lagged {}
+impl core::error::Error for Gap {}
 
 /// What [`Subscription::recv_timeout`] reports when no event came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -441,6 +490,11 @@ struct QueueState {
     closed: bool,
     waker: Option<Waker>,
     sleeping: bool,
+    /// Events pushed so far, dropped ones included: where markers go.
+    pushed: u64,
+    /// Markers (reconnecting clients only), each after the number of events
+    /// pushed before it. Empty, and never allocated, for other clients.
+    marks: VecDeque<(u64, Gap)>,
 }
 
 /// One subscriber's queue, shared by the reader (pushing) and the subscriber.
@@ -500,6 +554,19 @@ impl Queue {
         }
         s.bytes += size;
         s.items.push_back(event);
+        s.pushed = s.pushed.wrapping_add(1);
+        Self::take_wake(&mut s)
+    }
+
+    /// Queues `gap` after the events pushed so far (at most [`MAX_MARKS`]:
+    /// the oldest goes). Returns who to wake, like [`push`](Self::push).
+    pub(crate) fn push_mark(&self, gap: Gap) -> Wake {
+        let mut s = self.lock();
+        if s.marks.len() >= MAX_MARKS {
+            s.marks.pop_front();
+        }
+        let at = s.pushed;
+        s.marks.push_back((at, gap));
         Self::take_wake(&mut s)
     }
 
@@ -529,10 +596,18 @@ impl Queue {
         Self::take_wake(&mut s)
     }
 
-    fn pop(s: &mut QueueState) -> Option<Result<Arc<Event>, Lagged>> {
+    fn pop(s: &mut QueueState) -> Option<Result<Arc<Event>, Gap>> {
         if s.lost > 0 {
             let lost = core::mem::take(&mut s.lost);
-            return Some(Err(Lagged(lost)));
+            return Some(Err(Gap::Lagged(lost)));
+        }
+        if let Some((at, _)) = s.marks.front() {
+            // The number of the oldest queued event: a marker pushed before
+            // it comes out first.
+            let next = s.pushed.wrapping_sub(s.items.len() as u64);
+            if *at <= next {
+                return s.marks.pop_front().map(|(_, gap)| Err(gap));
+            }
         }
         let event = s.items.pop_front()?;
         s.bytes -= event.size();
@@ -544,8 +619,10 @@ impl Queue {
 ///
 /// Blocking code calls [`recv`](Self::recv) / [`recv_timeout`](Self::recv_timeout)
 /// or [`iter`](Self::iter); async code uses it as a `futures_core::Stream`. Both yield
-/// `Err(Lagged(n))` when `n` events were dropped because this subscriber fell
-/// behind, and end when the connection is over (after the queued events).
+/// `Err(Gap::Lagged(n))` when `n` events were dropped because this subscriber fell
+/// behind (and, for a reconnecting client, [`Gap::Disconnected`] and
+/// [`Gap::Reconnected`] around an outage), and end when the connection is
+/// over (after the queued events).
 /// Dropping it unsubscribes.
 pub struct Subscription {
     queue: Arc<Queue>,
@@ -584,6 +661,8 @@ impl Subscription {
                 closed,
                 waker: None,
                 sleeping: false,
+                pushed: 0,
+                marks: VecDeque::new(),
             }),
             cv: Condvar::new(),
         });
@@ -602,13 +681,14 @@ impl Subscription {
     }
 
     /// The next event without waiting: `None` when nothing is queued.
-    pub fn try_recv(&self) -> Option<Result<Arc<Event>, Lagged>> {
+    pub fn try_recv(&self) -> Option<Result<Arc<Event>, Gap>> {
         Queue::pop(&mut self.queue.lock())
     }
 
     /// Blocks for the next event; `None` once the connection is over and the
     /// queue is empty.
-    pub fn recv(&self) -> Option<Result<Arc<Event>, Lagged>> {
+    #[inline]
+    pub fn recv(&self) -> Option<Result<Arc<Event>, Gap>> {
         self.recv_until(None).ok()
     }
 
@@ -616,14 +696,14 @@ impl Subscription {
     pub fn recv_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<Result<Arc<Event>, Lagged>, RecvTimeoutError> {
+    ) -> Result<Result<Arc<Event>, Gap>, RecvTimeoutError> {
         self.recv_until(crate::config::deadline_after(timeout))
     }
 
     fn recv_until(
         &self,
         deadline: Option<Instant>,
-    ) -> Result<Result<Arc<Event>, Lagged>, RecvTimeoutError> {
+    ) -> Result<Result<Arc<Event>, Gap>, RecvTimeoutError> {
         let q = &self.queue;
         let mut s = q.lock();
         loop {
@@ -652,7 +732,7 @@ impl Subscription {
 
     /// A blocking iterator over the events (ends with the connection). Async
     /// code uses the `Stream` implementation instead.
-    pub fn iter(&self) -> impl Iterator<Item = Result<Arc<Event>, Lagged>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Result<Arc<Event>, Gap>> + '_ {
         core::iter::from_fn(|| self.recv())
     }
 
@@ -682,7 +762,7 @@ impl Drop for Subscription {
 }
 
 impl futures_core::Stream for Subscription {
-    type Item = Result<Arc<Event>, Lagged>;
+    type Item = Result<Arc<Event>, Gap>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut s = self.queue.lock();
@@ -761,6 +841,70 @@ mod tests {
             }
         );
         assert!(disk1.try_recv().is_none());
+    }
+
+    struct Nobody;
+    impl Subscribers for Nobody {
+        fn unsubscribe(&self, _: &Arc<Queue>) {}
+    }
+
+    fn names(sub: &Subscription) -> Vec<String> {
+        core::iter::from_fn(|| sub.try_recv())
+            .map(|item| match item {
+                Ok(e) => e.name().to_owned(),
+                Err(Gap::Lagged(n)) => format!("lagged {n}"),
+                Err(Gap::Disconnected(_)) => "disconnected".to_owned(),
+                Err(Gap::Reconnected { reconnects }) => format!("reconnected {reconnects}"),
+            })
+            .collect()
+    }
+
+    /// What every subscriber receives per event stays two words, as it was
+    /// before the markers: the plain clients do not pay for them.
+    #[test]
+    fn an_item_stays_two_words() {
+        let size = core::mem::size_of::<Option<Result<Arc<Event>, Gap>>>();
+        assert!(size <= 16, "an item is {size} bytes");
+    }
+
+    #[test]
+    fn markers_come_out_where_they_were_pushed_and_stay_bounded() {
+        let (sub, q) = Subscription::new(
+            EventFilter::all(),
+            3,
+            usize::MAX,
+            false,
+            Weak::<Nobody>::new(),
+        );
+        q.push(Arc::new(event("A", None)));
+        q.push_mark(Gap::Disconnected(Arc::new(crate::Disconnect::Local)));
+        q.push_mark(Gap::Reconnected { reconnects: 1 });
+        q.push(Arc::new(event("B", None)));
+        assert_eq!(names(&sub), ["A", "disconnected", "reconnected 1", "B"]);
+
+        // A lag is told first; a marker stays after the events before it.
+        for name in ["C", "D", "E"] {
+            q.push(Arc::new(event(name, None)));
+        }
+        q.push_mark(Gap::Reconnected { reconnects: 2 });
+        q.push(Arc::new(event("F", None)));
+        assert_eq!(names(&sub), ["lagged 1", "D", "E", "reconnected 2", "F"]);
+
+        // Nobody reading while the link flaps: the oldest markers go.
+        for n in 0..(MAX_MARKS as u64 + 10) {
+            q.push_mark(Gap::Reconnected { reconnects: n });
+        }
+        let marks = names(&sub);
+        assert_eq!(marks.len(), MAX_MARKS);
+        assert_eq!(marks[0], "reconnected 10");
+        // The end comes after the markers.
+        q.close();
+        q.push_mark(Gap::Reconnected { reconnects: 99 });
+        assert!(matches!(
+            sub.recv(),
+            Some(Err(Gap::Reconnected { reconnects: 99 }))
+        ));
+        assert!(sub.recv().is_none());
     }
 
     /// What an enum over events gets from [`Event::to_enum`].

@@ -16,6 +16,7 @@ pub mod mock;
 pub mod nonblocking;
 pub mod qemu;
 mod qmp;
+mod reconnect;
 mod session;
 mod slot;
 pub mod tcp;
@@ -25,7 +26,7 @@ pub use call::{AddFdInfo, Call};
 pub use child::ChildExit;
 pub use config::{ArgumentCheck, CheckError, Config};
 pub use error::{CommandError, Disconnect, Error, ErrorClass, HandshakeStep, Result};
-pub use events::{Event, EventDecodeError, EventFilter, Lagged, RecvTimeoutError, Subscription};
+pub use events::{Event, EventDecodeError, EventFilter, Gap, RecvTimeoutError, Subscription};
 pub use hub::EventHub;
 pub use json::Json;
 pub use qmp::{AsyncQmp, Qmp};
@@ -33,6 +34,7 @@ pub use qmp_proto::{
     Command, ConnectionLimits, Empty, EventData, EventEnum, ProtocolError, Timestamp, UsageError,
     Version,
 };
+pub use reconnect::{LinkState, Reconnect, WhileReconnecting};
 pub use session::Greeting;
 
 /// What every adapter re-exports, so their APIs stay the same.
@@ -43,7 +45,8 @@ pub mod prelude {
     pub use crate::{
         AddFdInfo, ArgumentCheck, AsyncQmp, Call, ChildExit, Command, CommandError, Config,
         ConnectionLimits, Disconnect, Empty, Error, ErrorClass, Event, EventData, EventDecodeError,
-        EventEnum, EventFilter, EventHub, Greeting, HandshakeStep, Json, Lagged, ProtocolError,
-        Qmp, RecvTimeoutError, Result, Subscription, Timestamp, UsageError, Version,
+        EventEnum, EventFilter, EventHub, Gap, Greeting, HandshakeStep, Json, LinkState,
+        ProtocolError, Qmp, Reconnect, RecvTimeoutError, Result, Subscription, Timestamp,
+        UsageError, Version, WhileReconnecting,
     };
 }

@@ -60,6 +60,8 @@ pub trait Reactor: Runtime {
     ) -> impl Future<Output = io::Result<T>> + Send;
 }
 
+pub use crate::reconnect::tasks::Reconnecting;
+
 /// A unix socket connected on `runtime` (also when the listener's queue is
 /// full: see [`crate::unix::connect`]).
 async fn unix<R: Reactor>(runtime: &R, path: &std::path::Path) -> io::Result<R::Unix> {
@@ -565,6 +567,11 @@ impl<R: Runtime> Client<R> {
         &self.greeting
     }
 
+    /// The connection's session, for the reconnecting layer.
+    pub(crate) fn session(&self) -> &Arc<Session<Core<Heap>>> {
+        &self.conn.session
+    }
+
     /// True when out-of-band execution was negotiated.
     pub fn oob_enabled(&self) -> bool {
         self.greeting.oob
@@ -772,10 +779,10 @@ impl<R: Runtime> GuestAgent<R> {
 
 /// Writes an async adapter's crate-root connect functions, the same in every
 /// adapter: each runs on the runtime `$runtime` evaluates to (the current
-/// one, or a global executor), through the [`Client`] and [`GuestAgent`]
-/// constructors of this module. The adapter supplies `Client`, `GuestAgent`,
-/// `Config`, `Result`, `Qemu`, `QemuBuilder` and a `Stream` trait with
-/// `into_transport`.
+/// one, or a global executor), through the [`Client`], [`GuestAgent`] and
+/// [`Reconnecting`] constructors of this module. The adapter supplies
+/// `Client`, `GuestAgent`, `Reconnecting`, `Config`, `Reconnect`, `Result`,
+/// `Qemu`, `QemuBuilder` and a `Stream` trait with `into_transport`.
 #[macro_export]
 macro_rules! async_adapter_functions {
     ($runtime:expr, $on:literal) => {
@@ -807,6 +814,11 @@ macro_rules! async_adapter_functions {
         #[doc = concat!("Launches a private QEMU with its monitor on its stdio (`-qmp stdio`, no socket file), ", $on, "; it lives as long as the connection.")]
         pub async fn launch_stdio(qemu: QemuBuilder, config: Config) -> Result<Client> {
             Client::launch_stdio($runtime, qemu, config).await
+        }
+
+        #[doc = concat!("Connects to a QMP unix socket, ", $on, ", and stays attached to its path across QEMU restarts, reconnecting as `reconnect` says (backoff, what calls do meanwhile): see [`Reconnecting`] for the semantics. The first connect is not retried.")]
+        pub async fn connect_unix_reconnecting(path: impl AsRef<std::path::Path>, config: Config, reconnect: Reconnect) -> Result<Reconnecting> {
+            Reconnecting::connect_unix($runtime, path.as_ref(), config, reconnect).await
         }
 
         #[doc = concat!("Connects to a guest agent's unix socket and synchronises, ", $on, ", within the connect timeout.")]

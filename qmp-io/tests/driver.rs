@@ -385,7 +385,11 @@ fn a_slow_subscriber_holds_at_most_its_bytes_of_events() {
     }
     let kept: Vec<_> = core::iter::from_fn(|| slow.try_recv()).collect();
     assert_eq!(kept.len(), 4, "{:?}", kept.first());
-    assert!(matches!(kept[0], Err(qmp_io::Lagged(7))), "{:?}", kept[0]);
+    assert!(
+        matches!(kept[0], Err(qmp_io::Gap::Lagged(7))),
+        "{:?}",
+        kept[0]
+    );
     for (n, event) in (7..10).zip(&kept[1..]) {
         let data: serde_json::Value = event.as_ref().unwrap().decode().unwrap();
         assert_eq!(data["n"], n);
@@ -403,7 +407,7 @@ fn an_event_bigger_than_the_budget_is_kept_alone() {
     mock.emit_event("HUGE", Some(&data)).unwrap();
     // A call reads the socket in this thread: both events are in by its reply.
     assert!(qmp.execute_raw("query-status", ()).is_ok());
-    assert!(matches!(slow.try_recv(), Some(Err(qmp_io::Lagged(1)))));
+    assert!(matches!(slow.try_recv(), Some(Err(qmp_io::Gap::Lagged(1)))));
     assert_eq!(slow.try_recv().unwrap().unwrap().name(), "HUGE");
     assert!(slow.try_recv().is_none());
 }

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use qmp_io::{
-    AsyncQmp, Call, Config, Event, EventFilter, EventHub, Json, Lagged, Qmp, RecvTimeoutError,
+    AsyncQmp, Call, Config, Event, EventFilter, EventHub, Gap, Json, Qmp, RecvTimeoutError,
     Subscription,
 };
 
@@ -143,11 +143,14 @@ impl<O: Operation> Engine<O> {
 
     /// What a received item means to the operation; `None` when it is not
     /// for it (stale, or not one of the wanted events): wait on.
-    fn accept(&mut self, item: Option<Result<Arc<Event>, Lagged>>) -> Option<Input> {
+    fn accept(&mut self, item: Option<Result<Arc<Event>, Gap>>) -> Option<Input> {
         let watch = self.watch.as_ref()?;
         let event = match item {
             None => return Some(Input::Closed),
-            Some(Err(Lagged(n))) => return Some(Input::Lagged(n)),
+            Some(Err(Gap::Lagged(n))) => return Some(Input::Lagged(n)),
+            // A reconnecting client's link dropped: the events the operation
+            // waits for may have been lost with it.
+            Some(Err(_)) => return Some(Input::Closed),
             Some(Ok(event)) => event,
         };
         if let (Some(skew), Some(t)) = (self.options.clock_skew, event.timestamp())

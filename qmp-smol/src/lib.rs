@@ -36,6 +36,34 @@
 //! # let _ = stop;
 //! # Ok(()) }) }
 //! ```
+//!
+//! To stay attached to a socket path across QEMU restarts, connect with
+//! [`connect_unix_reconnecting`]: calls made while QEMU is away fail at once
+//! or wait (within their timeout), and subscriptions carry on, with
+//! [`Gap::Disconnected`] and [`Gap::Reconnected`] markers around the outage
+//! (events in between are lost).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use futures_util::StreamExt;
+//! use qmp_smol::{Config, Gap, LinkState, Reconnect, WhileReconnecting};
+//! # async fn run() -> Result<(), qmp_smol::Error> {
+//! let reconnect = Reconnect::default()
+//!     .delays(Duration::from_millis(100), Duration::from_secs(5))
+//!     .calls(WhileReconnecting::Wait);
+//! let qmp = qmp_smol::connect_unix_reconnecting("/run/vm.qmp", Config::default(), reconnect).await?;
+//! let mut events = qmp.events();
+//! qmp.execute_raw("stop", ()).await?; // waits (within its timeout) while QEMU restarts
+//! while let Some(item) = events.next().await {
+//!     match item {
+//!         Ok(event) => println!("{}", event.name()),
+//!         Err(Gap::Reconnected { reconnects }) => println!("back ({reconnects}): re-read the state"),
+//!         Err(gap) => println!("{gap}"),
+//!     }
+//! }
+//! assert!(matches!(qmp.state(), LinkState::Closed | LinkState::GaveUp { .. }));
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 use core::future::Future;
@@ -65,6 +93,9 @@ pub use qmp_qapi as qapi;
 pub type Client = qmp_io::nonblocking::Client<Smol>;
 /// The async guest-agent client on smol.
 pub type GuestAgent = qmp_io::nonblocking::GuestAgent<Smol>;
+/// The async QMP client on smol that reconnects across QEMU restarts
+/// ([`connect_unix_reconnecting`]).
+pub type Reconnecting = qmp_io::nonblocking::Reconnecting<Smol>;
 
 /// smol's timer and an executor for the connection task: smol's global one
 /// (`Smol::default()`, what the crate root's functions use), or one of yours

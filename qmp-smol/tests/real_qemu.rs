@@ -73,6 +73,23 @@ impl qmp_testsuite::Harness for SmolHarness {
 qmp_testsuite::async_suite!(SmolHarness);
 qmp_testsuite::fault_suite!(async SmolHarness);
 
+impl qmp_testsuite::reconnect::ReconnectHarness for SmolHarness {
+    fn connect_reconnecting(
+        path: &Path,
+        config: Config,
+        reconnect: qmp_smol::Reconnect,
+    ) -> impl Future<Output = Result<qmp_smol::Reconnecting>> {
+        qmp_smol::connect_unix_reconnecting(path, config, reconnect)
+    }
+
+    fn live_tasks() -> Option<usize> {
+        // smol's global executor does not count its tasks.
+        None
+    }
+}
+
+qmp_testsuite::reconnect_suite!(SmolHarness);
+
 /// `Smol::on` puts the connection task on the given executor: while nobody
 /// runs that executor the handshake cannot happen; run by the calling thread,
 /// the client works.

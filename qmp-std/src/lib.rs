@@ -37,7 +37,7 @@
 use std::net::ToSocketAddrs;
 use std::path::Path;
 
-pub use qmp_io::blocking::{Client, GuestAgent, Stream, WriteStream};
+pub use qmp_io::blocking::{Client, GuestAgent, Reconnecting, Stream, WriteStream};
 pub use qmp_io::child::ChildStdio;
 pub use qmp_io::prelude::*;
 
@@ -54,6 +54,39 @@ pub fn connect_unix(path: impl AsRef<Path>, config: Config) -> Result<Client> {
     Client::connect_with(config, |timeout| {
         qmp_io::unix::connect_blocking(path, timeout)
     })
+}
+
+/// Connects to a QMP unix socket and stays attached to its path across QEMU
+/// restarts, reconnecting as `reconnect` says (backoff, what calls do
+/// meanwhile): see [`Reconnecting`] for the semantics. The first connect is
+/// not retried.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use qmp_std::{Config, Gap, LinkState, Reconnect, WhileReconnecting};
+/// # fn main() -> Result<(), qmp_std::Error> {
+/// let reconnect = Reconnect::default()
+///     .delays(Duration::from_millis(100), Duration::from_secs(5))
+///     .calls(WhileReconnecting::Wait);
+/// let qmp = qmp_std::connect_unix_reconnecting("/run/vm.qmp", Config::default(), reconnect)?;
+/// let events = qmp.events();
+/// qmp.execute_raw("stop", ())?; // waits (within its timeout) while QEMU restarts
+/// for item in events.iter() {
+///     match item {
+///         Ok(event) => println!("{}", event.name()),
+///         Err(Gap::Reconnected { .. }) => println!("QEMU is back: events meanwhile were lost"),
+///         Err(gap) => println!("{gap}"),
+///     }
+/// }
+/// assert!(matches!(qmp.state(), LinkState::Closed | LinkState::GaveUp { .. }));
+/// # Ok(()) }
+/// ```
+pub fn connect_unix_reconnecting(
+    path: impl AsRef<Path>,
+    config: Config,
+    reconnect: Reconnect,
+) -> Result<Reconnecting> {
+    Reconnecting::connect_unix(path.as_ref(), config, reconnect)
 }
 
 /// Connects to a QMP tcp socket (`-qmp tcp:HOST:PORT,server=on`) and runs the

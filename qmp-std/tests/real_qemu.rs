@@ -39,3 +39,15 @@ impl qmp_testsuite::BlockingHarness for Std {
 
 qmp_testsuite::blocking_suite!(Std);
 qmp_testsuite::fault_suite!(blocking Std);
+
+impl qmp_testsuite::reconnect::BlockingReconnectHarness for Std {
+    fn connect_reconnecting(
+        path: &Path,
+        config: Config,
+        reconnect: qmp_std::Reconnect,
+    ) -> Result<qmp_std::Reconnecting> {
+        qmp_std::connect_unix_reconnecting(path, config, reconnect)
+    }
+}
+
+qmp_testsuite::blocking_reconnect_suite!(Std);

@@ -42,6 +42,7 @@ pub mod fixtures;
 pub mod generic;
 pub mod hostile;
 pub mod peers;
+pub mod reconnect;
 pub mod typed;
 
 /// A spawned task's result, as a future.

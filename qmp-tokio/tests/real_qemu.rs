@@ -81,3 +81,23 @@ impl qmp_testsuite::Harness for TokioHarness {
 
 qmp_testsuite::async_suite!(TokioHarness);
 qmp_testsuite::fault_suite!(async TokioHarness);
+
+impl qmp_testsuite::reconnect::ReconnectHarness for TokioHarness {
+    fn connect_reconnecting(
+        path: &Path,
+        config: Config,
+        reconnect: qmp_tokio::Reconnect,
+    ) -> impl Future<Output = Result<qmp_tokio::Reconnecting>> {
+        qmp_tokio::connect_unix_reconnecting(path, config, reconnect)
+    }
+
+    fn live_tasks() -> Option<usize> {
+        Some(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        )
+    }
+}
+
+qmp_testsuite::reconnect_suite!(TokioHarness);

@@ -83,6 +83,11 @@ impl Client {
         &self.greeting
     }
 
+    /// The connection's session, for the reconnecting layer.
+    pub(crate) fn session(&self) -> &Arc<crate::session::Session<Core<Heap>>> {
+        &self.conn.session
+    }
+
     /// True when out-of-band execution was negotiated.
     pub fn oob_enabled(&self) -> bool {
         self.greeting.oob

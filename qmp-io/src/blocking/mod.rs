@@ -27,6 +27,7 @@ use crate::error::{Disconnect, Error, Result};
 use crate::json::Json;
 use crate::session::{OutBuf, Protocol, Session, Submitted};
 
+pub use crate::reconnect::threads::Reconnecting;
 pub use handles::{Client, GuestAgent};
 pub use stream::{Stream, WriteStream};
 

@@ -41,6 +41,9 @@ pub(crate) struct Dispatch {
     /// The size limit of a message, as the core applies it: for the error of
     /// a reply over it.
     max_reply: usize,
+    /// The subscribers belong to a reconnecting client, which carries them
+    /// over to its next connection: the close leaves them open.
+    pub(super) keep_subscribers: bool,
 }
 
 impl Dispatch {
@@ -57,6 +60,7 @@ impl Dispatch {
             handshake: false,
             closed: None,
             cause: None,
+            keep_subscribers: false,
         }
     }
 
@@ -142,6 +146,10 @@ impl Dispatch {
             .chain(unsent)
         {
             slot.fill(Err(Error::Disconnected(reason.clone())));
+        }
+        if self.keep_subscribers {
+            self.subscribers.clear();
+            return;
         }
         // Woken once the session is unlocked: a subscriber woken now could
         // drop its subscription, which takes the session's lock.

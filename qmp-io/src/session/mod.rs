@@ -20,7 +20,7 @@ use qmp_proto::{GuestAgent, Heap, Id, Version};
 
 use crate::config::Config;
 use crate::error::{Disconnect, Error};
-use crate::events::{EventFilter, Queue, Subscribers, Subscription};
+use crate::events::{EventFilter, Gap, Queue, Subscribers, Subscription, Wake};
 use crate::json::Json;
 use crate::slot::{Latch, Slot};
 
@@ -338,6 +338,34 @@ impl<P: Protocol> Session<P> {
             inner.d.subscribers.push(queue);
         }
         sub
+    }
+
+    /// Takes over `queues` of a reconnecting client (see `crate::reconnect`),
+    /// `mark` first in each, before any event of this connection; they stay
+    /// open when it closes. False, and nothing done, once it is closed.
+    pub(crate) fn adopt(&self, queues: &[Arc<Queue>], mark: Option<&Gap>) -> bool {
+        let mut inner = self.lock();
+        if inner.d.closed.is_some() {
+            return false;
+        }
+        inner.d.keep_subscribers = true;
+        for q in queues {
+            if let Some(gap) = mark {
+                match q.push_mark(gap.clone()) {
+                    Wake::None => {}
+                    w => inner.d.wakes.push((q.clone(), w)),
+                }
+            }
+            inner.d.subscribers.push(q.clone());
+        }
+        self.settle(inner);
+        true
+    }
+
+    /// How many subscribers' queues this connection fills.
+    #[cfg(test)]
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.lock().d.subscribers.len()
     }
 
     pub(crate) fn greeting(&self) -> Option<Greeting> {
