@@ -7,17 +7,19 @@
 //!   against a many-client fake QMP server on one loopback unix socket. The
 //!   server is this program re-run as a child process (a tokio task per
 //!   client answering with canned replies), so its memory is never in the
-//!   client's figure. Each client connects, holds one event subscription and
+//!   client's figure; each row is measured in a fresh process of its own.
+//!   The clients connect, then each takes one event subscription, then each
 //!   makes one `query-status` round trip; then, idle, the client's heap
 //!   (counted by a global allocator: driver task, socket registration,
 //!   buffers, session, subscription and the handles all included) and its
-//!   resident memory are measured against the figures before connecting.
+//!   resident memory are measured against the figures before connecting,
+//!   the heap also after each of the three steps (the parts in brackets).
 //!   Then one `query-status` goes to every client at once (`join_all`),
 //!   five times: the median wall and process CPU time, and the heap's high
-//!   water mark during the rounds.
+//!   water mark per connection during the rounds.
 //! - `qemu`: N real QEMU processes (`-machine none`), one qmp-tokio client
-//!   each on one current_thread runtime: the wall and client CPU time of one
-//!   `query-status` to all of them (median of five).
+//!   each, on a current_thread and then a multi_thread runtime: the wall and
+//!   client CPU time of one `query-status` to all of them (median of five).
 //!
 //! ```text
 //! cargo bench -p qmp-benches --bench scale                  # conns 100 1000 10000, qemu 200
@@ -225,7 +227,14 @@ impl Drop for TempDir {
 
 /// One row of the connections table.
 struct Row {
+    /// Heap per connection, idle: the sum of the next three.
     heap_per_conn: f64,
+    /// Of which: connected (driver task, socket, session, handles).
+    connected_per_conn: f64,
+    /// Of which: the subscription.
+    subscription_per_conn: f64,
+    /// Of which: what the first round trip left (tables and buffers grown).
+    round_trip_per_conn: f64,
     rss_per_conn: f64,
     round_wall: Duration,
     round_cpu: Duration,
@@ -238,8 +247,15 @@ fn run_conns(sizes: &[usize]) {
     println!("open-file limit {limit}");
     let server = Server::start();
     println!(
-        "{:<15} {:>7} {:>12} {:>12} {:>12} {:>12} {:>14}",
-        "runtime", "conns", "heap/conn", "rss/conn", "round wall", "round cpu", "round peak/conn"
+        "{:<15} {:>6} {:>10} {:>24} {:>10} {:>11} {:>11} {:>11}",
+        "runtime",
+        "conns",
+        "heap/conn",
+        "(conn + sub + 1st trip)",
+        "rss/conn",
+        "round wall",
+        "round cpu",
+        "round peak"
     );
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
         for &n in sizes {
@@ -266,11 +282,16 @@ fn measure_row(row: &str, path: &Path) {
     let n: usize = n.parse().expect("a row's connection count");
     raise_fd_limit(n as u64 + 1024);
     let row = conns(flavor, n, path);
+    let parts = format!(
+        "({:.0} + {:.0} + {:.0} B)",
+        row.connected_per_conn, row.subscription_per_conn, row.round_trip_per_conn
+    );
     println!(
-        "{:<15} {:>7} {:>12} {:>12} {:>12.2?} {:>12.2?} {:>14}",
+        "{:<15} {:>6} {:>10} {:>24} {:>10} {:>11.2?} {:>11.2?} {:>11}",
         flavor.name(),
         n,
         kib(row.heap_per_conn),
+        parts,
         kib(row.rss_per_conn),
         row.round_wall,
         row.round_cpu,
@@ -282,25 +303,39 @@ fn conns(flavor: Flavor, n: usize, path: &Path) -> Row {
     let runtime = flavor.runtime();
     runtime.block_on(async {
         // Warm the runtime (timer wheel, worker queues) before the baseline.
-        let warm = connect(path).await.expect("a warm-up connection");
+        let warm = qmp_tokio::connect_unix(path, Config::default()).await;
+        let warm = warm.expect("a warm-up connection");
+        warm.execute(&QueryStatus)
+            .await
+            .expect("a warm-up round trip");
         drop(warm);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (heap0, rss0) = (live_heap(), resident());
-        let held: Vec<(Client, Subscription)> = stream::iter(0..n)
-            .map(|_| connect(path))
+        let clients: Vec<Client> = stream::iter(0..n)
+            .map(|_| qmp_tokio::connect_unix(path, Config::default()))
             .buffer_unordered(CONNECTING)
             .try_collect()
             .await
             .unwrap_or_else(|e| panic!("connecting {n} clients: {e}"));
-        // Idle: every driver back to waiting on its socket.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        settle().await;
+        let connected = live_heap();
+        let subscriptions: Vec<Subscription> = clients
+            .iter()
+            .map(|c| c.subscribe(EventFilter::name("STOP")))
+            .collect();
+        let subscribed = live_heap();
+        let first = join_all(clients.iter().map(|c| c.execute(&QueryStatus))).await;
+        let running = first.iter().filter(|r| r.as_ref().is_ok_and(|s| s.running));
+        assert_eq!(running.count(), n, "every client gets its first reply");
+        drop(first);
+        settle().await;
         let (heap1, rss1) = (live_heap(), resident());
         let mut walls = Vec::new();
         let mut cpus = Vec::new();
         reset_peak();
         for _ in 0..ROUNDS {
             let (t0, c0) = (Instant::now(), cpu_time());
-            let replies = join_all(held.iter().map(|(c, _)| c.execute(&QueryStatus))).await;
+            let replies = join_all(clients.iter().map(|c| c.execute(&QueryStatus))).await;
             walls.push(t0.elapsed());
             cpus.push(cpu_time().saturating_sub(c0));
             let running = replies
@@ -310,10 +345,13 @@ fn conns(flavor: Flavor, n: usize, path: &Path) -> Row {
             assert_eq!(running, n, "every client gets its reply");
         }
         let peak = peak_heap();
-        drop(held);
+        drop((subscriptions, clients));
         let per = |bytes: usize| bytes as f64 / n as f64;
         Row {
             heap_per_conn: per(heap1.saturating_sub(heap0)),
+            connected_per_conn: per(connected.saturating_sub(heap0)),
+            subscription_per_conn: per(subscribed.saturating_sub(connected)),
+            round_trip_per_conn: per(heap1.saturating_sub(subscribed)),
             rss_per_conn: per(rss1.saturating_sub(rss0)),
             round_wall: median(walls),
             round_cpu: median(cpus),
@@ -322,13 +360,9 @@ fn conns(flavor: Flavor, n: usize, path: &Path) -> Row {
     })
 }
 
-/// One client as a manager holds it: connected, subscribed, one round trip made.
-async fn connect(path: &Path) -> qmp_tokio::Result<(Client, Subscription)> {
-    let client = qmp_tokio::connect_unix(path, Config::default()).await?;
-    let events = client.subscribe(EventFilter::name("STOP"));
-    let status = client.execute(&QueryStatus).await?;
-    assert!(status.running);
-    Ok((client, events))
+/// Lets every driver go back to waiting on its socket.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
