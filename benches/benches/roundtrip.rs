@@ -64,6 +64,9 @@
 //! Before timing, each peer's answers are checked against the floor's decoded
 //! replies (same count, same `running`), so all do the same work.
 
+#[path = "support/flavor.rs"]
+mod flavor;
+
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -78,6 +81,7 @@ use std::time::Instant;
 use criterion::async_executor::SmolExecutor;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use flavor::Flavor;
 use futures_util::future::join_all;
 use qmp_io::qemu::{Qemu, QemuBuilder};
 
@@ -367,34 +371,6 @@ async fn qapi_calls(service: &QapiService, n: usize) -> Outcome {
     all.into_iter().fold(Outcome::default(), |o, r| {
         o.add(r.expect("qapi-rs: query-status").running)
     })
-}
-
-// ---------------------------------------------------------------- runtimes
-
-#[derive(Debug, Clone, Copy)]
-enum Flavor {
-    CurrentThread,
-    MultiThread,
-}
-
-impl Flavor {
-    fn name(self) -> &'static str {
-        match self {
-            Flavor::CurrentThread => "current_thread",
-            Flavor::MultiThread => "multi_thread",
-        }
-    }
-
-    fn runtime(self) -> tokio::runtime::Runtime {
-        match self {
-            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-            // Workers = cores (2 here), as `#[tokio::main]` does.
-            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
-        }
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-    }
 }
 
 // ---------------------------------------------------------------- CPU time

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::error::{Disconnect, Error, Result};
 use crate::events::{EventFilter, Subscription};
 use crate::json::Json;
-use crate::session::{Greeting, OutBuf, Protocol, Session, Submitted, nonce};
+use crate::session::{Greeting, OutBuf, Protocol, Session, Submitted, nonce, scratch};
 use crate::slot::SlotFuture;
 
 /// What an async runtime lends the driver: a timer and a way to spawn.
@@ -223,12 +223,12 @@ async fn within<R: Runtime, T>(
 /// Reads before yielding to other tasks, so a busy connection stays fair.
 const READ_BUDGET: usize = 32;
 
-/// The connection task.
+/// The connection task. It reads into its thread's scratch buffer (see
+/// `session::readbuf`): an idle connection holds no read buffer.
 struct Driver<P: Protocol, T> {
     session: Arc<Session<P>>,
     io: T,
     out: OutBuf,
-    buf: Box<[u8]>,
 }
 
 impl<P: Protocol, T: Transport> Driver<P, T> {
@@ -274,32 +274,30 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
     }
 }
 
-impl<P: Protocol, T: Transport> Future for Driver<P, T> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
+impl<P: Protocol, T: Transport> Driver<P, T> {
+    /// One poll: writes and reads up to [`READ_BUDGET`] times into `buf`.
+    fn poll_with(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<()> {
         for _ in 0..READ_BUDGET {
-            if this.session.is_closed() {
+            if self.session.is_closed() {
                 return Poll::Ready(());
             }
-            let wrote = match this.poll_write_out(cx) {
+            let wrote = match self.poll_write_out(cx) {
                 Ok(p) => p,
                 Err(e) => {
-                    this.session.on_close(Disconnect::from_io(e));
+                    self.session.on_close(Disconnect::from_io(e));
                     return Poll::Ready(());
                 }
             };
-            match Pin::new(&mut this.io).poll_read(cx, &mut this.buf) {
+            match Pin::new(&mut self.io).poll_read(cx, buf) {
                 Poll::Ready(Ok(0)) => {
-                    this.session
+                    self.session
                         .on_close(Disconnect::Eof { mid_message: false });
                     return Poll::Ready(());
                 }
-                Poll::Ready(Ok(n)) => this.session.on_input(&this.buf[..n]),
+                Poll::Ready(Ok(n)) => self.session.on_input(buf.get(..n).unwrap_or_default()),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
-                    this.session.on_close(Disconnect::from_io(e));
+                    self.session.on_close(Disconnect::from_io(e));
                     return Poll::Ready(());
                 }
                 Poll::Pending if !wrote => return Poll::Pending,
@@ -308,6 +306,15 @@ impl<P: Protocol, T: Transport> Future for Driver<P, T> {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl<P: Protocol, T: Transport> Future for Driver<P, T> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        scratch(|buf| this.poll_with(cx, buf))
     }
 }
 
@@ -344,7 +351,6 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
             session: session.clone(),
             io,
             out: OutBuf::default(),
-            buf: vec![0u8; 64 << 10].into_boxed_slice(),
         }));
         let conn = Arc::new(Conn {
             session,

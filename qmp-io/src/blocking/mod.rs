@@ -86,7 +86,7 @@ impl<P: Protocol> Conn<P> {
         let write_fd = stream.as_fd().try_clone_to_owned()?;
         let mut half = ReadHalf {
             stream: Box::new(reader),
-            buf: vec![0u8; 64 << 10],
+            buf: crate::session::ReadBuf::new(),
         };
         let conn = Arc::new(Conn {
             session,

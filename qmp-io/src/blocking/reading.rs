@@ -14,13 +14,13 @@ use rustix::event::PollFlags;
 use super::Conn;
 use super::stream::{ReadStream, wait_ready};
 use crate::error::Disconnect;
-use crate::session::{Answer, Protocol};
+use crate::session::{Answer, Protocol, ReadBuf};
 use crate::slot::{Slot, Turn};
 
 /// The right to read: the stream and the buffer, held by one thread at a time.
 pub(super) struct ReadHalf {
     pub(super) stream: Box<dyn ReadStream>,
-    pub(super) buf: Vec<u8>,
+    pub(super) buf: ReadBuf,
 }
 
 /// Who reads the socket.
@@ -70,18 +70,18 @@ impl<P: Protocol> Conn<P> {
     /// One read (the socket is readable), fed to the session; writing what
     /// the core answers gives up at `deadline`.
     fn read_once(&self, half: &mut ReadHalf, deadline: Option<Instant>) {
-        let read = half.stream.read(&mut half.buf);
-        self.absorb(read, &half.buf, deadline);
+        let read = half.stream.read(half.buf.room());
+        self.absorb(read, &mut half.buf, deadline);
     }
 
     /// Takes in the result of a read into `buf`.
-    fn absorb(&self, read: io::Result<usize>, buf: &[u8], deadline: Option<Instant>) {
+    fn absorb(&self, read: io::Result<usize>, buf: &mut ReadBuf, deadline: Option<Instant>) {
         match read {
             Ok(0) => self
                 .session
                 .on_close(Disconnect::Eof { mid_message: false }),
             Ok(n) => {
-                self.session.on_input(&buf[..n]);
+                self.session.on_input(buf.filled(n));
                 if !self.session.is_closed() {
                     // What the core answers by itself (a guest-agent resync).
                     // The reader never waits for room with no deadline: the
@@ -246,11 +246,11 @@ pub(super) fn background<P: Protocol>(conn: &Weak<Conn<P>>) {
         loop {
             // No strong reference while blocked: dropping every handle shuts
             // the socket down, which ends this read.
-            let read = half.stream.read(&mut half.buf);
+            let read = half.stream.read(half.buf.room());
             let Some(conn) = conn.upgrade() else {
                 return;
             };
-            conn.absorb(read, &half.buf, None);
+            conn.absorb(read, &mut half.buf, None);
             if conn.session.is_closed() || !conn.reading().followers.is_empty() {
                 conn.release(half);
                 break;

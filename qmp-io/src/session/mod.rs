@@ -3,12 +3,13 @@
 //! file descriptors that travel with them. Drivers only move bytes.
 //!
 //! Here: one connection's [`Session`]. Where the core's outputs go is in
-//! `dispatch`, the two cores behind one trait in `protocol`, and the bytes
-//! waiting to be written in `outbuf`.
+//! `dispatch`, the two cores behind one trait in `protocol`, the bytes
+//! waiting to be written in `outbuf`, and where reads land in `readbuf`.
 
 mod dispatch;
 mod outbuf;
 mod protocol;
+mod readbuf;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::Waker;
@@ -27,6 +28,7 @@ use crate::slot::{Latch, Slot};
 pub(crate) use dispatch::Dispatch;
 pub(crate) use outbuf::OutBuf;
 pub(crate) use protocol::{Protocol, nonce};
+pub(crate) use readbuf::{ReadBuf, scratch};
 
 use dispatch::Waiter;
 
