@@ -294,6 +294,7 @@ impl<P: Protocol, T: Transport> Future for Driver<P, T> {
                         .on_close(Disconnect::Eof { mid_message: false });
                     return Poll::Ready(());
                 }
+                #[allow(clippy::indexing_slicing)] // a read returns at most buf.len()
                 Poll::Ready(Ok(n)) => this.session.on_input(&this.buf[..n]),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
