@@ -168,6 +168,25 @@ mod tests {
         assert_eq!(parse(&["v=a=b"]).unwrap(), json!({"v": "a=b"}));
     }
 
+    /// A number is sent as the f64 nearest to what was typed: printed, it
+    /// reads back as itself (serde_json's default float parser can be one
+    /// unit in the last place off on these).
+    #[test]
+    fn numbers_are_sent_as_typed() {
+        for typed in [
+            "118446744073709551616",
+            "1.1844674407370955e+20",
+            "0.1",
+            "2.2250738585072014e-308",
+        ] {
+            let value = parse_value(typed);
+            let printed = value.to_string();
+            assert_eq!(parse_value(&printed), value, "{typed} printed as {printed}");
+            let exact: f64 = typed.parse().unwrap();
+            assert_eq!(value.as_f64(), Some(exact), "{typed}");
+        }
+    }
+
     #[test]
     fn dotted_keys_nest_only_what_they_name() {
         assert_eq!(

@@ -147,6 +147,7 @@ fn watch(process: &Weak<Process>, mut stderr: impl Read, program: String) {
     loop {
         match stderr.read(&mut buf) {
             Ok(0) => break,
+            #[allow(clippy::indexing_slicing)] // a read returns at most buf.len()
             Ok(n) => {
                 let Some(p) = process.upgrade() else { return };
                 let mut w = p.watched();
@@ -158,14 +159,14 @@ fn watch(process: &Weak<Process>, mut stderr: impl Read, program: String) {
             Err(_) => break,
         }
     }
-    let give_up = Instant::now() + EXIT_GRACE;
+    let give_up = Instant::now().checked_add(EXIT_GRACE);
     let status = loop {
         let Some(p) = process.upgrade() else { return };
         let exited = p.child().try_wait();
         drop(p);
         match exited {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < give_up => std::thread::sleep(EXIT_POLL),
+            Ok(None) if give_up.is_none_or(|t| Instant::now() < t) => std::thread::sleep(EXIT_POLL),
             _ => break None,
         }
     };

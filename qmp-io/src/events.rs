@@ -142,7 +142,9 @@ impl Event {
     /// What the event counts for in a subscriber's byte budget: its name and
     /// its data.
     fn size(&self) -> usize {
-        self.name.len() + self.data.as_ref().map_or(0, |d| d.as_str().len())
+        self.name
+            .len()
+            .saturating_add(self.data.as_ref().map_or(0, |d| d.as_str().len()))
     }
 }
 
@@ -197,23 +199,24 @@ fn path_at(text: &str, at: usize) -> String {
     let bytes = text.as_bytes();
     let mut steps: Vec<Step> = Vec::new();
     let mut i = 0;
-    while i < at.min(bytes.len()) {
-        match bytes[i] {
+    // i stays within bytes.len() + 2: no step can overflow.
+    while let Some(&byte) = bytes.get(i).filter(|_| i < at) {
+        match byte {
             b'{' => steps.push(Step::Member(None)),
             b'[' => steps.push(Step::Element(0)),
             b'}' | b']' => {
                 steps.pop();
             }
             b',' => match steps.last_mut() {
-                Some(Step::Element(n)) => *n += 1,
+                Some(Step::Element(n)) => *n = n.saturating_add(1),
                 Some(Step::Member(key)) => *key = None,
                 None => {}
             },
             b'"' => {
-                let start = i + 1;
+                let start = i.saturating_add(1);
                 i = start;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                while let Some(&b) = bytes.get(i).filter(|&&b| b != b'"') {
+                    i = i.saturating_add(if b == b'\\' { 2 } else { 1 });
                 }
                 if let Some(Step::Member(key @ None)) = steps.last_mut() {
                     let raw = text.get(start..i.min(text.len())).unwrap_or("");
@@ -222,7 +225,7 @@ fn path_at(text: &str, at: usize) -> String {
             }
             _ => {}
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     // At the end of an object or array (a missing member, too few
     // elements), the fault is the container's, not its last member's.
@@ -257,7 +260,7 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
         .take(line.saturating_sub(1))
         .map(str::len)
         .sum();
-    line_start + column.saturating_sub(1)
+    line_start.saturating_add(column.saturating_sub(1))
 }
 
 impl core::fmt::Display for EventDecodeError {
@@ -545,14 +548,15 @@ impl Queue {
     pub(crate) fn push(&self, event: Arc<Event>) -> Wake {
         let size = event.size();
         let mut s = self.lock();
-        while s.items.len() >= self.capacity || s.bytes + size > self.max_bytes {
+        while s.items.len() >= self.capacity || s.bytes.saturating_add(size) > self.max_bytes {
             let Some(old) = s.items.pop_front() else {
                 break;
             };
-            s.bytes -= old.size();
-            s.lost += 1;
+            // bytes is the sum of the queued events' sizes.
+            s.bytes = s.bytes.saturating_sub(old.size());
+            s.lost = s.lost.saturating_add(1);
         }
-        s.bytes += size;
+        s.bytes = s.bytes.saturating_add(size);
         s.items.push_back(event);
         s.pushed = s.pushed.wrapping_add(1);
         Self::take_wake(&mut s)
@@ -610,7 +614,7 @@ impl Queue {
             }
         }
         let event = s.items.pop_front()?;
-        s.bytes -= event.size();
+        s.bytes = s.bytes.saturating_sub(event.size());
         Some(Ok(event))
     }
 }
@@ -722,7 +726,7 @@ impl Subscription {
                         s.sleeping = false;
                         return Err(RecvTimeoutError::Timeout);
                     }
-                    q.cv.wait_timeout(s, d - now)
+                    q.cv.wait_timeout(s, d.saturating_duration_since(now))
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
@@ -1016,6 +1020,30 @@ mod tests {
     }
     impl EventData for Nested {
         const NAME: &'static str = "NESTED";
+    }
+
+    /// The path finder runs on peer data at whatever offset a decode error
+    /// names: cut-off strings and escapes, and offsets past the end, stay in
+    /// bounds.
+    #[test]
+    fn path_at_any_offset_of_any_text() {
+        for text in [
+            "",
+            "\"",
+            "\"\\",
+            "{\"a\\",
+            "[[,,",
+            "{\"k\": [\"\\\"",
+            "}}]]",
+        ] {
+            for at in [0, 1, 2, text.len(), usize::MAX] {
+                let path = path_at(text, at);
+                assert!(path.starts_with("data"), "{text:?} at {at}: {path}");
+            }
+        }
+        assert_eq!(path_at("[1, 2, [3", usize::MAX), "data[2][0]");
+        assert_eq!(offset_of("ab\ncd", 2, 2), 4);
+        assert_eq!(offset_of("ab", usize::MAX, usize::MAX), usize::MAX);
     }
 
     #[test]

@@ -1,6 +1,19 @@
 //! Runtime-agnostic drivers for [`qmp_proto`]: one blocking driver over
 //! `std::io`, one async driver over `futures-io`.
 #![deny(missing_docs)]
+// No panic reachable from peer input: outside tests, every index, slice and
+// arithmetic step is checked, or allowed on its line with the reason it
+// cannot fail.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod blocking;
 mod call;

@@ -203,7 +203,7 @@ fn read_tail(path: &Path) -> String {
             .len()
             .saturating_sub(STDERR_TAIL_LINES)
             .max(skip_partial);
-        Ok(lines[from..].join("\n"))
+        Ok(lines.get(from..).unwrap_or_default().join("\n"))
     };
     read().unwrap_or_default()
 }
@@ -233,9 +233,9 @@ fn is_listening(path: &Path) -> bool {
     exists
         && table.lines().any(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() == 8
-                && fields[7] == path
-                && u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & ACCEPTING != 0)
+            matches!(fields.as_slice(), [_, _, _, flags, _, _, _, name]
+                if *name == path
+                    && u32::from_str_radix(flags, 16).is_ok_and(|f| f & ACCEPTING != 0))
         })
 }
 

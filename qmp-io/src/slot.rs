@@ -127,7 +127,7 @@ impl<T> Slot<T> {
                     }
                     s = self
                         .cv
-                        .wait_timeout(s, d - now)
+                        .wait_timeout(s, d.saturating_duration_since(now))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
@@ -225,7 +225,7 @@ impl Latch {
                     }
                     s = self
                         .cv
-                        .wait_timeout(s, d - now)
+                        .wait_timeout(s, d.saturating_duration_since(now))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
@@ -273,7 +273,8 @@ impl Future for LatchWait<'_> {
             Some(key) => key,
             None => {
                 let key = s.next_key;
-                s.next_key += 1;
+                // Unique until 2^64 waits have been made: never.
+                s.next_key = s.next_key.wrapping_add(1);
                 this.key = Some(key);
                 key
             }

@@ -219,12 +219,12 @@ impl Client {
             timeout: Duration::from_secs(30),
             keepalive: false,
         };
-        let deadline = Instant::now() + client.timeout;
+        let deadline = Instant::now().checked_add(client.timeout);
         while !client.conn.is_open() {
             if let Some(closed) = &client.closed {
                 return Err(closed.clone().unwrap_or(Error::Disconnected).into());
             }
-            client.pump(Some(deadline))?;
+            client.pump(deadline)?;
         }
         Ok(client)
     }
@@ -312,7 +312,7 @@ impl Client {
 
     /// The next event, waiting up to `timeout`; `None` when none came.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<MonitorEvent>, ClientError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
@@ -320,10 +320,10 @@ impl Client {
             if let Some(closed) = &self.closed {
                 return Err(closed.clone().unwrap_or(Error::Disconnected).into());
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
-            match self.pump(Some(deadline)) {
+            match self.pump(deadline) {
                 Err(ClientError::Timeout(_)) => return Ok(None),
                 other => other?,
             }
@@ -333,9 +333,9 @@ impl Client {
     /// Closes the connection (`CONNECT_CLOSE`) and waits for its reply.
     pub fn close(mut self) -> Result<(), ClientError> {
         self.conn.close()?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now().checked_add(self.timeout);
         while self.closed.is_none() {
-            self.pump(Some(deadline))?;
+            self.pump(deadline)?;
         }
         match self.closed.take().flatten() {
             None => Ok(()),
@@ -368,7 +368,7 @@ impl Client {
     }
 
     fn wait(&mut self, id: CallId) -> Result<Reply, ClientError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now().checked_add(self.timeout);
         loop {
             if let Some(i) = self.replies.iter().position(|(r, _)| *r == id) {
                 return self.replies.swap_remove(i).1.map_err(ClientError::Rpc);
@@ -376,7 +376,7 @@ impl Client {
             if let Some(closed) = &self.closed {
                 return Err(closed.clone().unwrap_or(Error::Disconnected).into());
             }
-            if let Err(e) = self.pump(Some(deadline)) {
+            if let Err(e) = self.pump(deadline) {
                 if matches!(e, ClientError::Timeout(_)) {
                     let _ = self.conn.abandon(id);
                 }
@@ -403,6 +403,7 @@ impl Client {
         let mut buf = [0u8; 64 * 1024];
         match self.stream.read(&mut buf) {
             Ok(0) => self.conn.receive_eof(),
+            #[allow(clippy::indexing_slicing)] // read returns at most buf.len()
             Ok(n) => {
                 // A protocol error also comes out as Output::Closed.
                 let _ = self.conn.receive(&buf[..n]);

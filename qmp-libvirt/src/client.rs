@@ -68,6 +68,7 @@ impl Reader {
                 wire.session.receive_eof(None);
                 false
             }
+            #[allow(clippy::indexing_slicing)] // read returns at most buf.len()
             Ok(n) => {
                 wire.session.receive(&self.buf[..n]);
                 wire.flush();
@@ -100,7 +101,10 @@ struct Waiting<'a>(&'a Wire);
 
 impl<'a> Waiting<'a> {
     fn new(wire: &'a Wire) -> Self {
-        *lock(&wire.callers) += 1;
+        let mut n = lock(&wire.callers);
+        // One count per live Waiting: a usize cannot run out first.
+        *n = n.saturating_add(1);
+        drop(n);
         Waiting(wire)
     }
 }
@@ -108,7 +112,8 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut n = lock(&self.0.callers);
-        *n -= 1;
+        // Never below zero: new() counted this one.
+        *n = n.saturating_sub(1);
         if *n == 0 {
             self.0.idle.notify_all();
         }

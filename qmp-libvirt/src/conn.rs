@@ -262,17 +262,20 @@ impl Connection {
         self.rx.extend_from_slice(bytes);
         let mut start = 0;
         let result = loop {
-            let buf = &self.rx[start..];
+            // start never passes rx.len(): it only moves to a packet's end.
+            let buf = self.rx.get(start..).unwrap_or_default();
             let len = match wire::packet_len(buf, self.config.max_message) {
                 Ok(Some(len)) if len <= buf.len() => len,
                 Ok(_) => break Ok(()),
                 Err(error) => break Err(decode_error("packet length", error)),
             };
+            // At most rx.len(): len <= buf.len().
+            let end = start.saturating_add(len);
             // Taken out so handling may borrow self mutably; put back after.
             let packet = core::mem::take(&mut self.rx);
-            let handled = self.handle_packet(&packet[start..start + len]);
+            let handled = self.handle_packet(packet.get(start..end).unwrap_or_default());
             self.rx = packet;
-            start += len;
+            start = end;
             if let Err(e) = handled {
                 break Err(e);
             }
@@ -308,20 +311,22 @@ impl Connection {
     /// Bytes waiting to be written to the socket.
     #[must_use]
     pub fn pending_transmit(&self) -> &[u8] {
-        &self.tx[self.tx_sent..]
+        // tx_sent never passes tx.len() (advance_transmit checks).
+        self.tx.get(self.tx_sent..).unwrap_or_default()
     }
 
     /// Reports that `n` bytes of [`pending_transmit`](Self::pending_transmit)
     /// were written. More than are pending is a usage error.
     pub fn advance_transmit(&mut self, n: usize) -> Result<(), UsageError> {
-        let pending = self.tx.len() - self.tx_sent;
+        let pending = self.tx.len().saturating_sub(self.tx_sent);
         if n > pending {
             return Err(UsageError::AdvancedPastPending {
                 written: n,
                 pending,
             });
         }
-        self.tx_sent += n;
+        // n <= pending: at most tx.len().
+        self.tx_sent = self.tx_sent.saturating_add(n);
         if self.tx_sent == self.tx.len() {
             self.tx.clear();
             self.tx_sent = 0;
@@ -576,7 +581,8 @@ impl Connection {
         let out = if now { &mut self.tx } else { &mut self.held };
         let start = out.len();
         let len = wire::encode_packet(out, &header, body);
-        let size = len - wire::LEN_SIZE;
+        // len counts the length word itself.
+        let size = len.saturating_sub(wire::LEN_SIZE);
         if size > self.config.max_message as usize {
             out.truncate(start);
             return Err(Error::Usage(UsageError::MessageTooLarge {

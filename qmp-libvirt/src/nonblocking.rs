@@ -215,10 +215,13 @@ impl<T: Transport> Future for Driver<T> {
             }
             let mut wrote = false;
             while this.sent < this.out.len() {
-                match Pin::new(&mut this.io).poll_write(cx, &this.out[this.sent..]) {
+                match Pin::new(&mut this.io)
+                    .poll_write(cx, this.out.get(this.sent..).unwrap_or_default())
+                {
                     Poll::Ready(Ok(0)) => return this.fail(io::ErrorKind::WriteZero.into()),
                     Poll::Ready(Ok(n)) => {
-                        this.sent += n;
+                        // poll_write reports at most what it was given.
+                        this.sent = this.sent.saturating_add(n);
                         wrote = true;
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -241,6 +244,7 @@ impl<T: Transport> Future for Driver<T> {
                     this.session.receive_eof(None);
                     return Poll::Ready(());
                 }
+                #[allow(clippy::indexing_slicing)] // poll_read returns at most buf.len()
                 Poll::Ready(Ok(n)) => this.session.receive(&this.buf[..n]),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => return this.fail(e),

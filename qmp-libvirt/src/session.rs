@@ -239,13 +239,14 @@ impl Session {
 
     /// Waits (blocking) until the handshake is done, within `timeout`.
     pub(crate) fn wait_open(&self, timeout: Duration) -> qmp_io::Result<()> {
-        let deadline = Instant::now() + timeout;
+        // None: past what an Instant can hold, so no end.
+        let deadline = Instant::now().checked_add(timeout);
         let mut s = self.lock();
         loop {
             if let Some(e) = open_outcome(&s) {
                 return e;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return Err(handshake_timeout(timeout));
             }

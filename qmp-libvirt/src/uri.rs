@@ -234,21 +234,22 @@ fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = alloc::vec::Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    // i < bytes.len() <= isize::MAX, so i + 3 cannot overflow.
+    while let Some(&b) = bytes.get(i) {
+        match b {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = bytes.get(i.saturating_add(1)..i.saturating_add(3))?;
                 let hex = core::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
+                i = i.saturating_add(3);
             }
             b'+' => {
                 out.push(b' ');
-                i += 1;
+                i = i.saturating_add(1);
             }
             b => {
                 out.push(b);
-                i += 1;
+                i = i.saturating_add(1);
             }
         }
     }
@@ -364,10 +365,19 @@ mod tests {
             parse("qemu+unix://host/system"),
             Err(UriError::Malformed { .. })
         ));
-        assert!(matches!(
-            parse("qemu:///system?socket=%zz"),
-            Err(UriError::Malformed { .. })
-        ));
+        // A %-escape cut short at the end of the URI is malformed, not read
+        // past the end.
+        for escape in ["%zz", "%", "%4", "a%", "a%2", "%e9"] {
+            assert!(
+                matches!(
+                    parse(&alloc::format!("qemu:///system?socket={escape}")),
+                    Err(UriError::Malformed { .. })
+                ),
+                "{escape}"
+            );
+        }
+        let t = parse("qemu:///system?socket=/a%2Fb+c%41").unwrap();
+        assert_eq!(t.transport, unix("/a/b cA"));
     }
 
     #[test]

@@ -270,7 +270,9 @@ impl Virsh {
         });
         std::thread::spawn(move || {
             let mut out = Vec::new();
-            let read = stdout.take(MAX_LINE as u64 + 1).read_to_end(&mut out);
+            let read = stdout
+                .take((MAX_LINE as u64).saturating_add(1))
+                .read_to_end(&mut out);
             let _ = tx.send(read.map(|_| out));
         });
         let got = match timeout {
@@ -415,7 +417,8 @@ fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
         }
         match buf.iter().position(|&b| b == b'\n') {
             Some(i) => {
-                reader.consume(i + 1);
+                // i < buf.len(): no overflow.
+                reader.consume(i.saturating_add(1));
                 return Ok(());
             }
             None => {

@@ -80,6 +80,7 @@ impl<P: Protocol> Conn<P> {
             Ok(0) => self
                 .session
                 .on_close(Disconnect::Eof { mid_message: false }),
+            #[allow(clippy::indexing_slicing)] // a read returns at most buf.len()
             Ok(n) => {
                 self.session.on_input(buf.filled(n));
                 if !self.session.is_closed() {
@@ -192,7 +193,9 @@ impl<P: Protocol> Conn<P> {
         if quiet_since >= QUIET {
             return r.half.take();
         }
-        let _ = self.quiet.wait_timeout(r, QUIET - quiet_since);
+        let _ = self
+            .quiet
+            .wait_timeout(r, QUIET.saturating_sub(quiet_since));
         None
     }
 }

@@ -154,6 +154,7 @@ impl MockQemu {
     ///
     /// If `value` is not valid JSON: a mistake in the test, reported where it
     /// was made rather than as a confusing reply.
+    #[allow(clippy::panic)] // a test's own mistake, documented above
     pub fn on_return(&self, command: &str, value: &str) {
         if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(value) {
             panic!("MockQemu::on_return({command:?}): invalid JSON {value:?}: {e}");
@@ -222,12 +223,13 @@ impl MockQemu {
                 && wire.server.pending_transmit().len() < EVENT_BATCH_BYTES
             {
                 match wire.server.send_event(name, data, timestamp) {
-                    Ok(()) => encoded += 1,
+                    Ok(()) => encoded = encoded.saturating_add(1),
                     Err(UsageError::TransmitFull) if encoded > 0 => break,
                     Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
                 }
             }
-            left -= encoded;
+            // encoded <= left.
+            left = left.saturating_sub(encoded);
             if let Err(e) = wire.flush(&conn.socket) {
                 drop(wire);
                 conn.shutdown();

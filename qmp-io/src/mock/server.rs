@@ -113,7 +113,7 @@ fn serve(shared: &Arc<Shared>, socket: UnixStream) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        state.connections += 1;
+        state.connections = state.connections.saturating_add(1);
         let conn = Arc::new(Conn {
             number: state.connections,
             socket,
@@ -150,6 +150,7 @@ fn serve(shared: &Arc<Shared>, socket: UnixStream) {
         if !shared.greeting {
             continue;
         }
+        #[allow(clippy::indexing_slicing)] // a read returns at most buf.len()
         feed(shared, &conn, &buf[..n], &mut fds);
         if lock(&conn.wire).broken {
             break;
@@ -192,7 +193,8 @@ fn feed(shared: &Arc<Shared>, conn: &Arc<Conn>, mut bytes: &[u8], fds: &mut Vec<
             Ok(n) => n,
             Err(_) => return,
         };
-        bytes = &bytes[taken..];
+        // The server takes at most what it was given.
+        bytes = bytes.get(taken..).unwrap_or_default();
         // One output at a time, each answered before the next is polled: the
         // server answers malformed input itself while polling, and this keeps
         // those answers in order with ours, as QEMU's are.

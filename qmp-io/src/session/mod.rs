@@ -168,6 +168,7 @@ impl<P: Protocol> Session<P> {
         })?;
         let quiet = self.config.is_quiet(name);
         if !quiet && tracing::enabled!(tracing::Level::DEBUG) {
+            #[allow(clippy::indexing_slicing)] // before: the pending length before this command
             let bytes = &inner.proto.pending_transmit()[before..];
             let text = String::from_utf8_lossy(bytes);
             tracing::debug!(
@@ -191,6 +192,8 @@ impl<P: Protocol> Session<P> {
             }
             None => {
                 // No reply will come: the answer is that it was written.
+                #[allow(clippy::arithmetic_side_effects)]
+                // a count of bytes written: u64 does not wrap
                 let end = inner.taken + inner.proto.pending_transmit().len() as u64;
                 inner.d.unsent.push_back((end, slot.clone()));
                 self.unsent.store(true, Ordering::Relaxed);
@@ -239,7 +242,7 @@ impl<P: Protocol> Session<P> {
         loop {
             // The core's own error is sticky and reported through drain.
             let taken = inner.proto.receive(bytes).unwrap_or_default();
-            bytes = &bytes[taken..];
+            bytes = bytes.get(taken..).unwrap_or_default(); // taken <= bytes.len()
             inner.drain();
             if bytes.is_empty() || taken == 0 || inner.d.closed.is_some() {
                 break;
@@ -282,8 +285,9 @@ impl<P: Protocol> Session<P> {
         let len = pending.len();
         out.bytes.extend_from_slice(pending);
         inner.proto.advance_transmit(len);
-        inner.taken += len as u64;
+        inner.taken = inner.taken.saturating_add(len as u64);
         // Drained, not taken: the queue keeps its room for the next ones.
+        #[allow(clippy::arithmetic_side_effects)] // offsets within out.bytes, a Vec's length
         out.marks
             .extend(inner.marks.drain(..).map(|(at, fds)| (base + at, fds)));
     }

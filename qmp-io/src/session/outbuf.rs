@@ -27,10 +27,10 @@ impl OutBuf {
         match marks.next() {
             Some((at, fds)) if *at == self.pos => {
                 let end = marks.next().map_or(self.bytes.len(), |(next, _)| *next);
-                (&self.bytes[self.pos..end], Some(fds))
+                (self.bytes.get(self.pos..end).unwrap_or_default(), Some(fds))
             }
-            Some((at, _)) => (&self.bytes[self.pos..*at], None),
-            None => (&self.bytes[self.pos..], None),
+            Some((at, _)) => (self.bytes.get(self.pos..*at).unwrap_or_default(), None),
+            None => (self.bytes.get(self.pos..).unwrap_or_default(), None),
         }
     }
 
@@ -45,8 +45,8 @@ impl OutBuf {
             // The kernel took the fds with the first byte; our copies close.
             self.marks.pop_front();
         }
-        self.pos += n;
-        self.written += n as u64;
+        self.pos = self.pos.saturating_add(n);
+        self.written = self.written.saturating_add(n as u64);
         if self.pos == self.bytes.len() {
             self.bytes.clear();
             self.pos = 0;

@@ -300,9 +300,12 @@ pub fn encode_packet(out: &mut Vec<u8>, header: &Header, body: impl FnOnce(&mut 
     out.extend_from_slice(&[0; LEN_SIZE]);
     header.encode(out);
     body(out);
-    let len = out.len() - start;
+    // out only grew from start, by LEN_SIZE bytes at least.
+    let len = out.len().saturating_sub(start);
     let word = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
-    out[start..start + LEN_SIZE].copy_from_slice(&word);
+    if let Some(slot) = out.get_mut(start..start.saturating_add(LEN_SIZE)) {
+        slot.copy_from_slice(&word);
+    }
     len
 }
 

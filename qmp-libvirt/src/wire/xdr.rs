@@ -118,7 +118,8 @@ pub fn decode_all<'a, T>(
 
 /// Padding after `len` bytes of data.
 pub const fn padding_len(len: usize) -> usize {
-    (4 - len % 4) % 4
+    // (4 - len % 4) % 4, the same modulo 4.
+    len.wrapping_neg() % 4
 }
 
 /// An unsigned int.
@@ -266,7 +267,8 @@ pub fn put_bool(out: &mut Vec<u8>, v: bool) {
 }
 
 fn put_pad(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&[0; 3][..padding_len(len)]);
+    // padding_len is at most 3.
+    out.extend_from_slice([0; 3].get(..padding_len(len)).unwrap_or_default());
 }
 
 /// Appends fixed-length opaque data.
@@ -323,6 +325,20 @@ mod tests {
         assert_eq!(&out[..4], &[0, 0, 0, 14]);
         assert_eq!(&out[18..], &[0, 0]);
         assert_eq!(decode_all(&out, str(64)), Ok("qemu:///system"));
+    }
+
+    #[test]
+    fn padding_rounds_up_to_four_at_any_length() {
+        for len in (0..64).chain(usize::MAX - 8..=usize::MAX) {
+            let pad = padding_len(len);
+            assert!(pad < 4, "{len}");
+            assert_eq!(len.wrapping_add(pad) % 4, 0, "{len}");
+        }
+        for len in 0..9 {
+            let mut out = Vec::new();
+            put_opaque(&mut out, &vec![7; len]);
+            assert_eq!(out.len() % 4, 0, "{len}");
+        }
     }
 
     #[test]

@@ -160,6 +160,8 @@ impl Schema {
     }
 
     fn entity(&self, index: u32) -> &Entity {
+        #[allow(clippy::indexing_slicing)]
+        // indices come only from Tables, made from entities' positions
         &self.tables.entities[index as usize]
     }
 

@@ -251,10 +251,8 @@ impl Tables {
         }
         by_num.sort_unstable();
         by_name.sort_unstable_by(|a, b| {
-            entities[*a as usize]
-                .name
-                .as_str()
-                .cmp(&entities[*b as usize].name.as_str())
+            let name = |i: u32| entities.get(i as usize).and_then(|e| e.name.as_str());
+            name(*a).cmp(&name(*b))
         });
         let tables = Tables {
             entities,
@@ -271,7 +269,8 @@ impl Tables {
                 .by_num
                 .binary_search_by_key(n, |(k, _)| *k)
                 .ok()
-                .map(|at| self.by_num[at].1),
+                .and_then(|at| self.by_num.get(at))
+                .map(|&(_, i)| i),
             Key::Str(s) => self.find_name(s),
         }
     }
@@ -279,14 +278,14 @@ impl Tables {
     pub(crate) fn find_name(&self, name: &str) -> Option<u32> {
         self.by_name
             .binary_search_by(|i| {
-                self.entities[*i as usize]
-                    .name
-                    .as_str()
+                self.entities
+                    .get(*i as usize)
+                    .and_then(|e| e.name.as_str())
                     .unwrap_or_default()
                     .cmp(name)
             })
             .ok()
-            .map(|at| self.by_name[at])
+            .and_then(|at| self.by_name.get(at).copied())
     }
 
     fn check_references(&self) -> Result<(), String> {

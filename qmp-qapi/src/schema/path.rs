@@ -201,7 +201,7 @@ impl Schema {
     }
 
     fn walk<'a>(&'a self, ty: TypeInfo<'a>, rest: &[&str], steps: &mut usize) -> Step<'a> {
-        *steps += 1;
+        *steps = steps.saturating_add(1);
         if *steps > PROBE_STEPS {
             return Err(ProbeErrorKind::TooManySteps);
         }

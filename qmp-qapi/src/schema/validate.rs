@@ -196,6 +196,8 @@ impl<'v> Walk<'v> {
     }
 
     fn value(&mut self, ty: TypeInfo<'_>, value: &'v Value, depth: usize) -> Step {
+        // Every nested call passes depth + 1 (saturating), so this check
+        // bounds it long before it could saturate.
         if depth > MAX_DEPTH {
             return self.fail(Fault::TooDeep { limit: MAX_DEPTH });
         }
@@ -227,7 +229,7 @@ impl<'v> Walk<'v> {
                 };
                 for (i, item) in items.iter().enumerate() {
                     self.path.push(Seg::Index(i));
-                    self.value(element, item, depth + 1)?;
+                    self.value(element, item, depth.saturating_add(1))?;
                     self.path.pop();
                 }
                 Ok(())
@@ -239,7 +241,7 @@ impl<'v> Walk<'v> {
                     None => true,
                 });
                 match branch {
-                    Some(branch) => self.value(branch, value, depth + 1),
+                    Some(branch) => self.value(branch, value, depth.saturating_add(1)),
                     None => {
                         let mut expected = String::new();
                         for (i, b) in ty.branches().enumerate() {
@@ -288,7 +290,7 @@ impl<'v> Walk<'v> {
                 );
             };
             if let Some(branch) = current.variant(case).and_then(|v| v.ty()) {
-                hops += 1;
+                hops = hops.saturating_add(1);
                 if hops > MAX_DEPTH {
                     return self.fail(Fault::TooDeep { limit: MAX_DEPTH });
                 }
@@ -329,7 +331,7 @@ impl<'v> Walk<'v> {
             };
             if let Some(member_ty) = member.ty() {
                 self.path.push(Seg::Key(key));
-                self.value(member_ty, v, depth + 1)?;
+                self.value(member_ty, v, depth.saturating_add(1))?;
                 self.path.pop();
             }
         }

@@ -246,7 +246,7 @@ impl<'a> TypeInfo<'a> {
             MetaType::Array => match self.element() {
                 Some(element) => {
                     f.write_str("[")?;
-                    element.describe(f, depth + 1, budget)?;
+                    element.describe(f, depth.saturating_add(1), budget)?;
                     f.write_str("]")
                 }
                 None => f.write_str("array"),
@@ -259,7 +259,7 @@ impl<'a> TypeInfo<'a> {
                     if *budget == 0 {
                         return f.write_str("...");
                     }
-                    branch.describe(f, depth + 1, budget)?;
+                    branch.describe(f, depth.saturating_add(1), budget)?;
                 }
                 Ok(())
             }
