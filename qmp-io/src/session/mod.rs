@@ -192,8 +192,7 @@ impl<P: Protocol> Session<P> {
             }
             None => {
                 // No reply will come: the answer is that it was written.
-                #[allow(clippy::arithmetic_side_effects)]
-                // a count of bytes written: u64 does not wrap
+                #[allow(clippy::arithmetic_side_effects)] // bytes written: a u64 never wraps
                 let end = inner.taken + inner.proto.pending_transmit().len() as u64;
                 inner.d.unsent.push_back((end, slot.clone()));
                 self.unsent.store(true, Ordering::Relaxed);

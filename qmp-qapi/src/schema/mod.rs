@@ -160,8 +160,7 @@ impl Schema {
     }
 
     fn entity(&self, index: u32) -> &Entity {
-        #[allow(clippy::indexing_slicing)]
-        // indices come only from Tables, made from entities' positions
+        #[allow(clippy::indexing_slicing)] // indices come only from the tables
         &self.tables.entities[index as usize]
     }
 
