@@ -1,82 +1,14 @@
 //! What the scale and soak programs measure about their own process: live
-//! heap bytes (a counting global allocator), resident memory, CPU time, and
+//! heap bytes (qmp-testsuite's counting global allocator), resident memory, CPU time, and
 //! the open-file limit they raise.
 
-use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
-use std::alloc::System;
 
-/// The system allocator, counting the bytes live and their high-water mark.
-/// Install it with `#[global_allocator]`; it counts this process only, so a
-/// peer in another process is never in the figure.
-pub(crate) struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = LIVE.fetch_add(by, Ordering::Relaxed).wrapping_add(by);
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-fn shrank(by: usize) {
-    LIVE.fetch_sub(by, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed to `System` unchanged; the counters only
-// record the sizes. A global allocator can only be written with `unsafe`.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.dealloc(ptr, layout) };
-        shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            shrank(layout.size());
-            grew(new_size);
-        }
-        p
-    }
-}
-
-/// Heap bytes live now.
-pub(crate) fn live_heap() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
-
-/// The most heap bytes live since the last [`reset_peak`].
-pub(crate) fn peak_heap() -> usize {
-    PEAK.load(Ordering::Relaxed)
-}
-
-/// Starts a new high-water mark at the bytes live now.
-pub(crate) fn reset_peak() {
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-}
+// The fault suite's counting allocator: the bytes live in this process and
+// their high-water mark (a peer in another process is never in the figure).
+pub(crate) use qmp_testsuite::faults::{
+    Counting, live_bytes as live_heap, peak_bytes as peak_heap, reset_peak,
+};
 
 /// Resident memory of this process, in bytes (`VmRSS` in `/proc/self/status`).
 pub(crate) fn resident() -> usize {

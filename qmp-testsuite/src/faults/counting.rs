@@ -61,6 +61,25 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// Heap bytes live now (0 unless [`Counting`] is the global allocator).
+#[must_use]
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// The most heap bytes live since the last [`reset_peak`] (or the start).
+#[must_use]
+pub fn peak_bytes() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Starts a new high-water mark at the bytes live now, and returns them.
+pub fn reset_peak() -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
 /// A measurement of the heap: started before the fault, read after it.
 #[derive(Debug)]
 pub struct Memory {
@@ -79,14 +98,12 @@ impl Memory {
 
     /// Starts a measurement: the peak is reset to what is live now.
     pub fn start() -> Memory {
-        let base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        Memory { base }
+        Memory { base: reset_peak() }
     }
 
     /// How far the live bytes rose above the start, at their highest.
     pub fn peak_growth(&self) -> usize {
-        PEAK.load(Ordering::Relaxed).saturating_sub(self.base)
+        peak_bytes().saturating_sub(self.base)
     }
 
     /// Asserts the peak growth stayed within `bound` while the peer sent

@@ -27,7 +27,7 @@ mod target;
 use core::time::Duration;
 use std::path::Path;
 
-pub use counting::{Counting, Memory};
+pub use counting::{Counting, Memory, live_bytes, peak_bytes, reset_peak};
 pub use target::{Async, Blocking, Local, Target};
 
 #[allow(unsafe_code)]
