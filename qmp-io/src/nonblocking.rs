@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -35,6 +35,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> Self::Sleep;
     /// Runs `task` in the background until it completes.
     fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
+    /// The time by this runtime's clock, the one [`sleep`](Self::sleep)
+    /// follows (a runtime whose clock can be paused says so here).
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// A runtime that also registers sockets and pipes with its reactor: what an
@@ -224,14 +229,50 @@ async fn within<R: Runtime, T>(
 const READ_BUDGET: usize = 32;
 
 /// The connection task. It reads into its thread's scratch buffer (see
-/// `session::readbuf`): an idle connection holds no read buffer.
-struct Driver<P: Protocol, T> {
+/// `session::readbuf`): an idle connection holds no read buffer. It keeps
+/// one timer for the calls' deadlines (see `Session::arm`).
+struct Driver<P: Protocol, T, R: Runtime> {
     session: Arc<Session<P>>,
     io: T,
     out: OutBuf,
+    /// Lends the runtime's timer; weak, so a task on an executor it
+    /// holds does not keep that executor alive (dropping it ends the task).
+    conn: Weak<Conn<P, R>>,
+    alarm: Option<Pin<Box<R::Sleep>>>,
 }
 
-impl<P: Protocol, T: Transport> Driver<P, T> {
+// No field is pinned in place (the timer is boxed; the transport is Unpin).
+impl<P: Protocol, T: Unpin, R: Runtime> Unpin for Driver<P, T, R> {}
+
+impl<P: Protocol, T, R: Runtime> Driver<P, T, R> {
+    /// Sets the timer for `at` (`None`: no timer).
+    fn set_alarm(&mut self, at: Option<Instant>) {
+        // No handle left: the connection is closing, no call is waiting.
+        let conn = self.conn.upgrade();
+        self.alarm = at.zip(conn).map(|(at, conn)| {
+            let left = at.saturating_duration_since(conn.runtime.now());
+            Box::pin(conn.runtime.sleep(left))
+        });
+    }
+
+    /// Moves the timer where the calls' deadlines want it, and fails the
+    /// calls whose deadline passed each time it goes off.
+    fn poll_alarm(&mut self, cx: &mut Context<'_>) {
+        if let Some(at) = self.session.take_rearm() {
+            self.set_alarm(at);
+        }
+        while let Some(alarm) = &mut self.alarm {
+            if alarm.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            let now = self.conn.upgrade().map(|c| c.runtime.now());
+            let next = self.session.expire(now.unwrap_or_else(Instant::now));
+            self.set_alarm(next);
+        }
+    }
+}
+
+impl<P: Protocol, T: Transport, R: Runtime> Driver<P, T, R> {
     /// Writes what it can; `Err` ends the connection.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         let mut progress = false;
@@ -274,7 +315,7 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
     }
 }
 
-impl<P: Protocol, T: Transport> Driver<P, T> {
+impl<P: Protocol, T: Transport, R: Runtime> Driver<P, T, R> {
     /// One poll: writes and reads up to [`READ_BUDGET`] times into `buf`.
     fn poll_with(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<()> {
         for _ in 0..READ_BUDGET {
@@ -309,16 +350,17 @@ impl<P: Protocol, T: Transport> Driver<P, T> {
     }
 }
 
-impl<P: Protocol, T: Transport> Future for Driver<P, T> {
+impl<P: Protocol, T: Transport, R: Runtime> Future for Driver<P, T, R> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        this.poll_alarm(cx);
         scratch(|buf| this.poll_with(cx, buf))
     }
 }
 
-impl<P: Protocol, T> Drop for Driver<P, T> {
+impl<P: Protocol, T, R: Runtime> Drop for Driver<P, T, R> {
     fn drop(&mut self) {
         // The runtime may drop the task (shutdown): nobody may wait for ever.
         self.session.on_close(Disconnect::Local);
@@ -346,18 +388,19 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         let started = Instant::now();
         let io = within(&runtime, config.connect_timeout, open).await?;
         let session = Arc::new(Session::new(proto, config));
-        let fds = io.can_pass_fds();
-        runtime.spawn(Box::pin(Driver {
-            session: session.clone(),
-            io,
-            out: OutBuf::default(),
-        }));
         let conn = Arc::new(Conn {
-            session,
+            session: session.clone(),
             runtime,
-            fds,
+            fds: io.can_pass_fds(),
             fd_lane: futures_util::lock::Mutex::new(()),
         });
+        conn.runtime.spawn(Box::pin(Driver {
+            session,
+            io,
+            out: OutBuf::default(),
+            conn: Arc::downgrade(&conn),
+            alarm: None,
+        }));
         let timeout = conn.session.config.connect_timeout;
         let settled = conn.session.settled.wait_async();
         let sleep = conn
@@ -373,7 +416,18 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
     }
 
     async fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
-        // The timer lives in the call's own future: no allocation per call.
+        if let (Some(t), Some(id)) = (timeout, submitted.id) {
+            // The driver's timer enforces the deadline; a timeout past the
+            // end of the clock never strikes.
+            if let Some(at) = self.runtime.now().checked_add(t) {
+                self.session.arm(id, at, t);
+            }
+            let waiting = Waiting::new(&self.session, submitted);
+            let answer = SlotFuture(&waiting.slot).await;
+            return waiting.finish(answer, timeout);
+        }
+        // A command that gets no reply is done once written: its own timer
+        // (in its own future, no allocation) covers the write.
         let expiry = pin!(timeout.map(|t| self.runtime.sleep(t)));
         self.wait_with(submitted, timeout, expiry.as_pin_mut())
             .await
@@ -404,21 +458,20 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         submit: impl FnOnce(Call) -> Result<Submitted>,
     ) -> Result<Json> {
         let timeout = call.timeout.unwrap_or(self.session.config.timeout);
+        if call.fds.is_empty() {
+            return self.wait(submit(call)?, timeout).await;
+        }
         // One timer for the whole call, in its own future (no allocation):
         // the wait for the fd lane counts against the call's timeout.
         let mut expiry = pin!(timeout.map(|t| self.runtime.sleep(t)));
-        let _lane = if call.fds.is_empty() {
-            None
-        } else {
-            check_fds(&call, self.fds)?;
-            let lane = self.fd_lane.lock();
-            Some(match expiry.as_mut().as_pin_mut() {
-                None => lane.await,
-                Some(expiry) => match select(lane, expiry).await {
-                    Either::Left((held, _)) => held,
-                    Either::Right(_) => return Err(Error::Timeout(timeout.unwrap_or_default())),
-                },
-            })
+        check_fds(&call, self.fds)?;
+        let lane = self.fd_lane.lock();
+        let _lane = match expiry.as_mut().as_pin_mut() {
+            None => lane.await,
+            Some(expiry) => match select(lane, expiry).await {
+                Either::Left((held, _)) => held,
+                Either::Right(_) => return Err(Error::Timeout(timeout.unwrap_or_default())),
+            },
         };
         self.wait_with(submit(call)?, timeout, expiry.as_pin_mut())
             .await

@@ -1,8 +1,10 @@
 //! Where the core's outputs go: replies to the callers waiting for them,
 //! events to the subscribers, and the end of the connection to everyone.
 
+use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use qmp_proto::{Id, ProtocolError, Reply};
 
@@ -15,6 +17,9 @@ use crate::slot::Slot;
 pub(super) struct Waiter {
     pub(super) slot: Arc<Slot<Answer>>,
     pub(super) quiet: bool,
+    /// When the async driver fails the call with `Error::Timeout` (the
+    /// call's timeout, for the error), if it armed one (see `Session::arm`).
+    pub(super) deadline: Option<(Instant, Duration)>,
 }
 
 /// Where the core's outputs go.
@@ -27,6 +32,10 @@ pub(crate) struct Dispatch {
     /// byte: answered once the driver wrote that far.
     pub(super) unsent: VecDeque<(u64, Arc<Slot<Answer>>)>,
     pub(super) subscribers: Vec<Arc<Queue>>,
+    /// When the async driver's one timer for this connection is to go off:
+    /// no later than the earliest deadline of a waiting call (it may be
+    /// earlier: a call answered in time keeps its deadline here).
+    pub(super) alarm: Option<Instant>,
     pub(super) wakes: Vec<(Arc<Queue>, Wake)>,
     /// Event names seen, shared by every event of that name (few distinct).
     pub(super) names: Vec<Arc<str>>,
@@ -54,6 +63,7 @@ impl Dispatch {
             orphans: Vec::new(),
             unsent: VecDeque::new(),
             subscribers: Vec::new(),
+            alarm: None,
             wakes: Vec::new(),
             names: Vec::new(),
             greeting: None,

@@ -13,9 +13,11 @@ mod readbuf;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::Waker;
+use core::time::Duration;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use qmp_proto::{GuestAgent, Heap, Id, Version};
 
@@ -83,6 +85,8 @@ pub(crate) struct Session<P> {
     /// Some command waits for its bytes to be written (saves drivers a lock
     /// per write otherwise).
     unsent: AtomicBool,
+    /// The async driver must set its timer again (see [`Session::arm`]).
+    rearm: AtomicBool,
 }
 
 /// A command queued by a caller.
@@ -113,6 +117,7 @@ impl<P: Protocol> Session<P> {
             settled: Latch::new(),
             closed: Latch::new(),
             unsent: AtomicBool::new(false),
+            rearm: AtomicBool::new(false),
         }
     }
 
@@ -187,6 +192,7 @@ impl<P: Protocol> Session<P> {
                 let waiter = Waiter {
                     slot: slot.clone(),
                     quiet,
+                    deadline: None,
                 };
                 inner.d.waiters.insert(id.0, waiter);
             }
@@ -212,6 +218,78 @@ impl<P: Protocol> Session<P> {
             }
         }
         self.settle(inner);
+    }
+
+    /// Gives the call waiting for `id` a deadline (`timeout` from now, for
+    /// its error) that the async driver enforces with the one timer it keeps
+    /// for the connection, instead of a timer per call: a runtime's timer
+    /// costs system calls to set (tokio and async-io wake their reactor),
+    /// this costs a lock. Wakes the driver when its timer must go off
+    /// sooner; a deadline later than the timer (the common case: calls with
+    /// the same timeout, made one after another) changes nothing else.
+    pub(crate) fn arm(&self, id: Id, at: Instant, timeout: Duration) {
+        let mut inner = self.lock();
+        let Some(waiter) = inner.d.waiters.get_mut(&id.0) else {
+            return; // answered (or failed) already
+        };
+        waiter.deadline = Some((at, timeout));
+        if inner.d.alarm.is_some_and(|alarm| alarm <= at) {
+            return;
+        }
+        inner.d.alarm = Some(at);
+        self.rearm.store(true, Ordering::Release);
+        let driver = inner.driver.take();
+        drop(inner);
+        if let Some(w) = driver {
+            w.wake();
+        }
+    }
+
+    /// `Some(when)` once after [`arm`](Self::arm) moved the driver's timer:
+    /// when it is to go off now (`None`: no timer).
+    pub(crate) fn take_rearm(&self) -> Option<Option<Instant>> {
+        if !self.rearm.swap(false, Ordering::Acquire) {
+            return None;
+        }
+        Some(self.lock().d.alarm)
+    }
+
+    /// The driver's timer went off at `now`: every call whose deadline
+    /// passed fails with `Error::Timeout` and its command is abandoned (a late
+    /// reply is dropped). Returns when the timer is to go off next: the
+    /// earliest deadline still ahead.
+    pub(crate) fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut inner = self.lock();
+        let mut expired = Vec::new();
+        let mut next: Option<Instant> = None;
+        inner.d.waiters.retain(|&id, w| match w.deadline {
+            Some((at, timeout)) if at <= now => {
+                expired.push((Id(id), w.slot.clone(), timeout));
+                false
+            }
+            Some((at, _)) => {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                true
+            }
+            None => true,
+        });
+        inner.d.alarm = next;
+        self.rearm.store(false, Ordering::Relaxed);
+        let mut forget = false;
+        if inner.d.closed.is_none() {
+            for (id, _, timeout) in &expired {
+                tracing::debug!(id = id.0, ?timeout, "command timed out");
+                forget |= inner.proto.abandon(*id);
+            }
+        }
+        if forget {
+            self.forget_queued(&mut inner);
+        }
+        self.settle(inner);
+        for (_, slot, timeout) in expired {
+            slot.fill(Err(Error::Timeout(timeout)));
+        }
+        next
     }
 
     /// The core dropped the bytes it had queued (a guest-agent resync): the
