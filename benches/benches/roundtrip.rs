@@ -35,6 +35,13 @@
 //!   our clients write (`{"execute":"query-status","id":N}` CR LF; the 64
 //!   commands in one write), reads until it has counted as many LFs. It parses
 //!   nothing: no client can do less.
+//! - `floor/tokio/current_thread`, `floor/tokio/multi_thread`,
+//!   `floor/async-io`: the floor's socket (after its handshake) on a
+//!   runtime's reactor: the same command bytes (one round's, fixed at
+//!   connect), every wait through the runtime (`readable` + `try_read` on
+//!   tokio, `read_with` on async-io, smol's reactor), the replies counted by
+//!   LF. What no client on that runtime can go below: the gap between it and
+//!   the blocking floor is the runtime's.
 //! - `qmp-std`: `Client::execute` with a typed `QueryStatus` decoding into a
 //!   `StatusInfo`; `sequential/wall/qmp-std/after_idle` makes each call after
 //!   15 ms without one (outside the timing), when the client's background
@@ -193,9 +200,8 @@ impl Floor {
         kept
     }
 
-    /// `n` commands in one write, then their `n` replies. Parses them only
-    /// when `decode` (the equal-work check).
-    fn round_trips(&mut self, n: usize, decode: bool) -> Outcome {
+    /// Encodes `n` commands into `self.out`, with the next ids.
+    fn encode(&mut self, n: usize) {
         self.out.clear();
         for _ in 0..n {
             write!(
@@ -206,6 +212,12 @@ impl Floor {
             .expect("formatting into a Vec");
             self.next_id += 1;
         }
+    }
+
+    /// `n` commands in one write, then their `n` replies. Parses them only
+    /// when `decode` (the equal-work check).
+    fn round_trips(&mut self, n: usize, decode: bool) -> Outcome {
+        self.encode(n);
         self.stream.write_all(&self.out).expect("floor: write");
         let bytes = self.read_lines(n, decode);
         if !decode {
@@ -232,6 +244,96 @@ impl Floor {
             String::from_utf8_lossy(bytes.rsplit(|&b| b == b'\n').nth(1).unwrap_or(&[])).trim_end()
         );
         Outcome::of(&replies)
+    }
+}
+
+// ------------------------------------------------- the floor on a runtime
+
+/// The floor's socket, after its handshake, on an async runtime's reactor:
+/// the same bytes written and the replies read to as many LFs, every wait
+/// through the runtime. The least any client on that runtime can cost: the
+/// gap between it and the blocking floor is the runtime's, not a client's.
+/// Each round sends the same `n` commands (ids fixed at connect).
+struct RuntimeFloor<S> {
+    stream: S,
+    out: Vec<u8>,
+    n: usize,
+}
+
+/// The runtime floors' read buffer, on the stack each round: a round's
+/// replies (64 of about 90 bytes) fit in one.
+const ROUND_BUF: usize = 8 << 10;
+
+impl<S> RuntimeFloor<S> {
+    /// Connects a [`Floor`] and moves its socket, nonblocking, into `wrap`.
+    fn connect(path: &Path, n: usize, wrap: impl FnOnce(UnixStream) -> S) -> Self {
+        let mut floor = Floor::connect(path);
+        floor.encode(n);
+        floor
+            .stream
+            .set_nonblocking(true)
+            .expect("floor: nonblocking");
+        RuntimeFloor {
+            stream: wrap(floor.stream),
+            out: floor.out,
+            n,
+        }
+    }
+
+    /// Counts the LFs of one read of `k` bytes, panicking at the end of the stream.
+    fn lines(&self, read: std::io::Result<usize>, buf: &[u8]) -> Option<usize> {
+        match read {
+            Ok(0) => panic!("floor: end of stream"),
+            Ok(k) => Some(memchr::memchr_iter(b'\n', &buf[..k]).count()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => panic!("floor: read: {e}"),
+        }
+    }
+}
+
+impl RuntimeFloor<tokio::net::UnixStream> {
+    /// One round on tokio's reactor: `readable`/`try_read`, as tokio's own
+    /// stream reads.
+    async fn round(&self) -> usize {
+        let mut written = 0;
+        while written < self.out.len() {
+            self.stream.writable().await.expect("floor: writable");
+            match self.stream.try_write(&self.out[written..]) {
+                Ok(k) => written += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("floor: write: {e}"),
+            }
+        }
+        let mut buf = [0; ROUND_BUF];
+        let mut seen = 0;
+        while seen < self.n {
+            self.stream.readable().await.expect("floor: readable");
+            let read = self.stream.try_read(&mut buf);
+            seen += self.lines(read, &buf).unwrap_or(0);
+        }
+        seen
+    }
+}
+
+impl RuntimeFloor<smol::Async<UnixStream>> {
+    /// One round on async-io's reactor (smol's): `read_with`, as
+    /// `Async<UnixStream>`'s own reads.
+    async fn round(&self) -> usize {
+        let mut written = 0;
+        while written < self.out.len() {
+            written += self
+                .stream
+                .write_with(|s| (&*s).write(&self.out[written..]))
+                .await
+                .expect("floor: write");
+        }
+        let mut buf = [0; ROUND_BUF];
+        let mut seen = 0;
+        while seen < self.n {
+            let read = self.stream.read_with(|s| (&*s).read(&mut buf)).await;
+            seen += self.lines(read, &buf).unwrap_or(0);
+        }
+        seen
     }
 }
 
@@ -663,6 +765,32 @@ fn run_group<M: Measurement>(
                 group.throughput(Throughput::Elements(n as u64));
             }
         }
+    }
+
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {
+        let qemu = qemu(builder);
+        let rt = flavor.runtime();
+        let floor = RuntimeFloor::connect(qemu.qmp_path(), n, |s| {
+            let _entered = rt.enter();
+            tokio::net::UnixStream::from_std(s).expect("floor: tokio")
+        });
+        group.bench_function(BenchmarkId::new("floor/tokio", flavor.name()), |b| {
+            let floor = &floor;
+            b.to_async(&rt)
+                .iter(|| async move { assert_eq!(floor.round().await, n) });
+        });
+    }
+
+    {
+        let qemu = qemu(builder);
+        let floor = RuntimeFloor::connect(qemu.qmp_path(), n, |s| {
+            smol::Async::new(s).expect("floor: async-io")
+        });
+        group.bench_function("floor/async-io", |b| {
+            let floor = &floor;
+            b.to_async(SmolExecutor)
+                .iter(|| async move { assert_eq!(floor.round().await, n) });
+        });
     }
 
     for flavor in [Flavor::CurrentThread, Flavor::MultiThread] {

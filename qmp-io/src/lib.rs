@@ -19,6 +19,7 @@ pub mod blocking;
 mod call;
 pub mod child;
 mod config;
+mod deadlines;
 mod error;
 mod events;
 pub mod fd;

@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -35,11 +35,6 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> Self::Sleep;
     /// Runs `task` in the background until it completes.
     fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
-    /// The time by this runtime's clock, the one [`sleep`](Self::sleep)
-    /// follows (a runtime whose clock can be paused says so here).
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
 }
 
 /// A runtime that also registers sockets and pipes with its reactor: what an
@@ -229,50 +224,14 @@ async fn within<R: Runtime, T>(
 const READ_BUDGET: usize = 32;
 
 /// The connection task. It reads into its thread's scratch buffer (see
-/// `session::readbuf`): an idle connection holds no read buffer. It keeps
-/// one timer for the calls' deadlines (see `Session::arm`).
-struct Driver<P: Protocol, T, R: Runtime> {
+/// `session::readbuf`): an idle connection holds no read buffer.
+struct Driver<P: Protocol, T> {
     session: Arc<Session<P>>,
     io: T,
     out: OutBuf,
-    /// Lends the runtime's timer; weak, so a task on an executor it
-    /// holds does not keep that executor alive (dropping it ends the task).
-    conn: Weak<Conn<P, R>>,
-    alarm: Option<Pin<Box<R::Sleep>>>,
 }
 
-// No field is pinned in place (the timer is boxed; the transport is Unpin).
-impl<P: Protocol, T: Unpin, R: Runtime> Unpin for Driver<P, T, R> {}
-
-impl<P: Protocol, T, R: Runtime> Driver<P, T, R> {
-    /// Sets the timer for `at` (`None`: no timer).
-    fn set_alarm(&mut self, at: Option<Instant>) {
-        // No handle left: the connection is closing, no call is waiting.
-        let conn = self.conn.upgrade();
-        self.alarm = at.zip(conn).map(|(at, conn)| {
-            let left = at.saturating_duration_since(conn.runtime.now());
-            Box::pin(conn.runtime.sleep(left))
-        });
-    }
-
-    /// Moves the timer where the calls' deadlines want it, and fails the
-    /// calls whose deadline passed each time it goes off.
-    fn poll_alarm(&mut self, cx: &mut Context<'_>) {
-        if let Some(at) = self.session.take_rearm() {
-            self.set_alarm(at);
-        }
-        while let Some(alarm) = &mut self.alarm {
-            if alarm.as_mut().poll(cx).is_pending() {
-                return;
-            }
-            let now = self.conn.upgrade().map(|c| c.runtime.now());
-            let next = self.session.expire(now.unwrap_or_else(Instant::now));
-            self.set_alarm(next);
-        }
-    }
-}
-
-impl<P: Protocol, T: Transport, R: Runtime> Driver<P, T, R> {
+impl<P: Protocol, T: Transport> Driver<P, T> {
     /// Writes what it can; `Err` ends the connection.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         let mut progress = false;
@@ -315,7 +274,7 @@ impl<P: Protocol, T: Transport, R: Runtime> Driver<P, T, R> {
     }
 }
 
-impl<P: Protocol, T: Transport, R: Runtime> Driver<P, T, R> {
+impl<P: Protocol, T: Transport> Driver<P, T> {
     /// One poll: writes and reads up to [`READ_BUDGET`] times into `buf`.
     fn poll_with(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<()> {
         for _ in 0..READ_BUDGET {
@@ -350,17 +309,16 @@ impl<P: Protocol, T: Transport, R: Runtime> Driver<P, T, R> {
     }
 }
 
-impl<P: Protocol, T: Transport, R: Runtime> Future for Driver<P, T, R> {
+impl<P: Protocol, T: Transport> Future for Driver<P, T> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        this.poll_alarm(cx);
         scratch(|buf| this.poll_with(cx, buf))
     }
 }
 
-impl<P: Protocol, T, R: Runtime> Drop for Driver<P, T, R> {
+impl<P: Protocol, T> Drop for Driver<P, T> {
     fn drop(&mut self) {
         // The runtime may drop the task (shutdown): nobody may wait for ever.
         self.session.on_close(Disconnect::Local);
@@ -388,19 +346,18 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
         let started = Instant::now();
         let io = within(&runtime, config.connect_timeout, open).await?;
         let session = Arc::new(Session::new(proto, config));
-        let conn = Arc::new(Conn {
+        let fds = io.can_pass_fds();
+        runtime.spawn(Box::pin(Driver {
             session: session.clone(),
-            runtime,
-            fds: io.can_pass_fds(),
-            fd_lane: futures_util::lock::Mutex::new(()),
-        });
-        conn.runtime.spawn(Box::pin(Driver {
-            session,
             io,
             out: OutBuf::default(),
-            conn: Arc::downgrade(&conn),
-            alarm: None,
         }));
+        let conn = Arc::new(Conn {
+            session,
+            runtime,
+            fds,
+            fd_lane: futures_util::lock::Mutex::new(()),
+        });
         let timeout = conn.session.config.connect_timeout;
         let settled = conn.session.settled.wait_async();
         let sleep = conn
@@ -417,17 +374,21 @@ impl<P: Protocol, R: Runtime> Conn<P, R> {
 
     async fn wait(&self, submitted: Submitted, timeout: Option<Duration>) -> Result<Json> {
         if let (Some(t), Some(id)) = (timeout, submitted.id) {
-            // The driver's timer enforces the deadline; a timeout past the
-            // end of the clock never strikes.
-            if let Some(at) = self.runtime.now().checked_add(t) {
-                self.session.arm(id, at, t);
+            // The deadline thread enforces it (see `crate::deadlines`); a
+            // timeout past the end of the clock never strikes.
+            let armed = match Instant::now().checked_add(t) {
+                Some(at) => self.session.arm(id, at, t),
+                None => true,
+            };
+            if armed {
+                let waiting = Waiting::new(&self.session, submitted);
+                let answer = SlotFuture(&waiting.slot).await;
+                return waiting.finish(answer, timeout);
             }
-            let waiting = Waiting::new(&self.session, submitted);
-            let answer = SlotFuture(&waiting.slot).await;
-            return waiting.finish(answer, timeout);
         }
-        // A command that gets no reply is done once written: its own timer
-        // (in its own future, no allocation) covers the write.
+        // A command that gets no reply is done once written; it (and any
+        // call when the deadline thread could not start) keeps its own timer,
+        // in its own future (no allocation).
         let expiry = pin!(timeout.map(|t| self.runtime.sleep(t)));
         self.wait_with(submitted, timeout, expiry.as_pin_mut())
             .await

@@ -179,11 +179,6 @@ impl qmp_io::nonblocking::Runtime for Tokio {
     fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
         drop(self.0.spawn(task));
     }
-
-    fn now(&self) -> std::time::Instant {
-        // tokio's clock: the one its timers follow, also when paused.
-        tokio::time::Instant::now().into_std()
-    }
 }
 
 /// How tokio's unix sockets pass fds.

@@ -22,6 +22,7 @@ use std::time::Instant;
 use qmp_proto::{GuestAgent, Heap, Id, Version};
 
 use crate::config::Config;
+use crate::deadlines::{self, Expire};
 use crate::error::{Disconnect, Error};
 use crate::events::{EventFilter, Gap, Queue, Subscribers, Subscription, Wake};
 use crate::json::Json;
@@ -85,8 +86,12 @@ pub(crate) struct Session<P> {
     /// Some command waits for its bytes to be written (saves drivers a lock
     /// per write otherwise).
     unsent: AtomicBool,
-    /// The async driver must set its timer again (see [`Session::arm`]).
-    rearm: AtomicBool,
+}
+
+impl<P: Protocol + Send> Expire for Session<P> {
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        self.expire_calls(now)
+    }
 }
 
 /// A command queued by a caller.
@@ -117,7 +122,6 @@ impl<P: Protocol> Session<P> {
             settled: Latch::new(),
             closed: Latch::new(),
             unsent: AtomicBool::new(false),
-            rearm: AtomicBool::new(false),
         }
     }
 
@@ -221,44 +225,34 @@ impl<P: Protocol> Session<P> {
     }
 
     /// Gives the call waiting for `id` a deadline (`timeout` from now, for
-    /// its error) that the async driver enforces with the one timer it keeps
-    /// for the connection, instead of a timer per call: a runtime's timer
-    /// costs system calls to set (tokio and async-io wake their reactor),
-    /// this costs a lock. Wakes the driver when its timer must go off
-    /// sooner; a deadline later than the timer (the common case: calls with
-    /// the same timeout, made one after another) changes nothing else.
-    pub(crate) fn arm(&self, id: Id, at: Instant, timeout: Duration) {
-        let mut inner = self.lock();
+    /// its error), kept by the process's deadline thread (see
+    /// `crate::deadlines`) instead of a runtime timer per call. False when
+    /// there is no such thread: the caller keeps a timer of its own.
+    pub(crate) fn arm(self: &Arc<Self>, id: Id, at: Instant, timeout: Duration) -> bool
+    where
+        P: Send + 'static,
+    {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let Some(waiter) = inner.d.waiters.get_mut(&id.0) else {
-            return; // answered (or failed) already
+            return true; // answered (or failed) already
         };
+        let sooner = inner.d.alarm.is_none_or(|alarm| at < alarm);
+        if sooner {
+            let me: Weak<dyn Expire> = Arc::downgrade(self) as Weak<dyn Expire>;
+            if !deadlines::wake_at(at, me) {
+                return false;
+            }
+            inner.d.alarm = Some(at);
+        }
         waiter.deadline = Some((at, timeout));
-        if inner.d.alarm.is_some_and(|alarm| alarm <= at) {
-            return;
-        }
-        inner.d.alarm = Some(at);
-        self.rearm.store(true, Ordering::Release);
-        let driver = inner.driver.take();
-        drop(inner);
-        if let Some(w) = driver {
-            w.wake();
-        }
+        true
     }
 
-    /// `Some(when)` once after [`arm`](Self::arm) moved the driver's timer:
-    /// when it is to go off now (`None`: no timer).
-    pub(crate) fn take_rearm(&self) -> Option<Option<Instant>> {
-        if !self.rearm.swap(false, Ordering::Acquire) {
-            return None;
-        }
-        Some(self.lock().d.alarm)
-    }
-
-    /// The driver's timer went off at `now`: every call whose deadline
+    /// The deadline thread's turn at `now`: every call whose deadline
     /// passed fails with `Error::Timeout` and its command is abandoned (a late
-    /// reply is dropped). Returns when the timer is to go off next: the
-    /// earliest deadline still ahead.
-    pub(crate) fn expire(&self, now: Instant) -> Option<Instant> {
+    /// reply is dropped). Returns the earliest deadline still ahead.
+    fn expire_calls(&self, now: Instant) -> Option<Instant> {
         let mut inner = self.lock();
         let mut expired = Vec::new();
         let mut next: Option<Instant> = None;
@@ -274,7 +268,6 @@ impl<P: Protocol> Session<P> {
             None => true,
         });
         inner.d.alarm = next;
-        self.rearm.store(false, Ordering::Relaxed);
         let mut forget = false;
         if inner.d.closed.is_none() {
             for (id, _, timeout) in &expired {
