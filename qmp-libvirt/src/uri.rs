@@ -238,9 +238,13 @@ fn percent_decode(s: &str) -> Option<String> {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'%' => {
-                let hex = bytes.get(i.saturating_add(1)..i.saturating_add(3))?;
-                let hex = core::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits exactly (from_str_radix alone takes "+1").
+                let &[hi, lo] = bytes.get(i.saturating_add(1)..i.saturating_add(3))? else {
+                    return None;
+                };
+                let digit = |c: u8| char::from(c).to_digit(16);
+                let value = digit(hi)?.checked_mul(16)?.checked_add(digit(lo)?)?;
+                out.push(u8::try_from(value).ok()?);
                 i = i.saturating_add(3);
             }
             b'+' => {
@@ -367,7 +371,8 @@ mod tests {
         ));
         // A %-escape cut short at the end of the URI is malformed, not read
         // past the end.
-        for escape in ["%zz", "%", "%4", "a%", "a%2", "%e9"] {
+        // Two hex digits exactly: a sign is not one ("%+1", "%-1").
+        for escape in ["%zz", "%", "%4", "a%", "a%2", "%e9", "%+1", "%-1", "% 1"] {
             assert!(
                 matches!(
                     parse(&alloc::format!("qemu:///system?socket={escape}")),
@@ -378,6 +383,8 @@ mod tests {
         }
         let t = parse("qemu:///system?socket=/a%2Fb+c%41").unwrap();
         assert_eq!(t.transport, unix("/a/b cA"));
+        let t = parse("qemu:///system?socket=/%7e%7E%00%c3%BF").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.transport, unix("/~~\0\u{ff}"));
     }
 
     #[test]
