@@ -72,6 +72,22 @@ fn exercise(uri: &str, domain_name: &str) {
     client
         .monitor_command(&dom, r#"{"execute":"query-status"}"#)
         .unwrap();
+    // A timeout too long for an Instant waits without end: no panic, for a
+    // call and for an event (the STOP a `stop` makes).
+    client.set_timeout(Duration::MAX);
+    let callback = client.register_monitor_events(Some(&dom), None).unwrap();
+    client
+        .monitor_command(&dom, r#"{"execute":"stop"}"#)
+        .unwrap();
+    let event = client.next_event(Duration::MAX).unwrap();
+    assert!(
+        event.is_some_and(|e| e.domain == dom),
+        "an event of the domain"
+    );
+    client
+        .monitor_command(&dom, r#"{"execute":"cont"}"#)
+        .unwrap();
+    client.deregister_monitor_events(callback).unwrap();
     client.close().unwrap();
     let _ = writeln!(
         std::io::stderr(),
