@@ -445,6 +445,16 @@ pub enum Gap {
         /// How many times the client has reconnected, this time included.
         reconnects: u64,
     },
+    /// QEMU sent an event larger than the connection's size limit
+    /// (`Config::limits`, `max_message_size`): it was skipped unread, so which
+    /// event it was is unknown and every subscriber gets this, where the
+    /// event would have been. Nothing else was lost.
+    TooLarge {
+        /// The event's size in bytes (`u32::MAX` for that or more).
+        size: u32,
+        /// The limit it was over, in bytes.
+        limit: u32,
+    },
 }
 
 impl core::fmt::Display for Gap {
@@ -458,6 +468,10 @@ impl core::fmt::Display for Gap {
             Gap::Reconnected { reconnects } => write!(
                 f,
                 "reconnected (reconnect {reconnects}); events sent while disconnected are lost"
+            ),
+            Gap::TooLarge { size, limit } => write!(
+                f,
+                "an event of {size} bytes was dropped unread: over the size limit of {limit} bytes (Config::limits)"
             ),
         }
     }
@@ -859,6 +873,7 @@ mod tests {
                 Err(Gap::Lagged(n)) => format!("lagged {n}"),
                 Err(Gap::Disconnected(_)) => "disconnected".to_owned(),
                 Err(Gap::Reconnected { reconnects }) => format!("reconnected {reconnects}"),
+                Err(Gap::TooLarge { size, limit }) => format!("too large {size} {limit}"),
             })
             .collect()
     }

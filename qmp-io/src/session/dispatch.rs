@@ -10,7 +10,7 @@ use qmp_proto::{Id, ProtocolError, Reply};
 
 use super::{Answer, Greeting};
 use crate::error::{CommandError, Disconnect, Error};
-use crate::events::{Event, Queue, Wake};
+use crate::events::{Event, Gap, Queue, Wake};
 use crate::json::Json;
 use crate::slot::Slot;
 
@@ -116,6 +116,21 @@ impl Dispatch {
                     Wake::None => {}
                     w => self.wakes.push((q.clone(), w)),
                 }
+            }
+        }
+    }
+
+    /// An event over the size limit was skipped unread: every subscriber
+    /// learns one was lost, where it would have been.
+    pub(super) fn event_too_large(&mut self, size: usize) {
+        let gap = Gap::TooLarge {
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            limit: u32::try_from(self.max_reply).unwrap_or(u32::MAX),
+        };
+        for q in &self.subscribers {
+            match q.push_mark(gap.clone()) {
+                Wake::None => {}
+                w => self.wakes.push((q.clone(), w)),
             }
         }
     }

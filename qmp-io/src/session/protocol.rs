@@ -1,7 +1,7 @@
 //! The two core state machines, QMP and the guest agent, behind the one
 //! trait the drivers are written against.
 
-use qmp_proto::{AgentOutput, Client, GuestAgent, Heap, Id, Output};
+use qmp_proto::{AgentOutput, Client, GuestAgent, Heap, Id, Kind, Output};
 
 use super::{Dispatch, Greeting};
 use crate::error::HandshakeStep;
@@ -65,6 +65,9 @@ impl Protocol for Client<Heap> {
                 }
                 Output::Dropped { kind, size } => {
                     tracing::warn!(?kind, size, "message over the size limit dropped");
+                    if kind == Kind::Event {
+                        d.event_too_large(size);
+                    }
                 }
                 Output::Closed(e) => d.closed(e),
                 _ => {}

@@ -696,8 +696,9 @@ fn too_large(what: &str, result: Result<Json>, size: usize) {
 /// first is delivered whole, the others fail with `ReplyTooLarge` and their
 /// exact size, memory stays within the cap and its slack while a hundred go
 /// by, and a call and an event that come after them are delivered. An event
-/// twice the cap is dropped (as `Config::limits` says): the subscriber's next
-/// item is the event after it, with no lag marker.
+/// twice the cap is dropped unread (as `Config::limits` says): the
+/// subscriber gets `Gap::TooLarge` with its exact size and the limit where
+/// it would have been, then the event after it.
 pub async fn reply_over_the_cap<T: Target>(test: &str) {
     let peer = HostilePeer::qmp(
         test,
@@ -749,11 +750,30 @@ pub async fn reply_over_the_cap<T: Target>(test: &str) {
         peer.sent() - sent,
         MEMORY_BOUND,
     );
+    match within::<T, _>("the marker for the huge event", events.next()).await {
+        Some(Err(gap @ qmp_io::Gap::TooLarge { .. })) => {
+            let (size, limit) = (2 * CAP, CAP);
+            assert!(
+                matches!(gap, qmp_io::Gap::TooLarge { size: s, limit: l } if s as usize == size && l as usize == limit),
+                "{gap:?}"
+            );
+            assert_eq!(
+                gap.to_string(),
+                format!(
+                    "an event of {size} bytes was dropped unread: over the size limit of {limit} bytes (Config::limits)"
+                )
+            );
+        }
+        other => panic!("the item for the event twice the cap: {other:?}"),
+    }
     match within::<T, _>("the event after", events.next()).await {
         Some(Ok(e)) => assert_eq!(e.name(), "AFTER"),
         other => panic!("the event after the huge reply and event: {other:?}"),
     }
-    assert!(events.try_recv().is_none(), "only the event under the cap");
+    assert!(
+        events.try_recv().is_none(),
+        "only the marker and the event under the cap"
+    );
     assert!(!T::is_closed(&qmp));
     bystander.during();
     bystander.check().await;
