@@ -98,6 +98,23 @@ macro_rules! __reconnect_tests {
                     );
                 }
             )*
+
+            /// Restarts of a QEMU 10.0 (the handshake redone on the other
+            /// release).
+            mod qemu_10_0 {
+                #[allow(unused_imports)]
+                use super::*;
+                #[test]
+                fn reconnects_across_restarts() {
+                    $crate::peers::with_qemu($crate::peers::QemuRelease::V10_0, || {
+                        <$h as $crate::Harness>::block_on(
+                            $crate::reconnect::async_cases::reconnects_across_restarts::<$h>(
+                                "reconnect_reconnects_across_restarts_10_0",
+                            ),
+                        )
+                    });
+                }
+            }
         }
     };
     (blocking, $h:ty; $($case:ident),*) => {
@@ -110,6 +127,21 @@ macro_rules! __reconnect_tests {
                     $crate::reconnect::blocking_cases::$case::<$h>(concat!("reconnect_", stringify!($case)));
                 }
             )*
+
+            /// Restarts of a QEMU 10.0 (the handshake redone on the other
+            /// release).
+            mod qemu_10_0 {
+                #[allow(unused_imports)]
+                use super::*;
+                #[test]
+                fn reconnects_across_restarts() {
+                    $crate::peers::with_qemu($crate::peers::QemuRelease::V10_0, || {
+                        $crate::reconnect::blocking_cases::reconnects_across_restarts::<$h>(
+                            "reconnect_reconnects_across_restarts_10_0",
+                        )
+                    });
+                }
+            }
         }
     };
 }

@@ -154,7 +154,9 @@ macro_rules! __fault_suite {
             agent_invalid_utf8,
             capabilities_without_id,
             frozen_and_killed_qemu,
-            frozen_and_killed_agent
+            frozen_and_killed_agent;
+            // Again on QEMU 10.0: the cases whose peer is a real QEMU.
+            frozen_and_killed_qemu
         );
     };
 }
@@ -162,7 +164,7 @@ macro_rules! __fault_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __fault_tests {
-    ($t:ty; $($case:ident),*) => {
+    ($t:ty; $($case:ident),*; $($real:ident),*) => {
         #[global_allocator]
         static FAULT_SUITE_ALLOCATOR: $crate::faults::Counting = $crate::faults::Counting;
 
@@ -179,6 +181,23 @@ macro_rules! __fault_tests {
                     });
                 }
             )*
+
+            mod qemu_10_0 {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[test]
+                    fn $real() {
+                        $crate::faults::isolated(concat!("faults::qemu_10_0::", stringify!($real)), || {
+                            $crate::peers::with_qemu($crate::peers::QemuRelease::V10_0, || {
+                                <$t as $crate::faults::Target>::run(
+                                    $crate::faults::cases::$real::<$t>(stringify!($real)),
+                                )
+                            })
+                        });
+                    }
+                )*
+            }
         }
     };
 }
