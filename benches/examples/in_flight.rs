@@ -12,6 +12,10 @@
 //!   reads until as many LFs came.
 //! - `floor-epoll`: the same socket non-blocking, with an edge-triggered epoll
 //!   wait whenever a read would block (what an event loop does at least).
+//! - `floor-tokio`, `floor-async-io`: the same socket on tokio's reactor
+//!   (current_thread, `readable` + `try_read`) and on async-io's (smol's,
+//!   `read_with`), in `block_on`: what a client on that runtime costs at
+//!   least.
 //! - `tokio-ct`, `tokio-mt`: `qmp_tokio::Client`, `join_all` of the calls in
 //!   `block_on` on a current_thread / multi_thread runtime.
 //! - `tokio-ct-spawned`: as `tokio-ct`, the calls in a spawned task.
@@ -98,15 +102,99 @@ fn read_lines(stream: &mut UnixStream, epoll: Option<&rustix::fd::OwnedFd>, line
     }
 }
 
-fn floor(mode: &str, rounds: usize, n: usize, epoll: bool) {
-    use rustix::event::epoll as ep;
-    let qemu = qemu();
+/// A bare socket to `qemu`, after the greeting and `qmp_capabilities`.
+fn handshake(qemu: &Qemu) -> UnixStream {
     let mut stream = UnixStream::connect(qemu.qmp_path()).expect("connect");
     read_lines(&mut stream, None, 1);
     stream
         .write_all(b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\r\n")
         .expect("write");
     read_lines(&mut stream, None, 1);
+    stream
+}
+
+/// `n` commands with the ids after `id`, CR LF each, into `out`.
+fn encode(out: &mut Vec<u8>, id: &mut u64, n: usize) {
+    out.clear();
+    for _ in 0..n {
+        *id += 1;
+        write!(out, "{{\"execute\":\"query-status\",\"id\":{id}}}\r\n").expect("format");
+    }
+}
+
+/// The floor on async-io's reactor (smol's): the same bytes, every wait
+/// through the reactor (`read_with`), in `smol::block_on`.
+fn floor_async_io(mode: &str, rounds: usize, n: usize) {
+    let qemu = qemu();
+    let stream = handshake(&qemu);
+    stream.set_nonblocking(true).expect("non-blocking");
+    let stream = smol::Async::new(stream).expect("async-io");
+    let (mut id, mut out) = (0u64, Vec::new());
+    let mut buf = vec![0u8; 64 << 10];
+    measure(mode, rounds, n, || {
+        encode(&mut out, &mut id, n);
+        smol::block_on(async {
+            let mut written = 0;
+            while written < out.len() {
+                written += stream
+                    .write_with(|s| (&*s).write(&out[written..]))
+                    .await
+                    .expect("write");
+            }
+            let mut seen = 0;
+            while seen < n {
+                let k = stream.read_with(|s| (&*s).read(&mut buf)).await.expect("read");
+                assert!(k > 0, "floor: end of stream");
+                seen += buf[..k].iter().filter(|&&b| b == b'\n').count();
+            }
+        });
+        n
+    });
+}
+
+/// The floor on tokio's reactor: `readable` + `try_read`, in `block_on` on
+/// a current_thread runtime.
+fn floor_tokio(mode: &str, rounds: usize, n: usize, runtime: &tokio::runtime::Runtime) {
+    let qemu = qemu();
+    let stream = handshake(&qemu);
+    stream.set_nonblocking(true).expect("non-blocking");
+    let stream = {
+        let _entered = runtime.enter();
+        tokio::net::UnixStream::from_std(stream).expect("tokio")
+    };
+    let (mut id, mut out) = (0u64, Vec::new());
+    let mut buf = vec![0u8; 64 << 10];
+    measure(mode, rounds, n, || {
+        encode(&mut out, &mut id, n);
+        runtime.block_on(async {
+            let mut written = 0;
+            while written < out.len() {
+                stream.writable().await.expect("writable");
+                match stream.try_write(&out[written..]) {
+                    Ok(k) => written += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            let mut seen = 0;
+            while seen < n {
+                stream.readable().await.expect("readable");
+                match stream.try_read(&mut buf) {
+                    Ok(0) => panic!("floor: end of stream"),
+                    Ok(k) => seen += buf[..k].iter().filter(|&&b| b == b'\n').count(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        });
+        n
+    });
+}
+
+fn floor(mode: &str, rounds: usize, n: usize, epoll: bool) {
+    use rustix::event::epoll as ep;
+    let qemu = qemu();
+    let mut stream = handshake(&qemu);
     let poller = epoll.then(|| {
         stream.set_nonblocking(true).expect("non-blocking");
         let poller = ep::create(ep::CreateFlags::CLOEXEC).expect("epoll_create");
@@ -117,11 +205,7 @@ fn floor(mode: &str, rounds: usize, n: usize, epoll: bool) {
     let mut id = 0u64;
     let mut out = Vec::new();
     measure(mode, rounds, n, || {
-        out.clear();
-        for _ in 0..n {
-            id += 1;
-            write!(out, "{{\"execute\":\"query-status\",\"id\":{id}}}\r\n").expect("format");
-        }
+        encode(&mut out, &mut id, n);
         // A few KiB: the socket takes them whole even when non-blocking.
         stream.write_all(&out).expect("write");
         read_lines(&mut stream, poller.as_ref(), n);
@@ -215,6 +299,8 @@ fn main() {
     match mode {
         "floor" => floor(mode, rounds, n, false),
         "floor-epoll" => floor(mode, rounds, n, true),
+        "floor-async-io" => floor_async_io(mode, rounds, n),
+        "floor-tokio" => floor_tokio(mode, rounds, n, &runtime(false)),
         "tokio-ct" | "tokio-ct-spawned" => tokio_client(mode, rounds, n, &runtime(false)),
         "tokio-mt" => tokio_client(mode, rounds, n, &runtime(true)),
         "smol" | "smol-local" => smol_client(mode, rounds, n),
