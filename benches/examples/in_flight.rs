@@ -143,7 +143,10 @@ fn floor_async_io(mode: &str, rounds: usize, n: usize) {
             }
             let mut seen = 0;
             while seen < n {
-                let k = stream.read_with(|s| (&*s).read(&mut buf)).await.expect("read");
+                let k = stream
+                    .read_with(|s| (&*s).read(&mut buf))
+                    .await
+                    .expect("read");
                 assert!(k > 0, "floor: end of stream");
                 seen += buf[..k].iter().filter(|&&b| b == b'\n').count();
             }
