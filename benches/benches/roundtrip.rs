@@ -73,6 +73,8 @@
 
 #[path = "support/flavor.rs"]
 mod flavor;
+#[path = "support/runtime_floor.rs"]
+mod runtime_floor;
 
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -279,61 +281,19 @@ impl<S> RuntimeFloor<S> {
             n,
         }
     }
-
-    /// Counts the LFs of one read of `k` bytes, panicking at the end of the stream.
-    fn lines(&self, read: std::io::Result<usize>, buf: &[u8]) -> Option<usize> {
-        match read {
-            Ok(0) => panic!("floor: end of stream"),
-            Ok(k) => Some(memchr::memchr_iter(b'\n', &buf[..k]).count()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            Err(e) => panic!("floor: read: {e}"),
-        }
-    }
 }
 
 impl RuntimeFloor<tokio::net::UnixStream> {
-    /// One round on tokio's reactor: `readable`/`try_read`, as tokio's own
-    /// stream reads.
+    /// One round on tokio's reactor.
     async fn round(&self) -> usize {
-        let mut written = 0;
-        while written < self.out.len() {
-            self.stream.writable().await.expect("floor: writable");
-            match self.stream.try_write(&self.out[written..]) {
-                Ok(k) => written += k,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("floor: write: {e}"),
-            }
-        }
-        let mut buf = [0; ROUND_BUF];
-        let mut seen = 0;
-        while seen < self.n {
-            self.stream.readable().await.expect("floor: readable");
-            let read = self.stream.try_read(&mut buf);
-            seen += self.lines(read, &buf).unwrap_or(0);
-        }
-        seen
+        runtime_floor::tokio_round(&self.stream, &self.out, &mut [0; ROUND_BUF], self.n).await
     }
 }
 
 impl RuntimeFloor<smol::Async<UnixStream>> {
-    /// One round on async-io's reactor (smol's): `read_with`, as
-    /// `Async<UnixStream>`'s own reads.
+    /// One round on async-io's reactor (smol's).
     async fn round(&self) -> usize {
-        let mut written = 0;
-        while written < self.out.len() {
-            written += self
-                .stream
-                .write_with(|s| (&*s).write(&self.out[written..]))
-                .await
-                .expect("floor: write");
-        }
-        let mut buf = [0; ROUND_BUF];
-        let mut seen = 0;
-        while seen < self.n {
-            let read = self.stream.read_with(|s| (&*s).read(&mut buf)).await;
-            seen += self.lines(read, &buf).unwrap_or(0);
-        }
-        seen
+        runtime_floor::async_io_round(&self.stream, &self.out, &mut [0; ROUND_BUF], self.n).await
     }
 }
 

@@ -34,6 +34,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use futures_util::future::join_all;
+
+#[path = "../benches/support/runtime_floor.rs"]
+mod runtime_floor;
 use qmp_io::qemu::{Qemu, QemuBuilder};
 
 #[derive(serde::Serialize)]
@@ -133,24 +136,8 @@ fn floor_async_io(mode: &str, rounds: usize, n: usize) {
     let mut buf = vec![0u8; 64 << 10];
     measure(mode, rounds, n, || {
         encode(&mut out, &mut id, n);
-        smol::block_on(async {
-            let mut written = 0;
-            while written < out.len() {
-                written += stream
-                    .write_with(|s| (&*s).write(&out[written..]))
-                    .await
-                    .expect("write");
-            }
-            let mut seen = 0;
-            while seen < n {
-                let k = stream
-                    .read_with(|s| (&*s).read(&mut buf))
-                    .await
-                    .expect("read");
-                assert!(k > 0, "floor: end of stream");
-                seen += buf[..k].iter().filter(|&&b| b == b'\n').count();
-            }
-        });
+        // At least n: a line QEMU sent unasked (a RESUME at start) counts too.
+        smol::block_on(runtime_floor::async_io_round(&stream, &out, &mut buf, n));
         n
     });
 }
@@ -169,27 +156,7 @@ fn floor_tokio(mode: &str, rounds: usize, n: usize, runtime: &tokio::runtime::Ru
     let mut buf = vec![0u8; 64 << 10];
     measure(mode, rounds, n, || {
         encode(&mut out, &mut id, n);
-        runtime.block_on(async {
-            let mut written = 0;
-            while written < out.len() {
-                stream.writable().await.expect("writable");
-                match stream.try_write(&out[written..]) {
-                    Ok(k) => written += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("write: {e}"),
-                }
-            }
-            let mut seen = 0;
-            while seen < n {
-                stream.readable().await.expect("readable");
-                match stream.try_read(&mut buf) {
-                    Ok(0) => panic!("floor: end of stream"),
-                    Ok(k) => seen += buf[..k].iter().filter(|&&b| b == b'\n').count(),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("read: {e}"),
-                }
-            }
-        });
+        runtime.block_on(runtime_floor::tokio_round(&stream, &out, &mut buf, n));
         n
     });
 }
